@@ -1,0 +1,120 @@
+/* libmm internals shared by the loader and the component files.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * Each architecture lives in one file (text-wordvec.c, text-bert.c,
+ * image-resnet.c, audio-cnn1d.c, fusion.c, head.c) with three parts, as in
+ * llama2.c: a config + weights struct bound once at model load (weights are
+ * const float * into the mapped file), a context with scratch memory
+ * allocated once, and a forward pass that never allocates.
+ */
+#ifndef MM_PRIVATE_H
+#define MM_PRIVATE_H
+
+#include <json-glib/json-glib.h>
+#include "mm.h"
+
+G_BEGIN_DECLS
+
+/* ---- safetensors (safetensors.c) ---- */
+typedef struct _MmSafetensors MmSafetensors;
+
+typedef struct
+{
+  const char *name;
+  guint ndim;
+  gint64 shape[8];
+  gsize n_elements;
+  const float *data;            /* F32 view: into the mapping, or an owned
+                                 * converted copy for F16/BF16/unaligned */
+} MmTensor;
+
+/* Maps and validates the file (header, dtypes, offsets, overlaps).
+ * *metadata_json receives __metadata__["mm"] (owned by the result) or NULL. */
+MmSafetensors *mm_safetensors_open (const char *path, GError **error);
+MmSafetensors *mm_safetensors_open_bytes (const char *label, const guint8 *bytes, gsize len,
+    GError **error);            /* for fuzzing and tests; bytes must outlive it */
+void mm_safetensors_free (MmSafetensors *st);
+const char *mm_safetensors_metadata (const MmSafetensors *st, const char *key);
+const MmTensor *mm_safetensors_find (const MmSafetensors *st, const char *name);
+guint mm_safetensors_n_tensors (const MmSafetensors *st);
+
+/* ---- model (model.c) ---- */
+typedef struct _MmTextWeights MmTextWeights;
+typedef struct _MmImageWeights MmImageWeights;
+typedef struct _MmAudioWeights MmAudioWeights;
+typedef struct _MmFusionWeights MmFusionWeights;
+typedef struct _MmHeadWeights MmHeadWeights;
+
+struct _MmModel
+{
+  gint refcount;                /* atomic; the open-model table holds no ref */
+  char *path;                   /* canonical path: key in the open-model table */
+  char *name;
+  MmSafetensors *st;
+  JsonParser *parser;           /* owns the "mm" document */
+  const char *component_type[MM_N_COMPONENTS];  /* into parser's tree */
+  guint dim[MM_N_COMPONENTS];
+  MmTextWeights *text;
+  MmImageWeights *image;
+  MmAudioWeights *audio;
+  MmFusionWeights *fusion;
+  MmHeadWeights *head;
+};
+
+/* Parses the "mm" document of @st and binds every component.  Used by
+ * mm_model_open() and by the fuzz target (no file, no sharing). */
+MmModel *mm_model_new_from_safetensors (MmSafetensors *st, const char *label, GError **error);
+
+/* Binding: looks up "<prefix><name>" and checks its shape.  A dim of -1 in
+ * @shape accepts any size.  Errors name the tensor, expected and actual
+ * shapes. */
+const float *mm_bind (const MmSafetensors *st, const char *label, const char *name,
+    guint ndim, const gint64 *shape, GError **error);
+#define MM_SHAPE(...) ((const gint64[]) { __VA_ARGS__ }), (sizeof ((const gint64[]) { __VA_ARGS__ }) / sizeof (gint64))
+gboolean mm_has_tensor (const MmSafetensors *st, const char *name);
+
+/* JSON helpers: each fails with a message naming @label and @key. */
+gboolean mm_json_uint (JsonObject *o, const char *label, const char *key, gboolean required,
+    guint def, guint min, guint max, guint *out, GError **error);
+gboolean mm_json_double (JsonObject *o, const char *label, const char *key, gboolean required,
+    double def, double *out, GError **error);
+gboolean mm_json_bool (JsonObject *o, const char *label, const char *key, gboolean def,
+    gboolean *out, GError **error);
+const char *mm_json_string (JsonObject *o, const char *label, const char *key, gboolean required,
+    const char *def, GError **error);
+/* Array of strings; returns a NULL-terminated vector whose strings point into
+ * the JSON tree (free only the vector with g_free), or NULL + error. */
+const char **mm_json_string_array (JsonObject *o, const char *label, const char *key,
+    guint min_len, guint max_len, guint *n_out, GError **error);
+gboolean mm_json_float_array (JsonObject *o, const char *label, const char *key, guint len,
+    float *out, GError **error);
+
+/* ---- components: load (at model open) / free / dim ---- */
+#define MM_DECLARE_COMPONENT(Type, prefix) \
+  Type *prefix##_load (const MmSafetensors *st, JsonObject *cfg, const char *label, GError **error); \
+  void prefix##_free (Type *w); \
+  guint prefix##_dim (const Type *w);
+
+MM_DECLARE_COMPONENT (MmTextWeights, mm_text_weights)
+MM_DECLARE_COMPONENT (MmImageWeights, mm_image_weights)
+MM_DECLARE_COMPONENT (MmAudioWeights, mm_audio_weights)
+MM_DECLARE_COMPONENT (MmFusionWeights, mm_fusion_weights)
+MM_DECLARE_COMPONENT (MmHeadWeights, mm_head_weights)
+
+/* Accessors the public getters in model.c forward to. */
+void mm_image_weights_size (const MmImageWeights *w, guint *width, guint *height);
+void mm_audio_weights_params (const MmAudioWeights *w, guint *rate, guint *window, guint *hop);
+guint mm_fusion_weights_n_inputs (const MmFusionWeights *w);
+const char *mm_fusion_weights_input_modality (const MmFusionWeights *w, guint i);
+guint mm_fusion_weights_input_dim (const MmFusionWeights *w, guint i);
+MmHeadKind mm_head_weights_kind (const MmHeadWeights *w);
+const char *mm_head_weights_label (const MmHeadWeights *w, guint i);
+
+/* Utility: g_set_error with MM_ERROR_FORMAT and "label: message". */
+#define mm_format_error(error, label, ...) \
+  mm_set_error (error, MM_ERROR_FORMAT, label, __VA_ARGS__)
+void mm_set_error (GError **error, MmError code, const char *label, const char *fmt, ...)
+    G_GNUC_PRINTF (4, 5);
+
+G_END_DECLS
+#endif
