@@ -1,0 +1,180 @@
+/* libmm: checked access to the model's JSON configuration.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * Every getter validates type and range and names the component and key in
+ * its error, so a bad model file says exactly what is wrong.
+ */
+#include <math.h>
+#include <stdarg.h>
+
+#include "mm-private.h"
+
+G_DEFINE_QUARK (mm-error-quark, mm_error);
+
+void
+mm_set_error (GError **error, MmError code, const char *label, const char *fmt, ...)
+{
+  if (!error)
+    return;
+  va_list ap;
+  va_start (ap, fmt);
+  char *msg = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  g_set_error (error, MM_ERROR, code, "%s: %s", label, msg);
+  g_free (msg);
+}
+
+static JsonNode *
+member (JsonObject *o, const char *key)
+{
+  return o ? json_object_get_member (o, key) : NULL;
+}
+
+static gboolean
+is_number (JsonNode *n)
+{
+  if (!n || !JSON_NODE_HOLDS_VALUE (n))
+    return FALSE;
+  GType t = json_node_get_value_type (n);
+  return t == G_TYPE_INT64 || t == G_TYPE_DOUBLE;
+}
+
+gboolean
+mm_json_uint (JsonObject *o, const char *label, const char *key, gboolean required,
+    guint def, guint min, guint max, guint *out, GError **error)
+{
+  JsonNode *n = member (o, key);
+  if (!n) {
+    if (required) {
+      mm_format_error (error, label, "required key '%s' is missing", key);
+      return FALSE;
+    }
+    *out = def;
+    return TRUE;
+  }
+  if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_INT64) {
+    mm_format_error (error, label, "'%s' must be an integer", key);
+    return FALSE;
+  }
+  gint64 v = json_node_get_int (n);
+  if (v < (gint64) min || v > (gint64) max) {
+    mm_format_error (error, label, "'%s' = %" G_GINT64_FORMAT " is outside [%u, %u]", key,
+        v, min, max);
+    return FALSE;
+  }
+  *out = (guint) v;
+  return TRUE;
+}
+
+gboolean
+mm_json_double (JsonObject *o, const char *label, const char *key, gboolean required,
+    double def, double *out, GError **error)
+{
+  JsonNode *n = member (o, key);
+  if (!n) {
+    if (required) {
+      mm_format_error (error, label, "required key '%s' is missing", key);
+      return FALSE;
+    }
+    *out = def;
+    return TRUE;
+  }
+  if (!is_number (n)) {
+    mm_format_error (error, label, "'%s' must be a number", key);
+    return FALSE;
+  }
+  double v = json_node_get_double (n);
+  if (!isfinite (v)) {
+    mm_format_error (error, label, "'%s' must be finite", key);
+    return FALSE;
+  }
+  *out = v;
+  return TRUE;
+}
+
+gboolean
+mm_json_bool (JsonObject *o, const char *label, const char *key, gboolean def,
+    gboolean *out, GError **error)
+{
+  JsonNode *n = member (o, key);
+  if (!n) {
+    *out = def;
+    return TRUE;
+  }
+  if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_BOOLEAN) {
+    mm_format_error (error, label, "'%s' must be true or false", key);
+    return FALSE;
+  }
+  *out = json_node_get_boolean (n);
+  return TRUE;
+}
+
+const char *
+mm_json_string (JsonObject *o, const char *label, const char *key, gboolean required,
+    const char *def, GError **error)
+{
+  JsonNode *n = member (o, key);
+  if (!n) {
+    if (required)
+      mm_format_error (error, label, "required key '%s' is missing", key);
+    return required ? NULL : def;
+  }
+  if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_STRING) {
+    mm_format_error (error, label, "'%s' must be a string", key);
+    return NULL;
+  }
+  return json_node_get_string (n);
+}
+
+const char **
+mm_json_string_array (JsonObject *o, const char *label, const char *key, guint min_len,
+    guint max_len, guint *n_out, GError **error)
+{
+  JsonNode *n = member (o, key);
+  if (!n || !JSON_NODE_HOLDS_ARRAY (n)) {
+    mm_format_error (error, label, "'%s' must be an array of strings", key);
+    return NULL;
+  }
+  JsonArray *a = json_node_get_array (n);
+  guint len = json_array_get_length (a);
+  if (len < min_len || len > max_len) {
+    mm_format_error (error, label, "'%s' has %u entries, expected %u to %u", key, len,
+        min_len, max_len);
+    return NULL;
+  }
+  const char **v = g_new0 (const char *, len + 1);
+  for (guint i = 0; i < len; i++) {
+    JsonNode *e = json_array_get_element (a, i);
+    if (!JSON_NODE_HOLDS_VALUE (e) || json_node_get_value_type (e) != G_TYPE_STRING) {
+      mm_format_error (error, label, "'%s'[%u] is not a string", key, i);
+      g_free (v);
+      return NULL;
+    }
+    v[i] = json_node_get_string (e);
+  }
+  if (n_out)
+    *n_out = len;
+  return v;
+}
+
+gboolean
+mm_json_float_array (JsonObject *o, const char *label, const char *key, guint len,
+    float *out, GError **error)
+{
+  JsonNode *n = member (o, key);
+  if (!n || !JSON_NODE_HOLDS_ARRAY (n)
+      || json_array_get_length (json_node_get_array (n)) != len) {
+    mm_format_error (error, label, "'%s' must be an array of %u numbers", key, len);
+    return FALSE;
+  }
+  JsonArray *a = json_node_get_array (n);
+  for (guint i = 0; i < len; i++) {
+    JsonNode *e = json_array_get_element (a, i);
+    if (!is_number (e) || !isfinite (json_node_get_double (e))) {
+      mm_format_error (error, label, "'%s'[%u] is not a finite number", key, i);
+      return FALSE;
+    }
+    out[i] = (float) json_node_get_double (e);
+  }
+  return TRUE;
+}

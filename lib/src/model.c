@@ -1,0 +1,394 @@
+/* libmm: model files -- open once per process, validate everything, share.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mm-private.h"
+#include "ops.h"
+
+/* Open models by canonical path.  The table holds no reference: a model
+ * removes itself when its count drops to zero.  Reference counts change only
+ * under this lock, so open() can never revive a model being freed. */
+static GMutex models_lock;
+static GHashTable *models_by_path;
+
+static const char *const component_names[MM_N_COMPONENTS] = {
+  "text", "image", "audio", "fusion", "head"
+};
+
+const char *
+mm_component_name (MmComponent component)
+{
+  return (guint) component < MM_N_COMPONENTS ? component_names[component] : NULL;
+}
+
+static void
+model_free (MmModel *m)
+{
+  if (m->text)
+    mm_text_weights_free (m->text);
+  if (m->image)
+    mm_image_weights_free (m->image);
+  if (m->audio)
+    mm_audio_weights_free (m->audio);
+  if (m->fusion)
+    mm_fusion_weights_free (m->fusion);
+  if (m->head)
+    mm_head_weights_free (m->head);
+  if (m->parser)
+    g_object_unref (m->parser);
+  mm_safetensors_free (m->st);
+  g_free (m->path);
+  g_free (m->name);
+  g_free (m);
+}
+
+static gboolean
+load_component (MmModel *m, MmComponent c, JsonObject *cfg, const char *file_label,
+    GError **error)
+{
+  char *label = g_strdup_printf ("%s: component '%s'", file_label, component_names[c]);
+  gboolean ok = TRUE;
+  switch (c) {
+    case MM_COMPONENT_TEXT:
+      ok = (m->text = mm_text_weights_load (m->st, cfg, label, error)) != NULL;
+      if (ok)
+        m->dim[c] = mm_text_weights_dim (m->text);
+      break;
+    case MM_COMPONENT_IMAGE:
+      ok = (m->image = mm_image_weights_load (m->st, cfg, label, error)) != NULL;
+      if (ok)
+        m->dim[c] = mm_image_weights_dim (m->image);
+      break;
+    case MM_COMPONENT_AUDIO:
+      ok = (m->audio = mm_audio_weights_load (m->st, cfg, label, error)) != NULL;
+      if (ok)
+        m->dim[c] = mm_audio_weights_dim (m->audio);
+      break;
+    case MM_COMPONENT_FUSION:
+      ok = (m->fusion = mm_fusion_weights_load (m->st, cfg, label, error)) != NULL;
+      if (ok)
+        m->dim[c] = mm_fusion_weights_dim (m->fusion);
+      break;
+    case MM_COMPONENT_HEAD:
+      ok = (m->head = mm_head_weights_load (m->st, cfg, label, error)) != NULL;
+      if (ok)
+        m->dim[c] = mm_head_weights_dim (m->head);
+      break;
+    default:
+      g_assert_not_reached ();
+  }
+  g_free (label);
+  return ok;
+}
+
+/* Components must agree with each other: a fusion input of modality "text"
+ * has the text encoder's dim, and the head reads the fusion's output. */
+static gboolean
+check_consistency (MmModel *m, const char *label, GError **error)
+{
+  if (m->fusion) {
+    for (guint i = 0; i < mm_fusion_weights_n_inputs (m->fusion); i++) {
+      const char *mod = mm_fusion_weights_input_modality (m->fusion, i);
+      guint dim = mm_fusion_weights_input_dim (m->fusion, i);
+      for (MmComponent c = MM_COMPONENT_TEXT; c <= MM_COMPONENT_AUDIO; c++) {
+        if (g_str_equal (mod, component_names[c]) && m->dim[c] && m->dim[c] != dim) {
+          mm_format_error (error, label, "fusion input %u (%s) has dim %u but the %s "
+              "encoder outputs %u", i, mod, dim, mod, m->dim[c]);
+          return FALSE;
+        }
+      }
+    }
+  }
+  if (m->fusion && m->head) {
+    const MmTensor *w0 = mm_safetensors_find (m->st, "head.layers.0.weight");
+    if (w0 && w0->ndim == 2 && w0->shape[1] != (gint64) m->dim[MM_COMPONENT_FUSION]) {
+      mm_format_error (error, label, "the head takes %" G_GINT64_FORMAT " inputs but the "
+          "fusion outputs %u", w0->shape[1], m->dim[MM_COMPONENT_FUSION]);
+      return FALSE;
+    }
+  }
+  return TRUE;
+}
+
+MmModel *
+mm_model_new_from_safetensors (MmSafetensors *st, const char *label, GError **error)
+{
+  MmModel *m = g_new0 (MmModel, 1);
+  m->refcount = 1;
+  m->st = st;
+  const char *doc = mm_safetensors_metadata (st, "mm");
+  if (!doc) {
+    mm_format_error (error, label, "no __metadata__ \"mm\" entry: not a libmm model "
+        "(see models/FORMAT.md)");
+    goto fail;
+  }
+  m->parser = json_parser_new_immutable ();
+  GError *jerr = NULL;
+  if (!json_parser_load_from_data (m->parser, doc, -1, &jerr)) {
+    mm_format_error (error, label, "__metadata__ \"mm\" is not valid JSON: %s",
+        jerr->message);
+    g_error_free (jerr);
+    goto fail;
+  }
+  JsonNode *root = json_parser_get_root (m->parser);
+  if (!root || !JSON_NODE_HOLDS_OBJECT (root)) {
+    mm_format_error (error, label, "__metadata__ \"mm\" is not a JSON object");
+    goto fail;
+  }
+  JsonObject *o = json_node_get_object (root);
+  guint version;
+  if (!mm_json_uint (o, label, "version", TRUE, 1, 0, G_MAXINT, &version, error))
+    goto fail;
+  if (version != 1) {
+    mm_set_error (error, MM_ERROR_UNSUPPORTED, label, "format version %u is not supported "
+        "(this libmm reads version 1)", version);
+    goto fail;
+  }
+  const char *name = mm_json_string (o, label, "name", FALSE, NULL, error);
+  if (!name && json_object_has_member (o, "name"))
+    goto fail;
+  m->name = name ? g_strdup (name) : g_path_get_basename (label);
+
+  JsonNode *comps = json_object_get_member (o, "components");
+  if (!comps || !JSON_NODE_HOLDS_OBJECT (comps)) {
+    mm_format_error (error, label, "\"components\" must be a JSON object");
+    goto fail;
+  }
+  JsonObject *co = json_node_get_object (comps);
+  GList *keys = json_object_get_members (co);
+  for (GList * l = keys; l; l = l->next) {
+    gboolean known = FALSE;
+    for (int c = 0; c < MM_N_COMPONENTS; c++)
+      known |= g_str_equal (l->data, component_names[c]);
+    if (!known) {
+      mm_format_error (error, label, "unknown component '%s' (known: text, image, audio, "
+          "fusion, head)", (const char *) l->data);
+      g_list_free (keys);
+      goto fail;
+    }
+  }
+  g_list_free (keys);
+  for (MmComponent c = 0; c < MM_N_COMPONENTS; c++) {
+    JsonNode *cn = json_object_get_member (co, component_names[c]);
+    if (!cn)
+      continue;
+    if (!JSON_NODE_HOLDS_OBJECT (cn)) {
+      mm_format_error (error, label, "component '%s' is not a JSON object",
+          component_names[c]);
+      goto fail;
+    }
+    JsonObject *cfg = json_node_get_object (cn);
+    char *clabel = g_strdup_printf ("%s: component '%s'", label, component_names[c]);
+    m->component_type[c] = mm_json_string (cfg, clabel, "type", TRUE, NULL, error);
+    g_free (clabel);
+    if (!m->component_type[c] || !load_component (m, c, cfg, label, error))
+      goto fail;
+  }
+  if (!check_consistency (m, label, error))
+    goto fail;
+  return m;
+
+fail:
+  m->st = NULL;                 /* the caller keeps ownership on failure */
+  model_free (m);
+  return NULL;
+}
+
+MmModel *
+mm_model_open (const char *path, GError **error)
+{
+  g_return_val_if_fail (path != NULL, NULL);
+  char *canonical = realpath (path, NULL);
+  if (!canonical) {
+    mm_set_error (error, MM_ERROR_IO, path, "cannot open model file: %s",
+        g_strerror (errno));
+    return NULL;
+  }
+  /* g_free and free may differ in theory; copy into GLib's allocator. */
+  char *key = g_strdup (canonical);
+  free (canonical);
+
+  g_mutex_lock (&models_lock);
+  if (!models_by_path)
+    models_by_path = g_hash_table_new (g_str_hash, g_str_equal);
+  MmModel *m = g_hash_table_lookup (models_by_path, key);
+  if (m) {
+    m->refcount++;
+    g_mutex_unlock (&models_lock);
+    g_free (key);
+    return m;
+  }
+  /* Loading under the lock serialises first opens of different models too;
+   * they happen once per path per process, at READY->PAUSED. */
+  MmSafetensors *st = mm_safetensors_open (key, error);
+  if (st) {
+    m = mm_model_new_from_safetensors (st, key, error);
+    if (!m)
+      mm_safetensors_free (st);
+  }
+  if (m) {
+    m->path = key;
+    g_hash_table_insert (models_by_path, m->path, m);
+  } else {
+    g_free (key);
+  }
+  g_mutex_unlock (&models_lock);
+  if (m)
+    mm_blas_init ();
+  return m;
+}
+
+MmModel *
+mm_model_ref (MmModel *model)
+{
+  g_return_val_if_fail (model != NULL, NULL);
+  g_mutex_lock (&models_lock);
+  model->refcount++;
+  g_mutex_unlock (&models_lock);
+  return model;
+}
+
+void
+mm_model_unref (MmModel *model)
+{
+  if (!model)
+    return;
+  g_mutex_lock (&models_lock);
+  gboolean last = --model->refcount == 0;
+  if (last && model->path && models_by_path)
+    g_hash_table_remove (models_by_path, model->path);
+  g_mutex_unlock (&models_lock);
+  if (last)
+    model_free (model);
+}
+
+const char *
+mm_model_get_path (const MmModel *model)
+{
+  return model->path;
+}
+
+const char *
+mm_model_get_name (const MmModel *model)
+{
+  return model->name;
+}
+
+gboolean
+mm_model_has_component (const MmModel *model, MmComponent component)
+{
+  return (guint) component < MM_N_COMPONENTS && model->component_type[component] != NULL;
+}
+
+const char *
+mm_model_get_component_type (const MmModel *model, MmComponent component)
+{
+  return (guint) component < MM_N_COMPONENTS ? model->component_type[component] : NULL;
+}
+
+guint
+mm_model_get_dim (const MmModel *model, MmComponent component)
+{
+  return (guint) component < MM_N_COMPONENTS ? model->dim[component] : 0;
+}
+
+gboolean
+mm_model_get_image_size (const MmModel *model, guint *width, guint *height)
+{
+  if (!model->image)
+    return FALSE;
+  mm_image_weights_size (model->image, width, height);
+  return TRUE;
+}
+
+guint
+mm_model_get_audio_rate (const MmModel *model)
+{
+  guint rate = 0, window, hop;
+  if (model->audio)
+    mm_audio_weights_params (model->audio, &rate, &window, &hop);
+  return rate;
+}
+
+guint
+mm_model_get_audio_window (const MmModel *model)
+{
+  guint rate, window = 0, hop;
+  if (model->audio)
+    mm_audio_weights_params (model->audio, &rate, &window, &hop);
+  return window;
+}
+
+guint
+mm_model_get_audio_hop (const MmModel *model)
+{
+  guint rate, window, hop = 0;
+  if (model->audio)
+    mm_audio_weights_params (model->audio, &rate, &window, &hop);
+  return hop;
+}
+
+guint
+mm_model_get_fusion_n_inputs (const MmModel *model)
+{
+  return model->fusion ? mm_fusion_weights_n_inputs (model->fusion) : 0;
+}
+
+const char *
+mm_model_get_fusion_input_modality (const MmModel *model, guint i)
+{
+  if (i >= mm_model_get_fusion_n_inputs (model))
+    return NULL;
+  return mm_fusion_weights_input_modality (model->fusion, i);
+}
+
+guint
+mm_model_get_fusion_input_dim (const MmModel *model, guint i)
+{
+  if (i >= mm_model_get_fusion_n_inputs (model))
+    return 0;
+  return mm_fusion_weights_input_dim (model->fusion, i);
+}
+
+gint
+mm_model_find_fusion_input (const MmModel *model, const char *modality)
+{
+  for (guint i = 0; i < mm_model_get_fusion_n_inputs (model); i++)
+    if (g_strcmp0 (mm_fusion_weights_input_modality (model->fusion, i), modality) == 0)
+      return (gint) i;
+  return -1;
+}
+
+MmHeadKind
+mm_model_get_head_kind (const MmModel *model)
+{
+  return model->head ? mm_head_weights_kind (model->head) : MM_HEAD_REGRESSION;
+}
+
+guint
+mm_model_get_n_outputs (const MmModel *model)
+{
+  return model->dim[MM_COMPONENT_HEAD];
+}
+
+const char *
+mm_model_get_label (const MmModel *model, guint i)
+{
+  if (!model->head || i >= model->dim[MM_COMPONENT_HEAD])
+    return NULL;
+  return mm_head_weights_label (model->head, i);
+}
+
+MmContextParams
+mm_context_default_params (void)
+{
+  MmContextParams p = {
+    .n_threads = 0,
+    .max_text_bytes = 64 * 1024,
+    .max_audio_samples = 0,
+  };
+  return p;
+}
