@@ -1,0 +1,465 @@
+/* libmm: BERT-style text encoder (Hugging Face BertModel tensor names).
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * Three parts, as in llama2.c:
+ * - BertConfig + MmBertWeights: parsed and bound once at model load; the
+ *   weights are const float * into the mapped file, shared by contexts.
+ * - MmBertContext: the WordPiece tokenizer and every activation buffer,
+ *   sized for max_len tokens when the context is created.
+ * - mm_bert_encode(): tokenise, forward, pool; never allocates.
+ *
+ * The forward pass is the post-LayerNorm BERT of Devlin et al. as
+ * transformers' BertModel runs it in eval mode, for one sequence without
+ * padding (so every key is valid in self-attention).
+ */
+#include <math.h>
+#include <string.h>
+
+#include "mm-private.h"
+#include "ops.h"
+#include "preprocess.h"
+
+/* Interface with text-encoder.c (the same declarations are there). */
+typedef struct _MmBertWeights MmBertWeights;
+typedef struct _MmBertContext MmBertContext;
+MmBertWeights *mm_bert_weights_load (const MmSafetensors *st, JsonObject *cfg,
+    const char *label, const MmVocab *vocab, gboolean lowercase, guint dim, GError **error);
+void mm_bert_weights_free (MmBertWeights *w);
+MmBertContext *mm_bert_context_new (const MmBertWeights *w, gsize max_text_bytes,
+    GError **error);
+void mm_bert_context_free (MmBertContext *ctx);
+gboolean mm_bert_encode (MmBertContext *ctx, const char *utf8, gsize len, float *embedding,
+    guint *n_content, GError **error);
+
+#define BERT_MAX_LAYERS 64
+#define BERT_MAX_DIM 65536
+
+typedef enum
+{
+  BERT_POOL_CLS,                /* hidden state of [CLS] */
+  BERT_POOL_MEAN,               /* mean over all tokens, [CLS] and [SEP] included */
+  BERT_POOL_POOLER,             /* tanh (dense ([CLS])), BertPooler */
+} BertPooling;
+
+typedef struct
+{
+  guint vocab_size;             /* V */
+  guint hidden;                 /* H */
+  guint layers;                 /* L */
+  guint heads;                  /* A, H % A == 0 */
+  guint intermediate;           /* I */
+  guint max_len;                /* tokens with [CLS] and [SEP], <= n_positions */
+  guint n_positions;            /* P, rows of the position table */
+  guint dim;                    /* output size: H, or proj rows */
+  gboolean lowercase;
+  BertPooling pooling;
+  float eps;                    /* LayerNorm epsilon */
+} BertConfig;
+
+typedef struct
+{
+  const float *query_w, *query_b;       /* (H, H), (H) */
+  const float *key_w, *key_b;
+  const float *value_w, *value_b;
+  const float *attn_out_w, *attn_out_b; /* (H, H), (H) */
+  const float *attn_ln_w, *attn_ln_b;   /* (H) */
+  const float *inter_w, *inter_b;       /* (I, H), (I) */
+  const float *out_w, *out_b;   /* (H, I), (H) */
+  const float *out_ln_w, *out_ln_b;     /* (H) */
+} BertLayer;
+
+struct _MmBertWeights
+{
+  BertConfig cfg;
+  const MmVocab *vocab;         /* owned by MmTextWeights */
+  const float *word_emb;        /* (V, H) */
+  const float *pos_emb;         /* (P, H) */
+  const float *type_emb;        /* (T, H); only row 0 is used */
+  const float *emb_ln_w, *emb_ln_b;     /* (H) */
+  BertLayer *layer;             /* L */
+  const float *pooler_w, *pooler_b;     /* (H, H), (H) when pooling is "pooler" */
+  const float *proj_w, *proj_b; /* (D, H), (D) or NULL */
+};
+
+struct _MmBertContext
+{
+  const MmBertWeights *w;
+  MmWordPiece *wp;
+  gint32 *ids;                  /* (max_len) */
+  float *x;                     /* (max_len, H) hidden states */
+  float *q, *k, *v;             /* (max_len, H) each */
+  float *attn;                  /* (max_len, H) attention output, heads concatenated */
+  float *tmp;                   /* (max_len, H) sublayer output + residual */
+  float *ffn;                   /* (max_len, I) */
+  float *scores;                /* (max_len, max_len) attention scratch */
+  float *pooled;                /* (H) */
+};
+
+/* ---------------------------------------------------------------------- */
+/* Load                                                                    */
+
+/* Binds "text.<name>" with a shape of @ndim dims (-1 = any). */
+static const float *
+bind2 (const MmSafetensors *st, const char *label, const char *name, guint ndim,
+    gint64 d0, gint64 d1, GError **error)
+{
+  char full[256];
+  gint64 shape[2] = { d0, d1 };
+
+  g_snprintf (full, sizeof full, "text.%s", name);
+  return mm_bind (st, label, full, ndim, shape, error);
+}
+
+/* Binds "text.encoder.layer.<i>.<name>". */
+static const float *
+bind_layer (const MmSafetensors *st, const char *label, guint i, const char *name,
+    guint ndim, gint64 d0, gint64 d1, GError **error)
+{
+  char sub[200];
+
+  g_snprintf (sub, sizeof sub, "encoder.layer.%u.%s", i, name);
+  return bind2 (st, label, sub, ndim, d0, d1, error);
+}
+
+/* Rows of a tensor already bound with a free first dimension. */
+static guint
+tensor_rows (const MmSafetensors *st, const char *name)
+{
+  const MmTensor *t = mm_safetensors_find (st, name);
+  return t && t->ndim >= 1 ? (guint) t->shape[0] : 0;
+}
+
+static gboolean
+parse_config (BertConfig *c, JsonObject *cfg, const char *label, const MmVocab *vocab,
+    gboolean lowercase, guint dim, GError **error)
+{
+  double eps;
+  const char *pooling;
+
+  memset (c, 0, sizeof *c);
+  c->vocab_size = mm_vocab_size (vocab);
+  c->lowercase = lowercase;
+  c->dim = dim;
+  if (!mm_json_uint (cfg, label, "hidden", TRUE, 0, 1, BERT_MAX_DIM, &c->hidden, error)
+      || !mm_json_uint (cfg, label, "layers", TRUE, 0, 1, BERT_MAX_LAYERS, &c->layers, error)
+      || !mm_json_uint (cfg, label, "heads", TRUE, 0, 1, BERT_MAX_DIM, &c->heads, error)
+      || !mm_json_uint (cfg, label, "intermediate", TRUE, 0, 1, BERT_MAX_DIM,
+          &c->intermediate, error)
+      || !mm_json_uint (cfg, label, "max_len", TRUE, 0, 2, BERT_MAX_DIM, &c->max_len, error)
+      || !mm_json_double (cfg, label, "layer_norm_eps", FALSE, 1e-12, &eps, error))
+    return FALSE;
+  if (c->hidden % c->heads != 0) {
+    mm_format_error (error, label, "text: hidden size %u is not a multiple of heads %u",
+        c->hidden, c->heads);
+    return FALSE;
+  }
+  if (!(eps > 0.0 && eps < 1.0)) {
+    mm_format_error (error, label, "text: layer_norm_eps %g is not in (0, 1)", eps);
+    return FALSE;
+  }
+  c->eps = (float) eps;
+
+  pooling = mm_json_string (cfg, label, "pooling", FALSE, "cls", error);
+  if (!pooling)
+    return FALSE;
+  if (g_str_equal (pooling, "cls"))
+    c->pooling = BERT_POOL_CLS;
+  else if (g_str_equal (pooling, "mean"))
+    c->pooling = BERT_POOL_MEAN;
+  else if (g_str_equal (pooling, "pooler"))
+    c->pooling = BERT_POOL_POOLER;
+  else {
+    mm_format_error (error, label, "text: unknown pooling \"%s\" (cls, mean or pooler)",
+        pooling);
+    return FALSE;
+  }
+
+  static const char *const special[] = { "[CLS]", "[SEP]", "[UNK]", "[PAD]" };
+  for (guint i = 0; i < G_N_ELEMENTS (special); i++) {
+    if (mm_vocab_lookup (vocab, special[i], strlen (special[i])) < 0) {
+      mm_format_error (error, label, "text: the WordPiece vocabulary has no %s token",
+          special[i]);
+      return FALSE;
+    }
+  }
+  return TRUE;
+}
+
+static gboolean
+bind_embeddings (MmBertWeights *w, const MmSafetensors *st, const char *label, GError **error)
+{
+  BertConfig *c = &w->cfg;
+  gint64 H = c->hidden;
+
+  w->word_emb = bind2 (st, label, "embeddings.word_embeddings.weight", 2, c->vocab_size, H,
+      error);
+  if (!w->word_emb)
+    return FALSE;
+  w->pos_emb = bind2 (st, label, "embeddings.position_embeddings.weight", 2, -1, H, error);
+  if (!w->pos_emb)
+    return FALSE;
+  c->n_positions = tensor_rows (st, "text.embeddings.position_embeddings.weight");
+  if (c->max_len > c->n_positions) {
+    mm_format_error (error, label,
+        "text: max_len %u exceeds the %u rows of text.embeddings.position_embeddings.weight",
+        c->max_len, c->n_positions);
+    return FALSE;
+  }
+  w->type_emb = bind2 (st, label, "embeddings.token_type_embeddings.weight", 2, -1, H, error);
+  if (!w->type_emb)
+    return FALSE;
+  if (tensor_rows (st, "text.embeddings.token_type_embeddings.weight") < 1) {
+    mm_format_error (error, label, "text: text.embeddings.token_type_embeddings.weight is empty");
+    return FALSE;
+  }
+  w->emb_ln_w = bind2 (st, label, "embeddings.LayerNorm.weight", 1, H, 0, error);
+  w->emb_ln_b = w->emb_ln_w ? bind2 (st, label, "embeddings.LayerNorm.bias", 1, H, 0, error)
+      : NULL;
+  return w->emb_ln_b != NULL;
+}
+
+static gboolean
+bind_layer_weights (BertLayer *l, guint i, const BertConfig *c, const MmSafetensors *st,
+    const char *label, GError **error)
+{
+  gint64 H = c->hidden, I = c->intermediate;
+  struct
+  {
+    const float **dst;
+    const char *name;
+    guint ndim;
+    gint64 d0, d1;
+  } t[] = {
+    { &l->query_w, "attention.self.query.weight", 2, H, H },
+    { &l->query_b, "attention.self.query.bias", 1, H, 0 },
+    { &l->key_w, "attention.self.key.weight", 2, H, H },
+    { &l->key_b, "attention.self.key.bias", 1, H, 0 },
+    { &l->value_w, "attention.self.value.weight", 2, H, H },
+    { &l->value_b, "attention.self.value.bias", 1, H, 0 },
+    { &l->attn_out_w, "attention.output.dense.weight", 2, H, H },
+    { &l->attn_out_b, "attention.output.dense.bias", 1, H, 0 },
+    { &l->attn_ln_w, "attention.output.LayerNorm.weight", 1, H, 0 },
+    { &l->attn_ln_b, "attention.output.LayerNorm.bias", 1, H, 0 },
+    { &l->inter_w, "intermediate.dense.weight", 2, I, H },
+    { &l->inter_b, "intermediate.dense.bias", 1, I, 0 },
+    { &l->out_w, "output.dense.weight", 2, H, I },
+    { &l->out_b, "output.dense.bias", 1, H, 0 },
+    { &l->out_ln_w, "output.LayerNorm.weight", 1, H, 0 },
+    { &l->out_ln_b, "output.LayerNorm.bias", 1, H, 0 },
+  };
+
+  for (guint j = 0; j < G_N_ELEMENTS (t); j++) {
+    *t[j].dst = bind_layer (st, label, i, t[j].name, t[j].ndim, t[j].d0, t[j].d1, error);
+    if (!*t[j].dst)
+      return FALSE;
+  }
+  return TRUE;
+}
+
+/* Optional "proj" (dim, H); without it the output is the pooled H vector. */
+static gboolean
+bind_head (MmBertWeights *w, const MmSafetensors *st, const char *label, GError **error)
+{
+  BertConfig *c = &w->cfg;
+  gint64 H = c->hidden;
+
+  if (c->pooling == BERT_POOL_POOLER) {
+    w->pooler_w = bind2 (st, label, "pooler.dense.weight", 2, H, H, error);
+    if (!w->pooler_w)
+      return FALSE;
+    w->pooler_b = bind2 (st, label, "pooler.dense.bias", 1, H, 0, error);
+    if (!w->pooler_b)
+      return FALSE;
+  }
+  if (mm_has_tensor (st, "text.proj.weight")) {
+    w->proj_w = bind2 (st, label, "proj.weight", 2, c->dim, H, error);
+    if (!w->proj_w)
+      return FALSE;
+    if (mm_has_tensor (st, "text.proj.bias")) {
+      w->proj_b = bind2 (st, label, "proj.bias", 1, c->dim, 0, error);
+      if (!w->proj_b)
+        return FALSE;
+    }
+  } else if (c->dim != c->hidden) {
+    mm_format_error (error, label,
+        "text: \"dim\" is %u but there is no text.proj.weight and hidden is %u",
+        c->dim, c->hidden);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+MmBertWeights *
+mm_bert_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *label,
+    const MmVocab *vocab, gboolean lowercase, guint dim, GError **error)
+{
+  MmBertWeights *w = g_new0 (MmBertWeights, 1);
+
+  w->vocab = vocab;
+  if (!parse_config (&w->cfg, cfg, label, vocab, lowercase, dim, error)
+      || !bind_embeddings (w, st, label, error))
+    goto fail;
+  w->layer = g_new0 (BertLayer, w->cfg.layers);
+  for (guint i = 0; i < w->cfg.layers; i++)
+    if (!bind_layer_weights (&w->layer[i], i, &w->cfg, st, label, error))
+      goto fail;
+  if (!bind_head (w, st, label, error))
+    goto fail;
+  return w;
+
+fail:
+  mm_bert_weights_free (w);
+  return NULL;
+}
+
+void
+mm_bert_weights_free (MmBertWeights *w)
+{
+  if (!w)
+    return;
+  g_free (w->layer);
+  g_free (w);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Context                                                                 */
+
+MmBertContext *
+mm_bert_context_new (const MmBertWeights *w, gsize max_text_bytes, GError **error)
+{
+  const BertConfig *c = &w->cfg;
+  gsize n = c->max_len, H = c->hidden;
+  MmBertContext *ctx = g_new0 (MmBertContext, 1);
+
+  ctx->w = w;
+  ctx->wp = mm_wordpiece_new (w->vocab, c->lowercase, c->max_len, max_text_bytes, error);
+  if (!ctx->wp) {
+    mm_bert_context_free (ctx);
+    return NULL;
+  }
+  ctx->ids = g_new0 (gint32, n);
+  ctx->x = g_new0 (float, n * H);
+  ctx->q = g_new0 (float, n * H);
+  ctx->k = g_new0 (float, n * H);
+  ctx->v = g_new0 (float, n * H);
+  ctx->attn = g_new0 (float, n * H);
+  ctx->tmp = g_new0 (float, n * H);
+  ctx->ffn = g_new0 (float, n * c->intermediate);
+  ctx->scores = g_new0 (float, n * n);
+  ctx->pooled = g_new0 (float, H);
+  return ctx;
+}
+
+void
+mm_bert_context_free (MmBertContext *ctx)
+{
+  if (!ctx)
+    return;
+  if (ctx->wp)
+    mm_wordpiece_free (ctx->wp);
+  g_free (ctx->ids);
+  g_free (ctx->x);
+  g_free (ctx->q);
+  g_free (ctx->k);
+  g_free (ctx->v);
+  g_free (ctx->attn);
+  g_free (ctx->tmp);
+  g_free (ctx->ffn);
+  g_free (ctx->scores);
+  g_free (ctx->pooled);
+  g_free (ctx);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Forward                                                                 */
+
+/* x (n, H) = LayerNorm (word[ids] + position[0..n) + token_type[0]) */
+static void
+bert_embed (float *x, const MmBertWeights *w, const gint32 *ids, int n)
+{
+  int H = w->cfg.hidden;
+
+  mm_embedding (x, w->word_emb, ids, n, H);
+  mm_add (x, w->pos_emb, (gsize) n * H);        /* positions 0..n-1 are rows 0..n-1 */
+  for (int t = 0; t < n; t++)
+    mm_add (x + (gsize) t * H, w->type_emb, H);
+  mm_layernorm (x, x, n, H, w->emb_ln_w, w->emb_ln_b, w->cfg.eps);
+}
+
+/* x (n, H) = BertLayer (x): post-LN self-attention block, then FFN block. */
+static void
+bert_layer (MmBertContext *s, const BertLayer *l, const BertConfig *c, int n)
+{
+  int H = c->hidden, I = c->intermediate;
+  gsize nH = (gsize) n * H;
+
+  mm_linear (s->q, s->x, l->query_w, l->query_b, n, H, H);
+  mm_linear (s->k, s->x, l->key_w, l->key_b, n, H, H);
+  mm_linear (s->v, s->x, l->value_w, l->value_b, n, H, H);
+  mm_attention (s->attn, s->q, s->k, s->v, n, n, H, c->heads, NULL, s->scores);
+  mm_linear (s->tmp, s->attn, l->attn_out_w, l->attn_out_b, n, H, H);
+  mm_add (s->tmp, s->x, nH);
+  mm_layernorm (s->x, s->tmp, n, H, l->attn_ln_w, l->attn_ln_b, c->eps);
+
+  mm_linear (s->ffn, s->x, l->inter_w, l->inter_b, n, H, I);
+  mm_gelu (s->ffn, (gsize) n * I);
+  mm_linear (s->tmp, s->ffn, l->out_w, l->out_b, n, I, H);
+  mm_add (s->tmp, s->x, nH);
+  mm_layernorm (s->x, s->tmp, n, H, l->out_ln_w, l->out_ln_b, c->eps);
+}
+
+/* pooled (H) from x (n, H) */
+static void
+bert_pool (float *pooled, const MmBertWeights *w, const float *x, int n)
+{
+  int H = w->cfg.hidden;
+
+  switch (w->cfg.pooling) {
+    case BERT_POOL_MEAN:
+      for (int j = 0; j < H; j++) {
+        double sum = 0.0;
+        for (int t = 0; t < n; t++)
+          sum += x[(gsize) t * H + j];
+        pooled[j] = (float) (sum / n);
+      }
+      break;
+    case BERT_POOL_POOLER:
+      mm_linear (pooled, x, w->pooler_w, w->pooler_b, 1, H, H);
+      mm_tanh (pooled, H);
+      break;
+    case BERT_POOL_CLS:
+    default:
+      memcpy (pooled, x, H * sizeof (float));
+      break;
+  }
+}
+
+/* embedding (dim) = proj (pool (BERT (wordpiece (utf8)))).  @utf8 must be
+ * valid UTF-8 of at most the context's max_text_bytes.  *n_content receives
+ * the number of WordPiece tokens without [CLS]/[SEP]. */
+gboolean
+mm_bert_encode (MmBertContext *ctx, const char *utf8, gsize len, float *embedding,
+    guint *n_content, GError **error)
+{
+  const MmBertWeights *w = ctx->w;
+  const BertConfig *c = &w->cfg;
+  guint n;
+
+  n = mm_wordpiece_encode (ctx->wp, utf8, len, ctx->ids, n_content);
+  if (n < 2 || n > c->max_len) {        /* cannot happen: specials checked at load */
+    mm_set_error (error, MM_ERROR_INPUT, "text", "WordPiece gave %u tokens (max_len %u)",
+        n, c->max_len);
+    return FALSE;
+  }
+
+  bert_embed (ctx->x, w, ctx->ids, n);
+  for (guint i = 0; i < c->layers; i++)
+    bert_layer (ctx, &w->layer[i], c, n);
+  bert_pool (ctx->pooled, w, ctx->x, n);
+
+  if (w->proj_w)
+    mm_linear (embedding, ctx->pooled, w->proj_w, w->proj_b, 1, c->hidden, c->dim);
+  else
+    memcpy (embedding, ctx->pooled, c->hidden * sizeof (float));
+  return TRUE;
+}
