@@ -1,0 +1,397 @@
+/* libmm audio encoder: log-mel front end + 1-D CNN over time ("cnn1d").
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ *   samples (n) -> log-mel (n_mels, T) -> [conv1d -> bn -> relu] x L
+ *     -> mean over time (c) -> fc (dim)
+ *
+ * Weights are const float * into the mapping; batch-norms are folded into
+ * small owned scale/shift arrays at load.  The context sizes the log-mel
+ * scratch and every activation for the longest accepted input
+ * (params->max_audio_samples, default four windows), so encode never
+ * allocates.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "mm-private.h"
+#include "ops.h"
+#include "preprocess.h"
+
+/* (ndim, shape) in mm_bind's argument order.  (MM_SHAPE in mm-private.h
+ * expands to (shape, ndim), the reverse of mm_bind's parameters.) */
+#define SHAPE(...) (guint) (sizeof ((const gint64[]) { __VA_ARGS__ }) / sizeof (gint64)), \
+    ((const gint64[]) { __VA_ARGS__ })
+
+#define MAX_LAYERS 64
+#define MAX_BUFFER_FLOATS ((gsize) 1 << 28)
+#define BN_EPS 1e-5f
+
+typedef struct
+{
+  int c_in, c_out, k, stride, pad, groups;
+  const float *w;               /* (c_out, c_in / groups, k) */
+  const float *bias;            /* (c_out) applied by the conv (no bn), or NULL */
+  float *scale, *shift;         /* (c_out) owned folded bn (incl. conv bias), or NULL */
+} Conv1d;
+
+struct _MmAudioWeights
+{
+  MmMelParams mel;
+  guint window, hop, dim;
+  guint n_convs;
+  Conv1d *conv;                 /* n_convs, owned */
+  guint features;               /* channels out of the last conv */
+  const float *fc_w, *fc_b;     /* (dim, features), (dim) */
+};
+
+struct _MmAudioEncoder
+{
+  MmModel *model;               /* owned reference */
+  const MmAudioWeights *w;
+  MmLogMel *logmel;
+  gsize max_samples;
+  float *buf[2];                /* max_act each; buf[0] first holds the log-mel */
+  float *scratch;               /* im2col, max_scratch */
+  float *pooled;                /* (features) */
+};
+
+/* ---- weights ----------------------------------------------------------- */
+
+void
+mm_audio_weights_free (MmAudioWeights *w)
+{
+  if (!w)
+    return;
+  for (guint i = 0; i < w->n_convs; i++) {
+    g_free (w->conv[i].scale);
+    g_free (w->conv[i].shift);
+  }
+  g_free (w->conv);
+  g_free (w);
+}
+
+static gboolean
+load_mel_config (MmAudioWeights *w, JsonObject *cfg, const char *label, GError **error)
+{
+  MmMelParams *m = &w->mel;
+  guint hop_default;
+
+  if (!mm_json_uint (cfg, label, "sample_rate", TRUE, 0, 1000, 384000, &m->sample_rate, error)
+      || !mm_json_uint (cfg, label, "n_fft", TRUE, 0, 2, 65535, &m->n_fft, error)
+      || !mm_json_uint (cfg, label, "win_length", FALSE, m->n_fft, 1, m->n_fft,
+          &m->win_length, error))
+    return FALSE;
+  hop_default = MAX (m->win_length / 2, 1);
+  if (!mm_json_uint (cfg, label, "hop_length", FALSE, hop_default, 1, 65535,
+          &m->hop_length, error)
+      || !mm_json_uint (cfg, label, "n_mels", TRUE, 0, 1, 1024, &m->n_mels, error)
+      || !mm_json_double (cfg, label, "f_min", FALSE, 0.0, &m->f_min, error)
+      || !mm_json_double (cfg, label, "f_max", FALSE, m->sample_rate / 2.0, &m->f_max, error)
+      || !mm_json_double (cfg, label, "log_offset", FALSE, 1e-6, &m->log_offset, error))
+    return FALSE;
+  if (!(m->f_min >= 0.0) || !(m->f_max > m->f_min) || !isfinite (m->f_max)) {
+    mm_format_error (error, label, "audio: need 0 <= f_min < f_max (got %g, %g)", m->f_min,
+        m->f_max);
+    return FALSE;
+  }
+  if (!(m->log_offset >= 0.0) || !isfinite (m->log_offset)) {
+    mm_format_error (error, label, "audio: \"log_offset\" must be finite and >= 0 (got %g)",
+        m->log_offset);
+    return FALSE;
+  }
+  if (!mm_json_uint (cfg, label, "window", TRUE, 0, m->n_fft, 1 << 24, &w->window, error)
+      || !mm_json_uint (cfg, label, "hop", FALSE, w->window, 1, 1 << 24, &w->hop, error)
+      || !mm_json_uint (cfg, label, "dim", TRUE, 0, 1, 65535, &w->dim, error))
+    return FALSE;
+  return TRUE;
+}
+
+static gboolean
+bind_conv (Conv1d *c, const MmSafetensors *st, const char *label, guint i, GError **error)
+{
+  char name[96];
+  const float *conv_bias = NULL;
+
+  g_snprintf (name, sizeof name, "audio.convs.%u.weight", i);
+  c->w = mm_bind (st, label, name, SHAPE (c->c_out, c->c_in / c->groups, c->k), error);
+  if (!c->w)
+    return FALSE;
+  g_snprintf (name, sizeof name, "audio.convs.%u.bias", i);
+  if (mm_has_tensor (st, name)) {
+    conv_bias = mm_bind (st, label, name, SHAPE (c->c_out), error);
+    if (!conv_bias)
+      return FALSE;
+  }
+  g_snprintf (name, sizeof name, "audio.bns.%u.weight", i);
+  if (!mm_has_tensor (st, name)) {
+    c->bias = conv_bias;
+    return TRUE;
+  }
+  static const char *const parts[4] = { "weight", "bias", "running_mean", "running_var" };
+  const float *p[4];
+  for (int j = 0; j < 4; j++) {
+    g_snprintf (name, sizeof name, "audio.bns.%u.%s", i, parts[j]);
+    p[j] = mm_bind (st, label, name, SHAPE (c->c_out), error);
+    if (!p[j])
+      return FALSE;
+  }
+  for (int j = 0; j < c->c_out; j++) {
+    if (!(p[3][j] >= 0.0f)) {
+      mm_format_error (error, label, "tensor \"audio.bns.%u.running_var\" has a negative or "
+          "NaN entry at %d", i, j);
+      return FALSE;
+    }
+  }
+  c->scale = g_new (float, (guint) c->c_out);
+  c->shift = g_new (float, (guint) c->c_out);
+  mm_batchnorm_fold (c->scale, c->shift, p[0], p[1], p[2], p[3], c->c_out, BN_EPS);
+  if (conv_bias)
+    for (int j = 0; j < c->c_out; j++)
+      c->shift[j] += conv_bias[j] * c->scale[j];
+  return TRUE;
+}
+
+static gboolean
+load_convs (MmAudioWeights *w, const MmSafetensors *st, JsonObject *cfg, const char *label,
+    GError **error)
+{
+  JsonNode *node = json_object_get_member (cfg, "convs");
+  if (!node || !JSON_NODE_HOLDS_ARRAY (node)) {
+    mm_format_error (error, label, "audio: \"convs\" must be an array of objects");
+    return FALSE;
+  }
+  JsonArray *a = json_node_get_array (node);
+  guint n = json_array_get_length (a);
+  if (n < 1 || n > MAX_LAYERS) {
+    mm_format_error (error, label, "audio: \"convs\" has %u entries, expected 1 to %d", n,
+        MAX_LAYERS);
+    return FALSE;
+  }
+  w->conv = g_new0 (Conv1d, n);
+  w->n_convs = n;
+  int c_in = w->mel.n_mels;
+  for (guint i = 0; i < n; i++) {
+    JsonNode *e = json_array_get_element (a, i);
+    Conv1d *c = &w->conv[i];
+    guint out, k, stride, pad, groups;
+    char what[512];
+
+    g_snprintf (what, sizeof what, "%s: convs[%u]", label, i);
+    if (!JSON_NODE_HOLDS_OBJECT (e)) {
+      mm_format_error (error, label, "audio: \"convs\"[%u] is not an object", i);
+      return FALSE;
+    }
+    JsonObject *o = json_node_get_object (e);
+    if (!mm_json_uint (o, what, "out", TRUE, 0, 1, 65535, &out, error)
+        || !mm_json_uint (o, what, "kernel", TRUE, 0, 1, 4096, &k, error)
+        || !mm_json_uint (o, what, "stride", FALSE, 1, 1, 4096, &stride, error)
+        || !mm_json_uint (o, what, "padding", FALSE, 0, 0, 4096, &pad, error)
+        || !mm_json_uint (o, what, "groups", FALSE, 1, 1, 65535, &groups, error))
+      return FALSE;
+    if (c_in % groups != 0 || out % groups != 0) {
+      mm_format_error (error, label, "audio: convs[%u]: %u groups do not divide %d input "
+          "and %u output channels", i, groups, c_in, out);
+      return FALSE;
+    }
+    c->c_in = c_in;
+    c->c_out = out;
+    c->k = k;
+    c->stride = stride;
+    c->pad = pad;
+    c->groups = groups;
+    if (!bind_conv (c, st, label, i, error))
+      return FALSE;
+    c_in = out;
+  }
+  w->features = c_in;
+  return TRUE;
+}
+
+MmAudioWeights *
+mm_audio_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *label,
+    GError **error)
+{
+  MmAudioWeights *w = g_new0 (MmAudioWeights, 1);
+
+  if (!load_mel_config (w, cfg, label, error) || !load_convs (w, st, cfg, label, error))
+    goto fail;
+  w->fc_w = mm_bind (st, label, "audio.fc.weight", SHAPE (w->dim, w->features), error);
+  if (!w->fc_w)
+    goto fail;
+  w->fc_b = mm_bind (st, label, "audio.fc.bias", SHAPE (w->dim), error);
+  if (!w->fc_b)
+    goto fail;
+  return w;
+
+fail:
+  mm_audio_weights_free (w);
+  return NULL;
+}
+
+guint
+mm_audio_weights_dim (const MmAudioWeights *w)
+{
+  return w->dim;
+}
+
+void
+mm_audio_weights_params (const MmAudioWeights *w, guint *rate, guint *window, guint *hop)
+{
+  if (rate)
+    *rate = w->mel.sample_rate;
+  if (window)
+    *window = w->window;
+  if (hop)
+    *hop = w->hop;
+}
+
+/* ---- context ----------------------------------------------------------- */
+
+/* Frames after conv i for @t input frames; 0 when the input is too short. */
+static int
+conv_out_frames (const Conv1d *c, int t)
+{
+  if (t + 2 * c->pad < c->k)
+    return 0;
+  return mm_conv_out_size (t, c->k, c->stride, c->pad);
+}
+
+MmAudioEncoder *
+mm_audio_encoder_new (MmModel *model, const MmContextParams *params, GError **error)
+{
+  g_return_val_if_fail (model != NULL, NULL);
+  if (!model->audio) {
+    mm_set_error (error, MM_ERROR_MISSING_COMPONENT, model->path,
+        "the model has no audio component");
+    return NULL;
+  }
+  mm_blas_init ();
+  if (params && params->n_threads > 0)
+    mm_blas_set_threads (params->n_threads);
+
+  const MmAudioWeights *w = model->audio;
+  gsize max_samples = (params && params->max_audio_samples) ? params->max_audio_samples
+      : (gsize) 4 * w->window;
+  if (max_samples < w->mel.n_fft)
+    max_samples = w->mel.n_fft;
+  if (max_samples > (gsize) G_MAXINT) {
+    mm_set_error (error, MM_ERROR_INPUT, model->path, "audio encoder: max_audio_samples %"
+        G_GSIZE_FORMAT " is too large", max_samples);
+    return NULL;
+  }
+
+  /* shape trace at the longest input: activations only grow with T */
+  int t = 1 + (int) ((max_samples - w->mel.n_fft) / w->mel.hop_length);
+  gsize max_act = (gsize) w->mel.n_mels * t, max_scratch = 1;
+  int c_in = w->mel.n_mels;
+  for (guint i = 0; i < w->n_convs; i++) {
+    const Conv1d *c = &w->conv[i];
+    int t_out = conv_out_frames (c, t);
+    if (t_out > 0) {
+      max_scratch = MAX (max_scratch, mm_conv1d_scratch_size (c_in, t, c->k, c->stride,
+              c->pad, c->groups));
+      max_act = MAX (max_act, (gsize) c->c_out * t_out);
+    }
+    t = MAX (t_out, 1);
+    c_in = c->c_out;
+  }
+  if (max_act > MAX_BUFFER_FLOATS || max_scratch > MAX_BUFFER_FLOATS) {
+    mm_set_error (error, MM_ERROR_INPUT, model->path, "audio encoder: max_audio_samples %"
+        G_GSIZE_FORMAT " needs too much scratch memory", max_samples);
+    return NULL;
+  }
+
+  MmAudioEncoder *enc = g_new0 (MmAudioEncoder, 1);
+  enc->model = mm_model_ref (model);
+  enc->w = w;
+  enc->max_samples = max_samples;
+  enc->logmel = mm_logmel_new (&w->mel, max_samples, error);
+  if (!enc->logmel) {
+    mm_audio_encoder_free (enc);
+    return NULL;
+  }
+  enc->buf[0] = g_try_new (float, max_act);
+  enc->buf[1] = g_try_new (float, max_act);
+  enc->scratch = g_try_new (float, max_scratch);
+  enc->pooled = g_try_new (float, w->features);
+  if (!enc->buf[0] || !enc->buf[1] || !enc->scratch || !enc->pooled) {
+    mm_set_error (error, MM_ERROR_IO, model->path, "audio encoder: cannot allocate %"
+        G_GSIZE_FORMAT " floats of scratch memory", 2 * max_act + max_scratch);
+    mm_audio_encoder_free (enc);
+    return NULL;
+  }
+  return enc;
+}
+
+void
+mm_audio_encoder_free (MmAudioEncoder *enc)
+{
+  if (!enc)
+    return;
+  if (enc->logmel)
+    mm_logmel_free (enc->logmel);
+  g_free (enc->buf[0]);
+  g_free (enc->buf[1]);
+  g_free (enc->scratch);
+  g_free (enc->pooled);
+  mm_model_unref (enc->model);
+  g_free (enc);
+}
+
+gboolean
+mm_audio_encoder_encode (MmAudioEncoder *enc, const float *samples, gsize n_samples,
+    float *embedding, GError **error)
+{
+  g_return_val_if_fail (enc != NULL && embedding != NULL, FALSE);
+  const MmAudioWeights *w = enc->w;
+  const char *label = enc->model->path;
+
+  if (!samples || n_samples < w->mel.n_fft) {
+    mm_set_error (error, MM_ERROR_INPUT, label, "audio: %" G_GSIZE_FORMAT " samples is "
+        "shorter than one FFT frame (n_fft = %u samples)", samples ? n_samples : 0,
+        w->mel.n_fft);
+    return FALSE;
+  }
+  if (n_samples > enc->max_samples) {
+    mm_set_error (error, MM_ERROR_INPUT, label, "audio: %" G_GSIZE_FORMAT " samples is "
+        "more than this encoder's maximum of %" G_GSIZE_FORMAT " (max_audio_samples)",
+        n_samples, enc->max_samples);
+    return FALSE;
+  }
+  /* check the whole conv stack has at least one output frame before running */
+  int t = (int) mm_logmel_n_frames (enc->logmel, n_samples);
+  for (guint i = 0; i < w->n_convs; i++) {
+    t = conv_out_frames (&w->conv[i], t);
+    if (t <= 0) {
+      mm_set_error (error, MM_ERROR_INPUT, label, "audio: %" G_GSIZE_FORMAT " samples is "
+          "too short for the network (no frame left after conv %u)", n_samples, i);
+      return FALSE;
+    }
+  }
+
+  /* log-mel (n_mels, T) */
+  float *x = enc->buf[0], *y = enc->buf[1];
+  t = (int) mm_logmel_compute (enc->logmel, x, samples, n_samples, error);
+  if (t == 0)
+    return FALSE;
+
+  for (guint i = 0; i < w->n_convs; i++) {
+    const Conv1d *c = &w->conv[i];
+    int t_out = conv_out_frames (c, t);
+    /* y (c_out, t_out) = relu (bn (conv1d (x (c_in, t)))) */
+    mm_conv1d (y, x, c->w, c->bias, c->c_in, t, c->c_out, c->k, c->stride, c->pad,
+        c->groups, enc->scratch);
+    if (c->scale)
+      mm_channel_affine (y, c->c_out, t_out, c->scale, c->shift);
+    mm_relu (y, (gsize) c->c_out * t_out);
+    float *tmp = x;
+    x = y;
+    y = tmp;
+    t = t_out;
+  }
+
+  /* mean over time (c) -> fc (dim) */
+  mm_global_avgpool (enc->pooled, x, w->features, t);
+  mm_linear (embedding, enc->pooled, w->fc_w, w->fc_b, 1, w->features, w->dim);
+  return TRUE;
+}

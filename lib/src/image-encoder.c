@@ -1,0 +1,523 @@
+/* libmm image encoder: ResNet with torchvision names (basic blocks).
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * Config + weights (MmImageWeights) are bound once at model load: convs are
+ * const float * into the mapping; each batch-norm is folded into a small
+ * owned per-channel scale/shift.  A context (MmImageEncoder) owns every
+ * activation buffer, sized at creation from the shape trace done at load,
+ * so mm_image_encoder_encode() never allocates.
+ *
+ *   x (3, H, W) -> conv1/bn1/relu [-> maxpool 3x3 s2 p1]
+ *     -> stages of basic blocks: relu (bn2 (conv2 (relu (bn1 (conv1 x)))) + identity)
+ *        (identity = downsample.1 (downsample.0 x) where stride or width change)
+ *     -> global average pool -> [fc]
+ */
+#include <math.h>
+#include <string.h>
+
+#include "mm-private.h"
+#include "ops.h"
+#include "preprocess.h"
+
+/* (ndim, shape) in mm_bind's argument order.  (MM_SHAPE in mm-private.h
+ * expands to (shape, ndim), the reverse of mm_bind's parameters.) */
+#define SHAPE(...) (guint) (sizeof ((const gint64[]) { __VA_ARGS__ }) / sizeof (gint64)), \
+    ((const gint64[]) { __VA_ARGS__ })
+
+#define MAX_STAGES 8
+#define MAX_LAYERS 64           /* basic blocks, all stages together */
+#define MAX_SCRATCH_FLOATS ((gsize) 1 << 28)    /* 1 GiB per buffer: sane ceiling */
+#define BN_EPS 1e-5f
+
+typedef struct
+{
+  int c_in, c_out, k, stride, pad;
+  const float *w;               /* (c_out, c_in, k, k), mapped */
+  const float *bias;            /* (c_out) used by the conv itself (no bn), or NULL */
+  float *scale, *shift;         /* (c_out) owned folded bn, or NULL */
+} ConvBn;
+
+typedef struct
+{
+  ConvBn conv1, conv2, down;
+  gboolean has_down;
+} BasicBlock;
+
+struct _MmImageWeights
+{
+  guint width, height, dim;
+  float mean[3], std[3];
+  guint stem_kernel, stem_stride;
+  gboolean stem_maxpool;
+  guint n_stages;
+  guint widths[MAX_STAGES], blocks[MAX_STAGES];
+
+  ConvBn stem;
+  BasicBlock *block;            /* n_blocks, owned */
+  guint n_blocks;
+  guint features;               /* channels out of the last stage */
+  const float *fc_w, *fc_b;     /* (dim, features), (dim) or NULL */
+
+  /* from the shape trace at load: what a context must allocate */
+  gsize max_act;                /* floats of the largest activation */
+  gsize max_scratch;            /* floats of the largest im2col buffer */
+};
+
+struct _MmImageEncoder
+{
+  MmModel *model;               /* owned reference */
+  const MmImageWeights *w;
+  float *input;                 /* (3, height, width) */
+  float *buf[4];                /* max_act each */
+  float *scratch;               /* max_scratch */
+  float *pooled;                /* (features) */
+};
+
+/* ---- config ------------------------------------------------------------ */
+
+static gboolean
+json_uint_array (JsonObject *o, const char *label, const char *key, guint min_len,
+    guint max_len, guint min, guint max, guint *out, guint *n_out, GError **error)
+{
+  JsonNode *node = json_object_get_member (o, key);
+  if (!node || !JSON_NODE_HOLDS_ARRAY (node)) {
+    mm_format_error (error, label, "image: \"%s\" must be an array of integers", key);
+    return FALSE;
+  }
+  JsonArray *a = json_node_get_array (node);
+  guint n = json_array_get_length (a);
+  if (n < min_len || n > max_len) {
+    mm_format_error (error, label, "image: \"%s\" has %u entries, expected %u to %u",
+        key, n, min_len, max_len);
+    return FALSE;
+  }
+  for (guint i = 0; i < n; i++) {
+    JsonNode *e = json_array_get_element (a, i);
+    if (!JSON_NODE_HOLDS_VALUE (e) || json_node_get_value_type (e) != G_TYPE_INT64) {
+      mm_format_error (error, label, "image: \"%s\"[%u] is not an integer", key, i);
+      return FALSE;
+    }
+    gint64 v = json_node_get_int (e);
+    if (v < (gint64) min || v > (gint64) max) {
+      mm_format_error (error, label, "image: \"%s\"[%u] = %" G_GINT64_FORMAT
+          " is outside [%u, %u]", key, i, v, min, max);
+      return FALSE;
+    }
+    out[i] = (guint) v;
+  }
+  *n_out = n;
+  return TRUE;
+}
+
+/* ---- weights ----------------------------------------------------------- */
+
+static void
+convbn_clear (ConvBn *c)
+{
+  g_clear_pointer (&c->scale, g_free);
+  g_clear_pointer (&c->shift, g_free);
+}
+
+/* Binds "<conv>.weight" (c_out, c_in, k, k) and either the batch-norm
+ * "<bn>.{weight,bias,running_mean,running_var}" (folded here) or, when the
+ * file has no "<bn>.weight", the conv's own "<conv>.bias" (a folded export). */
+static gboolean
+convbn_bind (ConvBn *c, const MmSafetensors *st, const char *label, const char *conv,
+    const char *bn, int c_in, int c_out, int k, int stride, int pad, GError **error)
+{
+  char name[256];
+
+  c->c_in = c_in;
+  c->c_out = c_out;
+  c->k = k;
+  c->stride = stride;
+  c->pad = pad;
+  g_snprintf (name, sizeof name, "%s.weight", conv);
+  c->w = mm_bind (st, label, name, SHAPE (c_out, c_in, k, k), error);
+  if (!c->w)
+    return FALSE;
+
+  g_snprintf (name, sizeof name, "%s.bias", conv);
+  const float *conv_bias = NULL;
+  if (mm_has_tensor (st, name)) {
+    conv_bias = mm_bind (st, label, name, SHAPE (c_out), error);
+    if (!conv_bias)
+      return FALSE;
+  }
+
+  g_snprintf (name, sizeof name, "%s.weight", bn);
+  if (!mm_has_tensor (st, name)) {
+    if (!conv_bias) {
+      mm_format_error (error, label, "missing tensor \"%s\" (or \"%s.bias\" for a folded "
+          "batch-norm)", name, conv);
+      return FALSE;
+    }
+    c->bias = conv_bias;
+    return TRUE;
+  }
+
+  static const char *const parts[4] = { "weight", "bias", "running_mean", "running_var" };
+  const float *p[4];
+  for (int i = 0; i < 4; i++) {
+    g_snprintf (name, sizeof name, "%s.%s", bn, parts[i]);
+    p[i] = mm_bind (st, label, name, SHAPE (c_out), error);
+    if (!p[i])
+      return FALSE;
+  }
+  for (int i = 0; i < c_out; i++) {
+    if (!(p[3][i] >= 0.0f)) {
+      mm_format_error (error, label, "tensor \"%s.running_var\" has a negative or NaN "
+          "entry at %d", bn, i);
+      return FALSE;
+    }
+  }
+  c->scale = g_new (float, (guint) c_out);
+  c->shift = g_new (float, (guint) c_out);
+  mm_batchnorm_fold (c->scale, c->shift, p[0], p[1], p[2], p[3], c_out, BN_EPS);
+  /* conv bias before a batch-norm: (y + b) * s + t = y * s + (b * s + t) */
+  if (conv_bias)
+    for (int i = 0; i < c_out; i++)
+      c->shift[i] += conv_bias[i] * c->scale[i];
+  return TRUE;
+}
+
+/* Shape trace of one conv: output size and buffer needs; FALSE when the
+ * input is too small for it. */
+static gboolean
+convbn_trace (MmImageWeights *w, const ConvBn *c, int h, int wd, int *h_out, int *w_out)
+{
+  if (h + 2 * c->pad < c->k || wd + 2 * c->pad < c->k)
+    return FALSE;
+  *h_out = mm_conv_out_size (h, c->k, c->stride, c->pad);
+  *w_out = mm_conv_out_size (wd, c->k, c->stride, c->pad);
+  gsize act = (gsize) c->c_out * *h_out * *w_out;
+  gsize scratch = mm_conv2d_scratch_size (c->c_in, h, wd, c->k, c->k, c->stride, c->pad, 1);
+  w->max_act = MAX (w->max_act, act);
+  w->max_scratch = MAX (w->max_scratch, scratch);
+  return TRUE;
+}
+
+void
+mm_image_weights_free (MmImageWeights *w)
+{
+  if (!w)
+    return;
+  convbn_clear (&w->stem);
+  for (guint i = 0; i < w->n_blocks; i++) {
+    convbn_clear (&w->block[i].conv1);
+    convbn_clear (&w->block[i].conv2);
+    convbn_clear (&w->block[i].down);
+  }
+  g_free (w->block);
+  g_free (w);
+}
+
+static gboolean
+load_config (MmImageWeights *w, JsonObject *cfg, const char *label, GError **error)
+{
+  guint n_blocks_cfg;
+
+  if (!mm_json_uint (cfg, label, "width", TRUE, 0, 1, 16384, &w->width, error)
+      || !mm_json_uint (cfg, label, "height", TRUE, 0, 1, 16384, &w->height, error)
+      || !mm_json_uint (cfg, label, "stem_kernel", FALSE, 7, 1, 31, &w->stem_kernel, error)
+      || !mm_json_uint (cfg, label, "stem_stride", FALSE, 2, 1, 16, &w->stem_stride, error)
+      || !mm_json_bool (cfg, label, "stem_maxpool", TRUE, &w->stem_maxpool, error)
+      || !mm_json_float_array (cfg, label, "mean", 3, w->mean, error)
+      || !mm_json_float_array (cfg, label, "std", 3, w->std, error)
+      || !json_uint_array (cfg, label, "widths", 1, MAX_STAGES, 1, 65535, w->widths,
+          &w->n_stages, error)
+      || !json_uint_array (cfg, label, "blocks", 1, MAX_STAGES, 1, MAX_LAYERS, w->blocks,
+          &n_blocks_cfg, error)
+      || !mm_json_uint (cfg, label, "dim", TRUE, 0, 1, 65535, &w->dim, error))
+    return FALSE;
+  if (n_blocks_cfg != w->n_stages) {
+    mm_format_error (error, label, "image: \"widths\" has %u stages but \"blocks\" has %u",
+        w->n_stages, n_blocks_cfg);
+    return FALSE;
+  }
+  for (int i = 0; i < 3; i++) {
+    if (!(w->std[i] != 0.0f) || !isfinite (w->std[i]) || !isfinite (w->mean[i])) {
+      mm_format_error (error, label, "image: \"std\"/\"mean\" entry %d is zero or not finite",
+          i);
+      return FALSE;
+    }
+  }
+  w->n_blocks = 0;
+  for (guint s = 0; s < w->n_stages; s++)
+    w->n_blocks += w->blocks[s];
+  if (w->n_blocks > MAX_LAYERS) {
+    mm_format_error (error, label, "image: %u blocks, at most %d supported", w->n_blocks,
+        MAX_LAYERS);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+MmImageWeights *
+mm_image_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *label,
+    GError **error)
+{
+  MmImageWeights *w = g_new0 (MmImageWeights, 1);
+  char conv[96], bn[96];
+  int h, wd, c;
+
+  if (!load_config (w, cfg, label, error))
+    goto fail;
+  w->block = g_new0 (BasicBlock, w->n_blocks);
+
+  /* stem */
+  c = w->widths[0];
+  if (!convbn_bind (&w->stem, st, label, "image.conv1", "image.bn1", 3, c,
+          w->stem_kernel, w->stem_stride, w->stem_kernel / 2, error))
+    goto fail;
+  w->max_act = (gsize) 3 * w->height * w->width;
+  if (!convbn_trace (w, &w->stem, w->height, w->width, &h, &wd))
+    goto too_small;
+  if (w->stem_maxpool) {
+    if (h + 2 < 3 || wd + 2 < 3)
+      goto too_small;
+    h = mm_conv_out_size (h, 3, 2, 1);
+    wd = mm_conv_out_size (wd, 3, 2, 1);
+  }
+
+  /* stages */
+  guint bi = 0;
+  for (guint s = 0; s < w->n_stages; s++) {
+    for (guint b = 0; b < w->blocks[s]; b++, bi++) {
+      BasicBlock *blk = &w->block[bi];
+      int out = w->widths[s];
+      int stride = (s > 0 && b == 0) ? 2 : 1;
+      int h1, w1, h2, w2;
+
+      g_snprintf (conv, sizeof conv, "image.layer%u.%u.conv1", s + 1, b);
+      g_snprintf (bn, sizeof bn, "image.layer%u.%u.bn1", s + 1, b);
+      if (!convbn_bind (&blk->conv1, st, label, conv, bn, c, out, 3, stride, 1, error))
+        goto fail;
+      g_snprintf (conv, sizeof conv, "image.layer%u.%u.conv2", s + 1, b);
+      g_snprintf (bn, sizeof bn, "image.layer%u.%u.bn2", s + 1, b);
+      if (!convbn_bind (&blk->conv2, st, label, conv, bn, out, out, 3, 1, 1, error))
+        goto fail;
+      blk->has_down = stride != 1 || c != out;
+      if (blk->has_down) {
+        g_snprintf (conv, sizeof conv, "image.layer%u.%u.downsample.0", s + 1, b);
+        g_snprintf (bn, sizeof bn, "image.layer%u.%u.downsample.1", s + 1, b);
+        if (!convbn_bind (&blk->down, st, label, conv, bn, c, out, 1, stride, 0, error))
+          goto fail;
+      }
+      if (!convbn_trace (w, &blk->conv1, h, wd, &h1, &w1)
+          || !convbn_trace (w, &blk->conv2, h1, w1, &h2, &w2))
+        goto too_small;
+      if (blk->has_down && !convbn_trace (w, &blk->down, h, wd, &h1, &w1))
+        goto too_small;
+      h = h2;
+      wd = w2;
+      c = out;
+    }
+  }
+  w->features = c;
+
+  /* head of the encoder */
+  if (mm_has_tensor (st, "image.fc.weight")) {
+    w->fc_w = mm_bind (st, label, "image.fc.weight", SHAPE (w->dim, c), error);
+    if (!w->fc_w)
+      goto fail;
+    w->fc_b = mm_bind (st, label, "image.fc.bias", SHAPE (w->dim), error);
+    if (!w->fc_b)
+      goto fail;
+  } else if (w->dim != (guint) c) {
+    mm_format_error (error, label, "image: \"dim\" is %u but there is no \"image.fc.weight\" "
+        "and the last stage has %d channels", w->dim, c);
+    goto fail;
+  }
+  if (w->max_act > MAX_SCRATCH_FLOATS || w->max_scratch > MAX_SCRATCH_FLOATS) {
+    mm_format_error (error, label, "image: input %ux%u needs too much memory "
+        "(%" G_GSIZE_FORMAT " floats per buffer)", w->width, w->height,
+        MAX (w->max_act, w->max_scratch));
+    goto fail;
+  }
+  return w;
+
+too_small:
+  mm_format_error (error, label, "image: input %ux%u is too small for the network",
+      w->width, w->height);
+fail:
+  mm_image_weights_free (w);
+  return NULL;
+}
+
+guint
+mm_image_weights_dim (const MmImageWeights *w)
+{
+  return w->dim;
+}
+
+void
+mm_image_weights_size (const MmImageWeights *w, guint *width, guint *height)
+{
+  if (width)
+    *width = w->width;
+  if (height)
+    *height = w->height;
+}
+
+/* ---- context ----------------------------------------------------------- */
+
+MmImageEncoder *
+mm_image_encoder_new (MmModel *model, const MmContextParams *params, GError **error)
+{
+  g_return_val_if_fail (model != NULL, NULL);
+  if (!model->image) {
+    mm_set_error (error, MM_ERROR_MISSING_COMPONENT, model->path,
+        "the model has no image component");
+    return NULL;
+  }
+  mm_blas_init ();
+  if (params && params->n_threads > 0)
+    mm_blas_set_threads (params->n_threads);
+
+  const MmImageWeights *w = model->image;
+  MmImageEncoder *enc = g_new0 (MmImageEncoder, 1);
+  enc->model = mm_model_ref (model);
+  enc->w = w;
+  gsize act = MAX (w->max_act, 1), scratch = MAX (w->max_scratch, 1);
+  enc->input = g_try_new (float, (gsize) 3 * w->width * w->height);
+  for (int i = 0; i < 4; i++)
+    enc->buf[i] = g_try_new (float, act);
+  enc->scratch = g_try_new (float, scratch);
+  enc->pooled = g_try_new (float, w->features);
+  if (!enc->input || !enc->buf[0] || !enc->buf[1] || !enc->buf[2] || !enc->buf[3]
+      || !enc->scratch || !enc->pooled) {
+    mm_set_error (error, MM_ERROR_IO, model->path,
+        "image encoder: cannot allocate %" G_GSIZE_FORMAT " floats of scratch memory",
+        4 * act + scratch);
+    mm_image_encoder_free (enc);
+    return NULL;
+  }
+  return enc;
+}
+
+void
+mm_image_encoder_free (MmImageEncoder *enc)
+{
+  if (!enc)
+    return;
+  g_free (enc->input);
+  for (int i = 0; i < 4; i++)
+    g_free (enc->buf[i]);
+  g_free (enc->scratch);
+  g_free (enc->pooled);
+  mm_model_unref (enc->model);
+  g_free (enc);
+}
+
+/* y (c_out, h_out, w_out) = bn (conv (x (c_in, h, w))), optionally relu */
+static void
+convbn_forward (const ConvBn *c, float *y, const float *x, int h, int wd, int *h_out,
+    int *w_out, gboolean relu, float *scratch)
+{
+  *h_out = mm_conv_out_size (h, c->k, c->stride, c->pad);
+  *w_out = mm_conv_out_size (wd, c->k, c->stride, c->pad);
+  mm_conv2d (y, x, c->w, c->bias, c->c_in, h, wd, c->c_out, c->k, c->k, c->stride, c->pad,
+      1, scratch);
+  gsize n = (gsize) *h_out * *w_out;
+  if (c->scale)
+    mm_channel_affine (y, c->c_out, n, c->scale, c->shift);
+  if (relu)
+    mm_relu (y, (gsize) c->c_out * n);
+}
+
+static guint
+pixel_bytes (MmPixelFormat format)
+{
+  switch (format) {
+    case MM_PIXEL_RGB:
+    case MM_PIXEL_BGR:
+      return 3;
+    case MM_PIXEL_GRAY8:
+      return 1;
+    case MM_PIXEL_RGBx:
+    case MM_PIXEL_BGRx:
+    case MM_PIXEL_xRGB:
+    case MM_PIXEL_xBGR:
+    case MM_PIXEL_RGBA:
+    case MM_PIXEL_BGRA:
+    case MM_PIXEL_ARGB:
+    case MM_PIXEL_ABGR:
+      return 4;
+  }
+  return 0;
+}
+
+gboolean
+mm_image_encoder_encode (MmImageEncoder *enc, MmPixelFormat format, const guint8 *pixels,
+    guint width, guint height, gsize stride, float *embedding, GError **error)
+{
+  g_return_val_if_fail (enc != NULL && embedding != NULL, FALSE);
+  const MmImageWeights *w = enc->w;
+  const char *label = enc->model->path;
+  guint bpp = pixel_bytes (format);
+
+  if (bpp == 0) {
+    mm_set_error (error, MM_ERROR_INPUT, label, "image: unknown pixel format %d", format);
+    return FALSE;
+  }
+  if (!pixels || width == 0 || height == 0 || width > 16384 || height > 16384) {
+    mm_set_error (error, MM_ERROR_INPUT, label, "image: bad frame %ux%u%s (sizes must be "
+        "1 to 16384)", width, height, pixels ? "" : " without pixels");
+    return FALSE;
+  }
+  if (stride < (gsize) width * bpp) {
+    mm_set_error (error, MM_ERROR_INPUT, label, "image: stride %" G_GSIZE_FORMAT
+        " is shorter than a row of %u pixels (%u bytes)", stride, width, width * bpp);
+    return FALSE;
+  }
+  if (!mm_image_preprocess (enc->input, w->width, w->height, w->mean, w->std, format,
+          pixels, width, height, stride, error))
+    return FALSE;
+
+  /* x (3, H, W) -> stem */
+  float *x = enc->buf[0], *t1 = enc->buf[1], *t2 = enc->buf[2], *t3 = enc->buf[3];
+  int h, wd, h1, w1, h2, w2;
+  convbn_forward (&w->stem, t1, enc->input, w->height, w->width, &h, &wd, TRUE,
+      enc->scratch);
+  if (w->stem_maxpool) {
+    mm_maxpool2d (x, t1, w->stem.c_out, h, wd, 3, 2, 1);
+    h = mm_conv_out_size (h, 3, 2, 1);
+    wd = mm_conv_out_size (wd, 3, 2, 1);
+  } else {
+    float *tmp = x;
+    x = t1;
+    t1 = tmp;
+  }
+
+  /* basic blocks: x -> out (in t2), then swap so x is the block output */
+  int c = w->stem.c_out;
+  for (guint i = 0; i < w->n_blocks; i++) {
+    const BasicBlock *blk = &w->block[i];
+    convbn_forward (&blk->conv1, t1, x, h, wd, &h1, &w1, TRUE, enc->scratch);
+    convbn_forward (&blk->conv2, t2, t1, h1, w1, &h2, &w2, FALSE, enc->scratch);
+    const float *identity = x;
+    if (blk->has_down) {
+      convbn_forward (&blk->down, t3, x, h, wd, &h1, &w1, FALSE, enc->scratch);
+      identity = t3;
+    }
+    c = blk->conv2.c_out;
+    gsize n = (gsize) c * h2 * w2;
+    mm_add (t2, identity, n);
+    mm_relu (t2, n);
+    float *tmp = x;
+    x = t2;
+    t2 = tmp;
+    h = h2;
+    wd = w2;
+  }
+
+  /* global average pool -> (c) -> fc */
+  if (w->fc_w) {
+    mm_global_avgpool (enc->pooled, x, c, h * wd);
+    mm_linear (embedding, enc->pooled, w->fc_w, w->fc_b, 1, c, w->dim);
+  } else {
+    mm_global_avgpool (embedding, x, c, h * wd);
+  }
+  return TRUE;
+}

@@ -1,0 +1,670 @@
+/* libmm image/audio encoders, fusion and head: parity with PyTorch and
+ * input/weight validation.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * References come from tests/lib/ref_encoders.py (PyTorch, float64, random
+ * seeded weights), stored in $MM_FIXTURES/encoders/NAME-io.safetensors as
+ * "io.*" tensors next to the model NAME.safetensors.  Every parity case runs
+ * twice: with the BLAS path and with the plain C reference ops.
+ *
+ * Optional: MM_RESNET18=/tmp/mm-resnet18.safetensors (written by
+ * `ref_encoders.py --resnet18`) checks torchvision's resnet18 at 224x224.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "mm.h"
+#include "mm-private.h"
+#include "ops.h"
+#include "preprocess.h"
+
+#define TOLERANCE 1e-4
+
+static char *
+fixture (const char *name)
+{
+  const char *dir = g_getenv ("MM_FIXTURES");
+  return g_build_filename (dir ? dir : "tests/fixtures", name, NULL);
+}
+
+static MmModel *
+open_model (const char *name)
+{
+  GError *err = NULL;
+  char *path = fixture (name);
+  MmModel *m = mm_model_open (path, &err);
+  g_assert_no_error (err);
+  g_assert_nonnull (m);
+  g_free (path);
+  return m;
+}
+
+static MmSafetensors *
+open_io (const char *name)
+{
+  GError *err = NULL;
+  char *path = fixture (name);
+  MmSafetensors *st = mm_safetensors_open (path, &err);
+  g_assert_no_error (err);
+  g_free (path);
+  return st;
+}
+
+static const MmTensor *
+io_tensor (const MmSafetensors *st, const char *fmt, int i)
+{
+  char name[64];
+  g_snprintf (name, sizeof name, fmt, i);
+  const MmTensor *t = mm_safetensors_find (st, name);
+  if (!t)
+    g_error ("fixture tensor %s missing", name);
+  return t;
+}
+
+/* max |got - want| <= TOLERANCE * max (1, max |want|) */
+static void
+assert_close (const float *got, const float *want, gsize n, const char *what)
+{
+  double err = 0.0, scale = 1.0;
+  for (gsize i = 0; i < n; i++) {
+    g_assert_true (isfinite (got[i]));
+    err = MAX (err, fabs ((double) got[i] - want[i]));
+    scale = MAX (scale, fabs ((double) want[i]));
+  }
+  g_test_message ("%s: max abs error %.3g (output scale %.3g)", what, err, scale);
+  if (err > TOLERANCE * scale)
+    g_error ("%s: max abs error %.3g exceeds %.3g", what, err, TOLERANCE * scale);
+}
+
+static void
+each_ops_path (void (*fn) (gboolean reference))
+{
+  fn (FALSE);
+  mm_ops_set_reference (TRUE);
+  fn (TRUE);
+  mm_ops_set_reference (FALSE);
+}
+
+/* pixels tensor (h, w, 3) floats 0..255 -> packed RGB bytes */
+static guint8 *
+io_pixels (const MmTensor *t, guint *w, guint *h)
+{
+  g_assert_cmpuint (t->ndim, ==, 3);
+  g_assert_cmpint (t->shape[2], ==, 3);
+  *h = t->shape[0];
+  *w = t->shape[1];
+  guint8 *px = g_malloc (t->n_elements);
+  for (gsize i = 0; i < t->n_elements; i++)
+    px[i] = (guint8) t->data[i];
+  return px;
+}
+
+/* ---- image ------------------------------------------------------------ */
+
+static void
+check_image_model (const char *model_name, const char *io_name, guint n_cases,
+    gboolean reference)
+{
+  GError *err = NULL;
+  MmModel *m = open_model (model_name);
+  MmSafetensors *io = open_io (io_name);
+  MmImageEncoder *enc = mm_image_encoder_new (m, NULL, &err);
+  g_assert_no_error (err);
+  guint dim = mm_model_get_dim (m, MM_COMPONENT_IMAGE);
+  float *z = g_new (float, dim);
+
+  for (guint i = 0; i < n_cases; i++) {
+    guint w, h;
+    const MmTensor *want = io_tensor (io, "io.expected%d", i);
+    guint8 *px = io_pixels (io_tensor (io, "io.pixels%d", i), &w, &h);
+    g_assert_cmpuint (want->n_elements, ==, dim);
+    g_assert_true (mm_image_encoder_encode (enc, MM_PIXEL_RGB, px, w, h, (gsize) w * 3, z,
+            &err));
+    g_assert_no_error (err);
+    char *what = g_strdup_printf ("%s picture %u (%ux%u) %s", model_name, i, w, h,
+        reference ? "reference ops" : "BLAS");
+    assert_close (z, want->data, dim, what);
+    g_free (what);
+    g_free (px);
+  }
+  g_free (z);
+  mm_image_encoder_free (enc);
+  mm_safetensors_free (io);
+  mm_model_unref (m);
+}
+
+static void
+image_parity_run (gboolean reference)
+{
+  check_image_model ("encoders/resnet-small.safetensors",
+      "encoders/resnet-small-io.safetensors", 3, reference);
+  /* batch-norms folded into conv biases: same network, same references */
+  check_image_model ("encoders/resnet-folded.safetensors",
+      "encoders/resnet-small-io.safetensors", 3, reference);
+  /* 3x3 stride-1 stem, no max-pool, three stages, no fc */
+  check_image_model ("encoders/resnet-nostem.safetensors",
+      "encoders/resnet-nostem-io.safetensors", 1, reference);
+}
+
+static void
+test_image_parity (void)
+{
+  each_ops_path (image_parity_run);
+}
+
+static void
+test_image_resnet18 (void)
+{
+  const char *path = g_getenv ("MM_RESNET18");
+  if (!path || !g_file_test (path, G_FILE_TEST_EXISTS)) {
+    g_test_skip ("set MM_RESNET18 to the file `ref_encoders.py --resnet18` writes");
+    return;
+  }
+  GError *err = NULL;
+  MmModel *m = mm_model_open (path, &err);
+  g_assert_no_error (err);
+  guint w, h;
+  g_assert_true (mm_model_get_image_size (m, &w, &h));
+  g_assert_cmpuint (w, ==, 224);
+  g_assert_cmpuint (h, ==, 224);
+  char *io_path = g_strdup (path);
+  char *dot = g_strrstr (io_path, ".safetensors");
+  g_assert_nonnull (dot);
+  *dot = '\0';
+  char *io_name = g_strconcat (io_path, "-io.safetensors", NULL);
+  MmSafetensors *io = mm_safetensors_open (io_name, &err);
+  g_assert_no_error (err);
+
+  MmImageEncoder *enc = mm_image_encoder_new (m, NULL, &err);
+  g_assert_no_error (err);
+  guint pw, ph;
+  guint8 *px = io_pixels (io_tensor (io, "io.pixels%d", 0), &pw, &ph);
+  float z[32];
+  g_assert_cmpuint (mm_model_get_dim (m, MM_COMPONENT_IMAGE), ==, 32);
+  gint64 t0 = g_get_monotonic_time ();
+  g_assert_true (mm_image_encoder_encode (enc, MM_PIXEL_RGB, px, pw, ph, pw * 3, z, &err));
+  g_test_message ("resnet18 224x224: %.1f ms (%s)",
+      (g_get_monotonic_time () - t0) / 1000.0, mm_blas_core_name ());
+  assert_close (z, io_tensor (io, "io.expected%d", 0)->data, 32, "resnet18");
+
+  g_free (px);
+  g_free (io_name);
+  g_free (io_path);
+  mm_image_encoder_free (enc);
+  mm_safetensors_free (io);
+  mm_model_unref (m);
+}
+
+/* Byte positions of R, G, B (or -1) and bytes per pixel of each format. */
+typedef struct
+{
+  MmPixelFormat format;
+  const char *name;
+  int bpp, r, g, b;
+} PixelLayout;
+
+static const PixelLayout layouts[] = {
+  {MM_PIXEL_RGB, "RGB", 3, 0, 1, 2},
+  {MM_PIXEL_BGR, "BGR", 3, 2, 1, 0},
+  {MM_PIXEL_RGBx, "RGBx", 4, 0, 1, 2},
+  {MM_PIXEL_BGRx, "BGRx", 4, 2, 1, 0},
+  {MM_PIXEL_xRGB, "xRGB", 4, 1, 2, 3},
+  {MM_PIXEL_xBGR, "xBGR", 4, 3, 2, 1},
+  {MM_PIXEL_RGBA, "RGBA", 4, 0, 1, 2},
+  {MM_PIXEL_BGRA, "BGRA", 4, 2, 1, 0},
+  {MM_PIXEL_ARGB, "ARGB", 4, 1, 2, 3},
+  {MM_PIXEL_ABGR, "ABGR", 4, 3, 2, 1},
+};
+
+/* Packs an RGB picture in @l's layout with @pad extra bytes per row; the
+ * unused byte is filled with junk that must be ignored. */
+static guint8 *
+pack (const guint8 *rgb, guint w, guint h, const PixelLayout *l, gsize pad, gsize *stride)
+{
+  *stride = (gsize) w * l->bpp + pad;
+  guint8 *out = g_malloc (*stride * h);
+  memset (out, 0xa5, *stride * h);
+  for (guint y = 0; y < h; y++)
+    for (guint x = 0; x < w; x++) {
+      guint8 *p = out + y * *stride + (gsize) x * l->bpp;
+      const guint8 *s = rgb + ((gsize) y * w + x) * 3;
+      if (l->bpp == 4)
+        p[0] = p[1] = p[2] = p[3] = (guint8) (x * 37 + y * 11);
+      p[l->r] = s[0];
+      p[l->g] = s[1];
+      p[l->b] = s[2];
+    }
+  return out;
+}
+
+static void
+test_image_pixel_formats (void)
+{
+  GError *err = NULL;
+  MmModel *m = open_model ("encoders/resnet-small.safetensors");
+  MmSafetensors *io = open_io ("encoders/resnet-small-io.safetensors");
+  MmImageEncoder *enc = mm_image_encoder_new (m, NULL, &err);
+  g_assert_no_error (err);
+  guint w, h, dim = mm_model_get_dim (m, MM_COMPONENT_IMAGE);
+  guint8 *rgb = io_pixels (io_tensor (io, "io.pixels%d", 1), &w, &h);
+  float *z_ref = g_new (float, dim), *z = g_new (float, dim);
+
+  g_assert_true (mm_image_encoder_encode (enc, MM_PIXEL_RGB, rgb, w, h, w * 3, z_ref, &err));
+  g_assert_no_error (err);
+  for (guint i = 0; i < G_N_ELEMENTS (layouts); i++) {
+    gsize stride;
+    guint8 *px = pack (rgb, w, h, &layouts[i], 5 + i, &stride);
+    g_assert_true (mm_image_encoder_encode (enc, layouts[i].format, px, w, h, stride, z,
+            &err));
+    g_assert_no_error (err);
+    for (guint k = 0; k < dim; k++)
+      if (fabsf (z[k] - z_ref[k]) > 1e-6f)
+        g_error ("%s differs from RGB at %u: %g vs %g", layouts[i].name, k, z[k], z_ref[k]);
+    g_free (px);
+  }
+
+  /* GRAY8 = the same grey picture as RGB with R = G = B */
+  guint8 *gray = g_malloc ((gsize) w * h), *grey_rgb = g_malloc ((gsize) w * h * 3);
+  for (gsize i = 0; i < (gsize) w * h; i++) {
+    gray[i] = rgb[3 * i + 1];
+    grey_rgb[3 * i] = grey_rgb[3 * i + 1] = grey_rgb[3 * i + 2] = gray[i];
+  }
+  g_assert_true (mm_image_encoder_encode (enc, MM_PIXEL_RGB, grey_rgb, w, h, w * 3, z_ref,
+          &err));
+  g_assert_true (mm_image_encoder_encode (enc, MM_PIXEL_GRAY8, gray, w, h, w, z, &err));
+  g_assert_no_error (err);
+  for (guint k = 0; k < dim; k++)
+    g_assert_cmpfloat_with_epsilon (z[k], z_ref[k], 1e-6);
+
+  g_free (gray);
+  g_free (grey_rgb);
+  g_free (z);
+  g_free (z_ref);
+  g_free (rgb);
+  mm_image_encoder_free (enc);
+  mm_safetensors_free (io);
+  mm_model_unref (m);
+}
+
+static void
+test_image_bad_sizes (void)
+{
+  GError *err = NULL;
+  MmModel *m = open_model ("tiny.safetensors");
+  MmImageEncoder *enc = mm_image_encoder_new (m, NULL, &err);
+  g_assert_no_error (err);
+  static guint8 px[64 * 64 * 4];
+  float z[8];
+  struct
+  {
+    guint w, h;
+    gsize stride;
+    const guint8 *pixels;
+  } cases[] = {
+    {0, 16, 64, px}, {16, 0, 64, px}, {16385, 1, 16385 * 4, px}, {1, 16385, 4, px},
+    {16, 16, 63, px}, {16, 16, 0, px}, {16, 16, 64, NULL},
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
+    g_assert_false (mm_image_encoder_encode (enc, MM_PIXEL_RGBx, cases[i].pixels, cases[i].w,
+            cases[i].h, cases[i].stride, z, &err));
+    g_assert_error (err, MM_ERROR, MM_ERROR_INPUT);
+    g_test_message ("case %u: %s", i, err->message);
+    g_clear_error (&err);
+  }
+  /* the smallest picture is fine */
+  g_assert_true (mm_image_encoder_encode (enc, MM_PIXEL_RGBx, px, 1, 1, 4, z, &err));
+  g_assert_no_error (err);
+  mm_image_encoder_free (enc);
+  mm_model_unref (m);
+}
+
+/* ---- audio ------------------------------------------------------------ */
+
+static void
+audio_parity_run (gboolean reference)
+{
+  GError *err = NULL;
+  MmModel *m = open_model ("encoders/audio.safetensors");
+  MmSafetensors *io = open_io ("encoders/audio-io.safetensors");
+  MmAudioEncoder *enc = mm_audio_encoder_new (m, NULL, &err);
+  g_assert_no_error (err);
+  guint dim = mm_model_get_dim (m, MM_COMPONENT_AUDIO);
+  float *z = g_new (float, dim);
+
+  for (int i = 0; i < 3; i++) {
+    const MmTensor *s = io_tensor (io, "io.samples%d", i);
+    const MmTensor *want = io_tensor (io, "io.expected%d", i);
+    g_assert_cmpuint (want->n_elements, ==, dim);
+    g_assert_true (mm_audio_encoder_encode (enc, s->data, s->n_elements, z, &err));
+    g_assert_no_error (err);
+    char *what = g_strdup_printf ("audio %" G_GSIZE_FORMAT " samples %s", s->n_elements,
+        reference ? "reference ops" : "BLAS");
+    assert_close (z, want->data, dim, what);
+    g_free (what);
+  }
+  g_free (z);
+  mm_audio_encoder_free (enc);
+  mm_safetensors_free (io);
+  mm_model_unref (m);
+}
+
+static void
+test_audio_parity (void)
+{
+  each_ops_path (audio_parity_run);
+}
+
+static void
+test_audio_bad_input (void)
+{
+  GError *err = NULL;
+  MmModel *m = open_model ("encoders/audio.safetensors");
+  MmContextParams params = mm_context_default_params ();
+  params.max_audio_samples = 5000;
+  MmAudioEncoder *enc = mm_audio_encoder_new (m, &params, &err);
+  g_assert_no_error (err);
+  float *s = g_new0 (float, 6000), z[6];
+
+  /* shorter than n_fft (512) */
+  g_assert_false (mm_audio_encoder_encode (enc, s, 511, z, &err));
+  g_assert_error (err, MM_ERROR, MM_ERROR_INPUT);
+  g_assert_nonnull (strstr (err->message, "n_fft"));
+  g_clear_error (&err);
+  /* one frame: the unpadded last conv has nothing left */
+  g_assert_false (mm_audio_encoder_encode (enc, s, 512, z, &err));
+  g_assert_error (err, MM_ERROR, MM_ERROR_INPUT);
+  g_clear_error (&err);
+  /* longer than max_audio_samples */
+  g_assert_false (mm_audio_encoder_encode (enc, s, 5001, z, &err));
+  g_assert_error (err, MM_ERROR, MM_ERROR_INPUT);
+  g_clear_error (&err);
+  g_assert_false (mm_audio_encoder_encode (enc, NULL, 4000, z, &err));
+  g_assert_error (err, MM_ERROR, MM_ERROR_INPUT);
+  g_clear_error (&err);
+  /* the maximum itself works, silence included (log_offset keeps it finite) */
+  g_assert_true (mm_audio_encoder_encode (enc, s, 5000, z, &err));
+  g_assert_no_error (err);
+  for (int i = 0; i < 6; i++)
+    g_assert_true (isfinite (z[i]));
+
+  g_free (s);
+  mm_audio_encoder_free (enc);
+  mm_model_unref (m);
+}
+
+/* ---- fusion ----------------------------------------------------------- */
+
+static void
+fusion_attention_run (gboolean reference)
+{
+  GError *err = NULL;
+  MmModel *m = open_model ("encoders/fusion-attn.safetensors");
+  MmSafetensors *io = open_io ("encoders/fusion-attn-io.safetensors");
+  MmFusion *f = mm_fusion_new (m, NULL, &err);
+  g_assert_no_error (err);
+  guint n = mm_model_get_fusion_n_inputs (m), dim = mm_model_get_dim (m, MM_COMPONENT_FUSION);
+  g_assert_cmpuint (n, ==, 3);
+  g_assert_cmpuint (dim, ==, 8);
+  g_assert_cmpstr (mm_model_get_fusion_input_modality (m, 1), ==, "audio");
+  g_assert_cmpuint (mm_model_get_fusion_input_dim (m, 1), ==, 7);
+  float fused[8];
+
+  for (int c = 0; c < 4; c++) {
+    const MmTensor *mask = io_tensor (io, "io.mask%d", c);
+    const float *inputs[3];
+    for (guint i = 0; i < n; i++)
+      inputs[i] = mask->data[i] != 0.0f ? io_tensor (io, "io.input%d", i)->data : NULL;
+    g_assert_true (mm_fusion_run (f, inputs, fused, &err));
+    g_assert_no_error (err);
+    char *what = g_strdup_printf ("attention mask %g%g%g %s", mask->data[0], mask->data[1],
+        mask->data[2], reference ? "reference ops" : "BLAS");
+    assert_close (fused, io_tensor (io, "io.expected%d", c)->data, dim, what);
+    g_free (what);
+  }
+  mm_fusion_free (f);
+  mm_safetensors_free (io);
+  mm_model_unref (m);
+}
+
+static void
+test_fusion_attention (void)
+{
+  each_ops_path (fusion_attention_run);
+}
+
+/* concat's layout follows from FORMAT.md: check it against the inputs. */
+static void
+test_fusion_concat (void)
+{
+  GError *err = NULL;
+  MmModel *m = open_model ("tiny.safetensors");
+  MmFusion *f = mm_fusion_new (m, NULL, &err);
+  g_assert_no_error (err);
+  guint n = mm_model_get_fusion_n_inputs (m), dim = mm_model_get_dim (m, MM_COMPONENT_FUSION);
+  g_assert_cmpuint (n, ==, 3);
+  g_assert_cmpstr (mm_model_get_component_type (m, MM_COMPONENT_FUSION), ==, "concat");
+  guint total = 0;
+  for (guint i = 0; i < n; i++)
+    total += mm_model_get_fusion_input_dim (m, i);
+  g_assert_cmpuint (dim, ==, total + n);      /* append_mask */
+  g_assert_cmpint (mm_model_find_fusion_input (m, "text"), ==, 2);
+
+  float in[3][8], *fused = g_new (float, dim);
+  for (guint i = 0; i < n; i++)
+    for (int k = 0; k < 8; k++)
+      in[i][k] = (float) (i * 10 + k + 1);
+  for (guint mask = 0; mask < 8; mask++) {
+    const float *inputs[3];
+    for (guint i = 0; i < n; i++)
+      inputs[i] = (mask >> i) & 1 ? in[i] : NULL;
+    memset (fused, 0x7f, dim * sizeof (float));
+    g_assert_true (mm_fusion_run (f, inputs, fused, &err));
+    g_assert_no_error (err);
+    guint off = 0;
+    for (guint i = 0; i < n; i++) {
+      guint d = mm_model_get_fusion_input_dim (m, i);
+      for (guint k = 0; k < d; k++)
+        g_assert_cmpfloat (fused[off + k], ==, inputs[i] ? inputs[i][k] : 0.0f);
+      off += d;
+    }
+    for (guint i = 0; i < n; i++)
+      g_assert_cmpfloat (fused[off + i], ==, (mask >> i) & 1 ? 1.0f : 0.0f);
+  }
+  g_assert_false (mm_fusion_run (f, NULL, fused, &err));
+  g_assert_error (err, MM_ERROR, MM_ERROR_INPUT);
+  g_clear_error (&err);
+  g_free (fused);
+  mm_fusion_free (f);
+  mm_model_unref (m);
+}
+
+/* ---- head ------------------------------------------------------------- */
+
+static void
+head_parity_run (gboolean reference)
+{
+  static const struct
+  {
+    const char *kind;
+    MmHeadKind expect;
+  } kinds[] = {
+    {"softmax", MM_HEAD_SOFTMAX}, {"sigmoid", MM_HEAD_SIGMOID},
+    {"regression", MM_HEAD_REGRESSION},
+  };
+  for (guint k = 0; k < G_N_ELEMENTS (kinds); k++) {
+    GError *err = NULL;
+    char *name = g_strdup_printf ("encoders/head-%s.safetensors", kinds[k].kind);
+    char *io_name = g_strdup_printf ("encoders/head-%s-io.safetensors", kinds[k].kind);
+    MmModel *m = open_model (name);
+    MmSafetensors *io = open_io (io_name);
+    g_assert_cmpint (mm_model_get_head_kind (m), ==, kinds[k].expect);
+    guint n = mm_model_get_n_outputs (m);
+    char label0[16];
+    g_snprintf (label0, sizeof label0, "%.3s0", kinds[k].kind);
+    g_assert_cmpstr (mm_model_get_label (m, 0), ==, label0);
+    g_assert_nonnull (mm_model_get_label (m, n - 1));
+    MmHead *head = mm_head_new (m, NULL, &err);
+    g_assert_no_error (err);
+    float *scores = g_new (float, n);
+    for (int i = 0; i < 3; i++) {
+      const MmTensor *want = io_tensor (io, "io.expected%d", i);
+      g_assert_cmpuint (want->n_elements, ==, n);
+      g_assert_true (mm_head_run (head, io_tensor (io, "io.input%d", i)->data, scores, &err));
+      g_assert_no_error (err);
+      char *what = g_strdup_printf ("head %s case %d %s", kinds[k].kind, i,
+          reference ? "reference ops" : "BLAS");
+      assert_close (scores, want->data, n, what);
+      g_free (what);
+    }
+    g_free (scores);
+    mm_head_free (head);
+    mm_safetensors_free (io);
+    mm_model_unref (m);
+    g_free (name);
+    g_free (io_name);
+  }
+}
+
+static void
+test_head_parity (void)
+{
+  each_ops_path (head_parity_run);
+}
+
+/* ---- loading ---------------------------------------------------------- */
+
+static void
+test_bad_shapes (void)
+{
+  static const struct
+  {
+    const char *file, *tensor;
+  } cases[] = {
+    {"encoders/bad-image.safetensors", "image.layer2.0.downsample.0.weight"},
+    {"encoders/bad-audio.safetensors", "audio.convs.1.weight"},
+    {"encoders/bad-fusion.safetensors", "fusion.attn.in_proj_weight"},
+    {"encoders/bad-head.safetensors", "head.layers.1.weight"},
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
+    GError *err = NULL;
+    char *path = fixture (cases[i].file);
+    MmModel *m = mm_model_open (path, &err);
+    g_assert_null (m);
+    g_assert_error (err, MM_ERROR, MM_ERROR_FORMAT);
+    g_test_message ("%s", err->message);
+    if (!strstr (err->message, cases[i].tensor))
+      g_error ("error for %s does not name %s: %s", cases[i].file, cases[i].tensor,
+          err->message);
+    g_clear_error (&err);
+    g_free (path);
+  }
+}
+
+static void
+test_missing_component (void)
+{
+  GError *err = NULL;
+  MmModel *m = open_model ("encoders/head-regression.safetensors");
+  g_assert_null (mm_image_encoder_new (m, NULL, &err));
+  g_assert_error (err, MM_ERROR, MM_ERROR_MISSING_COMPONENT);
+  g_clear_error (&err);
+  g_assert_null (mm_audio_encoder_new (m, NULL, &err));
+  g_assert_error (err, MM_ERROR, MM_ERROR_MISSING_COMPONENT);
+  g_clear_error (&err);
+  g_assert_null (mm_fusion_new (m, NULL, &err));
+  g_assert_error (err, MM_ERROR, MM_ERROR_MISSING_COMPONENT);
+  g_clear_error (&err);
+  mm_model_unref (m);
+}
+
+/* The fixture models the element tests use: every component runs, and the
+ * hand-made text path decides the label. */
+static void
+test_tiny_models (void)
+{
+  static const char *const files[] = {
+    "tiny.safetensors", "tiny-attn.safetensors", "tiny-notext.safetensors",
+  };
+  for (guint f = 0; f < G_N_ELEMENTS (files); f++) {
+    GError *err = NULL;
+    MmModel *m = open_model (files[f]);
+    g_assert_cmpstr (mm_model_get_name (m), ==, "tiny");
+    g_assert_cmpuint (mm_model_get_audio_rate (m), ==, 16000);
+    g_assert_cmpuint (mm_model_get_audio_window (m), ==, 16000);
+    g_assert_cmpuint (mm_model_get_audio_hop (m), ==, 8000);
+    g_assert_cmpuint (mm_model_get_n_outputs (m), ==, 3);
+    g_assert_cmpstr (mm_model_get_label (m, 1), ==, "music");
+    g_assert_true (mm_model_has_component (m, MM_COMPONENT_TEXT) == (f != 2));
+    MmImageEncoder *ie = mm_image_encoder_new (m, NULL, &err);
+    g_assert_no_error (err);
+    MmAudioEncoder *ae = mm_audio_encoder_new (m, NULL, &err);
+    g_assert_no_error (err);
+    MmFusion *fu = mm_fusion_new (m, NULL, &err);
+    g_assert_no_error (err);
+    MmHead *hd = mm_head_new (m, NULL, &err);
+    g_assert_no_error (err);
+
+    guint8 px[16 * 16 * 3];
+    for (guint i = 0; i < sizeof px; i++)
+      px[i] = (guint8) (i * 7);
+    float *audio = g_new (float, 16000);
+    for (int i = 0; i < 16000; i++)
+      audio[i] = 0.5f * sinf (2 * G_PI * 440 * i / 16000.0f);
+    float zi[8], za[8], zt[8] = { 0 }, fused[27], scores[3];
+    g_assert_true (mm_image_encoder_encode (ie, MM_PIXEL_RGB, px, 16, 16, 48, zi, &err));
+    g_assert_true (mm_audio_encoder_encode (ae, audio, 16000, za, &err));
+    g_assert_no_error (err);
+    const float *inputs[3] = { zi, za, NULL };
+    g_assert_true (mm_fusion_run (fu, inputs, fused, &err));
+    g_assert_true (mm_head_run (hd, fused, scores, &err));
+    g_assert_no_error (err);
+    g_assert_cmpfloat_with_epsilon (scores[0] + scores[1] + scores[2], 1.0, 1e-5);
+
+    if (f == 0) {
+      /* "music" alone: text dims 0/1/2 carry speech/music/noise */
+      GError *e2 = NULL;
+      MmTextEncoder *te = mm_text_encoder_new (m, NULL, &e2);
+      if (te) {
+        g_assert_true (mm_text_encoder_encode (te, "Music!", -1, zt, NULL, &e2));
+        const float *only_text[3] = { NULL, NULL, zt };
+        g_assert_true (mm_fusion_run (fu, only_text, fused, &e2));
+        g_assert_true (mm_head_run (hd, fused, scores, &e2));
+        g_assert_cmpfloat (scores[1], >, 0.9f);
+        mm_text_encoder_free (te);
+      }
+      g_clear_error (&e2);
+    }
+    g_free (audio);
+    mm_image_encoder_free (ie);
+    mm_audio_encoder_free (ae);
+    mm_fusion_free (fu);
+    mm_head_free (hd);
+    mm_model_unref (m);
+  }
+
+  GError *err = NULL;
+  char *path = fixture ("corrupt.safetensors");
+  g_assert_null (mm_model_open (path, &err));
+  g_assert_error (err, MM_ERROR, MM_ERROR_FORMAT);
+  g_clear_error (&err);
+  g_free (path);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/encoders/image/parity", test_image_parity);
+  g_test_add_func ("/encoders/image/resnet18", test_image_resnet18);
+  g_test_add_func ("/encoders/image/pixel-formats", test_image_pixel_formats);
+  g_test_add_func ("/encoders/image/bad-sizes", test_image_bad_sizes);
+  g_test_add_func ("/encoders/audio/parity", test_audio_parity);
+  g_test_add_func ("/encoders/audio/bad-input", test_audio_bad_input);
+  g_test_add_func ("/encoders/fusion/attention", test_fusion_attention);
+  g_test_add_func ("/encoders/fusion/concat", test_fusion_concat);
+  g_test_add_func ("/encoders/head/parity", test_head_parity);
+  g_test_add_func ("/encoders/load/bad-shapes", test_bad_shapes);
+  g_test_add_func ("/encoders/load/missing-component", test_missing_component);
+  g_test_add_func ("/encoders/tiny", test_tiny_models);
+  return g_test_run ();
+}
