@@ -324,12 +324,23 @@ mm_bert_weights_free (MmBertWeights *w)
 /* ---------------------------------------------------------------------- */
 /* Context                                                                 */
 
+/* Scratch sizes come from the file (max_len <= P rows, I columns), so a
+ * hostile file can ask for gigabytes: allocate with g_try and fail cleanly. */
+static float *
+try_floats (gsize n, gboolean *ok)
+{
+  float *p = *ok ? g_try_new0 (float, n) : NULL;
+  *ok = p != NULL;
+  return p;
+}
+
 MmBertContext *
 mm_bert_context_new (const MmBertWeights *w, gsize max_text_bytes, GError **error)
 {
   const BertConfig *c = &w->cfg;
   gsize n = c->max_len, H = c->hidden;
   MmBertContext *ctx = g_new0 (MmBertContext, 1);
+  gboolean ok = TRUE;
 
   ctx->w = w;
   ctx->wp = mm_wordpiece_new (w->vocab, c->lowercase, c->max_len, max_text_bytes, error);
@@ -337,16 +348,24 @@ mm_bert_context_new (const MmBertWeights *w, gsize max_text_bytes, GError **erro
     mm_bert_context_free (ctx);
     return NULL;
   }
-  ctx->ids = g_new0 (gint32, n);
-  ctx->x = g_new0 (float, n * H);
-  ctx->q = g_new0 (float, n * H);
-  ctx->k = g_new0 (float, n * H);
-  ctx->v = g_new0 (float, n * H);
-  ctx->attn = g_new0 (float, n * H);
-  ctx->tmp = g_new0 (float, n * H);
-  ctx->ffn = g_new0 (float, n * c->intermediate);
-  ctx->scores = g_new0 (float, n * n);
-  ctx->pooled = g_new0 (float, H);
+  ctx->ids = g_try_new0 (gint32, n);
+  ok = ctx->ids != NULL;
+  ctx->x = try_floats (n * H, &ok);
+  ctx->q = try_floats (n * H, &ok);
+  ctx->k = try_floats (n * H, &ok);
+  ctx->v = try_floats (n * H, &ok);
+  ctx->attn = try_floats (n * H, &ok);
+  ctx->tmp = try_floats (n * H, &ok);
+  ctx->ffn = try_floats (n * c->intermediate, &ok);
+  ctx->scores = try_floats (n * n, &ok);
+  ctx->pooled = try_floats (H, &ok);
+  if (!ok) {
+    mm_set_error (error, MM_ERROR_INPUT, "text",
+        "cannot allocate BERT scratch for max_len %u, hidden %u, intermediate %u",
+        c->max_len, c->hidden, c->intermediate);
+    mm_bert_context_free (ctx);
+    return NULL;
+  }
   return ctx;
 }
 

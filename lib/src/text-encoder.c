@@ -222,15 +222,19 @@ mm_text_encoder_new (MmModel *model, const MmContextParams *params, GError **err
   enc->w = w;
   enc->max_text_bytes = params->max_text_bytes ? params->max_text_bytes
       : defaults.max_text_bytes;
-  enc->text = g_malloc (enc->max_text_bytes + 1);
+  enc->text = g_try_malloc (enc->max_text_bytes + 1);
+  if (!enc->text)
+    goto oom;
 
   if (w->type == TEXT_WORDVEC) {
     /* every word takes at least one byte of text */
     enc->max_ids = (guint) enc->max_text_bytes + 1;
-    enc->ids = g_new (gint32, enc->max_ids);
+    enc->ids = g_try_new (gint32, enc->max_ids);
     enc->scratch_size = 4 * enc->max_text_bytes + 16;
-    enc->scratch = g_malloc (enc->scratch_size);
-    enc->mean = g_new0 (float, w->emb_dim);
+    enc->scratch = g_try_malloc (enc->scratch_size);
+    enc->mean = g_try_new0 (float, w->emb_dim);
+    if (!enc->ids || !enc->scratch || !enc->mean)
+      goto oom;
   } else {
     enc->bert = mm_bert_context_new (w->bert, enc->max_text_bytes, error);
     if (!enc->bert) {
@@ -239,6 +243,13 @@ mm_text_encoder_new (MmModel *model, const MmContextParams *params, GError **err
     }
   }
   return enc;
+
+oom:
+  mm_set_error (error, MM_ERROR_INPUT, model->path,
+      "text: cannot allocate scratch for max_text_bytes %" G_GSIZE_FORMAT,
+      enc->max_text_bytes);
+  mm_text_encoder_free (enc);
+  return NULL;
 }
 
 void
