@@ -1,0 +1,1291 @@
+/* mmfuse: timestamp-synchronised fusion of embedding streams
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+/**
+ * SECTION:element-mmfuse
+ * @title: mmfuse
+ * @see_also: textenc, imageenc, audioenc, mmdecode
+ *
+ * mmfuse takes any number of embedding streams (one per request pad
+ * `sink_%u`, caps `application/x-mm-embedding, modality=..., dim=...`),
+ * pairs them by time and runs the fusion component of the model (libmm's
+ * mm_fusion_run()).  Each output buffer is one fused vector with caps
+ * `application/x-mm-embedding, modality=fused, dim=<fusion dim>,
+ * model=<name>` and a #MmFusionMeta saying, for every fusion input, its
+ * modality, whether it was present and the PTS of the embedding used.
+ *
+ * ## Inputs
+ * Each pad feeds the first fusion input of its modality that no other pad
+ * feeds (the modality comes from the caps, or from the pad's `modality`
+ * property when set, e.g. for an appsrc feeding "sensor" values).  Caps whose
+ * modality the model lacks, or whose `dim` differs from the model's input
+ * dimension, are refused with a CORE/NEGOTIATION error naming the pad, the
+ * modality and the expected dimension; buffers on such a pad then fail with
+ * not-negotiated.  Pads can be requested and released in any state; a
+ * released pad's input is missing from then on and free for a new pad.
+ *
+ * ## Cadence
+ * - `drive-pad` set: every buffer of that pad produces one output with the
+ *   buffer's PTS and duration (and its embedding as that modality's input).
+ * - else `interval` > 0: outputs every `interval` ns of running time, from the
+ *   output segment's start (see the aggregator's `start-time-selection`).
+ * - else the first image pad drives; without one, a 500 ms interval.
+ * In a live pipeline a drive pad that has not delivered anything by its
+ * first deadline is treated as absent (interval cadence) until it does.
+ *
+ * ## Pairing
+ * For an output interval [t, t+d), every other pad contributes the newest
+ * embedding starting at or before t: when its validity interval
+ * [pts, pts+duration) covers t, or else when its end lies at most `max-age`
+ * ns before t (the pad's own `max-age` when set, else the element's).
+ * Otherwise the modality is missing and goes into the fusion as a NULL input
+ * (the presence mask): stale data is never reused silently.  Only the newest
+ * embedding of each pad is kept (copied); buffers are not held.
+ *
+ * ## Sparse streams and settling
+ * An output for time t is produced only when every non-driving pad is
+ * "settled" past t, i.e. nothing that starts at or before t can still
+ * arrive: its next buffer starts after t, a GAP event covers t, the pad is
+ * EOS, the embedding it just gave starts exactly at t, or, in a live pipeline,
+ * the aggregator's deadline for t (t + latency) has passed.  This is what
+ * keeps mmfuse from pairing the wrong moments while never stalling dense pads
+ * on a silent sparse one: a subtitle pad whose next cue is ten minutes away
+ * (or which sends GAP events) lets video flow, and in a live pipeline a
+ * silent pad costs at most the configured latency.  Pads whose caps say
+ * modality=text are marked sparse automatically (read-only `sparse` pad
+ * property): sparse pads do not keep the stream alive in interval cadence.
+ * Pads that never delivered data are ignored in live pipelines
+ * (`ignore-inactive-pads`).
+ *
+ * ## Latency
+ * The latency query is answered by #GstAggregator: the largest upstream
+ * latency plus the `latency` property, which also bounds how much jitter
+ * between inputs mmfuse absorbs before a live deadline expires.
+ *
+ * ## Lifecycle
+ * A flushing seek resets all pairing state; the next output is stamped on
+ * the new segment.  EOS on one pad makes its modality missing from then on
+ * (its last embedding still counts while it covers t, max-age no longer
+ * extends it).  EOS on the drive pad, or (interval cadence) on every
+ * non-sparse pad once their data is fused, ends the stream.  Buffers without
+ * a PTS, or outside the segment, are dropped.  Time is assumed to flow
+ * forward at rate 1.
+ *
+ * ## Example launch line
+ * |[
+ * gst-launch-1.0 filesrc location=news.mkv ! matroskademux name=d \
+ *   d.video_0 ! queue ! decodebin ! videoconvert ! imageenc model=scenes.safetensors ! f.sink_0 \
+ *   d.audio_0 ! queue ! decodebin ! audioconvert ! audioresample ! audioenc model=scenes.safetensors ! f.sink_1 \
+ *   d.subtitle_0 ! queue ! textenc model=scenes.safetensors ! f.sink_2 \
+ *   mmfuse name=f model=scenes.safetensors ! mmdecode model=scenes.safetensors ! fakesink
+ * ]|
+ */
+
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <string.h>
+#include <mm.h>
+
+#include "gstmmfuse.h"
+#include "gstmmelement.h"
+#include "gstmmmeta.h"
+
+GST_DEBUG_CATEGORY_STATIC (gst_mm_fuse_debug);
+#define GST_CAT_DEFAULT gst_mm_fuse_debug
+
+static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE ("sink_%u",
+    GST_PAD_SINK,
+    GST_PAD_REQUEST,
+    GST_STATIC_CAPS (MM_EMBEDDING_CAPS_NAME ", dim = (int) [ 1, 65536 ]"));
+
+static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src",
+    GST_PAD_SRC,
+    GST_PAD_ALWAYS,
+    GST_STATIC_CAPS (MM_EMBEDDING_CAPS_NAME ", modality = (string) fused, "
+        "dim = (int) [ 1, 65536 ]"));
+
+/* ---------------------------------------------------------------------- */
+/* Pad                                                                     */
+
+enum
+{
+  PROP_PAD_0,
+  PROP_PAD_MODALITY,
+  PROP_PAD_MAX_AGE,
+  PROP_PAD_SPARSE,
+  PROP_PAD_INPUT,
+};
+
+#define DEFAULT_PAD_MAX_AGE (-1)
+
+struct _GstMmFusePad
+{
+  GstAggregatorPad parent;
+
+  /* properties, pad object lock */
+  gchar *modality_override;     /* NULL: modality from the caps */
+  gint64 max_age;               /* -1: the element's */
+
+  /* written by the aggregator thread under the pad object lock; the
+   * aggregator thread reads them without it */
+  gchar *modality;              /* effective modality, NULL before caps */
+  guint dim;
+  gint input;                   /* fusion input fed, -1 if none */
+  gboolean sparse;
+  gboolean refused;             /* caps were refused: not negotiated */
+
+  /* stream state, aggregator thread only */
+  gfloat *last;                 /* newest embedding (dim floats) */
+  gboolean has_last;
+  GstClockTime last_start;      /* its validity interval, running time */
+  GstClockTime last_end;        /* NONE when it had no duration */
+  GstClockTime settled_until;   /* running time covered by GAP events */
+  gint pending_reset;           /* atomic: set on flush, applied by the
+                                 * aggregator thread */
+};
+
+G_DEFINE_TYPE (GstMmFusePad, gst_mm_fuse_pad, GST_TYPE_AGGREGATOR_PAD);
+
+static void
+gst_mm_fuse_pad_reset_stream (GstMmFusePad * pad)
+{
+  pad->has_last = FALSE;
+  pad->last_start = GST_CLOCK_TIME_NONE;
+  pad->last_end = GST_CLOCK_TIME_NONE;
+  pad->settled_until = GST_CLOCK_TIME_NONE;
+}
+
+static GstFlowReturn
+gst_mm_fuse_pad_flush (GstAggregatorPad * apad, GstAggregator * agg)
+{
+  g_atomic_int_set (&GST_MM_FUSE_PAD (apad)->pending_reset, 1);
+  return GST_FLOW_OK;
+}
+
+static void
+gst_mm_fuse_pad_set_property (GObject * object, guint prop_id,
+    const GValue * value, GParamSpec * pspec)
+{
+  GstMmFusePad *pad = GST_MM_FUSE_PAD (object);
+
+  GST_OBJECT_LOCK (pad);
+  switch (prop_id) {
+    case PROP_PAD_MODALITY:
+      g_free (pad->modality_override);
+      pad->modality_override = g_value_dup_string (value);
+      if (pad->modality_override && !*pad->modality_override)
+        g_clear_pointer (&pad->modality_override, g_free);
+      break;
+    case PROP_PAD_MAX_AGE:
+      pad->max_age = g_value_get_int64 (value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK (pad);
+}
+
+static void
+gst_mm_fuse_pad_get_property (GObject * object, guint prop_id, GValue * value,
+    GParamSpec * pspec)
+{
+  GstMmFusePad *pad = GST_MM_FUSE_PAD (object);
+
+  GST_OBJECT_LOCK (pad);
+  switch (prop_id) {
+    case PROP_PAD_MODALITY:
+      g_value_set_string (value, pad->modality_override ?
+          pad->modality_override : pad->modality);
+      break;
+    case PROP_PAD_MAX_AGE:
+      g_value_set_int64 (value, pad->max_age);
+      break;
+    case PROP_PAD_SPARSE:
+      g_value_set_boolean (value, pad->sparse);
+      break;
+    case PROP_PAD_INPUT:
+      g_value_set_int (value, pad->input);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK (pad);
+}
+
+static void
+gst_mm_fuse_pad_finalize (GObject * object)
+{
+  GstMmFusePad *pad = GST_MM_FUSE_PAD (object);
+
+  g_free (pad->modality_override);
+  g_free (pad->modality);
+  g_free (pad->last);
+
+  G_OBJECT_CLASS (gst_mm_fuse_pad_parent_class)->finalize (object);
+}
+
+static void
+gst_mm_fuse_pad_class_init (GstMmFusePadClass * klass)
+{
+  GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
+  GstAggregatorPadClass *apad_class = GST_AGGREGATOR_PAD_CLASS (klass);
+
+  gobject_class->set_property = gst_mm_fuse_pad_set_property;
+  gobject_class->get_property = gst_mm_fuse_pad_get_property;
+  gobject_class->finalize = gst_mm_fuse_pad_finalize;
+  apad_class->flush = GST_DEBUG_FUNCPTR (gst_mm_fuse_pad_flush);
+
+  g_object_class_install_property (gobject_class, PROP_PAD_MODALITY,
+      g_param_spec_string ("modality", "Modality",
+          "Fusion input modality this pad feeds (e.g. \"sensor\"); "
+          "NULL = the caps' modality.  Read when caps arrive", NULL,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (gobject_class, PROP_PAD_MAX_AGE,
+      g_param_spec_int64 ("max-age", "Maximum age",
+          "How long (ns) after its end this pad's last embedding may still "
+          "be used; -1 = the element's max-age", -1, G_MAXINT64,
+          DEFAULT_PAD_MAX_AGE,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (gobject_class, PROP_PAD_SPARSE,
+      g_param_spec_boolean ("sparse", "Sparse",
+          "Whether the stream is sparse (set from caps: modality=text)",
+          FALSE, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
+  g_object_class_install_property (gobject_class, PROP_PAD_INPUT,
+      g_param_spec_int ("input", "Fusion input",
+          "Index of the fusion input this pad feeds, -1 before caps", -1,
+          MM_MAX_INPUTS, -1, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
+}
+
+static void
+gst_mm_fuse_pad_init (GstMmFusePad * pad)
+{
+  pad->max_age = DEFAULT_PAD_MAX_AGE;
+  pad->input = -1;
+  gst_mm_fuse_pad_reset_stream (pad);
+  /* Accept-caps only checks the template: wrong dims reach the CAPS event,
+   * which refuses them with a message naming the problem. */
+  GST_PAD_SET_ACCEPT_TEMPLATE (pad);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Element                                                                 */
+
+enum
+{
+  PROP_0,
+  PROP_MODEL,
+  PROP_DRIVE_PAD,
+  PROP_INTERVAL,
+  PROP_MAX_AGE,
+};
+
+#define DEFAULT_DRIVE_PAD NULL
+#define DEFAULT_INTERVAL 0
+#define DEFAULT_MAX_AGE GST_SECOND
+#define FALLBACK_INTERVAL (500 * GST_MSECOND)
+
+struct _GstMmFuse
+{
+  GstAggregator parent;
+
+  /* properties, object lock */
+  gchar *model_path;
+  gchar *drive_pad;
+  guint64 interval;
+  guint64 max_age;
+
+  /* set in start(), cleared in stop(); pointers under the object lock, used
+   * by the aggregator thread (fusion, inputs) without it */
+  MmModel *model;
+  MmFusion *fusion;
+  guint n_inputs;
+  guint fused_dim;
+  const gfloat **inputs;        /* n_inputs: scratch for mm_fusion_run */
+
+  /* aggregator thread only */
+  GstClockTime data_end;        /* latest end (running time) of data taken */
+};
+
+#define gst_mm_fuse_parent_class parent_class
+G_DEFINE_TYPE (GstMmFuse, gst_mm_fuse, GST_TYPE_AGGREGATOR);
+GST_ELEMENT_REGISTER_DEFINE (mmfuse, "mmfuse", GST_RANK_NONE,
+    GST_TYPE_MM_FUSE);
+
+static void gst_mm_fuse_set_property (GObject * object, guint prop_id,
+    const GValue * value, GParamSpec * pspec);
+static void gst_mm_fuse_get_property (GObject * object, guint prop_id,
+    GValue * value, GParamSpec * pspec);
+static void gst_mm_fuse_finalize (GObject * object);
+static gboolean gst_mm_fuse_start (GstAggregator * agg);
+static gboolean gst_mm_fuse_stop (GstAggregator * agg);
+static GstFlowReturn gst_mm_fuse_flush (GstAggregator * agg);
+static GstFlowReturn gst_mm_fuse_aggregate (GstAggregator * agg,
+    gboolean timeout);
+static GstClockTime gst_mm_fuse_get_next_time (GstAggregator * agg);
+static gboolean gst_mm_fuse_sink_event (GstAggregator * agg,
+    GstAggregatorPad * apad, GstEvent * event);
+static gboolean gst_mm_fuse_sink_query (GstAggregator * agg,
+    GstAggregatorPad * apad, GstQuery * query);
+static GstFlowReturn gst_mm_fuse_update_src_caps (GstAggregator * agg,
+    GstCaps * downstream, GstCaps ** ret);
+
+static void
+gst_mm_fuse_class_init (GstMmFuseClass * klass)
+{
+  GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
+  GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
+  GstAggregatorClass *agg_class = GST_AGGREGATOR_CLASS (klass);
+
+  GST_DEBUG_CATEGORY_INIT (gst_mm_fuse_debug, "mmfuse", 0,
+      "multimodal embedding fusion");
+
+  gobject_class->set_property = gst_mm_fuse_set_property;
+  gobject_class->get_property = gst_mm_fuse_get_property;
+  gobject_class->finalize = gst_mm_fuse_finalize;
+
+  gst_mm_install_model_property (gobject_class, PROP_MODEL);
+  g_object_class_install_property (gobject_class, PROP_DRIVE_PAD,
+      g_param_spec_string ("drive-pad", "Drive pad",
+          "Name of the sink pad whose buffers drive the output cadence "
+          "(NULL: interval if set, else the first image pad)",
+          DEFAULT_DRIVE_PAD, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (gobject_class, PROP_INTERVAL,
+      g_param_spec_uint64 ("interval", "Interval",
+          "Fixed output period in ns of running time when no drive pad is "
+          "set (0: the first image pad drives, else 500 ms)", 0,
+          G_MAXUINT64, DEFAULT_INTERVAL,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (gobject_class, PROP_MAX_AGE,
+      g_param_spec_uint64 ("max-age", "Maximum age",
+          "How long (ns) after its end an embedding may still be paired "
+          "when no newer one covers the output time", 0, G_MAXUINT64,
+          DEFAULT_MAX_AGE, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_PLAYING));
+
+  gst_element_class_add_static_pad_template_with_gtype (element_class,
+      &sink_template, GST_TYPE_MM_FUSE_PAD);
+  gst_element_class_add_static_pad_template_with_gtype (element_class,
+      &src_template, GST_TYPE_AGGREGATOR_PAD);
+  gst_element_class_set_static_metadata (element_class,
+      "Multimodal embedding fusion", "Filter/Combiner/Analyzer",
+      "Pairs video, audio, text and other embedding streams by timestamp "
+      "and fuses them with a libmm model",
+      "mm-gst developers");
+
+  agg_class->start = GST_DEBUG_FUNCPTR (gst_mm_fuse_start);
+  agg_class->stop = GST_DEBUG_FUNCPTR (gst_mm_fuse_stop);
+  agg_class->flush = GST_DEBUG_FUNCPTR (gst_mm_fuse_flush);
+  agg_class->aggregate = GST_DEBUG_FUNCPTR (gst_mm_fuse_aggregate);
+  agg_class->get_next_time = GST_DEBUG_FUNCPTR (gst_mm_fuse_get_next_time);
+  agg_class->sink_event = GST_DEBUG_FUNCPTR (gst_mm_fuse_sink_event);
+  agg_class->sink_query = GST_DEBUG_FUNCPTR (gst_mm_fuse_sink_query);
+  agg_class->update_src_caps = GST_DEBUG_FUNCPTR (gst_mm_fuse_update_src_caps);
+
+  gst_type_mark_as_plugin_api (GST_TYPE_MM_FUSE_PAD, 0);
+}
+
+static void
+gst_mm_fuse_init (GstMmFuse * self)
+{
+  self->drive_pad = g_strdup (DEFAULT_DRIVE_PAD);
+  self->interval = DEFAULT_INTERVAL;
+  self->max_age = DEFAULT_MAX_AGE;
+  self->data_end = GST_CLOCK_TIME_NONE;
+  /* A pad that never delivered anything must not hold back a live stream. */
+  gst_aggregator_set_ignore_inactive_pads (GST_AGGREGATOR (self), TRUE);
+}
+
+static void
+gst_mm_fuse_finalize (GObject * object)
+{
+  GstMmFuse *self = GST_MM_FUSE (object);
+
+  g_free (self->model_path);
+  g_free (self->drive_pad);
+  /* stop() normally released these */
+  g_clear_pointer (&self->fusion, mm_fusion_free);
+  g_clear_pointer (&self->model, mm_model_unref);
+  g_clear_pointer (&self->inputs, g_free);
+
+  G_OBJECT_CLASS (parent_class)->finalize (object);
+}
+
+static void
+gst_mm_fuse_set_property (GObject * object, guint prop_id,
+    const GValue * value, GParamSpec * pspec)
+{
+  GstMmFuse *self = GST_MM_FUSE (object);
+
+  GST_OBJECT_LOCK (self);
+  switch (prop_id) {
+    case PROP_MODEL:
+      g_free (self->model_path);
+      self->model_path = g_value_dup_string (value);
+      break;
+    case PROP_DRIVE_PAD:
+      g_free (self->drive_pad);
+      self->drive_pad = g_value_dup_string (value);
+      if (self->drive_pad && !*self->drive_pad)
+        g_clear_pointer (&self->drive_pad, g_free);
+      break;
+    case PROP_INTERVAL:
+      self->interval = g_value_get_uint64 (value);
+      break;
+    case PROP_MAX_AGE:
+      self->max_age = g_value_get_uint64 (value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK (self);
+}
+
+static void
+gst_mm_fuse_get_property (GObject * object, guint prop_id, GValue * value,
+    GParamSpec * pspec)
+{
+  GstMmFuse *self = GST_MM_FUSE (object);
+
+  GST_OBJECT_LOCK (self);
+  switch (prop_id) {
+    case PROP_MODEL:
+      g_value_set_string (value, self->model_path);
+      break;
+    case PROP_DRIVE_PAD:
+      g_value_set_string (value, self->drive_pad);
+      break;
+    case PROP_INTERVAL:
+      g_value_set_uint64 (value, self->interval);
+      break;
+    case PROP_MAX_AGE:
+      g_value_set_uint64 (value, self->max_age);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK (self);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Start / stop / flush                                                    */
+
+static gboolean
+gst_mm_fuse_start (GstAggregator * agg)
+{
+  GstMmFuse *self = GST_MM_FUSE (agg);
+  MmContextParams params = mm_context_default_params ();
+  GError *err = NULL;
+  MmModel *model;
+  MmFusion *fusion;
+  gchar *path;
+  guint n_inputs;
+
+  GST_OBJECT_LOCK (self);
+  path = g_strdup (self->model_path);
+  GST_OBJECT_UNLOCK (self);
+
+  model = gst_mm_element_open_model (GST_ELEMENT (self), path,
+      MM_COMPONENT_FUSION);
+  if (model == NULL) {
+    g_free (path);
+    return FALSE;
+  }
+
+  n_inputs = mm_model_get_fusion_n_inputs (model);
+  if (n_inputs > MM_MAX_INPUTS) {
+    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
+        ("%s: the fusion has %u inputs, mmfuse supports at most %u", path,
+            n_inputs, MM_MAX_INPUTS), (NULL));
+    mm_model_unref (model);
+    g_free (path);
+    return FALSE;
+  }
+
+  fusion = mm_fusion_new (model, &params, &err);
+  if (fusion == NULL) {
+    gst_mm_element_post_context_error (GST_ELEMENT (self), "fusion", err);
+    g_clear_error (&err);
+    mm_model_unref (model);
+    g_free (path);
+    return FALSE;
+  }
+  g_free (path);
+
+  GST_OBJECT_LOCK (self);
+  self->model = model;
+  self->fusion = fusion;
+  self->n_inputs = n_inputs;
+  self->fused_dim = mm_model_get_dim (model, MM_COMPONENT_FUSION);
+  self->inputs = g_new0 (const gfloat *, MAX (n_inputs, 1));
+  self->data_end = GST_CLOCK_TIME_NONE;
+  GST_OBJECT_UNLOCK (self);
+
+  GST_INFO_OBJECT (self, "model %s: %u fusion inputs, fused dim %u",
+      mm_model_get_name (model), n_inputs, self->fused_dim);
+  return TRUE;
+}
+
+static void
+gst_mm_fuse_forget_pad_mapping (GstMmFusePad * pad)
+{
+  GST_OBJECT_LOCK (pad);
+  pad->input = -1;
+  pad->refused = FALSE;
+  GST_OBJECT_UNLOCK (pad);
+  gst_mm_fuse_pad_reset_stream (pad);
+}
+
+static gboolean
+gst_mm_fuse_stop (GstAggregator * agg)
+{
+  GstMmFuse *self = GST_MM_FUSE (agg);
+  MmModel *model;
+  MmFusion *fusion;
+  const gfloat **inputs;
+  GList *l;
+
+  GST_OBJECT_LOCK (self);
+  model = g_steal_pointer (&self->model);
+  fusion = g_steal_pointer (&self->fusion);
+  inputs = g_steal_pointer (&self->inputs);
+  self->n_inputs = 0;
+  /* the srcpad task is stopped: no aggregator thread to race with */
+  for (l = GST_ELEMENT (self)->sinkpads; l; l = l->next)
+    gst_mm_fuse_forget_pad_mapping (GST_MM_FUSE_PAD (l->data));
+  GST_OBJECT_UNLOCK (self);
+
+  g_clear_pointer (&fusion, mm_fusion_free);
+  g_clear_pointer (&model, mm_model_unref);
+  g_free (inputs);
+  return TRUE;
+}
+
+static GstFlowReturn
+gst_mm_fuse_flush (GstAggregator * agg)
+{
+  GstMmFuse *self = GST_MM_FUSE (agg);
+  GList *l;
+
+  GST_OBJECT_LOCK (self);
+  /* -1: the next interval output starts at the (new) segment start */
+  GST_AGGREGATOR_PAD (agg->srcpad)->segment.position = GST_CLOCK_TIME_NONE;
+  for (l = GST_ELEMENT (self)->sinkpads; l; l = l->next)
+    g_atomic_int_set (&GST_MM_FUSE_PAD (l->data)->pending_reset, 1);
+  GST_OBJECT_UNLOCK (self);
+  self->data_end = GST_CLOCK_TIME_NONE;
+  return GST_FLOW_OK;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Caps                                                                    */
+
+/* Index of the first fusion input of @modality fed by no pad but @pad (the
+ * one @pad already feeds wins), or -1.  Aggregator thread. */
+static gint
+gst_mm_fuse_find_free_input (GstMmFuse * self, GstMmFusePad * pad,
+    const gchar * modality)
+{
+  guint32 used = 0;
+  GList *l;
+  guint i;
+
+  GST_OBJECT_LOCK (self);
+  for (l = GST_ELEMENT (self)->sinkpads; l; l = l->next) {
+    GstMmFusePad *other = l->data;
+    if (other != pad && other->input >= 0)
+      used |= 1u << other->input;
+  }
+  GST_OBJECT_UNLOCK (self);
+
+  if (pad->input >= 0 && (guint) pad->input < self->n_inputs
+      && !(used & (1u << pad->input))
+      && g_strcmp0 (mm_model_get_fusion_input_modality (self->model,
+              pad->input), modality) == 0)
+    return pad->input;
+
+  for (i = 0; i < self->n_inputs; i++) {
+    if (!(used & (1u << i)) &&
+        g_strcmp0 (mm_model_get_fusion_input_modality (self->model, i),
+            modality) == 0)
+      return i;
+  }
+  return -1;
+}
+
+/* "image (dim 8), audio (dim 8), text (dim 8)" */
+static gchar *
+gst_mm_fuse_describe_inputs (GstMmFuse * self)
+{
+  GString *s = g_string_new (NULL);
+  guint i;
+
+  for (i = 0; i < self->n_inputs; i++)
+    g_string_append_printf (s, "%s%s (dim %u)", i ? ", " : "",
+        mm_model_get_fusion_input_modality (self->model, i),
+        mm_model_get_fusion_input_dim (self->model, i));
+  return g_string_free (s, FALSE);
+}
+
+static void
+gst_mm_fuse_pad_refuse (GstMmFusePad * pad)
+{
+  GST_OBJECT_LOCK (pad);
+  pad->input = -1;
+  pad->refused = TRUE;
+  GST_OBJECT_UNLOCK (pad);
+}
+
+/* Maps @pad to a fusion input from @caps.  Aggregator thread (serialized
+ * CAPS event).  On mismatch posts a CORE/NEGOTIATION error. */
+static gboolean
+gst_mm_fuse_pad_set_caps (GstMmFuse * self, GstMmFusePad * pad,
+    GstCaps * caps)
+{
+  const GstStructure *s = gst_caps_get_structure (caps, 0);
+  const gchar *name = GST_PAD_NAME (pad);
+  gchar *modality;
+  gint dim = 0;
+  gint input;
+  guint expected;
+
+  GST_OBJECT_LOCK (pad);
+  modality = g_strdup (pad->modality_override ? pad->modality_override :
+      gst_structure_get_string (s, "modality"));
+  GST_OBJECT_UNLOCK (pad);
+
+  if (self->model == NULL) {
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+        ("Pad %s: caps before the model was loaded", name), (NULL));
+    goto refuse;
+  }
+
+  if (modality == NULL) {
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+        ("Pad %s: caps %" GST_PTR_FORMAT " have no modality and the pad's "
+            "'modality' property is not set", name, caps), (NULL));
+    goto refuse;
+  }
+  if (!gst_structure_get_int (s, "dim", &dim) || dim <= 0) {
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+        ("Pad %s: %s caps without a valid dim", name, modality), (NULL));
+    goto refuse;
+  }
+
+  input = gst_mm_fuse_find_free_input (self, pad, modality);
+  if (input < 0) {
+    gchar *inputs = gst_mm_fuse_describe_inputs (self);
+
+    if (mm_model_find_fusion_input (self->model, modality) < 0)
+      GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+          ("Pad %s: modality '%s' is not an input of model '%s' (its fusion "
+              "inputs: %s)", name, modality, mm_model_get_name (self->model),
+              inputs), (NULL));
+    else
+      GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+          ("Pad %s: every '%s' input of model '%s' is already fed by another "
+              "pad (its fusion inputs: %s)", name, modality,
+              mm_model_get_name (self->model), inputs), (NULL));
+    g_free (inputs);
+    goto refuse;
+  }
+
+  expected = mm_model_get_fusion_input_dim (self->model, input);
+  if ((guint) dim != expected) {
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+        ("Pad %s: %s embeddings have dimension %d, but model '%s' expects "
+            "dimension %u for its %s input", name, modality, dim,
+            mm_model_get_name (self->model), expected, modality),
+        ("caps %" GST_PTR_FORMAT, caps));
+    goto refuse;
+  }
+
+  if (pad->dim != (guint) dim || pad->last == NULL) {
+    g_free (pad->last);
+    pad->last = g_new0 (gfloat, dim);
+    gst_mm_fuse_pad_reset_stream (pad);
+  }
+
+  GST_OBJECT_LOCK (pad);
+  g_free (pad->modality);
+  pad->modality = modality;
+  pad->dim = dim;
+  pad->input = input;
+  pad->sparse = g_str_equal (modality, "text");
+  pad->refused = FALSE;
+  GST_OBJECT_UNLOCK (pad);
+
+  GST_INFO_OBJECT (pad, "feeds fusion input %d (%s, dim %d)%s", input,
+      modality, dim, pad->sparse ? ", sparse" : "");
+  return TRUE;
+
+refuse:
+  g_free (modality);
+  gst_mm_fuse_pad_refuse (pad);
+  return FALSE;
+}
+
+/* What the model accepts on @pad: one structure per fusion input (any
+ * modality when the pad's 'modality' property overrides the caps). */
+static GstCaps *
+gst_mm_fuse_pad_model_caps (GstMmFuse * self, GstMmFusePad * pad)
+{
+  GstCaps *caps = NULL;
+  MmModel *model;
+  gchar *override;
+  guint i, n;
+
+  GST_OBJECT_LOCK (self);
+  model = self->model ? mm_model_ref (self->model) : NULL;
+  GST_OBJECT_UNLOCK (self);
+  if (model == NULL)
+    return NULL;
+
+  GST_OBJECT_LOCK (pad);
+  override = g_strdup (pad->modality_override);
+  GST_OBJECT_UNLOCK (pad);
+
+  caps = gst_caps_new_empty ();
+  n = mm_model_get_fusion_n_inputs (model);
+  for (i = 0; i < n; i++) {
+    const gchar *modality = mm_model_get_fusion_input_modality (model, i);
+    GstStructure *s;
+
+    if (override && !g_str_equal (override, modality))
+      continue;
+    s = gst_structure_new (MM_EMBEDDING_CAPS_NAME, "dim", G_TYPE_INT,
+        (gint) mm_model_get_fusion_input_dim (model, i), NULL);
+    if (!override)
+      gst_structure_set (s, "modality", G_TYPE_STRING, modality, NULL);
+    caps = gst_caps_merge_structure (caps, s);
+  }
+  g_free (override);
+  mm_model_unref (model);
+  return caps;
+}
+
+static gboolean
+gst_mm_fuse_sink_query (GstAggregator * agg, GstAggregatorPad * apad,
+    GstQuery * query)
+{
+  GstMmFuse *self = GST_MM_FUSE (agg);
+
+  if (GST_QUERY_TYPE (query) == GST_QUERY_CAPS) {
+    GstCaps *filter, *caps;
+
+    caps = gst_mm_fuse_pad_model_caps (self, GST_MM_FUSE_PAD (apad));
+    if (caps == NULL)
+      caps = gst_pad_get_pad_template_caps (GST_PAD (apad));
+    gst_query_parse_caps (query, &filter);
+    if (filter) {
+      GstCaps *tmp = gst_caps_intersect_full (filter, caps,
+          GST_CAPS_INTERSECT_FIRST);
+      gst_caps_unref (caps);
+      caps = tmp;
+    }
+    gst_query_set_caps_result (query, caps);
+    gst_caps_unref (caps);
+    return TRUE;
+  }
+
+  return GST_AGGREGATOR_CLASS (parent_class)->sink_query (agg, apad, query);
+}
+
+static gboolean
+gst_mm_fuse_sink_event (GstAggregator * agg, GstAggregatorPad * apad,
+    GstEvent * event)
+{
+  GstMmFuse *self = GST_MM_FUSE (agg);
+  GstMmFusePad *pad = GST_MM_FUSE_PAD (apad);
+
+  switch (GST_EVENT_TYPE (event)) {
+    case GST_EVENT_CAPS:{
+      GstCaps *caps;
+      gboolean ok;
+
+      gst_event_parse_caps (event, &caps);
+      ok = gst_mm_fuse_pad_set_caps (self, pad, caps);
+      gst_event_unref (event);
+      /* src caps do not depend on input caps: nothing to forward */
+      return ok;
+    }
+    case GST_EVENT_GAP:
+      /* The base class turns GAP into an empty GAP-flagged buffer queued in
+       * order with the pad's data, which also wakes aggregate() in non-live
+       * pipelines; settle_pad() takes it from there. */
+      GST_LOG_OBJECT (pad, "GAP %" GST_PTR_FORMAT, event);
+      break;
+    default:
+      break;
+  }
+
+  return GST_AGGREGATOR_CLASS (parent_class)->sink_event (agg, apad, event);
+}
+
+static GstFlowReturn
+gst_mm_fuse_update_src_caps (GstAggregator * agg, GstCaps * downstream,
+    GstCaps ** ret)
+{
+  GstMmFuse *self = GST_MM_FUSE (agg);
+  GstCaps *caps;
+
+  GST_OBJECT_LOCK (self);
+  if (self->model == NULL) {
+    GST_OBJECT_UNLOCK (self);
+    return GST_FLOW_NOT_NEGOTIATED;
+  }
+  caps = gst_mm_embedding_caps_new ("fused", self->fused_dim,
+      mm_model_get_name (self->model));
+  GST_OBJECT_UNLOCK (self);
+
+  if (!gst_caps_can_intersect (downstream, caps)) {
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+        ("Downstream does not accept the fused embeddings %" GST_PTR_FORMAT,
+            caps), ("downstream caps %" GST_PTR_FORMAT, downstream));
+    gst_caps_unref (caps);
+    return GST_FLOW_NOT_NEGOTIATED;
+  }
+  *ret = caps;
+  return GST_FLOW_OK;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Pairing                                                                 */
+
+typedef struct
+{
+  GPtrArray *pads;              /* GstMmFusePad refs, in request order */
+  gchar *drive_name;
+  guint64 interval;
+  guint64 max_age;
+  GstSegment srcseg;
+} Snapshot;
+
+/* Pads and settings, copied under the object lock. */
+static void
+snapshot_take (GstMmFuse * self, Snapshot * snap)
+{
+  GList *l;
+
+  snap->pads = g_ptr_array_new_with_free_func (gst_object_unref);
+  GST_OBJECT_LOCK (self);
+  for (l = GST_ELEMENT (self)->sinkpads; l; l = l->next)
+    g_ptr_array_add (snap->pads, gst_object_ref (l->data));
+  snap->drive_name = g_strdup (self->drive_pad);
+  snap->interval = self->interval;
+  snap->max_age = self->max_age;
+  snap->srcseg = GST_AGGREGATOR_PAD (GST_AGGREGATOR (self)->srcpad)->segment;
+  GST_OBJECT_UNLOCK (self);
+}
+
+static void
+snapshot_clear (Snapshot * snap)
+{
+  g_ptr_array_unref (snap->pads);
+  g_free (snap->drive_name);
+}
+
+/* The pad whose buffers set the cadence, or NULL for a fixed interval. */
+static GstMmFusePad *
+choose_drive (const Snapshot * snap)
+{
+  GstMmFusePad *drive = NULL;
+  guint i;
+
+  for (i = 0; i < snap->pads->len && !drive; i++) {
+    GstMmFusePad *pad = g_ptr_array_index (snap->pads, i);
+
+    if (snap->drive_name) {
+      if (g_str_equal (GST_PAD_NAME (pad), snap->drive_name))
+        drive = pad;
+    } else if (snap->interval == 0 && pad->modality
+        && g_str_equal (pad->modality, "image")) {
+      drive = pad;
+    }
+  }
+  /* live, and nothing by the first deadline: do not wait for it forever */
+  if (drive && gst_aggregator_pad_is_inactive (GST_AGGREGATOR_PAD (drive)))
+    drive = NULL;
+  return drive;
+}
+
+static guint64
+snapshot_interval (const Snapshot * snap)
+{
+  return snap->interval ? snap->interval : FALLBACK_INTERVAL;
+}
+
+/* Output position (src segment) and running time of the next interval. */
+static void
+interval_start (const Snapshot * snap, GstClockTime * pos, GstClockTime * run)
+{
+  const GstSegment *seg = &snap->srcseg;
+
+  if (GST_CLOCK_TIME_IS_VALID (seg->position) && seg->position >= seg->start)
+    *pos = seg->position;
+  else
+    *pos = seg->start;
+  *run = gst_segment_to_running_time (seg, GST_FORMAT_TIME, *pos);
+}
+
+static void
+apply_pending_reset (GstMmFusePad * pad)
+{
+  if (g_atomic_int_compare_and_exchange (&pad->pending_reset, 1, 0))
+    gst_mm_fuse_pad_reset_stream (pad);
+}
+
+/* Running time of a buffer's start on @pad, NONE when unknown/outside. */
+static GstClockTime
+buffer_running_start (GstMmFusePad * pad, GstBuffer * buf)
+{
+  GstAggregatorPad *apad = GST_AGGREGATOR_PAD (pad);
+
+  if (!GST_BUFFER_PTS_IS_VALID (buf))
+    return GST_CLOCK_TIME_NONE;
+  return gst_segment_to_running_time (&apad->segment, GST_FORMAT_TIME,
+      GST_BUFFER_PTS (buf));
+}
+
+static gboolean
+is_gap_buffer (GstBuffer * buf)
+{
+  return GST_BUFFER_FLAG_IS_SET (buf, GST_BUFFER_FLAG_GAP)
+      && gst_buffer_get_size (buf) == 0;
+}
+
+/* Copies the embedding of @buf (starting at running time @start). */
+static gboolean
+take_embedding (GstMmFuse * self, GstMmFusePad * pad, GstBuffer * buf,
+    GstClockTime start)
+{
+  gsize size = gst_buffer_get_size (buf);
+  GstClockTime end;
+
+  if (size != pad->dim * sizeof (gfloat)) {
+    GST_ELEMENT_ERROR (self, STREAM, FORMAT,
+        ("Pad %s: embedding buffer of %" G_GSIZE_FORMAT " bytes, expected "
+            "%u floats (%s, dim %u)", GST_PAD_NAME (pad), size, pad->dim,
+            pad->modality, pad->dim), (NULL));
+    return FALSE;
+  }
+  gst_buffer_extract (buf, 0, pad->last, size);
+  pad->has_last = TRUE;
+  pad->last_start = start;
+  pad->last_end = GST_BUFFER_DURATION_IS_VALID (buf) ?
+      start + GST_BUFFER_DURATION (buf) : GST_CLOCK_TIME_NONE;
+  end = GST_CLOCK_TIME_IS_VALID (pad->last_end) ? pad->last_end : start;
+  if (!GST_CLOCK_TIME_IS_VALID (self->data_end) || end > self->data_end)
+    self->data_end = end;
+  return TRUE;
+}
+
+/* Consumes every buffer of @pad starting at or before running time @t
+ * (keeping the newest embedding) and says whether the pad is settled past
+ * @t: nothing starting at or before @t can still arrive on it. */
+static GstFlowReturn
+settle_pad (GstMmFuse * self, GstMmFusePad * pad, GstClockTime t,
+    gboolean timeout, gboolean * settled)
+{
+  GstAggregatorPad *apad = GST_AGGREGATOR_PAD (pad);
+  GstClockTime head = GST_CLOCK_TIME_NONE;
+  GstBuffer *buf;
+
+  while ((buf = gst_aggregator_pad_peek_buffer (apad)) != NULL) {
+    GstClockTime start = buffer_running_start (pad, buf);
+
+    if (GST_CLOCK_TIME_IS_VALID (start) && start > t) {
+      head = start;
+      gst_buffer_unref (buf);
+      break;
+    }
+
+    if (!GST_CLOCK_TIME_IS_VALID (start)) {
+      GST_DEBUG_OBJECT (pad, "dropping buffer without PTS or outside the "
+          "segment: %" GST_PTR_FORMAT, buf);
+    } else if (is_gap_buffer (buf)) {
+      GstClockTime end = GST_BUFFER_DURATION_IS_VALID (buf) ?
+          start + GST_BUFFER_DURATION (buf) : start;
+
+      if (!GST_CLOCK_TIME_IS_VALID (pad->settled_until)
+          || end > pad->settled_until)
+        pad->settled_until = end;
+    } else if (pad->input < 0) {
+      gst_buffer_unref (buf);
+      GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+          ("Pad %s: data before accepted caps", GST_PAD_NAME (pad)),
+          (pad->refused ? "caps were refused" : "no caps"));
+      return GST_FLOW_NOT_NEGOTIATED;
+    } else if (!take_embedding (self, pad, buf, start)) {
+      gst_buffer_unref (buf);
+      return GST_FLOW_ERROR;
+    }
+    gst_aggregator_pad_drop_buffer (apad);
+    gst_buffer_unref (buf);
+  }
+
+  *settled = GST_CLOCK_TIME_IS_VALID (head) || timeout
+      || gst_aggregator_pad_is_eos (apad)
+      || gst_aggregator_pad_is_inactive (apad)
+      || (GST_CLOCK_TIME_IS_VALID (pad->settled_until)
+      && pad->settled_until > t)
+      || (pad->has_last && pad->last_start == t);
+  return GST_FLOW_OK;
+}
+
+/* The embedding @pad contributes at running time @t, or NULL (missing). */
+static const gfloat *
+pad_contribution (GstMmFusePad * pad, GstClockTime t, guint64 element_max_age)
+{
+  GstClockTime end;
+  guint64 max_age;
+  gint64 pad_max_age;
+
+  if (!pad->has_last || pad->input < 0 || pad->last_start > t)
+    return NULL;
+  if (GST_CLOCK_TIME_IS_VALID (pad->last_end) && t < pad->last_end)
+    return pad->last;           /* covers t */
+  if (gst_aggregator_pad_is_eos (GST_AGGREGATOR_PAD (pad)))
+    return NULL;                /* missing from EOS on */
+
+  GST_OBJECT_LOCK (pad);
+  pad_max_age = pad->max_age;
+  GST_OBJECT_UNLOCK (pad);
+  max_age = pad_max_age >= 0 ? (guint64) pad_max_age : element_max_age;
+
+  end = GST_CLOCK_TIME_IS_VALID (pad->last_end) ?
+      pad->last_end : pad->last_start;
+  if (t - end <= max_age)
+    return pad->last;
+  return NULL;
+}
+
+/* Interval cadence: the stream is over when every non-sparse pad (every pad
+ * if all are sparse) is EOS and drained, and @t is past all data taken. */
+static gboolean
+interval_stream_done (GstMmFuse * self, const Snapshot * snap, GstClockTime t)
+{
+  gboolean any_dense = FALSE;
+  guint i;
+
+  if (snap->pads->len == 0)
+    return FALSE;
+  for (i = 0; i < snap->pads->len; i++) {
+    GstMmFusePad *pad = g_ptr_array_index (snap->pads, i);
+    if (!pad->sparse)
+      any_dense = TRUE;
+  }
+  for (i = 0; i < snap->pads->len; i++) {
+    GstMmFusePad *pad = g_ptr_array_index (snap->pads, i);
+    if ((pad->sparse && any_dense))
+      continue;
+    if (!gst_aggregator_pad_is_eos (GST_AGGREGATOR_PAD (pad)))
+      return FALSE;
+  }
+  return !GST_CLOCK_TIME_IS_VALID (self->data_end) || t >= self->data_end;
+}
+
+static GstClockTime
+gst_mm_fuse_get_next_time (GstAggregator * agg)
+{
+  GstMmFuse *self = GST_MM_FUSE (agg);
+  GstClockTime next = GST_CLOCK_TIME_NONE, pos;
+  GstMmFusePad *drive;
+  Snapshot snap;
+
+  snapshot_take (self, &snap);
+  drive = choose_drive (&snap);
+  if (drive) {
+    GstBuffer *buf = gst_aggregator_pad_peek_buffer (GST_AGGREGATOR_PAD (drive));
+
+    /* no drive buffer: wait for data, not for the clock */
+    if (buf) {
+      next = buffer_running_start (drive, buf);
+      gst_buffer_unref (buf);
+    }
+  } else {
+    interval_start (&snap, &pos, &next);
+  }
+  snapshot_clear (&snap);
+  return next;
+}
+
+static GstFlowReturn
+gst_mm_fuse_aggregate (GstAggregator * agg, gboolean timeout)
+{
+  GstMmFuse *self = GST_MM_FUSE (agg);
+  GstFlowReturn ret = GST_FLOW_OK;
+  GstMmFusePad *drive;
+  GstBuffer *drive_buf = NULL, *out = NULL;
+  GstMapInfo drive_map, out_map;
+  gboolean drive_mapped = FALSE, out_mapped = FALSE;
+  GstClockTime t, out_pts, out_dur;
+  gboolean all_settled = TRUE;
+  MmFusionMeta *meta;
+  GError *err = NULL;
+  Snapshot snap;
+  guint i;
+
+  snapshot_take (self, &snap);
+  for (i = 0; i < snap.pads->len; i++)
+    apply_pending_reset (g_ptr_array_index (snap.pads, i));
+
+  /* 1. the output interval [t, t + out_dur) */
+  drive = choose_drive (&snap);
+  if (drive) {
+    GstAggregatorPad *dpad = GST_AGGREGATOR_PAD (drive);
+
+    for (;;) {
+      drive_buf = gst_aggregator_pad_peek_buffer (dpad);
+      if (drive_buf == NULL) {
+        ret = gst_aggregator_pad_is_eos (dpad) ? GST_FLOW_EOS :
+            GST_AGGREGATOR_FLOW_NEED_DATA;
+        goto done;
+      }
+      t = buffer_running_start (drive, drive_buf);
+      out_pts = GST_CLOCK_TIME_IS_VALID (t) ?
+          gst_segment_position_from_running_time (&snap.srcseg,
+          GST_FORMAT_TIME, t) : GST_CLOCK_TIME_NONE;
+      if (!is_gap_buffer (drive_buf) && GST_CLOCK_TIME_IS_VALID (out_pts))
+        break;
+      /* a GAP on the drive pad: no outputs for it */
+      GST_DEBUG_OBJECT (drive, "skipping %" GST_PTR_FORMAT, drive_buf);
+      gst_aggregator_pad_drop_buffer (dpad);
+      gst_clear_buffer (&drive_buf);
+    }
+    if (drive->input < 0) {
+      GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+          ("Pad %s: data before accepted caps", GST_PAD_NAME (drive)),
+          (drive->refused ? "caps were refused" : "no caps"));
+      ret = GST_FLOW_NOT_NEGOTIATED;
+      goto done;
+    }
+    if (gst_buffer_get_size (drive_buf) != drive->dim * sizeof (gfloat)) {
+      GST_ELEMENT_ERROR (self, STREAM, FORMAT,
+          ("Pad %s: embedding buffer of %" G_GSIZE_FORMAT " bytes, expected "
+              "%u floats", GST_PAD_NAME (drive),
+              gst_buffer_get_size (drive_buf), drive->dim), (NULL));
+      ret = GST_FLOW_ERROR;
+      goto done;
+    }
+    out_dur = GST_BUFFER_DURATION (drive_buf);
+  } else {
+    interval_start (&snap, &out_pts, &t);
+    out_dur = snapshot_interval (&snap);
+    if (!GST_CLOCK_TIME_IS_VALID (t)) {
+      ret = GST_AGGREGATOR_FLOW_NEED_DATA;
+      goto done;
+    }
+    if (interval_stream_done (self, &snap, t)) {
+      ret = GST_FLOW_EOS;
+      goto done;
+    }
+  }
+
+  /* 2. take what every other pad has up to t; all must be settled past t */
+  for (i = 0; i < snap.pads->len; i++) {
+    GstMmFusePad *pad = g_ptr_array_index (snap.pads, i);
+    gboolean settled;
+
+    if (pad == drive)
+      continue;
+    ret = settle_pad (self, pad, t, timeout, &settled);
+    if (ret != GST_FLOW_OK)
+      goto done;
+    if (!settled) {
+      GST_LOG_OBJECT (pad, "not settled past %" GST_TIME_FORMAT,
+          GST_TIME_ARGS (t));
+      all_settled = FALSE;
+    }
+  }
+  if (!all_settled) {
+    ret = GST_AGGREGATOR_FLOW_NEED_DATA;
+    goto done;
+  }
+
+  /* 3. pair and fuse */
+  out = gst_mm_embedding_buffer_new (self->fused_dim);
+  meta = gst_buffer_add_mm_fusion_meta (out, self->n_inputs);
+  for (i = 0; i < self->n_inputs; i++) {
+    self->inputs[i] = NULL;
+    meta->modality[i] = g_quark_from_string
+        (mm_model_get_fusion_input_modality (self->model, i));
+    meta->present[i] = FALSE;
+    meta->pts[i] = GST_CLOCK_TIME_NONE;
+  }
+  if (drive) {
+    drive_mapped = gst_buffer_map (drive_buf, &drive_map, GST_MAP_READ);
+    self->inputs[drive->input] = (const gfloat *) drive_map.data;
+    meta->present[drive->input] = TRUE;
+    meta->pts[drive->input] = out_pts;
+  }
+  for (i = 0; i < snap.pads->len; i++) {
+    GstMmFusePad *pad = g_ptr_array_index (snap.pads, i);
+    const gfloat *z;
+
+    if (pad == drive || pad->input < 0)
+      continue;
+    z = pad_contribution (pad, t, snap.max_age);
+    if (z == NULL)
+      continue;
+    self->inputs[pad->input] = z;
+    meta->present[pad->input] = TRUE;
+    meta->pts[pad->input] = gst_segment_position_from_running_time
+        (&snap.srcseg, GST_FORMAT_TIME, pad->last_start);
+  }
+
+  out_mapped = gst_buffer_map (out, &out_map, GST_MAP_WRITE);
+  if (!mm_fusion_run (self->fusion, self->inputs, (gfloat *) out_map.data,
+          &err)) {
+    GST_ELEMENT_ERROR (self, STREAM, FAILED, ("%s", err->message),
+        ("mm_fusion_run failed at %" GST_TIME_FORMAT, GST_TIME_ARGS (t)));
+    g_clear_error (&err);
+    ret = GST_FLOW_ERROR;
+    goto done;
+  }
+  gst_buffer_unmap (out, &out_map);
+  out_mapped = FALSE;
+  if (drive) {
+    gst_buffer_unmap (drive_buf, &drive_map);
+    drive_mapped = FALSE;
+    gst_aggregator_pad_drop_buffer (GST_AGGREGATOR_PAD (drive));
+  }
+
+  GST_BUFFER_PTS (out) = out_pts;
+  GST_BUFFER_DURATION (out) = out_dur;
+
+  GST_OBJECT_LOCK (self);
+  GST_AGGREGATOR_PAD (agg->srcpad)->segment.position =
+      GST_CLOCK_TIME_IS_VALID (out_dur) ? out_pts + out_dur : out_pts;
+  GST_OBJECT_UNLOCK (self);
+
+  GST_LOG_OBJECT (self, "output %" GST_TIME_FORMAT " (+%" GST_TIME_FORMAT
+      ")%s", GST_TIME_ARGS (out_pts), GST_TIME_ARGS (out_dur),
+      timeout ? " on timeout" : "");
+  gst_aggregator_selected_samples (agg, out_pts, GST_CLOCK_TIME_NONE, out_dur,
+      NULL);
+  ret = gst_aggregator_finish_buffer (agg, g_steal_pointer (&out));
+
+done:
+  if (out) {
+    if (out_mapped)
+      gst_buffer_unmap (out, &out_map);
+    gst_buffer_unref (out);
+  }
+  if (drive_buf) {
+    if (drive_mapped)
+      gst_buffer_unmap (drive_buf, &drive_map);
+    gst_buffer_unref (drive_buf);
+  }
+  snapshot_clear (&snap);
+  return ret;
+}
