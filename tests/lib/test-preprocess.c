@@ -401,6 +401,177 @@ test_word_small_scratch (void)
   mm_vocab_free (v);
 }
 
+/* ---------------------------------------------------------------- image */
+
+typedef struct
+{
+  MmPixelFormat fmt;
+  const char *name;
+  guint bpp;
+  int off[4];                   /* byte offset of R, G, B, and the pad/alpha byte (-1: none) */
+} FormatCase;
+
+static const FormatCase formats[] = {
+  {MM_PIXEL_RGB, "RGB", 3, {0, 1, 2, -1}},
+  {MM_PIXEL_BGR, "BGR", 3, {2, 1, 0, -1}},
+  {MM_PIXEL_RGBx, "RGBx", 4, {0, 1, 2, 3}},
+  {MM_PIXEL_BGRx, "BGRx", 4, {2, 1, 0, 3}},
+  {MM_PIXEL_xRGB, "xRGB", 4, {1, 2, 3, 0}},
+  {MM_PIXEL_xBGR, "xBGR", 4, {3, 2, 1, 0}},
+  {MM_PIXEL_RGBA, "RGBA", 4, {0, 1, 2, 3}},
+  {MM_PIXEL_BGRA, "BGRA", 4, {2, 1, 0, 3}},
+  {MM_PIXEL_ARGB, "ARGB", 4, {1, 2, 3, 0}},
+  {MM_PIXEL_ABGR, "ABGR", 4, {3, 2, 1, 0}},
+};
+
+/* Packs interleaved RGB (w, h) into @f with @pad bytes after each row;
+ * pad and alpha bytes get values that would show if they were read. */
+static guint8 *
+pack_pixels (const guint8 *rgb, guint w, guint h, const FormatCase *f, gsize pad,
+    gsize *stride)
+{
+  *stride = (gsize) w * f->bpp + pad;
+  guint8 *buf = g_malloc ((gsize) h * *stride);
+  memset (buf, 0xA5, (gsize) h * *stride);
+  for (guint y = 0; y < h; y++)
+    for (guint x = 0; x < w; x++) {
+      guint8 *p = buf + y * *stride + x * f->bpp;
+      for (int c = 0; c < 3; c++)
+        p[f->off[c]] = rgb[(y * w + x) * 3 + c];
+      if (f->off[3] >= 0)
+        p[f->off[3]] = (guint8) (x * 37 + y * 11);
+    }
+  return buf;
+}
+
+static float
+image_max_err (const float *got, JsonArray *want, gsize n)
+{
+  float err = 0.0f;
+  for (gsize i = 0; i < n; i++)
+    err = MAX (err, fabsf (got[i] - (float) json_array_get_double_element (want, i)));
+  return err;
+}
+
+static void
+test_image (void)
+{
+  JsonNode *root = load_json ("image.json");
+  JsonObject *doc = json_node_get_object (root);
+  float mean[3], std[3];
+  for (int c = 0; c < 3; c++) {
+    mean[c] = json_array_get_double_element (json_object_get_array_member (doc, "mean"), c);
+    std[c] = json_array_get_double_element (json_object_get_array_member (doc, "std"), c);
+  }
+  JsonArray *cases = json_object_get_array_member (doc, "cases");
+  float worst = 0.0f;
+  for (guint i = 0; i < json_array_get_length (cases); i++) {
+    JsonObject *c = json_array_get_object_element (cases, i);
+    guint w = json_object_get_int_member (c, "width"), h = json_object_get_int_member (c,
+        "height");
+    guint ow = json_object_get_int_member (c, "out_width");
+    guint oh = json_object_get_int_member (c, "out_height");
+    JsonArray *want = json_object_get_array_member (c, "out");
+    gsize n = 3 * (gsize) ow * oh, len;
+    g_assert_cmpuint (json_array_get_length (want), ==, n);
+    guint8 *px = hex_decode (json_object_get_string_member (c, "pixels_hex"), &len);
+    float *out = g_new (float, n + 1);
+    GError *error = NULL;
+    out[n] = 12345.0f;
+    if (json_object_get_boolean_member (c, "gray")) {
+      g_assert_cmpuint (len, ==, (gsize) w * h);
+      for (gsize pad = 0; pad <= 3; pad += 3) {
+        gsize stride = w + pad;
+        guint8 *buf = g_malloc0 (h * stride);
+        for (guint y = 0; y < h; y++) {
+          memcpy (buf + y * stride, px + y * w, w);
+          memset (buf + y * stride + w, 0xA5, pad);
+        }
+        g_assert_true (mm_image_preprocess (out, ow, oh, mean, std, MM_PIXEL_GRAY8, buf, w, h,
+                stride, &error));
+        g_assert_no_error (error);
+        float err = image_max_err (out, want, n);
+        if (err > 1e-5f)
+          g_error ("image %ux%u -> %ux%u GRAY8 stride %" G_GSIZE_FORMAT ": max error %g", w,
+              h, ow, oh, stride, err);
+        worst = MAX (worst, err);
+        g_free (buf);
+      }
+    } else {
+      g_assert_cmpuint (len, ==, (gsize) w * h * 3);
+      for (guint f = 0; f < G_N_ELEMENTS (formats); f++)
+        for (gsize pad = 0; pad <= 5; pad += 5) {
+          gsize stride;
+          guint8 *buf = pack_pixels (px, w, h, &formats[f], pad, &stride);
+          g_assert_true (mm_image_preprocess (out, ow, oh, mean, std, formats[f].fmt, buf, w,
+                  h, stride, &error));
+          g_assert_no_error (error);
+          float err = image_max_err (out, want, n);
+          if (err > 1e-5f)
+            g_error ("image %ux%u -> %ux%u %s stride %" G_GSIZE_FORMAT ": max error %g", w,
+                h, ow, oh, formats[f].name, stride, err);
+          worst = MAX (worst, err);
+          g_free (buf);
+        }
+    }
+    g_assert_cmpfloat (out[n], ==, 12345.0f);
+    g_free (out);
+    g_free (px);
+  }
+  g_test_message ("image: max abs error vs torch interpolate %g", worst);
+  json_node_unref (root);
+}
+
+static void
+test_image_errors (void)
+{
+  static const float mean[3] = { 0.5f, 0.5f, 0.5f }, std[3] = { 0.25f, 0.25f, 0.25f };
+  static const float zero_std[3] = { 0.25f, 0.0f, 0.25f };
+  guint8 px[64 * 4] = { 0 };
+  float out[3 * 4 * 4];
+  GError *error = NULL;
+  struct
+  {
+    guint ow, oh, w, h;
+    gsize stride;
+    MmPixelFormat fmt;
+    const float *std;
+  } bad[] = {
+    {4, 4, 0, 4, 16, MM_PIXEL_RGBx, std},       /* width 0 */
+    {4, 4, 4, 0, 16, MM_PIXEL_RGBx, std},       /* height 0 */
+    {4, 4, 16385, 1, 1 << 20, MM_PIXEL_GRAY8, std},     /* too wide */
+    {4, 4, 1, 16385, 16, MM_PIXEL_GRAY8, std},  /* too high */
+    {0, 4, 4, 4, 16, MM_PIXEL_RGBx, std},       /* output width 0 */
+    {4, 16385, 4, 4, 16, MM_PIXEL_RGBx, std},   /* output too high */
+    {4, 4, 4, 4, 15, MM_PIXEL_RGBx, std},       /* stride short by one */
+    {4, 4, 4, 4, 11, MM_PIXEL_RGB, std},
+    {4, 4, 4, 4, 3, MM_PIXEL_GRAY8, std},
+    {4, 4, 4, 4, 16, (MmPixelFormat) 99, std},  /* unknown format */
+    {4, 4, 4, 4, 16, (MmPixelFormat) - 1, std},
+    {4, 4, 4, 4, 16, MM_PIXEL_RGBx, zero_std},
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (bad); i++) {
+    g_assert_false (mm_image_preprocess (out, bad[i].ow, bad[i].oh, mean, bad[i].std,
+            bad[i].fmt, px, bad[i].w, bad[i].h, bad[i].stride, &error));
+    g_assert_error (error, MM_ERROR, MM_ERROR_INPUT);
+    g_clear_error (&error);
+  }
+  g_assert_false (mm_image_preprocess (out, 4, 4, mean, std, MM_PIXEL_RGB, NULL, 4, 4, 12,
+          &error));
+  g_assert_error (error, MM_ERROR, MM_ERROR_INPUT);
+  g_clear_error (&error);
+  /* the limits themselves are accepted: 16384 x 1 into 4 x 4 */
+  guint8 *wide = g_malloc0 (16384);
+  g_assert_true (mm_image_preprocess (out, 4, 4, mean, std, MM_PIXEL_GRAY8, wide, 16384, 1,
+          16384, &error));
+  g_assert_no_error (error);
+  g_assert_cmpfloat_with_epsilon (out[0], -2.0f, 1e-6f);
+  g_free (wide);
+  /* exact stride accepted */
+  g_assert_true (mm_image_preprocess (out, 4, 4, mean, std, MM_PIXEL_RGB, px, 4, 4, 12,
+          &error));
+}
+
 /* ---------------------------------------------------------------- main */
 
 int
@@ -415,5 +586,7 @@ main (int argc, char **argv)
   g_test_add_func ("/preprocess/word", test_word_tokenize);
   g_test_add_func ("/preprocess/word/lowercase-strdown", test_word_lowercase_matches_strdown);
   g_test_add_func ("/preprocess/word/small-scratch", test_word_small_scratch);
+  g_test_add_func ("/preprocess/image", test_image);
+  g_test_add_func ("/preprocess/image/errors", test_image_errors);
   return g_test_run ();
 }
