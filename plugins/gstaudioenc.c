@@ -1,0 +1,719 @@
+/* audioenc: audio windows to embeddings
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+/**
+ * SECTION:element-audioenc
+ * @title: audioenc
+ *
+ * Cuts raw audio into windows of #GstAudioEnc:window nanoseconds every
+ * #GstAudioEnc:hop nanoseconds (both default to the model's values) and
+ * turns each window into one embedding with the model's audio encoder
+ * (log-mel front end and network).  Stereo is downmixed to mono by
+ * averaging the channels.  The sample rate must be the model's: put
+ * audioresample in front; the sink pad's caps are restricted to that rate
+ * once the model is loaded, and caps with another rate fail with a
+ * negotiation error naming both rates.
+ *
+ * Time: an embedding's PTS is the PTS of its first sample, counted from the
+ * PTS of the buffer that started the current run of contiguous samples,
+ * and its duration is the window.  A buffer flagged DISCONT, or whose PTS
+ * differs from the expected one by more than 40 ms (a gap or an overlap;
+ * the same default tolerance as audiobasesink's alignment-threshold),
+ * starts a new run: the samples collected so far are dropped, never padded
+ * or stitched to the new ones, so no window spans a discontinuity.  A flush
+ * does the same.
+ *
+ * At EOS, if some samples arrived that no window has covered yet, the
+ * samples from the next hop position to the end are encoded as one final,
+ * shorter window (PTS of its first sample, duration of the samples it has),
+ * provided libmm accepts them, i.e. they hold at least one FFT frame (n_fft
+ * samples); otherwise they are dropped.
+ *
+ * Latency: the element holds a whole window before it can output, so it
+ * adds the window length to the minimum and maximum latency that upstream
+ * reports.
+ *
+ * ## Example launch lines
+ * |[
+ * gst-launch-1.0 audiotestsrc num-buffers=100 ! audioconvert ! audioresample ! \
+ *     audioenc model=tests/fixtures/tiny.safetensors ! fakesink dump=true
+ * ]| One embedding per model window (1 s for the tiny model) every hop.
+ * |[
+ * gst-launch-1.0 autoaudiosrc ! audioconvert ! audioresample ! \
+ *     audioenc model=scenes.safetensors window=2000000000 hop=500000000 ! f.sink_1 \
+ *     mmfuse name=f model=scenes.safetensors ! mmdecode model=scenes.safetensors ! fakesink
+ * ]| Two-second windows every half second from a microphone.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <gst/audio/audio.h>
+#include <gst/base/gstadapter.h>
+#include <mm.h>
+
+#include "gstaudioenc.h"
+#include "gstmmelement.h"
+#include "gstmmmeta.h"
+
+GST_DEBUG_CATEGORY_STATIC (gst_audio_enc_debug);
+#define GST_CAT_DEFAULT gst_audio_enc_debug
+
+static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE ("sink",
+    GST_PAD_SINK,
+    GST_PAD_ALWAYS,
+    GST_STATIC_CAPS ("audio/x-raw, format = (string) { S16LE, F32LE }, "
+        "rate = (int) [ 1, MAX ], channels = (int) [ 1, 2 ], "
+        "layout = (string) interleaved"));
+
+static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src",
+    GST_PAD_SRC,
+    GST_PAD_ALWAYS,
+    GST_STATIC_CAPS (MM_EMBEDDING_CAPS_NAME ", modality = (string) audio, "
+        "dim = (int) [ 1, 65536 ]"));
+
+enum
+{
+  PROP_0,
+  PROP_MODEL,
+  PROP_WINDOW,
+  PROP_HOP,
+};
+
+#define DEFAULT_WINDOW 0
+#define DEFAULT_HOP 0
+/* Largest window or hop accepted: one minute. */
+#define MAX_WINDOW_NS (60 * GST_SECOND)
+/* A PTS this far from the expected one starts a new run of samples. */
+#define ALIGNMENT_THRESHOLD (40 * GST_MSECOND)
+
+struct _GstAudioEnc
+{
+  GstElement parent;
+
+  GstPad *sinkpad;
+  GstPad *srcpad;
+
+  /* properties and negotiation results: object lock */
+  gchar *model_path;
+  guint64 window_ns;            /* 0 = model default */
+  guint64 hop_ns;               /* 0 = model default */
+  GstCaps *src_caps;            /* fixed output caps while a model is loaded */
+  guint model_rate;             /* 0 while no model is loaded */
+  GstClockTime latency;         /* window length while a model is loaded */
+
+  /* set in READY->PAUSED, cleared in PAUSED->READY after the pads are
+   * deactivated; used by the streaming thread in between */
+  MmModel *model;
+  MmAudioEncoder *encoder;
+  guint dim;
+  guint rate;
+  guint window;                 /* samples */
+  guint hop;                    /* samples */
+  gfloat *samples;              /* window mono samples */
+
+  /* streaming thread (stream lock) */
+  GstAudioInfo info;
+  gboolean negotiated;
+  GstSegment segment;
+  GstAdapter *adapter;
+  GstClockTime base_pts;        /* PTS of the first sample of this run */
+  guint64 consumed;             /* samples of this run flushed from the adapter */
+  guint64 to_skip;              /* samples still to drop when hop > window */
+  guint64 covered;              /* samples of this run inside an emitted window */
+};
+
+#define gst_audio_enc_parent_class parent_class
+G_DEFINE_TYPE (GstAudioEnc, gst_audio_enc, GST_TYPE_ELEMENT);
+GST_ELEMENT_REGISTER_DEFINE (audioenc, "audioenc", GST_RANK_NONE,
+    GST_TYPE_AUDIO_ENC);
+
+static void gst_audio_enc_finalize (GObject * object);
+static void gst_audio_enc_set_property (GObject * object, guint prop_id,
+    const GValue * value, GParamSpec * pspec);
+static void gst_audio_enc_get_property (GObject * object, guint prop_id,
+    GValue * value, GParamSpec * pspec);
+static GstStateChangeReturn gst_audio_enc_change_state (GstElement * element,
+    GstStateChange transition);
+static gboolean gst_audio_enc_sink_event (GstPad * pad, GstObject * parent,
+    GstEvent * event);
+static gboolean gst_audio_enc_sink_query (GstPad * pad, GstObject * parent,
+    GstQuery * query);
+static gboolean gst_audio_enc_src_query (GstPad * pad, GstObject * parent,
+    GstQuery * query);
+static GstFlowReturn gst_audio_enc_chain (GstPad * pad, GstObject * parent,
+    GstBuffer * buffer);
+
+static void
+gst_audio_enc_class_init (GstAudioEncClass * klass)
+{
+  GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
+  GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
+
+  gobject_class->finalize = gst_audio_enc_finalize;
+  gobject_class->set_property = gst_audio_enc_set_property;
+  gobject_class->get_property = gst_audio_enc_get_property;
+
+  gst_mm_install_model_property (gobject_class, PROP_MODEL);
+  g_object_class_install_property (gobject_class, PROP_WINDOW,
+      g_param_spec_uint64 ("window", "Window",
+          "Length of the audio window each embedding describes, in ns "
+          "(rounded to whole samples; 0 = the model's window)", 0,
+          MAX_WINDOW_NS, DEFAULT_WINDOW,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (gobject_class, PROP_HOP,
+      g_param_spec_uint64 ("hop", "Hop",
+          "Time between the starts of consecutive windows, in ns (rounded "
+          "to whole samples; 0 = the model's hop)", 0, MAX_WINDOW_NS,
+          DEFAULT_HOP,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_READY));
+
+  gst_element_class_add_static_pad_template (element_class, &sink_template);
+  gst_element_class_add_static_pad_template (element_class, &src_template);
+  gst_element_class_set_static_metadata (element_class,
+      "Audio embedding encoder", "Filter/Analyzer/Audio",
+      "Turns windows of raw audio into embeddings with a libmm model",
+      "mm-gst developers");
+
+  element_class->change_state =
+      GST_DEBUG_FUNCPTR (gst_audio_enc_change_state);
+
+  GST_DEBUG_CATEGORY_INIT (gst_audio_enc_debug, "audioenc", 0,
+      "audio embedding encoder");
+}
+
+static void
+gst_audio_enc_init (GstAudioEnc * self)
+{
+  self->sinkpad = gst_pad_new_from_static_template (&sink_template, "sink");
+  gst_pad_set_chain_function (self->sinkpad,
+      GST_DEBUG_FUNCPTR (gst_audio_enc_chain));
+  gst_pad_set_event_function (self->sinkpad,
+      GST_DEBUG_FUNCPTR (gst_audio_enc_sink_event));
+  gst_pad_set_query_function (self->sinkpad,
+      GST_DEBUG_FUNCPTR (gst_audio_enc_sink_query));
+  /* accept any template rate, so that set_caps can say why a rate is wrong */
+  GST_PAD_SET_ACCEPT_TEMPLATE (self->sinkpad);
+  gst_element_add_pad (GST_ELEMENT (self), self->sinkpad);
+
+  self->srcpad = gst_pad_new_from_static_template (&src_template, "src");
+  gst_pad_set_query_function (self->srcpad,
+      GST_DEBUG_FUNCPTR (gst_audio_enc_src_query));
+  gst_element_add_pad (GST_ELEMENT (self), self->srcpad);
+
+  self->window_ns = DEFAULT_WINDOW;
+  self->hop_ns = DEFAULT_HOP;
+  self->adapter = gst_adapter_new ();
+  gst_segment_init (&self->segment, GST_FORMAT_TIME);
+  gst_audio_info_init (&self->info);
+  self->base_pts = GST_CLOCK_TIME_NONE;
+}
+
+static void
+gst_audio_enc_finalize (GObject * object)
+{
+  GstAudioEnc *self = GST_AUDIO_ENC (object);
+
+  g_free (self->model_path);
+  gst_clear_caps (&self->src_caps);
+  g_object_unref (self->adapter);
+  g_free (self->samples);
+  G_OBJECT_CLASS (parent_class)->finalize (object);
+}
+
+static void
+gst_audio_enc_set_property (GObject * object, guint prop_id,
+    const GValue * value, GParamSpec * pspec)
+{
+  GstAudioEnc *self = GST_AUDIO_ENC (object);
+
+  GST_OBJECT_LOCK (self);
+  switch (prop_id) {
+    case PROP_MODEL:
+      g_free (self->model_path);
+      self->model_path = g_value_dup_string (value);
+      break;
+    case PROP_WINDOW:
+      self->window_ns = g_value_get_uint64 (value);
+      break;
+    case PROP_HOP:
+      self->hop_ns = g_value_get_uint64 (value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK (self);
+}
+
+static void
+gst_audio_enc_get_property (GObject * object, guint prop_id, GValue * value,
+    GParamSpec * pspec)
+{
+  GstAudioEnc *self = GST_AUDIO_ENC (object);
+
+  GST_OBJECT_LOCK (self);
+  switch (prop_id) {
+    case PROP_MODEL:
+      g_value_set_string (value, self->model_path);
+      break;
+    case PROP_WINDOW:
+      g_value_set_uint64 (value, self->window_ns);
+      break;
+    case PROP_HOP:
+      g_value_set_uint64 (value, self->hop_ns);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK (self);
+}
+
+/* Pure helpers */
+
+/* Samples in @ns at @rate, rounded to nearest, at least 1; @fallback if
+ * @ns is 0. */
+static guint
+samples_from_ns (guint64 ns, guint rate, guint fallback)
+{
+  guint64 n;
+
+  if (ns == 0)
+    return fallback;
+  n = gst_util_uint64_scale_round (ns, rate, GST_SECOND);
+  return (guint) CLAMP (n, 1, G_MAXINT);
+}
+
+/* out (n) = mean over the @channels interleaved channels of @in (n,
+ * channels), as floats in [-1, 1]. @in may be unaligned. */
+static void
+downmix (const guint8 * in, GstAudioFormat format, guint channels, gsize n,
+    gfloat * out)
+{
+  gsize i;
+  guint c;
+
+  for (i = 0; i < n; i++) {
+    gfloat sum = 0.0f;
+
+    for (c = 0; c < channels; c++) {
+      if (format == GST_AUDIO_FORMAT_S16LE)
+        sum += (gint16) GST_READ_UINT16_LE (in) / 32768.0f;
+      else
+        sum += GST_READ_FLOAT_LE (in);
+      in += format == GST_AUDIO_FORMAT_S16LE ? 2 : 4;
+    }
+    out[i] = sum / channels;
+  }
+}
+
+/* Virtual methods */
+
+static gboolean
+gst_audio_enc_start (GstAudioEnc * self)
+{
+  MmContextParams params = mm_context_default_params ();
+  GError *err = NULL;
+  GstCaps *caps;
+  gchar *path;
+  guint64 window_ns, hop_ns;
+
+  GST_OBJECT_LOCK (self);
+  path = g_strdup (self->model_path);
+  window_ns = self->window_ns;
+  hop_ns = self->hop_ns;
+  GST_OBJECT_UNLOCK (self);
+
+  self->model = gst_mm_element_open_model (GST_ELEMENT (self), path,
+      MM_COMPONENT_AUDIO);
+  g_free (path);
+  if (self->model == NULL)
+    return FALSE;
+
+  self->rate = mm_model_get_audio_rate (self->model);
+  self->window = samples_from_ns (window_ns, self->rate,
+      mm_model_get_audio_window (self->model));
+  self->hop = samples_from_ns (hop_ns, self->rate,
+      mm_model_get_audio_hop (self->model));
+  params.max_audio_samples = self->window;
+  self->encoder = mm_audio_encoder_new (self->model, &params, &err);
+  if (self->encoder == NULL) {
+    gst_mm_element_post_context_error (GST_ELEMENT (self), "audio encoder",
+        err);
+    g_clear_error (&err);
+    g_clear_pointer (&self->model, mm_model_unref);
+    return FALSE;
+  }
+  self->dim = mm_model_get_dim (self->model, MM_COMPONENT_AUDIO);
+  self->samples = g_new (gfloat, self->window);
+
+  caps = gst_mm_embedding_caps_new ("audio", self->dim,
+      mm_model_get_name (self->model));
+  GST_OBJECT_LOCK (self);
+  gst_caps_replace (&self->src_caps, caps);
+  self->model_rate = self->rate;
+  self->latency = gst_util_uint64_scale (self->window, GST_SECOND,
+      self->rate);
+  GST_OBJECT_UNLOCK (self);
+  gst_caps_unref (caps);
+
+  self->negotiated = FALSE;
+  gst_segment_init (&self->segment, GST_FORMAT_TIME);
+  GST_INFO_OBJECT (self, "model %s, audio dim %u, %u Hz, window %u, hop %u",
+      mm_model_get_name (self->model), self->dim, self->rate, self->window,
+      self->hop);
+  return TRUE;
+}
+
+/* Starts a new run of contiguous samples at @pts, dropping what was
+ * collected. */
+static void
+gst_audio_enc_reset (GstAudioEnc * self, GstClockTime pts)
+{
+  gst_adapter_clear (self->adapter);
+  self->base_pts = pts;
+  self->consumed = 0;
+  self->to_skip = 0;
+  self->covered = 0;
+}
+
+static void
+gst_audio_enc_stop (GstAudioEnc * self)
+{
+  GST_OBJECT_LOCK (self);
+  gst_clear_caps (&self->src_caps);
+  self->model_rate = 0;
+  self->latency = 0;
+  GST_OBJECT_UNLOCK (self);
+  gst_audio_enc_reset (self, GST_CLOCK_TIME_NONE);
+  g_clear_pointer (&self->encoder, mm_audio_encoder_free);
+  g_clear_pointer (&self->model, mm_model_unref);
+  g_clear_pointer (&self->samples, g_free);
+  self->dim = 0;
+}
+
+static GstStateChangeReturn
+gst_audio_enc_change_state (GstElement * element, GstStateChange transition)
+{
+  GstAudioEnc *self = GST_AUDIO_ENC (element);
+  GstStateChangeReturn ret;
+
+  if (transition == GST_STATE_CHANGE_READY_TO_PAUSED &&
+      !gst_audio_enc_start (self))
+    return GST_STATE_CHANGE_FAILURE;
+
+  ret = GST_ELEMENT_CLASS (parent_class)->change_state (element, transition);
+  if (ret == GST_STATE_CHANGE_FAILURE &&
+      transition == GST_STATE_CHANGE_READY_TO_PAUSED)
+    gst_audio_enc_stop (self);
+
+  if (transition == GST_STATE_CHANGE_PAUSED_TO_READY)
+    gst_audio_enc_stop (self);
+  return ret;
+}
+
+static gboolean
+gst_audio_enc_set_caps (GstAudioEnc * self, GstCaps * caps)
+{
+  GstAudioInfo info;
+  GstCaps *outcaps;
+  gboolean ret;
+
+  if (!gst_audio_info_from_caps (&info, caps)) {
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, (NULL),
+        ("invalid audio caps %" GST_PTR_FORMAT, caps));
+    return FALSE;
+  }
+  if (self->model == NULL)
+    return FALSE;
+  if ((guint) GST_AUDIO_INFO_RATE (&info) != self->rate) {
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+        ("Audio at %d Hz, but model \"%s\" needs %u Hz: put audioresample "
+            "before audioenc", GST_AUDIO_INFO_RATE (&info),
+            mm_model_get_name (self->model), self->rate),
+        ("caps %" GST_PTR_FORMAT, caps));
+    return FALSE;
+  }
+  if (self->negotiated && !gst_audio_info_is_equal (&info, &self->info))
+    gst_audio_enc_reset (self, GST_CLOCK_TIME_NONE);
+  self->info = info;
+  self->negotiated = TRUE;
+
+  GST_OBJECT_LOCK (self);
+  outcaps = self->src_caps ? gst_caps_ref (self->src_caps) : NULL;
+  GST_OBJECT_UNLOCK (self);
+  if (outcaps == NULL)
+    return FALSE;
+  ret = gst_pad_set_caps (self->srcpad, outcaps);
+  gst_caps_unref (outcaps);
+  return ret;
+}
+
+/* Time of sample @n of the current run. */
+static GstClockTime
+gst_audio_enc_sample_time (GstAudioEnc * self, guint64 n)
+{
+  if (!GST_CLOCK_TIME_IS_VALID (self->base_pts))
+    return GST_CLOCK_TIME_NONE;
+  return self->base_pts + gst_util_uint64_scale (n, GST_SECOND, self->rate);
+}
+
+/* Encodes the first @n samples of the adapter as one window and pushes
+ * it.  A window libmm refuses as too short is dropped when @may_drop. */
+static GstFlowReturn
+gst_audio_enc_encode_window (GstAudioEnc * self, guint n, gboolean may_drop)
+{
+  guint bpf = GST_AUDIO_INFO_BPF (&self->info);
+  GstClockTime start, end;
+  GstBuffer *outbuf;
+  GstMapInfo out;
+  GError *err = NULL;
+  const guint8 *data;
+  gboolean ok;
+
+  data = gst_adapter_map (self->adapter, (gsize) n * bpf);
+  downmix (data, GST_AUDIO_INFO_FORMAT (&self->info),
+      GST_AUDIO_INFO_CHANNELS (&self->info), n, self->samples);
+  gst_adapter_unmap (self->adapter);
+
+  outbuf = gst_mm_embedding_buffer_new (self->dim);
+  gst_buffer_map (outbuf, &out, GST_MAP_WRITE);
+  ok = mm_audio_encoder_encode (self->encoder, self->samples, n,
+      (float *) out.data, &err);
+  gst_buffer_unmap (outbuf, &out);
+  if (!ok) {
+    gst_buffer_unref (outbuf);
+    if (may_drop && g_error_matches (err, MM_ERROR, MM_ERROR_INPUT)) {
+      GST_DEBUG_OBJECT (self, "dropping %u final samples: %s", n,
+          err->message);
+      g_clear_error (&err);
+      return GST_FLOW_OK;
+    }
+    GST_ELEMENT_ERROR (self, STREAM, FAILED, ("%s", err->message),
+        ("audio encoder failed on a %u-sample window", n));
+    g_clear_error (&err);
+    return GST_FLOW_ERROR;
+  }
+
+  start = gst_audio_enc_sample_time (self, self->consumed);
+  end = gst_audio_enc_sample_time (self, self->consumed + n);
+  GST_BUFFER_PTS (outbuf) = start;
+  GST_BUFFER_DURATION (outbuf) = GST_CLOCK_TIME_IS_VALID (start) ?
+      end - start : gst_util_uint64_scale (n, GST_SECOND, self->rate);
+  if (self->consumed == 0)
+    GST_BUFFER_FLAG_SET (outbuf, GST_BUFFER_FLAG_DISCONT);
+  self->covered = self->consumed + n;
+  GST_LOG_OBJECT (self, "window of %u samples at %" GST_TIME_FORMAT, n,
+      GST_TIME_ARGS (start));
+  return gst_pad_push (self->srcpad, outbuf);
+}
+
+/* Drops up to @n samples from the front of the adapter; returns how many. */
+static guint64
+gst_audio_enc_skip (GstAudioEnc * self, guint64 n)
+{
+  guint bpf = GST_AUDIO_INFO_BPF (&self->info);
+  guint64 avail = gst_adapter_available (self->adapter) / bpf;
+  guint64 k = MIN (n, avail);
+
+  gst_adapter_flush (self->adapter, k * bpf);
+  self->consumed += k;
+  return k;
+}
+
+/* Emits every full window the adapter holds. */
+static GstFlowReturn
+gst_audio_enc_process (GstAudioEnc * self)
+{
+  guint bpf = GST_AUDIO_INFO_BPF (&self->info);
+  GstFlowReturn ret = GST_FLOW_OK;
+
+  self->to_skip -= gst_audio_enc_skip (self, self->to_skip);
+  while (ret == GST_FLOW_OK && self->to_skip == 0 &&
+      gst_adapter_available (self->adapter) >= (gsize) self->window * bpf) {
+    ret = gst_audio_enc_encode_window (self, self->window, FALSE);
+    self->to_skip = self->hop;
+    self->to_skip -= gst_audio_enc_skip (self, self->to_skip);
+  }
+  return ret;
+}
+
+/* At EOS: the samples no window covered yet, as one shorter window. */
+static GstFlowReturn
+gst_audio_enc_drain (GstAudioEnc * self)
+{
+  guint bpf;
+  guint64 avail;
+
+  if (!self->negotiated || self->encoder == NULL)
+    return GST_FLOW_OK;
+  bpf = GST_AUDIO_INFO_BPF (&self->info);
+  avail = gst_adapter_available (self->adapter) / bpf;
+  if (avail == 0 || self->consumed + avail <= self->covered)
+    return GST_FLOW_OK;
+  return gst_audio_enc_encode_window (self, (guint) MIN (avail, self->window),
+      TRUE);
+}
+
+static gboolean
+gst_audio_enc_sink_event (GstPad * pad, GstObject * parent, GstEvent * event)
+{
+  GstAudioEnc *self = GST_AUDIO_ENC (parent);
+
+  switch (GST_EVENT_TYPE (event)) {
+    case GST_EVENT_CAPS:{
+      GstCaps *caps;
+      gboolean ret;
+
+      gst_event_parse_caps (event, &caps);
+      ret = gst_audio_enc_set_caps (self, caps);
+      gst_event_unref (event);
+      return ret;
+    }
+    case GST_EVENT_SEGMENT:
+      gst_event_copy_segment (event, &self->segment);
+      break;
+    case GST_EVENT_FLUSH_STOP:
+      gst_audio_enc_reset (self, GST_CLOCK_TIME_NONE);
+      gst_segment_init (&self->segment, GST_FORMAT_TIME);
+      break;
+    case GST_EVENT_EOS:
+      gst_audio_enc_drain (self);
+      gst_audio_enc_reset (self, GST_CLOCK_TIME_NONE);
+      break;
+    default:
+      break;
+  }
+  return gst_pad_event_default (pad, parent, event);
+}
+
+static gboolean
+gst_audio_enc_sink_query (GstPad * pad, GstObject * parent, GstQuery * query)
+{
+  GstAudioEnc *self = GST_AUDIO_ENC (parent);
+
+  if (GST_QUERY_TYPE (query) == GST_QUERY_CAPS) {
+    GstCaps *filter, *caps;
+    guint rate;
+
+    gst_query_parse_caps (query, &filter);
+    GST_OBJECT_LOCK (self);
+    rate = self->model_rate;
+    GST_OBJECT_UNLOCK (self);
+    caps = gst_pad_get_pad_template_caps (pad);
+    if (rate > 0) {
+      caps = gst_caps_make_writable (caps);
+      gst_caps_set_simple (caps, "rate", G_TYPE_INT, (gint) rate, NULL);
+    }
+    if (filter) {
+      GstCaps *tmp = gst_caps_intersect_full (filter, caps,
+          GST_CAPS_INTERSECT_FIRST);
+      gst_caps_unref (caps);
+      caps = tmp;
+    }
+    gst_query_set_caps_result (query, caps);
+    gst_caps_unref (caps);
+    return TRUE;
+  }
+  return gst_pad_query_default (pad, parent, query);
+}
+
+static gboolean
+gst_audio_enc_src_query (GstPad * pad, GstObject * parent, GstQuery * query)
+{
+  GstAudioEnc *self = GST_AUDIO_ENC (parent);
+
+  switch (GST_QUERY_TYPE (query)) {
+    case GST_QUERY_CAPS:{
+      GstCaps *filter, *caps;
+
+      gst_query_parse_caps (query, &filter);
+      GST_OBJECT_LOCK (self);
+      caps = self->src_caps ? gst_caps_ref (self->src_caps) : NULL;
+      GST_OBJECT_UNLOCK (self);
+      if (caps == NULL)
+        caps = gst_pad_get_pad_template_caps (pad);
+      if (filter) {
+        GstCaps *tmp = gst_caps_intersect_full (filter, caps,
+            GST_CAPS_INTERSECT_FIRST);
+        gst_caps_unref (caps);
+        caps = tmp;
+      }
+      gst_query_set_caps_result (query, caps);
+      gst_caps_unref (caps);
+      return TRUE;
+    }
+    case GST_QUERY_LATENCY:{
+      gboolean live;
+      GstClockTime min, max, latency;
+
+      if (!gst_pad_peer_query (self->sinkpad, query))
+        return FALSE;
+      gst_query_parse_latency (query, &live, &min, &max);
+      GST_OBJECT_LOCK (self);
+      latency = self->latency;
+      GST_OBJECT_UNLOCK (self);
+      min += latency;
+      if (GST_CLOCK_TIME_IS_VALID (max))
+        max += latency;
+      GST_DEBUG_OBJECT (self, "latency: live %d, min %" GST_TIME_FORMAT
+          " max %" GST_TIME_FORMAT, live, GST_TIME_ARGS (min),
+          GST_TIME_ARGS (max));
+      gst_query_set_latency (query, live, min, max);
+      return TRUE;
+    }
+    default:
+      return gst_pad_query_default (pad, parent, query);
+  }
+}
+
+static GstFlowReturn
+gst_audio_enc_chain (GstPad * pad, GstObject * parent, GstBuffer * buffer)
+{
+  GstAudioEnc *self = GST_AUDIO_ENC (parent);
+  GstClockTime pts = GST_BUFFER_PTS (buffer);
+  guint bpf;
+  gsize size;
+  gboolean restart;
+
+  if (!self->negotiated || self->encoder == NULL) {
+    gst_buffer_unref (buffer);
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, (NULL),
+        ("audio buffer before caps"));
+    return GST_FLOW_NOT_NEGOTIATED;
+  }
+  bpf = GST_AUDIO_INFO_BPF (&self->info);
+  size = gst_buffer_get_size (buffer);
+  if (size % bpf != 0) {
+    GST_WARNING_OBJECT (self, "buffer of %" G_GSIZE_FORMAT " bytes is not "
+        "whole frames of %u bytes; dropping the partial frame", size, bpf);
+    buffer = gst_buffer_make_writable (buffer);
+    gst_buffer_resize (buffer, 0, size - size % bpf);
+  }
+
+  restart = GST_BUFFER_IS_DISCONT (buffer) ||
+      !GST_CLOCK_TIME_IS_VALID (self->base_pts);
+  if (!restart && GST_CLOCK_TIME_IS_VALID (pts)) {
+    guint64 have = self->consumed + gst_adapter_available (self->adapter) / bpf;
+    GstClockTime expected = gst_audio_enc_sample_time (self, have);
+    GstClockTimeDiff diff = GST_CLOCK_DIFF (expected, pts);
+
+    if (ABS (diff) > (GstClockTimeDiff) ALIGNMENT_THRESHOLD) {
+      GST_DEBUG_OBJECT (self, "timestamp %" GST_TIME_FORMAT ", expected %"
+          GST_TIME_FORMAT ": starting a new run", GST_TIME_ARGS (pts),
+          GST_TIME_ARGS (expected));
+      restart = TRUE;
+    }
+  }
+  if (restart) {
+    if (!GST_CLOCK_TIME_IS_VALID (pts))
+      pts = self->segment.format == GST_FORMAT_TIME ? self->segment.start : 0;
+    gst_audio_enc_reset (self, pts);
+  }
+
+  gst_adapter_push (self->adapter, buffer);
+  return gst_audio_enc_process (self);
+}

@@ -1,0 +1,85 @@
+/* Helpers shared by the mm elements.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "gstmmelement.h"
+#include "gstmmmeta.h"
+
+void
+gst_mm_install_model_property (GObjectClass * gobject_class, guint prop_id)
+{
+  g_object_class_install_property (gobject_class, prop_id,
+      g_param_spec_string ("model", "Model", GST_MM_MODEL_PROPERTY_BLURB,
+          NULL, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_READY));
+}
+
+MmModel *
+gst_mm_element_open_model (GstElement * element, const gchar * path,
+    MmComponent component)
+{
+  GError *err = NULL;
+  MmModel *model;
+  const gchar *cname = mm_component_name (component);
+
+  if (path == NULL || *path == '\0') {
+    GST_ELEMENT_ERROR (element, RESOURCE, NOT_FOUND,
+        ("No model file set: set the 'model' property to a model file "
+            "with a %s component", cname), (NULL));
+    return NULL;
+  }
+
+  model = mm_model_open (path, &err);
+  if (model == NULL) {
+    if (err && err->code == MM_ERROR_IO)
+      GST_ELEMENT_ERROR (element, RESOURCE, OPEN_READ, ("%s", err->message),
+          ("mm_model_open (\"%s\") failed", path));
+    else
+      GST_ELEMENT_ERROR (element, RESOURCE, SETTINGS, ("%s",
+              err ? err->message : "invalid model"),
+          ("mm_model_open (\"%s\") failed", path));
+    g_clear_error (&err);
+    return NULL;
+  }
+
+  if (!mm_model_has_component (model, component)) {
+    GST_ELEMENT_ERROR (element, RESOURCE, SETTINGS,
+        ("%s: the model has no %s component, which %s needs",
+            path, cname, GST_ELEMENT_NAME (element)),
+        ("model \"%s\"", mm_model_get_name (model)));
+    mm_model_unref (model);
+    return NULL;
+  }
+  return model;
+}
+
+void
+gst_mm_element_post_context_error (GstElement * element, const gchar * what,
+    const GError * error)
+{
+  GST_ELEMENT_ERROR (element, RESOURCE, SETTINGS, ("%s",
+          error ? error->message : "libmm failed"),
+      ("could not create the %s", what));
+}
+
+GstCaps *
+gst_mm_embedding_caps_new (const gchar * modality, guint dim,
+    const gchar * model_name)
+{
+  GstCaps *caps = gst_caps_new_simple (MM_EMBEDDING_CAPS_NAME,
+      "modality", G_TYPE_STRING, modality, "dim", G_TYPE_INT, (gint) dim,
+      NULL);
+
+  if (model_name)
+    gst_caps_set_simple (caps, "model", G_TYPE_STRING, model_name, NULL);
+  return caps;
+}
+
+GstBuffer *
+gst_mm_embedding_buffer_new (guint dim)
+{
+  return gst_buffer_new_allocate (NULL, (gsize) dim * sizeof (gfloat), NULL);
+}

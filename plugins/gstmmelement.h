@@ -1,0 +1,43 @@
+/* Helpers shared by the mm elements: the "model" property, model loading
+ * with errors posted on the bus, and embedding caps.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#ifndef GST_MM_ELEMENT_H
+#define GST_MM_ELEMENT_H
+
+#include <gst/gst.h>
+#include <mm.h>
+
+G_BEGIN_DECLS
+
+#define GST_MM_MODEL_PROPERTY_BLURB \
+  "Path of the model file (safetensors with libmm metadata, see " \
+  "models/FORMAT.md); loaded when going from READY to PAUSED"
+
+/* Installs the common "model" string property (default NULL, readable,
+ * writable, changeable in NULL and READY only) as @prop_id. */
+void gst_mm_install_model_property (GObjectClass * gobject_class, guint prop_id);
+
+/* Opens the model at @path (may be NULL: no model set) for @element, which
+ * needs @component.  On failure posts GST_ELEMENT_ERROR on the bus with
+ * libmm's message as the user text and returns NULL.  Returns a new
+ * reference otherwise.  Call from a state change, never under the object
+ * lock (it reads the file). */
+MmModel *gst_mm_element_open_model (GstElement * element, const gchar * path,
+    MmComponent component);
+
+/* Posts GST_ELEMENT_ERROR (RESOURCE, SETTINGS) for a libmm context that
+ * could not be created (@what names it, e.g. "text encoder"). */
+void gst_mm_element_post_context_error (GstElement * element, const gchar * what,
+    const GError * error);
+
+/* application/x-mm-embedding, modality=@modality, dim=@dim, model=@model_name
+ * (fixed caps; @model_name may be NULL to leave the field out). */
+GstCaps *gst_mm_embedding_caps_new (const gchar * modality, guint dim,
+    const gchar * model_name);
+
+/* A new buffer of @dim float32 values (uninitialised). */
+GstBuffer *gst_mm_embedding_buffer_new (guint dim);
+
+G_END_DECLS
+#endif

@@ -1,0 +1,191 @@
+/* Metadata shared by the mm elements and applications.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * Both metas describe the buffer's timeline position, not its bytes, so
+ * every transform (copy, resize, convert, ...) keeps them unchanged.
+ *
+ * This file is compiled into a small static library that is linked both
+ * into the plugin and into programs that read the metas (tests,
+ * applications).  Each copy looks up the GTypes by name before registering
+ * them, so whichever copy runs first registers them and the others reuse
+ * the same types: gst_buffer_get_mm_*_meta() works in either.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <string.h>
+
+#include "gstmmmeta.h"
+
+#define FUSION_API_NAME "MmFusionMetaAPI"
+#define FUSION_IMPL_NAME "MmFusionMeta"
+#define CLASSIFICATION_API_NAME "MmClassificationMetaAPI"
+#define CLASSIFICATION_IMPL_NAME "MmClassificationMeta"
+
+/* Registers the API type @name unless another copy of this file did. */
+static GType
+register_api (const gchar * name)
+{
+  static const gchar *tags[] = { NULL };
+  GType type = g_type_from_name (name);
+
+  if (type == 0)
+    type = gst_meta_api_type_register (name, tags);
+  return type;
+}
+
+/* ---- MmFusionMeta ---- */
+
+GType
+mm_fusion_meta_api_get_type (void)
+{
+  static GType type = 0;
+
+  if (g_once_init_enter (&type)) {
+    GType t = register_api (FUSION_API_NAME);
+    g_once_init_leave (&type, t);
+  }
+  return type;
+}
+
+static gboolean
+mm_fusion_meta_init (GstMeta * meta, gpointer params, GstBuffer * buffer)
+{
+  MmFusionMeta *fmeta = (MmFusionMeta *) meta;
+  guint i;
+
+  fmeta->n_inputs = 0;
+  for (i = 0; i < MM_MAX_INPUTS; i++) {
+    fmeta->modality[i] = 0;
+    fmeta->present[i] = FALSE;
+    fmeta->pts[i] = GST_CLOCK_TIME_NONE;
+  }
+  return TRUE;
+}
+
+static gboolean
+mm_fusion_meta_transform (GstBuffer * dest, GstMeta * meta, GstBuffer * buffer,
+    GQuark type, gpointer data)
+{
+  MmFusionMeta *src = (MmFusionMeta *) meta;
+  MmFusionMeta *dst = gst_buffer_add_mm_fusion_meta (dest, src->n_inputs);
+
+  if (dst == NULL)
+    return FALSE;
+  memcpy (dst->modality, src->modality, sizeof (src->modality));
+  memcpy (dst->present, src->present, sizeof (src->present));
+  memcpy (dst->pts, src->pts, sizeof (src->pts));
+  return TRUE;
+}
+
+const GstMetaInfo *
+mm_fusion_meta_get_info (void)
+{
+  static const GstMetaInfo *info = NULL;
+
+  if (g_once_init_enter ((GstMetaInfo **) & info)) {
+    const GstMetaInfo *i = gst_meta_get_info (FUSION_IMPL_NAME);
+
+    if (i == NULL)
+      i = gst_meta_register (MM_FUSION_META_API_TYPE, FUSION_IMPL_NAME,
+          sizeof (MmFusionMeta), mm_fusion_meta_init, NULL,
+          mm_fusion_meta_transform);
+    g_once_init_leave ((GstMetaInfo **) & info, (GstMetaInfo *) i);
+  }
+  return info;
+}
+
+/* Adds an MmFusionMeta for @n_inputs fusion inputs (clamped to
+ * MM_MAX_INPUTS), every input marked missing.  Returns the meta, owned by
+ * @buffer, or NULL if @buffer is not writable. */
+MmFusionMeta *
+gst_buffer_add_mm_fusion_meta (GstBuffer * buffer, guint n_inputs)
+{
+  MmFusionMeta *meta;
+
+  g_return_val_if_fail (GST_IS_BUFFER (buffer), NULL);
+  g_return_val_if_fail (gst_buffer_is_writable (buffer), NULL);
+
+  meta = (MmFusionMeta *) gst_buffer_add_meta (buffer,
+      mm_fusion_meta_get_info (), NULL);
+  if (meta)
+    meta->n_inputs = MIN (n_inputs, MM_MAX_INPUTS);
+  return meta;
+}
+
+/* ---- MmClassificationMeta ---- */
+
+GType
+mm_classification_meta_api_get_type (void)
+{
+  static GType type = 0;
+
+  if (g_once_init_enter (&type)) {
+    GType t = register_api (CLASSIFICATION_API_NAME);
+    g_once_init_leave (&type, t);
+  }
+  return type;
+}
+
+static gboolean
+mm_classification_meta_init (GstMeta * meta, gpointer params,
+    GstBuffer * buffer)
+{
+  MmClassificationMeta *cmeta = (MmClassificationMeta *) meta;
+
+  cmeta->n_top = 0;
+  memset (cmeta->label, 0, sizeof (cmeta->label));
+  memset (cmeta->score, 0, sizeof (cmeta->score));
+  cmeta->n_inputs = 0;
+  memset (cmeta->modality, 0, sizeof (cmeta->modality));
+  memset (cmeta->present, 0, sizeof (cmeta->present));
+  return TRUE;
+}
+
+static gboolean
+mm_classification_meta_transform (GstBuffer * dest, GstMeta * meta,
+    GstBuffer * buffer, GQuark type, gpointer data)
+{
+  MmClassificationMeta *src = (MmClassificationMeta *) meta;
+  MmClassificationMeta *dst = gst_buffer_add_mm_classification_meta (dest);
+
+  if (dst == NULL)
+    return FALSE;
+  dst->n_top = src->n_top;
+  memcpy (dst->label, src->label, sizeof (src->label));
+  memcpy (dst->score, src->score, sizeof (src->score));
+  dst->n_inputs = src->n_inputs;
+  memcpy (dst->modality, src->modality, sizeof (src->modality));
+  memcpy (dst->present, src->present, sizeof (src->present));
+  return TRUE;
+}
+
+const GstMetaInfo *
+mm_classification_meta_get_info (void)
+{
+  static const GstMetaInfo *info = NULL;
+
+  if (g_once_init_enter ((GstMetaInfo **) & info)) {
+    const GstMetaInfo *i = gst_meta_get_info (CLASSIFICATION_IMPL_NAME);
+
+    if (i == NULL)
+      i = gst_meta_register (MM_CLASSIFICATION_META_API_TYPE,
+          CLASSIFICATION_IMPL_NAME, sizeof (MmClassificationMeta),
+          mm_classification_meta_init, NULL, mm_classification_meta_transform);
+    g_once_init_leave ((GstMetaInfo **) & info, (GstMetaInfo *) i);
+  }
+  return info;
+}
+
+/* Adds an empty MmClassificationMeta (no labels, no inputs).  Returns the
+ * meta, owned by @buffer, or NULL if @buffer is not writable. */
+MmClassificationMeta *
+gst_buffer_add_mm_classification_meta (GstBuffer * buffer)
+{
+  g_return_val_if_fail (GST_IS_BUFFER (buffer), NULL);
+  g_return_val_if_fail (gst_buffer_is_writable (buffer), NULL);
+
+  return (MmClassificationMeta *) gst_buffer_add_meta (buffer,
+      mm_classification_meta_get_info (), NULL);
+}

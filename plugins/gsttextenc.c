@@ -1,0 +1,613 @@
+/* textenc: text cues to embeddings
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+/**
+ * SECTION:element-textenc
+ * @title: textenc
+ *
+ * Turns each text buffer (a subtitle cue, a caption, a transcript
+ * utterance) into one embedding with the model's text encoder.  The output
+ * buffer holds one float32 vector and has the cue's PTS and duration.
+ *
+ * Input is `text/x-raw` in `utf8` or `pango-markup` (tags are removed and
+ * entities decoded before encoding; this is done here rather than with
+ * pango_parse_markup() so that the plugin does not depend on Pango and so
+ * that the malformed markup found in real subtitle files still gives
+ * text), or the `text/plain` that pocketsphinx emits.
+ *
+ * Time:
+ * - A buffer without a PTS (pocketsphinx's utterances) is stamped with the
+ *   running time at which it arrives, converted back to the segment's time,
+ *   when the element is PLAYING with a clock: for a recogniser that is the
+ *   end of the utterance it heard.  Without a clock (not PLAYING, or no
+ *   pipeline clock) it is stamped with the end of the previous cue, or the
+ *   segment start for the first one.  A non-TIME segment from upstream is
+ *   replaced by a TIME segment starting at 0.
+ * - A buffer without a duration gets #GstTextEnc:default-duration.
+ *
+ * Hostile text: invalid UTF-8 is replaced by U+FFFD (by libmm), text after
+ * an embedded NUL byte is ignored, and cues longer than libmm's
+ * max_text_bytes are truncated at a UTF-8 boundary.  An empty or
+ * whitespace-only cue (after markup removal) produces no embedding: a GAP
+ * event for the cue's interval is sent instead, so that downstream (mmfuse)
+ * knows time advanced without text.  GAP events from upstream are forwarded.
+ *
+ * ## Example launch lines
+ * |[
+ * gst-launch-1.0 filesrc location=movie.srt ! subparse ! \
+ *     textenc model=tests/fixtures/tiny.safetensors ! fakesink dump=true
+ * ]| One embedding per subtitle cue.
+ * |[
+ * gst-launch-1.0 autoaudiosrc ! audioconvert ! audioresample ! pocketsphinx ! \
+ *     textenc model=scenes.safetensors ! f.sink_2 \
+ *     mmfuse name=f model=scenes.safetensors ! mmdecode model=scenes.safetensors ! fakesink
+ * ]| Embeds the utterances a speech recogniser transcribes.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <string.h>
+
+#include <mm.h>
+
+#include "gsttextenc.h"
+#include "gstmmelement.h"
+#include "gstmmmeta.h"
+
+GST_DEBUG_CATEGORY_STATIC (gst_text_enc_debug);
+#define GST_CAT_DEFAULT gst_text_enc_debug
+
+static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE ("sink",
+    GST_PAD_SINK,
+    GST_PAD_ALWAYS,
+    GST_STATIC_CAPS ("text/x-raw, format = (string) { utf8, pango-markup }; "
+        "text/plain"));
+
+static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src",
+    GST_PAD_SRC,
+    GST_PAD_ALWAYS,
+    GST_STATIC_CAPS (MM_EMBEDDING_CAPS_NAME ", modality = (string) text, "
+        "dim = (int) [ 1, 65536 ]"));
+
+enum
+{
+  PROP_0,
+  PROP_MODEL,
+  PROP_DEFAULT_DURATION,
+};
+
+#define DEFAULT_DEFAULT_DURATION (3 * GST_SECOND)
+/* Scratch kept between cues up to this size; larger is freed after use. */
+#define KEEP_SCRATCH_BYTES (64 * 1024)
+
+struct _GstTextEnc
+{
+  GstElement parent;
+
+  GstPad *sinkpad;
+  GstPad *srcpad;
+
+  /* properties: object lock */
+  gchar *model_path;
+  GstClockTime default_duration;
+  GstCaps *src_caps;            /* fixed output caps while a model is loaded */
+
+  /* set in READY->PAUSED, cleared in PAUSED->READY after the pads are
+   * deactivated; used by the streaming thread in between */
+  MmModel *model;
+  MmTextEncoder *encoder;
+  guint dim;
+
+  /* streaming thread (stream lock) */
+  gboolean markup;              /* sink caps are pango-markup */
+  GstSegment segment;
+  GstClockTime last_stop;       /* end of the last cue, or NONE */
+  GString *scratch;             /* markup-stripped text */
+};
+
+#define gst_text_enc_parent_class parent_class
+G_DEFINE_TYPE (GstTextEnc, gst_text_enc, GST_TYPE_ELEMENT);
+GST_ELEMENT_REGISTER_DEFINE (textenc, "textenc", GST_RANK_NONE,
+    GST_TYPE_TEXT_ENC);
+
+static void gst_text_enc_finalize (GObject * object);
+static void gst_text_enc_set_property (GObject * object, guint prop_id,
+    const GValue * value, GParamSpec * pspec);
+static void gst_text_enc_get_property (GObject * object, guint prop_id,
+    GValue * value, GParamSpec * pspec);
+static GstStateChangeReturn gst_text_enc_change_state (GstElement * element,
+    GstStateChange transition);
+static gboolean gst_text_enc_sink_event (GstPad * pad, GstObject * parent,
+    GstEvent * event);
+static gboolean gst_text_enc_src_query (GstPad * pad, GstObject * parent,
+    GstQuery * query);
+static GstFlowReturn gst_text_enc_chain (GstPad * pad, GstObject * parent,
+    GstBuffer * buffer);
+
+static void
+gst_text_enc_class_init (GstTextEncClass * klass)
+{
+  GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
+  GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
+
+  gobject_class->finalize = gst_text_enc_finalize;
+  gobject_class->set_property = gst_text_enc_set_property;
+  gobject_class->get_property = gst_text_enc_get_property;
+
+  gst_mm_install_model_property (gobject_class, PROP_MODEL);
+  g_object_class_install_property (gobject_class, PROP_DEFAULT_DURATION,
+      g_param_spec_uint64 ("default-duration", "Default duration",
+          "Duration (ns) given to a text buffer that has none, e.g. an "
+          "utterance from pocketsphinx", 1, G_MAXUINT64,
+          DEFAULT_DEFAULT_DURATION,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_PLAYING));
+
+  gst_element_class_add_static_pad_template (element_class, &sink_template);
+  gst_element_class_add_static_pad_template (element_class, &src_template);
+  gst_element_class_set_static_metadata (element_class,
+      "Text embedding encoder", "Filter/Analyzer/Text",
+      "Turns text cues (subtitles, captions, transcripts) into embeddings "
+      "with a libmm model", "mm-gst developers");
+
+  element_class->change_state = GST_DEBUG_FUNCPTR (gst_text_enc_change_state);
+
+  GST_DEBUG_CATEGORY_INIT (gst_text_enc_debug, "textenc", 0,
+      "text embedding encoder");
+}
+
+static void
+gst_text_enc_init (GstTextEnc * self)
+{
+  self->sinkpad = gst_pad_new_from_static_template (&sink_template, "sink");
+  gst_pad_set_chain_function (self->sinkpad,
+      GST_DEBUG_FUNCPTR (gst_text_enc_chain));
+  gst_pad_set_event_function (self->sinkpad,
+      GST_DEBUG_FUNCPTR (gst_text_enc_sink_event));
+  GST_PAD_SET_PROXY_ALLOCATION (self->sinkpad);
+  gst_element_add_pad (GST_ELEMENT (self), self->sinkpad);
+
+  self->srcpad = gst_pad_new_from_static_template (&src_template, "src");
+  gst_pad_set_query_function (self->srcpad,
+      GST_DEBUG_FUNCPTR (gst_text_enc_src_query));
+  gst_element_add_pad (GST_ELEMENT (self), self->srcpad);
+
+  self->default_duration = DEFAULT_DEFAULT_DURATION;
+  gst_segment_init (&self->segment, GST_FORMAT_TIME);
+  self->last_stop = GST_CLOCK_TIME_NONE;
+  self->scratch = g_string_new (NULL);
+}
+
+static void
+gst_text_enc_finalize (GObject * object)
+{
+  GstTextEnc *self = GST_TEXT_ENC (object);
+
+  g_free (self->model_path);
+  gst_clear_caps (&self->src_caps);
+  g_string_free (self->scratch, TRUE);
+  G_OBJECT_CLASS (parent_class)->finalize (object);
+}
+
+static void
+gst_text_enc_set_property (GObject * object, guint prop_id,
+    const GValue * value, GParamSpec * pspec)
+{
+  GstTextEnc *self = GST_TEXT_ENC (object);
+
+  GST_OBJECT_LOCK (self);
+  switch (prop_id) {
+    case PROP_MODEL:
+      g_free (self->model_path);
+      self->model_path = g_value_dup_string (value);
+      break;
+    case PROP_DEFAULT_DURATION:
+      self->default_duration = g_value_get_uint64 (value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK (self);
+}
+
+static void
+gst_text_enc_get_property (GObject * object, guint prop_id, GValue * value,
+    GParamSpec * pspec)
+{
+  GstTextEnc *self = GST_TEXT_ENC (object);
+
+  GST_OBJECT_LOCK (self);
+  switch (prop_id) {
+    case PROP_MODEL:
+      g_value_set_string (value, self->model_path);
+      break;
+    case PROP_DEFAULT_DURATION:
+      g_value_set_uint64 (value, self->default_duration);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK (self);
+}
+
+/* Pure helpers */
+
+/* Decodes the entity at @s (just after '&', @n bytes left) into @out.
+ * Returns the bytes consumed after '&' (including ';'), or 0 if it is not
+ * a known or well-formed entity. */
+static gsize
+decode_entity (const gchar * s, gsize n, GString * out)
+{
+  static const struct
+  {
+    const gchar *name;
+    gunichar c;
+  } named[] = {
+    {"amp;", '&'}, {"lt;", '<'}, {"gt;", '>'}, {"quot;", '"'},
+    {"apos;", '\''}, {"nbsp;", 0xA0},
+  };
+  guint i;
+
+  if (n >= 2 && s[0] == '#') {
+    gboolean hex = (s[1] == 'x' || s[1] == 'X');
+    gsize k = hex ? 2 : 1;
+    guint64 c = 0;
+    gsize digits = 0;
+
+    while (k < n && digits < 8 && (hex ? g_ascii_isxdigit (s[k]) :
+            g_ascii_isdigit (s[k]))) {
+      c = c * (hex ? 16 : 10) + (hex ? g_ascii_xdigit_value (s[k]) :
+          g_ascii_digit_value (s[k]));
+      k++;
+      digits++;
+    }
+    if (digits == 0 || k >= n || s[k] != ';' || c == 0 || c > 0x10FFFF ||
+        !g_unichar_validate ((gunichar) c))
+      return 0;
+    g_string_append_unichar (out, (gunichar) c);
+    return k + 1;
+  }
+  for (i = 0; i < G_N_ELEMENTS (named); i++) {
+    gsize l = strlen (named[i].name);
+    if (n >= l && memcmp (s, named[i].name, l) == 0) {
+      g_string_append_unichar (out, named[i].c);
+      return l;
+    }
+  }
+  return 0;
+}
+
+/* out = @text (@len bytes) with pango markup removed: everything from '<'
+ * to the next '>' (or the end) is dropped, entities are decoded, an
+ * unknown entity is kept literally.  Never fails. */
+static void
+strip_markup (const gchar * text, gsize len, GString * out)
+{
+  gsize i = 0;
+
+  g_string_truncate (out, 0);
+  while (i < len) {
+    const gchar *lt = memchr (text + i, '<', len - i);
+    const gchar *amp = memchr (text + i, '&', len - i);
+    const gchar *next = lt && (!amp || lt < amp) ? lt : amp;
+
+    if (next == NULL) {
+      g_string_append_len (out, text + i, len - i);
+      break;
+    }
+    g_string_append_len (out, text + i, next - (text + i));
+    i = next - text;
+    if (*next == '<') {
+      const gchar *gt = memchr (text + i, '>', len - i);
+      i = gt ? (gsize) (gt - text) + 1 : len;
+    } else {
+      gsize used = decode_entity (text + i + 1, len - i - 1, out);
+      if (used == 0)
+        g_string_append_c (out, '&');
+      i += 1 + used;
+    }
+  }
+}
+
+/* TRUE if @text (@len bytes) has nothing but (Unicode) white space. */
+static gboolean
+is_blank (const gchar * text, gsize len)
+{
+  const gchar *p = text, *end = text + len;
+
+  while (p < end) {
+    gunichar c;
+
+    if (g_ascii_isspace (*p)) {
+      p++;
+      continue;
+    }
+    if ((guchar) * p < 0x80)
+      return FALSE;
+    c = g_utf8_get_char_validated (p, end - p);
+    if (c == (gunichar) - 1 || c == (gunichar) - 2 || !g_unichar_isspace (c))
+      return FALSE;
+    p = g_utf8_next_char (p);
+  }
+  return TRUE;
+}
+
+/* Virtual methods */
+
+static gboolean
+gst_text_enc_start (GstTextEnc * self)
+{
+  MmContextParams params = mm_context_default_params ();
+  GError *err = NULL;
+  GstCaps *caps;
+  gchar *path;
+
+  GST_OBJECT_LOCK (self);
+  path = g_strdup (self->model_path);
+  GST_OBJECT_UNLOCK (self);
+
+  self->model = gst_mm_element_open_model (GST_ELEMENT (self), path,
+      MM_COMPONENT_TEXT);
+  g_free (path);
+  if (self->model == NULL)
+    return FALSE;
+
+  self->encoder = mm_text_encoder_new (self->model, &params, &err);
+  if (self->encoder == NULL) {
+    gst_mm_element_post_context_error (GST_ELEMENT (self), "text encoder",
+        err);
+    g_clear_error (&err);
+    g_clear_pointer (&self->model, mm_model_unref);
+    return FALSE;
+  }
+  self->dim = mm_model_get_dim (self->model, MM_COMPONENT_TEXT);
+  caps = gst_mm_embedding_caps_new ("text", self->dim,
+      mm_model_get_name (self->model));
+  GST_OBJECT_LOCK (self);
+  gst_caps_replace (&self->src_caps, caps);
+  GST_OBJECT_UNLOCK (self);
+  gst_caps_unref (caps);
+  gst_segment_init (&self->segment, GST_FORMAT_TIME);
+  self->last_stop = GST_CLOCK_TIME_NONE;
+  self->markup = FALSE;
+  GST_INFO_OBJECT (self, "model %s, text dim %u",
+      mm_model_get_name (self->model), self->dim);
+  return TRUE;
+}
+
+static void
+gst_text_enc_stop (GstTextEnc * self)
+{
+  GST_OBJECT_LOCK (self);
+  gst_clear_caps (&self->src_caps);
+  GST_OBJECT_UNLOCK (self);
+  g_clear_pointer (&self->encoder, mm_text_encoder_free);
+  g_clear_pointer (&self->model, mm_model_unref);
+  self->dim = 0;
+}
+
+static GstStateChangeReturn
+gst_text_enc_change_state (GstElement * element, GstStateChange transition)
+{
+  GstTextEnc *self = GST_TEXT_ENC (element);
+  GstStateChangeReturn ret;
+
+  if (transition == GST_STATE_CHANGE_READY_TO_PAUSED &&
+      !gst_text_enc_start (self))
+    return GST_STATE_CHANGE_FAILURE;
+
+  ret = GST_ELEMENT_CLASS (parent_class)->change_state (element, transition);
+  if (ret == GST_STATE_CHANGE_FAILURE &&
+      transition == GST_STATE_CHANGE_READY_TO_PAUSED)
+    gst_text_enc_stop (self);
+
+  if (transition == GST_STATE_CHANGE_PAUSED_TO_READY)
+    gst_text_enc_stop (self);
+  return ret;
+}
+
+/* The time of a buffer that has no PTS, see the element documentation. */
+static GstClockTime
+gst_text_enc_arrival_time (GstTextEnc * self)
+{
+  GstClockTime rt = GST_CLOCK_TIME_NONE;
+  GstClockTime pos;
+
+  if (GST_STATE (self) == GST_STATE_PLAYING)
+    rt = gst_element_get_current_running_time (GST_ELEMENT (self));
+  if (GST_CLOCK_TIME_IS_VALID (rt)) {
+    pos = gst_segment_position_from_running_time (&self->segment,
+        GST_FORMAT_TIME, rt);
+    if (GST_CLOCK_TIME_IS_VALID (pos))
+      return pos;
+  }
+  if (GST_CLOCK_TIME_IS_VALID (self->last_stop))
+    return self->last_stop;
+  return self->segment.start;
+}
+
+static gboolean
+gst_text_enc_set_caps (GstTextEnc * self, GstCaps * caps)
+{
+  GstStructure *s = gst_caps_get_structure (caps, 0);
+  const gchar *format = gst_structure_get_string (s, "format");
+  GstCaps *outcaps;
+  gboolean ret;
+
+  self->markup = gst_structure_has_name (s, "text/x-raw") &&
+      g_strcmp0 (format, "pango-markup") == 0;
+  GST_OBJECT_LOCK (self);
+  outcaps = self->src_caps ? gst_caps_ref (self->src_caps) : NULL;
+  GST_OBJECT_UNLOCK (self);
+  if (outcaps == NULL)
+    return FALSE;
+  GST_DEBUG_OBJECT (self, "input %" GST_PTR_FORMAT ", output %"
+      GST_PTR_FORMAT, caps, outcaps);
+  ret = gst_pad_set_caps (self->srcpad, outcaps);
+  gst_caps_unref (outcaps);
+  return ret;
+}
+
+static gboolean
+gst_text_enc_sink_event (GstPad * pad, GstObject * parent, GstEvent * event)
+{
+  GstTextEnc *self = GST_TEXT_ENC (parent);
+
+  switch (GST_EVENT_TYPE (event)) {
+    case GST_EVENT_CAPS:{
+      GstCaps *caps;
+      gboolean ret;
+
+      gst_event_parse_caps (event, &caps);
+      ret = gst_text_enc_set_caps (self, caps);
+      gst_event_unref (event);
+      return ret;
+    }
+    case GST_EVENT_SEGMENT:{
+      gst_event_copy_segment (event, &self->segment);
+      if (self->segment.format != GST_FORMAT_TIME) {
+        GST_DEBUG_OBJECT (self, "non-TIME segment, using a TIME segment");
+        gst_segment_init (&self->segment, GST_FORMAT_TIME);
+        gst_event_unref (event);
+        event = gst_event_new_segment (&self->segment);
+      }
+      self->last_stop = GST_CLOCK_TIME_NONE;
+      break;
+    }
+    case GST_EVENT_FLUSH_STOP:
+      gst_segment_init (&self->segment, GST_FORMAT_TIME);
+      self->last_stop = GST_CLOCK_TIME_NONE;
+      break;
+    case GST_EVENT_GAP:{
+      GstClockTime ts, dur;
+
+      gst_event_parse_gap (event, &ts, &dur);
+      if (GST_CLOCK_TIME_IS_VALID (ts))
+        self->last_stop = GST_CLOCK_TIME_IS_VALID (dur) ? ts + dur : ts;
+      break;
+    }
+    default:
+      break;
+  }
+  return gst_pad_event_default (pad, parent, event);
+}
+
+static gboolean
+gst_text_enc_src_query (GstPad * pad, GstObject * parent, GstQuery * query)
+{
+  GstTextEnc *self = GST_TEXT_ENC (parent);
+
+  if (GST_QUERY_TYPE (query) == GST_QUERY_CAPS) {
+    GstCaps *filter, *caps;
+
+    gst_query_parse_caps (query, &filter);
+    GST_OBJECT_LOCK (self);
+    caps = self->src_caps ? gst_caps_ref (self->src_caps) : NULL;
+    GST_OBJECT_UNLOCK (self);
+    if (caps == NULL)
+      caps = gst_pad_get_pad_template_caps (pad);
+    if (filter) {
+      GstCaps *tmp = gst_caps_intersect_full (filter, caps,
+          GST_CAPS_INTERSECT_FIRST);
+      gst_caps_unref (caps);
+      caps = tmp;
+    }
+    gst_query_set_caps_result (query, caps);
+    gst_caps_unref (caps);
+    return TRUE;
+  }
+  return gst_pad_query_default (pad, parent, query);
+}
+
+static GstFlowReturn
+gst_text_enc_chain (GstPad * pad, GstObject * parent, GstBuffer * buffer)
+{
+  GstTextEnc *self = GST_TEXT_ENC (parent);
+  GstClockTime pts, duration, default_duration;
+  GstMapInfo in, out;
+  const gchar *text;
+  gsize len;
+  GstBuffer *outbuf;
+  GError *err = NULL;
+  gboolean ok;
+  guint n_tokens = 0;
+
+  if (self->encoder == NULL || !gst_pad_has_current_caps (self->srcpad)) {
+    gst_buffer_unref (buffer);
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, (NULL),
+        ("text buffer before caps"));
+    return GST_FLOW_NOT_NEGOTIATED;
+  }
+
+  GST_OBJECT_LOCK (self);
+  default_duration = self->default_duration;
+  GST_OBJECT_UNLOCK (self);
+
+  pts = GST_BUFFER_PTS (buffer);
+  if (!GST_CLOCK_TIME_IS_VALID (pts))
+    pts = gst_text_enc_arrival_time (self);
+  duration = GST_BUFFER_DURATION (buffer);
+  if (!GST_CLOCK_TIME_IS_VALID (duration))
+    duration = default_duration;
+  self->last_stop = pts + duration;
+
+  if (!gst_buffer_map (buffer, &in, GST_MAP_READ)) {
+    gst_buffer_unref (buffer);
+    GST_ELEMENT_ERROR (self, STREAM, FAILED, (NULL), ("cannot map buffer"));
+    return GST_FLOW_ERROR;
+  }
+  text = (const gchar *) in.data;
+  len = in.size;
+  {
+    const gchar *nul = memchr (text, '\0', len);
+    if (nul)
+      len = nul - text;
+  }
+  if (self->markup) {
+    strip_markup (text, len, self->scratch);
+    text = self->scratch->str;
+    len = self->scratch->len;
+  }
+
+  if (is_blank (text, len)) {
+    GST_LOG_OBJECT (self, "blank cue at %" GST_TIME_FORMAT ", sending GAP",
+        GST_TIME_ARGS (pts));
+    gst_buffer_unmap (buffer, &in);
+    gst_buffer_unref (buffer);
+    gst_pad_push_event (self->srcpad, gst_event_new_gap (pts, duration));
+    return GST_FLOW_OK;
+  }
+
+  outbuf = gst_mm_embedding_buffer_new (self->dim);
+  gst_buffer_map (outbuf, &out, GST_MAP_WRITE);
+  ok = mm_text_encoder_encode (self->encoder, text, len, (float *) out.data,
+      &n_tokens, &err);
+  gst_buffer_unmap (outbuf, &out);
+  gst_buffer_unmap (buffer, &in);
+  if (self->scratch->allocated_len > KEEP_SCRATCH_BYTES) {
+    g_string_free (self->scratch, TRUE);
+    self->scratch = g_string_new (NULL);
+  }
+
+  if (!ok) {
+    GST_ELEMENT_ERROR (self, STREAM, FAILED, ("%s", err->message),
+        ("text encoder failed on a %" G_GSIZE_FORMAT "-byte cue", len));
+    g_clear_error (&err);
+    gst_buffer_unref (buffer);
+    gst_buffer_unref (outbuf);
+    return GST_FLOW_ERROR;
+  }
+  GST_LOG_OBJECT (self, "cue at %" GST_TIME_FORMAT ": %u tokens",
+      GST_TIME_ARGS (pts), n_tokens);
+
+  GST_BUFFER_PTS (outbuf) = pts;
+  GST_BUFFER_DURATION (outbuf) = duration;
+  if (GST_BUFFER_IS_DISCONT (buffer))
+    GST_BUFFER_FLAG_SET (outbuf, GST_BUFFER_FLAG_DISCONT);
+  gst_buffer_unref (buffer);
+
+  return gst_pad_push (self->srcpad, outbuf);
+}
