@@ -572,6 +572,161 @@ test_image_errors (void)
           &error));
 }
 
+/* ---------------------------------------------------------------- log-mel */
+
+#define LOGMEL_TOL 1e-3f        /* max abs error on ln (mel + offset) */
+
+static MmMelParams
+mel_params (JsonObject *c)
+{
+  MmMelParams p = {
+    .sample_rate = json_object_get_int_member (c, "sample_rate"),
+    .n_fft = json_object_get_int_member (c, "n_fft"),
+    .win_length = json_object_get_int_member (c, "win_length"),
+    .hop_length = json_object_get_int_member (c, "hop_length"),
+    .n_mels = json_object_get_int_member (c, "n_mels"),
+    .f_min = json_object_get_double_member (c, "f_min"),
+    .f_max = json_object_get_double_member (c, "f_max"),
+    .log_offset = json_object_get_double_member (c, "log_offset"),
+  };
+  return p;
+}
+
+/* max |got[m, t0 + t] - want[m, t]| over the reference's frames */
+static float
+logmel_max_err (const float *got, guint got_frames, guint t0, const float *want,
+    guint n_frames, guint n_mels)
+{
+  float err = 0.0f;
+  for (guint m = 0; m < n_mels; m++)
+    for (guint t = 0; t < n_frames; t++)
+      err = MAX (err, fabsf (got[(gsize) m * got_frames + t0 + t]
+              - want[(gsize) m * n_frames + t]));
+  return err;
+}
+
+static void
+test_logmel (void)
+{
+  JsonNode *root = load_json ("logmel.json");
+  JsonObject *doc = json_node_get_object (root);
+  gsize n;
+  float *x = load_f32 ("logmel_input.f32", &n);
+  g_assert_cmpuint (n, ==, json_object_get_int_member (doc, "n_samples"));
+  /* the input six times over: frames past the first block of 256 */
+  gsize n_long = 6 * n;
+  float *x_long = g_new (float, n_long);
+  for (int r = 0; r < 6; r++)
+    memcpy (x_long + r * n, x, n * sizeof (float));
+
+  JsonArray *cases = json_object_get_array_member (doc, "cases");
+  for (guint i = 0; i < json_array_get_length (cases); i++) {
+    JsonObject *c = json_array_get_object_element (cases, i);
+    MmMelParams p = mel_params (c);
+    char *fname = g_strdup_printf ("logmel_%s.f32", json_object_get_string_member (c, "name"));
+    gsize n_want;
+    float *want = load_f32 (fname, &n_want);
+    guint n_frames = json_object_get_int_member (c, "n_frames");
+    g_assert_cmpuint (n_want, ==, (gsize) n_frames * p.n_mels);
+
+    for (int reference = 0; reference <= 1; reference++) {
+      mm_ops_set_reference (reference);
+      GError *error = NULL;
+      MmLogMel *lm = mm_logmel_new (&p, n_long, &error);
+      g_assert_no_error (error);
+      g_assert_cmpuint (mm_logmel_n_frames (lm, n), ==, n_frames);
+      float *out = g_new (float, (gsize) n_frames * p.n_mels + 1);
+      out[(gsize) n_frames * p.n_mels] = 12345.0f;
+      g_assert_cmpuint (mm_logmel_compute (lm, out, x, n, &error), ==, n_frames);
+      g_assert_no_error (error);
+      g_assert_cmpfloat (out[(gsize) n_frames * p.n_mels], ==, 12345.0f);
+      float err = logmel_max_err (out, n_frames, 0, want, n_frames, p.n_mels);
+      g_test_message ("log-mel %s (%s): max abs error %g (tolerance %g)", fname,
+          reference ? "reference loops" : "BLAS", err, LOGMEL_TOL);
+      g_assert_cmpfloat (err, <=, LOGMEL_TOL);
+      g_free (out);
+
+      /* long input: every copy of x that starts on a hop gives the same frames */
+      guint long_frames = mm_logmel_n_frames (lm, n_long);
+      g_assert_cmpuint (long_frames, >, 256);
+      out = g_new (float, (gsize) long_frames * p.n_mels);
+      g_assert_cmpuint (mm_logmel_compute (lm, out, x_long, n_long, &error), ==, long_frames);
+      for (int r = 0; r < 6; r++)
+        if ((r * n) % p.hop_length == 0) {
+          guint t0 = r * n / p.hop_length;
+          err = logmel_max_err (out, long_frames, t0, want, n_frames, p.n_mels);
+          g_assert_cmpfloat (err, <=, LOGMEL_TOL);
+        }
+      g_free (out);
+      mm_logmel_free (lm);
+    }
+    mm_ops_set_reference (FALSE);
+    g_free (want);
+    g_free (fname);
+  }
+  g_free (x_long);
+  g_free (x);
+  json_node_unref (root);
+}
+
+static void
+test_logmel_errors (void)
+{
+  const MmMelParams good = { 16000, 400, 400, 160, 64, 0.0, 8000.0, 1e-6 };
+  GError *error = NULL;
+  MmLogMel *lm = mm_logmel_new (&good, 16000, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (mm_logmel_n_frames (lm, 399), ==, 0);
+  g_assert_cmpuint (mm_logmel_n_frames (lm, 400), ==, 1);
+  g_assert_cmpuint (mm_logmel_n_frames (lm, 559), ==, 1);
+  g_assert_cmpuint (mm_logmel_n_frames (lm, 560), ==, 2);
+  g_assert_cmpuint (mm_logmel_n_frames (lm, 16000), ==, 98);
+
+  float *x = g_new0 (float, 16001), *out = g_new (float, 64 * 100);
+  g_assert_cmpuint (mm_logmel_compute (lm, out, x, 399, &error), ==, 0);
+  g_assert_error (error, MM_ERROR, MM_ERROR_INPUT);
+  g_clear_error (&error);
+  g_assert_cmpuint (mm_logmel_compute (lm, out, x, 16001, &error), ==, 0);
+  g_assert_error (error, MM_ERROR, MM_ERROR_INPUT);
+  g_clear_error (&error);
+  g_assert_cmpuint (mm_logmel_compute (lm, out, NULL, 1000, &error), ==, 0);
+  g_assert_error (error, MM_ERROR, MM_ERROR_INPUT);
+  g_clear_error (&error);
+  /* silence: every value is ln (log_offset) */
+  g_assert_cmpuint (mm_logmel_compute (lm, out, x, 400, &error), ==, 1);
+  for (int m = 0; m < 64; m++)
+    g_assert_cmpfloat_with_epsilon (out[m], logf (1e-6f), 1e-4f);
+  mm_logmel_free (lm);
+  g_free (x);
+  g_free (out);
+
+  MmMelParams bad[12];
+  for (guint i = 0; i < G_N_ELEMENTS (bad); i++)
+    bad[i] = good;
+  bad[0].sample_rate = 0;
+  bad[1].n_fft = 0;
+  bad[2].n_fft = 1 << 20;
+  bad[3].win_length = 0;
+  bad[4].win_length = 401;
+  bad[5].hop_length = 0;
+  bad[6].n_mels = 0;
+  bad[7].n_mels = 100000;
+  bad[8].f_max = 0.0;
+  bad[9].f_min = -1.0;
+  bad[10].log_offset = 0.0;
+  bad[11].f_max = NAN;
+  for (guint i = 0; i < G_N_ELEMENTS (bad); i++) {
+    g_assert_null (mm_logmel_new (&bad[i], 16000, &error));
+    g_assert_error (error, MM_ERROR, MM_ERROR_FORMAT);
+    g_clear_error (&error);
+  }
+  g_assert_null (mm_logmel_new (&good, 399, &error));
+  g_assert_error (error, MM_ERROR, MM_ERROR_FORMAT);
+  g_clear_error (&error);
+  g_assert_null (mm_logmel_new (NULL, 16000, &error));
+  g_clear_error (&error);
+}
+
 /* ---------------------------------------------------------------- main */
 
 int
@@ -588,5 +743,7 @@ main (int argc, char **argv)
   g_test_add_func ("/preprocess/word/small-scratch", test_word_small_scratch);
   g_test_add_func ("/preprocess/image", test_image);
   g_test_add_func ("/preprocess/image/errors", test_image_errors);
+  g_test_add_func ("/preprocess/logmel", test_logmel);
+  g_test_add_func ("/preprocess/logmel/errors", test_logmel_errors);
   return g_test_run ();
 }
