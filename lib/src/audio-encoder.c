@@ -19,6 +19,9 @@
 
 /* (ndim, shape) in mm_bind's argument order.  (MM_SHAPE in mm-private.h
  * expands to (shape, ndim), the reverse of mm_bind's parameters.) */
+/* errors of a context name the model file (or its name when built from bytes) */
+#define MODEL_LABEL(m) ((m)->path ? (m)->path : (m)->name)
+
 #define SHAPE(...) (guint) (sizeof ((const gint64[]) { __VA_ARGS__ }) / sizeof (gint64)), \
     ((const gint64[]) { __VA_ARGS__ })
 
@@ -90,12 +93,12 @@ load_mel_config (MmAudioWeights *w, JsonObject *cfg, const char *label, GError *
       || !mm_json_double (cfg, label, "log_offset", FALSE, 1e-6, &m->log_offset, error))
     return FALSE;
   if (!(m->f_min >= 0.0) || !(m->f_max > m->f_min) || !isfinite (m->f_max)) {
-    mm_format_error (error, label, "audio: need 0 <= f_min < f_max (got %g, %g)", m->f_min,
+    mm_format_error (error, label, "need 0 <= f_min < f_max (got %g, %g)", m->f_min,
         m->f_max);
     return FALSE;
   }
   if (!(m->log_offset >= 0.0) || !isfinite (m->log_offset)) {
-    mm_format_error (error, label, "audio: \"log_offset\" must be finite and >= 0 (got %g)",
+    mm_format_error (error, label, "\"log_offset\" must be finite and >= 0 (got %g)",
         m->log_offset);
     return FALSE;
   }
@@ -157,13 +160,13 @@ load_convs (MmAudioWeights *w, const MmSafetensors *st, JsonObject *cfg, const c
 {
   JsonNode *node = json_object_get_member (cfg, "convs");
   if (!node || !JSON_NODE_HOLDS_ARRAY (node)) {
-    mm_format_error (error, label, "audio: \"convs\" must be an array of objects");
+    mm_format_error (error, label, "\"convs\" must be an array of objects");
     return FALSE;
   }
   JsonArray *a = json_node_get_array (node);
   guint n = json_array_get_length (a);
   if (n < 1 || n > MAX_LAYERS) {
-    mm_format_error (error, label, "audio: \"convs\" has %u entries, expected 1 to %d", n,
+    mm_format_error (error, label, "\"convs\" has %u entries, expected 1 to %d", n,
         MAX_LAYERS);
     return FALSE;
   }
@@ -178,7 +181,7 @@ load_convs (MmAudioWeights *w, const MmSafetensors *st, JsonObject *cfg, const c
 
     g_snprintf (what, sizeof what, "%s: convs[%u]", label, i);
     if (!JSON_NODE_HOLDS_OBJECT (e)) {
-      mm_format_error (error, label, "audio: \"convs\"[%u] is not an object", i);
+      mm_format_error (error, label, "\"convs\"[%u] is not an object", i);
       return FALSE;
     }
     JsonObject *o = json_node_get_object (e);
@@ -189,7 +192,7 @@ load_convs (MmAudioWeights *w, const MmSafetensors *st, JsonObject *cfg, const c
         || !mm_json_uint (o, what, "groups", FALSE, 1, 1, 65535, &groups, error))
       return FALSE;
     if (c_in % groups != 0 || out % groups != 0) {
-      mm_format_error (error, label, "audio: convs[%u]: %u groups do not divide %d input "
+      mm_format_error (error, label, "convs[%u]: %u groups do not divide %d input "
           "and %u output channels", i, groups, c_in, out);
       return FALSE;
     }
@@ -261,7 +264,7 @@ mm_audio_encoder_new (MmModel *model, const MmContextParams *params, GError **er
 {
   g_return_val_if_fail (model != NULL, NULL);
   if (!model->audio) {
-    mm_set_error (error, MM_ERROR_MISSING_COMPONENT, model->path,
+    mm_set_error (error, MM_ERROR_MISSING_COMPONENT, MODEL_LABEL (model),
         "the model has no audio component");
     return NULL;
   }
@@ -275,8 +278,8 @@ mm_audio_encoder_new (MmModel *model, const MmContextParams *params, GError **er
   if (max_samples < w->mel.n_fft)
     max_samples = w->mel.n_fft;
   if (max_samples > (gsize) G_MAXINT) {
-    mm_set_error (error, MM_ERROR_INPUT, model->path, "audio encoder: max_audio_samples %"
-        G_GSIZE_FORMAT " is too large", max_samples);
+    mm_set_error (error, MM_ERROR_INPUT, MODEL_LABEL (model),
+        "audio encoder: max_audio_samples %" G_GSIZE_FORMAT " is too large", max_samples);
     return NULL;
   }
 
@@ -296,8 +299,8 @@ mm_audio_encoder_new (MmModel *model, const MmContextParams *params, GError **er
     c_in = c->c_out;
   }
   if (max_act > MAX_BUFFER_FLOATS || max_scratch > MAX_BUFFER_FLOATS) {
-    mm_set_error (error, MM_ERROR_INPUT, model->path, "audio encoder: max_audio_samples %"
-        G_GSIZE_FORMAT " needs too much scratch memory", max_samples);
+    mm_set_error (error, MM_ERROR_INPUT, MODEL_LABEL (model), "audio encoder: "
+        "max_audio_samples %" G_GSIZE_FORMAT " needs too much scratch memory", max_samples);
     return NULL;
   }
 
@@ -315,7 +318,7 @@ mm_audio_encoder_new (MmModel *model, const MmContextParams *params, GError **er
   enc->scratch = g_try_new (float, max_scratch);
   enc->pooled = g_try_new (float, w->features);
   if (!enc->buf[0] || !enc->buf[1] || !enc->scratch || !enc->pooled) {
-    mm_set_error (error, MM_ERROR_IO, model->path, "audio encoder: cannot allocate %"
+    mm_set_error (error, MM_ERROR_IO, MODEL_LABEL (model), "audio encoder: cannot allocate %"
         G_GSIZE_FORMAT " floats of scratch memory", 2 * max_act + max_scratch);
     mm_audio_encoder_free (enc);
     return NULL;
@@ -344,7 +347,7 @@ mm_audio_encoder_encode (MmAudioEncoder *enc, const float *samples, gsize n_samp
 {
   g_return_val_if_fail (enc != NULL && embedding != NULL, FALSE);
   const MmAudioWeights *w = enc->w;
-  const char *label = enc->model->path;
+  const char *label = MODEL_LABEL (enc->model);
 
   if (!samples || n_samples < w->mel.n_fft) {
     mm_set_error (error, MM_ERROR_INPUT, label, "audio: %" G_GSIZE_FORMAT " samples is "

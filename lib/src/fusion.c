@@ -17,6 +17,9 @@
 
 /* (ndim, shape) in mm_bind's argument order.  (MM_SHAPE in mm-private.h
  * expands to (shape, ndim), the reverse of mm_bind's parameters.) */
+/* errors of a context name the model file (or its name when built from bytes) */
+#define MODEL_LABEL(m) ((m)->path ? (m)->path : (m)->name)
+
 #define SHAPE(...) (guint) (sizeof ((const gint64[]) { __VA_ARGS__ }) / sizeof (gint64)), \
     ((const gint64[]) { __VA_ARGS__ })
 
@@ -82,13 +85,13 @@ load_inputs (MmFusionWeights *w, JsonObject *cfg, const char *label, GError **er
 {
   JsonNode *node = json_object_get_member (cfg, "inputs");
   if (!node || !JSON_NODE_HOLDS_ARRAY (node)) {
-    mm_format_error (error, label, "fusion: \"inputs\" must be an array of objects");
+    mm_format_error (error, label, "\"inputs\" must be an array of objects");
     return FALSE;
   }
   JsonArray *a = json_node_get_array (node);
   guint n = json_array_get_length (a);
   if (n < 1 || n > MAX_INPUTS) {
-    mm_format_error (error, label, "fusion: \"inputs\" has %u entries, expected 1 to %d", n,
+    mm_format_error (error, label, "\"inputs\" has %u entries, expected 1 to %d", n,
         MAX_INPUTS);
     return FALSE;
   }
@@ -99,10 +102,10 @@ load_inputs (MmFusionWeights *w, JsonObject *cfg, const char *label, GError **er
     char what[512];
 
     if (!JSON_NODE_HOLDS_OBJECT (e)) {
-      mm_format_error (error, label, "fusion: \"inputs\"[%u] is not an object", i);
+      mm_format_error (error, label, "\"inputs\"[%u] is not an object", i);
       return FALSE;
     }
-    g_snprintf (what, sizeof what, "%s: fusion inputs[%u]", label, i);
+    g_snprintf (what, sizeof what, "%s: inputs[%u]", label, i);
     JsonObject *o = json_node_get_object (e);
     w->input[i].modality = mm_json_string (o, what, "modality", TRUE, NULL, error);
     if (!w->input[i].modality
@@ -126,7 +129,7 @@ load_concat (MmFusionWeights *w, JsonObject *cfg, const char *label, GError **er
   if (w->append_mask)
     total += w->n_inputs;
   if (w->dim != total) {
-    mm_format_error (error, label, "fusion: concat \"dim\" is %u but the inputs%s add up "
+    mm_format_error (error, label, "concat \"dim\" is %u but the inputs%s add up "
         "to %u", w->dim, w->append_mask ? " and mask" : "", total);
     return FALSE;
   }
@@ -145,12 +148,12 @@ load_attention (MmFusionWeights *w, const MmSafetensors *st, JsonObject *cfg,
     return FALSE;
   d = w->d_model;
   if (d % w->heads != 0) {
-    mm_format_error (error, label, "fusion: \"d_model\" %u is not a multiple of \"heads\" %u",
+    mm_format_error (error, label, "\"d_model\" %u is not a multiple of \"heads\" %u",
         d, w->heads);
     return FALSE;
   }
   if (w->dim != d) {
-    mm_format_error (error, label, "fusion: attention \"dim\" %u differs from \"d_model\" %u",
+    mm_format_error (error, label, "attention \"dim\" %u differs from \"d_model\" %u",
         w->dim, d);
     return FALSE;
   }
@@ -193,7 +196,7 @@ mm_fusion_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *la
   else if (strcmp (type, "attention") == 0)
     w->kind = FUSION_ATTENTION;
   else {
-    mm_set_error (error, MM_ERROR_UNSUPPORTED, label, "fusion: unknown type \"%s\"", type);
+    mm_set_error (error, MM_ERROR_UNSUPPORTED, label, "unknown type \"%s\"", type);
     goto fail;
   }
   if (!mm_json_uint (cfg, label, "dim", TRUE, 0, 1, 65535 + MAX_INPUTS, &w->dim, error)
@@ -240,7 +243,7 @@ mm_fusion_new (MmModel *model, const MmContextParams *params, GError **error)
 {
   g_return_val_if_fail (model != NULL, NULL);
   if (!model->fusion) {
-    mm_set_error (error, MM_ERROR_MISSING_COMPONENT, model->path,
+    mm_set_error (error, MM_ERROR_MISSING_COMPONENT, MODEL_LABEL (model),
         "the model has no fusion component");
     return NULL;
   }
@@ -340,7 +343,7 @@ mm_fusion_run (MmFusion *fusion, const float *const *inputs, float *fused, GErro
 {
   g_return_val_if_fail (fusion != NULL && fused != NULL, FALSE);
   if (!inputs) {
-    mm_set_error (error, MM_ERROR_INPUT, fusion->model->path,
+    mm_set_error (error, MM_ERROR_INPUT, MODEL_LABEL (fusion->model),
         "fusion: the inputs array is NULL (pass an array of %u entries, NULL = missing)",
         fusion->w->n_inputs);
     return FALSE;

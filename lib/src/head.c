@@ -14,6 +14,9 @@
 
 /* (ndim, shape) in mm_bind's argument order.  (MM_SHAPE in mm-private.h
  * expands to (shape, ndim), the reverse of mm_bind's parameters.) */
+/* errors of a context name the model file (or its name when built from bytes) */
+#define MODEL_LABEL(m) ((m)->path ? (m)->path : (m)->name)
+
 #define SHAPE(...) (guint) (sizeof ((const gint64[]) { __VA_ARGS__ }) / sizeof (gint64)), \
     ((const gint64[]) { __VA_ARGS__ })
 
@@ -114,7 +117,7 @@ mm_head_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *labe
   if (!kind)
     goto fail;
   if (!parse_kind (kind, &w->kind)) {
-    mm_format_error (error, label, "head: unknown \"kind\" \"%s\" (softmax, sigmoid or "
+    mm_format_error (error, label, "unknown \"kind\" \"%s\" (softmax, sigmoid or "
         "regression)", kind);
     goto fail;
   }
@@ -125,7 +128,7 @@ mm_head_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *labe
   if (!w->labels)
     goto fail;
   if (n_labels != w->dim) {
-    mm_format_error (error, label, "head: %u labels but \"dim\" is %u", n_labels, w->dim);
+    mm_format_error (error, label, "%u labels but \"dim\" is %u", n_labels, w->dim);
     goto fail;
   }
   if (!bind_layers (w, st, label, error))
@@ -155,14 +158,6 @@ mm_head_weights_label (const MmHeadWeights *w, guint i)
   return i < w->dim ? w->labels[i] : NULL;
 }
 
-/* Input size the head expects (the fusion's dim when the model has one). */
-guint mm_head_weights_input_dim (const MmHeadWeights *w);
-guint
-mm_head_weights_input_dim (const MmHeadWeights *w)
-{
-  return w->layer[0].d_in;
-}
-
 /* ---- context ----------------------------------------------------------- */
 
 MmHead *
@@ -170,16 +165,11 @@ mm_head_new (MmModel *model, const MmContextParams *params, GError **error)
 {
   g_return_val_if_fail (model != NULL, NULL);
   if (!model->head) {
-    mm_set_error (error, MM_ERROR_MISSING_COMPONENT, model->path,
+    mm_set_error (error, MM_ERROR_MISSING_COMPONENT, MODEL_LABEL (model),
         "the model has no head component");
     return NULL;
   }
   const MmHeadWeights *w = model->head;
-  if (model->fusion && mm_fusion_weights_dim (model->fusion) != w->layer[0].d_in) {
-    mm_set_error (error, MM_ERROR_FORMAT, model->path, "head: input size %u differs from "
-        "the fusion's dim %u", w->layer[0].d_in, mm_fusion_weights_dim (model->fusion));
-    return NULL;
-  }
   mm_blas_init ();
   if (params && params->n_threads > 0)
     mm_blas_set_threads (params->n_threads);
@@ -209,7 +199,7 @@ mm_head_run (MmHead *head, const float *fused, float *scores, GError **error)
   g_return_val_if_fail (head != NULL && scores != NULL, FALSE);
   const MmHeadWeights *w = head->w;
   if (!fused) {
-    mm_set_error (error, MM_ERROR_INPUT, head->model->path, "head: no input vector");
+    mm_set_error (error, MM_ERROR_INPUT, MODEL_LABEL (head->model), "head: no input vector");
     return FALSE;
   }
 

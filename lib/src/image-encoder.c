@@ -21,6 +21,9 @@
 
 /* (ndim, shape) in mm_bind's argument order.  (MM_SHAPE in mm-private.h
  * expands to (shape, ndim), the reverse of mm_bind's parameters.) */
+/* errors of a context name the model file (or its name when built from bytes) */
+#define MODEL_LABEL(m) ((m)->path ? (m)->path : (m)->name)
+
 #define SHAPE(...) (guint) (sizeof ((const gint64[]) { __VA_ARGS__ }) / sizeof (gint64)), \
     ((const gint64[]) { __VA_ARGS__ })
 
@@ -81,25 +84,25 @@ json_uint_array (JsonObject *o, const char *label, const char *key, guint min_le
 {
   JsonNode *node = json_object_get_member (o, key);
   if (!node || !JSON_NODE_HOLDS_ARRAY (node)) {
-    mm_format_error (error, label, "image: \"%s\" must be an array of integers", key);
+    mm_format_error (error, label, "\"%s\" must be an array of integers", key);
     return FALSE;
   }
   JsonArray *a = json_node_get_array (node);
   guint n = json_array_get_length (a);
   if (n < min_len || n > max_len) {
-    mm_format_error (error, label, "image: \"%s\" has %u entries, expected %u to %u",
+    mm_format_error (error, label, "\"%s\" has %u entries, expected %u to %u",
         key, n, min_len, max_len);
     return FALSE;
   }
   for (guint i = 0; i < n; i++) {
     JsonNode *e = json_array_get_element (a, i);
     if (!JSON_NODE_HOLDS_VALUE (e) || json_node_get_value_type (e) != G_TYPE_INT64) {
-      mm_format_error (error, label, "image: \"%s\"[%u] is not an integer", key, i);
+      mm_format_error (error, label, "\"%s\"[%u] is not an integer", key, i);
       return FALSE;
     }
     gint64 v = json_node_get_int (e);
     if (v < (gint64) min || v > (gint64) max) {
-      mm_format_error (error, label, "image: \"%s\"[%u] = %" G_GINT64_FORMAT
+      mm_format_error (error, label, "\"%s\"[%u] = %" G_GINT64_FORMAT
           " is outside [%u, %u]", key, i, v, min, max);
       return FALSE;
     }
@@ -231,13 +234,13 @@ load_config (MmImageWeights *w, JsonObject *cfg, const char *label, GError **err
       || !mm_json_uint (cfg, label, "dim", TRUE, 0, 1, 65535, &w->dim, error))
     return FALSE;
   if (n_blocks_cfg != w->n_stages) {
-    mm_format_error (error, label, "image: \"widths\" has %u stages but \"blocks\" has %u",
+    mm_format_error (error, label, "\"widths\" has %u stages but \"blocks\" has %u",
         w->n_stages, n_blocks_cfg);
     return FALSE;
   }
   for (int i = 0; i < 3; i++) {
     if (!(w->std[i] != 0.0f) || !isfinite (w->std[i]) || !isfinite (w->mean[i])) {
-      mm_format_error (error, label, "image: \"std\"/\"mean\" entry %d is zero or not finite",
+      mm_format_error (error, label, "\"std\"/\"mean\" entry %d is zero or not finite",
           i);
       return FALSE;
     }
@@ -246,7 +249,7 @@ load_config (MmImageWeights *w, JsonObject *cfg, const char *label, GError **err
   for (guint s = 0; s < w->n_stages; s++)
     w->n_blocks += w->blocks[s];
   if (w->n_blocks > MAX_LAYERS) {
-    mm_format_error (error, label, "image: %u blocks, at most %d supported", w->n_blocks,
+    mm_format_error (error, label, "%u blocks, at most %d supported", w->n_blocks,
         MAX_LAYERS);
     return FALSE;
   }
@@ -325,12 +328,12 @@ mm_image_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *lab
     if (!w->fc_b)
       goto fail;
   } else if (w->dim != (guint) c) {
-    mm_format_error (error, label, "image: \"dim\" is %u but there is no \"image.fc.weight\" "
+    mm_format_error (error, label, "\"dim\" is %u but there is no \"image.fc.weight\" "
         "and the last stage has %d channels", w->dim, c);
     goto fail;
   }
   if (w->max_act > MAX_SCRATCH_FLOATS || w->max_scratch > MAX_SCRATCH_FLOATS) {
-    mm_format_error (error, label, "image: input %ux%u needs too much memory "
+    mm_format_error (error, label, "input %ux%u needs too much memory "
         "(%" G_GSIZE_FORMAT " floats per buffer)", w->width, w->height,
         MAX (w->max_act, w->max_scratch));
     goto fail;
@@ -338,7 +341,7 @@ mm_image_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *lab
   return w;
 
 too_small:
-  mm_format_error (error, label, "image: input %ux%u is too small for the network",
+  mm_format_error (error, label, "input %ux%u is too small for the network",
       w->width, w->height);
 fail:
   mm_image_weights_free (w);
@@ -367,7 +370,7 @@ mm_image_encoder_new (MmModel *model, const MmContextParams *params, GError **er
 {
   g_return_val_if_fail (model != NULL, NULL);
   if (!model->image) {
-    mm_set_error (error, MM_ERROR_MISSING_COMPONENT, model->path,
+    mm_set_error (error, MM_ERROR_MISSING_COMPONENT, MODEL_LABEL (model),
         "the model has no image component");
     return NULL;
   }
@@ -387,7 +390,7 @@ mm_image_encoder_new (MmModel *model, const MmContextParams *params, GError **er
   enc->pooled = g_try_new (float, w->features);
   if (!enc->input || !enc->buf[0] || !enc->buf[1] || !enc->buf[2] || !enc->buf[3]
       || !enc->scratch || !enc->pooled) {
-    mm_set_error (error, MM_ERROR_IO, model->path,
+    mm_set_error (error, MM_ERROR_IO, MODEL_LABEL (model),
         "image encoder: cannot allocate %" G_GSIZE_FORMAT " floats of scratch memory",
         4 * act + scratch);
     mm_image_encoder_free (enc);
@@ -454,7 +457,7 @@ mm_image_encoder_encode (MmImageEncoder *enc, MmPixelFormat format, const guint8
 {
   g_return_val_if_fail (enc != NULL && embedding != NULL, FALSE);
   const MmImageWeights *w = enc->w;
-  const char *label = enc->model->path;
+  const char *label = MODEL_LABEL (enc->model);
   guint bpp = pixel_bytes (format);
 
   if (bpp == 0) {

@@ -26,7 +26,8 @@
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define COUNT_ALLOCS 0
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) \
+    || __has_feature(memory_sanitizer)
 #define COUNT_ALLOCS 0
 #endif
 #endif
@@ -610,6 +611,130 @@ test_bad_shapes (void)
   }
 }
 
+/* Config validation: tiny.safetensors with one key of one component's
+ * configuration replaced (or removed); each must fail to load with an error
+ * naming the problem, never crash. */
+typedef struct
+{
+  const char *component, *key;
+  const char *json;             /* new value, NULL = remove the key */
+  const char *must_contain;     /* in the error message */
+} ConfigCase;
+
+static const ConfigCase config_cases[] = {
+  {"image", "widths", "[4,8,16]", "blocks"},
+  {"image", "blocks", "[1,0]", "blocks"},
+  {"image", "blocks", "[1,\"2\"]", "blocks"},
+  {"image", "widths", "[4,8,1,1,1,1,1,1,1]", "widths"},
+  {"image", "width", "0", "width"},
+  {"image", "width", "-3", "width"},
+  {"image", "height", "1e9", "height"},
+  {"image", "mean", "[0.5]", "mean"},
+  {"image", "std", "[0,1,1]", "std"},
+  {"image", "std", NULL, "std"},
+  {"image", "dim", "9", "image.fc.weight"},
+  {"image", "stem_kernel", "5", "image.conv1.weight"},
+  {"audio", "convs", "[]", "convs"},
+  {"audio", "convs", "{}", "convs"},
+  {"audio", "convs", "[{\"out\":8,\"kernel\":3,\"groups\":3}]", "groups"},
+  {"audio", "convs", "[{\"out\":8,\"kernel\":5,\"padding\":1}]", "audio.convs.0.weight"},
+  {"audio", "convs", "[{\"kernel\":3}]", "out"},
+  {"audio", "window", "100", "window"},
+  {"audio", "n_mels", "20", "audio.convs.0.weight"},
+  {"audio", "n_fft", "0", "n_fft"},
+  {"audio", "win_length", "401", "win_length"},
+  {"audio", "hop_length", "0", "hop_length"},
+  {"audio", "f_max", "0", "f_max"},
+  {"audio", "dim", "7", "audio.fc.weight"},
+  {"fusion", "type", "\"sum\"", "sum"},
+  {"fusion", "dim", "26", "dim"},
+  {"fusion", "inputs", "[]", "inputs"},
+  {"fusion", "inputs", "[{\"modality\":\"image\"}]", "dim"},
+  {"fusion", "inputs", "[{\"dim\":8}]", "modality"},
+  {"fusion", "inputs", "[3]", "inputs"},
+  {"head", "kind", "\"max\"", "max"},
+  {"head", "labels", "[\"a\",\"b\"]", "labels"},
+  {"head", "labels", "[\"a\",\"b\",3]", "labels"},
+  {"head", "layers", "3", "head.layers.2.weight"},
+  {"head", "layers", "0", "layers"},
+  {"head", "layers", "1", "head.layers.0.weight"},
+};
+
+/* tiny.safetensors bytes with components[component][key] changed. */
+static GBytes *
+mutate_tiny (const ConfigCase *c)
+{
+  char *path = fixture ("tiny.safetensors"), *raw;
+  gsize len;
+  g_assert_true (g_file_get_contents (path, &raw, &len, NULL));
+  guint64 n = 0;
+  for (int i = 7; i >= 0; i--)
+    n = (n << 8) | (guint8) raw[i];
+  g_assert_cmpuint (8 + n, <=, len);
+
+  JsonParser *hp = json_parser_new ();
+  g_assert_true (json_parser_load_from_data (hp, raw + 8, n, NULL));
+  JsonObject *meta = json_object_get_object_member (json_node_get_object
+      (json_parser_get_root (hp)), "__metadata__");
+  JsonParser *mp = json_parser_new ();
+  g_assert_true (json_parser_load_from_data (mp, json_object_get_string_member (meta, "mm"),
+          -1, NULL));
+  JsonObject *cfg = json_object_get_object_member (json_object_get_object_member
+      (json_node_get_object (json_parser_get_root (mp)), "components"), c->component);
+  if (c->json)
+    json_object_set_member (cfg, c->key, json_from_string (c->json, NULL));
+  else
+    json_object_remove_member (cfg, c->key);
+  char *mm = json_to_string (json_parser_get_root (mp), FALSE);
+  json_object_set_string_member (meta, "mm", mm);
+  char *header = json_to_string (json_parser_get_root (hp), FALSE);
+
+  gsize hlen = strlen (header);
+  GByteArray *b = g_byte_array_new ();
+  for (int i = 0; i < 8; i++) {
+    guint8 byte = (guint8) ((guint64) hlen >> (8 * i));
+    g_byte_array_append (b, &byte, 1);
+  }
+  g_byte_array_append (b, (const guint8 *) header, hlen);
+  g_byte_array_append (b, (const guint8 *) raw + 8 + n, len - 8 - n);
+
+  g_free (header);
+  g_free (mm);
+  g_object_unref (mp);
+  g_object_unref (hp);
+  g_free (raw);
+  g_free (path);
+  return g_byte_array_free_to_bytes (b);
+}
+
+static void
+test_bad_configs (void)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (config_cases); i++) {
+    const ConfigCase *c = &config_cases[i];
+    GError *err = NULL;
+    GBytes *bytes = mutate_tiny (c);
+    gsize len;
+    const guint8 *data = g_bytes_get_data (bytes, &len);
+    MmSafetensors *st = mm_safetensors_open_bytes ("mutated", data, len, &err);
+    g_assert_no_error (err);
+    MmModel *m = mm_model_new_from_safetensors (st, "mutated", &err);
+    if (m)
+      g_error ("%s.%s = %s: loaded, expected an error", c->component, c->key,
+          c->json ? c->json : "(removed)");
+    g_assert_nonnull (err);
+    g_assert_true (err->domain == MM_ERROR);
+    g_test_message ("%s.%s = %s: %s", c->component, c->key, c->json ? c->json : "(removed)",
+        err->message);
+    if (!strstr (err->message, c->must_contain))
+      g_error ("%s.%s: error does not mention \"%s\": %s", c->component, c->key,
+          c->must_contain, err->message);
+    g_clear_error (&err);
+    mm_safetensors_free (st);
+    g_bytes_unref (bytes);
+  }
+}
+
 static void
 test_missing_component (void)
 {
@@ -788,6 +913,7 @@ main (int argc, char **argv)
   g_test_add_func ("/encoders/head/parity", test_head_parity);
   g_test_add_func ("/encoders/load/bad-shapes", test_bad_shapes);
   g_test_add_func ("/encoders/load/missing-component", test_missing_component);
+  g_test_add_func ("/encoders/load/bad-configs", test_bad_configs);
   g_test_add_func ("/encoders/tiny", test_tiny_models);
   g_test_add_func ("/encoders/no-alloc", test_no_alloc);
   return g_test_run ();
