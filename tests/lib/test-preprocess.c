@@ -93,6 +93,57 @@ assert_ids (const gint32 *got, guint n_got, JsonArray *want, const char *what)
           (int) json_array_get_int_element (want, i));
 }
 
+/* ---------------------------------------------------------------- allocation counter
+ * "None of the run functions allocate": the test executable interposes
+ * malloc and friends (glibc, not under AddressSanitizer), counting calls
+ * while count_allocs is set. */
+#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
+#define HAVE_ALLOC_COUNTER 1
+extern void *__libc_malloc (size_t n);
+extern void *__libc_calloc (size_t n, size_t size);
+extern void *__libc_realloc (void *p, size_t n);
+static int count_allocs;
+static int n_allocs;
+
+void *
+malloc (size_t n)
+{
+  if (__atomic_load_n (&count_allocs, __ATOMIC_RELAXED))
+    __atomic_add_fetch (&n_allocs, 1, __ATOMIC_RELAXED);
+  return __libc_malloc (n);
+}
+
+void *
+calloc (size_t n, size_t size)
+{
+  if (__atomic_load_n (&count_allocs, __ATOMIC_RELAXED))
+    __atomic_add_fetch (&n_allocs, 1, __ATOMIC_RELAXED);
+  return __libc_calloc (n, size);
+}
+
+void *
+realloc (void *p, size_t n)
+{
+  if (__atomic_load_n (&count_allocs, __ATOMIC_RELAXED))
+    __atomic_add_fetch (&n_allocs, 1, __ATOMIC_RELAXED);
+  return __libc_realloc (p, n);
+}
+
+static void
+allocs_begin (void)
+{
+  n_allocs = 0;
+  __atomic_store_n (&count_allocs, 1, __ATOMIC_SEQ_CST);
+}
+
+static int
+allocs_end (void)
+{
+  __atomic_store_n (&count_allocs, 0, __ATOMIC_SEQ_CST);
+  return n_allocs;
+}
+#endif
+
 /* ---------------------------------------------------------------- vocab */
 
 static void
@@ -727,6 +778,67 @@ test_logmel_errors (void)
   g_clear_error (&error);
 }
 
+/* ---------------------------------------------------------------- no allocation */
+
+static void
+test_run_functions_do_not_allocate (void)
+{
+#ifdef HAVE_ALLOC_COUNTER
+  static const char *const words[] = { "[UNK]", "[CLS]", "[SEP]", "cafe", "##s", "中" };
+  MmVocab *v = mm_vocab_new (words, G_N_ELEMENTS (words));
+  const char *text = "Cafés CAFÉ \xff\xfe ΟΔΟΣ İ 中文 don't, Ⅻ\x00 x";
+  gsize len = 48;
+  gint32 ids[64];
+  char scratch[4 * 48 + 16];
+  guint nc;
+  MmWordPiece *wp = mm_wordpiece_new (v, TRUE, 64, 1024, NULL);
+  MmWordPiece *wpc = mm_wordpiece_new (v, FALSE, 64, 1024, NULL);
+  static const float mean[3] = { 0.5f, 0.5f, 0.5f }, std[3] = { 0.25f, 0.25f, 0.25f };
+  guint8 *px = g_malloc0 (37 * 29 * 4);
+  float *img = g_new (float, 3 * 16 * 16);
+  const MmMelParams p = { 16000, 400, 400, 160, 64, 0.0, 8000.0, 1e-6 };
+  MmLogMel *lm = mm_logmel_new (&p, 16000, NULL);
+  float *x = g_new0 (float, 16000), *mel = g_new (float, 64 * 98);
+  for (int i = 0; i < 16000; i++)
+    x[i] = sinf (i * 0.1f);
+
+  /* OpenBLAS's threaded sgemm itself mallocs per call (seen with
+   * MM_THREADS=2); libmm's default is one thread per streaming thread. */
+  mm_blas_set_threads (1);
+  for (int round = 0; round < 2; round++) {     /* the first round warms up BLAS */
+    allocs_begin ();
+    guint n = mm_wordpiece_encode (wp, text, len, ids, &nc);
+    n += mm_wordpiece_encode (wpc, text, len, ids, &nc);
+    n += mm_word_tokenize (v, TRUE, text, len, ids, 64, scratch, sizeof scratch);
+    n += mm_utf8_sanitize (scratch, sizeof scratch, text, len);
+    gboolean ok = mm_image_preprocess (img, 16, 16, mean, std, MM_PIXEL_xBGR, px, 37, 29,
+        37 * 4, NULL);
+    guint frames = mm_logmel_compute (lm, mel, x, 16000, NULL);
+    int allocs = allocs_end ();
+    g_assert_cmpuint (n, >, 0);
+    g_assert_true (ok);
+    g_assert_cmpuint (frames, ==, 98);
+    if (round == 1)
+      g_assert_cmpint (allocs, ==, 0);
+  }
+  /* the counter works */
+  allocs_begin ();
+  g_free (g_malloc (16));
+  g_assert_cmpint (allocs_end (), ==, 1);
+
+  mm_logmel_free (lm);
+  g_free (x);
+  g_free (mel);
+  g_free (px);
+  g_free (img);
+  mm_wordpiece_free (wp);
+  mm_wordpiece_free (wpc);
+  mm_vocab_free (v);
+#else
+  g_test_skip ("needs glibc malloc interposition (not under AddressSanitizer)");
+#endif
+}
+
 /* ---------------------------------------------------------------- main */
 
 int
@@ -745,5 +857,6 @@ main (int argc, char **argv)
   g_test_add_func ("/preprocess/image/errors", test_image_errors);
   g_test_add_func ("/preprocess/logmel", test_logmel);
   g_test_add_func ("/preprocess/logmel/errors", test_logmel_errors);
+  g_test_add_func ("/preprocess/no-allocation", test_run_functions_do_not_allocate);
   return g_test_run ();
 }
