@@ -150,6 +150,42 @@ linear_reference (float *y, const float *x, const float *w, const float *b, int 
     }
 }
 
+/* sum a[i] b[i] over n, 32 partial sums (enough independent FMA chains to
+ * keep up with memory for any vector width) */
+MM_INLINE float
+dot (const float *restrict a, const float *restrict b, int n)
+{
+  float acc[32] = { 0 };
+  int i = 0;
+  for (; i + 32 <= n; i += 32)
+    for (int l = 0; l < 32; l++)
+      acc[l] += a[i + l] * b[i + l];
+  float s = 0.0f;
+  for (; i < n; i++)
+    s += a[i] * b[i];
+  for (int w = 16; w > 0; w /= 2)
+    for (int l = 0; l < w; l++)
+      acc[l] += acc[l + w];
+  return s + acc[0];
+}
+
+#define LINEAR_FEW_ROWS 2
+
+/* mm_linear for a few rows: OpenBLAS's sgemm is a poor GEMV (it packs W
+ * for a single row), while this streams W once, row by row, at memory
+ * speed. */
+static MM_SIMD void
+linear_few_rows (float *y, const float *x, const float *w, const float *b, int n, int d_in,
+    int d_out)
+{
+  for (int o = 0; o < d_out; o++) {
+    const float *wo = w + (gsize) o * d_in;
+    float bias = b ? b[o] : 0.0f;
+    for (int i = 0; i < n; i++)
+      y[(gsize) i * d_out + o] = dot (x + (gsize) i * d_in, wo, d_in) + bias;
+  }
+}
+
 /* y (n, d_out) = x (n, d_in) W^T + b;   W (d_out, d_in), b (d_out) or NULL */
 void
 mm_linear (float *y, const float *x, const float *w, const float *b, int n, int d_in,
@@ -159,6 +195,10 @@ mm_linear (float *y, const float *x, const float *w, const float *b, int n, int 
     return;
   if (use_reference) {
     linear_reference (y, x, w, b, n, d_in, d_out);
+    return;
+  }
+  if (n <= LINEAR_FEW_ROWS) {
+    linear_few_rows (y, x, w, b, n, d_in, d_out);
     return;
   }
   mm_sgemm (FALSE, TRUE, n, d_out, d_in, 1.0f, x, MAX (d_in, 1), w, MAX (d_in, 1), 0.0f, y,
@@ -288,17 +328,24 @@ add_channel_bias (float *y, const float *b, int c, gsize n)
   }
 }
 
+/* Outputs [lo, hi) whose three taps all fall inside the input row. */
+static void
+interior3 (int w_out, int w, int stride, int pad, int *lo, int *hi)
+{
+  int unused;
+  valid_range (w_out, w, stride, pad, 0, lo, &unused);
+  valid_range (w_out, w, stride, pad, 2, &unused, hi);
+  *hi = MAX (*hi, *lo);
+}
+
 /* yr[ox] += sum_kj w[kj] x[ox * stride - pad + kj] for a 3-wide kernel row
  * over [0, w_out), taps outside the input row xr (w) skipped.  Interior
- * outputs (all three taps inside) take one vectorised pass. */
+ * outputs [lo, hi) (all three taps inside, see interior3) take one
+ * vectorised pass. */
 MM_INLINE void
 row_taps3 (float *restrict yr, const float *restrict xr, int w, int w_out, int stride, int pad,
-    const float *wk)
+    const float *wk, int lo, int hi)
 {
-  int lo, hi, unused;
-  valid_range (w_out, w, stride, pad, 0, &lo, &unused);
-  valid_range (w_out, w, stride, pad, 2, &unused, &hi);
-  hi = MAX (hi, lo);
   float w0 = wk[0], w1 = wk[1], w2 = wk[2];
   const float *restrict src = xr - pad;
   if (stride == 1)
@@ -325,12 +372,9 @@ row_taps3 (float *restrict yr, const float *restrict xr, int w, int w_out, int s
  * instead of three. */
 MM_INLINE void
 row_taps3x3 (float *restrict yr, const float *restrict x0, const float *restrict x1,
-    const float *restrict x2, int w, int w_out, int stride, int pad, const float *wk)
+    const float *restrict x2, int w, int w_out, int stride, int pad, const float *wk, int lo,
+    int hi)
 {
-  int lo, hi, unused;
-  valid_range (w_out, w, stride, pad, 0, &lo, &unused);
-  valid_range (w_out, w, stride, pad, 2, &unused, &hi);
-  hi = MAX (hi, lo);
   float a0 = wk[0], a1 = wk[1], a2 = wk[2], b0 = wk[3], b1 = wk[4], b2 = wk[5];
   float c0 = wk[6], c1 = wk[7], c2 = wk[8];
   const float *restrict s0 = x0 - pad, *restrict s1 = x1 - pad, *restrict s2 = x2 - pad;
@@ -380,13 +424,16 @@ conv_direct (float *y, const float *x, const float *w, const float *b, const Con
     for (gsize i = 0; i < n_pos; i++)
       yc[i] = bias;
     gboolean is3x3 = s->kh == 3 && s->kw == 3;
+    int lo3 = 0, hi3 = 0;
+    if (s->kw == 3)
+      interior3 (s->w_out, s->w, s->sw, s->pw, &lo3, &hi3);
     for (int oy = 0; is3x3 && oy < s->h_out; oy++) {
       int iy = oy * s->sh - s->ph;
       if (iy < 0 || iy + 2 >= s->h)
         continue;               /* done row by row below */
       const float *x0 = xc + (gsize) iy * s->w;
       row_taps3x3 (yc + (gsize) oy * s->w_out, x0, x0 + s->w, x0 + 2 * s->w, s->w, s->w_out,
-          s->sw, s->pw, wc);
+          s->sw, s->pw, wc, lo3, hi3);
     }
     for (int ki = 0; ki < s->kh; ki++) {
       int oy_lo, oy_hi;
@@ -397,7 +444,7 @@ conv_direct (float *y, const float *x, const float *w, const float *b, const Con
           if (is3x3 && iy >= 0 && iy + 2 < s->h)
             continue;           /* all three rows done above */
           row_taps3 (yc + (gsize) oy * s->w_out, xc + (gsize) (iy + ki) * s->w, s->w, s->w_out,
-              s->sw, s->pw, wc + ki * 3);
+              s->sw, s->pw, wc + ki * 3, lo3, hi3);
         }
         continue;
       }
