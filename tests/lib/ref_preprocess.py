@@ -333,6 +333,57 @@ def write_text_fixture():
         json.dump(doc, f, ensure_ascii=False, indent=0)
 
 
+# Random strings over a pool of tricky characters, against a vocabulary of
+# every single character (and its "##" form) so that the ids spell out the
+# exact normalised characters and word boundaries.
+RANDOM_POOL = (list("aAbBzZ09") + list("!\"#'(),-.:;?@[]^_`{|}~") +
+               [" ", "\t", "\n", "\r", "\x00", "\x0b", "\x7f", "\u200b", "\u00ad", "\u3000",
+                "\u00a0", "\u2028", "\u2029", "\u0085",
+                "é", "É", "ñ", "Ñ", "ü", "\u0301", "\u0308", "ß", "ﬁ", "Σ", "σ", "ς", "Ο",
+                "Δ", "ά", "Ά", "İ", "ı", "ǅ", "Ǆ", "Ⅻ", "ⅻ", "Ⓐ", "ª", "ʰ", "ˊ", "ー", "中",
+                "文", "\uf900", "\U00020000", "😀", "\ufe0f", "\U0001F3FD", "한", "ᄀ", "«",
+                "¿", "—", "’", "·", "℃", "Ω", "Å", "Ǳ", "ﬀ", "ｶ", "ａ", "Ａ", "\u0e01",
+                "\u0e34", "\u0915", "\u093f", "\u05d0", "\u0627", "\u064b"])
+
+
+def random_texts(n):
+    rng = np.random.default_rng(4242)
+    out = []
+    for i in range(n):
+        k = int(rng.integers(1, 30))
+        text = "".join(RANDOM_POOL[j] for j in rng.integers(0, len(RANDOM_POOL), k))
+        raw = text.encode("utf-8")
+        if i % 5 == 4:   # a few invalid bytes
+            pos = int(rng.integers(0, len(raw) + 1))
+            raw = raw[:pos] + bytes([0xff, 0xc3, 0x80, 0xe2])[int(rng.integers(0, 4)):] + raw[pos:]
+        out.append(raw)
+    return out
+
+
+def write_random_text_fixture():
+    texts = random_texts(160)
+    chars = set()
+    for i, raw in enumerate(texts):
+        for tok in basic_tokenize(decode(raw), i % 2 == 0):
+            chars.update(tok)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+    for c in sorted(chars):
+        # a few characters stay unknown so [UNK] words occur too
+        if hashlib.sha1(c.encode()).digest()[0] % 10 == 0:
+            continue
+        vocab += [c, "##" + c]
+    vset = set(vocab)
+    cases = []
+    for i, raw in enumerate(texts):
+        lower = i % 2 == 0
+        toks, n_content = bert_encode(raw, lower, 48, 4096, vset)
+        cases.append({"name": "random-%d" % i, "text_hex": raw.hex(), "repeat": 1,
+                      "lowercase": lower, "max_len": 48, "max_text_bytes": 4096,
+                      "ids": ids_of(toks, vocab), "n_content": n_content})
+    with open(os.path.join(OUT, "tokenizer_random.json"), "w", encoding="utf-8") as f:
+        json.dump({"bert_vocab": vocab, "wordpiece": cases}, f, ensure_ascii=False)
+
+
 # ---------------------------------------------------------------- image
 
 MEAN = [0.485, 0.456, 0.406]
@@ -428,6 +479,7 @@ if __name__ == "__main__":
     what = sys.argv[2:] or ["text", "image", "logmel"]
     if "text" in what:
         write_text_fixture()
+        write_random_text_fixture()
     if "image" in what:
         write_image_fixture()
     if "logmel" in what:

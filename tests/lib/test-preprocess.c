@@ -237,9 +237,9 @@ test_sanitize (void)
 /* ---------------------------------------------------------------- WordPiece */
 
 static void
-test_wordpiece (void)
+check_wordpiece_fixture (const char *file)
 {
-  JsonNode *root = load_json ("tokenizer.json");
+  JsonNode *root = load_json (file);
   JsonObject *doc = json_node_get_object (root);
   guint n_words;
   const char **words = string_array (json_object_get_array_member (doc, "bert_vocab"),
@@ -267,7 +267,7 @@ test_wordpiece (void)
     ids[max_len] = -12345;
     guint n_content = 999;
     guint n = mm_wordpiece_encode (wp, (const char *) text, len, ids, &n_content);
-    char *what = g_strdup_printf ("wordpiece case %s", name);
+    char *what = g_strdup_printf ("%s: wordpiece case %s", file, name);
     assert_ids (ids, n, json_object_get_array_member (c, "ids"), what);
     g_assert_cmpuint (n_content, ==, json_object_get_int_member (c, "n_content"));
     g_assert_cmpint (ids[max_len], ==, -12345);
@@ -283,6 +283,20 @@ test_wordpiece (void)
   mm_vocab_free (v);
   g_free (words);
   json_node_unref (root);
+}
+
+static void
+test_wordpiece (void)
+{
+  check_wordpiece_fixture ("tokenizer.json");
+}
+
+/* random strings of tricky characters; every character is its own piece,
+ * so any difference in normalisation or word boundaries shows */
+static void
+test_wordpiece_random (void)
+{
+  check_wordpiece_fixture ("tokenizer_random.json");
 }
 
 static void
@@ -848,6 +862,7 @@ main (int argc, char **argv)
   g_test_add_func ("/preprocess/vocab", test_vocab);
   g_test_add_func ("/preprocess/sanitize", test_sanitize);
   g_test_add_func ("/preprocess/wordpiece", test_wordpiece);
+  g_test_add_func ("/preprocess/wordpiece/random", test_wordpiece_random);
   g_test_add_func ("/preprocess/wordpiece/errors", test_wordpiece_errors);
   g_test_add_func ("/preprocess/wordpiece/fuzz", test_wordpiece_fuzz);
   g_test_add_func ("/preprocess/word", test_word_tokenize);
