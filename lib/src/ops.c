@@ -367,41 +367,57 @@ row_taps3 (float *restrict yr, const float *restrict xr, int w, int w_out, int s
   }
 }
 
-/* row_taps3 for three kernel rows at once (a 3x3 kernel whose three input
- * rows x0, x1, x2 are all inside the input): one pass over the output row
- * instead of three. */
+/* Outputs per vector block in row_taps3x3 (one AVX-512 register). */
+#define DW_BLOCK 16
+
+/* yr (w_out) = bias + 3x3 kernel over the input rows x0, x1, x2 (all
+ * inside the input), taps in the horizontal padding skipped.  The interior
+ * [lo, hi) goes in fixed blocks of DW_BLOCK outputs, which the compiler
+ * turns into straight vector code; the last block is shifted back to end
+ * at hi, recomputing a few outputs, which is harmless because outputs are
+ * assigned, not accumulated. */
 MM_INLINE void
 row_taps3x3 (float *restrict yr, const float *restrict x0, const float *restrict x1,
-    const float *restrict x2, int w, int w_out, int stride, int pad, const float *wk, int lo,
-    int hi)
+    const float *restrict x2, int w, int w_out, int stride, int pad, const float *wk, float bias,
+    int lo, int hi)
 {
   float a0 = wk[0], a1 = wk[1], a2 = wk[2], b0 = wk[3], b1 = wk[4], b2 = wk[5];
   float c0 = wk[6], c1 = wk[7], c2 = wk[8];
   const float *restrict s0 = x0 - pad, *restrict s1 = x1 - pad, *restrict s2 = x2 - pad;
-  if (stride == 1)
-    for (int ox = lo; ox < hi; ox++)
-      yr[ox] += a0 * s0[ox] + a1 * s0[ox + 1] + a2 * s0[ox + 2]
-          + b0 * s1[ox] + b1 * s1[ox + 1] + b2 * s1[ox + 2]
-          + c0 * s2[ox] + c1 * s2[ox + 1] + c2 * s2[ox + 2];
-  else
-    for (int ox = lo; ox < hi; ox++) {
-      int i = ox * stride;
-      yr[ox] += a0 * s0[i] + a1 * s0[i + 1] + a2 * s0[i + 2]
-          + b0 * s1[i] + b1 * s1[i + 1] + b2 * s1[i + 2]
-          + c0 * s2[i] + c1 * s2[i + 1] + c2 * s2[i + 2];
+#define TAPS9(i) (a0 * s0[i] + a1 * s0[(i) + 1] + a2 * s0[(i) + 2] \
+      + b0 * s1[i] + b1 * s1[(i) + 1] + b2 * s1[(i) + 2] \
+      + c0 * s2[i] + c1 * s2[(i) + 1] + c2 * s2[(i) + 2])
+  if (hi - lo >= DW_BLOCK) {
+    for (int ox = lo;; ox += DW_BLOCK) {
+      ox = MIN (ox, hi - DW_BLOCK);
+      if (stride == 1)
+        for (int l = 0; l < DW_BLOCK; l++)
+          yr[ox + l] = bias + TAPS9 (ox + l);
+      else
+        for (int l = 0; l < DW_BLOCK; l++)
+          yr[ox + l] = bias + TAPS9 ((ox + l) * stride);
+      if (ox + DW_BLOCK >= hi)
+        break;
     }
+  } else {
+    for (int ox = lo; ox < hi; ox++)
+      yr[ox] = bias + TAPS9 (ox * stride);
+  }
+#undef TAPS9
   const float *rows[3] = { x0, x1, x2 };
   for (int ox = 0; ox < w_out; ox++) {
     if (ox == lo)
       ox = hi;                  /* skip the interior */
     if (ox >= w_out)
       break;
+    float acc = bias;
     for (int kj = 0; kj < 3; kj++) {
       int ix = ox * stride - pad + kj;
       if (ix >= 0 && ix < w)
         for (int r = 0; r < 3; r++)
-          yr[ox] += wk[r * 3 + kj] * rows[r][ix];
+          acc += wk[r * 3 + kj] * rows[r][ix];
     }
+    yr[ox] = acc;
   }
 }
 
@@ -433,7 +449,7 @@ conv_direct (float *y, const float *x, const float *w, const float *b, const Con
         continue;               /* done row by row below */
       const float *x0 = xc + (gsize) iy * s->w;
       row_taps3x3 (yc + (gsize) oy * s->w_out, x0, x0 + s->w, x0 + 2 * s->w, s->w, s->w_out,
-          s->sw, s->pw, wc, lo3, hi3);
+          s->sw, s->pw, wc, bias, lo3, hi3);
     }
     for (int ki = 0; ki < s->kh; ki++) {
       int oy_lo, oy_hi;

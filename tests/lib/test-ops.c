@@ -153,6 +153,11 @@ static const Conv2dCase conv2d_cases[] = {
   {6, 12, 10, 6, 3, 3, 1, 1, 6},        /* depthwise */
   {6, 12, 10, 6, 3, 3, 2, 1, 6},        /* depthwise stride 2 */
   {4, 6, 6, 4, 3, 3, 1, 0, 4},          /* depthwise, no padding */
+  {8, 20, 37, 8, 3, 3, 1, 1, 8},        /* depthwise, rows of several vector blocks */
+  {8, 21, 45, 8, 3, 3, 2, 1, 8},
+  {4, 6, 18, 4, 3, 3, 1, 0, 4},         /* interior of exactly one block */
+  {4, 7, 19, 4, 3, 3, 1, 1, 4},
+  {4, 9, 40, 4, 5, 5, 1, 2, 4},         /* depthwise 5x5 */
   {3, 10, 9, 12, 3, 3, 1, 1, 3},        /* channel multiplier 4 */
   {8, 7, 7, 16, 1, 1, 1, 0, 1},         /* pointwise: no scratch */
   {8, 8, 8, 8, 1, 1, 1, 0, 2},          /* grouped pointwise */
