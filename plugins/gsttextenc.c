@@ -290,17 +290,15 @@ strip_markup (const gchar * text, gsize len, GString * out)
 
   g_string_truncate (out, 0);
   while (i < len) {
-    const gchar *lt = memchr (text + i, '<', len - i);
-    const gchar *amp = memchr (text + i, '&', len - i);
-    const gchar *next = lt && (!amp || lt < amp) ? lt : amp;
+    gsize next = i;
 
-    if (next == NULL) {
-      g_string_append_len (out, text + i, len - i);
+    while (next < len && text[next] != '<' && text[next] != '&')
+      next++;
+    g_string_append_len (out, text + i, next - i);
+    i = next;
+    if (i == len)
       break;
-    }
-    g_string_append_len (out, text + i, next - (text + i));
-    i = next - text;
-    if (*next == '<') {
+    if (text[i] == '<') {
       const gchar *gt = memchr (text + i, '>', len - i);
       i = gt ? (gsize) (gt - text) + 1 : len;
     } else {

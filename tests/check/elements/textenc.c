@@ -1,0 +1,547 @@
+/* textenc element tests
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * Reference embeddings come from libmm's text encoder called directly on
+ * the text the element should have extracted (markup stripped, etc.).
+ */
+#include <string.h>
+#include <math.h>
+
+#include <gst/check/gstcheck.h>
+#include <gst/check/gstharness.h>
+#include <mm.h>
+
+#include "gstmmmeta.h"
+
+#define DIM 8
+
+static gchar *
+fixture (const gchar * name)
+{
+  const gchar *dir = g_getenv ("MM_FIXTURES");
+
+  fail_unless (dir != NULL, "MM_FIXTURES not set");
+  return g_build_filename (dir, name, NULL);
+}
+
+static GstHarness *
+harness_new (const gchar * extra)
+{
+  gchar *path = fixture ("tiny.safetensors");
+  gchar *desc = g_strdup_printf ("textenc model=\"%s\" %s", path,
+      extra ? extra : "");
+  GstHarness *h = gst_harness_new_parse (desc);
+
+  g_free (desc);
+  g_free (path);
+  return h;
+}
+
+/* ref (DIM) = libmm's text embedding of @text. */
+static void
+reference (const gchar * text, gssize len, gfloat * ref)
+{
+  gchar *path = fixture ("tiny.safetensors");
+  GError *err = NULL;
+  MmModel *model = mm_model_open (path, &err);
+  MmContextParams params = mm_context_default_params ();
+  MmTextEncoder *enc;
+
+  fail_unless (model != NULL, "%s", err ? err->message : "");
+  enc = mm_text_encoder_new (model, &params, &err);
+  fail_unless (enc != NULL);
+  fail_unless (mm_text_encoder_encode (enc, text, len, ref, NULL, &err));
+  mm_text_encoder_free (enc);
+  mm_model_unref (model);
+  g_free (path);
+}
+
+static GstBuffer *
+text_buffer (const gchar * text, GstClockTime pts, GstClockTime duration)
+{
+  GstBuffer *buf = *text ? gst_buffer_new_memdup (text, strlen (text)) :
+      gst_buffer_new ();
+
+  GST_BUFFER_PTS (buf) = pts;
+  GST_BUFFER_DURATION (buf) = duration;
+  return buf;
+}
+
+static void
+assert_embedding (GstBuffer * buf, const gfloat * ref)
+{
+  GstMapInfo map;
+  const gfloat *z;
+  guint i;
+
+  fail_unless (gst_buffer_map (buf, &map, GST_MAP_READ));
+  fail_unless_equals_int (map.size, DIM * sizeof (gfloat));
+  z = (const gfloat *) map.data;
+  for (i = 0; i < DIM; i++)
+    fail_unless (fabsf (z[i] - ref[i]) <= 1e-6f, "dim %u: %g vs %g", i,
+        z[i], ref[i]);
+  gst_buffer_unmap (buf, &map);
+}
+
+static GstEvent *
+pull_event_of_type (GstHarness * h, GstEventType type)
+{
+  GstEvent *ev;
+
+  while ((ev = gst_harness_try_pull_event (h)) != NULL) {
+    if (GST_EVENT_TYPE (ev) == type)
+      return ev;
+    gst_event_unref (ev);
+  }
+  return NULL;
+}
+
+GST_START_TEST (test_caps_accepted)
+{
+  const gchar *formats[] = { "text/x-raw, format=utf8",
+    "text/x-raw, format=pango-markup", "text/plain"
+  };
+  guint i;
+
+  for (i = 0; i < G_N_ELEMENTS (formats); i++) {
+    GstHarness *h = harness_new (NULL);
+    GstCaps *caps;
+    GstStructure *s;
+    gint dim = 0;
+    GstBuffer *out;
+
+    gst_harness_set_src_caps_str (h, formats[i]);
+    fail_unless_equals_int (gst_harness_push (h, text_buffer ("news",
+                0, GST_SECOND)), GST_FLOW_OK);
+    out = gst_harness_pull (h);
+    fail_unless (out != NULL);
+    gst_buffer_unref (out);
+
+    caps = gst_pad_get_current_caps (h->sinkpad);
+    fail_unless (caps != NULL);
+    s = gst_caps_get_structure (caps, 0);
+    fail_unless (gst_structure_has_name (s, MM_EMBEDDING_CAPS_NAME));
+    fail_unless_equals_string (gst_structure_get_string (s, "modality"),
+        "text");
+    fail_unless (gst_structure_get_int (s, "dim", &dim));
+    fail_unless_equals_int (dim, DIM);
+    fail_unless (gst_structure_get_string (s, "model") != NULL);
+    gst_caps_unref (caps);
+    gst_harness_teardown (h);
+  }
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_caps_refused)
+{
+  const gchar *refused[] = { "text/x-raw, format=utf16",
+    "video/x-raw, format=RGB, width=4, height=4, framerate=1/1",
+    "application/x-subtitle"
+  };
+  guint i;
+
+  for (i = 0; i < G_N_ELEMENTS (refused); i++) {
+    GstHarness *h = harness_new (NULL);
+    GstCaps *caps = gst_caps_from_string (refused[i]);
+    GstPad *sinkpad = gst_element_get_static_pad (h->element, "sink");
+
+    fail_unless (!gst_pad_query_accept_caps (sinkpad, caps), "%s accepted",
+        refused[i]);
+    gst_object_unref (sinkpad);
+    gst_caps_unref (caps);
+    gst_harness_teardown (h);
+  }
+}
+
+GST_END_TEST;
+
+/* Downstream that wants another dimension gets a not-negotiated error. */
+GST_START_TEST (test_downstream_mismatch)
+{
+  gchar *path = fixture ("tiny.safetensors");
+  gchar *desc = g_strdup_printf ("textenc model=\"%s\" ! capsfilter "
+      "caps=\"" MM_EMBEDDING_CAPS_NAME ",dim=(int)16\"", path);
+  GstHarness *h = gst_harness_new_parse (desc);
+  GstBuffer *buf;
+
+  buf = text_buffer ("news", 0, GST_SECOND);
+  gst_harness_set_src_caps_str (h, "text/plain");
+  fail_unless_equals_int (gst_harness_push (h, buf),
+      GST_FLOW_NOT_NEGOTIATED);
+  gst_harness_teardown (h);
+  g_free (desc);
+  g_free (path);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_timestamps_and_values)
+{
+  GstHarness *h = harness_new (NULL);
+  gfloat ref[DIM];
+  GstBuffer *out;
+
+  gst_harness_set_src_caps_str (h, "text/x-raw, format=utf8");
+  gst_harness_push (h, text_buffer ("The weather report", 7 * GST_SECOND,
+          1500 * GST_MSECOND));
+  gst_harness_push (h, text_buffer ("a guitar song", 9 * GST_SECOND,
+          2 * GST_SECOND));
+
+  out = gst_harness_pull (h);
+  fail_unless_equals_uint64 (GST_BUFFER_PTS (out), 7 * GST_SECOND);
+  fail_unless_equals_uint64 (GST_BUFFER_DURATION (out), 1500 * GST_MSECOND);
+  reference ("The weather report", -1, ref);
+  assert_embedding (out, ref);
+  gst_buffer_unref (out);
+
+  out = gst_harness_pull (h);
+  fail_unless_equals_uint64 (GST_BUFFER_PTS (out), 9 * GST_SECOND);
+  fail_unless_equals_uint64 (GST_BUFFER_DURATION (out), 2 * GST_SECOND);
+  reference ("a guitar song", -1, ref);
+  assert_embedding (out, ref);
+  gst_buffer_unref (out);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
+/* pango-markup: tags dropped and entities decoded; utf8 keeps them. */
+GST_START_TEST (test_markup_stripped)
+{
+  const gchar *markup =
+      "<span foreground=\"music\"><i>car</i></span> &amp; engine&#33;";
+  GstHarness *h = harness_new (NULL);
+  gfloat ref[DIM], literal[DIM];
+  GstBuffer *out;
+  GstMapInfo map;
+
+  gst_harness_set_src_caps_str (h, "text/x-raw, format=pango-markup");
+  gst_harness_push (h, text_buffer (markup, 0, GST_SECOND));
+  out = gst_harness_pull (h);
+  reference ("car & engine!", -1, ref);
+  assert_embedding (out, ref);
+  /* and the markup made a difference: read literally it says "music" */
+  reference (markup, -1, literal);
+  gst_buffer_map (out, &map, GST_MAP_READ);
+  fail_if (memcmp (map.data, literal, sizeof (literal)) == 0);
+  gst_buffer_unmap (out, &map);
+  gst_buffer_unref (out);
+  gst_harness_teardown (h);
+
+  h = harness_new (NULL);
+  gst_harness_set_src_caps_str (h, "text/x-raw, format=utf8");
+  gst_harness_push (h, text_buffer (markup, 0, GST_SECOND));
+  out = gst_harness_pull (h);
+  assert_embedding (out, literal);
+  gst_buffer_unref (out);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
+/* No PTS: running time at arrival (harness test clock, base time 0);
+ * no duration: default-duration. */
+GST_START_TEST (test_untimestamped)
+{
+  GstHarness *h = harness_new ("default-duration=2000000000");
+  GstBuffer *out;
+
+  gst_harness_set_src_caps_str (h, "text/plain");
+  fail_unless (gst_harness_set_time (h, 5 * GST_SECOND));
+  gst_harness_push (h, text_buffer ("she said", GST_CLOCK_TIME_NONE,
+          GST_CLOCK_TIME_NONE));
+  out = gst_harness_pull (h);
+  fail_unless_equals_uint64 (GST_BUFFER_PTS (out), 5 * GST_SECOND);
+  fail_unless_equals_uint64 (GST_BUFFER_DURATION (out), 2 * GST_SECOND);
+  gst_buffer_unref (out);
+
+  /* PTS given, duration not */
+  gst_harness_push (h, text_buffer ("she said", 8 * GST_SECOND,
+          GST_CLOCK_TIME_NONE));
+  out = gst_harness_pull (h);
+  fail_unless_equals_uint64 (GST_BUFFER_PTS (out), 8 * GST_SECOND);
+  fail_unless_equals_uint64 (GST_BUFFER_DURATION (out), 2 * GST_SECOND);
+  gst_buffer_unref (out);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
+/* Not PLAYING (no running time): the end of the previous cue. */
+GST_START_TEST (test_untimestamped_paused)
+{
+  GstHarness *h = harness_new (NULL);
+  GstBuffer *out;
+
+  gst_harness_set_src_caps_str (h, "text/plain");
+  gst_harness_push (h, text_buffer ("news", 4 * GST_SECOND, GST_SECOND));
+  gst_buffer_unref (gst_harness_pull (h));
+  fail_unless_equals_int (gst_element_set_state (h->element,
+          GST_STATE_PAUSED), GST_STATE_CHANGE_SUCCESS);
+  gst_harness_push (h, text_buffer ("news", GST_CLOCK_TIME_NONE,
+          GST_CLOCK_TIME_NONE));
+  out = gst_harness_pull (h);
+  fail_unless_equals_uint64 (GST_BUFFER_PTS (out), 5 * GST_SECOND);
+  fail_unless_equals_uint64 (GST_BUFFER_DURATION (out), 3 * GST_SECOND);
+  gst_buffer_unref (out);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
+/* Empty and blank cues give a GAP event for their interval, no buffer. */
+GST_START_TEST (test_blank_cues)
+{
+  const gchar *blanks[] = { "", "   \n\t ", "\xc2\xa0\xe2\x80\x83",
+    "<i> </i>"
+  };
+  guint i;
+
+  for (i = 0; i < G_N_ELEMENTS (blanks); i++) {
+    GstHarness *h = harness_new (NULL);
+    GstEvent *gap;
+    GstClockTime ts, dur;
+
+    gst_harness_set_src_caps_str (h, "text/x-raw, format=pango-markup");
+    fail_unless_equals_int (gst_harness_push (h, text_buffer (blanks[i],
+                3 * GST_SECOND, GST_SECOND)), GST_FLOW_OK);
+    fail_unless_equals_int (gst_harness_buffers_received (h), 0);
+    gap = pull_event_of_type (h, GST_EVENT_GAP);
+    fail_unless (gap != NULL, "no GAP for blank cue %u", i);
+    gst_event_parse_gap (gap, &ts, &dur);
+    fail_unless_equals_uint64 (ts, 3 * GST_SECOND);
+    fail_unless_equals_uint64 (dur, GST_SECOND);
+    gst_event_unref (gap);
+    gst_harness_teardown (h);
+  }
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_gap_forwarded)
+{
+  GstHarness *h = harness_new (NULL);
+  GstEvent *gap;
+  GstClockTime ts, dur;
+
+  gst_harness_set_src_caps_str (h, "text/x-raw, format=utf8");
+  fail_unless (gst_harness_push_event (h, gst_event_new_gap (2 * GST_SECOND,
+              500 * GST_MSECOND)));
+  gap = pull_event_of_type (h, GST_EVENT_GAP);
+  fail_unless (gap != NULL);
+  gst_event_parse_gap (gap, &ts, &dur);
+  fail_unless_equals_uint64 (ts, 2 * GST_SECOND);
+  fail_unless_equals_uint64 (dur, 500 * GST_MSECOND);
+  gst_event_unref (gap);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
+/* Invalid UTF-8 becomes U+FFFD, which is no word: same as the valid part. */
+GST_START_TEST (test_invalid_utf8)
+{
+  GstHarness *h = harness_new (NULL);
+  gfloat ref[DIM];
+  GstBuffer *out;
+
+  gst_harness_set_src_caps_str (h, "text/x-raw, format=utf8");
+  gst_harness_push (h, text_buffer ("\xff\xfe traffic \xc3 noise \xed\xa0\x80",
+          0, GST_SECOND));
+  out = gst_harness_pull (h);
+  reference ("traffic noise", -1, ref);
+  assert_embedding (out, ref);
+  gst_buffer_unref (out);
+
+  /* text after an embedded NUL is ignored */
+  {
+    static const gchar with_nul[] = "music\0car car car";
+    GstBuffer *buf = gst_buffer_new_memdup (with_nul, sizeof (with_nul));
+
+    GST_BUFFER_PTS (buf) = GST_SECOND;
+    gst_harness_push (h, buf);
+    out = gst_harness_pull (h);
+    reference ("music", -1, ref);
+    assert_embedding (out, ref);
+    gst_buffer_unref (out);
+  }
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
+/* A 10 MB cue (and a 10 MB markup cue) is truncated, not a crash. */
+GST_START_TEST (test_gigantic_cue)
+{
+  const gsize size = 10 * 1024 * 1024;
+  const gchar *formats[] = { "text/x-raw, format=utf8",
+    "text/x-raw, format=pango-markup"
+  };
+  guint f;
+
+  for (f = 0; f < G_N_ELEMENTS (formats); f++) {
+    GstHarness *h = harness_new (NULL);
+    gchar *text = g_malloc (size + 1);
+    GstBuffer *buf, *out;
+    GstMapInfo map;
+    gsize i;
+    gint64 t0;
+
+    for (i = 0; i < size; i++)
+      text[i] = "music <b>"[i % 9];
+    text[size] = '\0';
+    buf = gst_buffer_new_wrapped (text, size);
+    GST_BUFFER_PTS (buf) = 0;
+    GST_BUFFER_DURATION (buf) = GST_SECOND;
+
+    gst_harness_set_src_caps_str (h, formats[f]);
+    t0 = g_get_monotonic_time ();
+    fail_unless_equals_int (gst_harness_push (h, buf), GST_FLOW_OK);
+    out = gst_harness_pull (h);
+    GST_INFO ("10 MB cue (%s) took %" G_GINT64_FORMAT " us", formats[f],
+        g_get_monotonic_time () - t0);
+    fail_unless (gst_buffer_map (out, &map, GST_MAP_READ));
+    fail_unless_equals_int (map.size, DIM * sizeof (gfloat));
+    for (i = 0; i < DIM; i++)
+      fail_unless (isfinite (((gfloat *) map.data)[i]));
+    gst_buffer_unmap (out, &map);
+    gst_buffer_unref (out);
+    gst_harness_teardown (h);
+  }
+}
+
+GST_END_TEST;
+
+/* After a flush the element keeps working and timestamps restart. */
+GST_START_TEST (test_flush)
+{
+  GstHarness *h = harness_new (NULL);
+  GstBuffer *out;
+  GstSegment segment;
+  GstEvent *ev;
+
+  gst_harness_set_src_caps_str (h, "text/plain");
+  gst_harness_push (h, text_buffer ("news", 10 * GST_SECOND, GST_SECOND));
+  gst_buffer_unref (gst_harness_pull (h));
+
+  fail_unless (gst_harness_push_event (h, gst_event_new_flush_start ()));
+  fail_unless (gst_harness_push_event (h, gst_event_new_flush_stop (TRUE)));
+  gst_segment_init (&segment, GST_FORMAT_TIME);
+  fail_unless (gst_harness_push_event (h, gst_event_new_segment (&segment)));
+  ev = pull_event_of_type (h, GST_EVENT_FLUSH_STOP);
+  fail_unless (ev != NULL);
+  gst_event_unref (ev);
+
+  gst_harness_push (h, text_buffer ("song", GST_SECOND, GST_SECOND));
+  out = gst_harness_pull (h);
+  fail_unless_equals_uint64 (GST_BUFFER_PTS (out), GST_SECOND);
+  gst_buffer_unref (out);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_eos)
+{
+  GstHarness *h = harness_new (NULL);
+  GstEvent *ev;
+
+  gst_harness_set_src_caps_str (h, "text/plain");
+  gst_harness_push (h, text_buffer ("news", 0, GST_SECOND));
+  fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
+  fail_unless_equals_int (gst_harness_buffers_received (h), 1);
+  ev = pull_event_of_type (h, GST_EVENT_EOS);
+  fail_unless (ev != NULL);
+  gst_event_unref (ev);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_properties)
+{
+  GstElement *e = gst_element_factory_make ("textenc", NULL);
+  guint64 dur;
+  gchar *model;
+
+  g_object_get (e, "default-duration", &dur, "model", &model, NULL);
+  fail_unless_equals_uint64 (dur, 3 * GST_SECOND);
+  fail_unless (model == NULL);
+  g_object_set (e, "default-duration", (guint64) GST_SECOND, "model", "x",
+      NULL);
+  g_object_get (e, "default-duration", &dur, "model", &model, NULL);
+  fail_unless_equals_uint64 (dur, GST_SECOND);
+  fail_unless_equals_string (model, "x");
+  g_free (model);
+  gst_object_unref (e);
+}
+
+GST_END_TEST;
+
+/* The element fails READY->PAUSED with @expect in the bus error. */
+static void
+check_model_error (const gchar * model_file, const gchar * expect)
+{
+  GstElement *pipe = gst_pipeline_new (NULL);
+  GstElement *e = gst_element_factory_make ("textenc", NULL);
+  GstBus *bus = gst_element_get_bus (pipe);
+  gchar *path = model_file ? fixture (model_file) : NULL;
+  GstMessage *msg;
+  GError *err = NULL;
+
+  if (path)
+    g_object_set (e, "model", path, NULL);
+  gst_bin_add (GST_BIN (pipe), e);
+  fail_unless_equals_int (gst_element_set_state (pipe, GST_STATE_PAUSED),
+      GST_STATE_CHANGE_FAILURE);
+  msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
+  fail_unless (msg != NULL, "no error message for %s", model_file);
+  gst_message_parse_error (msg, &err, NULL);
+  GST_INFO ("%s: %s", model_file, err->message);
+  fail_unless (strstr (err->message, expect) != NULL, "'%s' not in '%s'",
+      expect, err->message);
+  g_error_free (err);
+  gst_message_unref (msg);
+  gst_element_set_state (pipe, GST_STATE_NULL);
+  gst_object_unref (bus);
+  gst_object_unref (pipe);
+  g_free (path);
+}
+
+GST_START_TEST (test_model_errors)
+{
+  check_model_error (NULL, "model");
+  check_model_error ("does-not-exist.safetensors", "does-not-exist");
+  check_model_error ("corrupt.safetensors", "corrupt.safetensors");
+  check_model_error ("tiny-notext.safetensors", "text");
+}
+
+GST_END_TEST;
+
+static Suite *
+textenc_suite (void)
+{
+  Suite *s = suite_create ("textenc");
+  TCase *tc = tcase_create ("general");
+
+  suite_add_tcase (s, tc);
+  tcase_add_test (tc, test_caps_accepted);
+  tcase_add_test (tc, test_caps_refused);
+  tcase_add_test (tc, test_downstream_mismatch);
+  tcase_add_test (tc, test_timestamps_and_values);
+  tcase_add_test (tc, test_markup_stripped);
+  tcase_add_test (tc, test_untimestamped);
+  tcase_add_test (tc, test_untimestamped_paused);
+  tcase_add_test (tc, test_blank_cues);
+  tcase_add_test (tc, test_gap_forwarded);
+  tcase_add_test (tc, test_invalid_utf8);
+  tcase_add_test (tc, test_gigantic_cue);
+  tcase_add_test (tc, test_flush);
+  tcase_add_test (tc, test_eos);
+  tcase_add_test (tc, test_properties);
+  tcase_add_test (tc, test_model_errors);
+  return s;
+}
+
+GST_CHECK_MAIN (textenc);
