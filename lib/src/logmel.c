@@ -21,6 +21,8 @@
  * dependency (FFTW is GPL, and kissfft/pocketfft would be vendored code).
  * The mel projection is a second mm_sgemm.  Frames are processed in blocks
  * of at most MM_LOGMEL_BLOCK so the scratch does not grow with max_samples.
+ *
+ * Threads: an MmLogMel holds scratch, so one per thread.
  */
 #include <math.h>
 #include <string.h>

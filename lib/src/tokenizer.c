@@ -8,6 +8,9 @@
  * g_unichar_tolower () and g_unichar_fully_decompose (), which do not
  * allocate (unlike g_utf8_strdown () and g_utf8_normalize ()).
  *
+ * Threads: an MmVocab is immutable after mm_vocab_new () and may be shared;
+ * an MmWordPiece holds the scratch of one encode, so one per thread.
+ *
  * UTF-8 policy (mm_utf8_sanitize and both tokenizers):
  * - each maximal subpart of an ill-formed sequence becomes one U+FFFD
  *   (Unicode 15, section 3.9, "U+FFFD Substitution of Maximal Subparts";
