@@ -738,6 +738,59 @@ test_bad_configs (void)
   }
 }
 
+/* Unusual but valid configurations (same tensors): must load and run. */
+static const ConfigCase odd_cases[] = {
+  {"image", "width", "1", NULL},
+  {"image", "height", "1", NULL},
+  {"image", "height", "300", NULL},
+  {"image", "stem_maxpool", "false", NULL},
+  {"image", "stem_stride", "5", NULL},
+  {"audio", "window", "400", NULL},
+  {"audio", "convs", "[{\"out\":8,\"kernel\":3,\"stride\":3,\"padding\":1}]", NULL},
+  {"audio", "hop_length", "1", NULL},
+};
+
+static void
+test_odd_configs (void)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (odd_cases); i++) {
+    const ConfigCase *c = &odd_cases[i];
+    GError *err = NULL;
+    GBytes *bytes = mutate_tiny (c);
+    gsize len;
+    const guint8 *data = g_bytes_get_data (bytes, &len);
+    MmSafetensors *st = mm_safetensors_open_bytes ("odd", data, len, &err);
+    g_assert_no_error (err);
+    MmModel *m = mm_model_new_from_safetensors (st, "odd", &err);
+    g_assert_no_error (err);
+    MmImageEncoder *ie = mm_image_encoder_new (m, NULL, &err);
+    g_assert_no_error (err);
+    MmAudioEncoder *ae = mm_audio_encoder_new (m, NULL, &err);
+    g_assert_no_error (err);
+    static guint8 px[7 * 5 * 3];
+    for (guint k = 0; k < sizeof px; k++)
+      px[k] = (guint8) (k * 13);
+    guint window = mm_model_get_audio_window (m);
+    float *audio = g_new (float, 4 * window), z[8];
+    for (guint k = 0; k < 4 * window; k++)
+      audio[k] = sinf (k * 0.01f);
+    g_assert_true (mm_image_encoder_encode (ie, MM_PIXEL_RGB, px, 7, 5, 21, z, &err));
+    g_assert_no_error (err);
+    for (int k = 0; k < 8; k++)
+      g_assert_true (isfinite (z[k]));
+    g_assert_true (mm_audio_encoder_encode (ae, audio, 4 * window, z, &err));
+    g_assert_true (mm_audio_encoder_encode (ae, audio, 400, z, &err));
+    g_assert_no_error (err);
+    for (int k = 0; k < 8; k++)
+      g_assert_true (isfinite (z[k]));
+    g_free (audio);
+    mm_image_encoder_free (ie);
+    mm_audio_encoder_free (ae);
+    mm_model_unref (m);
+    g_bytes_unref (bytes);
+  }
+}
+
 static void
 test_missing_component (void)
 {
@@ -917,6 +970,7 @@ main (int argc, char **argv)
   g_test_add_func ("/encoders/load/bad-shapes", test_bad_shapes);
   g_test_add_func ("/encoders/load/missing-component", test_missing_component);
   g_test_add_func ("/encoders/load/bad-configs", test_bad_configs);
+  g_test_add_func ("/encoders/load/odd-configs", test_odd_configs);
   g_test_add_func ("/encoders/tiny", test_tiny_models);
   g_test_add_func ("/encoders/no-alloc", test_no_alloc);
   return g_test_run ();
