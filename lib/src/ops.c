@@ -169,11 +169,43 @@ dot (const float *restrict a, const float *restrict b, int n)
   return s + acc[0];
 }
 
-#define LINEAR_FEW_ROWS 2
+/* out[r] = sum_i x_r[i] w[i] for the four rows x_r = x + r * ldx: one read
+ * of w serves four dot products, 16 partial sums each. */
+MM_INLINE void
+dot4 (float *out, const float *restrict x, gsize ldx, const float *restrict w, int n)
+{
+  float a0[16] = { 0 }, a1[16] = { 0 }, a2[16] = { 0 }, a3[16] = { 0 };
+  const float *x0 = x, *x1 = x + ldx, *x2 = x + 2 * ldx, *x3 = x + 3 * ldx;
+  int i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int l = 0; l < 16; l++) {
+      float wv = w[i + l];
+      a0[l] += x0[i + l] * wv;
+      a1[l] += x1[i + l] * wv;
+      a2[l] += x2[i + l] * wv;
+      a3[l] += x3[i + l] * wv;
+    }
+  float t[4] = { 0 };
+  for (; i < n; i++) {
+    t[0] += x0[i] * w[i];
+    t[1] += x1[i] * w[i];
+    t[2] += x2[i] * w[i];
+    t[3] += x3[i] * w[i];
+  }
+  for (int l = 0; l < 16; l++) {
+    t[0] += a0[l];
+    t[1] += a1[l];
+    t[2] += a2[l];
+    t[3] += a3[l];
+  }
+  memcpy (out, t, sizeof t);
+}
+
+#define LINEAR_FEW_ROWS 4
 
 /* mm_linear for a few rows: OpenBLAS's sgemm is a poor GEMV (it packs W
- * for a single row), while this streams W once, row by row, at memory
- * speed. */
+ * even for one row), while this streams W once per four rows of x, at
+ * memory speed. */
 static MM_SIMD void
 linear_few_rows (float *y, const float *x, const float *w, const float *b, int n, int d_in,
     int d_out)
@@ -181,7 +213,14 @@ linear_few_rows (float *y, const float *x, const float *w, const float *b, int n
   for (int o = 0; o < d_out; o++) {
     const float *wo = w + (gsize) o * d_in;
     float bias = b ? b[o] : 0.0f;
-    for (int i = 0; i < n; i++)
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+      float t[4];
+      dot4 (t, x + (gsize) i * d_in, d_in, wo, d_in);
+      for (int r = 0; r < 4; r++)
+        y[(gsize) (i + r) * d_out + o] = t[r] + bias;
+    }
+    for (; i < n; i++)
       y[(gsize) i * d_out + o] = dot (x + (gsize) i * d_in, wo, d_in) + bias;
   }
 }

@@ -101,7 +101,8 @@ static void
 test_linear_paths (void)
 {
   static const int shapes[][3] = {
-    {1, 1, 1}, {1, 33, 5}, {7, 33, 64}, {13, 128, 17}, {2, 3, 1},
+    {1, 1, 1}, {1, 33, 5}, {2, 3, 1}, {3, 50, 6}, {4, 70, 9}, {4, 16, 2},  /* few-row path */
+    {5, 40, 3}, {7, 33, 64}, {13, 128, 17},     /* sgemm */
   };
   for (guint s = 0; s < G_N_ELEMENTS (shapes); s++)
     for (int with_bias = 0; with_bias < 2; with_bias++) {
