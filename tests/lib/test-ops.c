@@ -709,8 +709,8 @@ load (const Fixture *f, const char *key, gsize n)
   return x;
 }
 
-/* Runs one fixture case and returns the number of outputs compared; both
- * paths must match PyTorch within 1e-4 of the output's scale. */
+/* Runs one fixture case through both paths; each must match PyTorch within
+ * 1e-4 of the output's scale. */
 static void
 run_fixture (const Fixture *f, const char *op)
 {
