@@ -1,0 +1,175 @@
+#!/usr/bin/python3
+"""Accuracy of a model file on a manifest, in PyTorch, and agreement with the C tool.
+
+    /usr/bin/python3 models/evaluate.py MODEL MANIFEST [--c-tool build-models/tools/mm-classify]
+                                        [--markdown]
+
+MANIFEST is the TSV tools/mm-classify reads (label, image, audio, text; paths
+relative to the manifest; '-' = missing).  The model file is read back into
+the PyTorch twins of the libmm architectures (models/mmtorch.py), so what is
+measured is the exported file (F16 weights included), with PyTorch's own
+preprocessing.  With --c-tool, the C tool runs the same manifest and the
+per-example predictions of both are compared subset by subset.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import wave
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import mmtorch  # noqa: E402
+import torch  # noqa: E402
+
+# subset name -> modalities fed (must match tools/mm-classify.c)
+SUBSETS = [("image", ["image"]), ("audio", ["audio"]), ("text", ["text"]),
+           ("all", ["image", "audio", "text"]), ("no-image", ["audio", "text"]),
+           ("no-audio", ["image", "text"]), ("no-text", ["image", "audio"])]
+
+
+def read_manifest(path):
+    base = os.path.dirname(os.path.abspath(path))
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if not line or line.startswith("#"):
+                continue
+            label, *paths = line.split("\t")
+            paths = [None if p == "-" else os.path.join(base, p) for p in paths]
+            rows.append((label, *paths))
+    return rows
+
+
+def read_picture(path):
+    from PIL import Image
+    im = Image.open(path)
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        return mmtorch.composite_on_white(np.asarray(im.convert("RGBA")))
+    return np.asarray(im.convert("RGB"))
+
+
+def read_audio(path, rate):
+    with wave.open(path) as w:
+        if w.getframerate() != rate:
+            raise SystemExit("%s: %d Hz, the model wants %d Hz" % (path, w.getframerate(), rate))
+        if w.getsampwidth() != 2:
+            raise SystemExit("%s: only 16-bit PCM WAV is read here" % path)
+        x = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+        x = x.reshape(-1, w.getnchannels()).astype(np.float32) / 32768.0
+    return x.mean(axis=1)
+
+
+def embed(mods, rows):
+    """-> per modality a list of (d,) tensors or None."""
+    img, aud, txt = mods["image"].cfg, mods["audio"].cfg, mods["text"]
+    out = {"image": [], "audio": [], "text": []}
+    with torch.no_grad():
+        for label, ipath, apath, tpath in rows:
+            if ipath:
+                px = torch.from_numpy(read_picture(ipath).copy())[None]
+                x = mmtorch.image_input(px, img["width"], img["height"], img["mean"], img["std"])
+                out["image"].append(mods["image"](x)[0])
+            else:
+                out["image"].append(None)
+            if apath:
+                a = torch.from_numpy(read_audio(apath, aud["sample_rate"]))[None]
+                out["audio"].append(mods["audio"](mods["audio"].logmel(a))[0])
+            else:
+                out["audio"].append(None)
+            if tpath:
+                with open(tpath, "rb") as f:
+                    ids = txt.ids(f.read().decode("utf-8", "replace"))
+                out["text"].append(txt(torch.tensor(ids, dtype=torch.long),
+                                       torch.tensor([0]))[0])
+            else:
+                out["text"].append(None)
+    return out
+
+
+def predict(mods, emb, n, feed):
+    """-> (n,) predicted label indices when only the modalities in @feed are given."""
+    fusion, head = mods["fusion"], mods["head"]
+    order = [i["modality"] for i in fusion.inputs]
+    preds, scores = [], []
+    with torch.no_grad():
+        for k in range(n):
+            zs, mask = [], []
+            for i, m in enumerate(order):
+                z = emb[m][k] if m in feed else None
+                mask.append(0.0 if z is None else 1.0)
+                zs.append(torch.zeros(fusion.inputs[i]["dim"]) if z is None else z)
+            p = head(fusion([z[None] for z in zs], torch.tensor([mask])))[0]
+            preds.append(int(p.argmax()))
+            scores.append(float(p.max()))
+    return np.array(preds), np.array(scores)
+
+
+def run_c_tool(tool, model, manifest):
+    with tempfile.NamedTemporaryFile(suffix=".tsv", delete=False) as f:
+        out = f.name
+    try:
+        r = subprocess.run([tool, "--model", model, "--manifest", manifest,
+                            "--predictions", out], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise SystemExit("C tool failed (%d): %s" % (r.returncode, r.stderr))
+        print(r.stdout)
+        pred = {}
+        with open(out) as f:
+            for line in f:
+                if line.startswith("#"):
+                    continue
+                idx, subset, truth, label, score = line.rstrip("\n").split("\t")
+                pred[(subset, int(idx))] = (label, float(score))
+        return pred
+    finally:
+        os.unlink(out)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model")
+    ap.add_argument("manifest")
+    ap.add_argument("--c-tool")
+    ap.add_argument("--markdown", action="store_true")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(2)
+    doc, mods = mmtorch.load_model(a.model)
+    labels = mods["head"].labels
+    rows = read_manifest(a.manifest)
+    truth = np.array([labels.index(r[0]) for r in rows])
+    emb = embed(mods, rows)
+    has_text = np.array([r[3] is not None for r in rows])
+    c = run_c_tool(a.c_tool, a.model, a.manifest) if a.c_tool else None
+    print("%d examples, %d with text, %d classes (chance %.3f)"
+          % (len(rows), has_text.sum(), len(labels), np.bincount(truth).max() / len(rows)))
+    lines = ["| inputs | PyTorch | C (mm-classify) | same prediction |", "|---|---|---|---|"]
+    total_same, total = 0, 0
+    for name, feed in SUBSETS:
+        pred, score = predict(mods, emb, len(rows), feed)
+        acc = (pred == truth).mean()
+        cell_c, cell_same = "-", "-"
+        if c is not None:
+            cp = np.array([labels.index(c[(name, k)][0]) for k in range(len(rows))])
+            cell_c = "%.3f" % (cp == truth).mean()
+            same = (cp == pred).sum()
+            total_same += same
+            total += len(rows)
+            cell_same = "%d/%d" % (same, len(rows))
+        extra = ""
+        if name == "text":
+            extra = " (%.3f on the %d with text)" % ((pred == truth)[has_text].mean(),
+                                                     has_text.sum())
+        lines.append("| %s | %.3f%s | %s | %s |" % (name, acc, extra, cell_c, cell_same))
+    print("\n".join(lines))
+    if c is not None:
+        print("agreement C vs PyTorch: %d/%d = %.4f" % (total_same, total, total_same / total))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
