@@ -141,7 +141,6 @@ struct _GstMmFusePad
   gboolean has_last;
   GstClockTime last_start;      /* its validity interval, running time */
   GstClockTime last_end;        /* NONE when it had no duration */
-  GstClockTime settled_until;   /* running time covered by GAP events */
   gint pending_reset;           /* atomic: set on flush, applied by the
                                  * aggregator thread */
 };
@@ -154,7 +153,6 @@ gst_mm_fuse_pad_reset_stream (GstMmFusePad * pad)
   pad->has_last = FALSE;
   pad->last_start = GST_CLOCK_TIME_NONE;
   pad->last_end = GST_CLOCK_TIME_NONE;
-  pad->settled_until = GST_CLOCK_TIME_NONE;
 }
 
 static GstFlowReturn
@@ -991,7 +989,8 @@ take_embedding (GstMmFuse * self, GstMmFusePad * pad, GstBuffer * buf,
 
 /* Consumes every buffer of @pad starting at or before running time @t
  * (keeping the newest embedding) and says whether the pad is settled past
- * @t: nothing starting at or before @t can still arrive on it. */
+ * @t: nothing starting at or before @t can still arrive on it (a later
+ * buffer or a GAP covering @t is queued, EOS, inactive, or timeout). */
 static GstFlowReturn
 settle_pad (GstMmFuse * self, GstMmFusePad * pad, GstClockTime t,
     gboolean timeout, gboolean * settled)
@@ -1016,9 +1015,14 @@ settle_pad (GstMmFuse * self, GstMmFusePad * pad, GstClockTime t,
       GstClockTime end = GST_BUFFER_DURATION_IS_VALID (buf) ?
           start + GST_BUFFER_DURATION (buf) : start;
 
-      if (!GST_CLOCK_TIME_IS_VALID (pad->settled_until)
-          || end > pad->settled_until)
-        pad->settled_until = end;
+      /* A gap covering t stays queued until t passes its end: the pad then
+       * still "has data" for the base class, which otherwise would wait
+       * for this pad (or its deadline) before calling aggregate(). */
+      if (end > t) {
+        head = end;
+        gst_buffer_unref (buf);
+        break;
+      }
     } else if (pad->input < 0) {
       gst_buffer_unref (buf);
       GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
@@ -1036,8 +1040,6 @@ settle_pad (GstMmFuse * self, GstMmFusePad * pad, GstClockTime t,
   *settled = GST_CLOCK_TIME_IS_VALID (head) || timeout
       || gst_aggregator_pad_is_eos (apad)
       || gst_aggregator_pad_is_inactive (apad)
-      || (GST_CLOCK_TIME_IS_VALID (pad->settled_until)
-      && pad->settled_until > t)
       || (pad->has_last && pad->last_start == t);
   return GST_FLOW_OK;
 }

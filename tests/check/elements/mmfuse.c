@@ -1,0 +1,773 @@
+/* mmfuse element tests: GstHarness, one harness per request pad.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * The fixture model tests/fixtures/tiny.safetensors has a concat fusion of
+ * image (dim 8), audio (dim 8) and text (dim 8) with the presence mask
+ * appended (dim 27), so the fused vector shows which embedding fed each
+ * slice.  Every test embedding is filled with 1 + its PTS in ms: output
+ * slice i of 8 floats equals 1 + pts_ms of the embedding used, or 0 when the
+ * modality is missing, and floats 24..26 are the mask.
+ *
+ * The harnesses make the aggregator live on a GstTestClock that only moves
+ * when a test moves it, so live deadlines expire exactly when a test says
+ * so; the element's latency is 10 s unless a test needs otherwise, which
+ * lets each pad queue enough data to push whole streams from one thread.
+ */
+#include <string.h>
+#include <gst/gst.h>
+#include <gst/check/gstcheck.h>
+#include <gst/check/gstharness.h>
+#include <gst/check/gsttestclock.h>
+
+#include "gstmmmeta.h"
+
+#define DIM 8
+#define N_INPUTS 3
+#define FUSED_DIM (N_INPUTS * DIM + N_INPUTS)
+#define MS GST_MSECOND
+#define MISSING (-1)
+/* expected provenance in ms (MISSING stays MISSING) as ns */
+#define AT(ms) ((ms) == MISSING ? MISSING : (gint64) (ms) * (gint64) MS)
+
+enum
+{ IMAGE, AUDIO, TEXT };
+
+static const gchar *modality_names[N_INPUTS] = { "image", "audio", "text" };
+
+static gchar *
+fixture (const gchar * name)
+{
+  const gchar *dir = g_getenv ("MM_FIXTURES");
+
+  fail_unless (dir != NULL, "MM_FIXTURES is not set");
+  return g_build_filename (dir, name, NULL);
+}
+
+static gchar *
+caps_string (const gchar * modality, gint dim)
+{
+  return g_strdup_printf ("application/x-mm-embedding, modality=%s, dim=%d, "
+      "model=tiny", modality, dim);
+}
+
+/* One embedding of @dim floats all equal to 1 + pts in ms. */
+static GstBuffer *
+embedding_dim (GstClockTime pts, GstClockTime duration, guint dim)
+{
+  GstBuffer *buf = gst_buffer_new_allocate (NULL, dim * sizeof (gfloat), NULL);
+  GstMapInfo map;
+  guint i;
+
+  gst_buffer_map (buf, &map, GST_MAP_WRITE);
+  for (i = 0; i < dim; i++)
+    ((gfloat *) map.data)[i] = 1.0f + (gfloat) (pts / MS);
+  gst_buffer_unmap (buf, &map);
+  GST_BUFFER_PTS (buf) = pts;
+  GST_BUFFER_DURATION (buf) = duration;
+  return buf;
+}
+
+static GstBuffer *
+embedding (GstClockTime pts, GstClockTime duration)
+{
+  return embedding_dim (pts, duration, DIM);
+}
+
+static GstClockTime
+frame_pts (guint k)
+{
+  return gst_util_uint64_scale (k, GST_SECOND, 30);
+}
+
+static GstClockTime
+frame_duration (guint k)
+{
+  return frame_pts (k + 1) - frame_pts (k);
+}
+
+/* ---- fixture: an mmfuse with harnesses on its pads ---- */
+
+typedef struct
+{
+  GstElement *fuse;
+  GstBus *bus;
+  GstHarness *h;                /* sink_0 and src */
+  GstHarness *in[4];            /* in[0] == h */
+  guint n_in;
+} Fuse;
+
+static GstElement *
+fuse_element_new (void)
+{
+  GstElement *fuse = gst_element_factory_make ("mmfuse", NULL);
+  gchar *model = fixture ("tiny.safetensors");
+
+  fail_unless (fuse != NULL, "mmfuse not found");
+  g_object_set (fuse, "model", model, "latency", (guint64) 10 * GST_SECOND,
+      NULL);
+  g_free (model);
+  return fuse;
+}
+
+/* Requests sink_N for each of @modalities (NULL-terminated) and sets its
+ * caps; the first pad's harness also owns the src pad.  Properties may be
+ * set on @fuse before (pass it in) or the pads after. */
+static void
+fuse_setup (Fuse * f, GstElement * fuse, const gchar * const *modalities)
+{
+  guint i;
+
+  memset (f, 0, sizeof (*f));
+  f->fuse = fuse ? fuse : fuse_element_new ();
+  f->bus = gst_bus_new ();
+  gst_element_set_bus (f->fuse, f->bus);
+  for (i = 0; modalities[i]; i++) {
+    gchar *pad = g_strdup_printf ("sink_%u", i);
+    gchar *caps = caps_string (modalities[i], DIM);
+
+    f->in[i] = gst_harness_new_with_element (f->fuse, pad, i ? NULL : "src");
+    gst_harness_set_src_caps_str (f->in[i], caps);
+    g_free (caps);
+    g_free (pad);
+  }
+  f->n_in = i;
+  f->h = f->in[0];
+  gst_object_unref (f->fuse);   /* the harnesses hold it */
+}
+
+static void
+fuse_teardown (Fuse * f)
+{
+  gint i;
+
+  for (i = f->n_in - 1; i >= 0; i--)
+    if (f->in[i])
+      gst_harness_teardown (f->in[i]);
+  gst_bus_set_flushing (f->bus, TRUE);
+  gst_object_unref (f->bus);
+}
+
+static void
+push (GstHarness * h, GstBuffer * buf)
+{
+  fail_unless_equals_int (gst_harness_push (h, buf), GST_FLOW_OK);
+}
+
+static void
+push_event (GstHarness * h, GstEvent * event)
+{
+  fail_unless (gst_harness_push_event (h, event));
+}
+
+static GstPad *
+fuse_pad (Fuse * f, guint i)
+{
+  gchar *name = g_strdup_printf ("sink_%u", i);
+  GstPad *pad = gst_element_get_static_pad (f->fuse, name);
+
+  g_free (name);
+  fail_unless (pad != NULL);
+  return pad;
+}
+
+static void
+wait_for_eos (GstHarness * h)
+{
+  GstEvent *event;
+
+  while ((event = gst_harness_pull_event (h)) != NULL) {
+    gboolean eos = GST_EVENT_TYPE (event) == GST_EVENT_EOS;
+    gst_event_unref (event);
+    if (eos)
+      return;
+  }
+  fail ("no EOS on the output");
+}
+
+/* Checks @out against the expected provenance: the PTS (ns) of the
+ * embedding used for image, audio and text, or MISSING. */
+static void
+check_fused (GstBuffer * out, GstClockTime pts, GstClockTime duration,
+    gint64 image, gint64 audio, gint64 text)
+{
+  const gint64 expected[N_INPUTS] = { image, audio, text };
+  MmFusionMeta *meta;
+  GstMapInfo map;
+  const gfloat *z;
+  guint i, j;
+
+  fail_unless (out != NULL, "no output");
+  fail_unless_equals_uint64 (GST_BUFFER_PTS (out), pts);
+  fail_unless_equals_uint64 (GST_BUFFER_DURATION (out), duration);
+
+  meta = gst_buffer_get_mm_fusion_meta (out);
+  fail_unless (meta != NULL, "no MmFusionMeta");
+  fail_unless_equals_int (meta->n_inputs, N_INPUTS);
+
+  fail_unless (gst_buffer_map (out, &map, GST_MAP_READ));
+  fail_unless_equals_int (map.size, FUSED_DIM * sizeof (gfloat));
+  z = (const gfloat *) map.data;
+  for (i = 0; i < N_INPUTS; i++) {
+    gboolean present = expected[i] != MISSING;
+
+    fail_unless_equals_string (g_quark_to_string (meta->modality[i]),
+        modality_names[i]);
+    fail_unless (meta->present[i] == present,
+        "output %" GST_TIME_FORMAT ": %s present=%d, expected %d",
+        GST_TIME_ARGS (pts), modality_names[i], meta->present[i], present);
+    fail_unless_equals_uint64 (meta->pts[i],
+        present ? (GstClockTime) expected[i] : GST_CLOCK_TIME_NONE);
+    for (j = 0; j < DIM; j++)
+      fail_unless (z[i * DIM + j] == (present ?
+              1.0f + (gfloat) (expected[i] / MS) : 0.0f),
+          "output %" GST_TIME_FORMAT ": %s slice[%u] = %f, expected "
+          "embedding of %" G_GINT64_FORMAT " ns", GST_TIME_ARGS (pts),
+          modality_names[i], j, z[i * DIM + j], expected[i]);
+    fail_unless_equals_float (z[N_INPUTS * DIM + i], present ? 1.0f : 0.0f);
+  }
+  gst_buffer_unmap (out, &map);
+}
+
+static void
+pull_and_check (GstHarness * h, GstClockTime pts, GstClockTime duration,
+    gint64 image, gint64 audio, gint64 text)
+{
+  GstBuffer *out = gst_harness_pull (h);
+
+  check_fused (out, pts, duration, image, audio, text);
+  gst_buffer_unref (out);
+}
+
+/* ---- tests ---- */
+
+/* 30 fps video (driving) + 1 s audio windows + three subtitle cues at
+ * irregular times, text max-age 300 ms, against a hand-written table. */
+GST_START_TEST (test_multirate_pairing_table)
+{
+  static const gchar *const modalities[] = { "image", "audio", "text", NULL };
+  static const struct
+  {
+    guint first, last;          /* video frames (30 fps) */
+    gint64 audio_ms, text_ms;
+  } table[] = {
+    {0, 5, 0, MISSING},         /* cue A starts at 200 ms */
+    {6, 29, 0, 200},            /* A [200, 900) covers, then is < 300 ms old */
+    {30, 36, 1000, 200},        /* frame 36 = 1.2 s: A exactly 300 ms old */
+    {37, 43, 1000, MISSING},    /* A too old, B not yet (1.45 s) */
+    {44, 59, 1000, 1450},       /* B [1450, 2050) */
+    {60, 70, 2000, 1450},       /* B held until 2.35 s */
+    {71, 77, 2000, MISSING},
+    {78, 89, 2000, 2600},       /* C [2600, 2700), then held to 3.0 s */
+  };
+  GstPad *text_pad;
+  Fuse f;
+  guint row, k, n_out = 0;
+
+  fuse_setup (&f, NULL, modalities);
+  text_pad = fuse_pad (&f, TEXT);
+  g_object_set (text_pad, "max-age", (gint64) 300 * MS, NULL);
+
+  for (k = 0; k < 3; k++)
+    push (f.in[AUDIO], embedding (k * GST_SECOND, GST_SECOND));
+  push_event (f.in[AUDIO], gst_event_new_eos ());
+  push (f.in[TEXT], embedding (200 * MS, 700 * MS));
+  push (f.in[TEXT], embedding (1450 * MS, 600 * MS));
+  push (f.in[TEXT], embedding (2600 * MS, 100 * MS));
+  /* no cue until 3.1 s: lets the last frames through */
+  push_event (f.in[TEXT], gst_event_new_gap (2700 * MS, 400 * MS));
+
+  for (row = 0; row < G_N_ELEMENTS (table); row++) {
+    for (k = table[row].first; k <= table[row].last; k++) {
+      push (f.in[IMAGE], embedding (frame_pts (k), frame_duration (k)));
+      pull_and_check (f.h, frame_pts (k), frame_duration (k), (gint64) frame_pts (k), AT (table[row].audio_ms), AT (table[row].text_ms));
+      n_out++;
+    }
+  }
+  fail_unless_equals_int (n_out, 90);
+
+  {
+    gboolean sparse_text, sparse_audio;
+    GstPad *audio_pad = fuse_pad (&f, AUDIO);
+
+    g_object_get (text_pad, "sparse", &sparse_text, NULL);
+    g_object_get (audio_pad, "sparse", &sparse_audio, NULL);
+    fail_unless (sparse_text, "text pad not marked sparse");
+    fail_if (sparse_audio, "audio pad marked sparse");
+    gst_object_unref (audio_pad);
+  }
+
+  push_event (f.in[IMAGE], gst_event_new_eos ());
+  wait_for_eos (f.h);
+  fail_unless (gst_harness_try_pull (f.h) == NULL);
+
+  gst_object_unref (text_pad);
+  fuse_teardown (&f);
+}
+
+GST_END_TEST;
+
+/* A subtitle gap of 10 minutes of stream time: 18000 frames are fused
+ * while the next cue waits at 600 s, in bounded wall time. */
+GST_START_TEST (test_sparse_gap_does_not_stall)
+{
+  static const gchar *const modalities[] = { "image", "text", NULL };
+  const guint n_frames = 600 * 30;
+  gint64 t0, elapsed;
+  Fuse f;
+  guint k;
+
+  fuse_setup (&f, NULL, modalities);
+  push (f.in[1], embedding (0, GST_SECOND));
+  push (f.in[1], embedding (600 * GST_SECOND, GST_SECOND));
+
+  t0 = g_get_monotonic_time ();
+  for (k = 0; k < n_frames; k++) {
+    GstBuffer *out;
+    gint64 text;
+
+    push (f.h, embedding (frame_pts (k), frame_duration (k)));
+    out = gst_harness_pull (f.h);
+    /* cue [0, 1 s) then max-age 1 s: present up to 2.0 s */
+    text = frame_pts (k) <= 2 * GST_SECOND ? 0 : MISSING;
+    check_fused (out, frame_pts (k), frame_duration (k), (gint64) frame_pts (k),
+        MISSING, text);
+    gst_buffer_unref (out);
+  }
+  elapsed = g_get_monotonic_time () - t0;
+  GST_INFO ("%u frames across a 10 min subtitle gap in %.2f s", n_frames,
+      elapsed / 1e6);
+  fail_unless (elapsed < 60 * G_USEC_PER_SEC, "took %.1f s", elapsed / 1e6);
+
+  /* the cue at 600 s is still there for the frame at 600 s */
+  push (f.h, embedding (600 * GST_SECOND, frame_duration (0)));
+  pull_and_check (f.h, 600 * GST_SECOND, frame_duration (0), AT (600000), MISSING, AT (600000));
+
+  fuse_teardown (&f);
+}
+
+GST_END_TEST;
+
+/* Live: a silent text pad holds an output only until its deadline
+ * (t + latency on the pipeline clock, which the test clock reaches only when
+ * cranked); data arriving before it is used. */
+GST_START_TEST (test_live_deadline)
+{
+  static const gchar *const modalities[] = { "image", "text", NULL };
+  GstElement *fuse = fuse_element_new ();
+  Fuse f;
+
+  g_object_set (fuse, "latency", (guint64) 100 * MS, NULL);
+  fuse_setup (&f, fuse, modalities);
+
+  push (f.in[1], embedding (0, GST_SECOND));
+  push (f.h, embedding (0, 33 * MS));
+  pull_and_check (f.h, 0, 33 * MS, 0, MISSING, 0);
+
+  /* the text pad says nothing about 2.5 s: wait for the deadline */
+  push (f.h, embedding (2500 * MS, 33 * MS));
+  g_usleep (100 * 1000);
+  fail_unless (gst_harness_try_pull (f.h) == NULL, "did not wait");
+  gst_harness_crank_single_clock_wait (f.h);
+  fail_unless_equals_uint64 (gst_clock_get_time (GST_ELEMENT_CLOCK (f.fuse)),
+      2600 * MS);
+  pull_and_check (f.h, 2500 * MS, 33 * MS, AT (2500), MISSING, MISSING);
+
+  /* a cue that arrives before the deadline is paired */
+  push (f.h, embedding (3000 * MS, 33 * MS));
+  push (f.in[1], embedding (2900 * MS, 500 * MS));
+  g_usleep (50 * 1000);
+  fail_unless (gst_harness_try_pull (f.h) == NULL, "did not wait");
+  gst_harness_crank_single_clock_wait (f.h);
+  fail_unless_equals_uint64 (gst_clock_get_time (GST_ELEMENT_CLOCK (f.fuse)),
+      3100 * MS);
+  pull_and_check (f.h, 3000 * MS, 33 * MS, AT (3000), MISSING, AT (2900));
+
+  fuse_teardown (&f);
+}
+
+GST_END_TEST;
+
+/* Only an image pad: audio and text are missing (zeros, mask 0). */
+GST_START_TEST (test_missing_modalities)
+{
+  static const gchar *const modalities[] = { "image", NULL };
+  Fuse f;
+  guint k;
+
+  fuse_setup (&f, NULL, modalities);
+  for (k = 0; k < 3; k++) {
+    push (f.h, embedding (frame_pts (k), frame_duration (k)));
+    pull_and_check (f.h, frame_pts (k), frame_duration (k), (gint64) frame_pts (k), MISSING, MISSING);
+  }
+  push_event (f.h, gst_event_new_eos ());
+  wait_for_eos (f.h);
+  fuse_teardown (&f);
+}
+
+GST_END_TEST;
+
+/* max-age: an audio window [0, 500 ms) stays usable max-age after its end. */
+GST_START_TEST (test_max_age)
+{
+  static const gchar *const modalities[] = { "image", "audio", NULL };
+  static const struct
+  {
+    guint64 max_age_ms;
+    gint64 expected[4];         /* audio at frames 400, 800, 1000, 1200 ms */
+  } cases[] = {
+    {0, {0, MISSING, MISSING, MISSING}},
+    {300, {0, 0, MISSING, MISSING}},
+    {500, {0, 0, 0, MISSING}},
+    {1000, {0, 0, 0, 0}},
+  };
+  static const gint64 frames_ms[4] = { 400, 800, 1000, 1200 };
+  guint c, k;
+
+  for (c = 0; c < G_N_ELEMENTS (cases); c++) {
+    GstElement *fuse = fuse_element_new ();
+    Fuse f;
+
+    g_object_set (fuse, "max-age", cases[c].max_age_ms * MS, NULL);
+    fuse_setup (&f, fuse, modalities);
+    push (f.in[1], embedding (0, 500 * MS));
+    push_event (f.in[1], gst_event_new_gap (500 * MS, 10 * GST_SECOND));
+    for (k = 0; k < 4; k++) {
+      push (f.h, embedding (frames_ms[k] * MS, 33 * MS));
+      pull_and_check (f.h, frames_ms[k] * MS, 33 * MS, AT (frames_ms[k]), AT (cases[c].expected[k]), MISSING);
+    }
+    fuse_teardown (&f);
+  }
+}
+
+GST_END_TEST;
+
+/* EOS on audio: its modality is missing once its last window has ended,
+ * even within max-age; EOS on the drive pad ends the stream. */
+GST_START_TEST (test_eos_on_one_pad)
+{
+  static const gchar *const modalities[] = { "image", "audio", NULL };
+  Fuse f;
+
+  fuse_setup (&f, NULL, modalities);
+  push (f.in[1], embedding (0, GST_SECOND));
+  push_event (f.in[1], gst_event_new_eos ());
+
+  push (f.h, embedding (500 * MS, 33 * MS));
+  pull_and_check (f.h, 500 * MS, 33 * MS, AT (500), 0, MISSING);
+  push (f.h, embedding (1200 * MS, 33 * MS));
+  pull_and_check (f.h, 1200 * MS, 33 * MS, AT (1200), MISSING, MISSING);
+
+  push_event (f.h, gst_event_new_eos ());
+  wait_for_eos (f.h);
+  fuse_teardown (&f);
+}
+
+GST_END_TEST;
+
+/* Interval cadence (no image pad: the 500 ms default), ending when every
+ * pad is EOS and their data has been fused. */
+GST_START_TEST (test_interval_cadence)
+{
+  static const gchar *const modalities[] = { "audio", "text", NULL };
+  static const struct
+  {
+    guint64 t_ms;
+    gint64 audio_ms, text_ms;
+  } expected[] = {
+    {0, 0, MISSING},            /* cue starts at 200 ms */
+    {500, 0, 200},
+    {1000, 1000, MISSING},      /* text EOS: no max-age after its cue */
+    {1500, 1000, MISSING},
+  };
+  GstPad *pad;
+  Fuse f;
+  guint i;
+
+  fuse_setup (&f, NULL, modalities);
+  push (f.in[0], embedding (0, GST_SECOND));
+  push (f.in[0], embedding (GST_SECOND, GST_SECOND));
+  push_event (f.in[0], gst_event_new_eos ());
+  push (f.in[1], embedding (200 * MS, 700 * MS));
+  push_event (f.in[1], gst_event_new_eos ());
+
+  for (i = 0; i < G_N_ELEMENTS (expected); i++) {
+    GstBuffer *out = gst_harness_pull (f.h);
+    MmFusionMeta *meta;
+
+    fail_unless (out != NULL);
+    fail_unless_equals_uint64 (GST_BUFFER_PTS (out), expected[i].t_ms * MS);
+    fail_unless_equals_uint64 (GST_BUFFER_DURATION (out), 500 * MS);
+    meta = gst_buffer_get_mm_fusion_meta (out);
+    fail_unless (meta != NULL);
+    fail_if (meta->present[IMAGE]);
+    fail_unless_equals_uint64 (meta->pts[AUDIO],
+        (GstClockTime) expected[i].audio_ms * MS);
+    fail_unless (meta->present[TEXT] == (expected[i].text_ms != MISSING));
+    if (expected[i].text_ms != MISSING)
+      fail_unless_equals_uint64 (meta->pts[TEXT],
+          (GstClockTime) expected[i].text_ms * MS);
+    gst_buffer_unref (out);
+  }
+  wait_for_eos (f.h);
+  fail_unless (gst_harness_try_pull (f.h) == NULL);
+
+  pad = fuse_pad (&f, 0);
+  {
+    gint input;
+    g_object_get (pad, "input", &input, NULL);
+    fail_unless_equals_int (input, AUDIO);
+  }
+  gst_object_unref (pad);
+  fuse_teardown (&f);
+}
+
+GST_END_TEST;
+
+static void
+flush_and_segment (GstHarness * h, guint32 seqnum, GstClockTime start)
+{
+  GstEvent *event;
+  GstSegment segment;
+
+  event = gst_event_new_flush_start ();
+  gst_event_set_seqnum (event, seqnum);
+  push_event (h, event);
+  event = gst_event_new_flush_stop (TRUE);
+  gst_event_set_seqnum (event, seqnum);
+  push_event (h, event);
+  gst_segment_init (&segment, GST_FORMAT_TIME);
+  segment.start = segment.time = segment.position = start;
+  event = gst_event_new_segment (&segment);
+  gst_event_set_seqnum (event, seqnum);
+  push_event (h, event);
+}
+
+/* A flushing seek to 10 s: nothing from before it is paired afterwards and
+ * outputs are stamped on the new segment. */
+GST_START_TEST (test_flushing_seek)
+{
+  static const gchar *const modalities[] = { "image", "audio", NULL };
+  GstEvent *seek;
+  guint32 seqnum;
+  Fuse f;
+
+  fuse_setup (&f, NULL, modalities);
+  push (f.in[1], embedding (0, 2 * GST_SECOND));
+  push (f.in[1], embedding (2 * GST_SECOND, 2 * GST_SECOND));
+  push (f.h, embedding (0, 33 * MS));
+  pull_and_check (f.h, 0, 33 * MS, 0, 0, MISSING);
+  push (f.h, embedding (500 * MS, 33 * MS));
+  pull_and_check (f.h, 500 * MS, 33 * MS, AT (500), 0, MISSING);
+
+  seek = gst_event_new_seek (1.0, GST_FORMAT_TIME, GST_SEEK_FLAG_FLUSH,
+      GST_SEEK_TYPE_SET, 10 * GST_SECOND, GST_SEEK_TYPE_NONE, -1);
+  seqnum = gst_event_get_seqnum (seek);
+  fail_unless (gst_harness_push_upstream_event (f.h, seek));
+  flush_and_segment (f.in[0], seqnum, 10 * GST_SECOND);
+  flush_and_segment (f.in[1], seqnum, 10 * GST_SECOND);
+
+  /* running time 0 again: the old window [0, 2 s) must not come back */
+  push_event (f.in[1], gst_event_new_gap (10 * GST_SECOND, GST_SECOND));
+  push (f.h, embedding (10 * GST_SECOND, 33 * MS));
+  pull_and_check (f.h, 10 * GST_SECOND, 33 * MS, AT (10000), MISSING, MISSING);
+
+  push (f.in[1], embedding (11 * GST_SECOND, GST_SECOND));
+  push (f.in[1], embedding (12 * GST_SECOND, GST_SECOND));
+  push (f.h, embedding (11200 * MS, 33 * MS));
+  pull_and_check (f.h, 11200 * MS, 33 * MS, AT (11200), AT (11000), MISSING);
+
+  fuse_teardown (&f);
+}
+
+GST_END_TEST;
+
+/* Releasing the text pad while playing: outputs continue with text missing;
+ * a new pad takes the freed input. */
+GST_START_TEST (test_pad_release_while_playing)
+{
+  static const gchar *const modalities[] = { "image", "audio", "text", NULL };
+  GstHarness *h3;
+  GstPad *pad;
+  gint input;
+  Fuse f;
+
+  fuse_setup (&f, NULL, modalities);
+  push (f.in[AUDIO], embedding (0, 10 * GST_SECOND));
+  push (f.in[AUDIO], embedding (10 * GST_SECOND, 10 * GST_SECOND));
+  push (f.in[TEXT], embedding (0, 3 * GST_SECOND));
+  push (f.in[TEXT], embedding (5 * GST_SECOND, GST_SECOND));
+  push (f.h, embedding (0, 33 * MS));
+  pull_and_check (f.h, 0, 33 * MS, 0, 0, 0);
+  push (f.h, embedding (500 * MS, 33 * MS));
+  pull_and_check (f.h, 500 * MS, 33 * MS, AT (500), 0, 0);
+
+  gst_harness_teardown (f.in[TEXT]);
+  f.in[TEXT] = NULL;
+  pad = gst_element_get_static_pad (f.fuse, "sink_2");
+  fail_unless (pad == NULL, "sink_2 not released");
+
+  push (f.h, embedding (1000 * MS, 33 * MS));
+  pull_and_check (f.h, 1000 * MS, 33 * MS, AT (1000), 0, MISSING);
+
+  h3 = gst_harness_new_with_element (f.fuse, "sink_3", NULL);
+  {
+    gchar *caps = caps_string ("text", DIM);
+    gst_harness_set_src_caps_str (h3, caps);
+    g_free (caps);
+  }
+  push (h3, embedding (1400 * MS, 500 * MS));
+  push (h3, embedding (3000 * MS, 500 * MS));
+  push (f.h, embedding (1500 * MS, 33 * MS));
+  pull_and_check (f.h, 1500 * MS, 33 * MS, AT (1500), 0, AT (1400));
+
+  pad = gst_element_get_static_pad (f.fuse, "sink_3");
+  g_object_get (pad, "input", &input, NULL);
+  fail_unless_equals_int (input, TEXT);
+  gst_object_unref (pad);
+
+  gst_harness_teardown (h3);
+  fuse_teardown (&f);
+}
+
+GST_END_TEST;
+
+/* Caps the model cannot take: not-negotiated, with a message naming the
+ * pad, the modality and what the model expects. */
+GST_START_TEST (test_mismatched_caps)
+{
+  static const struct
+  {
+    const gchar *modality;
+    gint dim;
+    const gchar *needles[4];
+  } cases[] = {
+    {"image", 5, {"sink_0", "image", "dimension 5", "dimension 8"}},
+    {"smell", 8, {"sink_0", "smell", "not an input", "image (dim 8)"}},
+  };
+  guint c, i;
+
+  for (c = 0; c < G_N_ELEMENTS (cases); c++) {
+    GstElement *fuse = fuse_element_new ();
+    GstBus *bus = gst_bus_new ();
+    GstHarness *h;
+    GstMessage *msg;
+    GError *err = NULL;
+    gchar *caps, *debug = NULL;
+    GstFlowReturn flow = GST_FLOW_OK;
+    gint tries;
+
+    gst_element_set_bus (fuse, bus);
+    h = gst_harness_new_with_element (fuse, "sink_0", "src");
+    gst_object_unref (fuse);
+    caps = caps_string (cases[c].modality, cases[c].dim);
+    gst_harness_set_src_caps_str (h, caps);
+    g_free (caps);
+
+    for (tries = 0; tries < 200 && flow == GST_FLOW_OK; tries++) {
+      flow = gst_harness_push (h, embedding_dim (tries * 33 * MS, 33 * MS,
+              cases[c].dim));
+      if (flow == GST_FLOW_OK)
+        g_usleep (10 * 1000);
+    }
+    fail_unless_equals_int (flow, GST_FLOW_NOT_NEGOTIATED);
+    fail_unless (gst_harness_try_pull (h) == NULL);
+
+    msg = gst_bus_timed_pop_filtered (bus, 5 * GST_SECOND, GST_MESSAGE_ERROR);
+    fail_unless (msg != NULL, "no error message");
+    gst_message_parse_error (msg, &err, &debug);
+    GST_INFO ("error: %s", err->message);
+    fail_unless (g_error_matches (err, GST_CORE_ERROR,
+            GST_CORE_ERROR_NEGOTIATION), "%s", err->message);
+    for (i = 0; i < G_N_ELEMENTS (cases[c].needles); i++)
+      fail_unless (strstr (err->message, cases[c].needles[i]) != NULL,
+          "'%s' not in '%s'", cases[c].needles[i], err->message);
+    g_clear_error (&err);
+    g_free (debug);
+    gst_message_unref (msg);
+
+    gst_harness_teardown (h);
+    gst_bus_set_flushing (bus, TRUE);
+    gst_object_unref (bus);
+  }
+}
+
+GST_END_TEST;
+
+/* A missing or corrupt model fails to reach PAUSED with the libmm error. */
+GST_START_TEST (test_bad_model)
+{
+  const gchar *names[] = { "does-not-exist.safetensors",
+    "corrupt.safetensors"
+  };
+  guint i;
+
+  for (i = 0; i < G_N_ELEMENTS (names); i++) {
+    GstElement *fuse = gst_element_factory_make ("mmfuse", NULL);
+    GstBus *bus = gst_bus_new ();
+    gchar *path = fixture (names[i]);
+    GstMessage *msg;
+    GError *err = NULL;
+
+    gst_element_set_bus (fuse, bus);
+    g_object_set (fuse, "model", path, NULL);
+    fail_unless_equals_int (gst_element_set_state (fuse, GST_STATE_PAUSED),
+        GST_STATE_CHANGE_FAILURE);
+    msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
+    fail_unless (msg != NULL, "no error for %s", names[i]);
+    gst_message_parse_error (msg, &err, NULL);
+    GST_INFO ("%s: %s", names[i], err->message);
+    fail_unless (strstr (err->message, names[i]) != NULL, "%s",
+        err->message);
+    g_clear_error (&err);
+    gst_message_unref (msg);
+
+    gst_element_set_state (fuse, GST_STATE_NULL);
+    gst_bus_set_flushing (bus, TRUE);
+    gst_object_unref (bus);
+    gst_object_unref (fuse);
+    g_free (path);
+  }
+}
+
+GST_END_TEST;
+
+/* Latency query: the largest upstream latency plus the latency property. */
+GST_START_TEST (test_latency_query)
+{
+  static const gchar *const modalities[] = { "image", "audio", NULL };
+  GstElement *fuse = fuse_element_new ();
+  Fuse f;
+
+  g_object_set (fuse, "latency", (guint64) 50 * MS, NULL);
+  fuse_setup (&f, fuse, modalities);
+  gst_harness_set_upstream_latency (f.in[1], 200 * MS);
+  gst_harness_set_upstream_latency (f.in[0], 20 * MS);
+  fail_unless_equals_uint64 (gst_harness_query_latency (f.h), 250 * MS);
+  fuse_teardown (&f);
+}
+
+GST_END_TEST;
+
+static Suite *
+mmfuse_suite (void)
+{
+  Suite *s = suite_create ("mmfuse");
+  TCase *tc = tcase_create ("general");
+
+  suite_add_tcase (s, tc);
+  tcase_add_test (tc, test_multirate_pairing_table);
+  tcase_add_test (tc, test_sparse_gap_does_not_stall);
+  tcase_add_test (tc, test_live_deadline);
+  tcase_add_test (tc, test_missing_modalities);
+  tcase_add_test (tc, test_max_age);
+  tcase_add_test (tc, test_eos_on_one_pad);
+  tcase_add_test (tc, test_interval_cadence);
+  tcase_add_test (tc, test_flushing_seek);
+  tcase_add_test (tc, test_pad_release_while_playing);
+  tcase_add_test (tc, test_mismatched_caps);
+  tcase_add_test (tc, test_bad_model);
+  tcase_add_test (tc, test_latency_query);
+  return s;
+}
+
+GST_CHECK_MAIN (mmfuse);
