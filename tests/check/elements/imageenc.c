@@ -1,0 +1,460 @@
+/* imageenc element tests
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * Reference embeddings come from libmm's image encoder called directly on
+ * the same pixels (with GStreamer's row stride).
+ */
+#include <string.h>
+#include <math.h>
+
+#include <gst/check/gstcheck.h>
+#include <gst/check/gstharness.h>
+#include <gst/video/video.h>
+#include <mm.h>
+
+#include "gstmmmeta.h"
+
+#define DIM 8
+#define FRAME (40 * GST_MSECOND)
+
+static gchar *
+fixture (const gchar * name)
+{
+  const gchar *dir = g_getenv ("MM_FIXTURES");
+
+  fail_unless (dir != NULL, "MM_FIXTURES not set");
+  return g_build_filename (dir, name, NULL);
+}
+
+static GstHarness *
+harness_new (const gchar * extra)
+{
+  gchar *path = fixture ("tiny.safetensors");
+  gchar *desc = g_strdup_printf ("imageenc model=\"%s\" %s", path,
+      extra ? extra : "");
+  GstHarness *h = gst_harness_new_parse (desc);
+
+  g_free (desc);
+  g_free (path);
+  return h;
+}
+
+/* A frame of @info with a deterministic pattern depending on @seed. */
+static GstBuffer *
+frame_new (const GstVideoInfo * info, guint seed, GstClockTime pts,
+    GstClockTime duration)
+{
+  GstBuffer *buf = gst_buffer_new_allocate (NULL, info->size, NULL);
+  GstMapInfo map;
+  gsize i;
+
+  gst_buffer_map (buf, &map, GST_MAP_WRITE);
+  for (i = 0; i < map.size; i++)
+    map.data[i] = (guint8) ((i * 7 + seed * 31 + (i / 13) * 5) & 0xff);
+  gst_buffer_unmap (buf, &map);
+  GST_BUFFER_PTS (buf) = pts;
+  GST_BUFFER_DURATION (buf) = duration;
+  return buf;
+}
+
+/* ref (DIM) = libmm's embedding of @buf laid out as @info. */
+static void
+reference (const GstVideoInfo * info, MmPixelFormat format, GstBuffer * buf,
+    gfloat * ref)
+{
+  gchar *path = fixture ("tiny.safetensors");
+  GError *err = NULL;
+  MmModel *model = mm_model_open (path, &err);
+  MmContextParams params = mm_context_default_params ();
+  MmImageEncoder *enc;
+  GstMapInfo map;
+
+  fail_unless (model != NULL);
+  enc = mm_image_encoder_new (model, &params, &err);
+  fail_unless (enc != NULL);
+  gst_buffer_map (buf, &map, GST_MAP_READ);
+  fail_unless (mm_image_encoder_encode (enc, format, map.data,
+          GST_VIDEO_INFO_WIDTH (info), GST_VIDEO_INFO_HEIGHT (info),
+          GST_VIDEO_INFO_PLANE_STRIDE (info, 0), ref, &err), "%s",
+      err ? err->message : "");
+  gst_buffer_unmap (buf, &map);
+  mm_image_encoder_free (enc);
+  mm_model_unref (model);
+  g_free (path);
+}
+
+static void
+assert_embedding (GstBuffer * buf, const gfloat * ref)
+{
+  GstMapInfo map;
+  guint i;
+
+  fail_unless (gst_buffer_map (buf, &map, GST_MAP_READ));
+  fail_unless_equals_int (map.size, DIM * sizeof (gfloat));
+  for (i = 0; i < DIM; i++)
+    fail_unless (fabsf (((gfloat *) map.data)[i] - ref[i]) <= 1e-6f,
+        "dim %u: %g vs %g", i, ((gfloat *) map.data)[i], ref[i]);
+  gst_buffer_unmap (buf, &map);
+}
+
+static const struct
+{
+  const gchar *name;
+  MmPixelFormat mm;
+} formats[] = {
+  {"RGB", MM_PIXEL_RGB}, {"BGR", MM_PIXEL_BGR}, {"RGBx", MM_PIXEL_RGBx},
+  {"BGRx", MM_PIXEL_BGRx}, {"xRGB", MM_PIXEL_xRGB}, {"xBGR", MM_PIXEL_xBGR},
+  {"RGBA", MM_PIXEL_RGBA}, {"BGRA", MM_PIXEL_BGRA}, {"ARGB", MM_PIXEL_ARGB},
+  {"ABGR", MM_PIXEL_ABGR}, {"GRAY8", MM_PIXEL_GRAY8},
+};
+
+/* Every format, at odd sizes (padded strides), gives libmm's embedding. */
+GST_START_TEST (test_formats_and_values)
+{
+  static const guint sizes[][2] = { {37, 23}, {16, 16}, {1, 1}, {201, 3} };
+  guint f, z;
+
+  for (f = 0; f < G_N_ELEMENTS (formats); f++) {
+    for (z = 0; z < G_N_ELEMENTS (sizes); z++) {
+      GstHarness *h = harness_new (NULL);
+      gchar *caps = g_strdup_printf ("video/x-raw, format=%s, width=%u, "
+          "height=%u, framerate=25/1", formats[f].name, sizes[z][0],
+          sizes[z][1]);
+      GstCaps *c = gst_caps_from_string (caps);
+      GstVideoInfo info;
+      GstBuffer *in, *out;
+      gfloat ref[DIM];
+
+      fail_unless (gst_video_info_from_caps (&info, c));
+      gst_harness_set_src_caps (h, c);
+      in = frame_new (&info, f + z, 0, FRAME);
+      reference (&info, formats[f].mm, in, ref);
+      fail_unless_equals_int (gst_harness_push (h, in), GST_FLOW_OK);
+      out = gst_harness_pull (h);
+      assert_embedding (out, ref);
+      fail_unless_equals_uint64 (GST_BUFFER_PTS (out), 0);
+      fail_unless_equals_uint64 (GST_BUFFER_DURATION (out), FRAME);
+      gst_buffer_unref (out);
+      gst_harness_teardown (h);
+      g_free (caps);
+    }
+  }
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_output_caps)
+{
+  GstHarness *h = harness_new (NULL);
+  GstCaps *caps;
+  GstStructure *s;
+  gint dim = 0;
+  GstVideoInfo info;
+
+  gst_harness_set_src_caps_str (h, "video/x-raw, format=RGB, width=8, "
+      "height=8, framerate=25/1");
+  gst_video_info_set_format (&info, GST_VIDEO_FORMAT_RGB, 8, 8);
+  gst_harness_push (h, frame_new (&info, 0, 0, FRAME));
+  gst_buffer_unref (gst_harness_pull (h));
+  caps = gst_pad_get_current_caps (h->sinkpad);
+  s = gst_caps_get_structure (caps, 0);
+  fail_unless (gst_structure_has_name (s, MM_EMBEDDING_CAPS_NAME));
+  fail_unless_equals_string (gst_structure_get_string (s, "modality"),
+      "image");
+  fail_unless (gst_structure_get_int (s, "dim", &dim));
+  fail_unless_equals_int (dim, DIM);
+  fail_unless (gst_structure_get_string (s, "model") != NULL);
+  gst_caps_unref (caps);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_caps_refused)
+{
+  const gchar *refused[] = {
+    "video/x-raw, format=I420, width=8, height=8, framerate=25/1",
+    "video/x-raw, format=NV12, width=8, height=8, framerate=25/1",
+    "video/x-raw, format=RGB16, width=8, height=8, framerate=25/1",
+    "audio/x-raw, format=S16LE, rate=16000, channels=1",
+  };
+  GstHarness *h = harness_new (NULL);
+  GstPad *sinkpad = gst_element_get_static_pad (h->element, "sink");
+  guint i;
+
+  for (i = 0; i < G_N_ELEMENTS (refused); i++) {
+    GstCaps *caps = gst_caps_from_string (refused[i]);
+
+    fail_unless (!gst_pad_query_accept_caps (sinkpad, caps), "%s accepted",
+        refused[i]);
+    gst_caps_unref (caps);
+  }
+  gst_object_unref (sinkpad);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_downstream_mismatch)
+{
+  gchar *path = fixture ("tiny.safetensors");
+  gchar *desc = g_strdup_printf ("imageenc model=\"%s\" ! capsfilter "
+      "caps=\"" MM_EMBEDDING_CAPS_NAME ",dim=(int)16\"", path);
+  GstHarness *h = gst_harness_new_parse (desc);
+  GstVideoInfo info;
+
+  gst_harness_set_src_caps_str (h, "video/x-raw, format=RGB, width=8, "
+      "height=8, framerate=25/1");
+  gst_video_info_set_format (&info, GST_VIDEO_FORMAT_RGB, 8, 8);
+  fail_unless_equals_int (gst_harness_push (h, frame_new (&info, 0, 0,
+              FRAME)), GST_FLOW_NOT_NEGOTIATED);
+  gst_harness_teardown (h);
+  g_free (desc);
+  g_free (path);
+}
+
+GST_END_TEST;
+
+/* Pushes @n frames at 25 fps from frame @first; frames in @discont get the
+ * DISCONT flag. */
+static void
+push_frames (GstHarness * h, const GstVideoInfo * info, guint first, guint n,
+    gint discont, gboolean with_duration)
+{
+  guint i;
+
+  for (i = first; i < first + n; i++) {
+    GstBuffer *buf = frame_new (info, i, i * FRAME,
+        with_duration ? FRAME : GST_CLOCK_TIME_NONE);
+
+    if ((gint) i == discont)
+      GST_BUFFER_FLAG_SET (buf, GST_BUFFER_FLAG_DISCONT);
+    fail_unless_equals_int (gst_harness_push (h, buf), GST_FLOW_OK);
+  }
+}
+
+static void
+expect_outputs (GstHarness * h, const guint * frames, guint n,
+    GstClockTime duration)
+{
+  guint i;
+
+  fail_unless_equals_int (gst_harness_buffers_in_queue (h), n);
+  for (i = 0; i < n; i++) {
+    GstBuffer *out = gst_harness_pull (h);
+
+    fail_unless_equals_uint64 (GST_BUFFER_PTS (out), frames[i] * FRAME);
+    fail_unless_equals_uint64 (GST_BUFFER_DURATION (out), duration);
+    gst_buffer_unref (out);
+  }
+}
+
+GST_START_TEST (test_interval)
+{
+  static const struct
+  {
+    guint interval;
+    guint n_frames;
+    gint discont;
+    gboolean with_duration;
+    guint n_out;
+    guint out[8];
+  } cases[] = {
+    {1, 4, -1, TRUE, 4, {0, 1, 2, 3}},
+    {3, 7, -1, TRUE, 3, {0, 3, 6}},
+    {3, 7, -1, FALSE, 3, {0, 3, 6}},    /* duration from the framerate */
+    {4, 10, 2, TRUE, 3, {0, 2, 6}},     /* DISCONT restarts the count */
+    {10, 5, -1, TRUE, 1, {0}},
+  };
+  guint c;
+
+  for (c = 0; c < G_N_ELEMENTS (cases); c++) {
+    gchar *extra = g_strdup_printf ("interval=%u", cases[c].interval);
+    GstHarness *h = harness_new (extra);
+    GstVideoInfo info;
+
+    gst_harness_set_src_caps_str (h, "video/x-raw, format=BGRx, width=20, "
+        "height=10, framerate=25/1");
+    gst_video_info_set_format (&info, GST_VIDEO_FORMAT_BGRx, 20, 10);
+    push_frames (h, &info, 0, cases[c].n_frames, cases[c].discont,
+        cases[c].with_duration);
+    expect_outputs (h, cases[c].out, cases[c].n_out,
+        cases[c].interval * FRAME);
+    gst_harness_teardown (h);
+    g_free (extra);
+  }
+}
+
+GST_END_TEST;
+
+/* A flush restarts the count: the first frame after it is encoded. */
+GST_START_TEST (test_flush)
+{
+  GstHarness *h = harness_new ("interval=5");
+  GstVideoInfo info;
+  GstSegment segment;
+  static const guint first[] = { 0 }, after[] = { 2, 7 };
+
+  gst_harness_set_src_caps_str (h, "video/x-raw, format=RGB, width=8, "
+      "height=8, framerate=25/1");
+  gst_video_info_set_format (&info, GST_VIDEO_FORMAT_RGB, 8, 8);
+  push_frames (h, &info, 0, 2, -1, TRUE);
+  expect_outputs (h, first, 1, 5 * FRAME);
+
+  fail_unless (gst_harness_push_event (h, gst_event_new_flush_start ()));
+  fail_unless (gst_harness_push_event (h, gst_event_new_flush_stop (TRUE)));
+  gst_segment_init (&segment, GST_FORMAT_TIME);
+  fail_unless (gst_harness_push_event (h, gst_event_new_segment (&segment)));
+  push_frames (h, &info, 2, 6, -1, TRUE);
+  expect_outputs (h, after, 2, 5 * FRAME);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
+/* A QoS event saying we are late makes the element drop late frames
+ * (unless qos=false). */
+GST_START_TEST (test_qos)
+{
+  gboolean qos;
+
+  for (qos = FALSE; qos <= TRUE; qos++) {
+    GstHarness *h = harness_new (qos ? "qos=true" : "qos=false");
+    GstVideoInfo info;
+    GstBuffer *out;
+
+    gst_harness_set_src_caps_str (h, "video/x-raw, format=RGB, width=8, "
+        "height=8, framerate=25/1");
+    gst_video_info_set_format (&info, GST_VIDEO_FORMAT_RGB, 8, 8);
+    push_frames (h, &info, 0, 1, -1, TRUE);
+    gst_buffer_unref (gst_harness_pull (h));
+
+    /* frame 0 was shown 0.5 s late: frames up to at least 0.5 s (running
+     * time) can no longer be shown in time */
+    fail_unless (gst_harness_push_upstream_event (h,
+            gst_event_new_qos (GST_QOS_TYPE_UNDERFLOW, 0.5,
+                GST_SECOND / 2, 0)));
+    push_frames (h, &info, 1, 40, -1, TRUE);    /* 40 ms .. 1.6 s */
+    if (qos) {
+      guint n = 0, late = 0, recent = 0;
+
+      while ((out = gst_harness_try_pull (h)) != NULL) {
+        n++;
+        late += GST_BUFFER_PTS (out) <= GST_SECOND / 2;
+        recent += GST_BUFFER_PTS (out) >= 1100 * GST_MSECOND;
+        gst_buffer_unref (out);
+      }
+      GST_INFO ("qos: %u of 40 frames encoded", n);
+      fail_unless_equals_int (late, 0);
+      fail_unless_equals_int (recent, 13);      /* frames 28..40 */
+      fail_unless (n < 40);
+    } else {
+      fail_unless_equals_int (gst_harness_buffers_in_queue (h), 40);
+    }
+    gst_harness_teardown (h);
+  }
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_eos)
+{
+  GstHarness *h = harness_new (NULL);
+  GstVideoInfo info;
+  GstEvent *ev;
+  gboolean seen = FALSE;
+
+  gst_harness_set_src_caps_str (h, "video/x-raw, format=GRAY8, width=9, "
+      "height=5, framerate=25/1");
+  gst_video_info_set_format (&info, GST_VIDEO_FORMAT_GRAY8, 9, 5);
+  push_frames (h, &info, 0, 2, -1, TRUE);
+  fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
+  fail_unless_equals_int (gst_harness_buffers_received (h), 2);
+  while ((ev = gst_harness_try_pull_event (h)) != NULL) {
+    seen |= GST_EVENT_TYPE (ev) == GST_EVENT_EOS;
+    gst_event_unref (ev);
+  }
+  fail_unless (seen);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_properties)
+{
+  GstElement *e = gst_element_factory_make ("imageenc", NULL);
+  GParamSpecUInt *pspec = (GParamSpecUInt *)
+      g_object_class_find_property (G_OBJECT_GET_CLASS (e), "interval");
+  guint interval;
+  gboolean qos;
+
+  g_object_get (e, "interval", &interval, "qos", &qos, NULL);
+  fail_unless_equals_int (interval, 1);
+  fail_unless (qos);
+  fail_unless_equals_int (pspec->minimum, 1);
+  g_object_set (e, "interval", 7, NULL);
+  g_object_get (e, "interval", &interval, NULL);
+  fail_unless_equals_int (interval, 7);
+  gst_object_unref (e);
+}
+
+GST_END_TEST;
+
+static void
+check_model_error (const gchar * model_file, const gchar * expect)
+{
+  GstElement *pipe = gst_pipeline_new (NULL);
+  GstElement *e = gst_element_factory_make ("imageenc", NULL);
+  GstBus *bus = gst_element_get_bus (pipe);
+  gchar *path = model_file ? fixture (model_file) : NULL;
+  GstMessage *msg;
+  GError *err = NULL;
+
+  if (path)
+    g_object_set (e, "model", path, NULL);
+  gst_bin_add (GST_BIN (pipe), e);
+  fail_unless_equals_int (gst_element_set_state (pipe, GST_STATE_PAUSED),
+      GST_STATE_CHANGE_FAILURE);
+  msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
+  fail_unless (msg != NULL, "no error message for %s", model_file);
+  gst_message_parse_error (msg, &err, NULL);
+  fail_unless (strstr (err->message, expect) != NULL, "'%s' not in '%s'",
+      expect, err->message);
+  g_error_free (err);
+  gst_message_unref (msg);
+  gst_element_set_state (pipe, GST_STATE_NULL);
+  gst_object_unref (bus);
+  gst_object_unref (pipe);
+  g_free (path);
+}
+
+GST_START_TEST (test_model_errors)
+{
+  check_model_error (NULL, "model");
+  check_model_error ("does-not-exist.safetensors", "does-not-exist");
+  check_model_error ("corrupt.safetensors", "corrupt.safetensors");
+}
+
+GST_END_TEST;
+
+static Suite *
+imageenc_suite (void)
+{
+  Suite *s = suite_create ("imageenc");
+  TCase *tc = tcase_create ("general");
+
+  suite_add_tcase (s, tc);
+  tcase_add_test (tc, test_formats_and_values);
+  tcase_add_test (tc, test_output_caps);
+  tcase_add_test (tc, test_caps_refused);
+  tcase_add_test (tc, test_downstream_mismatch);
+  tcase_add_test (tc, test_interval);
+  tcase_add_test (tc, test_flush);
+  tcase_add_test (tc, test_qos);
+  tcase_add_test (tc, test_eos);
+  tcase_add_test (tc, test_properties);
+  tcase_add_test (tc, test_model_errors);
+  return s;
+}
+
+GST_CHECK_MAIN (imageenc);
