@@ -17,13 +17,7 @@
 #include "ops.h"
 #include "preprocess.h"
 
-/* (ndim, shape) in mm_bind's argument order.  (MM_SHAPE in mm-private.h
- * expands to (shape, ndim), the reverse of mm_bind's parameters.) */
-/* errors of a context name the model file (or its name when built from bytes) */
-#define MODEL_LABEL(m) ((m)->path ? (m)->path : (m)->name)
 
-#define SHAPE(...) (guint) (sizeof ((const gint64[]) { __VA_ARGS__ }) / sizeof (gint64)), \
-    ((const gint64[]) { __VA_ARGS__ })
 
 #define MAX_LAYERS 64
 #define MAX_BUFFER_FLOATS ((gsize) 1 << 28)
@@ -122,12 +116,12 @@ bind_conv (Conv1d *c, const MmSafetensors *st, const char *label, guint i, GErro
   const float *conv_bias = NULL;
 
   g_snprintf (name, sizeof name, "audio.convs.%u.weight", i);
-  c->w = mm_bind (st, label, name, SHAPE (c->c_out, c->c_in / c->groups, c->k), error);
+  c->w = mm_bind (st, label, name, MM_SHAPE (c->c_out, c->c_in / c->groups, c->k), error);
   if (!c->w)
     return FALSE;
   g_snprintf (name, sizeof name, "audio.convs.%u.bias", i);
   if (mm_has_tensor (st, name)) {
-    conv_bias = mm_bind (st, label, name, SHAPE (c->c_out), error);
+    conv_bias = mm_bind (st, label, name, MM_SHAPE (c->c_out), error);
     if (!conv_bias)
       return FALSE;
   }
@@ -140,7 +134,7 @@ bind_conv (Conv1d *c, const MmSafetensors *st, const char *label, guint i, GErro
   const float *p[4];
   for (int j = 0; j < 4; j++) {
     g_snprintf (name, sizeof name, "audio.bns.%u.%s", i, parts[j]);
-    p[j] = mm_bind (st, label, name, SHAPE (c->c_out), error);
+    p[j] = mm_bind (st, label, name, MM_SHAPE (c->c_out), error);
     if (!p[j])
       return FALSE;
   }
@@ -224,10 +218,10 @@ mm_audio_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *lab
 
   if (!load_mel_config (w, cfg, label, error) || !load_convs (w, st, cfg, label, error))
     goto fail;
-  w->fc_w = mm_bind (st, label, "audio.fc.weight", SHAPE (w->dim, w->features), error);
+  w->fc_w = mm_bind (st, label, "audio.fc.weight", MM_SHAPE (w->dim, w->features), error);
   if (!w->fc_w)
     goto fail;
-  w->fc_b = mm_bind (st, label, "audio.fc.bias", SHAPE (w->dim), error);
+  w->fc_b = mm_bind (st, label, "audio.fc.bias", MM_SHAPE (w->dim), error);
   if (!w->fc_b)
     goto fail;
   return w;
@@ -270,7 +264,7 @@ mm_audio_encoder_new (MmModel *model, const MmContextParams *params, GError **er
 {
   g_return_val_if_fail (model != NULL, NULL);
   if (!model->audio) {
-    mm_set_error (error, MM_ERROR_MISSING_COMPONENT, MODEL_LABEL (model),
+    mm_set_error (error, MM_ERROR_MISSING_COMPONENT, MM_MODEL_LABEL (model),
         "the model has no audio component");
     return NULL;
   }
@@ -284,7 +278,7 @@ mm_audio_encoder_new (MmModel *model, const MmContextParams *params, GError **er
   if (max_samples < w->mel.n_fft)
     max_samples = w->mel.n_fft;
   if (max_samples > (gsize) G_MAXINT) {
-    mm_set_error (error, MM_ERROR_INPUT, MODEL_LABEL (model),
+    mm_set_error (error, MM_ERROR_INPUT, MM_MODEL_LABEL (model),
         "audio encoder: max_audio_samples %" G_GSIZE_FORMAT " is too large", max_samples);
     return NULL;
   }
@@ -305,7 +299,7 @@ mm_audio_encoder_new (MmModel *model, const MmContextParams *params, GError **er
     c_in = c->c_out;
   }
   if (max_act > MAX_BUFFER_FLOATS || max_scratch > MAX_BUFFER_FLOATS) {
-    mm_set_error (error, MM_ERROR_INPUT, MODEL_LABEL (model), "audio encoder: "
+    mm_set_error (error, MM_ERROR_INPUT, MM_MODEL_LABEL (model), "audio encoder: "
         "max_audio_samples %" G_GSIZE_FORMAT " needs too much scratch memory", max_samples);
     return NULL;
   }
@@ -324,7 +318,7 @@ mm_audio_encoder_new (MmModel *model, const MmContextParams *params, GError **er
   enc->scratch = g_try_new (float, max_scratch);
   enc->pooled = g_try_new (float, w->features);
   if (!enc->buf[0] || !enc->buf[1] || !enc->scratch || !enc->pooled) {
-    mm_set_error (error, MM_ERROR_IO, MODEL_LABEL (model), "audio encoder: cannot allocate %"
+    mm_set_error (error, MM_ERROR_IO, MM_MODEL_LABEL (model), "audio encoder: cannot allocate %"
         G_GSIZE_FORMAT " floats of scratch memory", 2 * max_act + max_scratch);
     mm_audio_encoder_free (enc);
     return NULL;
@@ -353,7 +347,7 @@ mm_audio_encoder_encode (MmAudioEncoder *enc, const float *samples, gsize n_samp
 {
   g_return_val_if_fail (enc != NULL && embedding != NULL, FALSE);
   const MmAudioWeights *w = enc->w;
-  const char *label = MODEL_LABEL (enc->model);
+  const char *label = MM_MODEL_LABEL (enc->model);
 
   if (!samples || n_samples < w->mel.n_fft) {
     mm_set_error (error, MM_ERROR_INPUT, label, "audio: %" G_GSIZE_FORMAT " samples is "

@@ -15,13 +15,7 @@
 #include "mm-private.h"
 #include "ops.h"
 
-/* (ndim, shape) in mm_bind's argument order.  (MM_SHAPE in mm-private.h
- * expands to (shape, ndim), the reverse of mm_bind's parameters.) */
-/* errors of a context name the model file (or its name when built from bytes) */
-#define MODEL_LABEL(m) ((m)->path ? (m)->path : (m)->name)
 
-#define SHAPE(...) (guint) (sizeof ((const gint64[]) { __VA_ARGS__ }) / sizeof (gint64)), \
-    ((const gint64[]) { __VA_ARGS__ })
 
 #define MAX_INPUTS 64
 #define LN_EPS 1e-5f
@@ -160,26 +154,26 @@ load_attention (MmFusionWeights *w, const MmSafetensors *st, JsonObject *cfg,
   for (guint i = 0; i < m; i++) {
     FusionInput *in = &w->input[i];
     g_snprintf (name, sizeof name, "fusion.proj.%u.weight", i);
-    in->proj_w = mm_bind (st, label, name, SHAPE (d, in->dim), error);
+    in->proj_w = mm_bind (st, label, name, MM_SHAPE (d, in->dim), error);
     if (!in->proj_w)
       return FALSE;
     g_snprintf (name, sizeof name, "fusion.proj.%u.bias", i);
-    in->proj_b = mm_bind (st, label, name, SHAPE (d), error);
+    in->proj_b = mm_bind (st, label, name, MM_SHAPE (d), error);
     if (!in->proj_b)
       return FALSE;
   }
   return (w->modality_embed = mm_bind (st, label, "fusion.modality_embed",
-          SHAPE (m, d), error))
-      && (w->query = mm_bind (st, label, "fusion.query", SHAPE (1, d), error))
+          MM_SHAPE (m, d), error))
+      && (w->query = mm_bind (st, label, "fusion.query", MM_SHAPE (1, d), error))
       && (w->in_proj_w = mm_bind (st, label, "fusion.attn.in_proj_weight",
-          SHAPE (3 * d, d), error))
-      && (w->in_proj_b = mm_bind (st, label, "fusion.attn.in_proj_bias", SHAPE (3 * d),
+          MM_SHAPE (3 * d, d), error))
+      && (w->in_proj_b = mm_bind (st, label, "fusion.attn.in_proj_bias", MM_SHAPE (3 * d),
           error))
-      && (w->out_w = mm_bind (st, label, "fusion.attn.out_proj.weight", SHAPE (d, d),
+      && (w->out_w = mm_bind (st, label, "fusion.attn.out_proj.weight", MM_SHAPE (d, d),
           error))
-      && (w->out_b = mm_bind (st, label, "fusion.attn.out_proj.bias", SHAPE (d), error))
-      && (w->norm_w = mm_bind (st, label, "fusion.norm.weight", SHAPE (d), error))
-      && (w->norm_b = mm_bind (st, label, "fusion.norm.bias", SHAPE (d), error));
+      && (w->out_b = mm_bind (st, label, "fusion.attn.out_proj.bias", MM_SHAPE (d), error))
+      && (w->norm_w = mm_bind (st, label, "fusion.norm.weight", MM_SHAPE (d), error))
+      && (w->norm_b = mm_bind (st, label, "fusion.norm.bias", MM_SHAPE (d), error));
 }
 
 MmFusionWeights *
@@ -243,7 +237,7 @@ mm_fusion_new (MmModel *model, const MmContextParams *params, GError **error)
 {
   g_return_val_if_fail (model != NULL, NULL);
   if (!model->fusion) {
-    mm_set_error (error, MM_ERROR_MISSING_COMPONENT, MODEL_LABEL (model),
+    mm_set_error (error, MM_ERROR_MISSING_COMPONENT, MM_MODEL_LABEL (model),
         "the model has no fusion component");
     return NULL;
   }
@@ -343,7 +337,7 @@ mm_fusion_run (MmFusion *fusion, const float *const *inputs, float *fused, GErro
 {
   g_return_val_if_fail (fusion != NULL && fused != NULL, FALSE);
   if (!inputs) {
-    mm_set_error (error, MM_ERROR_INPUT, MODEL_LABEL (fusion->model),
+    mm_set_error (error, MM_ERROR_INPUT, MM_MODEL_LABEL (fusion->model),
         "fusion: the inputs array is NULL (pass an array of %u entries, NULL = missing)",
         fusion->w->n_inputs);
     return FALSE;

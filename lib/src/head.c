@@ -12,13 +12,7 @@
 #include "mm-private.h"
 #include "ops.h"
 
-/* (ndim, shape) in mm_bind's argument order.  (MM_SHAPE in mm-private.h
- * expands to (shape, ndim), the reverse of mm_bind's parameters.) */
-/* errors of a context name the model file (or its name when built from bytes) */
-#define MODEL_LABEL(m) ((m)->path ? (m)->path : (m)->name)
 
-#define SHAPE(...) (guint) (sizeof ((const gint64[]) { __VA_ARGS__ }) / sizeof (gint64)), \
-    ((const gint64[]) { __VA_ARGS__ })
 
 #define MAX_LAYERS 64
 
@@ -84,7 +78,7 @@ bind_layers (MmHeadWeights *w, const MmSafetensors *st, const char *label, GErro
     gint64 d_out = last ? (gint64) w->dim : -1;
 
     g_snprintf (name, sizeof name, "head.layers.%u.weight", i);
-    l->w = mm_bind (st, label, name, SHAPE (d_out, d_in), error);
+    l->w = mm_bind (st, label, name, MM_SHAPE (d_out, d_in), error);
     if (!l->w)
       return FALSE;
     const MmTensor *t = mm_safetensors_find (st, name);
@@ -96,7 +90,7 @@ bind_layers (MmHeadWeights *w, const MmSafetensors *st, const char *label, GErro
     l->d_out = t->shape[0];
     l->d_in = t->shape[1];
     g_snprintf (name, sizeof name, "head.layers.%u.bias", i);
-    l->b = mm_bind (st, label, name, SHAPE (l->d_out), error);
+    l->b = mm_bind (st, label, name, MM_SHAPE (l->d_out), error);
     if (!l->b)
       return FALSE;
     w->max_width = MAX (w->max_width, l->d_out);
@@ -165,7 +159,7 @@ mm_head_new (MmModel *model, const MmContextParams *params, GError **error)
 {
   g_return_val_if_fail (model != NULL, NULL);
   if (!model->head) {
-    mm_set_error (error, MM_ERROR_MISSING_COMPONENT, MODEL_LABEL (model),
+    mm_set_error (error, MM_ERROR_MISSING_COMPONENT, MM_MODEL_LABEL (model),
         "the model has no head component");
     return NULL;
   }
@@ -199,7 +193,7 @@ mm_head_run (MmHead *head, const float *fused, float *scores, GError **error)
   g_return_val_if_fail (head != NULL && scores != NULL, FALSE);
   const MmHeadWeights *w = head->w;
   if (!fused) {
-    mm_set_error (error, MM_ERROR_INPUT, MODEL_LABEL (head->model), "head: no input vector");
+    mm_set_error (error, MM_ERROR_INPUT, MM_MODEL_LABEL (head->model), "head: no input vector");
     return FALSE;
   }
 

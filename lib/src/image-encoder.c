@@ -19,13 +19,7 @@
 #include "ops.h"
 #include "preprocess.h"
 
-/* (ndim, shape) in mm_bind's argument order.  (MM_SHAPE in mm-private.h
- * expands to (shape, ndim), the reverse of mm_bind's parameters.) */
-/* errors of a context name the model file (or its name when built from bytes) */
-#define MODEL_LABEL(m) ((m)->path ? (m)->path : (m)->name)
 
-#define SHAPE(...) (guint) (sizeof ((const gint64[]) { __VA_ARGS__ }) / sizeof (gint64)), \
-    ((const gint64[]) { __VA_ARGS__ })
 
 #define MAX_STAGES 8
 #define MAX_LAYERS 64           /* basic blocks, all stages together */
@@ -136,14 +130,14 @@ convbn_bind (ConvBn *c, const MmSafetensors *st, const char *label, const char *
   c->stride = stride;
   c->pad = pad;
   g_snprintf (name, sizeof name, "%s.weight", conv);
-  c->w = mm_bind (st, label, name, SHAPE (c_out, c_in, k, k), error);
+  c->w = mm_bind (st, label, name, MM_SHAPE (c_out, c_in, k, k), error);
   if (!c->w)
     return FALSE;
 
   g_snprintf (name, sizeof name, "%s.bias", conv);
   const float *conv_bias = NULL;
   if (mm_has_tensor (st, name)) {
-    conv_bias = mm_bind (st, label, name, SHAPE (c_out), error);
+    conv_bias = mm_bind (st, label, name, MM_SHAPE (c_out), error);
     if (!conv_bias)
       return FALSE;
   }
@@ -163,7 +157,7 @@ convbn_bind (ConvBn *c, const MmSafetensors *st, const char *label, const char *
   const float *p[4];
   for (int i = 0; i < 4; i++) {
     g_snprintf (name, sizeof name, "%s.%s", bn, parts[i]);
-    p[i] = mm_bind (st, label, name, SHAPE (c_out), error);
+    p[i] = mm_bind (st, label, name, MM_SHAPE (c_out), error);
     if (!p[i])
       return FALSE;
   }
@@ -321,10 +315,10 @@ mm_image_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *lab
 
   /* head of the encoder */
   if (mm_has_tensor (st, "image.fc.weight")) {
-    w->fc_w = mm_bind (st, label, "image.fc.weight", SHAPE (w->dim, c), error);
+    w->fc_w = mm_bind (st, label, "image.fc.weight", MM_SHAPE (w->dim, c), error);
     if (!w->fc_w)
       goto fail;
-    w->fc_b = mm_bind (st, label, "image.fc.bias", SHAPE (w->dim), error);
+    w->fc_b = mm_bind (st, label, "image.fc.bias", MM_SHAPE (w->dim), error);
     if (!w->fc_b)
       goto fail;
   } else if (w->dim != (guint) c) {
@@ -370,7 +364,7 @@ mm_image_encoder_new (MmModel *model, const MmContextParams *params, GError **er
 {
   g_return_val_if_fail (model != NULL, NULL);
   if (!model->image) {
-    mm_set_error (error, MM_ERROR_MISSING_COMPONENT, MODEL_LABEL (model),
+    mm_set_error (error, MM_ERROR_MISSING_COMPONENT, MM_MODEL_LABEL (model),
         "the model has no image component");
     return NULL;
   }
@@ -390,7 +384,7 @@ mm_image_encoder_new (MmModel *model, const MmContextParams *params, GError **er
   enc->pooled = g_try_new (float, w->features);
   if (!enc->input || !enc->buf[0] || !enc->buf[1] || !enc->buf[2] || !enc->buf[3]
       || !enc->scratch || !enc->pooled) {
-    mm_set_error (error, MM_ERROR_IO, MODEL_LABEL (model),
+    mm_set_error (error, MM_ERROR_IO, MM_MODEL_LABEL (model),
         "image encoder: cannot allocate %" G_GSIZE_FORMAT " floats of scratch memory",
         4 * act + scratch);
     mm_image_encoder_free (enc);
@@ -457,7 +451,7 @@ mm_image_encoder_encode (MmImageEncoder *enc, MmPixelFormat format, const guint8
 {
   g_return_val_if_fail (enc != NULL && embedding != NULL, FALSE);
   const MmImageWeights *w = enc->w;
-  const char *label = MODEL_LABEL (enc->model);
+  const char *label = MM_MODEL_LABEL (enc->model);
   guint bpp = pixel_bytes (format);
 
   if (bpp == 0) {

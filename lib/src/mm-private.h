@@ -70,7 +70,12 @@ MmModel *mm_model_new_from_safetensors (MmSafetensors *st, const char *label, GE
  * shapes. */
 const float *mm_bind (const MmSafetensors *st, const char *label, const char *name,
     guint ndim, const gint64 *shape, GError **error);
-#define MM_SHAPE(...) ((const gint64[]) { __VA_ARGS__ }), (sizeof ((const gint64[]) { __VA_ARGS__ }) / sizeof (gint64))
+/* Expands to mm_bind's (ndim, shape) arguments:
+ *   mm_bind (st, label, "fc.weight", MM_SHAPE (d_out, d_in), error) */
+#define MM_SHAPE(...) (guint) (sizeof ((const gint64[]) { __VA_ARGS__ }) / sizeof (gint64)), \
+    ((const gint64[]) { __VA_ARGS__ })
+/* errors of a context name the model file (or its name when built from bytes) */
+#define MM_MODEL_LABEL(m) ((m)->path ? (m)->path : (m)->name)
 gboolean mm_has_tensor (const MmSafetensors *st, const char *name);
 
 /* JSON helpers: each fails with a message naming @label and @key. */

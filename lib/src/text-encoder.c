@@ -202,12 +202,12 @@ mm_text_encoder_new (MmModel *model, const MmContextParams *params, GError **err
     params = &defaults;
   w = model->text;
   if (!w) {
-    mm_set_error (error, MM_ERROR_MISSING_COMPONENT, model->path,
+    mm_set_error (error, MM_ERROR_MISSING_COMPONENT, MM_MODEL_LABEL (model),
         "the model has no text component");
     return NULL;
   }
   if (params->max_text_bytes > TEXT_MAX_TEXT_BYTES) {
-    mm_set_error (error, MM_ERROR_INPUT, model->path,
+    mm_set_error (error, MM_ERROR_INPUT, MM_MODEL_LABEL (model),
         "max_text_bytes %" G_GSIZE_FORMAT " is above the %u supported", params->max_text_bytes,
         TEXT_MAX_TEXT_BYTES);
     return NULL;
@@ -245,7 +245,7 @@ mm_text_encoder_new (MmModel *model, const MmContextParams *params, GError **err
   return enc;
 
 oom:
-  mm_set_error (error, MM_ERROR_INPUT, model->path,
+  mm_set_error (error, MM_ERROR_INPUT, MM_MODEL_LABEL (model),
       "text: cannot allocate scratch for max_text_bytes %" G_GSIZE_FORMAT,
       enc->max_text_bytes);
   mm_text_encoder_free (enc);
@@ -309,11 +309,11 @@ mm_text_encoder_encode (MmTextEncoder *enc, const char *text, gssize len, float 
 
   g_return_val_if_fail (enc != NULL, FALSE);
   if (!embedding) {
-    mm_set_error (error, MM_ERROR_INPUT, enc->model->path, "text: no output buffer");
+    mm_set_error (error, MM_ERROR_INPUT, MM_MODEL_LABEL (enc->model), "text: no output buffer");
     return FALSE;
   }
   if (!text && len != 0) {
-    mm_set_error (error, MM_ERROR_INPUT, enc->model->path, "text: NULL text");
+    mm_set_error (error, MM_ERROR_INPUT, MM_MODEL_LABEL (enc->model), "text: NULL text");
     return FALSE;
   }
   n_bytes = !text ? 0 : len < 0 ? strlen (text) : (gsize) len;
