@@ -426,6 +426,40 @@ test_bad_input (void)
   mm_model_unref (model);
 }
 
+/* An explicit length is honoured: "the dog barks" cut at 7 bytes encodes
+ * like "the dog", and bytes after an embedded NUL count when len says so
+ * (the NUL separates words for wordvec; BERT's cleaning drops it, joining
+ * "thedog" into one unknown word, as Hugging Face's BasicTokenizer does). */
+static void
+test_explicit_length (void)
+{
+  const char *files[] = { "bert-mean.safetensors", "wordvec.safetensors" };
+
+  for (guint f = 0; f < G_N_ELEMENTS (files); f++) {
+    MmModel *model = open_fixture (files[f]);
+    guint dim = mm_model_get_dim (model, MM_COMPONENT_TEXT);
+    MmTextEncoder *enc = new_encoder (model, 1024);
+    float *a = g_new (float, dim), *b = g_new (float, dim);
+    guint na, nb;
+
+    g_assert_true (mm_text_encoder_encode (enc, "the dog barks", 7, a, &na, NULL));
+    g_assert_true (mm_text_encoder_encode (enc, "the dog", -1, b, &nb, NULL));
+    g_assert_cmpuint (na, ==, 2);
+    g_assert_cmpuint (nb, ==, 2);
+    g_assert_cmpmem (a, dim * sizeof (float), b, dim * sizeof (float));
+
+    g_assert_true (mm_text_encoder_encode (enc, "the\0dog", 7, a, &na, NULL));
+    g_assert_cmpuint (na, ==, f == 0 ? 1 : 2);
+    g_assert_true (mm_text_encoder_encode (enc, "the\0dog", -1, b, &nb, NULL));
+    g_assert_cmpuint (nb, ==, 1);
+
+    g_free (a);
+    g_free (b);
+    mm_text_encoder_free (enc);
+    mm_model_unref (model);
+  }
+}
+
 /* ---------------------------------------------------------------------- */
 /* No allocation in steady state */
 
@@ -513,6 +547,7 @@ main (int argc, char **argv)
   g_test_add_func ("/text/bad-models", test_bad_models);
   g_test_add_func ("/text/missing-component", test_missing_component);
   g_test_add_func ("/text/bad-input", test_bad_input);
+  g_test_add_func ("/text/explicit-length", test_explicit_length);
   g_test_add_func ("/text/no-alloc", test_no_alloc);
   g_test_add_func ("/text/threads", test_threads);
 
