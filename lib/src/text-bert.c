@@ -26,7 +26,7 @@ MmBertWeights *mm_bert_weights_load (const MmSafetensors *st, JsonObject *cfg,
     const char *label, const MmVocab *vocab, gboolean lowercase, guint dim, GError **error);
 void mm_bert_weights_free (MmBertWeights *w);
 MmBertContext *mm_bert_context_new (const MmBertWeights *w, gsize max_text_bytes,
-    GError **error);
+    const char *label, GError **error);
 void mm_bert_context_free (MmBertContext *ctx);
 gboolean mm_bert_encode (MmBertContext *ctx, const char *utf8, gsize len, float *embedding,
     guint *n_content, GError **error);
@@ -335,7 +335,8 @@ try_floats (gsize n, gboolean *ok)
 }
 
 MmBertContext *
-mm_bert_context_new (const MmBertWeights *w, gsize max_text_bytes, GError **error)
+mm_bert_context_new (const MmBertWeights *w, gsize max_text_bytes, const char *label,
+    GError **error)
 {
   const BertConfig *c = &w->cfg;
   gsize n = c->max_len, H = c->hidden;
@@ -360,8 +361,8 @@ mm_bert_context_new (const MmBertWeights *w, gsize max_text_bytes, GError **erro
   ctx->scores = try_floats (n * n, &ok);
   ctx->pooled = try_floats (H, &ok);
   if (!ok) {
-    mm_set_error (error, MM_ERROR_INPUT, "text",
-        "cannot allocate BERT scratch for max_len %u, hidden %u, intermediate %u",
+    mm_set_error (error, MM_ERROR_INPUT, label,
+        "text: cannot allocate BERT scratch for max_len %u, hidden %u, intermediate %u",
         c->max_len, c->hidden, c->intermediate);
     mm_bert_context_free (ctx);
     return NULL;
@@ -466,8 +467,8 @@ mm_bert_encode (MmBertContext *ctx, const char *utf8, gsize len, float *embeddin
 
   n = mm_wordpiece_encode (ctx->wp, utf8, len, ctx->ids, n_content);
   if (n < 2 || n > c->max_len) {        /* cannot happen: specials checked at load */
-    mm_set_error (error, MM_ERROR_INPUT, "text", "WordPiece gave %u tokens (max_len %u)",
-        n, c->max_len);
+    mm_set_error (error, MM_ERROR_INPUT, "text", "WordPiece gave %u tokens (max_len %u)", n,
+        c->max_len);
     return FALSE;
   }
 

@@ -22,7 +22,7 @@ MmBertWeights *mm_bert_weights_load (const MmSafetensors *st, JsonObject *cfg,
     const char *label, const MmVocab *vocab, gboolean lowercase, guint dim, GError **error);
 void mm_bert_weights_free (MmBertWeights *w);
 MmBertContext *mm_bert_context_new (const MmBertWeights *w, gsize max_text_bytes,
-    GError **error);
+    const char *label, GError **error);
 void mm_bert_context_free (MmBertContext *ctx);
 gboolean mm_bert_encode (MmBertContext *ctx, const char *utf8, gsize len, float *embedding,
     guint *n_content, GError **error);
@@ -236,7 +236,8 @@ mm_text_encoder_new (MmModel *model, const MmContextParams *params, GError **err
     if (!enc->ids || !enc->scratch || !enc->mean)
       goto oom;
   } else {
-    enc->bert = mm_bert_context_new (w->bert, enc->max_text_bytes, error);
+    enc->bert = mm_bert_context_new (w->bert, enc->max_text_bytes, MM_MODEL_LABEL (model),
+        error);
     if (!enc->bert) {
       mm_text_encoder_free (enc);
       return NULL;
