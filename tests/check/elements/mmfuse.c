@@ -306,6 +306,47 @@ GST_START_TEST (test_multirate_pairing_table)
 
 GST_END_TEST;
 
+/* Video that runs ahead of the audio waits for it: an output for t is
+ * made only once the audio pad is settled past t. */
+GST_START_TEST (test_waits_for_other_pads)
+{
+  static const gchar *const modalities[] = { "image", "audio", NULL };
+  Fuse f;
+  guint k;
+
+  fuse_setup (&f, NULL, modalities);
+  for (k = 0; k < 45; k++)
+    push (f.h, embedding (frame_pts (k), frame_duration (k)));
+  g_usleep (100 * 1000);
+  fail_unless (gst_harness_try_pull (f.h) == NULL,
+      "output before the audio pad said anything");
+
+  /* [0, 1 s) alone does not settle frame 0's successors ... */
+  push (f.in[1], embedding (0, GST_SECOND));
+  pull_and_check (f.h, 0, frame_duration (0), 0, 0, MISSING);
+  g_usleep (50 * 1000);
+  fail_unless (gst_harness_try_pull (f.h) == NULL,
+      "paired frame 1 before knowing the audio after 0");
+
+  /* ... the next window does, up to its start (frame 30 = 1.0 s) */
+  push (f.in[1], embedding (GST_SECOND, GST_SECOND));
+  for (k = 1; k <= 30; k++)
+    pull_and_check (f.h, frame_pts (k), frame_duration (k),
+        (gint64) frame_pts (k), k < 30 ? 0 : AT (1000), MISSING);
+  g_usleep (50 * 1000);
+  fail_unless (gst_harness_try_pull (f.h) == NULL,
+      "paired frame 31 before knowing the audio after 1 s");
+
+  /* EOS settles the rest; [1 s, 2 s) still covers them */
+  push_event (f.in[1], gst_event_new_eos ());
+  for (k = 31; k < 45; k++)
+    pull_and_check (f.h, frame_pts (k), frame_duration (k),
+        (gint64) frame_pts (k), AT (1000), MISSING);
+  fuse_teardown (&f);
+}
+
+GST_END_TEST;
+
 /* A subtitle gap of 10 minutes of stream time: 18000 frames are fused
  * while the next cue waits at 600 s, in bounded wall time. */
 GST_START_TEST (test_sparse_gap_does_not_stall)
@@ -756,6 +797,7 @@ mmfuse_suite (void)
 
   suite_add_tcase (s, tc);
   tcase_add_test (tc, test_multirate_pairing_table);
+  tcase_add_test (tc, test_waits_for_other_pads);
   tcase_add_test (tc, test_sparse_gap_does_not_stall);
   tcase_add_test (tc, test_live_deadline);
   tcase_add_test (tc, test_missing_modalities);
