@@ -373,6 +373,7 @@ gst_audio_enc_start (GstAudioEnc * self)
 static void
 gst_audio_enc_reset (GstAudioEnc * self, GstClockTime pts)
 {
+  GST_DEBUG_OBJECT (self, "new run at %" GST_TIME_FORMAT, GST_TIME_ARGS (pts));
   gst_adapter_clear (self->adapter);
   self->base_pts = pts;
   self->consumed = 0;
@@ -478,6 +479,8 @@ gst_audio_enc_encode_window (GstAudioEnc * self, guint n, gboolean may_drop)
   downmix (data, GST_AUDIO_INFO_FORMAT (&self->info),
       GST_AUDIO_INFO_CHANNELS (&self->info), n, self->samples);
   gst_adapter_unmap (self->adapter);
+  GST_TRACE_OBJECT (self, "first samples %f %f %f", self->samples[0],
+      self->samples[1], self->samples[2]);
 
   outbuf = gst_mm_embedding_buffer_new (self->dim);
   gst_buffer_map (outbuf, &out, GST_MAP_WRITE);
