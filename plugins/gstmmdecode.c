@@ -628,7 +628,9 @@ gst_mm_decode_chain (GstPad * pad, GstObject * parent, GstBuffer * buffer)
         mm_model_get_label (self->model, order[i]), num);
   }
 
-  outbuf = gst_buffer_new_memdup (self->text->str, self->text->len);
+  outbuf = self->text->len > 0 ?
+      gst_buffer_new_memdup (self->text->str, self->text->len) :
+      gst_buffer_new ();
   gst_buffer_copy_into (outbuf, buffer, GST_BUFFER_COPY_TIMESTAMPS |
       GST_BUFFER_COPY_FLAGS, 0, -1);
   meta = gst_buffer_add_mm_classification_meta (outbuf);
