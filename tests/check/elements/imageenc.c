@@ -437,6 +437,57 @@ GST_START_TEST (test_model_errors)
 
 GST_END_TEST;
 
+/* A real pipeline from the build-tree plugin: 30 frames at 30 fps, one in 4
+ * encoded: frames 0, 4, ..., 28 -> 8 embeddings covering 4 frames each. */
+GST_START_TEST (test_pipeline)
+{
+  gchar *model = fixture ("tiny.safetensors");
+  gchar *desc = g_strdup_printf ("videotestsrc num-buffers=30 ! "
+      "video/x-raw,width=64,height=48,framerate=30/1 ! videoconvert ! "
+      "imageenc model=\"%s\" interval=4 ! appsink name=sink sync=false",
+      model);
+  GstElement *pipe = gst_parse_launch (desc, NULL);
+  GstElement *sink = gst_bin_get_by_name (GST_BIN (pipe), "sink");
+  GstBus *bus = gst_element_get_bus (pipe);
+  GstMessage *msg;
+  GstSample *sample;
+  guint n = 0;
+
+  fail_unless (gst_element_set_state (pipe, GST_STATE_PLAYING) !=
+      GST_STATE_CHANGE_FAILURE);
+  while (TRUE) {
+    GstBuffer *buf;
+
+    sample = NULL;
+    g_signal_emit_by_name (sink, "pull-sample", &sample);
+    if (sample == NULL)
+      break;
+    buf = gst_sample_get_buffer (sample);
+    fail_unless_equals_uint64 (GST_BUFFER_PTS (buf),
+        gst_util_uint64_scale (4 * n, GST_SECOND, 30));
+    /* videotestsrc's frame durations alternate by a nanosecond */
+    fail_unless (ABS ((gint64) GST_BUFFER_DURATION (buf) -
+            (gint64) gst_util_uint64_scale (4, GST_SECOND, 30)) <= 4);
+    fail_unless_equals_int (gst_buffer_get_size (buf), DIM * sizeof (gfloat));
+    gst_sample_unref (sample);
+    n++;
+  }
+  fail_unless_equals_int (n, 8);
+  msg = gst_bus_timed_pop_filtered (bus, 10 * GST_SECOND,
+      GST_MESSAGE_ERROR | GST_MESSAGE_EOS);
+  fail_unless (msg != NULL);
+  fail_unless_equals_int (GST_MESSAGE_TYPE (msg), GST_MESSAGE_EOS);
+  gst_message_unref (msg);
+  gst_element_set_state (pipe, GST_STATE_NULL);
+  gst_object_unref (sink);
+  gst_object_unref (bus);
+  gst_object_unref (pipe);
+  g_free (desc);
+  g_free (model);
+}
+
+GST_END_TEST;
+
 static Suite *
 imageenc_suite (void)
 {
@@ -454,6 +505,7 @@ imageenc_suite (void)
   tcase_add_test (tc, test_eos);
   tcase_add_test (tc, test_properties);
   tcase_add_test (tc, test_model_errors);
+  tcase_add_test (tc, test_pipeline);
   return s;
 }
 

@@ -9,6 +9,7 @@
 
 #include <gst/check/gstcheck.h>
 #include <gst/check/gstharness.h>
+#include <glib/gstdio.h>
 #include <mm.h>
 
 #include "gstmmmeta.h"
@@ -519,6 +520,73 @@ GST_START_TEST (test_model_errors)
 
 GST_END_TEST;
 
+/* A real pipeline from the build-tree plugin: filesrc ! subparse ! textenc.
+ * Cue 2 is empty after markup removal (a GAP), cue 3 has markup. */
+GST_START_TEST (test_pipeline_srt)
+{
+  static const gchar srt[] =
+      "1\n00:00:01,000 --> 00:00:02,500\nThe weather report\n\n"
+      "2\n00:00:03,000 --> 00:00:04,000\n<i> </i>\n\n"
+      "3\n00:00:05,000 --> 00:00:07,000\n<b>guitar</b> &amp; song\n\n";
+  gchar *dir = g_dir_make_tmp ("textenc-XXXXXX", NULL);
+  gchar *srt_path = g_build_filename (dir, "cues.srt", NULL);
+  gchar *model = fixture ("tiny.safetensors");
+  gchar *desc;
+  GstElement *pipe, *sink;
+  GstBus *bus;
+  GstMessage *msg;
+  GstSample *sample;
+  static const GstClockTime pts[] = { GST_SECOND, 5 * GST_SECOND };
+  static const GstClockTime dur[] = { 1500 * GST_MSECOND, 2 * GST_SECOND };
+  static const gchar *texts[] = { "The weather report", "guitar & song" };
+  guint n = 0;
+
+  fail_unless (g_file_set_contents (srt_path, srt, -1, NULL));
+  desc = g_strdup_printf ("filesrc location=\"%s\" ! subparse ! "
+      "textenc model=\"%s\" ! appsink name=sink sync=false", srt_path, model);
+  pipe = gst_parse_launch (desc, NULL);
+  fail_unless (pipe != NULL);
+  sink = gst_bin_get_by_name (GST_BIN (pipe), "sink");
+  bus = gst_element_get_bus (pipe);
+  fail_unless (gst_element_set_state (pipe, GST_STATE_PLAYING) !=
+      GST_STATE_CHANGE_FAILURE);
+  while (TRUE) {
+    GstBuffer *buf;
+    gfloat ref[DIM];
+
+    sample = NULL;
+    g_signal_emit_by_name (sink, "pull-sample", &sample);
+    if (sample == NULL)
+      break;
+    fail_unless (n < 2);
+    buf = gst_sample_get_buffer (sample);
+    fail_unless_equals_uint64 (GST_BUFFER_PTS (buf), pts[n]);
+    fail_unless_equals_uint64 (GST_BUFFER_DURATION (buf), dur[n]);
+    reference (texts[n], -1, ref);
+    assert_embedding (buf, ref);
+    gst_sample_unref (sample);
+    n++;
+  }
+  fail_unless_equals_int (n, 2);
+  msg = gst_bus_timed_pop_filtered (bus, 10 * GST_SECOND,
+      GST_MESSAGE_ERROR | GST_MESSAGE_EOS);
+  fail_unless (msg != NULL);
+  fail_unless_equals_int (GST_MESSAGE_TYPE (msg), GST_MESSAGE_EOS);
+  gst_message_unref (msg);
+  gst_element_set_state (pipe, GST_STATE_NULL);
+  gst_object_unref (sink);
+  gst_object_unref (bus);
+  gst_object_unref (pipe);
+  g_unlink (srt_path);
+  g_rmdir (dir);
+  g_free (desc);
+  g_free (model);
+  g_free (srt_path);
+  g_free (dir);
+}
+
+GST_END_TEST;
+
 static Suite *
 textenc_suite (void)
 {
@@ -541,6 +609,7 @@ textenc_suite (void)
   tcase_add_test (tc, test_eos);
   tcase_add_test (tc, test_properties);
   tcase_add_test (tc, test_model_errors);
+  tcase_add_test (tc, test_pipeline_srt);
   return s;
 }
 
