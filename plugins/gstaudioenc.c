@@ -176,6 +176,9 @@ gst_audio_enc_class_init (GstAudioEncClass * klass)
       "Audio embedding encoder", "Filter/Analyzer/Audio",
       "Turns windows of raw audio into embeddings with a libmm model",
       "mm-gst developers");
+  /* shown by gst-inspect-1.0 */
+  gst_element_class_add_static_metadata (element_class, "example",
+      "gst-launch-1.0 audiotestsrc num-buffers=100 ! audioconvert ! audioresample ! audioenc model=tests/fixtures/tiny.safetensors ! fakesink dump=true");
 
   element_class->change_state =
       GST_DEBUG_FUNCPTR (gst_audio_enc_change_state);

@@ -141,6 +141,9 @@ gst_image_enc_class_init (GstImageEncClass * klass)
       "Image embedding encoder", "Filter/Analyzer/Video",
       "Turns video frames into embeddings with a libmm model",
       "mm-gst developers");
+  /* shown by gst-inspect-1.0 */
+  gst_element_class_add_static_metadata (element_class, "example",
+      "gst-launch-1.0 videotestsrc num-buffers=30 ! videoconvert ! imageenc model=tests/fixtures/tiny.safetensors interval=5 ! fakesink dump=true");
 
   trans_class->start = GST_DEBUG_FUNCPTR (gst_image_enc_start);
   trans_class->stop = GST_DEBUG_FUNCPTR (gst_image_enc_stop);

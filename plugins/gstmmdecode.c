@@ -36,11 +36,18 @@
  *     mmdecode model=scenes.safetensors top-k=2 smoothing=0.5 ! fakesink dump=true
  * ]| Prints the two best labels for each fused embedding.
  * |[
- * gst-launch-1.0 -m filesrc location=news.mkv ! ... mmfuse name=f model=scenes.safetensors ! \
- *     mmdecode model=scenes.safetensors threshold=0.5 ! txt.text_sink \
- *     textoverlay name=txt ! autovideosink
- * ]| Burns the label into the video and prints the `mm-classification`
- * messages.
+ * gst-launch-1.0 -m filesrc location=cues.srt ! subparse ! \
+ *     textenc model=tests/fixtures/tiny.safetensors ! f.sink_0 \
+ *     mmfuse name=f model=tests/fixtures/tiny.safetensors ! \
+ *     mmdecode model=tests/fixtures/tiny.safetensors top-k=2 ! fakesink dump=true
+ * ]| Classifies subtitles alone and prints the `mm-classification` messages.
+ * |[
+ * gst-launch-1.0 videotestsrc ! videoconvert ! tee name=t \
+ *     t. ! queue ! imageenc model=scenes.safetensors ! f.sink_0 \
+ *     mmfuse name=f model=scenes.safetensors ! \
+ *     mmdecode model=scenes.safetensors threshold=0.5 ! o.text_sink \
+ *     t. ! queue ! textoverlay name=o ! videoconvert ! autovideosink
+ * ]| Burns the label into the video it was computed from.
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -166,6 +173,9 @@ gst_mm_decode_class_init (GstMmDecodeClass * klass)
       "Multimodal decision decoder", "Filter/Analyzer",
       "Runs a libmm model's head on fused embeddings and reports labels as "
       "text, bus messages and buffer metadata", "mm-gst developers");
+  /* shown by gst-inspect-1.0 */
+  gst_element_class_add_static_metadata (element_class, "example",
+      "gst-launch-1.0 -m filesrc location=cues.srt ! subparse ! textenc model=tests/fixtures/tiny.safetensors ! f.sink_0 mmfuse name=f model=tests/fixtures/tiny.safetensors ! mmdecode model=tests/fixtures/tiny.safetensors top-k=2 ! fakesink dump=true");
 
   element_class->change_state =
       GST_DEBUG_FUNCPTR (gst_mm_decode_change_state);

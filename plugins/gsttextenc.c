@@ -150,6 +150,9 @@ gst_text_enc_class_init (GstTextEncClass * klass)
       "Text embedding encoder", "Filter/Analyzer/Text",
       "Turns text cues (subtitles, captions, transcripts) into embeddings "
       "with a libmm model", "mm-gst developers");
+  /* shown by gst-inspect-1.0 */
+  gst_element_class_add_static_metadata (element_class, "example",
+      "gst-launch-1.0 filesrc location=movie.srt ! subparse ! textenc model=tests/fixtures/tiny.safetensors ! fakesink dump=true");
 
   element_class->change_state = GST_DEBUG_FUNCPTR (gst_text_enc_change_state);
 
@@ -413,8 +416,12 @@ gst_text_enc_arrival_time (GstTextEnc * self)
 {
   GstClockTime rt = GST_CLOCK_TIME_NONE;
   GstClockTime pos;
+  gboolean playing;
 
-  if (GST_STATE (self) == GST_STATE_PLAYING)
+  GST_OBJECT_LOCK (self);
+  playing = GST_STATE (self) == GST_STATE_PLAYING;
+  GST_OBJECT_UNLOCK (self);
+  if (playing)
     rt = gst_element_get_current_running_time (GST_ELEMENT (self));
   if (GST_CLOCK_TIME_IS_VALID (rt)) {
     pos = gst_segment_position_from_running_time (&self->segment,
@@ -550,6 +557,9 @@ gst_text_enc_chain (GstPad * pad, GstObject * parent, GstBuffer * buffer)
   duration = GST_BUFFER_DURATION (buffer);
   if (!GST_CLOCK_TIME_IS_VALID (duration))
     duration = default_duration;
+  /* saturate: a huge default-duration must not wrap around */
+  if (duration >= GST_CLOCK_TIME_NONE - pts)
+    duration = GST_CLOCK_TIME_NONE - 1 - pts;
   self->last_stop = pts + duration;
 
   if (!gst_buffer_map (buffer, &in, GST_MAP_READ)) {
