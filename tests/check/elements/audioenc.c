@@ -10,6 +10,7 @@
 
 #include <gst/check/gstcheck.h>
 #include <gst/check/gstharness.h>
+#include <glib/gstdio.h>
 #include <mm.h>
 
 #include "gstmmmeta.h"
@@ -568,13 +569,47 @@ GST_START_TEST (test_properties)
 
 GST_END_TEST;
 
+/* Writes a valid model with only a concat fusion (no tensors) into a new
+ * temporary directory; returns its path (free with remove_model ()). */
+static gchar *
+write_fusion_only_model (void)
+{
+  static const gchar json[] = "{\"__metadata__\":{\"mm\":\"{\\\"version\\\":1,"
+      "\\\"name\\\":\\\"fusion-only\\\",\\\"components\\\":{\\\"fusion\\\":"
+      "{\\\"type\\\":\\\"concat\\\",\\\"inputs\\\":[{\\\"modality\\\":"
+      "\\\"text\\\",\\\"dim\\\":4}],\\\"dim\\\":4}}}\"}}";
+  gchar *dir = g_dir_make_tmp ("mm-model-XXXXXX", NULL);
+  gchar *path = g_build_filename (dir, "fusion-only.safetensors", NULL);
+  guint8 *bytes = g_malloc (8 + sizeof (json) - 1);
+  guint64 n = sizeof (json) - 1;
+
+  GST_WRITE_UINT64_LE (bytes, n);
+  memcpy (bytes + 8, json, n);
+  fail_unless (g_file_set_contents (path, (const gchar *) bytes, 8 + n, NULL));
+  g_free (bytes);
+  g_free (dir);
+  return path;
+}
+
+static void
+remove_model (gchar * path)
+{
+  gchar *dir = g_path_get_dirname (path);
+
+  g_unlink (path);
+  g_rmdir (dir);
+  g_free (dir);
+  g_free (path);
+}
+
 static void
 check_model_error (const gchar * model_file, const gchar * expect)
 {
   GstElement *pipe = gst_pipeline_new (NULL);
   GstElement *e = gst_element_factory_make ("audioenc", NULL);
   GstBus *bus = gst_element_get_bus (pipe);
-  gchar *path = model_file ? fixture (model_file) : NULL;
+  gchar *path = model_file ? (g_path_is_absolute (model_file) ?
+      g_strdup (model_file) : fixture (model_file)) : NULL;
   GstMessage *msg;
   GError *err = NULL;
 
@@ -601,6 +636,13 @@ GST_START_TEST (test_model_errors)
   check_model_error (NULL, "model");
   check_model_error ("does-not-exist.safetensors", "does-not-exist");
   check_model_error ("corrupt.safetensors", "corrupt.safetensors");
+  /* a valid model without the component this element needs */
+  {
+    gchar *path = write_fusion_only_model ();
+
+    check_model_error (path, "no audio component");
+    remove_model (path);
+  }
 }
 
 GST_END_TEST;

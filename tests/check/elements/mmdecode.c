@@ -11,6 +11,7 @@
 
 #include <gst/check/gstcheck.h>
 #include <gst/check/gstharness.h>
+#include <glib/gstdio.h>
 #include <mm.h>
 
 #include "gstmmmeta.h"
@@ -411,6 +412,17 @@ GST_START_TEST (test_presence_and_times)
   fmeta->present[2] = TRUE;
   fmeta->pts[0] = 12 * GST_SECOND;
   fmeta->pts[2] = 11 * GST_SECOND;
+  {
+    GstBuffer *copy = gst_buffer_copy (in);
+    MmFusionMeta *fm = gst_buffer_get_mm_fusion_meta (copy);
+
+    fail_unless (fm != NULL && fm != fmeta);
+    fail_unless_equals_int (fm->n_inputs, 3);
+    fail_unless (fm->present[0] && !fm->present[1] && fm->present[2]);
+    fail_unless_equals_uint64 (fm->pts[2], 11 * GST_SECOND);
+    fail_unless_equals_uint64 (fm->pts[1], GST_CLOCK_TIME_NONE);
+    gst_buffer_unref (copy);
+  }
   gst_harness_push (h, in);
   out = gst_harness_pull (h);
 
@@ -418,6 +430,19 @@ GST_START_TEST (test_presence_and_times)
   fail_unless_equals_int (meta->n_inputs, 3);
   fail_unless (meta->present[0] && !meta->present[1] && meta->present[2]);
   fail_unless_equals_string (g_quark_to_string (meta->modality[1]), "audio");
+  /* the meta survives a copy (its transform function) */
+  {
+    GstBuffer *copy = gst_buffer_copy (out);
+    MmClassificationMeta *cm = gst_buffer_get_mm_classification_meta (copy);
+
+    fail_unless (cm != NULL && cm != meta);
+    fail_unless_equals_int (cm->n_top, meta->n_top);
+    fail_unless (cm->label[0] == meta->label[0]);
+    fail_unless (cm->score[0] == meta->score[0]);
+    fail_unless_equals_int (cm->n_inputs, 3);
+    fail_unless (cm->present[0] && !cm->present[1] && cm->present[2]);
+    gst_buffer_unref (copy);
+  }
 
   s = pop_classification (bus);
   fail_unless_equals_uint64 (get_u64 (s, "pts"), 12 * GST_SECOND);
@@ -553,13 +578,47 @@ GST_START_TEST (test_properties)
 
 GST_END_TEST;
 
+/* Writes a valid model with only a concat fusion (no tensors) into a new
+ * temporary directory; returns its path (free with remove_model ()). */
+static gchar *
+write_fusion_only_model (void)
+{
+  static const gchar json[] = "{\"__metadata__\":{\"mm\":\"{\\\"version\\\":1,"
+      "\\\"name\\\":\\\"fusion-only\\\",\\\"components\\\":{\\\"fusion\\\":"
+      "{\\\"type\\\":\\\"concat\\\",\\\"inputs\\\":[{\\\"modality\\\":"
+      "\\\"text\\\",\\\"dim\\\":4}],\\\"dim\\\":4}}}\"}}";
+  gchar *dir = g_dir_make_tmp ("mm-model-XXXXXX", NULL);
+  gchar *path = g_build_filename (dir, "fusion-only.safetensors", NULL);
+  guint8 *bytes = g_malloc (8 + sizeof (json) - 1);
+  guint64 n = sizeof (json) - 1;
+
+  GST_WRITE_UINT64_LE (bytes, n);
+  memcpy (bytes + 8, json, n);
+  fail_unless (g_file_set_contents (path, (const gchar *) bytes, 8 + n, NULL));
+  g_free (bytes);
+  g_free (dir);
+  return path;
+}
+
+static void
+remove_model (gchar * path)
+{
+  gchar *dir = g_path_get_dirname (path);
+
+  g_unlink (path);
+  g_rmdir (dir);
+  g_free (dir);
+  g_free (path);
+}
+
 static void
 check_model_error (const gchar * model_file, const gchar * expect)
 {
   GstElement *pipe = gst_pipeline_new (NULL);
   GstElement *e = gst_element_factory_make ("mmdecode", NULL);
   GstBus *bus = gst_element_get_bus (pipe);
-  gchar *path = model_file ? fixture (model_file) : NULL;
+  gchar *path = model_file ? (g_path_is_absolute (model_file) ?
+      g_strdup (model_file) : fixture (model_file)) : NULL;
   GstMessage *msg;
   GError *err = NULL;
 
@@ -586,6 +645,13 @@ GST_START_TEST (test_model_errors)
   check_model_error (NULL, "model");
   check_model_error ("does-not-exist.safetensors", "does-not-exist");
   check_model_error ("corrupt.safetensors", "corrupt.safetensors");
+  /* a valid model without the component this element needs */
+  {
+    gchar *path = write_fusion_only_model ();
+
+    check_model_error (path, "no head component");
+    remove_model (path);
+  }
 }
 
 GST_END_TEST;
