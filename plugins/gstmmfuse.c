@@ -34,19 +34,19 @@
  * first deadline is treated as absent (interval cadence) until it does.
  *
  * ## Pairing
- * For an output interval [t, t+d), every other pad contributes the newest
- * embedding starting at or before t: when its validity interval
- * [pts, pts+duration) covers t, or else when its end lies at most `max-age`
- * ns before t (the pad's own `max-age` when set, else the element's).
+ * For an output interval [t, t+d), every other pad contributes the
+ * embedding whose validity interval [pts, pts+duration) covers t (with
+ * overlapping windows, the earliest-starting one still covering t), or else
+ * the newest one that started before t if its end lies at most `max-age` ns
+ * before t (the pad's own `max-age` when set, else the element's).
  * Otherwise the modality is missing and goes into the fusion as a NULL input
  * (the presence mask): stale data is never reused silently.  Only the newest
  * embedding of each pad is kept (copied); buffers are not held.
  *
  * ## Sparse streams and settling
  * An output for time t is produced only when every non-driving pad is
- * "settled" past t, i.e. nothing that starts at or before t can still
- * arrive: its next buffer starts after t, a GAP event covers t, the pad is
- * EOS, the embedding it just gave starts exactly at t, or, in a live pipeline,
+ * "settled" past t: its next buffer starts after t, a GAP event covers t,
+ * the embedding it gives covers t, the pad is EOS, or, in a live pipeline,
  * the aggregator's deadline for t (t + latency) has passed.  This is what
  * keeps mmfuse from pairing the wrong moments while never stalling dense pads
  * on a silent sparse one: a subtitle pad whose next cue is ten minutes away
@@ -987,16 +987,21 @@ take_embedding (GstMmFuse * self, GstMmFusePad * pad, GstBuffer * buf,
   return TRUE;
 }
 
-/* Consumes every buffer of @pad starting at or before running time @t
- * (keeping the newest embedding) and says whether the pad is settled past
- * @t: nothing starting at or before @t can still arrive on it (a later
- * buffer or a GAP covering @t is queued, EOS, inactive, or timeout). */
+/* Takes the buffers of @pad starting at or before running time @t, up to
+ * the first that covers @t (which stays queued), keeping a copy of the
+ * last one taken, and says whether the pad is settled past @t: a later
+ * buffer or a GAP covering @t is queued, the embedding taken covers @t, EOS,
+ * inactive, or timeout.  Overlapping windows: the earliest one still
+ * covering @t is used, as the aggregator only shows the head of a pad's
+ * queue; waiting for a newer covering one would need a window more of
+ * look-ahead on dense pads, more than a demuxer pipeline's queues hold. */
 static GstFlowReturn
 settle_pad (GstMmFuse * self, GstMmFusePad * pad, GstClockTime t,
     gboolean timeout, gboolean * settled)
 {
   GstAggregatorPad *apad = GST_AGGREGATOR_PAD (pad);
   GstClockTime head = GST_CLOCK_TIME_NONE;
+  gboolean covered = FALSE;
   GstBuffer *buf;
 
   while ((buf = gst_aggregator_pad_peek_buffer (apad)) != NULL) {
@@ -1032,6 +1037,12 @@ settle_pad (GstMmFuse * self, GstMmFusePad * pad, GstClockTime t,
     } else if (!take_embedding (self, pad, buf, start)) {
       gst_buffer_unref (buf);
       return GST_FLOW_ERROR;
+    } else if (GST_CLOCK_TIME_IS_VALID (pad->last_end) && t < pad->last_end) {
+      /* It covers t: keep it queued (taken again next time) until t passes
+       * its end, so that the pad still has data for the base class. */
+      covered = TRUE;
+      gst_buffer_unref (buf);
+      break;
     }
     gst_aggregator_pad_drop_buffer (apad);
     gst_buffer_unref (buf);
@@ -1039,7 +1050,7 @@ settle_pad (GstMmFuse * self, GstMmFusePad * pad, GstClockTime t,
 
   *settled = GST_CLOCK_TIME_IS_VALID (head) || timeout
       || gst_aggregator_pad_is_eos (apad)
-      || gst_aggregator_pad_is_inactive (apad)
+      || covered || gst_aggregator_pad_is_inactive (apad)
       || (pad->has_last && pad->last_start == t);
   return GST_FLOW_OK;
 }
