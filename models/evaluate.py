@@ -68,7 +68,7 @@ def embed(mods, rows):
     """-> per modality a list of (d,) tensors or None."""
     img, aud, txt = mods["image"].cfg, mods["audio"].cfg, mods["text"]
     out = {"image": [], "audio": [], "text": []}
-    with torch.no_grad():
+    with torch.inference_mode():
         for label, ipath, apath, tpath in rows:
             if ipath:
                 px = torch.from_numpy(read_picture(ipath).copy())[None]
@@ -94,19 +94,18 @@ def embed(mods, rows):
 def predict(mods, emb, n, feed):
     """-> (n,) predicted label indices when only the modalities in @feed are given."""
     fusion, head = mods["fusion"], mods["head"]
-    order = [i["modality"] for i in fusion.inputs]
-    preds, scores = [], []
-    with torch.no_grad():
+    zs, mask = [], torch.zeros(n, len(fusion.inputs))
+    for i, inp in enumerate(fusion.inputs):
+        col = emb.get(inp["modality"], [None] * n)
+        z = torch.zeros(n, inp["dim"])
         for k in range(n):
-            zs, mask = [], []
-            for i, m in enumerate(order):
-                z = emb[m][k] if m in feed else None
-                mask.append(0.0 if z is None else 1.0)
-                zs.append(torch.zeros(fusion.inputs[i]["dim"]) if z is None else z)
-            p = head(fusion([z[None] for z in zs], torch.tensor([mask])))[0]
-            preds.append(int(p.argmax()))
-            scores.append(float(p.max()))
-    return np.array(preds), np.array(scores)
+            if inp["modality"] in feed and col[k] is not None:
+                z[k] = col[k]
+                mask[k, i] = 1.0
+        zs.append(z)
+    with torch.no_grad():
+        p = head(fusion(zs, mask))
+    return p.argmax(1).numpy(), p.max(1).values.numpy()
 
 
 def run_c_tool(tool, model, manifest):
@@ -128,6 +127,36 @@ def run_c_tool(tool, model, manifest):
         return pred
     finally:
         os.unlink(out)
+
+
+def breakdown(mods, emb, rows, truth, manifest):
+    """Accuracy by what the example carries, from examples.tsv next to the
+    manifest (written by train.py), when present."""
+    path = os.path.join(os.path.dirname(os.path.abspath(manifest)), "examples.tsv")
+    if not os.path.exists(path):
+        return
+    flags = []
+    with open(path) as f:
+        for line in f:
+            if not line.startswith("#"):
+                flags.append([int(x) for x in line.split("\t")[3:7]])
+    flags = np.array(flags)
+    if len(flags) != len(rows):
+        return
+    pic, sp, fx, tx = flags.T
+    groups = [("informative picture", pic == 1, ["image"]),
+              ("uninformative picture", pic == 0, ["image"]),
+              ("speech in the audio", sp == 1, ["audio"]),
+              ("sound effect in the audio", fx == 1, ["audio"]),
+              ("audio only noise", (sp == 0) & (fx == 0), ["audio"]),
+              ("with text", tx == 1, ["text"])]
+    print("\n| examples | n | accuracy of that modality alone | all fused |")
+    print("|---|---|---|---|")
+    allp, _ = predict(mods, emb, len(rows), ["image", "audio", "text"])
+    for name, sel, feed in groups:
+        p, _ = predict(mods, emb, len(rows), feed)
+        print("| %s | %d | %.3f | %.3f |" % (name, sel.sum(), (p == truth)[sel].mean(),
+                                             (allp == truth)[sel].mean()))
 
 
 def main(argv=None):
@@ -166,6 +195,7 @@ def main(argv=None):
                                                      has_text.sum())
         lines.append("| %s | %.3f%s | %s | %s |" % (name, acc, extra, cell_c, cell_same))
     print("\n".join(lines))
+    breakdown(mods, emb, rows, truth, a.manifest)
     if c is not None:
         print("agreement C vs PyTorch: %d/%d = %.4f" % (total_same, total, total_same / total))
     return 0

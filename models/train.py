@@ -80,6 +80,8 @@ CONVS = [{"out": 64, "kernel": 5, "stride": 2, "padding": 2, "groups": 1},
          {"out": 96, "kernel": 5, "stride": 2, "padding": 2, "groups": 1},
          {"out": 128, "kernel": 3, "stride": 2, "padding": 1, "groups": 1},
          {"out": 128, "kernel": 3, "stride": 1, "padding": 1, "groups": 1}]
+KEEP = 0.7          # modality dropout: probability an input is kept
+AUX_WEIGHT = 0.3    # weight of the per-encoder auxiliary losses
 MEAN = [0.5, 0.5, 0.5]
 STD = [0.25, 0.25, 0.25]
 
@@ -248,13 +250,16 @@ def plan_example(item, has_speech, rng):
     return text, image_ok, sp, fx
 
 
-def make_example(item, pictures, speech, sfx, voices, rng, train):
+def make_example(item, pictures, speech, sfx, voices, rng, train, plan_out=None):
     voice = voices[rng.integers(len(voices))]
     has_speech = (item["id"], voice) in speech
     text, image_ok, sp, fx = plan_example(item, has_speech, rng)
     frame = make_frame(pictures[item["id"]], rng, image_ok)
     audio = make_audio(item, speech, sfx, voice, rng, sp, fx)
     txt = make_text(item["caption"], rng, train) if text else None
+    if plan_out is not None:
+        plan_out.update(voice=voice, picture=int(image_ok), speech=int(sp), sound=int(fx),
+                        text=int(text))
     return frame, audio, txt
 
 
@@ -271,13 +276,17 @@ def write_test_split(items, pictures, speech, sfx, outdir):
         return manifest
     os.makedirs(outdir, exist_ok=True)
     rng = np.random.default_rng(20240601)
-    rows = []
+    rows, plans = [], []
     for it in items:
         if it["split"] != "test":
             continue
         for k in range(TEST_PER_ITEM):
+            plan = {}
             frame, audio, txt = make_example(it, pictures, speech, sfx, stamps.TEST_VOICES,
-                                             rng, train=False)
+                                             rng, train=False, plan_out=plan)
+            plans.append("\t".join(str(x) for x in (
+                len(plans), it["id"], plan["voice"], plan["picture"], plan["speech"],
+                plan["sound"], plan["text"])))
             base = "%04d-%d" % (it["id"], k)
             Image.fromarray(frame).save(os.path.join(outdir, base + ".png"))
             stamps.write_wav(os.path.join(outdir, base + ".wav"), audio)
@@ -287,6 +296,10 @@ def write_test_split(items, pictures, speech, sfx, outdir):
                 with open(os.path.join(outdir, tpath), "w", encoding="utf-8") as f:
                     f.write(txt + "\n")
             rows.append("\t".join([it["label"], base + ".png", base + ".wav", tpath]))
+    # what each example carries (for the model card's breakdown)
+    with open(os.path.join(outdir, "examples.tsv"), "w") as f:
+        f.write("# index\titem\tvoice\tinformative picture\tspeech\tsound effect\t"
+                "text\n" + "\n".join(plans) + "\n")
     with open(manifest + ".tmp", "w") as f:
         f.write("# label\timage\taudio\ttext\n" + "\n".join(rows) + "\n")
     os.rename(manifest + ".tmp", manifest)
@@ -311,6 +324,10 @@ class Scenes(torch.nn.Module):
             self.fusion = mmtorch.AttentionFusion(inputs, 64, 4)
         self.head = mmtorch.MLPHead(self.fusion.dim, [128], stamps.CLASSES)
         self.drop = torch.nn.Dropout(0.2)
+        # training only (not exported): one linear classifier per encoder, so
+        # that each encoder learns on its own rather than leaning on another
+        self.aux = torch.nn.ModuleList([torch.nn.Linear(EMB, len(stamps.CLASSES))
+                                        for _ in MODALITIES])
 
     def forward(self, frames, audio, ids, offsets, mask):
         """frames (B, H, W, 3) uint8, audio (B, N) float, mask (B, 3) -> logits"""
@@ -320,7 +337,8 @@ class Scenes(torch.nn.Module):
         za = self.audio(feats)
         zt = self.text(ids, offsets)
         fused = self.fusion([zi, za, zt], mask)
-        return self.head.logits(self.drop(fused))
+        aux = [a(z) for a, z in zip(self.aux, (zi, za, zt))]
+        return self.head.logits(self.drop(fused)), aux
 
     def components(self):
         return {"text": self.text, "image": self.image, "audio": self.audio,
@@ -369,17 +387,21 @@ def train(model, items, pictures, speech, sfx, epochs, seed):
             audio = torch.from_numpy(np.stack(audio).astype(np.float32) / 32768.0)
             ids, offsets = text_batch(model, texts)
             t_gen += time.time() - tg
-            # modality dropout: each input kept with p 0.6; a missing subtitle
+            # modality dropout: each input kept with p KEEP; a missing subtitle
             # is always missing (mask 0, zeros), exactly as libmm is fed
-            keep = torch.from_numpy((rng.random((len(chunk), 3)) < 0.6).astype(np.float32))
+            keep = torch.from_numpy((rng.random((len(chunk), 3)) < KEEP).astype(np.float32))
             none = keep.sum(1) == 0
             keep[none, torch.from_numpy(rng.integers(0, 3, int(none.sum())))] = 1.0
             has_text = torch.tensor([t is not None for t in texts], dtype=torch.float32)
             mask = keep.clone()
             mask[:, 2] *= has_text
             y = torch.tensor([label_idx[it["label"]] for it in chunk])
-            logits = model(frames, audio, ids, offsets, mask)
+            logits, aux = model(frames, audio, ids, offsets, mask)
             loss = F.cross_entropy(logits, y, weight=weight, label_smoothing=0.05)
+            for m, lg in enumerate(aux):
+                per = F.cross_entropy(lg, y, weight=weight, reduction="none")
+                present = has_text if m == 2 else torch.ones_like(has_text)
+                loss = loss + AUX_WEIGHT * (per * present).sum() / present.sum().clamp(min=1)
             opt.zero_grad()
             loss.backward()
             opt.step()

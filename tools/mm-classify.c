@@ -36,6 +36,8 @@
 #include "mm.h"
 
 #define MAX_AUDIO_SECONDS 30
+#define MAX_CHANNELS 16
+#define BLOCK_FRAMES 256
 
 enum
 { IMAGE, AUDIO, TEXT, N_MODALITIES };
@@ -245,7 +247,7 @@ encode_audio (Classifier *c, const char *file, GError **error)
 {
   SF_INFO info = { 0 };
   SNDFILE *sf;
-  float frame[64];
+  float block[BLOCK_FRAMES * MAX_CHANNELS];
   gsize n = 0;
   GError *err = NULL;
 
@@ -264,24 +266,30 @@ encode_audio (Classifier *c, const char *file, GError **error)
     sf_close (sf);
     return FALSE;
   }
-  if (info.channels < 1 || info.channels > (int) G_N_ELEMENTS (frame)) {
+  if (info.channels < 1 || info.channels > MAX_CHANNELS) {
     g_set_error (error, MM_ERROR, MM_ERROR_INPUT, "%s: %d channels is not supported", file,
         info.channels);
     sf_close (sf);
     return FALSE;
   }
-  /* frame by frame: mono = mean of the channels */
-  while (sf_readf_float (sf, frame, 1) == 1) {
-    float sum = 0.0f;
-    if (n == c->max_audio) {
+  /* blocks of frames; mono = mean of the channels */
+  for (;;) {
+    sf_count_t got = sf_readf_float (sf, block, BLOCK_FRAMES);
+    if (got <= 0)
+      break;
+    if (n + (gsize) got > c->max_audio) {
       g_set_error (error, MM_ERROR, MM_ERROR_INPUT,
           "%s: longer than %d s; cut it into shorter files", file, MAX_AUDIO_SECONDS);
       sf_close (sf);
       return FALSE;
     }
-    for (int k = 0; k < info.channels; k++)
-      sum += frame[k];
-    c->audio_buf[n++] = info.channels == 1 ? sum : sum / info.channels;
+    for (sf_count_t i = 0; i < got; i++) {
+      const float *fr = block + i * info.channels;
+      float sum = 0.0f;
+      for (int k = 0; k < info.channels; k++)
+        sum += fr[k];
+      c->audio_buf[n++] = info.channels == 1 ? sum : sum / info.channels;
+    }
   }
   sf_close (sf);
   if (!mm_audio_encoder_encode (c->audio, c->audio_buf, n, c->z[AUDIO], &err)) {
