@@ -57,10 +57,16 @@
  * Pads that never delivered data are ignored in live pipelines
  * (`ignore-inactive-pads`).
  *
- * ## Latency
+ * ## Latency and buffering
  * The latency query is answered by #GstAggregator: the largest upstream
  * latency plus the `latency` property, which also bounds how much jitter
- * between inputs mmfuse absorbs before a live deadline expires.
+ * between inputs mmfuse absorbs before a live deadline expires.  Outside
+ * live pipelines mmfuse, like any aggregator, runs when every pad has data
+ * (or a GAP, or EOS), so when one demuxer thread feeds all branches each
+ * branch's queue must hold more than the largest encoder window plus hop of
+ * the other branches (e.g. `queue max-size-time=3000000000` for 1 s audio
+ * windows), or `latency` must be set, which also lets each pad queue that
+ * much.
  *
  * ## Lifecycle
  * A flushing seek resets all pairing state; the next output is stamped on

@@ -14,6 +14,8 @@
  * lets each pad queue enough data to push whole streams from one thread.
  */
 #include <string.h>
+#include <unistd.h>
+#include <glib/gstdio.h>
 #include <gst/gst.h>
 #include <gst/check/gstcheck.h>
 #include <gst/check/gstharness.h>
@@ -781,6 +783,343 @@ GST_START_TEST (test_latency_query)
 
 GST_END_TEST;
 
+/* ---- whole pipelines (gst_parse_launch) ---- */
+
+static const gchar srt_text[] =
+    "1\n00:00:00,500 --> 00:00:01,200\nhello dog\n\n"
+    "2\n00:00:03,300 --> 00:00:03,900\na cat\n\n";
+
+typedef struct
+{
+  gint decisions;               /* buffers at the sink (atomic) */
+  gint fused;                   /* fused buffers (atomic) */
+  gint with_text, with_audio;   /* fused buffers with text / audio present */
+  GstClockTime last_pts;        /* last fused PTS, must increase */
+  gboolean pts_ok;
+} Counts;
+
+static void
+on_handoff (GstElement * sink, GstBuffer * buf, GstPad * pad, Counts * c)
+{
+  g_atomic_int_inc (&c->decisions);
+}
+
+static GstPadProbeReturn
+on_fused (GstPad * pad, GstPadProbeInfo * info, Counts * c)
+{
+  GstBuffer *buf = GST_PAD_PROBE_INFO_BUFFER (info);
+  MmFusionMeta *meta = gst_buffer_get_mm_fusion_meta (buf);
+
+  g_atomic_int_inc (&c->fused);
+  if (meta && meta->present[TEXT])
+    g_atomic_int_inc (&c->with_text);
+  if (meta && meta->present[AUDIO])
+    g_atomic_int_inc (&c->with_audio);
+  if (GST_CLOCK_TIME_IS_VALID (c->last_pts)
+      && GST_BUFFER_PTS (buf) <= c->last_pts)
+    c->pts_ok = FALSE;
+  c->last_pts = GST_BUFFER_PTS (buf);
+  return GST_PAD_PROBE_OK;
+}
+
+/* Parses @desc (with MODEL and SRT substituted), hooks the counters on
+ * "f" (mmfuse) and "sink". */
+static GstElement *
+pipeline_new (const gchar * desc, const gchar * srt, Counts * c)
+{
+  gchar *model = fixture ("tiny.safetensors");
+  gchar *d1, *d2;
+  GstElement *pipeline, *f, *sink;
+  GError *err = NULL;
+  GstPad *src;
+  gchar **parts;
+
+  parts = g_strsplit (desc, "MODEL", -1);
+  d1 = g_strjoinv (model, parts);
+  g_strfreev (parts);
+  parts = g_strsplit (d1, "SRT", -1);
+  d2 = g_strjoinv (srt ? srt : "", parts);
+  g_strfreev (parts);
+  pipeline = gst_parse_launch (d2, &err);
+  fail_unless (pipeline != NULL, "%s: %s", d2, err ? err->message : "?");
+  g_clear_error (&err);
+  g_free (d1);
+  g_free (d2);
+  g_free (model);
+
+  memset (c, 0, sizeof (*c));
+  c->last_pts = GST_CLOCK_TIME_NONE;
+  c->pts_ok = TRUE;
+  f = gst_bin_get_by_name (GST_BIN (pipeline), "f");
+  sink = gst_bin_get_by_name (GST_BIN (pipeline), "sink");
+  fail_unless (f && sink);
+  src = gst_element_get_static_pad (f, "src");
+  gst_pad_add_probe (src, GST_PAD_PROBE_TYPE_BUFFER,
+      (GstPadProbeCallback) on_fused, c, NULL);
+  gst_object_unref (src);
+  g_object_set (sink, "signal-handoffs", TRUE, NULL);
+  g_signal_connect (sink, "handoff", G_CALLBACK (on_handoff), c);
+  gst_object_unref (f);
+  gst_object_unref (sink);
+  return pipeline;
+}
+
+/* Waits for EOS (TRUE) or an error / @timeout_s (fails). */
+static void
+run_to_eos (GstElement * pipeline, guint timeout_s)
+{
+  GstBus *bus = gst_element_get_bus (pipeline);
+  GstMessage *msg;
+
+  fail_if (gst_element_set_state (pipeline, GST_STATE_PLAYING) ==
+      GST_STATE_CHANGE_FAILURE);
+  msg = gst_bus_timed_pop_filtered (bus, timeout_s * GST_SECOND,
+      GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+  fail_unless (msg != NULL, "no EOS within %u s (stalled)", timeout_s);
+  if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ERROR) {
+    GError *err = NULL;
+    gchar *dbg = NULL;
+
+    gst_message_parse_error (msg, &err, &dbg);
+    fail ("error from %s: %s (%s)", GST_OBJECT_NAME (msg->src), err->message,
+        dbg);
+  }
+  gst_message_unref (msg);
+  gst_object_unref (bus);
+}
+
+static gchar *
+write_srt (void)
+{
+  gchar *path = NULL;
+  gint fd = g_file_open_tmp ("mmfuse-XXXXXX.srt", &path, NULL);
+
+  fail_unless (fd >= 0);
+  close (fd);
+  fail_unless (g_file_set_contents (path, srt_text, -1, NULL));
+  return path;
+}
+
+#define VIDEO_3S "videotestsrc num-buffers=90 ! " \
+  "video/x-raw,framerate=30/1,width=64,height=48 ! videoconvert ! " \
+  "imageenc model=MODEL ! f.sink_0 "
+#define AUDIO_3S "audiotestsrc num-buffers=100 samplesperbuffer=480 ! " \
+  "audio/x-raw,rate=16000 ! audioconvert ! audioresample ! " \
+  "audioenc model=MODEL ! f.sink_1 "
+#define TEXT_SRT "filesrc location=SRT ! subparse ! textenc model=MODEL ! " \
+  "f.sink_2 "
+#define FUSE_DECODE "mmfuse name=f model=MODEL ! mmdecode model=MODEL ! " \
+  "fakesink name=sink "
+
+/* Files: video, audio and SRT subtitles through subparse reach EOS with
+ * one decision per video frame. */
+GST_START_TEST (test_pipeline_file)
+{
+  gchar *srt = write_srt ();
+  GstElement *pipeline;
+  Counts c;
+
+  pipeline = pipeline_new (VIDEO_3S AUDIO_3S TEXT_SRT FUSE_DECODE, srt, &c);
+  run_to_eos (pipeline, 60);
+  gst_element_set_state (pipeline, GST_STATE_NULL);
+  GST_INFO ("decisions %d fused %d text %d audio %d", c.decisions, c.fused,
+      c.with_text, c.with_audio);
+  fail_unless_equals_int (c.fused, 90);
+  fail_unless_equals_int (c.decisions, 90);
+  /* cue 1 [0.5, 1.2] + 1 s max-age covers frames 15..66 */
+  fail_unless (c.with_text >= 50 && c.with_text <= 60, "%d", c.with_text);
+  fail_unless (c.with_audio > 60, "%d", c.with_audio);
+  fail_unless (c.pts_ok, "fused PTS not increasing");
+  gst_object_unref (pipeline);
+  g_unlink (srt);
+  g_free (srt);
+}
+
+GST_END_TEST;
+
+/* Live: live video and audio plus subtitles; outputs flow, the reported
+ * latency is bounded. */
+GST_START_TEST (test_pipeline_live)
+{
+  gchar *srt = write_srt ();
+  GstElement *pipeline;
+  GstQuery *q;
+  gboolean live;
+  GstClockTime min, max;
+  Counts c;
+  gint n0, n1;
+
+  pipeline = pipeline_new ("videotestsrc is-live=true ! "
+      "video/x-raw,framerate=30/1,width=64,height=48 ! videoconvert ! "
+      "imageenc model=MODEL ! f.sink_0 "
+      "audiotestsrc is-live=true samplesperbuffer=480 ! audio/x-raw,rate=16000 ! "
+      "audioconvert ! audioresample ! audioenc model=MODEL ! f.sink_1 "
+      TEXT_SRT "mmfuse name=f model=MODEL latency=200000000 ! "
+      "mmdecode model=MODEL ! fakesink name=sink sync=true", srt, &c);
+  fail_if (gst_element_set_state (pipeline, GST_STATE_PLAYING) ==
+      GST_STATE_CHANGE_FAILURE);
+  g_usleep (2500 * 1000);
+  n0 = g_atomic_int_get (&c.decisions);
+  g_usleep (1000 * 1000);
+  n1 = g_atomic_int_get (&c.decisions);
+
+  q = gst_query_new_latency ();
+  fail_unless (gst_element_query (pipeline, q));
+  gst_query_parse_latency (q, &live, &min, &max);
+  gst_query_unref (q);
+  gst_element_set_state (pipeline, GST_STATE_NULL);
+  GST_INFO ("live %d latency %" GST_TIME_FORMAT " decisions %d -> %d", live,
+      GST_TIME_ARGS (min), n0, n1);
+  fail_unless (live);
+  fail_unless (min <= 2 * GST_SECOND, "latency %" GST_TIME_FORMAT,
+      GST_TIME_ARGS (min));
+  fail_unless (n0 > 10, "only %d decisions in 2.5 s", n0);
+  /* ~30 per second once running */
+  fail_unless (n1 - n0 >= 20 && n1 - n0 <= 40, "%d decisions in 1 s",
+      n1 - n0);
+  fail_unless (c.pts_ok, "fused PTS not increasing");
+  gst_object_unref (pipeline);
+  g_unlink (srt);
+  g_free (srt);
+}
+
+GST_END_TEST;
+
+static gchar *
+write_mkv (const gchar * srt)
+{
+  gchar *path = NULL, *desc;
+  gint fd = g_file_open_tmp ("mmfuse-XXXXXX.mkv", &path, NULL);
+  GstElement *mux;
+  GError *err = NULL;
+  GstBus *bus;
+  GstMessage *msg;
+
+  fail_unless (fd >= 0);
+  close (fd);
+  desc = g_strdup_printf ("videotestsrc num-buffers=150 ! "
+      "video/x-raw,width=64,height=48,framerate=30/1,format=I420 ! queue ! "
+      "matroskamux name=m ! filesink location=%s "
+      "audiotestsrc num-buffers=50 samplesperbuffer=1600 ! "
+      "audio/x-raw,format=S16LE,rate=16000,channels=1 ! queue ! m.audio_0 "
+      "filesrc location=%s ! subparse ! text/x-raw,format=utf8 ! queue ! "
+      "m.subtitle_0", path, srt);
+  mux = gst_parse_launch (desc, &err);
+  fail_unless (mux != NULL, "%s", err ? err->message : "?");
+  g_free (desc);
+  gst_element_set_state (mux, GST_STATE_PLAYING);
+  bus = gst_element_get_bus (mux);
+  msg = gst_bus_timed_pop_filtered (bus, 30 * GST_SECOND,
+      GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+  fail_unless (msg && GST_MESSAGE_TYPE (msg) == GST_MESSAGE_EOS);
+  gst_message_unref (msg);
+  gst_object_unref (bus);
+  gst_element_set_state (mux, GST_STATE_NULL);
+  gst_object_unref (mux);
+  return path;
+}
+
+/* One demuxer thread feeds all three branches, and mmfuse needs data on
+ * every pad: each queue must hold more than the audio encoder's window plus
+ * hop (1.5 s here), which the 1 s default does not after a seek. */
+#define Q3S "queue max-size-time=3000000000 max-size-bytes=0 max-size-buffers=0"
+#define MKV_PIPELINE "filesrc location=SRT ! matroskademux name=d " \
+  "d.video_0 ! " Q3S " ! videoconvert ! imageenc model=MODEL ! f.sink_0 " \
+  "d.audio_0 ! " Q3S " ! audioconvert ! audioresample ! " \
+  "audioenc model=MODEL ! f.sink_1 " \
+  "d.subtitle_0 ! " Q3S " ! textenc model=MODEL ! f.sink_2 " \
+  FUSE_DECODE
+
+/* MKV with a subtitle track through matroskademux (one streaming thread
+ * for all three, pango-markup subtitles): no stall, one decision per frame. */
+GST_START_TEST (test_pipeline_mkv)
+{
+  gchar *srt = write_srt ();
+  gchar *mkv = write_mkv (srt);
+  GstElement *pipeline;
+  Counts c;
+
+  pipeline = pipeline_new (MKV_PIPELINE, mkv, &c);
+  run_to_eos (pipeline, 60);
+  gst_element_set_state (pipeline, GST_STATE_NULL);
+  GST_INFO ("decisions %d fused %d text %d audio %d", c.decisions, c.fused,
+      c.with_text, c.with_audio);
+  fail_unless_equals_int (c.fused, 150);
+  fail_unless_equals_int (c.decisions, 150);
+  fail_unless (c.with_text > 40, "%d", c.with_text);
+  fail_unless (c.with_audio > 100, "%d", c.with_audio);
+  fail_unless (c.pts_ok, "fused PTS not increasing");
+  gst_object_unref (pipeline);
+  g_unlink (mkv);
+  g_unlink (srt);
+  g_free (mkv);
+  g_free (srt);
+}
+
+GST_END_TEST;
+
+/* 200 flushing seeks on the MKV pipeline: each completes (no deadlock),
+ * then the stream still plays to EOS. */
+GST_START_TEST (test_pipeline_repeated_seeks)
+{
+  gchar *srt = write_srt ();
+  gchar *mkv = write_mkv (srt);
+  GstElement *pipeline;
+  GRand *rand = g_rand_new_with_seed (42);
+  Counts c;
+  guint i;
+
+  pipeline = pipeline_new (MKV_PIPELINE, mkv, &c);
+  fail_if (gst_element_set_state (pipeline, GST_STATE_PAUSED) ==
+      GST_STATE_CHANGE_FAILURE);
+  fail_unless_equals_int (gst_element_get_state (pipeline, NULL, NULL,
+          30 * GST_SECOND), GST_STATE_CHANGE_SUCCESS);
+  for (i = 0; i < 200; i++) {
+    gint64 pos = g_rand_int_range (rand, 0, 4000) * GST_MSECOND;
+
+    fail_unless (gst_element_seek_simple (pipeline, GST_FORMAT_TIME,
+            GST_SEEK_FLAG_FLUSH | GST_SEEK_FLAG_ACCURATE, pos), "seek %u", i);
+    fail_unless_equals_int (gst_element_get_state (pipeline, NULL, NULL,
+            30 * GST_SECOND), GST_STATE_CHANGE_SUCCESS);
+    if (i % 20 == 19) {
+      /* let it play a little between some of them */
+      gst_element_set_state (pipeline, GST_STATE_PLAYING);
+      g_usleep (5 * 1000);
+      gst_element_set_state (pipeline, GST_STATE_PAUSED);
+      fail_unless_equals_int (gst_element_get_state (pipeline, NULL, NULL,
+              30 * GST_SECOND), GST_STATE_CHANGE_SUCCESS);
+    }
+  }
+  /* the short bursts of (unsynchronised) playing may have reached EOS */
+  {
+    GstBus *bus = gst_element_get_bus (pipeline);
+    gst_bus_set_flushing (bus, TRUE);
+    gst_bus_set_flushing (bus, FALSE);
+    gst_object_unref (bus);
+  }
+  fail_unless (gst_element_seek_simple (pipeline, GST_FORMAT_TIME,
+          GST_SEEK_FLAG_FLUSH | GST_SEEK_FLAG_ACCURATE, 4 * GST_SECOND));
+  fail_unless_equals_int (gst_element_get_state (pipeline, NULL, NULL,
+          30 * GST_SECOND), GST_STATE_CHANGE_SUCCESS);
+  g_atomic_int_set (&c.fused, 0);
+  c.last_pts = GST_CLOCK_TIME_NONE;
+  c.pts_ok = TRUE;
+  run_to_eos (pipeline, 60);
+  gst_element_set_state (pipeline, GST_STATE_NULL);
+  GST_INFO ("after the seeks: %d fused", c.fused);
+  /* 4 s .. 5 s at 30 fps */
+  fail_unless (c.fused >= 29 && c.fused <= 31, "%d", c.fused);
+  fail_unless (c.pts_ok, "fused PTS not increasing after the seek");
+  gst_object_unref (pipeline);
+  g_rand_free (rand);
+  g_unlink (mkv);
+  g_unlink (srt);
+  g_free (mkv);
+  g_free (srt);
+}
+
+GST_END_TEST;
+
 static Suite *
 mmfuse_suite (void)
 {
@@ -801,6 +1140,14 @@ mmfuse_suite (void)
   tcase_add_test (tc, test_mismatched_caps);
   tcase_add_test (tc, test_bad_model);
   tcase_add_test (tc, test_latency_query);
+
+  tc = tcase_create ("pipelines");
+  suite_add_tcase (s, tc);
+  tcase_set_timeout (tc, 300);
+  tcase_add_test (tc, test_pipeline_file);
+  tcase_add_test (tc, test_pipeline_live);
+  tcase_add_test (tc, test_pipeline_mkv);
+  tcase_add_test (tc, test_pipeline_repeated_seeks);
   return s;
 }
 
