@@ -68,6 +68,12 @@
  * windows), or `latency` must be set, which also lets each pad queue that
  * much.
  *
+ * ## Provenance
+ * #MmFusionMeta has one entry per fusion input, in the model's order: its
+ * modality, whether it was present, and the PTS of the embedding used,
+ * expressed on the output's timeline (the input PTS when input and output
+ * segments agree, as in a plain pipeline), or GST_CLOCK_TIME_NONE.
+ *
  * ## Lifecycle
  * A flushing seek resets all pairing state; the next output is stamped on
  * the new segment.  EOS on one pad makes its modality missing from then on
@@ -1145,8 +1151,8 @@ gst_mm_fuse_aggregate (GstAggregator * agg, gboolean timeout)
   GstFlowReturn ret = GST_FLOW_OK;
   GstMmFusePad *drive;
   GstBuffer *drive_buf = NULL, *out = NULL;
-  GstMapInfo drive_map, out_map;
-  gboolean drive_mapped = FALSE, out_mapped = FALSE;
+  GstMapInfo out_map;
+  gboolean out_mapped = FALSE;
   GstClockTime t, out_pts, out_dur;
   gboolean all_settled = TRUE;
   MmFusionMeta *meta;
@@ -1186,14 +1192,6 @@ gst_mm_fuse_aggregate (GstAggregator * agg, gboolean timeout)
           ("Pad %s: data before accepted caps", GST_PAD_NAME (drive)),
           (drive->refused ? "caps were refused" : "no caps"));
       ret = GST_FLOW_NOT_NEGOTIATED;
-      goto done;
-    }
-    if (gst_buffer_get_size (drive_buf) != drive->dim * sizeof (gfloat)) {
-      GST_ELEMENT_ERROR (self, STREAM, FORMAT,
-          ("Pad %s: embedding buffer of %" G_GSIZE_FORMAT " bytes, expected "
-              "%u floats", GST_PAD_NAME (drive),
-              gst_buffer_get_size (drive_buf), drive->dim), (NULL));
-      ret = GST_FLOW_ERROR;
       goto done;
     }
     out_dur = GST_BUFFER_DURATION (drive_buf);
@@ -1242,8 +1240,13 @@ gst_mm_fuse_aggregate (GstAggregator * agg, gboolean timeout)
     meta->pts[i] = GST_CLOCK_TIME_NONE;
   }
   if (drive) {
-    drive_mapped = gst_buffer_map (drive_buf, &drive_map, GST_MAP_READ);
-    self->inputs[drive->input] = (const gfloat *) drive_map.data;
+    /* also kept as the pad's last embedding, should the cadence switch to
+     * an interval (drive pad released, renamed or inactive) */
+    if (!take_embedding (self, drive, drive_buf, t)) {
+      ret = GST_FLOW_ERROR;
+      goto done;
+    }
+    self->inputs[drive->input] = drive->last;
     meta->present[drive->input] = TRUE;
     meta->pts[drive->input] = out_pts;
   }
@@ -1273,11 +1276,8 @@ gst_mm_fuse_aggregate (GstAggregator * agg, gboolean timeout)
   }
   gst_buffer_unmap (out, &out_map);
   out_mapped = FALSE;
-  if (drive) {
-    gst_buffer_unmap (drive_buf, &drive_map);
-    drive_mapped = FALSE;
+  if (drive)
     gst_aggregator_pad_drop_buffer (GST_AGGREGATOR_PAD (drive));
-  }
 
   GST_BUFFER_PTS (out) = out_pts;
   GST_BUFFER_DURATION (out) = out_dur;
@@ -1300,11 +1300,8 @@ done:
       gst_buffer_unmap (out, &out_map);
     gst_buffer_unref (out);
   }
-  if (drive_buf) {
-    if (drive_mapped)
-      gst_buffer_unmap (drive_buf, &drive_map);
+  if (drive_buf)
     gst_buffer_unref (drive_buf);
-  }
   snapshot_clear (&snap);
   return ret;
 }
