@@ -558,6 +558,49 @@ GST_START_TEST (test_interval_cadence)
 
 GST_END_TEST;
 
+/* Cadence chosen by the properties: 'drive-pad' names the audio pad, or
+ * 'interval' overrides the image pad. */
+GST_START_TEST (test_cadence_properties)
+{
+  static const gchar *const modalities[] = { "image", "audio", NULL };
+  static const struct
+  {
+    const gchar *drive_pad;
+    guint64 interval_ms;
+    guint n_out;
+    gint64 t_ms[4], dur_ms;     /* outputs; image frame = the one at t */
+    gint64 audio_ms[4];
+  } cases[] = {
+    {"sink_1", 0, 2, {0, 1000}, 1000, {0, 1000}},
+    {NULL, 500, 4, {0, 500, 1000, 1500}, 500, {0, 0, 1000, 1000}},
+  };
+  guint c, i, k;
+
+  for (c = 0; c < G_N_ELEMENTS (cases); c++) {
+    GstElement *fuse = fuse_element_new ();
+    Fuse f;
+
+    g_object_set (fuse, "drive-pad", cases[c].drive_pad, "interval",
+        cases[c].interval_ms * MS, NULL);
+    fuse_setup (&f, fuse, modalities);
+    push (f.in[1], embedding (0, GST_SECOND));
+    push (f.in[1], embedding (GST_SECOND, GST_SECOND));
+    push_event (f.in[1], gst_event_new_eos ());
+    for (k = 0; k < 60; k++)
+      push (f.h, embedding (frame_pts (k), frame_duration (k)));
+    push_event (f.h, gst_event_new_eos ());
+
+    for (i = 0; i < cases[c].n_out; i++)
+      pull_and_check (f.h, cases[c].t_ms[i] * MS, cases[c].dur_ms * MS,
+          AT (cases[c].t_ms[i]), AT (cases[c].audio_ms[i]), MISSING);
+    wait_for_eos (f.h);
+    fail_unless (gst_harness_try_pull (f.h) == NULL, "case %u", c);
+    fuse_teardown (&f);
+  }
+}
+
+GST_END_TEST;
+
 static void
 flush_and_segment (GstHarness * h, guint32 seqnum, GstClockTime start)
 {
@@ -724,6 +767,84 @@ GST_START_TEST (test_mismatched_caps)
     gst_bus_set_flushing (bus, TRUE);
     gst_object_unref (bus);
   }
+}
+
+GST_END_TEST;
+
+/* The pad's 'modality' property overrides the caps (an application feeding
+ * "sensor" embeddings into the model's audio input), and its caps query
+ * offers what the model accepts. */
+GST_START_TEST (test_modality_override)
+{
+  static const gchar *const modalities[] = { "image", NULL };
+  GstHarness *h1;
+  GstPad *pad;
+  GstCaps *caps, *expected;
+  gint input;
+  Fuse f;
+
+  fuse_setup (&f, NULL, modalities);
+  h1 = gst_harness_new_with_element (f.fuse, "sink_1", NULL);
+  pad = fuse_pad (&f, 1);
+
+  caps = gst_pad_query_caps (pad, NULL);
+  expected = gst_caps_from_string ("application/x-mm-embedding, "
+      "modality=image, dim=8; application/x-mm-embedding, modality=audio, "
+      "dim=8; application/x-mm-embedding, modality=text, dim=8");
+  fail_unless (gst_caps_is_equal (caps, expected), "%" GST_PTR_FORMAT, caps);
+  gst_caps_unref (caps);
+  gst_caps_unref (expected);
+
+  g_object_set (pad, "modality", "audio", NULL);
+  caps = gst_pad_query_caps (pad, NULL);
+  expected = gst_caps_from_string ("application/x-mm-embedding, dim=8");
+  fail_unless (gst_caps_is_equal (caps, expected), "%" GST_PTR_FORMAT, caps);
+  gst_caps_unref (caps);
+  gst_caps_unref (expected);
+
+  gst_harness_set_src_caps_str (h1,
+      "application/x-mm-embedding, modality=sensor, dim=8");
+  push (h1, embedding (0, GST_SECOND));
+  push (h1, embedding (GST_SECOND, GST_SECOND));
+  push (f.h, embedding (0, 33 * MS));
+  pull_and_check (f.h, 0, 33 * MS, 0, 0, MISSING);
+  g_object_get (pad, "input", &input, NULL);
+  fail_unless_equals_int (input, AUDIO);
+
+  gst_object_unref (pad);
+  gst_harness_teardown (h1);
+  fuse_teardown (&f);
+}
+
+GST_END_TEST;
+
+/* A buffer that is not dim floats is a STREAM/FORMAT error naming the pad. */
+GST_START_TEST (test_wrong_buffer_size)
+{
+  static const gchar *const modalities[] = { "image", "audio", NULL };
+  GstMessage *msg;
+  GError *err = NULL;
+  GstFlowReturn flow = GST_FLOW_OK;
+  gint tries;
+  Fuse f;
+
+  fuse_setup (&f, NULL, modalities);
+  push (f.in[1], embedding_dim (0, GST_SECOND, 5));
+  for (tries = 0; tries < 200 && flow == GST_FLOW_OK; tries++) {
+    flow = gst_harness_push (f.h, embedding (tries * 33 * MS, 33 * MS));
+    if (flow == GST_FLOW_OK)
+      g_usleep (10 * 1000);
+  }
+  fail_unless_equals_int (flow, GST_FLOW_ERROR);
+  msg = gst_bus_timed_pop_filtered (f.bus, 5 * GST_SECOND, GST_MESSAGE_ERROR);
+  fail_unless (msg != NULL);
+  gst_message_parse_error (msg, &err, NULL);
+  fail_unless (g_error_matches (err, GST_STREAM_ERROR,
+          GST_STREAM_ERROR_FORMAT), "%s", err->message);
+  fail_unless (strstr (err->message, "sink_1") != NULL, "%s", err->message);
+  g_clear_error (&err);
+  gst_message_unref (msg);
+  fuse_teardown (&f);
 }
 
 GST_END_TEST;
@@ -1135,9 +1256,12 @@ mmfuse_suite (void)
   tcase_add_test (tc, test_max_age);
   tcase_add_test (tc, test_eos_on_one_pad);
   tcase_add_test (tc, test_interval_cadence);
+  tcase_add_test (tc, test_cadence_properties);
   tcase_add_test (tc, test_flushing_seek);
   tcase_add_test (tc, test_pad_release_while_playing);
   tcase_add_test (tc, test_mismatched_caps);
+  tcase_add_test (tc, test_modality_override);
+  tcase_add_test (tc, test_wrong_buffer_size);
   tcase_add_test (tc, test_bad_model);
   tcase_add_test (tc, test_latency_query);
 
