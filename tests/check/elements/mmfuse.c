@@ -422,6 +422,37 @@ GST_START_TEST (test_live_deadline)
 
 GST_END_TEST;
 
+/* Live: a pad that never delivers anything costs one deadline, after which
+ * it is inactive and ignored. */
+GST_START_TEST (test_live_inactive_pad)
+{
+  static const gchar *const modalities[] = { "image", "text", NULL };
+  GstElement *fuse = fuse_element_new ();
+  guint k;
+  Fuse f;
+
+  g_object_set (fuse, "latency", (guint64) 100 * MS, NULL);
+  fuse_setup (&f, fuse, modalities);
+
+  push (f.h, embedding (0, 33 * MS));
+  g_usleep (50 * 1000);
+  fail_unless (gst_harness_try_pull (f.h) == NULL, "did not wait");
+  gst_harness_crank_single_clock_wait (f.h);
+  pull_and_check (f.h, 0, 33 * MS, 0, MISSING, MISSING);
+
+  /* no more deadlines to wait for: the clock stays where it is */
+  for (k = 1; k < 10; k++) {
+    push (f.h, embedding (k * 33 * MS, 33 * MS));
+    pull_and_check (f.h, k * 33 * MS, 33 * MS, AT ((gint64) k * 33), MISSING,
+        MISSING);
+  }
+  fail_unless_equals_uint64 (gst_clock_get_time (GST_ELEMENT_CLOCK (f.fuse)),
+      100 * MS);
+  fuse_teardown (&f);
+}
+
+GST_END_TEST;
+
 /* Only an image pad: audio and text are missing (zeros, mask 0). */
 GST_START_TEST (test_missing_modalities)
 {
@@ -1252,6 +1283,7 @@ mmfuse_suite (void)
   tcase_add_test (tc, test_waits_for_other_pads);
   tcase_add_test (tc, test_sparse_gap_does_not_stall);
   tcase_add_test (tc, test_live_deadline);
+  tcase_add_test (tc, test_live_inactive_pad);
   tcase_add_test (tc, test_missing_modalities);
   tcase_add_test (tc, test_max_age);
   tcase_add_test (tc, test_eos_on_one_pad);
