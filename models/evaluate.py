@@ -166,7 +166,7 @@ def main(argv=None):
     ap.add_argument("--c-tool")
     ap.add_argument("--markdown", action="store_true")
     a = ap.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     doc, mods = mmtorch.load_model(a.model)
     labels = mods["head"].labels
     rows = read_manifest(a.manifest)

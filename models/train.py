@@ -421,7 +421,7 @@ def main():
     ap.add_argument("--fusion", choices=["concat", "attention"], default="concat")
     ap.add_argument("--out", default=os.path.join(HERE, "scenes.safetensors"))
     a = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)   # robust when the 2 cores are shared
     t0 = time.time()
     items, pictures, speech, sfx = stamps.build()
     words, vectors = glove_subset()
