@@ -10,7 +10,7 @@
 # --jsonl FILE, --stats FILE, --quiet.  Environment: see pipelines/common.sh
 # (BUILD, MODEL, DURATION -- not with ANNOTATED), plus INTERVAL (frames per decision, default 15 =
 # one decision per second of 15 fps video), TOPK (labels per decision, 1),
-# SMOOTHING (mmdecode smoothing, 0), NO_TEXT=1 / NO_AUDIO=1 for files
+# SMOOTHING (mmdecode smoothing, 0), MAX_AGE (mmfuse max-age, 0), NO_TEXT=1 / NO_AUDIO=1 for files
 # without a subtitle or an audio track.
 #
 # The pipeline (what gst-launch-1.0 would run; Q = a 5 s queue):
@@ -23,14 +23,15 @@
 #       a. ! Q ! audioenc model=M ! f.sink_1 \
 #       a. ! Q ! audioconvert ! vorbisenc ! mux. \
 #     d.subtitle_0 ! Q ! textenc model=M ! f.sink_2 \
-#     mmfuse name=f model=M ! mmdecode model=M ! Q ! txt.text_sink \
+#     mmfuse name=f model=M max-age=0 ! mmdecode model=M ! Q ! txt.text_sink \
 #     textoverlay name=txt valignment=top halignment=left font-desc="Sans Bold 18" ! \
 #       videoconvert ! video/x-raw,format=I420 ! x264enc ! h264parse ! \
 #       matroskamux name=mux ! filesink location=ANNOTATED
 #
 # The first image pad drives mmfuse: one fused decision per encoded frame
-# (every INTERVAL-th frame), with the audio window and subtitle cue that
-# cover it (a cue stays usable for max-age = 1 s after it ends).
+# (every INTERVAL-th frame), with the audio window and the subtitle cue that
+# cover it.  max-age=0 (env MAX_AGE, ns): a subtitle counts only while it is
+# on screen, not for mmfuse's default second after it ends.
 . "$(dirname "$0")/common.sh"
 
 IN=$ROOT/build/sample/news.mkv
@@ -41,6 +42,7 @@ if [ $# -gt 0 ] && [ "${1#--}" = "$1" ]; then ANNOTATED=$1; shift; fi
 INTERVAL=${INTERVAL:-15}
 TOPK=${TOPK:-1}
 SMOOTHING=${SMOOTHING:-0}
+MAX_AGE=${MAX_AGE:-0}
 
 if [ -n "$ANNOTATED" ]; then
   if [ "$DURATION" != 0 ]; then
@@ -76,5 +78,5 @@ exec $MMRUN --duration "$DURATION" "$@" \
       $VIDEO_OUT \
     $AUDIO \
     $TEXT \
-    mmfuse name=f model="\"$MODEL\"" ! mmdecode model="\"$MODEL\"" top-k=$TOPK smoothing=$SMOOTHING ! \
+    mmfuse name=f model="\"$MODEL\"" max-age=$MAX_AGE ! mmdecode model="\"$MODEL\"" top-k=$TOPK smoothing=$SMOOTHING ! \
       $DECISIONS

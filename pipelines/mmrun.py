@@ -217,6 +217,8 @@ class Runner:
         return False
 
     def run(self):
+        if not self.args.quiet:
+            print("%-10s  %-11s %5s  %-17s" % ("time", "label", "conf", "present"), flush=True)
         ret = self.pipeline.set_state(Gst.State.PAUSED)
         if ret == Gst.StateChangeReturn.FAILURE:
             return self.fail_early()
@@ -238,9 +240,10 @@ class Runner:
                 print("mmrun: seek to stop at %.1f s refused" % self.args.duration,
                       file=sys.stderr)
             with self.lock:
-                self.reporting = True
-                for d in self.decisions:
-                    self.report(d)
+                if not self.reporting:
+                    self.reporting = True
+                    for d in self.decisions:
+                        self.report(d)
         elif self.args.duration:
             GLib.timeout_add(int(self.args.duration * 1000), self.stop_live)
         GLib.timeout_add(int(self.args.timeout * 1000), self.on_timeout)
