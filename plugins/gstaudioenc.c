@@ -12,7 +12,10 @@
  * averaging the channels.  The sample rate must be the model's: put
  * audioresample in front; the sink pad's caps are restricted to that rate
  * once the model is loaded, and caps with another rate fail with a
- * negotiation error naming both rates.
+ * negotiation error naming both rates.  When upstream can only offer other
+ * rates, negotiation fails upstream (not-negotiated); audioenc posts a
+ * CORE/NEGOTIATION warning naming the offered and the needed rate first, so
+ * that the application learns why.
  *
  * Time: an embedding's PTS is the PTS of its first sample, counted from the
  * PTS of the buffer that started the current run of contiguous samples,
@@ -101,6 +104,7 @@ struct _GstAudioEnc
   GstCaps *src_caps;            /* fixed output caps while a model is loaded */
   guint model_rate;             /* 0 while no model is loaded */
   GstClockTime latency;         /* window length while a model is loaded */
+  gchar *refused_rates;         /* last rates warned about, NULL if none */
 
   /* set in READY->PAUSED, cleared in PAUSED->READY after the pads are
    * deactivated; used by the streaming thread in between */
@@ -220,6 +224,7 @@ gst_audio_enc_finalize (GObject * object)
   GstAudioEnc *self = GST_AUDIO_ENC (object);
 
   g_free (self->model_path);
+  g_free (self->refused_rates);
   gst_clear_caps (&self->src_caps);
   g_object_unref (self->adapter);
   g_free (self->samples);
@@ -316,23 +321,21 @@ downmix (const guint8 * in, GstAudioFormat format, guint channels, gsize n,
 /* Virtual methods */
 
 static gboolean
-gst_audio_enc_start (GstAudioEnc * self)
+gst_audio_enc_start (GstElement * element)
 {
+  GstAudioEnc *self = GST_AUDIO_ENC (element);
   MmContextParams params = mm_context_default_params ();
   GError *err = NULL;
   GstCaps *caps;
-  gchar *path;
   guint64 window_ns, hop_ns;
 
   GST_OBJECT_LOCK (self);
-  path = g_strdup (self->model_path);
   window_ns = self->window_ns;
   hop_ns = self->hop_ns;
   GST_OBJECT_UNLOCK (self);
 
-  self->model = gst_mm_element_open_model (GST_ELEMENT (self), path,
-      MM_COMPONENT_AUDIO);
-  g_free (path);
+  self->model = gst_mm_element_open_model_property (GST_ELEMENT (self),
+      &self->model_path, MM_COMPONENT_AUDIO);
   if (self->model == NULL)
     return FALSE;
 
@@ -385,12 +388,14 @@ gst_audio_enc_reset (GstAudioEnc * self, GstClockTime pts)
 }
 
 static void
-gst_audio_enc_stop (GstAudioEnc * self)
+gst_audio_enc_stop (GstElement * element)
 {
+  GstAudioEnc *self = GST_AUDIO_ENC (element);
   GST_OBJECT_LOCK (self);
   gst_clear_caps (&self->src_caps);
   self->model_rate = 0;
   self->latency = 0;
+  g_clear_pointer (&self->refused_rates, g_free);
   GST_OBJECT_UNLOCK (self);
   gst_audio_enc_reset (self, GST_CLOCK_TIME_NONE);
   g_clear_pointer (&self->encoder, mm_audio_encoder_free);
@@ -402,21 +407,8 @@ gst_audio_enc_stop (GstAudioEnc * self)
 static GstStateChangeReturn
 gst_audio_enc_change_state (GstElement * element, GstStateChange transition)
 {
-  GstAudioEnc *self = GST_AUDIO_ENC (element);
-  GstStateChangeReturn ret;
-
-  if (transition == GST_STATE_CHANGE_READY_TO_PAUSED &&
-      !gst_audio_enc_start (self))
-    return GST_STATE_CHANGE_FAILURE;
-
-  ret = GST_ELEMENT_CLASS (parent_class)->change_state (element, transition);
-  if (ret == GST_STATE_CHANGE_FAILURE &&
-      transition == GST_STATE_CHANGE_READY_TO_PAUSED)
-    gst_audio_enc_stop (self);
-
-  if (transition == GST_STATE_CHANGE_PAUSED_TO_READY)
-    gst_audio_enc_stop (self);
-  return ret;
+  return gst_mm_element_change_state (element, transition,
+      GST_ELEMENT_CLASS (parent_class), gst_audio_enc_start, gst_audio_enc_stop);
 }
 
 static gboolean
@@ -596,6 +588,45 @@ gst_audio_enc_sink_event (GstPad * pad, GstObject * parent, GstEvent * event)
   return gst_pad_event_default (pad, parent, event);
 }
 
+/* Upstream offers @filter in a caps query.  When it fits @template but
+ * has none of the model's @rate, negotiation is about to fail with a bare
+ * not-negotiated error from upstream, which does not say why: post a
+ * warning that does, once per offered set of rates.  (A warning, not an
+ * error: a caps query may be speculative.) */
+static void
+gst_audio_enc_check_offered_rate (GstAudioEnc * self, GstCaps * filter,
+    GstCaps * template, guint rate)
+{
+  GstCaps *usable = gst_caps_intersect (filter, template);
+  GstCaps *at_rate = gst_caps_new_simple ("audio/x-raw", "rate", G_TYPE_INT,
+      (gint) rate, NULL);
+  const GValue *offered;
+  gchar *rates = NULL, *model = NULL;
+
+  if (!gst_caps_is_empty (usable) && !gst_caps_can_intersect (usable, at_rate)) {
+    offered = gst_structure_get_value (gst_caps_get_structure (usable, 0),
+        "rate");
+    rates = offered ? gst_value_serialize (offered) : g_strdup ("?");
+    GST_OBJECT_LOCK (self);
+    if (g_strcmp0 (rates, self->refused_rates) != 0) {
+      g_free (self->refused_rates);
+      self->refused_rates = g_strdup (rates);
+      model = g_strdup (self->model_path);
+    }
+    GST_OBJECT_UNLOCK (self);
+  }
+  if (model) {
+    GST_ELEMENT_WARNING (self, CORE, NEGOTIATION,
+        ("Audio offered at %s Hz, but model %s needs %u Hz: put "
+            "audioresample before audioenc", rates, model, rate),
+        ("upstream offers %" GST_PTR_FORMAT, filter));
+    g_free (model);
+  }
+  g_free (rates);
+  gst_caps_unref (at_rate);
+  gst_caps_unref (usable);
+}
+
 static gboolean
 gst_audio_enc_sink_query (GstPad * pad, GstObject * parent, GstQuery * query)
 {
@@ -611,18 +642,12 @@ gst_audio_enc_sink_query (GstPad * pad, GstObject * parent, GstQuery * query)
     GST_OBJECT_UNLOCK (self);
     caps = gst_pad_get_pad_template_caps (pad);
     if (rate > 0) {
+      if (filter)
+        gst_audio_enc_check_offered_rate (self, filter, caps, rate);
       caps = gst_caps_make_writable (caps);
       gst_caps_set_simple (caps, "rate", G_TYPE_INT, (gint) rate, NULL);
     }
-    if (filter) {
-      GstCaps *tmp = gst_caps_intersect_full (filter, caps,
-          GST_CAPS_INTERSECT_FIRST);
-      gst_caps_unref (caps);
-      caps = tmp;
-    }
-    gst_query_set_caps_result (query, caps);
-    gst_caps_unref (caps);
-    return TRUE;
+    return gst_mm_caps_query_reply (query, caps);
   }
   return gst_pad_query_default (pad, parent, query);
 }
@@ -634,23 +659,14 @@ gst_audio_enc_src_query (GstPad * pad, GstObject * parent, GstQuery * query)
 
   switch (GST_QUERY_TYPE (query)) {
     case GST_QUERY_CAPS:{
-      GstCaps *filter, *caps;
+      GstCaps *caps;
 
-      gst_query_parse_caps (query, &filter);
       GST_OBJECT_LOCK (self);
       caps = self->src_caps ? gst_caps_ref (self->src_caps) : NULL;
       GST_OBJECT_UNLOCK (self);
       if (caps == NULL)
         caps = gst_pad_get_pad_template_caps (pad);
-      if (filter) {
-        GstCaps *tmp = gst_caps_intersect_full (filter, caps,
-            GST_CAPS_INTERSECT_FIRST);
-        gst_caps_unref (caps);
-        caps = tmp;
-      }
-      gst_query_set_caps_result (query, caps);
-      gst_caps_unref (caps);
-      return TRUE;
+      return gst_mm_caps_query_reply (query, caps);
     }
     case GST_QUERY_LATENCY:{
       gboolean live;

@@ -275,15 +275,9 @@ gst_image_enc_start (GstBaseTransform * trans)
   MmContextParams params = mm_context_default_params ();
   GError *err = NULL;
   GstCaps *caps;
-  gchar *path;
 
-  GST_OBJECT_LOCK (self);
-  path = g_strdup (self->model_path);
-  GST_OBJECT_UNLOCK (self);
-
-  self->model = gst_mm_element_open_model (GST_ELEMENT (self), path,
-      MM_COMPONENT_IMAGE);
-  g_free (path);
+  self->model = gst_mm_element_open_model_property (GST_ELEMENT (self),
+      &self->model_path, MM_COMPONENT_IMAGE);
   if (self->model == NULL)
     return FALSE;
 

@@ -317,20 +317,15 @@ select_top (const gfloat * scores, guint n, guint k, gdouble threshold,
 /* Virtual methods */
 
 static gboolean
-gst_mm_decode_start (GstMmDecode * self)
+gst_mm_decode_start (GstElement * element)
 {
+  GstMmDecode *self = GST_MM_DECODE (element);
   MmContextParams params = mm_context_default_params ();
   GError *err = NULL;
-  gchar *path;
   guint fused_dim;
 
-  GST_OBJECT_LOCK (self);
-  path = g_strdup (self->model_path);
-  GST_OBJECT_UNLOCK (self);
-
-  self->model = gst_mm_element_open_model (GST_ELEMENT (self), path,
-      MM_COMPONENT_HEAD);
-  g_free (path);
+  self->model = gst_mm_element_open_model_property (GST_ELEMENT (self),
+      &self->model_path, MM_COMPONENT_HEAD);
   if (self->model == NULL)
     return FALSE;
 
@@ -368,8 +363,9 @@ gst_mm_decode_start (GstMmDecode * self)
 }
 
 static void
-gst_mm_decode_stop (GstMmDecode * self)
+gst_mm_decode_stop (GstElement * element)
 {
+  GstMmDecode *self = GST_MM_DECODE (element);
   GST_OBJECT_LOCK (self);
   self->fused_dim = 0;
   GST_OBJECT_UNLOCK (self);
@@ -384,21 +380,8 @@ gst_mm_decode_stop (GstMmDecode * self)
 static GstStateChangeReturn
 gst_mm_decode_change_state (GstElement * element, GstStateChange transition)
 {
-  GstMmDecode *self = GST_MM_DECODE (element);
-  GstStateChangeReturn ret;
-
-  if (transition == GST_STATE_CHANGE_READY_TO_PAUSED &&
-      !gst_mm_decode_start (self))
-    return GST_STATE_CHANGE_FAILURE;
-
-  ret = GST_ELEMENT_CLASS (parent_class)->change_state (element, transition);
-  if (ret == GST_STATE_CHANGE_FAILURE &&
-      transition == GST_STATE_CHANGE_READY_TO_PAUSED)
-    gst_mm_decode_stop (self);
-
-  if (transition == GST_STATE_CHANGE_PAUSED_TO_READY)
-    gst_mm_decode_stop (self);
-  return ret;
+  return gst_mm_element_change_state (element, transition,
+      GST_ELEMENT_CLASS (parent_class), gst_mm_decode_start, gst_mm_decode_stop);
 }
 
 static gboolean
@@ -465,10 +448,9 @@ gst_mm_decode_sink_query (GstPad * pad, GstObject * parent, GstQuery * query)
   GstMmDecode *self = GST_MM_DECODE (parent);
 
   if (GST_QUERY_TYPE (query) == GST_QUERY_CAPS) {
-    GstCaps *filter, *caps;
+    GstCaps *caps;
     guint dim;
 
-    gst_query_parse_caps (query, &filter);
     GST_OBJECT_LOCK (self);
     dim = self->fused_dim;
     GST_OBJECT_UNLOCK (self);
@@ -477,15 +459,7 @@ gst_mm_decode_sink_query (GstPad * pad, GstObject * parent, GstQuery * query)
       caps = gst_caps_make_writable (caps);
       gst_caps_set_simple (caps, "dim", G_TYPE_INT, (gint) dim, NULL);
     }
-    if (filter) {
-      GstCaps *tmp = gst_caps_intersect_full (filter, caps,
-          GST_CAPS_INTERSECT_FIRST);
-      gst_caps_unref (caps);
-      caps = tmp;
-    }
-    gst_query_set_caps_result (query, caps);
-    gst_caps_unref (caps);
-    return TRUE;
+    return gst_mm_caps_query_reply (query, caps);
   }
   return gst_pad_query_default (pad, parent, query);
 }

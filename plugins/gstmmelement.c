@@ -56,6 +56,21 @@ gst_mm_element_open_model (GstElement * element, const gchar * path,
   return model;
 }
 
+MmModel *
+gst_mm_element_open_model_property (GstElement * element,
+    gchar * const * path_field, MmComponent component)
+{
+  MmModel *model;
+  gchar *path;
+
+  GST_OBJECT_LOCK (element);
+  path = g_strdup (*path_field);
+  GST_OBJECT_UNLOCK (element);
+  model = gst_mm_element_open_model (element, path, component);
+  g_free (path);
+  return model;
+}
+
 void
 gst_mm_element_post_context_error (GstElement * element, const gchar * what,
     const GError * error)
@@ -82,4 +97,38 @@ GstBuffer *
 gst_mm_embedding_buffer_new (guint dim)
 {
   return gst_buffer_new_allocate (NULL, (gsize) dim * sizeof (gfloat), NULL);
+}
+
+gboolean
+gst_mm_caps_query_reply (GstQuery * query, GstCaps * caps)
+{
+  GstCaps *filter;
+
+  gst_query_parse_caps (query, &filter);
+  if (filter) {
+    GstCaps *tmp = gst_caps_intersect_full (filter, caps,
+        GST_CAPS_INTERSECT_FIRST);
+    gst_caps_unref (caps);
+    caps = tmp;
+  }
+  gst_query_set_caps_result (query, caps);
+  gst_caps_unref (caps);
+  return TRUE;
+}
+
+GstStateChangeReturn
+gst_mm_element_change_state (GstElement * element, GstStateChange transition,
+    GstElementClass * parent_class, GstMmStartFunc start, GstMmStopFunc stop)
+{
+  GstStateChangeReturn ret;
+
+  if (transition == GST_STATE_CHANGE_READY_TO_PAUSED && !start (element))
+    return GST_STATE_CHANGE_FAILURE;
+
+  ret = parent_class->change_state (element, transition);
+  if ((ret == GST_STATE_CHANGE_FAILURE &&
+          transition == GST_STATE_CHANGE_READY_TO_PAUSED) ||
+      transition == GST_STATE_CHANGE_PAUSED_TO_READY)
+    stop (element);
+  return ret;
 }

@@ -26,6 +26,11 @@ void gst_mm_install_model_property (GObjectClass * gobject_class, guint prop_id)
 MmModel *gst_mm_element_open_model (GstElement * element, const gchar * path,
     MmComponent component);
 
+/* As gst_mm_element_open_model(), with the path read from *@path_field
+ * (the element's "model" property field) under the object lock. */
+MmModel *gst_mm_element_open_model_property (GstElement * element,
+    gchar * const * path_field, MmComponent component);
+
 /* Posts GST_ELEMENT_ERROR (RESOURCE, SETTINGS) for a libmm context that
  * could not be created (@what names it, e.g. "text encoder"). */
 void gst_mm_element_post_context_error (GstElement * element, const gchar * what,
@@ -35,6 +40,21 @@ void gst_mm_element_post_context_error (GstElement * element, const gchar * what
  * (fixed caps; @model_name may be NULL to leave the field out). */
 GstCaps *gst_mm_embedding_caps_new (const gchar * modality, guint dim,
     const gchar * model_name);
+
+/* Answers the caps @query with @caps (consumed) intersected with the
+ * query's filter, if any.  Returns TRUE (the query is answered). */
+gboolean gst_mm_caps_query_reply (GstQuery * query, GstCaps * caps);
+
+/* Loads/frees an element's libmm state; see gst_mm_element_change_state. */
+typedef gboolean (*GstMmStartFunc) (GstElement * element);
+typedef void (*GstMmStopFunc) (GstElement * element);
+
+/* change_state for the plain GstElement subclasses: @start (which posts its
+ * own error) before READY->PAUSED, the parent's change_state, then @stop
+ * after PAUSED->READY (pads deactivated) or when READY->PAUSED failed. */
+GstStateChangeReturn gst_mm_element_change_state (GstElement * element,
+    GstStateChange transition, GstElementClass * parent_class,
+    GstMmStartFunc start, GstMmStopFunc stop);
 
 /* A new buffer of @dim float32 values (uninitialised). */
 GstBuffer *gst_mm_embedding_buffer_new (guint dim);

@@ -497,27 +497,19 @@ gst_mm_fuse_start (GstAggregator * agg)
   GError *err = NULL;
   MmModel *model;
   MmFusion *fusion;
-  gchar *path;
   guint n_inputs;
 
-  GST_OBJECT_LOCK (self);
-  path = g_strdup (self->model_path);
-  GST_OBJECT_UNLOCK (self);
-
-  model = gst_mm_element_open_model (GST_ELEMENT (self), path,
-      MM_COMPONENT_FUSION);
-  if (model == NULL) {
-    g_free (path);
+  model = gst_mm_element_open_model_property (GST_ELEMENT (self),
+      &self->model_path, MM_COMPONENT_FUSION);
+  if (model == NULL)
     return FALSE;
-  }
 
   n_inputs = mm_model_get_fusion_n_inputs (model);
   if (n_inputs > MM_MAX_INPUTS) {
     GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
-        ("%s: the fusion has %u inputs, mmfuse supports at most %u", path,
-            n_inputs, MM_MAX_INPUTS), (NULL));
+        ("%s: the fusion has %u inputs, mmfuse supports at most %u",
+            mm_model_get_path (model), n_inputs, MM_MAX_INPUTS), (NULL));
     mm_model_unref (model);
-    g_free (path);
     return FALSE;
   }
 
@@ -526,10 +518,8 @@ gst_mm_fuse_start (GstAggregator * agg)
     gst_mm_element_post_context_error (GST_ELEMENT (self), "fusion", err);
     g_clear_error (&err);
     mm_model_unref (model);
-    g_free (path);
     return FALSE;
   }
-  g_free (path);
 
   GST_OBJECT_LOCK (self);
   self->model = model;
@@ -790,21 +780,12 @@ gst_mm_fuse_sink_query (GstAggregator * agg, GstAggregatorPad * apad,
   GstMmFuse *self = GST_MM_FUSE (agg);
 
   if (GST_QUERY_TYPE (query) == GST_QUERY_CAPS) {
-    GstCaps *filter, *caps;
+    GstCaps *caps;
 
     caps = gst_mm_fuse_pad_model_caps (self, GST_MM_FUSE_PAD (apad));
     if (caps == NULL)
       caps = gst_pad_get_pad_template_caps (GST_PAD (apad));
-    gst_query_parse_caps (query, &filter);
-    if (filter) {
-      GstCaps *tmp = gst_caps_intersect_full (filter, caps,
-          GST_CAPS_INTERSECT_FIRST);
-      gst_caps_unref (caps);
-      caps = tmp;
-    }
-    gst_query_set_caps_result (query, caps);
-    gst_caps_unref (caps);
-    return TRUE;
+    return gst_mm_caps_query_reply (query, caps);
   }
 
   return GST_AGGREGATOR_CLASS (parent_class)->sink_query (agg, apad, query);

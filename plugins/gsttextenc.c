@@ -339,20 +339,15 @@ is_blank (const gchar * text, gsize len)
 /* Virtual methods */
 
 static gboolean
-gst_text_enc_start (GstTextEnc * self)
+gst_text_enc_start (GstElement * element)
 {
+  GstTextEnc *self = GST_TEXT_ENC (element);
   MmContextParams params = mm_context_default_params ();
   GError *err = NULL;
   GstCaps *caps;
-  gchar *path;
 
-  GST_OBJECT_LOCK (self);
-  path = g_strdup (self->model_path);
-  GST_OBJECT_UNLOCK (self);
-
-  self->model = gst_mm_element_open_model (GST_ELEMENT (self), path,
-      MM_COMPONENT_TEXT);
-  g_free (path);
+  self->model = gst_mm_element_open_model_property (GST_ELEMENT (self),
+      &self->model_path, MM_COMPONENT_TEXT);
   if (self->model == NULL)
     return FALSE;
 
@@ -380,8 +375,9 @@ gst_text_enc_start (GstTextEnc * self)
 }
 
 static void
-gst_text_enc_stop (GstTextEnc * self)
+gst_text_enc_stop (GstElement * element)
 {
+  GstTextEnc *self = GST_TEXT_ENC (element);
   GST_OBJECT_LOCK (self);
   gst_clear_caps (&self->src_caps);
   GST_OBJECT_UNLOCK (self);
@@ -393,21 +389,8 @@ gst_text_enc_stop (GstTextEnc * self)
 static GstStateChangeReturn
 gst_text_enc_change_state (GstElement * element, GstStateChange transition)
 {
-  GstTextEnc *self = GST_TEXT_ENC (element);
-  GstStateChangeReturn ret;
-
-  if (transition == GST_STATE_CHANGE_READY_TO_PAUSED &&
-      !gst_text_enc_start (self))
-    return GST_STATE_CHANGE_FAILURE;
-
-  ret = GST_ELEMENT_CLASS (parent_class)->change_state (element, transition);
-  if (ret == GST_STATE_CHANGE_FAILURE &&
-      transition == GST_STATE_CHANGE_READY_TO_PAUSED)
-    gst_text_enc_stop (self);
-
-  if (transition == GST_STATE_CHANGE_PAUSED_TO_READY)
-    gst_text_enc_stop (self);
-  return ret;
+  return gst_mm_element_change_state (element, transition,
+      GST_ELEMENT_CLASS (parent_class), gst_text_enc_start, gst_text_enc_stop);
 }
 
 /* The time of a buffer that has no PTS, see the element documentation. */
@@ -506,23 +489,14 @@ gst_text_enc_src_query (GstPad * pad, GstObject * parent, GstQuery * query)
   GstTextEnc *self = GST_TEXT_ENC (parent);
 
   if (GST_QUERY_TYPE (query) == GST_QUERY_CAPS) {
-    GstCaps *filter, *caps;
+    GstCaps *caps;
 
-    gst_query_parse_caps (query, &filter);
     GST_OBJECT_LOCK (self);
     caps = self->src_caps ? gst_caps_ref (self->src_caps) : NULL;
     GST_OBJECT_UNLOCK (self);
     if (caps == NULL)
       caps = gst_pad_get_pad_template_caps (pad);
-    if (filter) {
-      GstCaps *tmp = gst_caps_intersect_full (filter, caps,
-          GST_CAPS_INTERSECT_FIRST);
-      gst_caps_unref (caps);
-      caps = tmp;
-    }
-    gst_query_set_caps_result (query, caps);
-    gst_caps_unref (caps);
-    return TRUE;
+    return gst_mm_caps_query_reply (query, caps);
   }
   return gst_pad_query_default (pad, parent, query);
 }

@@ -14,32 +14,19 @@
 #include <mm.h>
 
 #include "gstmmmeta.h"
+#include "mmcheck.h"
 
 #define DIM 8
 #define RATE 16000
 #define MS GST_MSECOND
 
-static gchar *
-fixture (const gchar * name)
-{
-  const gchar *dir = g_getenv ("MM_FIXTURES");
-
-  fail_unless (dir != NULL, "MM_FIXTURES not set");
-  return g_build_filename (dir, name, NULL);
-}
-
 static GstHarness *
 harness_new (const gchar * extra, const gchar * caps)
 {
-  gchar *path = fixture ("tiny.safetensors");
-  gchar *desc = g_strdup_printf ("audioenc model=\"%s\" %s", path,
-      extra ? extra : "");
-  GstHarness *h = gst_harness_new_parse (desc);
+  GstHarness *h = mm_harness_new ("audioenc", extra);
 
   if (caps)
     gst_harness_set_src_caps_str (h, caps);
-  g_free (desc);
-  g_free (path);
   return h;
 }
 
@@ -292,6 +279,53 @@ GST_START_TEST (test_rate_mismatch_error)
 
 GST_END_TEST;
 
+/* A source that can only produce another rate fails upstream with a bare
+ * not-negotiated error; audioenc posts a warning saying why before it. */
+GST_START_TEST (test_rate_offered_warning)
+{
+  gchar *path = fixture ("tiny.safetensors");
+  gchar *desc = g_strdup_printf ("audiotestsrc num-buffers=2 ! "
+      "audio/x-raw,rate=8000 ! audioenc name=enc model=\"%s\" ! fakesink",
+      path);
+  GstElement *pipe = gst_parse_launch (desc, NULL);
+  GstBus *bus = gst_element_get_bus (pipe);
+  GstMessage *msg;
+  GError *err = NULL;
+  guint n_warnings = 0;
+
+  gst_element_set_state (pipe, GST_STATE_PLAYING);
+  while ((msg = gst_bus_timed_pop_filtered (bus, 10 * GST_SECOND,
+              GST_MESSAGE_ERROR | GST_MESSAGE_WARNING)) != NULL) {
+    if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ERROR) {
+      gst_message_unref (msg);
+      break;
+    }
+    fail_unless_equals_string (GST_OBJECT_NAME (GST_MESSAGE_SRC (msg)), "enc");
+    gst_message_parse_warning (msg, &err, NULL);
+    fail_unless (g_error_matches (err, GST_CORE_ERROR,
+            GST_CORE_ERROR_NEGOTIATION));
+    fail_unless (strstr (err->message, "8000 Hz") != NULL, "%s",
+        err->message);
+    fail_unless (strstr (err->message, "16000 Hz") != NULL, "%s",
+        err->message);
+    fail_unless (strstr (err->message, "audioresample") != NULL, "%s",
+        err->message);
+    g_clear_error (&err);
+    gst_message_unref (msg);
+    n_warnings++;
+  }
+  /* the warning comes first, and once */
+  fail_unless_equals_int (n_warnings, 1);
+  fail_unless (msg != NULL, "no not-negotiated error");
+  gst_element_set_state (pipe, GST_STATE_NULL);
+  gst_object_unref (bus);
+  gst_object_unref (pipe);
+  g_free (desc);
+  g_free (path);
+}
+
+GST_END_TEST;
+
 /* audiotestsrc ! audioresample ! audioenc runs to EOS: 2 s = 3 windows. */
 GST_START_TEST (test_pipeline)
 {
@@ -320,8 +354,9 @@ GST_START_TEST (test_pipeline)
     gst_sample_unref (sample);
   }
   msg = gst_bus_timed_pop_filtered (bus, 10 * GST_SECOND,
-      GST_MESSAGE_ERROR | GST_MESSAGE_EOS);
+      GST_MESSAGE_ERROR | GST_MESSAGE_WARNING | GST_MESSAGE_EOS);
   fail_unless (msg != NULL);
+  /* audioresample offers every rate: no rate warning either */
   fail_unless_equals_int (GST_MESSAGE_TYPE (msg), GST_MESSAGE_EOS);
   gst_message_unref (msg);
   /* windows at 0, 0.5, 1.0; at EOS the last 0.5 s is the tail of the
@@ -569,80 +604,9 @@ GST_START_TEST (test_properties)
 
 GST_END_TEST;
 
-/* Writes a valid model with only a concat fusion (no tensors) into a new
- * temporary directory; returns its path (free with remove_model ()). */
-static gchar *
-write_fusion_only_model (void)
-{
-  static const gchar json[] = "{\"__metadata__\":{\"mm\":\"{\\\"version\\\":1,"
-      "\\\"name\\\":\\\"fusion-only\\\",\\\"components\\\":{\\\"fusion\\\":"
-      "{\\\"type\\\":\\\"concat\\\",\\\"inputs\\\":[{\\\"modality\\\":"
-      "\\\"text\\\",\\\"dim\\\":4}],\\\"dim\\\":4}}}\"}}";
-  gchar *dir = g_dir_make_tmp ("mm-model-XXXXXX", NULL);
-  gchar *path = g_build_filename (dir, "fusion-only.safetensors", NULL);
-  guint8 *bytes = g_malloc (8 + sizeof (json) - 1);
-  guint64 n = sizeof (json) - 1;
-
-  GST_WRITE_UINT64_LE (bytes, n);
-  memcpy (bytes + 8, json, n);
-  fail_unless (g_file_set_contents (path, (const gchar *) bytes, 8 + n, NULL));
-  g_free (bytes);
-  g_free (dir);
-  return path;
-}
-
-static void
-remove_model (gchar * path)
-{
-  gchar *dir = g_path_get_dirname (path);
-
-  g_unlink (path);
-  g_rmdir (dir);
-  g_free (dir);
-  g_free (path);
-}
-
-static void
-check_model_error (const gchar * model_file, const gchar * expect)
-{
-  GstElement *pipe = gst_pipeline_new (NULL);
-  GstElement *e = gst_element_factory_make ("audioenc", NULL);
-  GstBus *bus = gst_element_get_bus (pipe);
-  gchar *path = model_file ? (g_path_is_absolute (model_file) ?
-      g_strdup (model_file) : fixture (model_file)) : NULL;
-  GstMessage *msg;
-  GError *err = NULL;
-
-  if (path)
-    g_object_set (e, "model", path, NULL);
-  gst_bin_add (GST_BIN (pipe), e);
-  fail_unless_equals_int (gst_element_set_state (pipe, GST_STATE_PAUSED),
-      GST_STATE_CHANGE_FAILURE);
-  msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
-  fail_unless (msg != NULL, "no error message for %s", model_file);
-  gst_message_parse_error (msg, &err, NULL);
-  fail_unless (strstr (err->message, expect) != NULL, "'%s' not in '%s'",
-      expect, err->message);
-  g_error_free (err);
-  gst_message_unref (msg);
-  gst_element_set_state (pipe, GST_STATE_NULL);
-  gst_object_unref (bus);
-  gst_object_unref (pipe);
-  g_free (path);
-}
-
 GST_START_TEST (test_model_errors)
 {
-  check_model_error (NULL, "model");
-  check_model_error ("does-not-exist.safetensors", "does-not-exist");
-  check_model_error ("corrupt.safetensors", "corrupt.safetensors");
-  /* a valid model without the component this element needs */
-  {
-    gchar *path = write_fusion_only_model ();
-
-    check_model_error (path, "no audio component");
-    remove_model (path);
-  }
+  check_model_errors ("audioenc", "audio");
 }
 
 GST_END_TEST;
@@ -657,6 +621,7 @@ audioenc_suite (void)
   tcase_add_test (tc, test_formats_and_values);
   tcase_add_test (tc, test_caps_refused);
   tcase_add_test (tc, test_rate_mismatch_error);
+  tcase_add_test (tc, test_rate_offered_warning);
   tcase_add_test (tc, test_pipeline);
   tcase_add_test (tc, test_window_hop);
   tcase_add_test (tc, test_discont_resets);

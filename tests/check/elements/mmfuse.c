@@ -22,6 +22,7 @@
 #include <gst/check/gsttestclock.h>
 
 #include "gstmmmeta.h"
+#include "mmcheck.h"
 
 #define DIM 8
 #define N_INPUTS 3
@@ -35,15 +36,6 @@ enum
 { IMAGE, AUDIO, TEXT };
 
 static const gchar *modality_names[N_INPUTS] = { "image", "audio", "text" };
-
-static gchar *
-fixture (const gchar * name)
-{
-  const gchar *dir = g_getenv ("MM_FIXTURES");
-
-  fail_unless (dir != NULL, "MM_FIXTURES is not set");
-  return g_build_filename (dir, name, NULL);
-}
 
 static gchar *
 caps_string (const gchar * modality, gint dim)
@@ -880,40 +872,11 @@ GST_START_TEST (test_wrong_buffer_size)
 
 GST_END_TEST;
 
-/* A missing or corrupt model fails to reach PAUSED with the libmm error. */
+/* A missing, corrupt or absent model fails to reach PAUSED with the libmm
+ * error on the bus. */
 GST_START_TEST (test_bad_model)
 {
-  const gchar *names[] = { "does-not-exist.safetensors",
-    "corrupt.safetensors"
-  };
-  guint i;
-
-  for (i = 0; i < G_N_ELEMENTS (names); i++) {
-    GstElement *fuse = gst_element_factory_make ("mmfuse", NULL);
-    GstBus *bus = gst_bus_new ();
-    gchar *path = fixture (names[i]);
-    GstMessage *msg;
-    GError *err = NULL;
-
-    gst_element_set_bus (fuse, bus);
-    g_object_set (fuse, "model", path, NULL);
-    fail_unless_equals_int (gst_element_set_state (fuse, GST_STATE_PAUSED),
-        GST_STATE_CHANGE_FAILURE);
-    msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
-    fail_unless (msg != NULL, "no error for %s", names[i]);
-    gst_message_parse_error (msg, &err, NULL);
-    GST_INFO ("%s: %s", names[i], err->message);
-    fail_unless (strstr (err->message, names[i]) != NULL, "%s",
-        err->message);
-    g_clear_error (&err);
-    gst_message_unref (msg);
-
-    gst_element_set_state (fuse, GST_STATE_NULL);
-    gst_bus_set_flushing (bus, TRUE);
-    gst_object_unref (bus);
-    gst_object_unref (fuse);
-    g_free (path);
-  }
+  check_model_errors ("mmfuse", "fusion");
 }
 
 GST_END_TEST;
