@@ -1,17 +1,28 @@
-/* mm-bench: times libmm's components of one model, and OpenBLAS sgemm.
+/* mm-bench: times libmm's components, its heavy layers and OpenBLAS sgemm.
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
- *   mm-bench MODEL [REPEATS]
+ *   mm-bench [model] MODEL [REPEATS]     median ms per call at batch 1 of
+ *                                        every component MODEL has, and
+ *                                        sgemm 1024^3 GFLOP/s
+ *   mm-bench layers [REPEATS]            heavy layers (resnet18 convs at
+ *                                        224x224, BERT linears) next to one
+ *                                        sgemm of the same M, N, K
+ *   mm-bench streams MODEL SECONDS COMP...  one thread per COMP (text, image,
+ *                                        audio), each with its own context on
+ *                                        the one shared model, all running at
+ *                                        once for SECONDS: calls/s, latency
+ *   mm-bench memory MODEL N CALLS        N opens + N contexts of every
+ *                                        encoder: mappings of the file, RSS;
+ *                                        then RSS over CALLS encode rounds
  *
- * Prints one JSON object: the BLAS core in use, the median milliseconds per
- * call at batch 1 for every component the model has, and sgemm GFLOP/s for
- * 1024^3 through the same BLAS entry point libmm uses.  tests/bench/bench.py
- * runs it next to PyTorch on the same weights.
+ * Prints one JSON object on stdout.  tests/bench/bench.py runs it next to
+ * PyTorch on the same weights.  MM_THREADS sets BLAS threads (default 1).
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "mm.h"
 #include "ops.h"
@@ -26,18 +37,33 @@ cmp_double (const void *a, const void *b)
 typedef gboolean (*RunFn) (gpointer ctx, gpointer arg);
 
 static double
+now_ms (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Median over @repeats samples of the ms per call; a sample times enough
+ * back-to-back calls to last about 0.2 ms, so microsecond components are
+ * not clock noise. */
+static double
 median_ms (RunFn fn, gpointer ctx, gpointer arg, int repeats)
 {
   double *t = g_new (double, repeats);
+  double t0 = now_ms ();
   for (int i = 0; i < 3; i++)
     fn (ctx, arg);
+  double once = (now_ms () - t0) / 3;
+  int inner = once > 0.2 ? 1 : (int) MIN (1000.0, 0.2 / MAX (once, 1e-4)) + 1;
   for (int i = 0; i < repeats; i++) {
-    gint64 t0 = g_get_monotonic_time ();
-    if (!fn (ctx, arg)) {
-      fprintf (stderr, "mm-bench: run failed\n");
-      exit (1);
-    }
-    t[i] = (g_get_monotonic_time () - t0) / 1000.0;
+    t0 = now_ms ();
+    for (int j = 0; j < inner; j++)
+      if (!fn (ctx, arg)) {
+        fprintf (stderr, "mm-bench: run failed\n");
+        exit (1);
+      }
+    t[i] = (now_ms () - t0) / inner;
   }
   qsort (t, repeats, sizeof *t, cmp_double);
   double m = t[repeats / 2];
@@ -45,72 +71,15 @@ median_ms (RunFn fn, gpointer ctx, gpointer arg, int repeats)
   return m;
 }
 
-static float out[65536];
+/* 62 WordPiece tokens of plain words: with [CLS] and [SEP] this fills a
+ * 64-token BERT exactly (longer text is truncated to max_len). */
 static const char *bench_text =
     "the quick brown fox jumps over the lazy dog while the news anchor reads the "
-    "weather report about rain snow and wind over the mountains and the sea, then "
+    "weather report about rain snow and wind over the mountains and the sea , then "
     "the sports results follow with football tennis and cycling scores from the "
-    "weekend and a long interview about music art and science in the city today";
-
-static gboolean
-run_text (gpointer ctx, gpointer arg)
-{
-  guint n;
-  return mm_text_encoder_encode (ctx, bench_text, -1, out, &n, NULL);
-}
-
-typedef struct
-{
-  guint8 *pixels;
-  guint w, h;
-} Frame;
-
-static gboolean
-run_image (gpointer ctx, gpointer arg)
-{
-  Frame *f = arg;
-  return mm_image_encoder_encode (ctx, MM_PIXEL_RGB, f->pixels, f->w, f->h, f->w * 3, out,
-      NULL);
-}
-
-typedef struct
-{
-  float *samples;
-  gsize n;
-} Pcm;
-
-static gboolean
-run_audio (gpointer ctx, gpointer arg)
-{
-  Pcm *p = arg;
-  return mm_audio_encoder_encode (ctx, p->samples, p->n, out, NULL);
-}
-
-static gboolean
-run_fusion (gpointer ctx, gpointer arg)
-{
-  return mm_fusion_run (ctx, arg, out, NULL);
-}
-
-static gboolean
-run_head (gpointer ctx, gpointer arg)
-{
-  return mm_head_run (ctx, arg, out, NULL);
-}
-
-typedef struct
-{
-  float *a, *b, *c;
-  int n;
-} Gemm;
-
-static gboolean
-run_sgemm (gpointer ctx, gpointer arg)
-{
-  Gemm *g = arg;
-  mm_sgemm (FALSE, FALSE, g->n, g->n, g->n, 1.0f, g->a, g->n, g->b, g->n, 0.0f, g->c, g->n);
-  return TRUE;
-}
+    "weekend and a long interview about music art and science in the city today . "
+    "the quick brown fox jumps over the lazy dog while the news anchor reads the "
+    "weather report about rain snow and wind over the mountains and the sea";
 
 static float *
 random_floats (gsize n, float scale)
@@ -121,105 +90,480 @@ random_floats (gsize n, float scale)
   return v;
 }
 
-int
-main (int argc, char **argv)
+/* ---- per-component contexts ------------------------------------------- */
+
+typedef struct
 {
-  if (argc < 2) {
-    fprintf (stderr, "usage: mm-bench MODEL [REPEATS]\n");
-    return 2;
+  MmComponent comp;
+  gpointer ctx;
+  guint8 *pixels;               /* image: RGB at the network size */
+  guint w, h;
+  float *samples;               /* audio: one default window */
+  gsize n_samples;
+  const float **inputs;         /* fusion */
+  guint n_inputs;
+  float *fused;                 /* head input */
+  float out[65536];
+} Runner;
+
+static gboolean
+runner_run (gpointer ctx, gpointer arg)
+{
+  Runner *r = ctx;
+  guint n;
+  switch (r->comp) {
+    case MM_COMPONENT_TEXT:
+      return mm_text_encoder_encode (r->ctx, bench_text, -1, r->out, &n, NULL);
+    case MM_COMPONENT_IMAGE:
+      return mm_image_encoder_encode (r->ctx, MM_PIXEL_RGB, r->pixels, r->w, r->h, r->w * 3,
+          r->out, NULL);
+    case MM_COMPONENT_AUDIO:
+      return mm_audio_encoder_encode (r->ctx, r->samples, r->n_samples, r->out, NULL);
+    case MM_COMPONENT_FUSION:
+      return mm_fusion_run (r->ctx, r->inputs, r->out, NULL);
+    case MM_COMPONENT_HEAD:
+      return mm_head_run (r->ctx, r->fused, r->out, NULL);
+    default:
+      return FALSE;
   }
-  int repeats = argc > 2 ? atoi (argv[2]) : 30;
-  if (repeats < 1)
-    repeats = 1;
-  g_random_set_seed (1);
+}
+
+static Runner *
+runner_new (MmModel *m, MmComponent comp, GError **err)
+{
+  MmContextParams p = mm_context_default_params ();
+  Runner *r = g_new0 (Runner, 1);
+  r->comp = comp;
+  switch (comp) {
+    case MM_COMPONENT_TEXT:
+      r->ctx = mm_text_encoder_new (m, &p, err);
+      break;
+    case MM_COMPONENT_IMAGE:
+      r->ctx = mm_image_encoder_new (m, &p, err);
+      mm_model_get_image_size (m, &r->w, &r->h);
+      r->pixels = g_malloc ((gsize) r->w * r->h * 3);
+      for (gsize i = 0; i < (gsize) r->w * r->h * 3; i++)
+        r->pixels[i] = (guint8) g_random_int_range (0, 256);
+      break;
+    case MM_COMPONENT_AUDIO:
+      r->ctx = mm_audio_encoder_new (m, &p, err);
+      r->n_samples = mm_model_get_audio_window (m);
+      r->samples = random_floats (r->n_samples, 0.3f);
+      break;
+    case MM_COMPONENT_FUSION:
+      r->ctx = mm_fusion_new (m, &p, err);
+      r->n_inputs = mm_model_get_fusion_n_inputs (m);
+      r->inputs = g_new0 (const float *, r->n_inputs);
+      for (guint i = 0; i < r->n_inputs; i++)
+        r->inputs[i] = random_floats (mm_model_get_fusion_input_dim (m, i), 1.0f);
+      break;
+    case MM_COMPONENT_HEAD:
+      r->ctx = mm_head_new (m, &p, err);
+      r->fused = random_floats (mm_model_get_dim (m, MM_COMPONENT_FUSION), 1.0f);
+      break;
+    default:
+      break;
+  }
+  if (!r->ctx) {
+    g_free (r);
+    return NULL;
+  }
+  return r;
+}
+
+static void
+runner_free (Runner *r)
+{
+  switch (r->comp) {
+    case MM_COMPONENT_TEXT:
+      mm_text_encoder_free (r->ctx);
+      break;
+    case MM_COMPONENT_IMAGE:
+      mm_image_encoder_free (r->ctx);
+      break;
+    case MM_COMPONENT_AUDIO:
+      mm_audio_encoder_free (r->ctx);
+      break;
+    case MM_COMPONENT_FUSION:
+      mm_fusion_free (r->ctx);
+      break;
+    case MM_COMPONENT_HEAD:
+      mm_head_free (r->ctx);
+      break;
+    default:
+      break;
+  }
+  g_free (r->pixels);
+  g_free (r->samples);
+  for (guint i = 0; i < r->n_inputs; i++)
+    g_free ((gpointer) r->inputs[i]);
+  g_free (r->inputs);
+  g_free (r->fused);
+  g_free (r);
+}
+
+static MmModel *
+open_or_die (const char *path)
+{
   GError *err = NULL;
-  MmModel *m = mm_model_open (argv[1], &err);
+  MmModel *m = mm_model_open (path, &err);
   if (!m) {
     fprintf (stderr, "mm-bench: %s\n", err->message);
-    return 1;
+    exit (1);
   }
-  MmContextParams p = mm_context_default_params ();
+  return m;
+}
+
+static int
+component_from_name (const char *name)
+{
+  for (int c = 0; c < MM_N_COMPONENTS; c++)
+    if (g_strcmp0 (mm_component_name (c), name) == 0)
+      return c;
+  return -1;
+}
+
+/* ---- sgemm ------------------------------------------------------------- */
+
+typedef struct
+{
+  float *a, *b, *c;
+  int m, n, k;
+} Gemm;
+
+static gboolean
+run_sgemm (gpointer ctx, gpointer arg)
+{
+  Gemm *g = arg;
+  mm_sgemm (FALSE, FALSE, g->m, g->n, g->k, 1.0f, g->a, g->k, g->b, g->n, 0.0f, g->c, g->n);
+  return TRUE;
+}
+
+/* GFLOP/s of C (m, n) = A (m, k) B (k, n) through libmm's BLAS entry */
+static double
+sgemm_gflops (int m, int n, int k, int repeats)
+{
+  Gemm g = { NULL, NULL, NULL, m, n, k };
+  g.a = random_floats ((gsize) m * k, 1.0f);
+  g.b = random_floats ((gsize) k * n, 1.0f);
+  g.c = g_new (float, (gsize) m * n);
+  double ms = median_ms (run_sgemm, NULL, &g, repeats);
+  g_free (g.a);
+  g_free (g.b);
+  g_free (g.c);
+  return 2.0 * m * n * k / (ms * 1e6);
+}
+
+/* ---- mode: model ------------------------------------------------------- */
+
+static int
+mode_model (const char *path, int repeats)
+{
+  GError *err = NULL;
+  MmModel *m = open_or_die (path);
   printf ("{\"model\": \"%s\", \"core\": \"%s\", \"threads\": \"%s\", \"components\": {",
       mm_model_get_name (m), mm_blas_core_name (), g_getenv ("MM_THREADS") ?
       g_getenv ("MM_THREADS") : "1");
   const char *sep = "";
-  if (mm_model_has_component (m, MM_COMPONENT_TEXT)) {
-    MmTextEncoder *e = mm_text_encoder_new (m, &p, &err);
-    guint n = 0;
-    if (!e || !mm_text_encoder_encode (e, bench_text, -1, out, &n, &err))
-      goto fail;
-    printf ("%s\"text\": {\"ms\": %.4f, \"tokens\": %u}", sep,
-        median_ms (run_text, e, NULL, repeats), n);
+  for (int c = 0; c < MM_N_COMPONENTS; c++) {
+    if (!mm_model_has_component (m, c))
+      continue;
+    if (c == MM_COMPONENT_HEAD && !mm_model_has_component (m, MM_COMPONENT_FUSION))
+      continue;
+    Runner *r = runner_new (m, c, &err);
+    if (!r || !runner_run (r, NULL)) {
+      fprintf (stderr, "mm-bench: %s\n", err ? err->message : "run failed");
+      return 1;
+    }
+    double ms = median_ms (runner_run, r, NULL, repeats);
+    printf ("%s\"%s\": {\"ms\": %.5f", sep, mm_component_name (c), ms);
+    if (c == MM_COMPONENT_TEXT) {
+      guint n = 0;
+      mm_text_encoder_encode (r->ctx, bench_text, -1, r->out, &n, NULL);
+      printf (", \"tokens\": %u", n);
+    }
+    printf ("}");
     sep = ", ";
-    mm_text_encoder_free (e);
+    runner_free (r);
   }
-  if (mm_model_has_component (m, MM_COMPONENT_IMAGE)) {
-    MmImageEncoder *e = mm_image_encoder_new (m, &p, &err);
-    if (!e)
-      goto fail;
-    Frame f;
-    mm_model_get_image_size (m, &f.w, &f.h);
-    f.pixels = g_malloc ((gsize) f.w * f.h * 3);
-    for (gsize i = 0; i < (gsize) f.w * f.h * 3; i++)
-      f.pixels[i] = (guint8) g_random_int_range (0, 256);
-    printf ("%s\"image\": {\"ms\": %.4f, \"width\": %u, \"height\": %u}", sep,
-        median_ms (run_image, e, &f, repeats), f.w, f.h);
-    sep = ", ";
-    g_free (f.pixels);
-    mm_image_encoder_free (e);
-  }
-  if (mm_model_has_component (m, MM_COMPONENT_AUDIO)) {
-    MmAudioEncoder *e = mm_audio_encoder_new (m, &p, &err);
-    if (!e)
-      goto fail;
-    Pcm pcm = { NULL, mm_model_get_audio_window (m) };
-    pcm.samples = random_floats (pcm.n, 0.3f);
-    printf ("%s\"audio\": {\"ms\": %.4f, \"samples\": %" G_GSIZE_FORMAT "}", sep,
-        median_ms (run_audio, e, &pcm, repeats), pcm.n);
-    sep = ", ";
-    g_free (pcm.samples);
-    mm_audio_encoder_free (e);
-  }
-  if (mm_model_has_component (m, MM_COMPONENT_FUSION)) {
-    MmFusion *f = mm_fusion_new (m, &p, &err);
-    if (!f)
-      goto fail;
-    guint n = mm_model_get_fusion_n_inputs (m);
-    const float **inputs = g_new0 (const float *, n);
-    for (guint i = 0; i < n; i++)
-      inputs[i] = random_floats (mm_model_get_fusion_input_dim (m, i), 1.0f);
-    printf ("%s\"fusion\": {\"ms\": %.5f}", sep, median_ms (run_fusion, f, inputs,
-            repeats * 10));
-    sep = ", ";
-    for (guint i = 0; i < n; i++)
-      g_free ((gpointer) inputs[i]);
-    g_free (inputs);
-    mm_fusion_free (f);
-  }
-  if (mm_model_has_component (m, MM_COMPONENT_HEAD)
-      && mm_model_has_component (m, MM_COMPONENT_FUSION)) {
-    MmHead *h = mm_head_new (m, &p, &err);
-    if (!h)
-      goto fail;
-    float *x = random_floats (mm_model_get_dim (m, MM_COMPONENT_FUSION), 1.0f);
-    printf ("%s\"head\": {\"ms\": %.5f}", sep, median_ms (run_head, h, x, repeats * 10));
-    g_free (x);
-    mm_head_free (h);
-  }
-  Gemm g = { NULL, NULL, NULL, 1024 };
-  g.a = random_floats (1024 * 1024, 1.0f);
-  g.b = random_floats (1024 * 1024, 1.0f);
-  g.c = g_new (float, 1024 * 1024);
-  double ms = median_ms (run_sgemm, NULL, &g, 7);
-  printf ("}, \"sgemm\": {\"n\": 1024, \"ms\": %.3f, \"gflops\": %.2f}}\n", ms,
-      2.0 * 1024 * 1024 * 1024 / (ms * 1e6));
-  g_free (g.a);
-  g_free (g.b);
-  g_free (g.c);
+  printf ("}, \"sgemm\": {\"n\": 1024, \"gflops\": %.2f}}\n",
+      sgemm_gflops (1024, 1024, 1024, 7));
   mm_model_unref (m);
   return 0;
+}
 
-fail:
-  fprintf (stderr, "mm-bench: %s\n", err ? err->message : "failed");
-  return 1;
+/* ---- mode: layers ------------------------------------------------------ */
+
+typedef struct
+{
+  const char *name;
+  int conv;                     /* 1: conv2d, 0: linear */
+  int c_in, h, w, c_out, k, stride, pad;        /* conv */
+  int n, d_in, d_out;           /* linear: y (n, d_out) = x (n, d_in) W^T */
+} Layer;
+
+typedef struct
+{
+  const Layer *l;
+  float *x, *w, *b, *y, *scratch;
+} LayerRun;
+
+static gboolean
+run_layer (gpointer ctx, gpointer arg)
+{
+  LayerRun *r = arg;
+  const Layer *l = r->l;
+  if (l->conv)
+    mm_conv2d (r->y, r->x, r->w, NULL, l->c_in, l->h, l->w, l->c_out, l->k, l->k, l->stride,
+        l->pad, 1, r->scratch);
+  else
+    mm_linear (r->y, r->x, r->w, r->b, l->n, l->d_in, l->d_out);
+  return TRUE;
+}
+
+static const Layer layers[] = {
+  {"resnet18 conv1 7x7/2 3->64 @224", 1, 3, 224, 224, 64, 7, 2, 3},
+  {"resnet18 layer1 3x3 64->64 @56", 1, 64, 56, 56, 64, 3, 1, 1},
+  {"resnet18 layer2 3x3/2 64->128 @56", 1, 64, 56, 56, 128, 3, 2, 1},
+  {"resnet18 layer2 3x3 128->128 @28", 1, 128, 28, 28, 128, 3, 1, 1},
+  {"resnet18 layer3 3x3 256->256 @14", 1, 256, 14, 14, 256, 3, 1, 1},
+  {"resnet18 layer4 3x3 512->512 @7", 1, 512, 7, 7, 512, 3, 1, 1},
+  {"resnet18 layer2 down 1x1/2 64->128 @56", 1, 64, 56, 56, 128, 1, 2, 0},
+  {"bert4 qkv 64x256->256", 0, 0, 0, 0, 0, 0, 0, 0, 64, 256, 256},
+  {"bert4 ffn-in 64x256->1024", 0, 0, 0, 0, 0, 0, 0, 0, 64, 256, 1024},
+  {"bert4 ffn-out 64x1024->256", 0, 0, 0, 0, 0, 0, 0, 0, 64, 1024, 256},
+  {"bert-base ffn-in 126x768->3072", 0, 0, 0, 0, 0, 0, 0, 0, 126, 768, 3072},
+  {"bert-base ffn-out 126x3072->768", 0, 0, 0, 0, 0, 0, 0, 0, 126, 3072, 768},
+};
+
+static int
+mode_layers (int repeats)
+{
+  printf ("{\"core\": \"%s\", \"sgemm\": {\"n\": 1024, \"gflops\": %.2f}, \"layers\": [",
+      mm_blas_core_name (), sgemm_gflops (1024, 1024, 1024, 7));
+  for (guint i = 0; i < G_N_ELEMENTS (layers); i++) {
+    const Layer *l = &layers[i];
+    LayerRun r = { l };
+    int m, n, k;                /* the GEMM the layer is */
+    gsize nx, ny, nw, ns = 0;
+    if (l->conv) {
+      int ho = mm_conv_out_size (l->h, l->k, l->stride, l->pad);
+      int wo = mm_conv_out_size (l->w, l->k, l->stride, l->pad);
+      m = l->c_out;
+      n = ho * wo;
+      k = l->c_in * l->k * l->k;
+      nx = (gsize) l->c_in * l->h * l->w;
+      ny = (gsize) m * n;
+      nw = (gsize) m * k;
+      ns = mm_conv2d_scratch_size (l->c_in, l->h, l->w, l->k, l->k, l->stride, l->pad, 1);
+    } else {
+      m = l->n;
+      n = l->d_out;
+      k = l->d_in;
+      nx = (gsize) m * k;
+      ny = (gsize) m * n;
+      nw = (gsize) n * k;
+    }
+    r.x = random_floats (nx, 1.0f);
+    r.w = random_floats (nw, 0.1f);
+    r.b = random_floats (MAX (n, m), 0.1f);
+    r.y = g_new (float, ny);
+    r.scratch = g_new (float, MAX (ns, 1));
+    double ms = median_ms (run_layer, NULL, &r, repeats);
+    double flops = 2.0 * m * n * k;
+    printf ("%s{\"name\": \"%s\", \"m\": %d, \"n\": %d, \"k\": %d, \"ms\": %.4f, "
+        "\"gflops\": %.2f, \"sgemm_gflops\": %.2f}", i ? ", " : "", l->name, m, n, k, ms,
+        flops / (ms * 1e6), sgemm_gflops (m, n, k, repeats));
+    g_free (r.x);
+    g_free (r.w);
+    g_free (r.b);
+    g_free (r.y);
+    g_free (r.scratch);
+  }
+  printf ("]}\n");
+  return 0;
+}
+
+/* ---- mode: streams ----------------------------------------------------- */
+
+typedef struct
+{
+  Runner *r;
+  gint64 end;
+  GArray *ms;                   /* double, per call */
+} Stream;
+
+static gpointer
+stream_thread (gpointer data)
+{
+  Stream *s = data;
+  runner_run (s->r, NULL);      /* warm-up */
+  while (g_get_monotonic_time () < s->end) {
+    gint64 t0 = g_get_monotonic_time ();
+    runner_run (s->r, NULL);
+    double ms = (g_get_monotonic_time () - t0) / 1000.0;
+    g_array_append_val (s->ms, ms);
+  }
+  return NULL;
+}
+
+static int
+mode_streams (const char *path, double seconds, int n, char **comps)
+{
+  MmModel *m = open_or_die (path);
+  GError *err = NULL;
+  Stream *s = g_new0 (Stream, n);
+  for (int i = 0; i < n; i++) {
+    int c = component_from_name (comps[i]);
+    if (c < 0 || !(s[i].r = runner_new (m, c, &err))) {
+      fprintf (stderr, "mm-bench: %s: %s\n", comps[i], err ? err->message : "unknown");
+      return 1;
+    }
+    s[i].ms = g_array_new (FALSE, FALSE, sizeof (double));
+  }
+  GThread **th = g_new (GThread *, n);
+  gint64 t0 = g_get_monotonic_time ();
+  for (int i = 0; i < n; i++) {
+    s[i].end = t0 + (gint64) (seconds * 1e6);
+    th[i] = g_thread_new ("stream", stream_thread, &s[i]);
+  }
+  for (int i = 0; i < n; i++)
+    g_thread_join (th[i]);
+  double wall = (g_get_monotonic_time () - t0) / 1e6;
+  printf ("{\"core\": \"%s\", \"seconds\": %.3f, \"streams\": [", mm_blas_core_name (), wall);
+  for (int i = 0; i < n; i++) {
+    GArray *a = s[i].ms;
+    qsort (a->data, a->len, sizeof (double), cmp_double);
+    double med = a->len ? g_array_index (a, double, a->len / 2) : 0.0;
+    double p90 = a->len ? g_array_index (a, double, a->len * 9 / 10) : 0.0;
+    printf ("%s{\"component\": \"%s\", \"calls\": %u, \"per_s\": %.2f, \"median_ms\": %.4f, "
+        "\"p90_ms\": %.4f}", i ? ", " : "", comps[i], a->len, a->len / wall, med, p90);
+    g_array_free (a, TRUE);
+    runner_free (s[i].r);
+  }
+  printf ("]}\n");
+  g_free (th);
+  g_free (s);
+  mm_model_unref (m);
+  return 0;
+}
+
+/* ---- mode: memory ------------------------------------------------------ */
+
+static long
+status_kb (const char *field)
+{
+  char *text = NULL;
+  long v = -1;
+  if (!g_file_get_contents ("/proc/self/status", &text, NULL, NULL))
+    return -1;
+  char *p = strstr (text, field);
+  if (p)
+    v = strtol (p + strlen (field) + 1, NULL, 10);
+  g_free (text);
+  return v;
+}
+
+/* lines of /proc/self/maps that map @path */
+static int
+count_mappings (const char *path)
+{
+  char *text = NULL, *real = realpath (path, NULL);
+  int n = 0;
+  if (real && g_file_get_contents ("/proc/self/maps", &text, NULL, NULL)) {
+    char **lines = g_strsplit (text, "\n", -1);
+    for (char **l = lines; *l; l++)
+      if (g_str_has_suffix (*l, real))
+        n++;
+    g_strfreev (lines);
+  }
+  free (real);
+  g_free (text);
+  return n;
+}
+
+static int
+mode_memory (const char *path, int n, int calls)
+{
+  MmModel *first = open_or_die (path);
+  GError *err = NULL;
+  long rss0 = status_kb ("VmRSS:");
+  GPtrArray *models = g_ptr_array_new ();
+  GPtrArray *runners = g_ptr_array_new ();
+  for (int i = 0; i < n; i++) {
+    MmModel *m = open_or_die (path);
+    g_ptr_array_add (models, m);
+    for (int c = MM_COMPONENT_TEXT; c <= MM_COMPONENT_AUDIO; c++) {
+      if (!mm_model_has_component (m, c))
+        continue;
+      Runner *r = runner_new (m, c, &err);
+      if (!r) {
+        fprintf (stderr, "mm-bench: %s\n", err->message);
+        return 1;
+      }
+      runner_run (r, NULL);
+      g_ptr_array_add (runners, r);
+    }
+    if (i == 0)
+      rss0 = status_kb ("VmRSS:");
+  }
+  long rss_n = status_kb ("VmRSS:");
+  printf ("{\"opens\": %d, \"contexts\": %u, \"same_model\": %s, \"file_mappings\": %d, "
+      "\"rss_kb_one\": %ld, \"rss_kb_all\": %ld, \"rss_kb_loop\": [", n + 1, runners->len,
+      models->len && g_ptr_array_index (models, 0) == first ? "true" : "false",
+      count_mappings (path), rss0, rss_n);
+  /* steady state: every context encodes @calls times; RSS sampled 10 times */
+  for (int step = 0; step < 10; step++) {
+    for (int i = 0; i < calls / 10; i++)
+      for (guint j = 0; j < runners->len; j++)
+        runner_run (g_ptr_array_index (runners, j), NULL);
+    printf ("%s%ld", step ? ", " : "", status_kb ("VmRSS:"));
+  }
+  printf ("], \"hwm_kb\": %ld}\n", status_kb ("VmHWM:"));
+  for (guint j = 0; j < runners->len; j++)
+    runner_free (g_ptr_array_index (runners, j));
+  for (guint j = 0; j < models->len; j++)
+    mm_model_unref (g_ptr_array_index (models, j));
+  g_ptr_array_free (runners, TRUE);
+  g_ptr_array_free (models, TRUE);
+  mm_model_unref (first);
+  return 0;
+}
+
+static int
+usage (void)
+{
+  fprintf (stderr, "usage: mm-bench [model] MODEL [REPEATS]\n"
+      "       mm-bench layers [REPEATS]\n"
+      "       mm-bench streams MODEL SECONDS COMPONENT...\n"
+      "       mm-bench memory MODEL N CALLS\n");
+  return 2;
+}
+
+int
+main (int argc, char **argv)
+{
+  g_random_set_seed (1);
+  if (argc < 2)
+    return usage ();
+  const char *mode = argv[1];
+  if (g_str_equal (mode, "layers"))
+    return mode_layers (argc > 2 ? MAX (atoi (argv[2]), 1) : 20);
+  if (g_str_equal (mode, "streams")) {
+    if (argc < 5)
+      return usage ();
+    return mode_streams (argv[2], g_ascii_strtod (argv[3], NULL), argc - 4, argv + 4);
+  }
+  if (g_str_equal (mode, "memory")) {
+    if (argc < 5)
+      return usage ();
+    return mode_memory (argv[2], MAX (atoi (argv[3]), 1), MAX (atoi (argv[4]), 10));
+  }
+  if (g_str_equal (mode, "model")) {
+    argv++;
+    argc--;
+  }
+  if (argc < 2)
+    return usage ();
+  return mode_model (argv[1], argc > 2 ? MAX (atoi (argv[2]), 1) : 30);
 }

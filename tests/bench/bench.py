@@ -1,0 +1,414 @@
+#!/usr/bin/python3
+"""libmm vs PyTorch, side by side on the same weights, in one run.
+
+    /usr/bin/python3 tests/bench/bench.py [--rounds R] [--repeats N] [--threads T]
+                                          [--build DIR] [--sample MKV] [--quick]
+
+Builds (once, under /tmp/mm-bench) a 4-layer hidden-256 BERT (64 tokens) and
+a resnet18-layout model (224x224) with random weights.  For those and the
+bundled model it times every component at batch 1: libmm through
+DIR/tests/bench/mm-bench and PyTorch eager on the very same tensors
+(models/mmtorch.py; BERT from tests/lib/ref_text.py), both with T threads.
+The machine is shared and noisy, so libmm and PyTorch alternate in R rounds
+of N calls each; the table gives the median over rounds of each round's
+median, and the median of the per-round speed-ups.
+
+Then: libmm's heavy layers in GFLOP/s next to one sgemm of the same shape
+and next to sgemm 1024^3 (this machine's practical limit); the OpenBLAS
+kernel chosen automatically vs OpenBLAS's generic Prescott fallback;
+threading (one stream vs several concurrent encoders); memory (one mapping
+per model however many users, RSS over many calls); and the whole demo
+pipeline over the sample media (real-time factor, decisions/s, peak RSS,
+RSS over looped runs) and a live pipeline's reported latency.
+See tests/bench/README.md.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "models"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+import mmfile  # noqa: E402
+import mmtorch  # noqa: E402
+import ref_text  # noqa: E402  (PyTorch BERT with Hugging Face names)
+
+WORK = "/tmp/mm-bench"
+BERT4 = dict(hidden=256, layers=4, heads=4, intermediate=1024, max_len=64)
+
+
+# --------------------------------------------------------------------------
+# benchmark models (random weights, same file for both sides)
+
+def bench_vocab():
+    words = ("the quick brown fox jumps over lazy dog while news anchor reads weather report "
+             "about rain snow and wind mountains sea then sports results follow with football "
+             "tennis cycling scores from weekend a long interview music art science in city "
+             "today , .").split()
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(set(words))
+    return vocab + ["w%d" % i for i in range(1000 - len(vocab))]
+
+
+def make_bert(path, hidden, layers, heads, intermediate, max_len):
+    vocab = bench_vocab()
+    torch.manual_seed(0)
+    m = ref_text.BertModel(len(vocab), hidden, layers, heads, intermediate, 512)
+    for p in m.parameters():
+        nn.init.normal_(p, 0, 0.05)
+    cfg = {"type": "bert", "vocab": vocab, "hidden": hidden, "layers": layers, "heads": heads,
+           "intermediate": intermediate, "max_len": max_len, "lowercase": True,
+           "pooling": "mean", "layer_norm_eps": 1e-12, "dim": hidden}
+    sd = {"text." + k: v.detach().numpy() for k, v in m.state_dict().items()}
+    name = os.path.basename(path).split(".")[0]
+    mmfile.save(path, sd, {"version": 1, "name": name, "components": {"text": cfg}})
+
+
+def make_resnet18(path):
+    torch.manual_seed(0)
+    m = mmtorch.ResNet(224, 224, (64, 128, 256, 512), (2, 2, 2, 2), 512)
+    for mod in m.modules():
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.weight.data.uniform_(0.5, 1.5)
+            mod.bias.data.uniform_(-0.1, 0.1)
+            mod.running_mean.uniform_(-0.1, 0.1)
+            mod.running_var.uniform_(0.5, 1.5)
+    mmtorch.save_model(path, "resnet18", {"image": m}, fp16=False)
+
+
+def load_torch(path):
+    """{component: (callable, flop-counted module, args)} on the file's weights."""
+    tensors, doc = mmfile.load(path)
+    comps = doc["components"]
+    out = {}
+    if comps.get("text", {}).get("type") == "bert":
+        c = comps["text"]
+        m = ref_text.BertModel(len(c["vocab"]), c["hidden"], c["layers"], c["heads"],
+                               c["intermediate"],
+                               tensors["text.embeddings.position_embeddings.weight"].shape[0])
+        m.load_state_dict({k[5:]: torch.from_numpy(v) for k, v in tensors.items()
+                           if k.startswith("text.")})
+        m.eval()
+        ids = torch.randint(5, len(c["vocab"]), (c["max_len"],))
+        out["text"] = (lambda m=m, ids=ids, c=c: m(ids, c["pooling"]), m, (ids, c["pooling"]))
+        return out, doc
+    doc, mods = mmtorch.load_model(path)
+    if "text" in mods:
+        m = mods["text"]
+        ids = torch.randint(0, len(m.vocab), (40,))
+        offs = torch.tensor([0])
+        out["text"] = (lambda m=m, ids=ids, offs=offs: m(ids, offs), m, (ids, offs))
+    if "image" in mods:
+        m, c = mods["image"], comps["image"]
+        x = torch.randn(1, 3, c["height"], c["width"])
+        out["image"] = (lambda m=m, x=x: m(x), m, (x,))
+    if "audio" in mods:
+        m, c = mods["audio"], comps["audio"]
+        s = torch.randn(1, c["window"]) * 0.3
+        out["audio"] = (lambda m=m, s=s: m(m.logmel(s)), m, (m.logmel(s),))
+    if "fusion" in mods:
+        m = mods["fusion"]
+        zs = [torch.randn(1, i["dim"]) for i in comps["fusion"]["inputs"]]
+        mask = torch.ones(1, len(zs))
+        out["fusion"] = (lambda m=m, zs=zs, mask=mask: m(zs, mask), m, (zs, mask))
+    if "head" in mods:
+        m = mods["head"]
+        x = torch.randn(1, comps["fusion"]["dim"] if "fusion" in comps
+                        else m.layers[0].in_features)
+        out["head"] = (lambda m=m, x=x: m(x), m, (x,))
+    return out, doc
+
+
+def count_flops(module, args):
+    """2 x multiply-adds of the Linear/Conv layers and attention matmuls."""
+    total = [0]
+
+    def hook(mod, inp, out):
+        if isinstance(mod, nn.Linear):
+            total[0] += 2 * out.numel() * mod.in_features
+        elif isinstance(mod, (nn.Conv1d, nn.Conv2d)):
+            k = int(np.prod(mod.kernel_size)) * mod.in_channels // mod.groups
+            total[0] += 2 * out.numel() * k
+    hs = [m.register_forward_hook(hook) for m in module.modules()
+          if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
+    with torch.no_grad():
+        module(*args)
+    for h in hs:
+        h.remove()
+    return total[0]
+
+
+def torch_median_ms(fn, repeats):
+    """Median ms per call; tiny calls are timed in batches like mm-bench."""
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        for _ in range(3):
+            fn()
+        once = (time.perf_counter() - t0) / 3 * 1000
+        inner = 1 if once > 0.2 else int(min(1000, 0.2 / max(once, 1e-4))) + 1
+        t = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            t.append((time.perf_counter() - t0) * 1000 / inner)
+    return statistics.median(t)
+
+
+def run_json(cmd, env=None, timeout=600):
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env,
+                         timeout=timeout)
+    return json.loads(out.stdout)
+
+
+def med(v):
+    return statistics.median(v) if v else float("nan")
+
+
+# --------------------------------------------------------------------------
+# sections
+
+def components(bench, models, args, env):
+    """Interleaved rounds of libmm and PyTorch; returns table rows and the
+    sgemm 1024^3 GFLOP/s seen in those runs."""
+    rows, sgemm, core = [], [], None
+    for path in models:
+        fns, doc = load_torch(path)
+        c_ms, t_ms, ratio = {}, {}, {}
+        info = None
+        for _ in range(args.rounds):
+            c = run_json([bench, "model", path, str(args.repeats)], env)
+            info, core = c, c["core"]
+            sgemm.append(c["sgemm"]["gflops"])
+            for comp, cres in c["components"].items():
+                t = torch_median_ms(fns[comp][0], args.repeats)
+                c_ms.setdefault(comp, []).append(cres["ms"])
+                t_ms.setdefault(comp, []).append(t)
+                ratio.setdefault(comp, []).append(t / max(cres["ms"], 1e-9))
+        for comp in info["components"]:
+            fn, mod, a = fns[comp]
+            flops = count_flops(mod, a)
+            rows.append(dict(model=info["model"], comp=comp,
+                             type=doc["components"][comp]["type"], c_ms=med(c_ms[comp]),
+                             t_ms=med(t_ms[comp]), ratio=med(ratio[comp]), flops=flops,
+                             tokens=info["components"][comp].get("tokens")))
+    return rows, med(sgemm), core
+
+
+def print_components(rows, sg):
+    print("| model | component | type | libmm ms | PyTorch ms | speed-up | libmm GFLOP/s |"
+          " % of sgemm |")
+    print("|---|---|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        g = r["flops"] / (r["c_ms"] * 1e6) if r["flops"] > 1e6 else None
+        gf = "%.1f" % g if g else "-"
+        pct = "%.0f %%" % (100 * g / sg) if g else "-"
+        extra = " (%d tok)" % (r["tokens"] + 2) if r["type"] == "bert" and r["tokens"] else ""
+        print("| %s | %s | %s%s | %.4g | %.4g | %.2fx | %s | %s |"
+              % (r["model"], r["comp"], r["type"], extra, r["c_ms"], r["t_ms"], r["ratio"],
+                 gf, pct))
+
+
+def layers(bench, env, repeats):
+    res = run_json([bench, "layers", str(repeats)], env)
+    sg = res["sgemm"]["gflops"]
+    print("Heavy layers (libmm op vs one sgemm of the same M,N,K; sgemm 1024^3 in this "
+          "run: %.1f GFLOP/s)" % sg)
+    print()
+    print("| layer | M x N x K | libmm ms | libmm GFLOP/s | sgemm same shape | % of sgemm 1024^3 |")
+    print("|---|---|---:|---:|---:|---:|")
+    for ly in res["layers"]:
+        print("| %s | %dx%dx%d | %.3f | %.1f | %.1f | %.0f %% |"
+              % (ly["name"], ly["m"], ly["n"], ly["k"], ly["ms"], ly["gflops"],
+                 ly["sgemm_gflops"], 100 * ly["gflops"] / sg))
+    return res
+
+
+def kernels(bench, env, models, repeats):
+    """The same binary under the automatic choice, OpenBLAS's own choice, and
+    its generic Prescott kernel."""
+    print("| OpenBLAS kernel | how | sgemm 1024^3 GFLOP/s | " +
+          " | ".join("%s ms" % os.path.basename(m).split(".")[0] for m in models) + " |")
+    print("|---|---|---:|" + "---:|" * len(models))
+    base = {k: v for k, v in env.items() if k not in ("OPENBLAS_CORETYPE", "MM_BLAS_CORETYPE")}
+    out = {}
+    for how, extra in (("libmm auto (MM_BLAS_CORETYPE unset)", {}),
+                       ("OpenBLAS's own (MM_BLAS_CORETYPE=none)", {"MM_BLAS_CORETYPE": "none"}),
+                       ("forced OPENBLAS_CORETYPE=PRESCOTT", {"OPENBLAS_CORETYPE": "PRESCOTT"})):
+        e = dict(base, **extra)
+        ms, core, sgs = [], None, []
+        for path in models:
+            c = run_json([bench, "model", path, str(repeats)], e)
+            core = c["core"]
+            sgs.append(c["sgemm"]["gflops"])
+            ms.append(sum(v["ms"] for v in c["components"].values()))
+        out[how] = (core, med(sgs), ms)
+        print("| %s | %s | %.1f | %s |" % (core, how, med(sgs),
+                                           " | ".join("%.2f" % v for v in ms)))
+    return out
+
+
+def streams(bench, env, bundled, bert, seconds):
+    print("| workload | streams (threads) | calls/s total | per stream calls/s | "
+          "median ms per call | p90 ms |")
+    print("|---|---|---:|---:|---:|---:|")
+    cases = []
+    if bundled:
+        name = os.path.basename(bundled).split(".")[0]
+        cases += [(bundled, name + " image", ["image"] * n) for n in (1, 2, 3)]
+        cases += [(bundled, name + " audio", ["audio"] * n) for n in (1, 2, 3)]
+        cases.append((bundled, name + " image+audio+text (demo)", ["image", "audio", "text"]))
+    if bert:
+        cases += [(bert, "bert4 text", ["text"] * n) for n in (1, 2, 3)]
+    for path, label, comps in cases:
+        r = run_json([bench, "streams", path, str(seconds)] + comps, env)
+        tot = sum(s["per_s"] for s in r["streams"])
+        per = " / ".join("%.0f" % s["per_s"] for s in r["streams"])
+        medms = " / ".join("%.3f" % s["median_ms"] for s in r["streams"])
+        p90 = " / ".join("%.3f" % s["p90_ms"] for s in r["streams"])
+        print("| %s | %d | %.0f | %s | %s | %s |" % (label, len(comps), tot, per, medms, p90))
+
+
+def memory(bench, env, models):
+    print("| model | opens | contexts | mappings of the file | RSS after 1 set kB | "
+          "after all kB | RSS over 10 x (calls) kB |")
+    print("|---|---:|---:|---:|---:|---:|---|")
+    for path, calls in models:
+        r = run_json([bench, "memory", path, "4", str(calls)], env)
+        loop = r["rss_kb_loop"]
+        print("| %s | %d | %d | %d | %d | %d | %d .. %d (%d calls each) |"
+              % (os.path.basename(path), r["opens"], r["contexts"], r["file_mappings"],
+                 r["rss_kb_one"], r["rss_kb_all"], loop[0], loop[-1], calls))
+
+
+def pipeline(sample, model, env, runs, loops):
+    script = os.path.join(HERE, "pipeline.py")
+    res = []
+    for _ in range(runs):
+        res.append(run_json([sys.executable, script, "file", sample, model, "1"], env,
+                            timeout=300))
+    media = res[0]["media_s"]
+    walls = [r["wall_s"][0] for r in res]
+    decisions = res[0]["decisions"][0]
+    hwm = med([max(r["hwm_kb"], max(r["rss_kb"])) for r in res])
+    w = med(walls)
+    print("demo pipeline over %s (%.1f s of media; fakesink, no video encoding), "
+          "median of %d runs:" % (sample, media, runs))
+    print("- wall %.3f s -> real-time factor %.1fx; %d decisions -> %.0f decisions/s; "
+          "peak RSS %.1f MB; mappings of the model in the process: %d (5 elements use it)"
+          % (w, media / w, decisions, decisions / w, hwm / 1024, res[0]["model_mappings"]))
+    lp = run_json([sys.executable, script, "file", sample, model, str(loops)], env,
+                  timeout=600)
+    rss = lp["rss_kb"]
+    print("- looped %d times in one process (flushing seek to 0 after EOS): RSS after "
+          "each loop (MB) %s; decisions per loop %s"
+          % (loops, " ".join("%.1f" % (r / 1024) for r in rss[:3]) + " ... " +
+             " ".join("%.1f" % (r / 1024) for r in rss[-3:]),
+             "all %d" % lp["decisions"][0] if len(set(lp["decisions"])) == 1
+             else lp["decisions"]))
+    live = run_json([sys.executable, script, "live", model, "4"], env, timeout=120)
+    print("- live pipeline (videotestsrc + audiotestsrc is-live, imageenc, audioenc, mmfuse, "
+          "mmdecode): latency query live=%s min %.0f ms max %s; measured decision delay "
+          "median %.0f ms, max %.0f ms over %d decisions"
+          % (live["live"], live["min_ms"],
+             "none" if live["max_ms"] is None else "%.0f ms" % live["max_ms"],
+             live["delay_median_ms"] or 0, live["delay_max_ms"] or 0, live["decisions"]))
+
+
+# --------------------------------------------------------------------------
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=5, help="alternating libmm/PyTorch rounds")
+    ap.add_argument("--repeats", type=int, default=15, help="calls per round")
+    ap.add_argument("--threads", type=int, default=1)
+    default_build = os.path.join(ROOT, "build-perf")
+    if not os.path.exists(os.path.join(default_build, "tests", "bench", "mm-bench")):
+        default_build = os.path.join(ROOT, "build")
+    ap.add_argument("--build", default=default_build)
+    ap.add_argument("--sample", default=os.path.join(ROOT, "build", "sample", "news.mkv"))
+    ap.add_argument("--bert-base", action="store_true",
+                    help="also a 12-layer hidden-768 BERT at 126 tokens (slow)")
+    ap.add_argument("--quick", action="store_true", help="bundled model only, fewer repeats")
+    args = ap.parse_args()
+    if args.quick:
+        args.rounds, args.repeats = 2, 5
+    bench = os.path.join(args.build, "tests", "bench", "mm-bench")
+    if not os.path.exists(bench):
+        sys.exit("bench.py: %s missing: build first (meson setup build && ninja -C build)"
+                 % bench)
+    torch.set_num_threads(args.threads)
+    env = dict(os.environ, MM_THREADS=str(args.threads))
+    env["GST_PLUGIN_PATH"] = os.path.join(args.build, "plugins")
+    os.makedirs(WORK, exist_ok=True)
+
+    bundled = os.path.join(ROOT, "models", "scenes.safetensors")
+    models = [bundled] if os.path.exists(bundled) else []
+    bert4 = os.path.join(WORK, "bert4.safetensors")
+    resnet18 = os.path.join(WORK, "resnet18.safetensors")
+    if not args.quick:
+        if not os.path.exists(bert4):
+            make_bert(bert4, **BERT4)
+        if not os.path.exists(resnet18):
+            make_resnet18(resnet18)
+        models += [bert4, resnet18]
+        if args.bert_base:
+            base = os.path.join(WORK, "bert-base.safetensors")
+            if not os.path.exists(base):
+                make_bert(base, 768, 12, 12, 3072, 128)
+            models.append(base)
+
+    t_start = time.monotonic()
+    rows, sg, core = components(bench, models, args, env)
+    print("## libmm vs PyTorch eager, batch 1, same weights")
+    print()
+    print("OpenBLAS core: %s; threads: libmm %d (MM_THREADS), PyTorch %d "
+          "(torch.set_num_threads); %d rounds x %d calls, medians; sgemm 1024^3 in these "
+          "runs: %.1f GFLOP/s" % (core, args.threads, torch.get_num_threads(), args.rounds,
+                                  args.repeats, sg))
+    print()
+    print_components(rows, sg)
+    print()
+    print("libmm times include its preprocessing (tokenizer, pixel normalisation, log-mel); "
+          "PyTorch times include log-mel but start from token ids / a normalised tensor.")
+    if args.quick:
+        return
+    print()
+    print("## Heavy layers")
+    print()
+    layers(bench, env, args.repeats)
+    print()
+    print("## OpenBLAS kernel")
+    print()
+    kernels(bench, env, [m for m in models if m != bundled], 5)
+    print()
+    print("## Threading (MM_THREADS=%d: each stream's BLAS calls single-threaded; 2 cores)"
+          % args.threads)
+    print()
+    streams(bench, env, bundled if bundled in models else None, bert4, 2.0)
+    print()
+    print("## Memory")
+    print()
+    memory(bench, env, [(m, 200 if m == bundled else 20) for m in models])
+    print()
+    print("## Demo pipeline")
+    print()
+    if bundled in models and os.path.exists(args.sample):
+        pipeline(args.sample, bundled, env, 3, 20)
+    else:
+        print("(skipped: %s or the bundled model missing; run sh pipelines/make-sample.sh, "
+              "or pass --sample)" % args.sample)
+    print()
+    print("(bench.py took %.0f s)" % (time.monotonic() - t_start))
+
+
+if __name__ == "__main__":
+    main()
