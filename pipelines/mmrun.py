@@ -10,7 +10,9 @@ scores, present) becomes one decision, printed as a timeline line
 
     0:00:05.0  food        0.87  image+audio         (truth: food)
 
-and optionally written as one JSON object per line (--jsonl FILE):
+(final pocketsphinx hypotheses, when the pipeline has a recogniser, are
+printed too, as "[transcript] ..."), and optionally written as one JSON
+object per line (--jsonl FILE):
 
     {"pts": 5000000000, "duration": 1000000000, "running-time": ...,
      "stream-time": ..., "time": 5.0, "label": "food", "score": 0.87,
@@ -33,8 +35,9 @@ Latency (live pipelines): when a decision is posted, the pipeline's running
 time minus the decision's running-time, i.e. how long after the start of
 the media it describes the decision was known.  Reported as mean and max.
 
-Exit status: 0 after EOS (or the --duration stop), 1 on a pipeline error,
-2 on timeout.
+Exit status: 0 after EOS (or the --duration stop, where a live pipeline is
+stopped 3 s after the EOS it was sent if the EOS cannot get through, e.g. a
+caption file paced by clocksync), 1 on a pipeline error, 2 on timeout.
 """
 import argparse
 import json
@@ -102,9 +105,11 @@ class Runner:
         self.pipeline = Gst.parse_launch(desc)
         self.loop = GLib.MainLoop()
         self.decisions = []
+        self.transcripts = []    # pocketsphinx utterances, when there is one
         self.error = None
         self.eos = False
         self.timed_out = False
+        self.stopped = False     # live run stopped without a full EOS
         self.live = False
         self.lock = threading.Lock()
         self.reporting = True    # decisions are printed as they come
@@ -125,6 +130,9 @@ class Runner:
     # -- bus ---------------------------------------------------------------
     def on_sync_element(self, bus, msg):
         s = msg.get_structure()
+        if s is not None and s.get_name() == "pocketsphinx":
+            self.on_transcript(s)
+            return
         if s is None or s.get_name() != "mm-classification":
             return
         d = decision_from_structure(s)
@@ -136,6 +144,16 @@ class Runner:
             self.decisions.append(d)
             if self.reporting:
                 self.report(d)
+
+    def on_transcript(self, s):
+        """pocketsphinx's final hypotheses: what textenc is about to get."""
+        if not s.has_field("final") or not s.get_value("final"):
+            return
+        text = s.get_value("hypothesis") if s.has_field("hypothesis") else ""
+        with self.lock:
+            self.transcripts.append(text)
+            if not self.args.quiet:
+                print("           [transcript] %s" % text, flush=True)
 
     def on_flush_stop(self, pad, info):
         # decisions made before a flushing seek (the preroll before the
@@ -207,8 +225,33 @@ class Runner:
 
     # -- run ---------------------------------------------------------------
     def stop_live(self):
-        print("mmrun: %.1f s elapsed, sending EOS" % self.args.duration, file=sys.stderr)
-        self.pipeline.send_event(Gst.Event.new_eos())
+        print("mmrun: %.1f s elapsed, sending EOS" % self.args.duration, file=sys.stderr,
+              flush=True)
+        # EOS to the live sources only: a source that is not live may be
+        # blocked downstream (captions paced by clocksync) and sending it an
+        # event would block until its next buffer is due.  The others end
+        # when the stream they feed ends (the drive pad's EOS ends mmfuse).
+        live = []
+        it = self.pipeline.iterate_sources()
+        while True:
+            res, e = it.next()
+            if res != Gst.IteratorResult.OK:
+                break
+            if e.find_property("is-live") is not None and e.get_property("is-live"):
+                live.append(e)
+        targets = live or [self.pipeline]
+        threading.Thread(target=lambda: [t.send_event(Gst.Event.new_eos()) for t in targets],
+                         daemon=True).start()
+        # should the EOS not get through, do not wait for it forever
+        GLib.timeout_add(3000, self.stop_anyway)
+        return False
+
+    def stop_anyway(self):
+        if not self.eos:
+            print("mmrun: no EOS 3 s after the stop, stopping the pipeline", file=sys.stderr,
+                  flush=True)
+            self.stopped = True
+            self.loop.quit()
         return False
 
     def on_timeout(self):
@@ -270,10 +313,12 @@ class Runner:
         with self.lock:
             decisions = list(self.decisions)
         lat = [d["latency"] for d in decisions if "latency" in d]
-        stats = {"decisions": len(decisions), "eos": self.eos, "error": self.error,
+        stats = {"decisions": len(decisions), "eos": self.eos, "stopped": self.stopped,
+                 "error": self.error,
                  "timed_out": self.timed_out, "live": self.live, "wall_seconds": round(wall, 3),
                  "labels": sorted({d["label"] for d in decisions if d["label"]}),
-                 "present": sorted({m for d in decisions for m in d["present"]})}
+                 "present": sorted({m for d in decisions for m in d["present"]}),
+                 "transcripts": list(self.transcripts)}
         if lat:
             stats["latency_mean"] = round(sum(lat) / len(lat), 4)
             stats["latency_max"] = round(max(lat), 4)
