@@ -14,19 +14,38 @@
  *   label reaches #GstMmDecode:threshold the buffer is empty (zero bytes),
  *   which clears a textoverlay;
  * - an element message `mm-classification` on the bus with the fields
- *   `pts`, `duration`, `running-time`, `stream-time` (guint64, -1 when
- *   unknown), `labels` (#GstValueArray of strings), `scores`
- *   (#GstValueArray of doubles, same order) and `present` (#GstValueArray
- *   of strings: the modalities that fed this decision, from the input's
- *   MmFusionMeta, or every fusion input of the model when there is none);
+ *   - `pts`, `duration`, `running-time`, `stream-time` (guint64, -1 when
+ *     unknown; running and stream time from the input segment, so a
+ *     non-zero segment start or a seek is accounted for);
+ *   - `labels` (#GstValueArray of strings) and `scores` (#GstValueArray
+ *     of doubles, same order, best first; empty when no label reaches the
+ *     threshold);
+ *   - `present` and `missing` (#GstValueArray of strings: the modalities
+ *     that fed this decision and those that were missing, from the input's
+ *     MmFusionMeta; without one every fusion input of the model counts as
+ *     present);
+ *   - the same as plain scalars, for bindings and for printing: `label`
+ *     (string, the best label, "" when none), `score` (double, its score,
+ *     0 when none), `text` (string, the text pushed on the src pad),
+ *     `present-csv` and `missing-csv` (strings, modality names joined by
+ *     ",", "" when none).  An empty #GstValueArray has no element type and
+ *     gst_structure_to_string() prints it as `(int)< >`; the scalar fields
+ *     always read back as what they are.
  * - an MmClassificationMeta (gstmmmeta.h) on the output buffer with the
  *   same labels, scores and presence mask.
  *
  * #GstMmDecode:smoothing s keeps an exponential moving average of the
  * score vector over successive decisions: smoothed = s * previous + (1 - s)
- * * current, the first decision after start or a flush being the current
- * scores as they are.  0 turns smoothing off.  The labels and scores
- * reported are the smoothed ones.
+ * * current, the first decision after start, a flush or a DISCONT input
+ * buffer being the current scores as they are (as is any score whose
+ * previous value was not finite, so that one NaN input does not poison
+ * the average).  0 turns smoothing off.  The labels and scores reported are
+ * the smoothed ones.
+ *
+ * The size of the fused embeddings the head takes is the model's fusion
+ * dimension, so the model must also have a fusion component (it is the
+ * same file mmfuse uses); a model with a head only fails READY->PAUSED.
+ * mmdecode adds no latency and passes GAP, EOS and segment events on.
  *
  * ## Example launch lines
  * |[
@@ -53,6 +72,7 @@
 #include "config.h"
 #endif
 
+#include <math.h>
 #include <string.h>
 
 #include <mm.h>
@@ -163,7 +183,7 @@ gst_mm_decode_class_init (GstMmDecodeClass * klass)
       g_param_spec_double ("smoothing", "Smoothing",
           "Weight of the previous scores in an exponential moving average "
           "over decisions: s = smoothing * s + (1 - smoothing) * scores "
-          "(0 = off; reset on flush)", 0.0, 1.0, DEFAULT_SMOOTHING,
+          "(0 = off; reset on flush and on DISCONT)", 0.0, 1.0, DEFAULT_SMOOTHING,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
           GST_PARAM_MUTABLE_PLAYING));
 
@@ -278,7 +298,8 @@ gst_mm_decode_get_property (GObject * object, guint prop_id, GValue * value,
 
 /* Pure helpers */
 
-/* smoothed (n) = s * smoothed + (1 - s) * scores, or scores when @first. */
+/* smoothed (n) = s * smoothed + (1 - s) * scores, or scores when @first
+ * (or where smoothed is not finite). */
 static void
 smooth_scores (gfloat * smoothed, const gfloat * scores, guint n, gdouble s,
     gboolean first)
@@ -286,7 +307,7 @@ smooth_scores (gfloat * smoothed, const gfloat * scores, guint n, gdouble s,
   guint i;
 
   for (i = 0; i < n; i++)
-    smoothed[i] = first ? scores[i] :
+    smoothed[i] = first || !isfinite (smoothed[i]) ? scores[i] :
         (gfloat) (s * smoothed[i] + (1.0 - s) * scores[i]);
 }
 
@@ -490,16 +511,39 @@ gst_mm_decode_fill_presence (GstMmDecode * self, const MmFusionMeta * fmeta,
   }
 }
 
-/* The mm-classification element message for @meta at @pts/@duration. */
+static void
+value_array_append_string (GValue * array, const gchar * str)
+{
+  GValue v = G_VALUE_INIT;
+
+  g_value_init (&v, G_TYPE_STRING);
+  g_value_set_string (&v, str);
+  gst_value_array_append_and_take_value (array, &v);
+}
+
+static void
+value_array_append_double (GValue * array, gdouble d)
+{
+  GValue v = G_VALUE_INIT;
+
+  g_value_init (&v, G_TYPE_DOUBLE);
+  g_value_set_double (&v, d);
+  gst_value_array_append_and_take_value (array, &v);
+}
+
+/* The mm-classification element message for @meta at @pts/@duration, with
+ * self->text as the text pushed. */
 static GstMessage *
 gst_mm_decode_make_message (GstMmDecode * self,
     const MmClassificationMeta * meta, GstClockTime pts,
     GstClockTime duration)
 {
   GValue labels = G_VALUE_INIT, scores = G_VALUE_INIT, present =
-      G_VALUE_INIT, v = G_VALUE_INIT;
+      G_VALUE_INIT, missing = G_VALUE_INIT;
   GstClockTime running_time = GST_CLOCK_TIME_NONE;
   GstClockTime stream_time = GST_CLOCK_TIME_NONE;
+  GString *present_csv = g_string_new (NULL);
+  GString *missing_csv = g_string_new (NULL);
   GstStructure *s;
   guint i;
 
@@ -514,20 +558,17 @@ gst_mm_decode_make_message (GstMmDecode * self,
   gst_value_array_init (&labels, meta->n_top);
   gst_value_array_init (&scores, meta->n_top);
   gst_value_array_init (&present, meta->n_inputs);
+  gst_value_array_init (&missing, meta->n_inputs);
   for (i = 0; i < meta->n_top; i++) {
-    g_value_init (&v, G_TYPE_STRING);
-    g_value_set_string (&v, g_quark_to_string (meta->label[i]));
-    gst_value_array_append_and_take_value (&labels, &v);
-    g_value_init (&v, G_TYPE_DOUBLE);
-    g_value_set_double (&v, meta->score[i]);
-    gst_value_array_append_and_take_value (&scores, &v);
+    value_array_append_string (&labels, g_quark_to_string (meta->label[i]));
+    value_array_append_double (&scores, meta->score[i]);
   }
   for (i = 0; i < meta->n_inputs; i++) {
-    if (!meta->present[i])
-      continue;
-    g_value_init (&v, G_TYPE_STRING);
-    g_value_set_string (&v, g_quark_to_string (meta->modality[i]));
-    gst_value_array_append_and_take_value (&present, &v);
+    const gchar *name = g_quark_to_string (meta->modality[i]);
+    GString *csv = meta->present[i] ? present_csv : missing_csv;
+
+    value_array_append_string (meta->present[i] ? &present : &missing, name);
+    g_string_append_printf (csv, "%s%s", csv->len ? "," : "", name);
   }
 
   s = gst_structure_new ("mm-classification",
@@ -538,6 +579,16 @@ gst_mm_decode_make_message (GstMmDecode * self,
   gst_structure_take_value (s, "labels", &labels);
   gst_structure_take_value (s, "scores", &scores);
   gst_structure_take_value (s, "present", &present);
+  gst_structure_take_value (s, "missing", &missing);
+  gst_structure_set (s,
+      "label", G_TYPE_STRING,
+      meta->n_top ? g_quark_to_string (meta->label[0]) : "",
+      "score", G_TYPE_DOUBLE, meta->n_top ? (gdouble) meta->score[0] : 0.0,
+      "text", G_TYPE_STRING, self->text->str,
+      "present-csv", G_TYPE_STRING, present_csv->str,
+      "missing-csv", G_TYPE_STRING, missing_csv->str, NULL);
+  g_string_free (present_csv, TRUE);
+  g_string_free (missing_csv, TRUE);
   return gst_message_new_element (GST_OBJECT (self), s);
 }
 
@@ -597,6 +648,8 @@ gst_mm_decode_chain (GstPad * pad, GstObject * parent, GstBuffer * buffer)
     return GST_FLOW_ERROR;
   }
 
+  if (GST_BUFFER_IS_DISCONT (buffer))
+    self->have_smoothed = FALSE;
   smooth_scores (self->smoothed, self->scores, self->n_outputs, smoothing,
       !self->have_smoothed || smoothing <= 0.0);
   self->have_smoothed = TRUE;

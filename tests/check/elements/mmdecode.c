@@ -220,6 +220,14 @@ GST_START_TEST (test_decision)
                   0)) - scores[1]) < 1e-6);
   arr = gst_structure_get_value (s, "present");
   fail_unless_equals_int (gst_value_array_get_size (arr), 3);
+  arr = gst_structure_get_value (s, "missing");
+  fail_unless (GST_VALUE_HOLDS_ARRAY (arr));
+  fail_unless_equals_int (gst_value_array_get_size (arr), 0);
+  fail_unless_equals_string (gst_structure_get_string (s, "present-csv"),
+      "image,audio,text");
+  fail_unless_equals_string (gst_structure_get_string (s, "missing-csv"), "");
+  fail_unless_equals_string (gst_structure_get_string (s, "label"), "music");
+  fail_unless_equals_string (gst_structure_get_string (s, "text"), expect);
   gst_structure_free (s);
 
   gst_buffer_unref (out);
@@ -278,6 +286,18 @@ GST_START_TEST (test_top_k_threshold)
           (gst_structure_get_value (s, "labels")), n);
       fail_unless_equals_int (gst_value_array_get_size
           (gst_structure_get_value (s, "scores")), n);
+      /* the scalar fields say the same */
+      fail_unless_equals_string (gst_structure_get_string (s, "text"),
+          expect);
+      fail_unless_equals_string (gst_structure_get_string (s, "label"),
+          n ? labels[order[0]] : "");
+      {
+        gdouble score = -1.0;
+
+        fail_unless (gst_structure_get_double (s, "score", &score));
+        fail_unless (fabs (score - (n ? scores[order[0]] : 0.0)) < 1e-6,
+            "%g", score);
+      }
       gst_structure_free (s);
       gst_buffer_unref (out);
       g_free (text);
@@ -310,7 +330,8 @@ get_scores (GstBus * bus, gfloat * out_by_label)
   gst_structure_free (s);
 }
 
-/* smoothed = s * previous + (1 - s) * current; reset by a flush. */
+/* smoothed = s * previous + (1 - s) * current; reset by a flush, by a
+ * DISCONT buffer and (per score) after a non-finite one. */
 GST_START_TEST (test_smoothing)
 {
   const gdouble factors[] = { 0.0, 0.5, 0.9 };
@@ -360,6 +381,50 @@ GST_START_TEST (test_smoothing)
     get_scores (bus, got);
     for (i = 0; i < N_LABELS; i++)
       fail_unless (fabsf (got[i] - sa[i]) < 1e-6f);
+
+    /* so does a DISCONT buffer */
+    {
+      GstBuffer *b = fused_buffer (fb, 5 * GST_SECOND, GST_SECOND);
+
+      GST_BUFFER_FLAG_SET (b, GST_BUFFER_FLAG_DISCONT);
+      gst_harness_push (h, b);
+      get_scores (bus, got);
+      for (i = 0; i < N_LABELS; i++)
+        fail_unless (fabsf (got[i] - sb[i]) < 1e-6f, "%g vs %g", got[i],
+            sb[i]);
+    }
+
+    /* a NaN input does not crash, and does not poison the average: if
+     * its scores are not finite (no labels reported), the next decision is
+     * the fresh scores; if libmm turned it into finite scores, those are
+     * averaged as usual */
+    {
+      gfloat nan_fused[FUSED_DIM], prev[N_LABELS];
+      GstStructure *st;
+      gboolean finite;
+
+      for (i = 0; i < FUSED_DIM; i++)
+        nan_fused[i] = NAN;
+      gst_harness_push (h, fused_buffer (nan_fused, 6 * GST_SECOND,
+              GST_SECOND));
+      st = pop_classification (bus);
+      fail_unless (st != NULL);
+      finite = gst_value_array_get_size (gst_structure_get_value (st,
+              "labels")) == N_LABELS;
+      gst_structure_free (st);
+      if (finite) {
+        gst_harness_push (h, fused_buffer (nan_fused, 6 * GST_SECOND,
+                GST_SECOND));
+        get_scores (bus, prev);
+      }
+      gst_harness_push (h, fused_buffer (fa, 7 * GST_SECOND, GST_SECOND));
+      get_scores (bus, got);
+      for (i = 0; i < N_LABELS; i++) {
+        expect[i] = finite ? s * prev[i] + (1 - s) * sa[i] : sa[i];
+        fail_unless (isfinite (got[i]) && fabsf (got[i] - expect[i]) < 1e-5f,
+            "%g vs %g", got[i], expect[i]);
+      }
+    }
 
     gst_buffer_unref (gst_harness_pull (h));
     g_free (extra);
@@ -442,6 +507,14 @@ GST_START_TEST (test_presence_and_times)
           (arr, 0)), "image");
   fail_unless_equals_string (g_value_get_string (gst_value_array_get_value
           (arr, 1)), "text");
+  arr = gst_structure_get_value (s, "missing");
+  fail_unless_equals_int (gst_value_array_get_size (arr), 1);
+  fail_unless_equals_string (g_value_get_string (gst_value_array_get_value
+          (arr, 0)), "audio");
+  fail_unless_equals_string (gst_structure_get_string (s, "present-csv"),
+      "image,text");
+  fail_unless_equals_string (gst_structure_get_string (s, "missing-csv"),
+      "audio");
   gst_structure_free (s);
   gst_buffer_unref (out);
   harness_free (h, bus);

@@ -606,12 +606,14 @@ GST_START_TEST (test_cadence_properties)
     g_object_set (fuse, "drive-pad", cases[c].drive_pad, "interval",
         cases[c].interval_ms * MS, NULL);
     fuse_setup (&f, fuse, modalities);
-    push (f.in[1], embedding (0, GST_SECOND));
-    push (f.in[1], embedding (GST_SECOND, GST_SECOND));
-    push_event (f.in[1], gst_event_new_eos ());
+    /* video first: once the audio drive pad is EOS and drained, the
+     * aggregator is EOS and refuses (GST_FLOW_EOS) what comes later */
     for (k = 0; k < 60; k++)
       push (f.h, embedding (frame_pts (k), frame_duration (k)));
     push_event (f.h, gst_event_new_eos ());
+    push (f.in[1], embedding (0, GST_SECOND));
+    push (f.in[1], embedding (GST_SECOND, GST_SECOND));
+    push_event (f.in[1], gst_event_new_eos ());
 
     for (i = 0; i < cases[c].n_out; i++)
       pull_and_check (f.h, cases[c].t_ms[i] * MS, cases[c].dur_ms * MS,
