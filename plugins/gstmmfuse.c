@@ -27,6 +27,11 @@
  * ## Cadence
  * - `drive-pad` set: every buffer of that pad produces one output with the
  *   buffer's PTS and duration (and its embedding as that modality's input).
+ *   While the name matches no sink pad (a typo, a pad not requested yet or
+ *   released) the cadence is the default one below, and a RESOURCE/SETTINGS
+ *   warning naming the existing pads is posted once.  drive-pad may change
+ *   while playing; drive buffers older than the last output are skipped, so
+ *   outputs never go back in time.
  * - else `interval` > 0: outputs every `interval` ns of running time, from the
  *   output segment's start (see the aggregator's `start-time-selection`).
  * - else the first image pad drives; without one, a 500 ms interval.
@@ -80,8 +85,17 @@
  * (its last embedding still counts while it covers t, max-age no longer
  * extends it).  EOS on the drive pad, or (interval cadence) on every
  * non-sparse pad once their data is fused, ends the stream.  Buffers without
- * a PTS, or outside the segment, are dropped.  Time is assumed to flow
- * forward at rate 1.
+ * a PTS, or outside the segment, are dropped.
+ *
+ * Segments and rate: pairing works in running time, so a non-zero segment
+ * start and seeks are handled.  In interval cadence the outputs stop at the
+ * output segment's stop (a seek with a stop position ends the stream
+ * there, the last output's duration clipped to it); with a drive pad the
+ * drive pad's own segment (upstream clipping) decides, and drive buffers
+ * outside the output segment produce nothing.  Positive rates other than 1
+ * work (intervals are in running time, so rate 2 gives outputs every
+ * `interval` of running time, i.e. every 2 * `interval` of stream time);
+ * seeks with a negative rate (reverse playback) are refused.
  *
  * ## Example launch line
  * |[
@@ -320,6 +334,8 @@ struct _GstMmFuse
 
   /* aggregator thread only */
   GstClockTime data_end;        /* latest end (running time) of data taken */
+  gchar *warned_drive_pad;      /* drive-pad name last warned about */
+  GstClockTime last_out_t;      /* running time of the last output, or NONE */
 };
 
 #define gst_mm_fuse_parent_class parent_class
@@ -340,6 +356,7 @@ static GstFlowReturn gst_mm_fuse_aggregate (GstAggregator * agg,
 static GstClockTime gst_mm_fuse_get_next_time (GstAggregator * agg);
 static gboolean gst_mm_fuse_sink_event (GstAggregator * agg,
     GstAggregatorPad * apad, GstEvent * event);
+static gboolean gst_mm_fuse_src_event (GstAggregator * agg, GstEvent * event);
 static gboolean gst_mm_fuse_sink_query (GstAggregator * agg,
     GstAggregatorPad * apad, GstQuery * query);
 static GstFlowReturn gst_mm_fuse_update_src_caps (GstAggregator * agg,
@@ -363,7 +380,8 @@ gst_mm_fuse_class_init (GstMmFuseClass * klass)
   g_object_class_install_property (gobject_class, PROP_DRIVE_PAD,
       g_param_spec_string ("drive-pad", "Drive pad",
           "Name of the sink pad whose buffers drive the output cadence "
-          "(NULL: interval if set, else the first image pad)",
+          "(NULL, or a name matching no pad: interval if set, else the first "
+          "image pad, else 500 ms)",
           DEFAULT_DRIVE_PAD, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
           GST_PARAM_MUTABLE_PLAYING));
   g_object_class_install_property (gobject_class, PROP_INTERVAL,
@@ -387,8 +405,12 @@ gst_mm_fuse_class_init (GstMmFuseClass * klass)
   gst_element_class_set_static_metadata (element_class,
       "Multimodal embedding fusion", "Filter/Combiner/Analyzer",
       "Pairs video, audio, text and other embedding streams by timestamp "
-      "and fuses them with a libmm model",
+      "(sparse text streams never stall the others; missing modalities "
+      "become a presence mask) and fuses them with a libmm model",
       "mm-gst developers");
+  /* shown by gst-inspect-1.0 */
+  gst_element_class_add_static_metadata (element_class, "example",
+      "gst-launch-1.0 -m filesrc location=cues.srt ! subparse ! textenc model=tests/fixtures/tiny.safetensors ! f.sink_0 videotestsrc num-buffers=60 ! videoconvert ! imageenc model=tests/fixtures/tiny.safetensors ! f.sink_1 mmfuse name=f model=tests/fixtures/tiny.safetensors ! mmdecode model=tests/fixtures/tiny.safetensors ! fakesink");
 
   agg_class->start = GST_DEBUG_FUNCPTR (gst_mm_fuse_start);
   agg_class->stop = GST_DEBUG_FUNCPTR (gst_mm_fuse_stop);
@@ -397,6 +419,7 @@ gst_mm_fuse_class_init (GstMmFuseClass * klass)
   agg_class->get_next_time = GST_DEBUG_FUNCPTR (gst_mm_fuse_get_next_time);
   agg_class->sink_event = GST_DEBUG_FUNCPTR (gst_mm_fuse_sink_event);
   agg_class->sink_query = GST_DEBUG_FUNCPTR (gst_mm_fuse_sink_query);
+  agg_class->src_event = GST_DEBUG_FUNCPTR (gst_mm_fuse_src_event);
   agg_class->update_src_caps = GST_DEBUG_FUNCPTR (gst_mm_fuse_update_src_caps);
 
   gst_type_mark_as_plugin_api (GST_TYPE_MM_FUSE_PAD, 0);
@@ -409,6 +432,7 @@ gst_mm_fuse_init (GstMmFuse * self)
   self->interval = DEFAULT_INTERVAL;
   self->max_age = DEFAULT_MAX_AGE;
   self->data_end = GST_CLOCK_TIME_NONE;
+  self->last_out_t = GST_CLOCK_TIME_NONE;
   /* A pad that never delivered anything must not hold back a live stream. */
   gst_aggregator_set_ignore_inactive_pads (GST_AGGREGATOR (self), TRUE);
 }
@@ -420,6 +444,7 @@ gst_mm_fuse_finalize (GObject * object)
 
   g_free (self->model_path);
   g_free (self->drive_pad);
+  g_free (self->warned_drive_pad);
   /* stop() normally released these */
   g_clear_pointer (&self->fusion, mm_fusion_free);
   g_clear_pointer (&self->model, mm_model_unref);
@@ -528,6 +553,7 @@ gst_mm_fuse_start (GstAggregator * agg)
   self->fused_dim = mm_model_get_dim (model, MM_COMPONENT_FUSION);
   self->inputs = g_new0 (const gfloat *, MAX (n_inputs, 1));
   self->data_end = GST_CLOCK_TIME_NONE;
+  self->last_out_t = GST_CLOCK_TIME_NONE;
   GST_OBJECT_UNLOCK (self);
 
   GST_INFO_OBJECT (self, "model %s: %u fusion inputs, fused dim %u",
@@ -567,6 +593,7 @@ gst_mm_fuse_stop (GstAggregator * agg)
   g_clear_pointer (&fusion, mm_fusion_free);
   g_clear_pointer (&model, mm_model_unref);
   g_free (inputs);
+  g_clear_pointer (&self->warned_drive_pad, g_free);
   return TRUE;
 }
 
@@ -583,6 +610,7 @@ gst_mm_fuse_flush (GstAggregator * agg)
     g_atomic_int_set (&GST_MM_FUSE_PAD (l->data)->pending_reset, 1);
   GST_OBJECT_UNLOCK (self);
   self->data_end = GST_CLOCK_TIME_NONE;
+  self->last_out_t = GST_CLOCK_TIME_NONE;
   return GST_FLOW_OK;
 }
 
@@ -822,6 +850,25 @@ gst_mm_fuse_sink_event (GstAggregator * agg, GstAggregatorPad * apad,
   return GST_AGGREGATOR_CLASS (parent_class)->sink_event (agg, apad, event);
 }
 
+/* Reverse playback is refused: pairing assumes time flows forward (a
+ * covering embedding starts at or before t, the newest one is the latest). */
+static gboolean
+gst_mm_fuse_src_event (GstAggregator * agg, GstEvent * event)
+{
+  if (GST_EVENT_TYPE (event) == GST_EVENT_SEEK) {
+    gdouble rate;
+
+    gst_event_parse_seek (event, &rate, NULL, NULL, NULL, NULL, NULL, NULL);
+    if (rate < 0.0) {
+      GST_WARNING_OBJECT (agg, "refusing a seek with rate %g: mmfuse only "
+          "supports forward playback", rate);
+      gst_event_unref (event);
+      return FALSE;
+    }
+  }
+  return GST_AGGREGATOR_CLASS (parent_class)->src_event (agg, event);
+}
+
 static GstFlowReturn
 gst_mm_fuse_update_src_caps (GstAggregator * agg, GstCaps * downstream,
     GstCaps ** ret)
@@ -885,23 +932,35 @@ snapshot_clear (Snapshot * snap)
   g_free (snap->drive_name);
 }
 
-/* The pad whose buffers set the cadence, or NULL for a fixed interval. */
+/* The sink pad named @name, or NULL. */
+static GstMmFusePad *
+snapshot_find_pad (const Snapshot * snap, const gchar * name)
+{
+  guint i;
+
+  for (i = 0; name && i < snap->pads->len; i++) {
+    GstMmFusePad *pad = g_ptr_array_index (snap->pads, i);
+
+    if (g_str_equal (GST_PAD_NAME (pad), name))
+      return pad;
+  }
+  return NULL;
+}
+
+/* The pad whose buffers set the cadence, or NULL for a fixed interval: the
+ * drive-pad if it names a pad, else (no drive-pad, or a name that matches
+ * no pad) the first image pad unless an interval is set. */
 static GstMmFusePad *
 choose_drive (const Snapshot * snap)
 {
-  GstMmFusePad *drive = NULL;
+  GstMmFusePad *drive = snapshot_find_pad (snap, snap->drive_name);
   guint i;
 
-  for (i = 0; i < snap->pads->len && !drive; i++) {
+  for (i = 0; i < snap->pads->len && !drive && snap->interval == 0; i++) {
     GstMmFusePad *pad = g_ptr_array_index (snap->pads, i);
 
-    if (snap->drive_name) {
-      if (g_str_equal (GST_PAD_NAME (pad), snap->drive_name))
-        drive = pad;
-    } else if (snap->interval == 0 && pad->modality
-        && g_str_equal (pad->modality, "image")) {
+    if (pad->modality && g_str_equal (pad->modality, "image"))
       drive = pad;
-    }
   }
   /* live, and nothing by the first deadline: do not wait for it forever */
   if (drive && gst_aggregator_pad_is_inactive (GST_AGGREGATOR_PAD (drive)))
@@ -1100,6 +1159,36 @@ interval_stream_done (GstMmFuse * self, const Snapshot * snap, GstClockTime t)
   return !GST_CLOCK_TIME_IS_VALID (self->data_end) || t >= self->data_end;
 }
 
+/* Posts a warning, once per name, when drive-pad names no sink pad (a typo,
+ * or a pad not requested yet or released): the default cadence is used
+ * meanwhile.  Aggregator thread. */
+static void
+gst_mm_fuse_check_drive_name (GstMmFuse * self, const Snapshot * snap)
+{
+  GString *names;
+  guint i;
+
+  if (snap->drive_name == NULL || snapshot_find_pad (snap, snap->drive_name)) {
+    g_clear_pointer (&self->warned_drive_pad, g_free);
+    return;
+  }
+  if (g_strcmp0 (self->warned_drive_pad, snap->drive_name) == 0)
+    return;
+  g_free (self->warned_drive_pad);
+  self->warned_drive_pad = g_strdup (snap->drive_name);
+
+  names = g_string_new (NULL);
+  for (i = 0; i < snap->pads->len; i++)
+    g_string_append_printf (names, "%s%s", i ? ", " : "",
+        GST_PAD_NAME (g_ptr_array_index (snap->pads, i)));
+  GST_ELEMENT_WARNING (self, RESOURCE, SETTINGS,
+      ("drive-pad \"%s\" names no sink pad of %s (its sink pads: %s); using "
+          "the default cadence (interval, else the first image pad, else "
+          "500 ms) until it exists", snap->drive_name, GST_ELEMENT_NAME (self),
+          names->len ? names->str : "none"), (NULL));
+  g_string_free (names, TRUE);
+}
+
 static GstClockTime
 gst_mm_fuse_get_next_time (GstAggregator * agg)
 {
@@ -1146,6 +1235,7 @@ gst_mm_fuse_aggregate (GstAggregator * agg, gboolean timeout)
     apply_pending_reset (g_ptr_array_index (snap.pads, i));
 
   /* 1. the output interval [t, t + out_dur) */
+  gst_mm_fuse_check_drive_name (self, &snap);
   drive = choose_drive (&snap);
   if (drive) {
     GstAggregatorPad *dpad = GST_AGGREGATOR_PAD (drive);
@@ -1161,9 +1251,12 @@ gst_mm_fuse_aggregate (GstAggregator * agg, gboolean timeout)
       out_pts = GST_CLOCK_TIME_IS_VALID (t) ?
           gst_segment_position_from_running_time (&snap.srcseg,
           GST_FORMAT_TIME, t) : GST_CLOCK_TIME_NONE;
-      if (!is_gap_buffer (drive_buf) && GST_CLOCK_TIME_IS_VALID (out_pts))
+      if (!is_gap_buffer (drive_buf) && GST_CLOCK_TIME_IS_VALID (out_pts)
+          && !(GST_CLOCK_TIME_IS_VALID (self->last_out_t)
+              && t < self->last_out_t))
         break;
-      /* a GAP on the drive pad: no outputs for it */
+      /* a GAP on the drive pad: no outputs for it; and outputs never go
+       * back in time (drive-pad changed to a pad with older data queued) */
       GST_DEBUG_OBJECT (drive, "skipping %" GST_PTR_FORMAT, drive_buf);
       gst_aggregator_pad_drop_buffer (dpad);
       gst_clear_buffer (&drive_buf);
@@ -1183,10 +1276,15 @@ gst_mm_fuse_aggregate (GstAggregator * agg, gboolean timeout)
       ret = GST_AGGREGATOR_FLOW_NEED_DATA;
       goto done;
     }
-    if (interval_stream_done (self, &snap, t)) {
+    if (interval_stream_done (self, &snap, t) ||
+        (GST_CLOCK_TIME_IS_VALID (snap.srcseg.stop)
+            && out_pts >= snap.srcseg.stop)) {
       ret = GST_FLOW_EOS;
       goto done;
     }
+    /* the last interval ends at the segment's stop */
+    if (GST_CLOCK_TIME_IS_VALID (snap.srcseg.stop))
+      out_dur = MIN (out_dur, snap.srcseg.stop - out_pts);
   }
 
   /* 2. take what every other pad has up to t; all must be settled past t */
@@ -1262,6 +1360,7 @@ gst_mm_fuse_aggregate (GstAggregator * agg, gboolean timeout)
 
   GST_BUFFER_PTS (out) = out_pts;
   GST_BUFFER_DURATION (out) = out_dur;
+  self->last_out_t = t;
 
   GST_OBJECT_LOCK (self);
   GST_AGGREGATOR_PAD (agg->srcpad)->segment.position =

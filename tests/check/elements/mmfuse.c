@@ -874,6 +874,87 @@ GST_START_TEST (test_wrong_buffer_size)
 
 GST_END_TEST;
 
+/* drive-pad naming no sink pad: a warning naming the pads (once), and the
+ * default cadence (the first image pad drives) meanwhile. */
+GST_START_TEST (test_drive_pad_unknown)
+{
+  static const gchar *const modalities[] = { "image", "audio", NULL };
+  GstElement *fuse = fuse_element_new ();
+  GstMessage *msg;
+  Fuse f;
+
+  g_object_set (fuse, "drive-pad", "sink_7", NULL);
+  fuse_setup (&f, fuse, modalities);
+  push (f.in[1], embedding (0, 2 * GST_SECOND));
+  push (f.h, embedding (0, 33 * MS));
+  pull_and_check (f.h, 0, 33 * MS, 0, 0, MISSING);
+  push (f.h, embedding (500 * MS, 33 * MS));
+  pull_and_check (f.h, 500 * MS, 33 * MS, AT (500), 0, MISSING);
+  assert_bus_message (f.bus, GST_MESSAGE_WARNING, "\"sink_7\"",
+      "sink_0, sink_1", NULL);
+  msg = gst_bus_pop_filtered (f.bus, GST_MESSAGE_WARNING);
+  fail_unless (msg == NULL, "warned twice");
+
+  /* a name that exists drives, without a warning; its queued window
+   * [0, 2 s) is older than the last output and skipped: outputs never go
+   * back in time */
+  g_object_set (f.fuse, "drive-pad", "sink_1", NULL);
+  push (f.in[1], embedding (2 * GST_SECOND, GST_SECOND));
+  push (f.h, embedding (2 * GST_SECOND, 33 * MS));
+  pull_and_check (f.h, 2 * GST_SECOND, GST_SECOND, AT (2000), AT (2000),
+      MISSING);
+  fail_unless (gst_bus_pop_filtered (f.bus, GST_MESSAGE_WARNING) == NULL);
+  fuse_teardown (&f);
+}
+
+GST_END_TEST;
+
+/* Interval cadence ends at the stop of a seek segment (last output clipped
+ * to it); reverse playback is refused. */
+GST_START_TEST (test_segment_stop_and_rate)
+{
+  static const gchar *const modalities[] = { "audio", "text", NULL };
+  GstElement *fuse = fuse_element_new ();
+  GstSegment segment;
+  GstEvent *seek, *event;
+  guint32 seqnum;
+  guint i;
+  Fuse f;
+
+  g_object_set (fuse, "interval", (guint64) 500 * MS, NULL);
+  fuse_setup (&f, fuse, modalities);
+
+  fail_if (gst_harness_push_upstream_event (f.h, gst_event_new_seek (-1.0,
+              GST_FORMAT_TIME, GST_SEEK_FLAG_FLUSH, GST_SEEK_TYPE_SET, 0,
+              GST_SEEK_TYPE_SET, 2 * GST_SECOND)));
+
+  seek = gst_event_new_seek (1.0, GST_FORMAT_TIME, GST_SEEK_FLAG_FLUSH,
+      GST_SEEK_TYPE_SET, 0, GST_SEEK_TYPE_SET, 1200 * MS);
+  seqnum = gst_event_get_seqnum (seek);
+  fail_unless (gst_harness_push_upstream_event (f.h, seek));
+  for (i = 0; i < 2; i++) {
+    flush_and_segment (f.in[i], seqnum, 0);
+    gst_segment_init (&segment, GST_FORMAT_TIME);
+    segment.stop = 1200 * MS;
+    event = gst_event_new_segment (&segment);
+    gst_event_set_seqnum (event, seqnum);
+    push_event (f.in[i], event);
+  }
+  for (i = 0; i < 3; i++)
+    push (f.in[0], embedding (i * GST_SECOND, GST_SECOND));
+  push_event (f.in[0], gst_event_new_eos ());
+  push_event (f.in[1], gst_event_new_eos ());
+
+  pull_and_check (f.h, 0, 500 * MS, MISSING, 0, MISSING);
+  pull_and_check (f.h, 500 * MS, 500 * MS, MISSING, 0, MISSING);
+  pull_and_check (f.h, 1000 * MS, 200 * MS, MISSING, AT (1000), MISSING);
+  wait_for_eos (f.h);
+  fail_unless (gst_harness_try_pull (f.h) == NULL);
+  fuse_teardown (&f);
+}
+
+GST_END_TEST;
+
 /* A missing, corrupt or absent model fails to reach PAUSED with the libmm
  * error on the bus. */
 GST_START_TEST (test_bad_model)
@@ -1260,6 +1341,8 @@ mmfuse_suite (void)
   tcase_add_test (tc, test_modality_override);
   tcase_add_test (tc, test_wrong_buffer_size);
   tcase_add_test (tc, test_bad_model);
+  tcase_add_test (tc, test_drive_pad_unknown);
+  tcase_add_test (tc, test_segment_stop_and_rate);
   tcase_add_test (tc, test_latency_query);
 
   tc = tcase_create ("pipelines");
