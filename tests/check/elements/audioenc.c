@@ -136,20 +136,8 @@ reference (guint64 first, guint n, guint channels, gboolean s16, gfloat * ref)
   g_free (path);
 }
 
-static void
-assert_embedding (GstBuffer * buf, const gfloat * ref)
-{
-  GstMapInfo map;
-  guint i;
-
-  fail_unless (gst_buffer_map (buf, &map, GST_MAP_READ));
-  fail_unless_equals_int (map.size, DIM * sizeof (gfloat));
-  for (i = 0; i < DIM; i++)
-    fail_unless (fabsf (((gfloat *) map.data)[i] - ref[i]) <= 1e-5f *
-        (1.0f + fabsf (ref[i])), "dim %u: %g vs %g", i,
-        ((gfloat *) map.data)[i], ref[i]);
-  gst_buffer_unmap (buf, &map);
-}
+#define assert_embedding(buf, ref) \
+  assert_embedding_near ((buf), (ref), DIM, 1e-5f)
 
 /* Pulls one buffer and checks its interval. */
 static GstBuffer *

@@ -7,6 +7,7 @@
 #ifndef MM_CHECK_H
 #define MM_CHECK_H
 
+#include <math.h>
 #include <string.h>
 
 #include <gst/check/gstcheck.h>
@@ -35,6 +36,24 @@ mm_harness_new (const gchar * factory, const gchar * extra)
   g_free (desc);
   g_free (path);
   return h;
+}
+
+/* @buf holds @dim floats, each within @tol * (1 + |ref|) of @ref. */
+static inline void
+assert_embedding_near (GstBuffer * buf, const gfloat * ref, guint dim,
+    gfloat tol)
+{
+  GstMapInfo map;
+  const gfloat *z;
+  guint i;
+
+  fail_unless (gst_buffer_map (buf, &map, GST_MAP_READ));
+  fail_unless_equals_int (map.size, dim * sizeof (gfloat));
+  z = (const gfloat *) map.data;
+  for (i = 0; i < dim; i++)
+    fail_unless (fabsf (z[i] - ref[i]) <= tol * (1.0f + fabsf (ref[i])),
+        "dim %u: %g vs %g", i, z[i], ref[i]);
+  gst_buffer_unmap (buf, &map);
 }
 
 /* The next event of @type that reached the harness' sink, dropping the

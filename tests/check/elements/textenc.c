@@ -49,21 +49,8 @@ text_buffer (const gchar * text, GstClockTime pts, GstClockTime duration)
   return buf;
 }
 
-static void
-assert_embedding (GstBuffer * buf, const gfloat * ref)
-{
-  GstMapInfo map;
-  const gfloat *z;
-  guint i;
-
-  fail_unless (gst_buffer_map (buf, &map, GST_MAP_READ));
-  fail_unless_equals_int (map.size, DIM * sizeof (gfloat));
-  z = (const gfloat *) map.data;
-  for (i = 0; i < DIM; i++)
-    fail_unless (fabsf (z[i] - ref[i]) <= 1e-6f, "dim %u: %g vs %g", i,
-        z[i], ref[i]);
-  gst_buffer_unmap (buf, &map);
-}
+#define assert_embedding(buf, ref) \
+  assert_embedding_near ((buf), (ref), DIM, 1e-6f)
 
 GST_START_TEST (test_caps_accepted)
 {
