@@ -127,6 +127,226 @@ sgemm_reference (gboolean ta, gboolean tb, int m, int n, int k, float alpha,
     }
 }
 
+/* ------------------------------------------------------------------ */
+/* Small GEMMs                                                         */
+
+/* OpenBLAS 0.3.21 sends every GEMM with M*N*K <= 100^3 to its "small
+ * matrix" kernels on SkylakeX/Cooperlake, and those call malloc() on each
+ * call (sgemm_small_kernel_b0_nn), which breaks libmm's promise that a run
+ * never allocates.  Such GEMMs (the bundled model's convolutions, attention
+ * per head, short linears) come here instead: a register-blocked kernel on
+ * a packed panel of B that lives on the stack.  Same threshold as
+ * OpenBLAS's, so it never sees a small GEMM. */
+#define SMALL_GEMM_MNK 1e6
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
+    && !defined(MM_NO_CLONES)
+#define SMALL_CLONES __attribute__ ((target_clones ("arch=x86-64-v4", "arch=x86-64-v3", \
+        "default")))
+#else
+#define SMALL_CLONES
+#endif
+#if defined(__GNUC__)
+#define SMALL_INLINE static inline __attribute__ ((always_inline))
+#else
+#define SMALL_INLINE static inline
+#endif
+
+/* 16 floats, any alignment: one AVX-512 register, two AVX2, four SSE */
+typedef float v16f __attribute__ ((vector_size (64), aligned (4), may_alias));
+
+#define SG_NR 32                /* vector columns per micro-tile (2 x v16f) */
+#define SG_KC 128               /* depth per packed panel: 16 KB, stays in L1 */
+
+/* C (m, n) = alpha X Y + beta C with X = op(A) read in place (element
+ * (i, p) at x[i * xr + p * xc]) and Y = op(B) in panels of 32 (or 16)
+ * columns, read in place when contiguous, else packed on the stack.  A
+ * micro-tile keeps 8 (or 4, or 1) rows of C by 32 (or 16) columns in
+ * vector registers over a panel's depth. */
+typedef struct
+{
+  const float *x;
+  gsize xr, xc;
+  const float *y;
+  int ldy;
+  gboolean y_trans;             /* Y element (p, j) at y[j * ldy + p], else y[p * ldy + j] */
+  float *c;
+  gsize cr, cc;                 /* C element of tile (r, j) at c[r * cr + j * cc] */
+  float alpha, beta;
+} SmallGemm;
+
+/* Y rows p0..p0+kc, columns j0..j0+nr: in place when contiguous and full,
+ * else packed into bp (kc, SG_NR), zero padded.  Returns the panel and its
+ * row stride. */
+SMALL_INLINE const float *
+panel_y (float *restrict bp, const SmallGemm *g, int p0, int kc, int j0, int nr, int width,
+    gsize *ys)
+{
+  if (!g->y_trans && nr == width) {
+    *ys = g->ldy;
+    return g->y + (gsize) p0 * g->ldy + j0;
+  }
+  *ys = width;
+  if (nr < width)
+    memset (bp, 0, sizeof (float) * kc * width);
+  if (!g->y_trans)
+    for (int p = 0; p < kc; p++)
+      memcpy (bp + p * width, g->y + (gsize) (p0 + p) * g->ldy + j0, sizeof (float) * nr);
+  else
+    for (int j = 0; j < nr; j++) {
+      const float *yj = g->y + (gsize) (j0 + j) * g->ldy + p0;
+      for (int p = 0; p < kc; p++)
+        bp[p * width + j] = yj[p];
+    }
+  return bp;
+}
+
+/* C element (i0 + r, j0 + j), j < nr, from t (32 floats) = alpha acc:
+ * + beta C on the first panel, += on the others.  beta == 0 never reads C
+ * (it may be uninitialised). */
+SMALL_INLINE void
+store_row (const SmallGemm *g, int i, int j0, int nr, int width, v16f t0, v16f t1,
+    gboolean first)
+{
+  float *cr = g->c + (gsize) i * g->cr + (gsize) j0 * g->cc;
+  float beta = g->beta;
+  if (width == 16 && nr == 16 && g->cc == 1) {
+    v16f *c0 = (v16f *) cr;
+    if (!first)
+      *c0 += t0;
+    else if (beta == 0.0f)
+      *c0 = t0;
+    else
+      *c0 = t0 + beta * *c0;
+    return;
+  }
+  if (nr == SG_NR && g->cc == 1) {
+    v16f *c0 = (v16f *) cr, *c1 = (v16f *) (cr + 16);
+    if (!first) {
+      *c0 += t0;
+      *c1 += t1;
+    } else if (beta == 0.0f) {
+      *c0 = t0;
+      *c1 = t1;
+    } else {
+      *c0 = t0 + beta * *c0;
+      *c1 = t1 + beta * *c1;
+    }
+    return;
+  }
+  float tf[SG_NR];
+  memcpy (tf, &t0, sizeof t0);
+  memcpy (tf + 16, &t1, sizeof t1);
+  gsize cc = g->cc;
+  for (int j = 0; j < nr; j++) {
+    float *cj = cr + j * cc;
+    *cj = !first ? *cj + tf[j] : (beta == 0.0f ? tf[j] : tf[j] + beta * *cj);
+  }
+}
+
+/* C rows i0..i0+MR, columns j0..j0+nr of alpha X Y for one panel of NV
+ * vectors (16 NV columns): the accumulators are locals so they stay in
+ * registers */
+#define DEFINE_TILE(MR, NV) \
+SMALL_INLINE void \
+tile_##MR##_##NV (const SmallGemm *g, const float *x, const float *yp, gsize ys, int kc, \
+    int i0, int j0, int nr, gboolean first) \
+{ \
+  v16f a0[MR], a1[MR], z = { 0 }; \
+  gsize xr = g->xr, xc = g->xc; \
+  _Pragma ("GCC unroll 8") \
+  for (int r = 0; r < MR; r++) \
+    a0[r] = a1[r] = z; \
+  for (int p = 0; p < kc; p++) { \
+    v16f b0 = *(const v16f *) (yp + p * ys); \
+    v16f b1 = z; \
+    if (NV == 2) \
+      b1 = *(const v16f *) (yp + p * ys + 16); \
+    _Pragma ("GCC unroll 8") \
+    for (int r = 0; r < MR; r++) { \
+      float av = x[r * xr + p * xc]; \
+      a0[r] += av * b0; \
+      if (NV == 2) \
+        a1[r] += av * b1; \
+    } \
+  } \
+  _Pragma ("GCC unroll 8") \
+  for (int r = 0; r < MR; r++) \
+    store_row (g, i0 + r, j0, nr, 16 * NV, a0[r] * g->alpha, a1[r] * g->alpha, first); \
+}
+DEFINE_TILE (8, 2)
+DEFINE_TILE (4, 2)
+DEFINE_TILE (1, 2)
+DEFINE_TILE (8, 1)
+DEFINE_TILE (4, 1)
+DEFINE_TILE (1, 1)
+
+/* T (m, n) = X Y over all tiles; wide: 8-row tiles (16 accumulators, for
+ * 32 vector registers), else 4-row tiles */
+/* One panel of width 16 NV: all row tiles; wide: 8-row tiles (16
+ * accumulators, for 32 vector registers), else 4-row tiles */
+#define PANEL_ROWS(NV) \
+  do { \
+    int i0 = 0; \
+    if (wide) \
+      for (; i0 + 8 <= m; i0 += 8) \
+        tile_8_##NV (g, x + i0 * g->xr, yp, ys, kc, i0, j0, nr, first); \
+    for (; i0 + 4 <= m; i0 += 4) \
+      tile_4_##NV (g, x + i0 * g->xr, yp, ys, kc, i0, j0, nr, first); \
+    for (; i0 < m; i0++) \
+      tile_1_##NV (g, x + i0 * g->xr, yp, ys, kc, i0, j0, nr, first); \
+  } while (0)
+
+/* T (m, n) = X Y: panels of 32 columns, the last one 16 wide when that
+ * covers it (narrow outputs waste no lanes on padding) */
+static SMALL_CLONES void
+small_gemm_run (const SmallGemm *g, int m, int n, int k, gboolean wide)
+{
+  float bp[SG_KC * SG_NR] __attribute__ ((aligned (64)));
+  for (int p0 = 0; p0 < k; p0 += SG_KC) {
+    int kc = MIN (SG_KC, k - p0);
+    gboolean first = p0 == 0;
+    const float *x = g->x + p0 * g->xc;
+    for (int j0 = 0; j0 < n; j0 += SG_NR) {
+      int nr = MIN (SG_NR, n - j0);
+      gsize ys;
+      if (nr <= 16) {
+        const float *yp = panel_y (bp, g, p0, kc, j0, nr, 16, &ys);
+        PANEL_ROWS (1);
+      } else {
+        const float *yp = panel_y (bp, g, p0, kc, j0, nr, SG_NR, &ys);
+        PANEL_ROWS (2);
+      }
+    }
+  }
+}
+
+static gboolean
+has_avx512 (void)
+{
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  static int cached = -1;
+  if (cached < 0)
+    cached = __builtin_cpu_supports ("avx512f") ? 1 : 0;
+  return cached;
+#else
+  return FALSE;
+#endif
+}
+
+static void
+sgemm_small (gboolean ta, gboolean tb, int m, int n, int k, float alpha, const float *a,
+    int lda, const float *b, int ldb, float beta, float *c, int ldc)
+{
+  SmallGemm g = {
+    .x = a,.xr = ta ? 1 : (gsize) lda,.xc = ta ? (gsize) lda : 1,
+    .y = b,.ldy = ldb,.y_trans = tb,
+    .c = c,.cr = ldc,.cc = 1,
+    .alpha = alpha,.beta = beta
+  };
+  small_gemm_run (&g, m, n, k, has_avx512 ());
+}
+
 void
 mm_sgemm (gboolean trans_a, gboolean trans_b, int m, int n, int k, float alpha,
     const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc)
@@ -142,6 +362,10 @@ mm_sgemm (gboolean trans_a, gboolean trans_b, int m, int n, int k, float alpha,
   }
   if (!blas_sgemm || mm_ops_get_reference ()) {
     sgemm_reference (trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+  if ((double) m * n * k <= SMALL_GEMM_MNK) {
+    sgemm_small (trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;
   }
   blas_sgemm (ROW_MAJOR, trans_a ? TRANS : NO_TRANS, trans_b ? TRANS : NO_TRANS, m, n, k,
