@@ -410,7 +410,14 @@ gst_image_enc_transform (GstBaseTransform * trans, GstBuffer * inbuf,
   self->skip = interval - 1;
 
   if (!gst_video_frame_map (&frame, &self->info, inbuf, GST_MAP_READ)) {
-    GST_ELEMENT_ERROR (self, STREAM, FAILED, (NULL),
+    GST_ELEMENT_ERROR (self, STREAM, FORMAT,
+        ("Video buffer of %" G_GSIZE_FORMAT " bytes, but its caps (%s "
+            "%dx%d) need %" G_GSIZE_FORMAT " bytes per frame",
+            gst_buffer_get_size (inbuf),
+            GST_VIDEO_INFO_NAME (&self->info),
+            GST_VIDEO_INFO_WIDTH (&self->info),
+            GST_VIDEO_INFO_HEIGHT (&self->info),
+            GST_VIDEO_INFO_SIZE (&self->info)),
         ("cannot map the video frame"));
     return GST_FLOW_ERROR;
   }

@@ -114,6 +114,71 @@ GST_START_TEST (test_formats_and_values)
 
 GST_END_TEST;
 
+/* Caps change mid-stream (format, size, framerate): each frame is encoded
+ * with the caps in force, and a frame without a duration gets the current
+ * framerate's. */
+GST_START_TEST (test_renegotiation)
+{
+  static const struct
+  {
+    guint format;               /* index into formats[] */
+    guint width, height, fps;
+  } steps[] = { {0, 37, 23, 25}, {10, 16, 16, 25}, {3, 201, 3, 10},
+  {0, 37, 23, 50}
+  };
+  GstHarness *h = harness_new (NULL);
+  guint i;
+
+  for (i = 0; i < G_N_ELEMENTS (steps); i++) {
+    gchar *caps = g_strdup_printf ("video/x-raw, format=%s, width=%u, "
+        "height=%u, framerate=%u/1", formats[steps[i].format].name,
+        steps[i].width, steps[i].height, steps[i].fps);
+    GstCaps *c = gst_caps_from_string (caps);
+    GstVideoInfo info;
+    GstBuffer *in, *out;
+    gfloat ref[DIM];
+
+    fail_unless (gst_video_info_from_caps (&info, c));
+    gst_harness_set_src_caps (h, c);
+    in = frame_new (&info, i, i * GST_SECOND, GST_CLOCK_TIME_NONE);
+    reference (&info, formats[steps[i].format].mm, in, ref);
+    fail_unless_equals_int (gst_harness_push (h, in), GST_FLOW_OK);
+    out = gst_harness_pull (h);
+    assert_embedding (out, ref);
+    fail_unless_equals_uint64 (GST_BUFFER_PTS (out), i * GST_SECOND);
+    fail_unless_equals_uint64 (GST_BUFFER_DURATION (out),
+        GST_SECOND / steps[i].fps);
+    gst_buffer_unref (out);
+    g_free (caps);
+  }
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
+/* A buffer shorter than its caps say is a clear stream error on the bus,
+ * not a crash or an out-of-bounds read. */
+GST_START_TEST (test_short_buffer)
+{
+  GstHarness *h = harness_new (NULL);
+  GstBus *bus = gst_bus_new ();
+  GstBuffer *in = gst_buffer_new_allocate (NULL, 100, NULL);
+
+  gst_element_set_bus (h->element, bus);
+  gst_harness_set_src_caps_str (h, "video/x-raw, format=RGB, width=64, "
+      "height=48, framerate=25/1");
+  gst_buffer_memset (in, 0, 0x55, 100);
+  GST_BUFFER_PTS (in) = 0;
+  fail_unless_equals_int (gst_harness_push (h, in), GST_FLOW_ERROR);
+  assert_bus_message (bus, GST_MESSAGE_ERROR, "100 bytes", "9216", NULL);
+  fail_unless (gst_harness_try_pull (h) == NULL);
+  gst_element_set_bus (h->element, NULL);
+  gst_object_unref (bus);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_output_caps)
 {
   GstHarness *h = harness_new (NULL);
@@ -438,6 +503,8 @@ imageenc_suite (void)
   suite_add_tcase (s, tc);
   tcase_add_test (tc, test_formats_and_values);
   tcase_add_test (tc, test_output_caps);
+  tcase_add_test (tc, test_renegotiation);
+  tcase_add_test (tc, test_short_buffer);
   tcase_add_test (tc, test_caps_refused);
   tcase_add_test (tc, test_downstream_mismatch);
   tcase_add_test (tc, test_interval);
