@@ -8,8 +8,19 @@
  * generic "Prescott" kernel, about five times slower for sgemm.  Loading it
  * ourselves lets us set OPENBLAS_CORETYPE first, from the CPU's features,
  * when the user has not set it.  MM_BLAS_CORETYPE=auto|none|NAME controls
- * this (none: leave OpenBLAS's own choice).  If OpenBLAS cannot be loaded,
- * libmm uses its plain C loops and warns once.
+ * this (none: leave OpenBLAS's own choice).  When that cannot work (OpenBLAS
+ * was already loaded, e.g. by numpy in a Python process, or the environment
+ * forces the generic kernel) and the kernel in use is the generic Prescott
+ * one on an AVX-512 CPU, libmm warns once with the exact fix.  If OpenBLAS
+ * cannot be loaded, libmm uses its plain C loops and warns once.
+ *
+ * Which kernel, from CPUID: leaf 7 EBX bits 16, 17, 30, 31 (AVX512 F, DQ,
+ * BW, VL, what OpenBLAS's SkylakeX kernels use) and the OS saving ZMM state
+ * (XGETBV XCR0 bits 1, 2, 5, 6, 7) give SKYLAKEX; AVX512_BF16 (leaf 7
+ * sub-leaf 1 EAX bit 5) on top gives COOPERLAKE.  These are the bits Intel
+ * Skylake-SP/Cascade Lake (SKYLAKEX), Cooper Lake, Ice Lake, Sapphire Rapids
+ * (COOPERLAKE) and AMD Zen 4 (COOPERLAKE) report; CPUs without AVX-512 keep
+ * OpenBLAS's own choice (Haswell/Zen kernels, which 0.3.21 does detect).
  */
 #include <dlfcn.h>
 #include <stdlib.h>
@@ -56,17 +67,56 @@ best_coretype (void)
 #endif
 }
 
+/* OpenBLAS's generic x86-64 kernel, what 0.3.21 falls back to on CPUs it
+ * does not know */
+static gboolean
+is_generic_core (const char *name)
+{
+  return name && g_ascii_strcasecmp (name, "Prescott") == 0;
+}
+
+/* Warns once when the kernel in use is the generic one although the CPU
+ * has AVX-512, naming the cause and the exact fix. */
+static void
+check_core (gboolean preloaded, const char *best)
+{
+  const char *core = blas_core_name ? blas_core_name () : NULL;
+  if (!best || !is_generic_core (core))
+    return;
+  const char *user = g_getenv ("OPENBLAS_CORETYPE");
+  if (preloaded)
+    g_warning ("libmm: OpenBLAS was already loaded when libmm started (e.g. by numpy) "
+        "and runs its generic %s kernel, about 5x slower for sgemm on this AVX-512 CPU. "
+        "Fix: start the program with OPENBLAS_CORETYPE=%s in its environment, or "
+        "initialise libmm before the other library loads OpenBLAS.", core, best);
+  else if (user && g_ascii_strcasecmp (user, best) != 0)
+    g_warning ("libmm: OPENBLAS_CORETYPE=%s makes OpenBLAS run its generic %s kernel, "
+        "about 5x slower for sgemm on this AVX-512 CPU. Fix: unset OPENBLAS_CORETYPE "
+        "(libmm then selects %s) or set OPENBLAS_CORETYPE=%s.", user, core, best, best);
+  else
+    g_warning ("libmm: OpenBLAS chose its generic %s kernel, about 5x slower for sgemm "
+        "on this AVX-512 CPU. Fix: set OPENBLAS_CORETYPE=%s (and do not set "
+        "MM_BLAS_CORETYPE=none).", core, best);
+}
+
 static void
 blas_load (void)
 {
   const char *mode = g_getenv ("MM_BLAS_CORETYPE");
+  const char *best = best_coretype ();
   if (!g_getenv ("OPENBLAS_CORETYPE") && g_strcmp0 (mode, "none") != 0) {
-    const char *core = (mode && g_strcmp0 (mode, "auto") != 0) ? mode : best_coretype ();
+    const char *core = (mode && g_strcmp0 (mode, "auto") != 0) ? mode : best;
     if (core)
       g_setenv ("OPENBLAS_CORETYPE", core, FALSE);
   }
   static const char *const names[] = { "libopenblas.so.0", "libopenblas.so", NULL };
   void *handle = NULL;
+  gboolean preloaded = FALSE;
+  /* already in the process: its constructor ran, OPENBLAS_CORETYPE above
+   * came too late */
+  for (int i = 0; names[i] && !handle; i++)
+    handle = dlopen (names[i], RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
+  preloaded = handle != NULL;
   for (int i = 0; names[i] && !handle; i++)
     handle = dlopen (names[i], RTLD_NOW | RTLD_LOCAL);
   if (handle) {
@@ -77,6 +127,8 @@ blas_load (void)
   if (!blas_sgemm)
     g_warning ("libmm: OpenBLAS (libopenblas.so.0) not found; using slow plain C "
         "loops. Install libopenblas0.");
+  else
+    check_core (preloaded, best);
 
   const char *threads = g_getenv ("MM_THREADS");
   int n = threads ? atoi (threads) : 1;
