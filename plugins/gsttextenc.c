@@ -168,7 +168,9 @@ gst_text_enc_init (GstTextEnc * self)
       GST_DEBUG_FUNCPTR (gst_text_enc_chain));
   gst_pad_set_event_function (self->sinkpad,
       GST_DEBUG_FUNCPTR (gst_text_enc_sink_event));
-  GST_PAD_SET_PROXY_ALLOCATION (self->sinkpad);
+  /* No PROXY_ALLOCATION: the output is embeddings allocated here, so an
+   * allocation query for text must not travel downstream (mmfuse would
+   * queue it, serialized, behind the other pads' data). */
   gst_element_add_pad (GST_ELEMENT (self), self->sinkpad);
 
   self->srcpad = gst_pad_new_from_static_template (&src_template, "src");

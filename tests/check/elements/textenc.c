@@ -113,6 +113,30 @@ GST_START_TEST (test_caps_refused)
 GST_END_TEST;
 
 /* Downstream that wants another dimension gets a not-negotiated error. */
+/* textenc allocates its own output: an allocation query for text is
+ * answered here (not proxied downstream, where it has no meaning). */
+GST_START_TEST (test_allocation_not_proxied)
+{
+  GstHarness *h = harness_new (NULL);
+  GstPad *sinkpad = gst_element_get_static_pad (h->element, "sink");
+  GstCaps *caps = gst_caps_from_string ("text/x-raw, format=utf8");
+  GstQuery *query;
+
+  gst_harness_set_src_caps (h, gst_caps_ref (caps));
+  gst_harness_set_propose_allocator (h, NULL, NULL);
+  gst_harness_add_propose_allocation_meta (h, GST_PARENT_BUFFER_META_API_TYPE,
+      NULL);
+  query = gst_query_new_allocation (caps, FALSE);
+  gst_pad_query (sinkpad, query);
+  fail_unless_equals_int (gst_query_get_n_allocation_metas (query), 0);
+  gst_query_unref (query);
+  gst_caps_unref (caps);
+  gst_object_unref (sinkpad);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_downstream_mismatch)
 {
   gchar *path = fixture ("tiny.safetensors");
@@ -520,6 +544,7 @@ textenc_suite (void)
   tcase_add_test (tc, test_caps_accepted);
   tcase_add_test (tc, test_caps_refused);
   tcase_add_test (tc, test_downstream_mismatch);
+  tcase_add_test (tc, test_allocation_not_proxied);
   tcase_add_test (tc, test_timestamps_and_values);
   tcase_add_test (tc, test_markup_stripped);
   tcase_add_test (tc, test_untimestamped);
