@@ -407,20 +407,63 @@ mm_image_encoder_free (MmImageEncoder *enc)
   g_free (enc);
 }
 
-/* y (c_out, h_out, w_out) = bn (conv (x (c_in, h, w))), optionally relu */
+#if defined(__GNUC__) && !defined(__clang__)
+#define EPILOGUE_VECTORIZE __attribute__ ((optimize ("tree-vectorize", \
+        "vect-cost-model=dynamic", "no-trapping-math")))
+#else
+#define EPILOGUE_VECTORIZE
+#endif
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
+    && !defined(MM_NO_CLONES)
+#define EPILOGUE_CLONES __attribute__ ((target_clones ("arch=x86-64-v4", "arch=x86-64-v3", \
+        "default")))
+#else
+#define EPILOGUE_CLONES
+#endif
+
+/* y (c, n) = [relu] (y * scale[c] + shift[c] [+ identity (c, n)]) in one
+ * pass over memory (the batch-norm, the residual and the ReLU of a conv's
+ * output; NULL scale = 1, shift = 0) */
+static EPILOGUE_VECTORIZE EPILOGUE_CLONES void
+conv_epilogue (float *y, int c, gsize n, const float *scale, const float *shift,
+    const float *identity, gboolean relu)
+{
+  for (int i = 0; i < c; i++) {
+    float *restrict yc = y + (gsize) i * n;
+    const float *restrict idc = identity ? identity + (gsize) i * n : NULL;
+    float a = scale ? scale[i] : 1.0f, b = shift ? shift[i] : 0.0f;
+    if (idc && relu)
+      for (gsize j = 0; j < n; j++) {
+        float v = yc[j] * a + b + idc[j];
+        yc[j] = v > 0.0f ? v : 0.0f;
+      }
+    else if (idc)
+      for (gsize j = 0; j < n; j++)
+        yc[j] = yc[j] * a + b + idc[j];
+    else if (relu)
+      for (gsize j = 0; j < n; j++) {
+        float v = yc[j] * a + b;
+        yc[j] = v > 0.0f ? v : 0.0f;
+      }
+    else
+      for (gsize j = 0; j < n; j++)
+        yc[j] = yc[j] * a + b;
+  }
+}
+
+/* y (c_out, h_out, w_out) = bn (conv (x (c_in, h, w))) [+ identity],
+ * optionally relu */
 static void
 convbn_forward (const ConvBn *c, float *y, const float *x, int h, int wd, int *h_out,
-    int *w_out, gboolean relu, float *scratch)
+    int *w_out, const float *identity, gboolean relu, float *scratch)
 {
   *h_out = mm_conv_out_size (h, c->k, c->stride, c->pad);
   *w_out = mm_conv_out_size (wd, c->k, c->stride, c->pad);
   mm_conv2d (y, x, c->w, c->bias, c->c_in, h, wd, c->c_out, c->k, c->k, c->stride, c->pad,
       1, scratch);
   gsize n = (gsize) *h_out * *w_out;
-  if (c->scale)
-    mm_channel_affine (y, c->c_out, n, c->scale, c->shift);
-  if (relu)
-    mm_relu (y, (gsize) c->c_out * n);
+  if (c->scale || identity || relu)
+    conv_epilogue (y, c->c_out, n, c->scale, c->shift, identity, relu);
 }
 
 static guint
@@ -475,7 +518,7 @@ mm_image_encoder_encode (MmImageEncoder *enc, MmPixelFormat format, const guint8
   /* x (3, H, W) -> stem */
   float *x = enc->buf[0], *t1 = enc->buf[1], *t2 = enc->buf[2], *t3 = enc->buf[3];
   int h, wd, h1, w1, h2, w2;
-  convbn_forward (&w->stem, t1, enc->input, w->height, w->width, &h, &wd, TRUE,
+  convbn_forward (&w->stem, t1, enc->input, w->height, w->width, &h, &wd, NULL, TRUE,
       enc->scratch);
   if (w->stem_maxpool) {
     mm_maxpool2d (x, t1, w->stem.c_out, h, wd, 3, 2, 1);
@@ -491,17 +534,15 @@ mm_image_encoder_encode (MmImageEncoder *enc, MmPixelFormat format, const guint8
   int c = w->stem.c_out;
   for (guint i = 0; i < w->n_blocks; i++) {
     const BasicBlock *blk = &w->block[i];
-    convbn_forward (&blk->conv1, t1, x, h, wd, &h1, &w1, TRUE, enc->scratch);
-    convbn_forward (&blk->conv2, t2, t1, h1, w1, &h2, &w2, FALSE, enc->scratch);
     const float *identity = x;
     if (blk->has_down) {
-      convbn_forward (&blk->down, t3, x, h, wd, &h1, &w1, FALSE, enc->scratch);
+      convbn_forward (&blk->down, t3, x, h, wd, &h1, &w1, NULL, FALSE, enc->scratch);
       identity = t3;
     }
+    convbn_forward (&blk->conv1, t1, x, h, wd, &h1, &w1, NULL, TRUE, enc->scratch);
+    /* relu (bn2 (conv2 (.)) + identity) in conv2's epilogue */
+    convbn_forward (&blk->conv2, t2, t1, h1, w1, &h2, &w2, identity, TRUE, enc->scratch);
     c = blk->conv2.c_out;
-    gsize n = (gsize) c * h2 * w2;
-    mm_add (t2, identity, n);
-    mm_relu (t2, n);
     float *tmp = x;
     x = t2;
     t2 = tmp;
