@@ -42,6 +42,10 @@
  * the average).  0 turns smoothing off.  The labels and scores reported are
  * the smoothed ones.
  *
+ * Input caps whose `dim` is not the model's fusion dimension are refused
+ * with a CORE/NEGOTIATION error; caps naming another model (`model` field)
+ * are accepted with a warning.
+ *
  * The size of the fused embeddings the head takes is the model's fusion
  * dimension, so the model must also have a fusion component (it is the
  * same file mmfuse uses); a model with a head only fails READY->PAUSED.
@@ -427,6 +431,8 @@ gst_mm_decode_set_caps (GstMmDecode * self, GstCaps * caps)
         ("caps %" GST_PTR_FORMAT, caps));
     return FALSE;
   }
+  gst_mm_element_check_caps_model (GST_ELEMENT (self), "Input", caps,
+      self->model);
   self->negotiated = TRUE;
 
   outcaps = gst_static_pad_template_get_caps (&src_template);

@@ -99,6 +99,23 @@ gst_mm_embedding_buffer_new (guint dim)
   return gst_buffer_new_allocate (NULL, (gsize) dim * sizeof (gfloat), NULL);
 }
 
+void
+gst_mm_element_check_caps_model (GstElement * element, const gchar * input,
+    GstCaps * caps, MmModel * model)
+{
+  const gchar *from = gst_structure_get_string (gst_caps_get_structure (caps,
+          0), "model");
+
+  if (from == NULL || g_strcmp0 (from, mm_model_get_name (model)) == 0)
+    return;
+  GST_ELEMENT_WARNING (element, CORE, NEGOTIATION,
+      ("%s: embeddings from model \"%s\", but %s runs model \"%s\" (%s); "
+          "the dimensions agree, but use the same model file for every "
+          "element unless these models were made to work together", input,
+          from, GST_ELEMENT_NAME (element), mm_model_get_name (model),
+          mm_model_get_path (model)), ("caps %" GST_PTR_FORMAT, caps));
+}
+
 gboolean
 gst_mm_caps_query_reply (GstQuery * query, GstCaps * caps)
 {

@@ -41,6 +41,13 @@ void gst_mm_element_post_context_error (GstElement * element, const gchar * what
 GstCaps *gst_mm_embedding_caps_new (const gchar * modality, guint dim,
     const gchar * model_name);
 
+/* Embedding @caps from @input (e.g. "pad sink_0") that name a model
+ * other than @model: posts a CORE/NEGOTIATION warning naming both (the
+ * dimensions agree, but the vectors may not mean what @model expects).
+ * Caps without a model field (e.g. from an appsrc) are fine. */
+void gst_mm_element_check_caps_model (GstElement * element,
+    const gchar * input, GstCaps * caps, MmModel * model);
+
 /* Answers the caps @query with @caps (consumed) intersected with the
  * query's filter, if any.  Returns TRUE (the query is answered). */
 gboolean gst_mm_caps_query_reply (GstQuery * query, GstCaps * caps);

@@ -21,7 +21,9 @@
  * modality the model lacks, or whose `dim` differs from the model's input
  * dimension, are refused with a CORE/NEGOTIATION error naming the pad, the
  * modality and the expected dimension; buffers on such a pad then fail with
- * not-negotiated.  Pads can be requested and released in any state; a
+ * not-negotiated.  Caps naming another model (their `model` field) than
+ * mmfuse's, with the right dimension, are accepted with a CORE/NEGOTIATION
+ * warning.  Pads can be requested and released in any state; a
  * released pad's input is missing from then on and free for a new pad.
  *
  * ## Cadence
@@ -735,6 +737,14 @@ gst_mm_fuse_pad_set_caps (GstMmFuse * self, GstMmFusePad * pad,
             mm_model_get_name (self->model), expected, modality),
         ("caps %" GST_PTR_FORMAT, caps));
     goto refuse;
+  }
+
+  {
+    gchar *what = g_strdup_printf ("Pad %s", name);
+
+    gst_mm_element_check_caps_model (GST_ELEMENT (self), what, caps,
+        self->model);
+    g_free (what);
   }
 
   if (pad->dim != (guint) dim || pad->last == NULL) {

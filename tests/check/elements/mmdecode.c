@@ -522,6 +522,40 @@ GST_START_TEST (test_presence_and_times)
 
 GST_END_TEST;
 
+/* Fused caps naming another model (same dim) are decoded with a warning;
+ * naming this model, or none, without. */
+GST_START_TEST (test_other_model_warning)
+{
+  static const struct
+  {
+    const gchar *model;
+    gboolean warns;
+  } cases[] = { {NULL, FALSE}, {"tiny", FALSE}, {"other", TRUE} };
+  guint c;
+
+  for (c = 0; c < G_N_ELEMENTS (cases); c++) {
+    GstBus *bus;
+    GstHarness *h = harness_new (NULL, &bus);
+    gchar *caps = cases[c].model ? g_strdup_printf ("%s, model=%s",
+        FUSED_CAPS, cases[c].model) : g_strdup (FUSED_CAPS);
+    gfloat fused[FUSED_DIM] = { 0 };
+
+    gst_harness_set_src_caps_str (h, caps);
+    fail_unless_equals_int (gst_harness_push (h, fused_buffer (fused, 0,
+                GST_SECOND)), GST_FLOW_OK);
+    gst_buffer_unref (gst_harness_pull (h));
+    if (cases[c].warns)
+      assert_bus_message (bus, GST_MESSAGE_WARNING, "\"other\"",
+          "\"tiny\"", NULL);
+    fail_unless (gst_bus_pop_filtered (bus, GST_MESSAGE_WARNING) == NULL,
+        "case %u", c);
+    g_free (caps);
+    harness_free (h, bus);
+  }
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_caps)
 {
   GstBus *bus;
@@ -657,6 +691,7 @@ mmdecode_suite (void)
   tcase_add_test (tc, test_smoothing);
   tcase_add_test (tc, test_presence_and_times);
   tcase_add_test (tc, test_caps);
+  tcase_add_test (tc, test_other_model_warning);
   tcase_add_test (tc, test_bad_buffer_size);
   tcase_add_test (tc, test_gap_and_eos);
   tcase_add_test (tc, test_properties);

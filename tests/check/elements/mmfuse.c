@@ -874,6 +874,27 @@ GST_START_TEST (test_wrong_buffer_size)
 
 GST_END_TEST;
 
+/* Caps naming another model, with the right dimension: accepted with a
+ * warning naming both models; caps naming mmfuse's model: no warning. */
+GST_START_TEST (test_other_model_warning)
+{
+  static const gchar *const modalities[] = { "image", "audio", NULL };
+  Fuse f;
+
+  fuse_setup (&f, NULL, modalities);
+  gst_harness_set_src_caps_str (f.in[1], "application/x-mm-embedding, "
+      "modality=audio, dim=8, model=other");
+  push (f.in[1], embedding (0, 2 * GST_SECOND));
+  push (f.h, embedding (0, 33 * MS));
+  pull_and_check (f.h, 0, 33 * MS, 0, 0, MISSING);
+  assert_bus_message (f.bus, GST_MESSAGE_WARNING, "sink_1", "\"other\"",
+      "\"tiny\"", NULL);
+  fail_unless (gst_bus_pop_filtered (f.bus, GST_MESSAGE_WARNING) == NULL);
+  fuse_teardown (&f);
+}
+
+GST_END_TEST;
+
 /* drive-pad naming no sink pad: a warning naming the pads (once), and the
  * default cadence (the first image pad drives) meanwhile. */
 GST_START_TEST (test_drive_pad_unknown)
@@ -1342,6 +1363,7 @@ mmfuse_suite (void)
   tcase_add_test (tc, test_wrong_buffer_size);
   tcase_add_test (tc, test_bad_model);
   tcase_add_test (tc, test_drive_pad_unknown);
+  tcase_add_test (tc, test_other_model_warning);
   tcase_add_test (tc, test_segment_stop_and_rate);
   tcase_add_test (tc, test_latency_query);
 
