@@ -13,20 +13,25 @@
 # the running time at which it arrives (the end of the utterance), so the
 # audio is played at its real pace (clocksync), as a microphone would
 # deliver it: the run takes as long as the audio.  DURATION (seconds) uses
-# only the first DURATION seconds of the file.  Environment: see
-# pipelines/common.sh, plus INTERVAL (ns between decisions, default 1 s).
+# only the first DURATION seconds of the file.  clocksync makes the pipeline
+# live for mmfuse, which then waits at most its latency for each input:
+# LATENCY (ns, default 2.5 s) covers audioenc's 2 s window, so an audio
+# embedding is never given up on.  Environment: see pipelines/common.sh,
+# plus INTERVAL (ns between decisions, default 1 s) and LATENCY.
 #
 #   gst-launch-1.0 filesrc location=IN.wav ! wavparse ! audioconvert ! audioresample ! \
 #       audio/x-raw,format=S16LE,rate=16000,channels=1 ! clocksync ! tee name=t \
 #     t. ! Q ! audioenc model=M ! f.sink_0 \
 #     t. ! Q ! pocketsphinx ! text/plain ! Q ! textenc model=M ! f.sink_1 \
-#     mmfuse name=f model=M interval=1000000000 ! mmdecode model=M ! fakesink
+#     mmfuse name=f model=M interval=1000000000 latency=2500000000 ! \
+#       mmdecode model=M ! fakesink
 . "$(dirname "$0")/common.sh"
 
 IN=$ROOT/build/sample/news.wav
 if [ $# -gt 0 ] && [ "${1#--}" = "$1" ]; then IN=$1; shift; fi
 [ -f "$IN" ] || { echo "speech-transcript.sh: $IN not found (sh pipelines/make-sample.sh)" >&2; exit 1; }
 INTERVAL=${INTERVAL:-1000000000}
+LATENCY=${LATENCY:-2500000000}
 
 if [ "$DURATION" != 0 ]; then
   TMP=$(mktemp -d)
@@ -47,5 +52,5 @@ $MMRUN "$@" \
     audio/x-raw,format=S16LE,rate=16000,channels=1 ! clocksync ! tee name=t \
     t. ! $Q ! audioenc model="\"$MODEL\"" ! f.sink_0 \
     t. ! $Q ! pocketsphinx ! text/plain ! $Q ! textenc model="\"$MODEL\"" ! f.sink_1 \
-  mmfuse name=f model="\"$MODEL\"" interval=$INTERVAL ! mmdecode model="\"$MODEL\"" ! \
+  mmfuse name=f model="\"$MODEL\"" interval=$INTERVAL latency=$LATENCY ! mmdecode model="\"$MODEL\"" ! \
     fakesink sync=false
