@@ -506,7 +506,7 @@ gst_audio_enc_encode_window (GstAudioEnc * self, guint n, gboolean may_drop)
   self->covered = self->consumed + n;
   GST_LOG_OBJECT (self, "window of %u samples at %" GST_TIME_FORMAT, n,
       GST_TIME_ARGS (start));
-  return gst_pad_push (self->srcpad, outbuf);
+  return gst_mm_element_push (GST_ELEMENT (self), self->srcpad, outbuf);
 }
 
 /* Drops up to @n samples from the front of the adapter; returns how many. */

@@ -693,5 +693,5 @@ gst_mm_decode_chain (GstPad * pad, GstObject * parent, GstBuffer * buffer)
       gst_mm_decode_make_message (self, meta, GST_BUFFER_PTS (outbuf),
           GST_BUFFER_DURATION (outbuf)));
 
-  return gst_pad_push (self->srcpad, outbuf);
+  return gst_mm_element_push (GST_ELEMENT (self), self->srcpad, outbuf);
 }

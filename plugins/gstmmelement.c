@@ -116,6 +116,30 @@ gst_mm_element_check_caps_model (GstElement * element, const gchar * input,
           mm_model_get_path (model)), ("caps %" GST_PTR_FORMAT, caps));
 }
 
+GstFlowReturn
+gst_mm_element_push (GstElement * element, GstPad * srcpad,
+    GstBuffer * buffer)
+{
+  GstFlowReturn ret = gst_pad_push (srcpad, buffer);
+  GstCaps *caps;
+  gchar *str;
+
+  if (ret != GST_FLOW_NOT_NEGOTIATED)
+    return ret;
+  caps = gst_pad_get_current_caps (srcpad);
+  if (caps && gst_pad_is_linked (srcpad)
+      && !gst_pad_peer_query_accept_caps (srcpad, caps)) {
+    str = gst_caps_to_string (caps);
+    GST_ELEMENT_ERROR (element, CORE, NEGOTIATION,
+        ("The element after %s refuses its output %s: check that it takes "
+            "this (same model, same dimension, matching capsfilter fields)",
+            GST_ELEMENT_NAME (element), str), (NULL));
+    g_free (str);
+  }
+  gst_clear_caps (&caps);
+  return ret;
+}
+
 gboolean
 gst_mm_caps_query_reply (GstQuery * query, GstCaps * caps)
 {

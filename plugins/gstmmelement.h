@@ -48,6 +48,14 @@ GstCaps *gst_mm_embedding_caps_new (const gchar * modality, guint dim,
 void gst_mm_element_check_caps_model (GstElement * element,
     const gchar * input, GstCaps * caps, MmModel * model);
 
+/* gst_pad_push (@srcpad, @buffer); when that fails with not-negotiated
+ * because the next element refuses @srcpad's caps, posts a CORE/NEGOTIATION
+ * error saying so (with the caps) -- otherwise only upstream's generic
+ * "not-negotiated" would reach the application.  A refusal further
+ * downstream is left to the element that refused. */
+GstFlowReturn gst_mm_element_push (GstElement * element, GstPad * srcpad,
+    GstBuffer * buffer);
+
 /* Answers the caps @query with @caps (consumed) intersected with the
  * query's filter, if any.  Returns TRUE (the query is answered). */
 gboolean gst_mm_caps_query_reply (GstQuery * query, GstCaps * caps);

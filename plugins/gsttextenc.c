@@ -593,5 +593,5 @@ gst_text_enc_chain (GstPad * pad, GstObject * parent, GstBuffer * buffer)
     GST_BUFFER_FLAG_SET (outbuf, GST_BUFFER_FLAG_DISCONT);
   gst_buffer_unref (buffer);
 
-  return gst_pad_push (self->srcpad, outbuf);
+  return gst_mm_element_push (GST_ELEMENT (self), self->srcpad, outbuf);
 }

@@ -556,6 +556,24 @@ GST_START_TEST (test_other_model_warning)
 
 GST_END_TEST;
 
+/* Downstream refusing the text caps is a clear negotiation error. */
+GST_START_TEST (test_downstream_refuses)
+{
+  GstBus *bus;
+  GstHarness *h = harness_new (NULL, &bus);
+  gfloat fused[FUSED_DIM] = { 0 };
+
+  gst_harness_set_sink_caps_str (h, "text/x-raw, format=pango-markup");
+  gst_harness_set_src_caps_str (h, FUSED_CAPS);
+  fail_unless_equals_int (gst_harness_push (h, fused_buffer (fused, 0,
+              GST_SECOND)), GST_FLOW_NOT_NEGOTIATED);
+  assert_bus_message (bus, GST_MESSAGE_ERROR, "refuses its output",
+      "utf8", NULL);
+  harness_free (h, bus);
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_caps)
 {
   GstBus *bus;
@@ -691,6 +709,7 @@ mmdecode_suite (void)
   tcase_add_test (tc, test_smoothing);
   tcase_add_test (tc, test_presence_and_times);
   tcase_add_test (tc, test_caps);
+  tcase_add_test (tc, test_downstream_refuses);
   tcase_add_test (tc, test_other_model_warning);
   tcase_add_test (tc, test_bad_buffer_size);
   tcase_add_test (tc, test_gap_and_eos);

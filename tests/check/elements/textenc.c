@@ -143,12 +143,19 @@ GST_START_TEST (test_downstream_mismatch)
   gchar *desc = g_strdup_printf ("textenc model=\"%s\" ! capsfilter "
       "caps=\"" MM_EMBEDDING_CAPS_NAME ",dim=(int)16\"", path);
   GstHarness *h = gst_harness_new_parse (desc);
+  GstBus *bus = gst_bus_new ();
   GstBuffer *buf;
 
+  gst_element_set_bus (h->element, bus);
   buf = text_buffer ("news", 0, GST_SECOND);
   gst_harness_set_src_caps_str (h, "text/plain");
   fail_unless_equals_int (gst_harness_push (h, buf),
       GST_FLOW_NOT_NEGOTIATED);
+  /* the error says what was refused, not just "not negotiated" */
+  assert_bus_message (bus, GST_MESSAGE_ERROR, "refuses its output",
+      "dim=(int)8", NULL);
+  gst_element_set_bus (h->element, NULL);
+  gst_object_unref (bus);
   gst_harness_teardown (h);
   g_free (desc);
   g_free (path);
