@@ -79,6 +79,34 @@ static const struct
   {"ABGR", MM_PIXEL_ABGR}, {"GRAY8", MM_PIXEL_GRAY8},
 };
 
+/* Sets caps formats[@format] @width x @height at @fps/1 on @h, pushes a
+ * frame (pattern @seed, @pts, @duration) and checks that the output is
+ * libmm's embedding of it, at @pts, lasting @expect_duration. */
+static void
+push_and_check_frame (GstHarness * h, guint format, guint width,
+    guint height, guint fps, guint seed, GstClockTime pts,
+    GstClockTime duration, GstClockTime expect_duration)
+{
+  gchar *caps = g_strdup_printf ("video/x-raw, format=%s, width=%u, "
+      "height=%u, framerate=%u/1", formats[format].name, width, height, fps);
+  GstCaps *c = gst_caps_from_string (caps);
+  GstVideoInfo info;
+  GstBuffer *in, *out;
+  gfloat ref[DIM];
+
+  fail_unless (gst_video_info_from_caps (&info, c));
+  gst_harness_set_src_caps (h, c);
+  in = frame_new (&info, seed, pts, duration);
+  reference (&info, formats[format].mm, in, ref);
+  fail_unless_equals_int (gst_harness_push (h, in), GST_FLOW_OK);
+  out = gst_harness_pull (h);
+  assert_embedding (out, ref);
+  fail_unless_equals_uint64 (GST_BUFFER_PTS (out), pts);
+  fail_unless_equals_uint64 (GST_BUFFER_DURATION (out), expect_duration);
+  gst_buffer_unref (out);
+  g_free (caps);
+}
+
 /* Every format, at odd sizes (padded strides), gives libmm's embedding. */
 GST_START_TEST (test_formats_and_values)
 {
@@ -88,26 +116,10 @@ GST_START_TEST (test_formats_and_values)
   for (f = 0; f < G_N_ELEMENTS (formats); f++) {
     for (z = 0; z < G_N_ELEMENTS (sizes); z++) {
       GstHarness *h = harness_new (NULL);
-      gchar *caps = g_strdup_printf ("video/x-raw, format=%s, width=%u, "
-          "height=%u, framerate=25/1", formats[f].name, sizes[z][0],
-          sizes[z][1]);
-      GstCaps *c = gst_caps_from_string (caps);
-      GstVideoInfo info;
-      GstBuffer *in, *out;
-      gfloat ref[DIM];
 
-      fail_unless (gst_video_info_from_caps (&info, c));
-      gst_harness_set_src_caps (h, c);
-      in = frame_new (&info, f + z, 0, FRAME);
-      reference (&info, formats[f].mm, in, ref);
-      fail_unless_equals_int (gst_harness_push (h, in), GST_FLOW_OK);
-      out = gst_harness_pull (h);
-      assert_embedding (out, ref);
-      fail_unless_equals_uint64 (GST_BUFFER_PTS (out), 0);
-      fail_unless_equals_uint64 (GST_BUFFER_DURATION (out), FRAME);
-      gst_buffer_unref (out);
+      push_and_check_frame (h, f, sizes[z][0], sizes[z][1], 25, f + z, 0,
+          FRAME, FRAME);
       gst_harness_teardown (h);
-      g_free (caps);
     }
   }
 }
@@ -129,28 +141,10 @@ GST_START_TEST (test_renegotiation)
   GstHarness *h = harness_new (NULL);
   guint i;
 
-  for (i = 0; i < G_N_ELEMENTS (steps); i++) {
-    gchar *caps = g_strdup_printf ("video/x-raw, format=%s, width=%u, "
-        "height=%u, framerate=%u/1", formats[steps[i].format].name,
-        steps[i].width, steps[i].height, steps[i].fps);
-    GstCaps *c = gst_caps_from_string (caps);
-    GstVideoInfo info;
-    GstBuffer *in, *out;
-    gfloat ref[DIM];
-
-    fail_unless (gst_video_info_from_caps (&info, c));
-    gst_harness_set_src_caps (h, c);
-    in = frame_new (&info, i, i * GST_SECOND, GST_CLOCK_TIME_NONE);
-    reference (&info, formats[steps[i].format].mm, in, ref);
-    fail_unless_equals_int (gst_harness_push (h, in), GST_FLOW_OK);
-    out = gst_harness_pull (h);
-    assert_embedding (out, ref);
-    fail_unless_equals_uint64 (GST_BUFFER_PTS (out), i * GST_SECOND);
-    fail_unless_equals_uint64 (GST_BUFFER_DURATION (out),
+  for (i = 0; i < G_N_ELEMENTS (steps); i++)
+    push_and_check_frame (h, steps[i].format, steps[i].width,
+        steps[i].height, steps[i].fps, i, i * GST_SECOND, GST_CLOCK_TIME_NONE,
         GST_SECOND / steps[i].fps);
-    gst_buffer_unref (out);
-    g_free (caps);
-  }
   gst_harness_teardown (h);
 }
 
