@@ -220,15 +220,18 @@ def print_components(rows, sg):
 def layers(bench, env, repeats):
     res = run_json([bench, "layers", str(repeats)], env)
     sg = res["sgemm"]["gflops"]
-    print("Heavy layers (libmm op vs one sgemm of the same M,N,K; sgemm 1024^3 in this "
-          "run: %.1f GFLOP/s)" % sg)
+    print("libmm's op (conv2d = im2col + GEMM, or linear) next to one plain sgemm of the "
+          "same M,N,K and sgemm 1024^3, both measured right after the layer (the load of "
+          "this shared machine changes; sgemm 1024^3 at the start: %.1f GFLOP/s)" % sg)
     print()
-    print("| layer | M x N x K | libmm ms | libmm GFLOP/s | sgemm same shape | % of sgemm 1024^3 |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| layer | M x N x K | libmm ms | libmm GFLOP/s | sgemm same shape GFLOP/s | "
+          "sgemm 1024^3 GFLOP/s | libmm % of 1024^3 |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for ly in res["layers"]:
-        print("| %s | %dx%dx%d | %.3f | %.1f | %.1f | %.0f %% |"
+        print("| %s | %dx%dx%d | %.3f | %.1f | %.1f | %.1f | %.0f %% |"
               % (ly["name"], ly["m"], ly["n"], ly["k"], ly["ms"], ly["gflops"],
-                 ly["sgemm_gflops"], 100 * ly["gflops"] / sg))
+                 ly["sgemm_gflops"], ly["sgemm1024_gflops"],
+                 100 * ly["gflops"] / ly["sgemm1024_gflops"]))
     return res
 
 
@@ -254,6 +257,29 @@ def kernels(bench, env, models, repeats):
         print("| %s | %s | %.1f | %s |" % (core, how, med(sgs),
                                            " | ".join("%.2f" % v for v in ms)))
     return out
+
+
+PRELOAD = """
+import ctypes, os, sys
+os.environ["OPENBLAS_CORETYPE"] = "PRESCOTT"   # what an unknown CPU gets
+import numpy                                    # loads OpenBLAS before libmm
+del os.environ["OPENBLAS_CORETYPE"]             # the user's environment
+mm = ctypes.CDLL(sys.argv[1])
+mm.mm_blas_core_name.restype = ctypes.c_char_p
+print(mm.mm_blas_core_name().decode(), mm.mm_blas_core_name().decode())
+"""
+
+
+def preload_warning(build):
+    """OpenBLAS already loaded (numpy first) with the generic kernel: libmm
+    cannot pick the kernel any more and must warn once with the fix."""
+    lib = os.path.join(build, "lib", "libmm.so")
+    r = subprocess.run([sys.executable, "-c", PRELOAD, lib], capture_output=True, text=True,
+                       timeout=60)
+    warnings = [line for line in r.stderr.splitlines() if "WARNING" in line]
+    print("- numpy imported first (its OpenBLAS on Prescott), then libmm: core in use %s; "
+          "%d warning(s): %s" % (r.stdout.split()[0] if r.stdout else "?", len(warnings),
+                                 warnings[0].split("libmm: ", 2)[-1] if warnings else "none"))
 
 
 def streams(bench, env, bundled, bert, seconds):
@@ -291,24 +317,26 @@ def memory(bench, env, models):
 
 def pipeline(sample, model, env, runs, loops):
     script = os.path.join(HERE, "pipeline.py")
-    res = []
-    for _ in range(runs):
-        res.append(run_json([sys.executable, script, "file", sample, model, "1"], env,
-                            timeout=300))
-    media = res[0]["media_s"]
-    walls = [r["wall_s"][0] for r in res]
-    decisions = res[0]["decisions"][0]
-    hwm = med([max(r["hwm_kb"], max(r["rss_kb"])) for r in res])
-    w = med(walls)
-    print("demo pipeline over %s (%.1f s of media; fakesink, no video encoding), "
-          "median of %d runs:" % (sample, media, runs))
-    print("- wall %.3f s -> real-time factor %.1fx; %d decisions -> %.0f decisions/s; "
-          "peak RSS %.1f MB; mappings of the model in the process: %d (5 elements use it)"
-          % (w, media / w, decisions, decisions / w, hwm / 1024, res[0]["model_mappings"]))
-    lp = run_json([sys.executable, script, "file", sample, model, str(loops)], env,
+    for interval, what in ((15, "the demo's settings: imageenc interval=15 (one frame a "
+                                "second), max-age=0"),
+                           (1, "every frame encoded: imageenc interval=1")):
+        res = [run_json([sys.executable, script, "file", sample, model, "1", str(interval)],
+                        env, timeout=300) for _ in range(runs)]
+        media = res[0]["media_s"]
+        w = med([r["wall_s"][0] for r in res])
+        decisions = res[0]["decisions"][0]
+        hwm = med([max(r["hwm_kb"], max(r["rss_kb"])) for r in res])
+        print("- demo pipeline over %s (%.1f s of media, fakesink, no video encoding), %s; "
+              "median of %d runs: wall %.3f s -> real-time factor %.0fx; %d decisions -> "
+              "%.0f decisions/s; peak RSS %.1f MB; mappings of the model file in the "
+              "process: %d (5 elements use it)"
+              % (os.path.basename(sample), media, what, runs, w, media / w, decisions,
+                 decisions / w, hwm / 1024, res[0]["model_mappings"]))
+    lp = run_json([sys.executable, script, "file", sample, model, str(loops), "1"], env,
                   timeout=600)
     rss = lp["rss_kb"]
-    print("- looped %d times in one process (flushing seek to 0 after EOS): RSS after "
+    print("- every frame, looped %d times in one process (flushing seek to 0 after EOS): "
+          "RSS after "
           "each loop (MB) %s; decisions per loop %s"
           % (loops, " ".join("%.1f" % (r / 1024) for r in rss[:3]) + " ... " +
              " ".join("%.1f" % (r / 1024) for r in rss[-3:]),
@@ -389,6 +417,8 @@ def main():
     print("## OpenBLAS kernel")
     print()
     kernels(bench, env, [m for m in models if m != bundled], 5)
+    print()
+    preload_warning(args.build)
     print()
     print("## Threading (MM_THREADS=%d: each stream's BLAS calls single-threaded; 2 cores)"
           % args.threads)
