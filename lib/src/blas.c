@@ -78,7 +78,7 @@ is_generic_core (const char *name)
 /* Warns once when the kernel in use is the generic one although the CPU
  * has AVX-512, naming the cause and the exact fix. */
 static void
-check_core (gboolean preloaded, const char *best)
+check_core (gboolean preloaded, const char *best, const char *forced_by)
 {
   const char *core = blas_core_name ? blas_core_name () : NULL;
   if (!best || !is_generic_core (core))
@@ -90,9 +90,10 @@ check_core (gboolean preloaded, const char *best)
         "Fix: start the program with OPENBLAS_CORETYPE=%s in its environment, or "
         "initialise libmm before the other library loads OpenBLAS.", core, best);
   else if (user && g_ascii_strcasecmp (user, best) != 0)
-    g_warning ("libmm: OPENBLAS_CORETYPE=%s makes OpenBLAS run its generic %s kernel, "
-        "about 5x slower for sgemm on this AVX-512 CPU. Fix: unset OPENBLAS_CORETYPE "
-        "(libmm then selects %s) or set OPENBLAS_CORETYPE=%s.", user, core, best, best);
+    g_warning ("libmm: %s=%s makes OpenBLAS run its generic %s kernel, about 5x slower "
+        "for sgemm on this AVX-512 CPU. Fix: unset %s (libmm then selects %s).", forced_by,
+        g_strcmp0 (forced_by, "MM_BLAS_CORETYPE") == 0 ? g_getenv (forced_by) : user, core,
+        forced_by, best);
   else
     g_warning ("libmm: OpenBLAS chose its generic %s kernel, about 5x slower for sgemm "
         "on this AVX-512 CPU. Fix: set OPENBLAS_CORETYPE=%s (and do not set "
@@ -104,8 +105,12 @@ blas_load (void)
 {
   const char *mode = g_getenv ("MM_BLAS_CORETYPE");
   const char *best = best_coretype ();
+  const char *forced_by = "OPENBLAS_CORETYPE";
   if (!g_getenv ("OPENBLAS_CORETYPE") && g_strcmp0 (mode, "none") != 0) {
-    const char *core = (mode && g_strcmp0 (mode, "auto") != 0) ? mode : best;
+    gboolean named = mode && g_strcmp0 (mode, "auto") != 0;
+    const char *core = named ? mode : best;
+    if (named)
+      forced_by = "MM_BLAS_CORETYPE";
     if (core)
       g_setenv ("OPENBLAS_CORETYPE", core, FALSE);
   }
@@ -128,7 +133,7 @@ blas_load (void)
     g_warning ("libmm: OpenBLAS (libopenblas.so.0) not found; using slow plain C "
         "loops. Install libopenblas0.");
   else
-    check_core (preloaded, best);
+    check_core (preloaded, best, forced_by);
 
   const char *threads = g_getenv ("MM_THREADS");
   int n = threads ? atoi (threads) : 1;
