@@ -321,10 +321,32 @@ valid_range (int n_out, int in, int stride, int pad, int k, int *lo, int *hi)
   *hi = b;
 }
 
+/* dst[ox] = src[ox * stride] for ox in [lo, hi), 0 elsewhere in [0, n):
+ * plain loops, not memcpy/memset calls, because the rows are short (tens
+ * of floats) and a call per piece cost more than the copy; the stride-1
+ * and stride-2 cases get their own vectorised loops. */
+MM_INLINE void
+im2col_row (float *restrict dst, const float *restrict src, int n, int lo, int hi, int stride)
+{
+  for (int ox = 0; ox < lo; ox++)
+    dst[ox] = 0.0f;
+  if (stride == 1)
+    for (int ox = lo; ox < hi; ox++)
+      dst[ox] = src[ox];
+  else if (stride == 2)
+    for (int ox = lo; ox < hi; ox++)
+      dst[ox] = src[2 * ox];
+  else
+    for (int ox = lo; ox < hi; ox++)
+      dst[ox] = src[ox * stride];
+  for (int ox = hi; ox < n; ox++)
+    dst[ox] = 0.0f;
+}
+
 /* cols (c_n * kh * kw, h_out * w_out) = im2col of x (c_n, h, w); row
  * (c, ki, kj) holds, for each output position, the input pixel under kernel
  * tap (ki, kj), or 0 in the padding. */
-static void
+static MM_SIMD void
 im2col (float *cols, const float *x, int c_n, const ConvShape *s)
 {
   gsize n_pos = (gsize) s->h_out * s->w_out;
@@ -338,18 +360,10 @@ im2col (float *cols, const float *x, int c_n, const ConvShape *s)
         for (int oy = 0; oy < s->h_out; oy++) {
           float *dst = row + (gsize) oy * s->w_out;
           int iy = oy * s->sh - s->ph + ki;
-          if (iy < 0 || iy >= s->h) {
-            memset (dst, 0, sizeof (float) * s->w_out);
-            continue;
-          }
-          const float *src = xc + (gsize) iy * s->w - s->pw + kj;
-          memset (dst, 0, sizeof (float) * lo);
-          if (s->sw == 1)
-            memcpy (dst + lo, src + lo, sizeof (float) * (hi - lo));
+          if (iy < 0 || iy >= s->h)
+            im2col_row (dst, xc, s->w_out, 0, 0, 1);
           else
-            for (int ox = lo; ox < hi; ox++)
-              dst[ox] = src[ox * s->sw];
-          memset (dst + hi, 0, sizeof (float) * (s->w_out - hi));
+            im2col_row (dst, xc + (gsize) iy * s->w - s->pw + kj, s->w_out, lo, hi, s->sw);
         }
       }
   }
