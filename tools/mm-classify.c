@@ -578,6 +578,10 @@ main (int argc, char **argv)
     g_printerr ("mm-classify: --manifest cannot be combined with --image/--audio/--text\n");
     return 2;
   }
+  if (!manifest && !image && !audio && !text && !text_file) {
+    g_printerr ("mm-classify: give --image, --audio, --text or --text-file (or --manifest)\n");
+    return 2;
+  }
   if (!manifest && predictions) {
     g_printerr ("mm-classify: --predictions needs --manifest\n");
     return 2;

@@ -84,6 +84,9 @@ grep -q 'bad.tsv:1: label "dinosaurs" is not one of the model' "$tmp/err" \
 "$tool" --text hello >"$tmp/out" 2>"$tmp/err" && fail "no --model accepted"
 grep -q -- "--model FILE is required" "$tmp/err" || fail "no --model message: $(cat "$tmp/err")"
 
+"$tool" -m "$model" >"$tmp/out" 2>"$tmp/err" && fail "no input accepted"
+grep -q -- "give --image, --audio, --text" "$tmp/err" || fail "no input message: $(cat "$tmp/err")"
+
 if [ "$failures" -ne 0 ]; then
   echo "$failures failure(s)"
   exit 1
