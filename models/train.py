@@ -3,6 +3,10 @@
 
     /usr/bin/python3 models/train.py [--epochs N] [--out FILE] [--fusion concat|attention]
 
+models/scenes.safetensors is the default run (concat fusion, 40 epochs);
+models/scenes-attention.safetensors is
+    /usr/bin/python3 models/train.py --fusion attention --out models/scenes-attention.safetensors
+
 One command: installs what is missing (apt-get), builds the data set from
 tuxpaint-stamps-default + flite + GloVe (models/stamps.py, caches under
 models/data/), writes the held-out test split as files plus a manifest
@@ -416,7 +420,7 @@ def train(model, items, pictures, speech, sfx, epochs, seed):
 
 def main():
     ap = argparse.ArgumentParser(description="train the bundled scenes model")
-    ap.add_argument("--epochs", type=int, default=25)
+    ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--fusion", choices=["concat", "attention"], default="concat")
     ap.add_argument("--out", default=os.path.join(HERE, "scenes.safetensors"))
@@ -432,7 +436,8 @@ def main():
              sum(it["split"] == "test" for it in items), manifest), flush=True)
     model = Scenes(words, vectors, a.fusion)
     train(model, items, pictures, speech, sfx, a.epochs, a.seed)
-    mmtorch.save_model(a.out, "scenes", model.components(), fp16=True,
+    name = "scenes" if a.fusion == "concat" else "scenes-attention"
+    mmtorch.save_model(a.out, name, model.components(), fp16=True,
                        extra_metadata={"license": "GPL-2.0-or-later (trained on "
                                        "tuxpaint-stamps-default); GloVe vectors PDDL-1.0",
                                        "trained_by": "models/train.py"})
