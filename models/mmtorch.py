@@ -79,8 +79,11 @@ class LogMel(nn.Module):
     def __init__(self, sample_rate=16000, n_fft=400, win_length=400, hop_length=160,
                  n_mels=64, f_min=0.0, f_max=8000.0, log_offset=1e-6):
         super().__init__()
-        import torchaudio  # noqa: F401 - checked here so the error is clear
-        from torchaudio.functional import melscale_fbanks
+        try:
+            from torchaudio.functional import melscale_fbanks
+        except ImportError as e:
+            raise SystemExit("mmtorch: torchaudio is missing (%s); install it with "
+                             "`apt-get install -y python3-torchaudio`" % e)
         self.n_fft, self.win_length, self.hop_length = n_fft, win_length, hop_length
         self.log_offset = log_offset
         self.register_buffer("window", torch.hann_window(win_length, periodic=True),
