@@ -34,7 +34,10 @@
  *
  * Latency: the element holds a whole window before it can output, so it
  * adds the window length to the minimum and maximum latency that upstream
- * reports.
+ * reports.  The window is known once the model is loaded (READY->PAUSED,
+ * from the model or the `window` property); whenever that changes the
+ * latency answered, a LATENCY message is posted so that the pipeline
+ * recomputes its latency.
  *
  * ## Example launch lines
  * |[
@@ -328,6 +331,7 @@ gst_audio_enc_start (GstElement * element)
   GError *err = NULL;
   GstCaps *caps;
   guint64 window_ns, hop_ns;
+  GstClockTime old_latency;
 
   GST_OBJECT_LOCK (self);
   window_ns = self->window_ns;
@@ -361,10 +365,16 @@ gst_audio_enc_start (GstElement * element)
   GST_OBJECT_LOCK (self);
   gst_caps_replace (&self->src_caps, caps);
   self->model_rate = self->rate;
+  old_latency = self->latency;
   self->latency = gst_util_uint64_scale (self->window, GST_SECOND,
       self->rate);
   GST_OBJECT_UNLOCK (self);
   gst_caps_unref (caps);
+  /* the latency we answer changed (0 without a model): let the pipeline
+   * query it again, so that a live mmfuse waits long enough for windows */
+  if (self->latency != old_latency)
+    gst_element_post_message (element,
+        gst_message_new_latency (GST_OBJECT (self)));
 
   self->negotiated = FALSE;
   gst_segment_init (&self->segment, GST_FORMAT_TIME);

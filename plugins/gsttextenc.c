@@ -13,7 +13,10 @@
  * entities decoded before encoding; this is done here rather than with
  * pango_parse_markup() so that the plugin does not depend on Pango and so
  * that the malformed markup found in real subtitle files still gives
- * text), or the `text/plain` that pocketsphinx emits.
+ * text), or the `text/plain` that pocketsphinx emits.  pocketsphinx sends
+ * no caps event at all: text buffers arriving while upstream has never sent
+ * caps are taken as `text/plain` (UTF-8), the output caps being set when
+ * the first segment, GAP or buffer arrives.
  *
  * Time:
  * - A buffer without a PTS (pocketsphinx's utterances) is stamped with the
@@ -441,10 +444,31 @@ gst_text_enc_set_caps (GstTextEnc * self, GstCaps * caps)
   return ret;
 }
 
+/* pocketsphinx sends no caps event at all: when upstream never sent caps,
+ * its text is taken as text/plain (UTF-8) and the output caps are set
+ * before the first segment, gap or buffer goes out (sticky order). */
+static void
+gst_text_enc_assume_plain (GstTextEnc * self)
+{
+  GstCaps *plain;
+
+  if (self->encoder == NULL || gst_pad_has_current_caps (self->sinkpad)
+      || gst_pad_has_current_caps (self->srcpad))
+    return;
+  GST_DEBUG_OBJECT (self, "upstream sent no caps: assuming text/plain");
+  plain = gst_caps_new_empty_simple ("text/plain");
+  gst_text_enc_set_caps (self, plain);
+  gst_caps_unref (plain);
+}
+
 static gboolean
 gst_text_enc_sink_event (GstPad * pad, GstObject * parent, GstEvent * event)
 {
   GstTextEnc *self = GST_TEXT_ENC (parent);
+
+  if (GST_EVENT_TYPE (event) == GST_EVENT_SEGMENT
+      || GST_EVENT_TYPE (event) == GST_EVENT_GAP)
+    gst_text_enc_assume_plain (self);
 
   switch (GST_EVENT_TYPE (event)) {
     case GST_EVENT_CAPS:{
@@ -516,6 +540,7 @@ gst_text_enc_chain (GstPad * pad, GstObject * parent, GstBuffer * buffer)
   gboolean ok;
   guint n_tokens = 0;
 
+  gst_text_enc_assume_plain (self);
   if (self->encoder == NULL || !gst_pad_has_current_caps (self->srcpad)) {
     gst_buffer_unref (buffer);
     GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, (NULL),

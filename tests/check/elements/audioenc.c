@@ -575,6 +575,53 @@ GST_START_TEST (test_latency)
 
 GST_END_TEST;
 
+/* Loading the model sets the latency answered (the window): a LATENCY
+ * message from audioenc tells the pipeline to query it again, so that a
+ * live mmfuse downstream waits long enough for the windows. */
+GST_START_TEST (test_latency_message)
+{
+  static const guint64 windows[] = { 0, 250 * MS };
+  guint c;
+
+  for (c = 0; c < G_N_ELEMENTS (windows); c++) {
+    GstElement *pipe = gst_pipeline_new (NULL);
+    GstElement *src = gst_element_factory_make ("fakesrc", NULL);
+    GstElement *enc = gst_element_factory_make ("audioenc", NULL);
+    GstElement *sink = gst_element_factory_make ("fakesink", NULL);
+    gchar *path = fixture ("tiny.safetensors");
+    GstBus *bus = gst_element_get_bus (pipe);
+    GstMessage *msg;
+    GstQuery *q;
+    GstClockTime min;
+
+    g_object_set (enc, "model", path, "window", windows[c], NULL);
+    gst_bin_add_many (GST_BIN (pipe), src, enc, sink, NULL);
+    fail_unless (gst_element_link_many (src, enc, sink, NULL));
+    /* PAUSED: READY->PAUSED loads the model; fakesrc sends nothing yet */
+    g_object_set (src, "num-buffers", 0, NULL);
+    gst_element_set_state (enc, GST_STATE_PAUSED);
+    msg = gst_bus_pop_filtered (bus, GST_MESSAGE_LATENCY);
+    fail_unless (msg != NULL, "no LATENCY message after loading the model");
+    fail_unless (GST_MESSAGE_SRC (msg) == GST_OBJECT (enc));
+    gst_message_unref (msg);
+    fail_unless (gst_bus_pop_filtered (bus, GST_MESSAGE_LATENCY) == NULL,
+        "more than one LATENCY message");
+
+    q = gst_query_new_latency ();
+    fail_unless (gst_pad_peer_query (sink->sinkpads->data, q));
+    gst_query_parse_latency (q, NULL, &min, NULL);
+    fail_unless_equals_uint64 (min, windows[c] ? windows[c] : GST_SECOND);
+    gst_query_unref (q);
+
+    gst_element_set_state (pipe, GST_STATE_NULL);
+    gst_object_unref (bus);
+    gst_object_unref (pipe);
+    g_free (path);
+  }
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_properties)
 {
   GstElement *e = gst_element_factory_make ("audioenc", NULL);
@@ -617,6 +664,7 @@ audioenc_suite (void)
   tcase_add_test (tc, test_eos);
   tcase_add_test (tc, test_flush);
   tcase_add_test (tc, test_latency);
+  tcase_add_test (tc, test_latency_message);
   tcase_add_test (tc, test_properties);
   tcase_add_test (tc, test_model_errors);
   return s;

@@ -163,6 +163,97 @@ GST_START_TEST (test_downstream_mismatch)
 
 GST_END_TEST;
 
+/* pocketsphinx sends no caps event: text without caps from an upstream
+ * that never sent any is taken as text/plain (no markup stripping), and the
+ * output caps are set with the first buffer. */
+GST_START_TEST (test_no_caps_is_plain)
+{
+  GstHarness *h = harness_new (NULL);
+  GstSegment segment;
+  GstCaps *caps;
+  gfloat ref[DIM];
+  GstBuffer *out;
+
+  gst_segment_init (&segment, GST_FORMAT_TIME);
+  fail_unless (gst_harness_push_event (h, gst_event_new_segment (&segment)));
+  fail_if (gst_pad_has_current_caps (h->srcpad));
+  fail_unless_equals_int (gst_harness_push (h, text_buffer ("<i>song</i>",
+              3 * GST_SECOND, GST_SECOND)), GST_FLOW_OK);
+  out = gst_harness_pull (h);
+  fail_unless_equals_uint64 (GST_BUFFER_PTS (out), 3 * GST_SECOND);
+  fail_unless_equals_uint64 (GST_BUFFER_DURATION (out), GST_SECOND);
+  reference ("<i>song</i>", -1, ref);   /* plain: tags are text */
+  assert_embedding (out, ref);
+  gst_buffer_unref (out);
+
+  caps = gst_pad_get_current_caps (h->sinkpad);
+  fail_unless (caps != NULL);
+  fail_unless (gst_structure_has_name (gst_caps_get_structure (caps, 0),
+          MM_EMBEDDING_CAPS_NAME));
+  fail_unless_equals_string (gst_structure_get_string
+      (gst_caps_get_structure (caps, 0), "modality"), "text");
+  gst_caps_unref (caps);
+
+  /* the next one too */
+  fail_unless_equals_int (gst_harness_push (h, text_buffer ("news",
+              5 * GST_SECOND, GST_SECOND)), GST_FLOW_OK);
+  out = gst_harness_pull (h);
+  reference ("news", -1, ref);
+  assert_embedding (out, ref);
+  gst_buffer_unref (out);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
+/* The same through a real pipeline: an appsrc without caps (like
+ * pocketsphinx) into textenc. */
+GST_START_TEST (test_no_caps_pipeline)
+{
+  gchar *model = fixture ("tiny.safetensors");
+  gchar *desc = g_strdup_printf ("appsrc name=src format=time ! "
+      "textenc model=\"%s\" ! appsink name=sink sync=false", model);
+  GstElement *pipe = gst_parse_launch (desc, NULL);
+  GstElement *src, *sink;
+  GstSample *sample = NULL;
+  GstFlowReturn ret;
+  GstBuffer *buf;
+  GstMessage *msg;
+  GstBus *bus;
+  gfloat ref[DIM];
+
+  fail_unless (pipe != NULL);
+  src = gst_bin_get_by_name (GST_BIN (pipe), "src");
+  sink = gst_bin_get_by_name (GST_BIN (pipe), "sink");
+  bus = gst_element_get_bus (pipe);
+  fail_unless (gst_element_set_state (pipe, GST_STATE_PLAYING) !=
+      GST_STATE_CHANGE_FAILURE);
+  buf = text_buffer ("weather report", GST_SECOND, GST_SECOND);
+  g_signal_emit_by_name (src, "push-buffer", buf, &ret);     /* refs it */
+  gst_buffer_unref (buf);
+  fail_unless_equals_int (ret, GST_FLOW_OK);
+  g_signal_emit_by_name (src, "end-of-stream", &ret);
+  g_signal_emit_by_name (sink, "pull-sample", &sample);
+  fail_unless (sample != NULL, "no embedding");
+  reference ("weather report", -1, ref);
+  assert_embedding (gst_sample_get_buffer (sample), ref);
+  gst_sample_unref (sample);
+  msg = gst_bus_timed_pop_filtered (bus, 10 * GST_SECOND,
+      GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+  fail_unless (msg != NULL);
+  fail_unless_equals_int (GST_MESSAGE_TYPE (msg), GST_MESSAGE_EOS);
+  gst_message_unref (msg);
+  gst_element_set_state (pipe, GST_STATE_NULL);
+  gst_object_unref (bus);
+  gst_object_unref (src);
+  gst_object_unref (sink);
+  gst_object_unref (pipe);
+  g_free (desc);
+  g_free (model);
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_timestamps_and_values)
 {
   GstHarness *h = harness_new (NULL);
@@ -552,6 +643,8 @@ textenc_suite (void)
   tcase_add_test (tc, test_caps_refused);
   tcase_add_test (tc, test_downstream_mismatch);
   tcase_add_test (tc, test_allocation_not_proxied);
+  tcase_add_test (tc, test_no_caps_is_plain);
+  tcase_add_test (tc, test_no_caps_pipeline);
   tcase_add_test (tc, test_timestamps_and_values);
   tcase_add_test (tc, test_markup_stripped);
   tcase_add_test (tc, test_untimestamped);
