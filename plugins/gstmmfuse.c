@@ -335,13 +335,16 @@ struct _GstMmFuse
   const gfloat **inputs;        /* n_inputs: scratch for mm_fusion_run */
 
   /* aggregator thread only */
-  GstClockTime data_end;        /* latest end (running time) of data taken */
   gchar *warned_drive_pad;      /* drive-pad name last warned about */
   GstClockTime last_out_t;      /* running time of the last output, or NONE */
 };
 
 #define gst_mm_fuse_parent_class parent_class
-G_DEFINE_TYPE (GstMmFuse, gst_mm_fuse, GST_TYPE_AGGREGATOR);
+static void gst_mm_fuse_child_proxy_init (gpointer g_iface,
+    gpointer iface_data);
+G_DEFINE_TYPE_WITH_CODE (GstMmFuse, gst_mm_fuse, GST_TYPE_AGGREGATOR,
+    G_IMPLEMENT_INTERFACE (GST_TYPE_CHILD_PROXY,
+        gst_mm_fuse_child_proxy_init));
 GST_ELEMENT_REGISTER_DEFINE (mmfuse, "mmfuse", GST_RANK_NONE,
     GST_TYPE_MM_FUSE);
 
@@ -363,6 +366,9 @@ static gboolean gst_mm_fuse_sink_query (GstAggregator * agg,
     GstAggregatorPad * apad, GstQuery * query);
 static GstFlowReturn gst_mm_fuse_update_src_caps (GstAggregator * agg,
     GstCaps * downstream, GstCaps ** ret);
+static GstPad *gst_mm_fuse_request_new_pad (GstElement * element,
+    GstPadTemplate * templ, const gchar * name, const GstCaps * caps);
+static void gst_mm_fuse_release_pad (GstElement * element, GstPad * pad);
 
 static void
 gst_mm_fuse_class_init (GstMmFuseClass * klass)
@@ -414,6 +420,10 @@ gst_mm_fuse_class_init (GstMmFuseClass * klass)
   gst_element_class_add_static_metadata (element_class, "example",
       "gst-launch-1.0 -m filesrc location=cues.srt ! subparse ! textenc model=tests/fixtures/tiny.safetensors ! f.sink_0 videotestsrc num-buffers=60 ! videoconvert ! imageenc model=tests/fixtures/tiny.safetensors ! f.sink_1 mmfuse name=f model=tests/fixtures/tiny.safetensors ! mmdecode model=tests/fixtures/tiny.safetensors ! fakesink");
 
+  element_class->request_new_pad =
+      GST_DEBUG_FUNCPTR (gst_mm_fuse_request_new_pad);
+  element_class->release_pad = GST_DEBUG_FUNCPTR (gst_mm_fuse_release_pad);
+
   agg_class->start = GST_DEBUG_FUNCPTR (gst_mm_fuse_start);
   agg_class->stop = GST_DEBUG_FUNCPTR (gst_mm_fuse_stop);
   agg_class->flush = GST_DEBUG_FUNCPTR (gst_mm_fuse_flush);
@@ -427,13 +437,79 @@ gst_mm_fuse_class_init (GstMmFuseClass * klass)
   gst_type_mark_as_plugin_api (GST_TYPE_MM_FUSE_PAD, 0);
 }
 
+/* GstChildProxy: the sink pads are the children, so that pad properties
+ * can be set by name, e.g. `mmfuse name=f f::sink_2::max-age=0` or
+ * `mmfuse sink_2::max-age=0` in gst-launch-1.0 (as for compositor and
+ * audiomixer). */
+static GObject *
+gst_mm_fuse_child_proxy_get_child_by_index (GstChildProxy * proxy,
+    guint index)
+{
+  GstElement *element = GST_ELEMENT_CAST (proxy);
+  GObject *obj;
+
+  GST_OBJECT_LOCK (element);
+  obj = g_list_nth_data (element->sinkpads, index);
+  if (obj)
+    gst_object_ref (obj);
+  GST_OBJECT_UNLOCK (element);
+  return obj;
+}
+
+static guint
+gst_mm_fuse_child_proxy_get_children_count (GstChildProxy * proxy)
+{
+  GstElement *element = GST_ELEMENT_CAST (proxy);
+  guint count;
+
+  GST_OBJECT_LOCK (element);
+  count = element->numsinkpads;
+  GST_OBJECT_UNLOCK (element);
+  return count;
+}
+
+static void
+gst_mm_fuse_child_proxy_init (gpointer g_iface, gpointer iface_data)
+{
+  GstChildProxyInterface *iface = g_iface;
+
+  iface->get_child_by_index = gst_mm_fuse_child_proxy_get_child_by_index;
+  iface->get_children_count = gst_mm_fuse_child_proxy_get_children_count;
+}
+
+static GstPad *
+gst_mm_fuse_request_new_pad (GstElement * element, GstPadTemplate * templ,
+    const gchar * name, const GstCaps * caps)
+{
+  GstPad *pad;
+
+  pad = GST_ELEMENT_CLASS (parent_class)->request_new_pad (element, templ,
+      name, caps);
+  if (pad)
+    gst_child_proxy_child_added (GST_CHILD_PROXY (element), G_OBJECT (pad),
+        GST_OBJECT_NAME (pad));
+  return pad;
+}
+
+static void
+gst_mm_fuse_release_pad (GstElement * element, GstPad * pad)
+{
+  gchar *name = gst_pad_get_name (pad);
+
+  gst_object_ref (pad);
+  GST_ELEMENT_CLASS (parent_class)->release_pad (element, pad);
+  gst_child_proxy_child_removed (GST_CHILD_PROXY (element), G_OBJECT (pad),
+      name);
+  gst_object_unref (pad);
+  g_free (name);
+}
+
 static void
 gst_mm_fuse_init (GstMmFuse * self)
 {
   self->drive_pad = g_strdup (DEFAULT_DRIVE_PAD);
   self->interval = DEFAULT_INTERVAL;
   self->max_age = DEFAULT_MAX_AGE;
-  self->data_end = GST_CLOCK_TIME_NONE;
   self->last_out_t = GST_CLOCK_TIME_NONE;
   /* A pad that never delivered anything must not hold back a live stream. */
   gst_aggregator_set_ignore_inactive_pads (GST_AGGREGATOR (self), TRUE);
@@ -554,7 +630,6 @@ gst_mm_fuse_start (GstAggregator * agg)
   self->n_inputs = n_inputs;
   self->fused_dim = mm_model_get_dim (model, MM_COMPONENT_FUSION);
   self->inputs = g_new0 (const gfloat *, MAX (n_inputs, 1));
-  self->data_end = GST_CLOCK_TIME_NONE;
   self->last_out_t = GST_CLOCK_TIME_NONE;
   GST_OBJECT_UNLOCK (self);
 
@@ -611,7 +686,6 @@ gst_mm_fuse_flush (GstAggregator * agg)
   for (l = GST_ELEMENT (self)->sinkpads; l; l = l->next)
     g_atomic_int_set (&GST_MM_FUSE_PAD (l->data)->pending_reset, 1);
   GST_OBJECT_UNLOCK (self);
-  self->data_end = GST_CLOCK_TIME_NONE;
   self->last_out_t = GST_CLOCK_TIME_NONE;
   return GST_FLOW_OK;
 }
@@ -957,6 +1031,21 @@ snapshot_find_pad (const Snapshot * snap, const gchar * name)
   return NULL;
 }
 
+/* gst_aggregator_pad_is_inactive() asserts that the pad has a parent; a pad
+ * in a snapshot may have been released meanwhile (it then is inactive). */
+static gboolean
+pad_is_inactive (GstMmFusePad * pad)
+{
+  GstObject *parent = gst_object_get_parent (GST_OBJECT (pad));
+  gboolean inactive;
+
+  if (parent == NULL)
+    return TRUE;
+  inactive = gst_aggregator_pad_is_inactive (GST_AGGREGATOR_PAD (pad));
+  gst_object_unref (parent);
+  return inactive;
+}
+
 /* The pad whose buffers set the cadence, or NULL for a fixed interval: the
  * drive-pad if it names a pad, else (no drive-pad, or a name that matches
  * no pad) the first image pad unless an interval is set. */
@@ -973,7 +1062,7 @@ choose_drive (const Snapshot * snap)
       drive = pad;
   }
   /* live, and nothing by the first deadline: do not wait for it forever */
-  if (drive && gst_aggregator_pad_is_inactive (GST_AGGREGATOR_PAD (drive)))
+  if (drive && pad_is_inactive (drive))
     drive = NULL;
   return drive;
 }
@@ -1029,7 +1118,6 @@ take_embedding (GstMmFuse * self, GstMmFusePad * pad, GstBuffer * buf,
     GstClockTime start)
 {
   gsize size = gst_buffer_get_size (buf);
-  GstClockTime end;
 
   if (size != pad->dim * sizeof (gfloat)) {
     GST_ELEMENT_ERROR (self, STREAM, FORMAT,
@@ -1043,9 +1131,6 @@ take_embedding (GstMmFuse * self, GstMmFusePad * pad, GstBuffer * buf,
   pad->last_start = start;
   pad->last_end = GST_BUFFER_DURATION_IS_VALID (buf) ?
       start + GST_BUFFER_DURATION (buf) : GST_CLOCK_TIME_NONE;
-  end = GST_CLOCK_TIME_IS_VALID (pad->last_end) ? pad->last_end : start;
-  if (!GST_CLOCK_TIME_IS_VALID (self->data_end) || end > self->data_end)
-    self->data_end = end;
   return TRUE;
 }
 
@@ -1112,7 +1197,7 @@ settle_pad (GstMmFuse * self, GstMmFusePad * pad, GstClockTime t,
 
   *settled = GST_CLOCK_TIME_IS_VALID (head) || timeout
       || gst_aggregator_pad_is_eos (apad)
-      || covered || gst_aggregator_pad_is_inactive (apad)
+      || covered || pad_is_inactive (pad)
       || (pad->has_last && pad->last_start == t);
   return GST_FLOW_OK;
 }
@@ -1145,10 +1230,13 @@ pad_contribution (GstMmFusePad * pad, GstClockTime t, guint64 element_max_age)
 }
 
 /* Interval cadence: the stream is over when every non-sparse pad (every pad
- * if all are sparse) is EOS and drained, and @t is past all data taken. */
+ * if all are sparse) is EOS and drained, and @t is past the end of the data
+ * those pads delivered: a sparse pad (text) does not keep the stream alive,
+ * even when its last cue (e.g. a transcript flushed at EOS) lasts longer. */
 static gboolean
 interval_stream_done (GstMmFuse * self, const Snapshot * snap, GstClockTime t)
 {
+  GstClockTime data_end = GST_CLOCK_TIME_NONE;
   gboolean any_dense = FALSE;
   guint i;
 
@@ -1161,12 +1249,20 @@ interval_stream_done (GstMmFuse * self, const Snapshot * snap, GstClockTime t)
   }
   for (i = 0; i < snap->pads->len; i++) {
     GstMmFusePad *pad = g_ptr_array_index (snap->pads, i);
+    GstClockTime end;
+
     if ((pad->sparse && any_dense))
       continue;
     if (!gst_aggregator_pad_is_eos (GST_AGGREGATOR_PAD (pad)))
       return FALSE;
+    if (!pad->has_last)
+      continue;
+    end = GST_CLOCK_TIME_IS_VALID (pad->last_end) ?
+        pad->last_end : pad->last_start;
+    if (!GST_CLOCK_TIME_IS_VALID (data_end) || end > data_end)
+      data_end = end;
   }
-  return !GST_CLOCK_TIME_IS_VALID (self->data_end) || t >= self->data_end;
+  return !GST_CLOCK_TIME_IS_VALID (data_end) || t >= data_end;
 }
 
 /* Posts a warning, once per name, when drive-pad names no sink pad (a typo,
@@ -1199,6 +1295,28 @@ gst_mm_fuse_check_drive_name (GstMmFuse * self, const Snapshot * snap)
   g_string_free (names, TRUE);
 }
 
+/* The running time t whose live deadline (t + latency) is about now: the
+ * current running time minus the `latency` property (the upstream part of
+ * the latency cannot be read here: the base class calls get_next_time()
+ * with its lock held), 0 without a clock. */
+static GstClockTime
+deadline_now (GstAggregator * agg)
+{
+  GstClock *clock = gst_element_get_clock (GST_ELEMENT (agg));
+  GstClockTime now, base, next = 0;
+  guint64 latency = 0;
+
+  if (clock == NULL)
+    return 0;
+  now = gst_clock_get_time (clock);
+  base = gst_element_get_base_time (GST_ELEMENT (agg));
+  gst_object_unref (clock);
+  g_object_get (agg, "latency", &latency, NULL);
+  if (GST_CLOCK_TIME_IS_VALID (now) && now > base && now - base > latency)
+    next = now - base - latency;
+  return next;
+}
+
 static GstClockTime
 gst_mm_fuse_get_next_time (GstAggregator * agg)
 {
@@ -1212,10 +1330,15 @@ gst_mm_fuse_get_next_time (GstAggregator * agg)
   if (drive) {
     GstBuffer *buf = gst_aggregator_pad_peek_buffer (GST_AGGREGATOR_PAD (drive));
 
-    /* no drive buffer: wait for data, not for the clock */
+    /* no drive buffer: wait for data, not for the clock; but once the
+     * drive pad is EOS (and drained) the stream ends now, without waiting
+     * for a sparse pad's next cue: a deadline of now makes the base
+     * class call aggregate() (on timeout) right away */
     if (buf) {
       next = buffer_running_start (drive, buf);
       gst_buffer_unref (buf);
+    } else if (gst_aggregator_pad_is_eos (GST_AGGREGATOR_PAD (drive))) {
+      next = deadline_now (agg);
     }
   } else {
     interval_start (&snap, &pos, &next);

@@ -522,6 +522,124 @@ GST_START_TEST (test_eos_on_one_pad)
 
 GST_END_TEST;
 
+/* Polls for EOS on the output for at most @timeout_ms of wall time (no
+ * test-clock cranking): fails if it does not come. */
+static void
+expect_eos_within (GstHarness * h, guint timeout_ms)
+{
+  gint64 end = g_get_monotonic_time () + timeout_ms * 1000;
+  GstEvent *event;
+
+  while (g_get_monotonic_time () < end) {
+    while ((event = gst_harness_try_pull_event (h)) != NULL) {
+      gboolean eos = GST_EVENT_TYPE (event) == GST_EVENT_EOS;
+
+      gst_event_unref (event);
+      if (eos)
+        return;
+    }
+    g_usleep (5 * 1000);
+  }
+  fail ("no EOS within %u ms", timeout_ms);
+}
+
+/* Live: EOS on the drive pad ends the stream at once, even while a sparse
+ * pad has said nothing about the time after its last cue (a caption pad
+ * waiting for a cue far away): the queued drive buffers are fused, then
+ * EOS, without waiting for the text pad's data or deadline. */
+GST_START_TEST (test_drive_eos_sparse_waiting)
+{
+  static const gchar *const modalities[] = { "image", "text", NULL };
+  GstElement *fuse = fuse_element_new ();
+  GstBuffer *out;
+  Fuse f;
+
+  g_object_set (fuse, "latency", (guint64) 100 * MS, NULL);
+  fuse_setup (&f, fuse, modalities);
+
+  push (f.in[1], embedding (0, 500 * MS));
+  push (f.h, embedding (0, 33 * MS));
+  pull_and_check (f.h, 0, 33 * MS, 0, MISSING, 0);
+  /* the cue is over, nothing queued on the text pad: 600 ms waits for its
+   * deadline */
+  push (f.h, embedding (600 * MS, 33 * MS));
+  g_usleep (50 * 1000);
+  fail_unless (gst_harness_try_pull (f.h) == NULL, "did not wait");
+  gst_harness_crank_single_clock_wait (f.h);
+  out = gst_harness_pull (f.h);
+  fail_unless_equals_uint64 (GST_BUFFER_PTS (out), 600 * MS);
+  gst_buffer_unref (out);
+
+  /* the text pad still has nothing (no data, no EOS); the drive pad's EOS
+   * gives a deadline of now (the test clock still needs a crank to
+   * release it, a real clock does not wait), not one at the text pad's
+   * next data */
+  push_event (f.h, gst_event_new_eos ());
+  fail_unless (gst_test_clock_timed_wait_for_multiple_pending_ids
+      (GST_TEST_CLOCK (GST_ELEMENT_CLOCK (f.fuse)), 1, 5000, NULL),
+      "waiting for the text pad, not for a deadline");
+  gst_harness_crank_single_clock_wait (f.h);
+  fail_unless_equals_uint64 (gst_clock_get_time (GST_ELEMENT_CLOCK (f.fuse)),
+      700 * MS);
+  expect_eos_within (f.h, 5000);
+  fail_unless (gst_harness_try_pull (f.h) == NULL);
+  fuse_teardown (&f);
+}
+
+GST_END_TEST;
+
+/* Interval cadence: a sparse pad does not keep the stream alive.  Once the
+ * audio is EOS, outputs stop at the end of its last window although the
+ * last transcript (flushed by the recogniser at EOS) lasts longer; every
+ * output PTS is distinct. */
+GST_START_TEST (test_sparse_does_not_keep_alive)
+{
+  static const gchar *const modalities[] = { "audio", "text", NULL };
+  static const struct
+  {
+    guint64 t_ms;
+    gint64 audio_ms, text_ms;
+  } expected[] = {
+    {0, 0, MISSING},
+    {500, 0, MISSING},
+    {1000, 1000, MISSING},
+    {1500, 1000, 1500},
+  };
+  GstClockTime last = GST_CLOCK_TIME_NONE;
+  Fuse f;
+  guint i;
+
+  fuse_setup (&f, NULL, modalities);
+  push (f.in[0], embedding (0, GST_SECOND));
+  push (f.in[0], embedding (GST_SECOND, GST_SECOND));
+  push_event (f.in[0], gst_event_new_eos ());
+  push (f.in[1], embedding (1500 * MS, 3500 * MS));     /* until 5 s */
+  push_event (f.in[1], gst_event_new_eos ());
+
+  for (i = 0; i < G_N_ELEMENTS (expected); i++) {
+    GstBuffer *out = gst_harness_pull (f.h);
+    MmFusionMeta *meta;
+
+    fail_unless (out != NULL);
+    fail_unless_equals_uint64 (GST_BUFFER_PTS (out), expected[i].t_ms * MS);
+    fail_if (GST_CLOCK_TIME_IS_VALID (last) && GST_BUFFER_PTS (out) <= last,
+        "two outputs at %" GST_TIME_FORMAT, GST_TIME_ARGS (last));
+    last = GST_BUFFER_PTS (out);
+    meta = gst_buffer_get_mm_fusion_meta (out);
+    fail_unless (meta != NULL);
+    fail_unless_equals_uint64 (meta->pts[AUDIO],
+        (GstClockTime) expected[i].audio_ms * MS);
+    fail_unless (meta->present[TEXT] == (expected[i].text_ms != MISSING));
+    gst_buffer_unref (out);
+  }
+  wait_for_eos (f.h);
+  fail_unless (gst_harness_try_pull (f.h) == NULL,
+      "an output after the audio ended");
+  fuse_teardown (&f);
+}
+
+GST_END_TEST;
+
 /* Interval cadence (no image pad: the 500 ms default), ending when every
  * pad is EOS and their data has been fused. */
 GST_START_TEST (test_interval_cadence)
@@ -1350,6 +1468,8 @@ mmfuse_suite (void)
   tcase_add_test (tc, test_waits_for_other_pads);
   tcase_add_test (tc, test_sparse_gap_does_not_stall);
   tcase_add_test (tc, test_live_deadline);
+  tcase_add_test (tc, test_drive_eos_sparse_waiting);
+  tcase_add_test (tc, test_sparse_does_not_keep_alive);
   tcase_add_test (tc, test_live_inactive_pad);
   tcase_add_test (tc, test_missing_modalities);
   tcase_add_test (tc, test_max_age);
