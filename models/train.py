@@ -434,6 +434,7 @@ def main():
     print("train: data ready in %.0fs; %d train items, %d test items; test manifest %s"
           % (time.time() - t0, sum(it["split"] == "train" for it in items),
              sum(it["split"] == "test" for it in items), manifest), flush=True)
+    torch.manual_seed(a.seed)      # the initial weights too
     model = Scenes(words, vectors, a.fusion)
     train(model, items, pictures, speech, sfx, a.epochs, a.seed)
     name = "scenes" if a.fusion == "concat" else "scenes-attention"
