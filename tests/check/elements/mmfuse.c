@@ -640,6 +640,68 @@ GST_START_TEST (test_sparse_does_not_keep_alive)
 
 GST_END_TEST;
 
+/* GstChildProxy: pad properties set by name from a launch line (the pads
+ * are requested by the links, after the properties are parsed) and through
+ * the GstChildProxy API. */
+GST_START_TEST (test_child_proxy)
+{
+  gchar *model = fixture ("tiny.safetensors");
+  gchar *desc = g_strdup_printf ("mmfuse name=f model=\"%s\" "
+      "sink_1::max-age=123 sink_0::modality=sensor ! fakesink "
+      "fakesrc num-buffers=0 ! f.sink_0 fakesrc num-buffers=0 ! f.sink_1",
+      model);
+  GError *err = NULL;
+  GstElement *pipe = gst_parse_launch (desc, &err);
+  GstElement *fuse;
+  GstPad *pad;
+  GObject *child;
+  gint64 max_age = 0;
+  gchar *modality = NULL;
+
+  fail_unless (pipe != NULL, "%s", err ? err->message : "?");
+  fail_unless (err == NULL, "%s", err ? err->message : "");
+  fuse = gst_bin_get_by_name (GST_BIN (pipe), "f");
+  fail_unless (GST_IS_CHILD_PROXY (fuse));
+  fail_unless_equals_int (gst_child_proxy_get_children_count
+      (GST_CHILD_PROXY (fuse)), 2);
+
+  pad = gst_element_get_static_pad (fuse, "sink_1");
+  g_object_get (pad, "max-age", &max_age, NULL);
+  fail_unless_equals_int64 (max_age, 123);
+  gst_object_unref (pad);
+  pad = gst_element_get_static_pad (fuse, "sink_0");
+  g_object_get (pad, "modality", &modality, NULL);
+  fail_unless_equals_string (modality, "sensor");
+  g_free (modality);
+  gst_object_unref (pad);
+
+  gst_child_proxy_set (GST_CHILD_PROXY (fuse), "sink_0::max-age",
+      (gint64) 7, NULL);
+  gst_child_proxy_get (GST_CHILD_PROXY (fuse), "sink_0::max-age", &max_age,
+      NULL);
+  fail_unless_equals_int64 (max_age, 7);
+  child = gst_child_proxy_get_child_by_name (GST_CHILD_PROXY (fuse),
+      "sink_1");
+  fail_unless (GST_IS_PAD (child));
+  g_object_unref (child);
+  fail_unless (gst_child_proxy_get_child_by_name (GST_CHILD_PROXY (fuse),
+          "sink_9") == NULL);
+
+  /* released pads leave the children */
+  pad = gst_element_get_static_pad (fuse, "sink_1");
+  gst_element_release_request_pad (fuse, pad);
+  gst_object_unref (pad);
+  fail_unless_equals_int (gst_child_proxy_get_children_count
+      (GST_CHILD_PROXY (fuse)), 1);
+
+  gst_object_unref (fuse);
+  gst_object_unref (pipe);
+  g_free (desc);
+  g_free (model);
+}
+
+GST_END_TEST;
+
 /* Interval cadence (no image pad: the 500 ms default), ending when every
  * pad is EOS and their data has been fused. */
 GST_START_TEST (test_interval_cadence)
@@ -1469,6 +1531,7 @@ mmfuse_suite (void)
   tcase_add_test (tc, test_sparse_gap_does_not_stall);
   tcase_add_test (tc, test_live_deadline);
   tcase_add_test (tc, test_drive_eos_sparse_waiting);
+  tcase_add_test (tc, test_child_proxy);
   tcase_add_test (tc, test_sparse_does_not_keep_alive);
   tcase_add_test (tc, test_live_inactive_pad);
   tcase_add_test (tc, test_missing_modalities);
