@@ -25,6 +25,8 @@
  * mmfuse's, with the right dimension, are accepted with a CORE/NEGOTIATION
  * warning.  Pads can be requested and released in any state; a
  * released pad's input is missing from then on and free for a new pad.
+ * mmfuse is a #GstChildProxy of its sink pads, so pad properties can be
+ * set from a launch line, e.g. `mmfuse name=f sink_2::max-age=0`.
  *
  * ## Cadence
  * - `drive-pad` set: every buffer of that pad produces one output with the
@@ -86,8 +88,11 @@
  * the new segment.  EOS on one pad makes its modality missing from then on
  * (its last embedding still counts while it covers t, max-age no longer
  * extends it).  EOS on the drive pad, or (interval cadence) on every
- * non-sparse pad once their data is fused, ends the stream.  Buffers without
- * a PTS, or outside the segment, are dropped.
+ * non-sparse pad once their data is fused (outputs up to the end of the
+ * last non-sparse embedding), ends the stream without waiting for sparse
+ * pads: in a live pipeline the queued drive buffers are fused as their
+ * deadlines pass, then EOS is pushed at once.  Buffers without a PTS, or
+ * outside the segment, are dropped.
  *
  * Segments and rate: pairing works in running time, so a non-zero segment
  * start and seeks are handled.  In interval cadence the outputs stop at the
