@@ -1,12 +1,13 @@
 #!/usr/bin/python3
 """Whole-pipeline measurements for bench.py; prints one JSON object.
 
-    /usr/bin/python3 tests/bench/pipeline.py file MEDIA MODEL [LOOPS]
+    /usr/bin/python3 tests/bench/pipeline.py file MEDIA MODEL [LOOPS [INTERVAL]]
     /usr/bin/python3 tests/bench/pipeline.py live MODEL [SECONDS]
 
-file: the demo pipeline (models/.. DESIGN.md's launch line: matroskademux,
-  decodebin, the three encoders, mmfuse, mmdecode) over MEDIA with a fakesink
-  and no video encoding, as fast as it goes, LOOPS times in one process (a
+file: the demo pipeline (pipelines/mkv-file.sh: matroskademux, decodebin,
+  the three encoders, imageenc interval=INTERVAL (15, the demo's, = one frame
+  a second), mmfuse max-age=0, mmdecode) over MEDIA with a fakesink and no
+  video encoding, as fast as it goes, LOOPS times in one process (a
   flushing seek back to 0 after each EOS).  Reports wall seconds per loop,
   media seconds, decisions (mm-classification bus messages) per loop, VmRSS
   after each loop, peak RSS (VmHWM) and how many mappings of MODEL the
@@ -17,9 +18,9 @@ live: videotestsrc and audiotestsrc (is-live) through imageenc and audioenc
   of each decision (clock running time when it was posted minus the running
   time it describes), as mmrun.py computes it.
 
-The queues are unbounded: one demuxer thread feeds all three branches and
-mmfuse needs data on every pad (see plugins/gstmmfuse.c, "Latency and
-buffering").
+The queues hold 5 s, as in pipelines/common.sh: one demuxer thread feeds
+all three branches and mmfuse needs data on every pad (see
+plugins/gstmmfuse.c, "Latency and buffering").
 """
 import json
 import os
@@ -31,7 +32,8 @@ import gi
 gi.require_version("Gst", "1.0")
 from gi.repository import Gst  # noqa: E402
 
-Q = "queue max-size-time=0 max-size-bytes=0 max-size-buffers=0"
+# as pipelines/common.sh
+Q = "queue max-size-time=5000000000 max-size-bytes=0 max-size-buffers=0"
 
 
 def status_kb(field):
@@ -48,14 +50,16 @@ def mappings(path):
         return sum(1 for line in f if line.rstrip().endswith(real))
 
 
-def demo_launch(media, model):
+def demo_launch(media, model, interval):
+    """pipelines/mkv-file.sh without the annotated video: imageenc interval,
+    mmfuse max-age=0, decisions to a fakesink."""
     m = "model=%s" % model
     return ("filesrc location=%s ! matroskademux name=d "
-            "d.video_0 ! %s ! decodebin ! videoconvert ! imageenc %s ! f.sink_0 "
+            "d.video_0 ! %s ! decodebin ! videoconvert ! imageenc %s interval=%d ! f.sink_0 "
             "d.audio_0 ! %s ! decodebin ! audioconvert ! audioresample ! audioenc %s ! f.sink_1 "
             "d.subtitle_0 ! %s ! textenc %s ! f.sink_2 "
-            "mmfuse name=f %s ! mmdecode %s ! fakesink sync=false"
-            % (media, Q, m, Q, m, Q, m, m, m))
+            "mmfuse name=f %s max-age=0 ! mmdecode %s ! fakesink sync=false"
+            % (media, Q, m, interval, Q, m, Q, m, m, m))
 
 
 def wait_eos(bus, counter, timeout):
@@ -77,8 +81,8 @@ def wait_eos(bus, counter, timeout):
     return False
 
 
-def run_file(media, model, loops):
-    p = Gst.parse_launch(demo_launch(media, model))
+def run_file(media, model, loops, interval):
+    p = Gst.parse_launch(demo_launch(media, model, interval))
     bus = p.get_bus()
     walls, decisions, rss = [], [], []
     p.set_state(Gst.State.PAUSED)
@@ -147,7 +151,8 @@ def run_live(model, seconds):
 def main():
     Gst.init(None)
     if len(sys.argv) >= 4 and sys.argv[1] == "file":
-        run_file(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 1)
+        run_file(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 1,
+                 int(sys.argv[5]) if len(sys.argv) > 5 else 15)
     elif len(sys.argv) >= 3 and sys.argv[1] == "live":
         run_live(sys.argv[2], float(sys.argv[3]) if len(sys.argv) > 3 else 4.0)
     else:
