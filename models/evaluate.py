@@ -2,7 +2,6 @@
 """Accuracy of a model file on a manifest, in PyTorch, and agreement with the C tool.
 
     /usr/bin/python3 models/evaluate.py MODEL MANIFEST [--c-tool build-models/tools/mm-classify]
-                                        [--markdown]
 
 MANIFEST is the TSV tools/mm-classify reads (label, image, audio, text; paths
 relative to the manifest; '-' = missing).  The model file is read back into
@@ -164,7 +163,6 @@ def main(argv=None):
     ap.add_argument("model")
     ap.add_argument("manifest")
     ap.add_argument("--c-tool")
-    ap.add_argument("--markdown", action="store_true")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     doc, mods = mmtorch.load_model(a.model)
@@ -184,7 +182,7 @@ def main(argv=None):
         cell_c, cell_same = "-", "-"
         if c is not None:
             cp = np.array([labels.index(c[(name, k)][0]) for k in range(len(rows))])
-            cell_c = "%.3f" % (cp == truth).mean()
+            cell_c = "%.3f (%d/%d)" % ((cp == truth).mean(), (cp == truth).sum(), len(rows))
             same = (cp == pred).sum()
             total_same += same
             total += len(rows)
