@@ -15,17 +15,7 @@
 #include "ops.h"
 #include "preprocess.h"
 
-/* Interface with text-bert.c (the same declarations are there). */
-typedef struct _MmBertWeights MmBertWeights;
-typedef struct _MmBertContext MmBertContext;
-MmBertWeights *mm_bert_weights_load (const MmSafetensors *st, JsonObject *cfg,
-    const char *label, const MmVocab *vocab, gboolean lowercase, guint dim, GError **error);
-void mm_bert_weights_free (MmBertWeights *w);
-MmBertContext *mm_bert_context_new (const MmBertWeights *w, gsize max_text_bytes,
-    const char *label, GError **error);
-void mm_bert_context_free (MmBertContext *ctx);
-gboolean mm_bert_encode (MmBertContext *ctx, const char *utf8, gsize len, float *embedding,
-    guint *n_content, GError **error);
+#include "text-bert.h"
 
 #define TEXT_MAX_VOCAB (1u << 22)
 #define TEXT_MAX_DIM 65536

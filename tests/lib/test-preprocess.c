@@ -93,56 +93,8 @@ assert_ids (const gint32 *got, guint n_got, JsonArray *want, const char *what)
           (int) json_array_get_int_element (want, i));
 }
 
-/* ---------------------------------------------------------------- allocation counter
- * "None of the run functions allocate": the test executable interposes
- * malloc and friends (glibc, not under AddressSanitizer), counting calls
- * while count_allocs is set. */
-#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
-#define HAVE_ALLOC_COUNTER 1
-extern void *__libc_malloc (size_t n);
-extern void *__libc_calloc (size_t n, size_t size);
-extern void *__libc_realloc (void *p, size_t n);
-static int count_allocs;
-static int n_allocs;
-
-void *
-malloc (size_t n)
-{
-  if (__atomic_load_n (&count_allocs, __ATOMIC_RELAXED))
-    __atomic_add_fetch (&n_allocs, 1, __ATOMIC_RELAXED);
-  return __libc_malloc (n);
-}
-
-void *
-calloc (size_t n, size_t size)
-{
-  if (__atomic_load_n (&count_allocs, __ATOMIC_RELAXED))
-    __atomic_add_fetch (&n_allocs, 1, __ATOMIC_RELAXED);
-  return __libc_calloc (n, size);
-}
-
-void *
-realloc (void *p, size_t n)
-{
-  if (__atomic_load_n (&count_allocs, __ATOMIC_RELAXED))
-    __atomic_add_fetch (&n_allocs, 1, __ATOMIC_RELAXED);
-  return __libc_realloc (p, n);
-}
-
-static void
-allocs_begin (void)
-{
-  n_allocs = 0;
-  __atomic_store_n (&count_allocs, 1, __ATOMIC_SEQ_CST);
-}
-
-static int
-allocs_end (void)
-{
-  __atomic_store_n (&count_allocs, 0, __ATOMIC_SEQ_CST);
-  return n_allocs;
-}
-#endif
+/* allocation counter: see alloc-count.h */
+#include "alloc-count.h"
 
 /* ---------------------------------------------------------------- vocab */
 
@@ -797,7 +749,7 @@ test_logmel_errors (void)
 static void
 test_run_functions_do_not_allocate (void)
 {
-#ifdef HAVE_ALLOC_COUNTER
+#if COUNT_ALLOCS
   static const char *const words[] = { "[UNK]", "[CLS]", "[SEP]", "cafe", "##s", "中" };
   MmVocab *v = mm_vocab_new (words, G_N_ELEMENTS (words));
   const char *text = "Cafés CAFÉ \xff\xfe ΟΔΟΣ İ 中文 don't, Ⅻ\x00 x";

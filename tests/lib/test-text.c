@@ -17,57 +17,7 @@
 #include "ops.h"
 #include "preprocess.h"
 
-/* ---------------------------------------------------------------------- */
-/* Allocation counting: this binary's malloc family wraps glibc's, so every
- * allocation in libmm, GLib and OpenBLAS is seen while counting is on.
- * Sanitizers bring their own malloc: then the check is skipped. */
-
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define COUNT_ALLOCS 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
-#define COUNT_ALLOCS 0
-#endif
-#endif
-#if !defined(COUNT_ALLOCS) && defined(__GLIBC__)
-#define COUNT_ALLOCS 1
-#endif
-#ifndef COUNT_ALLOCS
-#define COUNT_ALLOCS 0
-#endif
-
-static volatile gint counting;
-static volatile gint n_allocs;
-
-#if COUNT_ALLOCS
-extern void *__libc_malloc (size_t size);
-extern void *__libc_calloc (size_t n, size_t size);
-extern void *__libc_realloc (void *p, size_t size);
-
-void *
-malloc (size_t size)
-{
-  if (counting)
-    g_atomic_int_inc (&n_allocs);
-  return __libc_malloc (size);
-}
-
-void *
-calloc (size_t n, size_t size)
-{
-  if (counting)
-    g_atomic_int_inc (&n_allocs);
-  return __libc_calloc (n, size);
-}
-
-void *
-realloc (void *p, size_t size)
-{
-  if (counting)
-    g_atomic_int_inc (&n_allocs);
-  return __libc_realloc (p, size);
-}
-#endif
+#include "alloc-count.h"
 
 /* ---------------------------------------------------------------------- */
 /* Fixtures */
