@@ -34,10 +34,12 @@
  *
  * Latency: the element holds a whole window before it can output, so it
  * adds the window length to the minimum and maximum latency that upstream
- * reports.  The window is known once the model is loaded (READY->PAUSED,
- * from the model or the `window` property); whenever that changes the
- * latency answered, a LATENCY message is posted so that the pipeline
- * recomputes its latency.
+ * reports.  The window comes from the model or the `window` property; a
+ * query answered before the model is loaded (READY->PAUSED) reads it from
+ * the model file, since a downstream live aggregator (mmfuse) reaches
+ * PAUSED, and queries the latency, before this element does.  Whenever
+ * loading the model changes the latency answered, a LATENCY message is
+ * posted so that the pipeline recomputes its latency.
  *
  * ## Example launch lines
  * |[
@@ -319,6 +321,38 @@ downmix (const guint8 * in, GstAudioFormat format, guint channels, gsize n,
     }
     out[i] = sum / channels;
   }
+}
+
+/* The latency answered before the model is loaded (READY): the window
+ * length in ns, from the model file at the `model` property (its window
+ * samples and rate, or the `window` property), 0 if it cannot be read.
+ * A downstream live aggregator queries the latency as soon as it reaches
+ * PAUSED, which happens before this upstream element does; answering 0
+ * then would make it give up on the first windows. */
+static GstClockTime
+gst_audio_enc_latency_before_start (GstAudioEnc * self)
+{
+  GstClockTime latency = 0;
+  guint64 window_ns;
+  MmModel *model;
+  gchar *path;
+  guint rate;
+
+  GST_OBJECT_LOCK (self);
+  path = g_strdup (self->model_path);
+  window_ns = self->window_ns;
+  GST_OBJECT_UNLOCK (self);
+  if (path == NULL)
+    return 0;
+
+  model = mm_model_open (path, NULL);
+  if (model && mm_model_has_component (model, MM_COMPONENT_AUDIO)
+      && (rate = mm_model_get_audio_rate (model)) > 0)
+    latency = gst_util_uint64_scale (samples_from_ns (window_ns, rate,
+            mm_model_get_audio_window (model)), GST_SECOND, rate);
+  g_clear_pointer (&model, mm_model_unref);
+  g_free (path);
+  return latency;
 }
 
 /* Virtual methods */
@@ -681,13 +715,17 @@ gst_audio_enc_src_query (GstPad * pad, GstObject * parent, GstQuery * query)
     case GST_QUERY_LATENCY:{
       gboolean live;
       GstClockTime min, max, latency;
+      gboolean loaded;
 
       if (!gst_pad_peer_query (self->sinkpad, query))
         return FALSE;
       gst_query_parse_latency (query, &live, &min, &max);
       GST_OBJECT_LOCK (self);
       latency = self->latency;
+      loaded = self->model_rate != 0;
       GST_OBJECT_UNLOCK (self);
+      if (!loaded)
+        latency = gst_audio_enc_latency_before_start (self);
       min += latency;
       if (GST_CLOCK_TIME_IS_VALID (max))
         max += latency;

@@ -342,6 +342,7 @@ struct _GstMmFuse
   /* aggregator thread only */
   gchar *warned_drive_pad;      /* drive-pad name last warned about */
   GstClockTime last_out_t;      /* running time of the last output, or NONE */
+  GstClockTime last_out_end;    /* running time where it ended, or NONE */
 };
 
 #define gst_mm_fuse_parent_class parent_class
@@ -516,6 +517,7 @@ gst_mm_fuse_init (GstMmFuse * self)
   self->interval = DEFAULT_INTERVAL;
   self->max_age = DEFAULT_MAX_AGE;
   self->last_out_t = GST_CLOCK_TIME_NONE;
+  self->last_out_end = GST_CLOCK_TIME_NONE;
   /* A pad that never delivered anything must not hold back a live stream. */
   gst_aggregator_set_ignore_inactive_pads (GST_AGGREGATOR (self), TRUE);
 }
@@ -636,6 +638,7 @@ gst_mm_fuse_start (GstAggregator * agg)
   self->fused_dim = mm_model_get_dim (model, MM_COMPONENT_FUSION);
   self->inputs = g_new0 (const gfloat *, MAX (n_inputs, 1));
   self->last_out_t = GST_CLOCK_TIME_NONE;
+  self->last_out_end = GST_CLOCK_TIME_NONE;
   GST_OBJECT_UNLOCK (self);
 
   GST_INFO_OBJECT (self, "model %s: %u fusion inputs, fused dim %u",
@@ -692,6 +695,7 @@ gst_mm_fuse_flush (GstAggregator * agg)
     g_atomic_int_set (&GST_MM_FUSE_PAD (l->data)->pending_reset, 1);
   GST_OBJECT_UNLOCK (self);
   self->last_out_t = GST_CLOCK_TIME_NONE;
+  self->last_out_end = GST_CLOCK_TIME_NONE;
   return GST_FLOW_OK;
 }
 
@@ -1078,17 +1082,34 @@ snapshot_interval (const Snapshot * snap)
   return snap->interval ? snap->interval : FALLBACK_INTERVAL;
 }
 
-/* Output position (src segment) and running time of the next interval. */
+/* Output position (src segment) and running time of the next interval:
+ * the src segment's position, but never before @not_before (running time
+ * where the last output ended, NONE before the first output): the base
+ * class moves the position back to the segment start when the first
+ * buffer arrives after a live output made on timeout (its start time
+ * selection: MIN (0, position)), and outputs must never repeat a time or
+ * go back in time. */
 static void
-interval_start (const Snapshot * snap, GstClockTime * pos, GstClockTime * run)
+interval_start (const Snapshot * snap, GstClockTime not_before,
+    GstClockTime * pos, GstClockTime * run)
 {
   const GstSegment *seg = &snap->srcseg;
+  GstClockTime later;
 
   if (GST_CLOCK_TIME_IS_VALID (seg->position) && seg->position >= seg->start)
     *pos = seg->position;
   else
     *pos = seg->start;
   *run = gst_segment_to_running_time (seg, GST_FORMAT_TIME, *pos);
+  if (!GST_CLOCK_TIME_IS_VALID (not_before)
+      || (GST_CLOCK_TIME_IS_VALID (*run) && *run >= not_before))
+    return;
+  later = gst_segment_position_from_running_time (seg, GST_FORMAT_TIME,
+      not_before);
+  if (GST_CLOCK_TIME_IS_VALID (later)) {
+    *pos = later;
+    *run = not_before;
+  }
 }
 
 static void
@@ -1346,7 +1367,7 @@ gst_mm_fuse_get_next_time (GstAggregator * agg)
       next = deadline_now (agg);
     }
   } else {
-    interval_start (&snap, &pos, &next);
+    interval_start (&snap, self->last_out_end, &pos, &next);
   }
   snapshot_clear (&snap);
   return next;
@@ -1408,9 +1429,11 @@ gst_mm_fuse_aggregate (GstAggregator * agg, gboolean timeout)
     }
     out_dur = GST_BUFFER_DURATION (drive_buf);
   } else {
-    interval_start (&snap, &out_pts, &t);
+    interval_start (&snap, self->last_out_end, &out_pts, &t);
     out_dur = snapshot_interval (&snap);
-    if (!GST_CLOCK_TIME_IS_VALID (t)) {
+    if (!GST_CLOCK_TIME_IS_VALID (t) || (GST_CLOCK_TIME_IS_VALID
+            (self->last_out_t) && t <= self->last_out_t)) {
+      /* no time after the last output in this segment */
       ret = GST_AGGREGATOR_FLOW_NEED_DATA;
       goto done;
     }
@@ -1499,6 +1522,13 @@ gst_mm_fuse_aggregate (GstAggregator * agg, gboolean timeout)
   GST_BUFFER_PTS (out) = out_pts;
   GST_BUFFER_DURATION (out) = out_dur;
   self->last_out_t = t;
+  self->last_out_end = GST_CLOCK_TIME_IS_VALID (out_dur) ?
+      gst_segment_to_running_time (&snap.srcseg, GST_FORMAT_TIME,
+      out_pts + out_dur) : GST_CLOCK_TIME_NONE;
+  /* (a zero duration, or an end the segment cannot map: just after t) */
+  if (!GST_CLOCK_TIME_IS_VALID (self->last_out_end)
+      || self->last_out_end <= t)
+    self->last_out_end = t + 1;
 
   GST_OBJECT_LOCK (self);
   GST_AGGREGATOR_PAD (agg->srcpad)->segment.position =

@@ -622,6 +622,53 @@ GST_START_TEST (test_latency_message)
 
 GST_END_TEST;
 
+/* Before the model is loaded (READY): a live mmfuse downstream reaches
+ * PAUSED, and queries the latency, before audioenc does; the window is
+ * then read from the model file.  No model file: no window to add. */
+GST_START_TEST (test_latency_before_start)
+{
+  static const struct
+  {
+    const gchar *model;
+    guint64 window_ns;
+    GstClockTime expect;
+  } cases[] = {
+    {"tiny.safetensors", 0, GST_SECOND},
+    {"tiny.safetensors", 250 * MS, 250 * MS},
+    {"no-such-model.safetensors", 0, 0},
+  };
+  guint c;
+
+  for (c = 0; c < G_N_ELEMENTS (cases); c++) {
+    GstElement *pipe = gst_pipeline_new (NULL);
+    GstElement *src = gst_element_factory_make ("fakesrc", NULL);
+    GstElement *enc = gst_element_factory_make ("audioenc", NULL);
+    GstElement *sink = gst_element_factory_make ("fakesink", NULL);
+    gchar *path = fixture (cases[c].model);
+    GstQuery *q;
+    GstClockTime min, max;
+    gboolean live;
+
+    g_object_set (enc, "model", path, "window", cases[c].window_ns, NULL);
+    gst_bin_add_many (GST_BIN (pipe), src, enc, sink, NULL);
+    fail_unless (gst_element_link_many (src, enc, sink, NULL));
+    fail_unless_equals_int (gst_element_set_state (pipe, GST_STATE_READY),
+        GST_STATE_CHANGE_SUCCESS);
+
+    q = gst_query_new_latency ();
+    fail_unless (gst_pad_peer_query (sink->sinkpads->data, q));
+    gst_query_parse_latency (q, &live, &min, &max);
+    fail_unless_equals_uint64 (min, cases[c].expect);
+    gst_query_unref (q);
+
+    gst_element_set_state (pipe, GST_STATE_NULL);
+    gst_object_unref (pipe);
+    g_free (path);
+  }
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_properties)
 {
   GstElement *e = gst_element_factory_make ("audioenc", NULL);
@@ -665,6 +712,7 @@ audioenc_suite (void)
   tcase_add_test (tc, test_flush);
   tcase_add_test (tc, test_latency);
   tcase_add_test (tc, test_latency_message);
+  tcase_add_test (tc, test_latency_before_start);
   tcase_add_test (tc, test_properties);
   tcase_add_test (tc, test_model_errors);
   return s;

@@ -761,6 +761,49 @@ GST_START_TEST (test_interval_cadence)
 
 GST_END_TEST;
 
+/* Live interval cadence, nothing by the first deadline: an empty output
+ * at 0 on timeout.  The first buffer to arrive afterwards makes the base
+ * class set its output position back to the segment start (0); the next
+ * output must still be the next interval (500 ms), never 0 again, and it
+ * pairs the audio that arrived. */
+GST_START_TEST (test_interval_no_repeat_after_timeout)
+{
+  static const gchar *const modalities[] = { "audio", "text", NULL };
+  GstElement *fuse = fuse_element_new ();
+  GstClockTime last = GST_CLOCK_TIME_NONE;
+  GstBuffer *out;
+  Fuse f;
+
+  g_object_set (fuse, "latency", (guint64) 100 * MS, "interval",
+      (guint64) 500 * MS, NULL);
+  fuse_setup (&f, fuse, modalities);
+
+  g_usleep (50 * 1000);
+  fail_unless (gst_harness_try_pull (f.h) == NULL, "did not wait");
+  gst_harness_crank_single_clock_wait (f.h);
+  pull_and_check (f.h, 0, 500 * MS, MISSING, MISSING, MISSING);
+
+  push (f.h, embedding (0, GST_SECOND));
+  pull_and_check (f.h, 500 * MS, 500 * MS, MISSING, 0, MISSING);
+  last = 500 * MS;
+
+  /* text first: audio's EOS ends the stream (its data ends at 1 s) */
+  push_event (f.in[1], gst_event_new_eos ());
+  push_event (f.h, gst_event_new_eos ());
+  wait_for_eos (f.h);
+  /* whatever came before EOS still moves forward */
+  while ((out = gst_harness_try_pull (f.h)) != NULL) {
+    fail_unless (GST_BUFFER_PTS (out) > last, "output at %" GST_TIME_FORMAT
+        " after one at %" GST_TIME_FORMAT, GST_TIME_ARGS (GST_BUFFER_PTS
+            (out)), GST_TIME_ARGS (last));
+    last = GST_BUFFER_PTS (out);
+    gst_buffer_unref (out);
+  }
+  fuse_teardown (&f);
+}
+
+GST_END_TEST;
+
 /* Cadence chosen by the properties: 'drive-pad' names the audio pad, or
  * 'interval' overrides the image pad. */
 GST_START_TEST (test_cadence_properties)
@@ -1538,6 +1581,7 @@ mmfuse_suite (void)
   tcase_add_test (tc, test_max_age);
   tcase_add_test (tc, test_eos_on_one_pad);
   tcase_add_test (tc, test_interval_cadence);
+  tcase_add_test (tc, test_interval_no_repeat_after_timeout);
   tcase_add_test (tc, test_cadence_properties);
   tcase_add_test (tc, test_flushing_seek);
   tcase_add_test (tc, test_pad_release_while_playing);
