@@ -67,18 +67,16 @@
 GST_DEBUG_CATEGORY_STATIC (gst_audio_enc_debug);
 #define GST_CAT_DEFAULT gst_audio_enc_debug
 
-static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE ("sink",
-    GST_PAD_SINK,
-    GST_PAD_ALWAYS,
-    GST_STATIC_CAPS ("audio/x-raw, format = (string) { S16LE, F32LE }, "
-        "rate = (int) [ 1, MAX ], channels = (int) [ 1, 2 ], "
-        "layout = (string) interleaved"));
+static GstStaticPadTemplate sink_template =
+    GST_STATIC_PAD_TEMPLATE ("sink", GST_PAD_SINK, GST_PAD_ALWAYS,
+        GST_STATIC_CAPS ("audio/x-raw, format = (string) { S16LE, F32LE }, "
+                         "rate = (int) [ 1, MAX ], channels = (int) [ 1, 2 ], "
+                         "layout = (string) interleaved"));
 
-static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src",
-    GST_PAD_SRC,
-    GST_PAD_ALWAYS,
-    GST_STATIC_CAPS (MM_EMBEDDING_CAPS_NAME ", modality = (string) audio, "
-        "dim = (int) [ 1, 65536 ]"));
+static GstStaticPadTemplate src_template =
+    GST_STATIC_PAD_TEMPLATE ("src", GST_PAD_SRC, GST_PAD_ALWAYS,
+        GST_STATIC_CAPS (MM_EMBEDDING_CAPS_NAME ", modality = (string) audio, "
+                                                "dim = (int) [ 1, 65536 ]"));
 
 enum
 {
@@ -104,12 +102,12 @@ struct _GstAudioEnc
 
   /* properties and negotiation results: object lock */
   gchar *model_path;
-  guint64 window_ns;            /* 0 = model default */
-  guint64 hop_ns;               /* 0 = model default */
-  GstCaps *src_caps;            /* fixed output caps while a model is loaded */
-  guint model_rate;             /* 0 while no model is loaded */
-  GstClockTime latency;         /* window length while a model is loaded */
-  gchar *refused_rates;         /* last rates warned about, NULL if none */
+  guint64 window_ns;    /* 0 = model default */
+  guint64 hop_ns;       /* 0 = model default */
+  GstCaps *src_caps;    /* fixed output caps while a model is loaded */
+  guint model_rate;     /* 0 while no model is loaded */
+  GstClockTime latency; /* window length while a model is loaded */
+  gchar *refused_rates; /* last rates warned about, NULL if none */
 
   /* set in READY->PAUSED, cleared in PAUSED->READY after the pads are
    * deactivated; used by the streaming thread in between */
@@ -117,44 +115,39 @@ struct _GstAudioEnc
   MmAudioEncoder *encoder;
   guint dim;
   guint rate;
-  guint window;                 /* samples */
-  guint hop;                    /* samples */
-  gfloat *samples;              /* window mono samples */
+  guint window;    /* samples */
+  guint hop;       /* samples */
+  gfloat *samples; /* window mono samples */
 
   /* streaming thread (stream lock) */
   GstAudioInfo info;
   gboolean negotiated;
   GstSegment segment;
   GstAdapter *adapter;
-  GstClockTime base_pts;        /* PTS of the first sample of this run */
-  guint64 consumed;             /* samples of this run flushed from the adapter */
-  guint64 to_skip;              /* samples still to drop when hop > window */
-  guint64 covered;              /* samples of this run inside an emitted window */
+  GstClockTime base_pts; /* PTS of the first sample of this run */
+  guint64 consumed;      /* samples of this run flushed from the adapter */
+  guint64 to_skip;       /* samples still to drop when hop > window */
+  guint64 covered;       /* samples of this run inside an emitted window */
 };
 
 #define gst_audio_enc_parent_class parent_class
 G_DEFINE_TYPE (GstAudioEnc, gst_audio_enc, GST_TYPE_ELEMENT);
-GST_ELEMENT_REGISTER_DEFINE (audioenc, "audioenc", GST_RANK_NONE,
-    GST_TYPE_AUDIO_ENC);
+GST_ELEMENT_REGISTER_DEFINE (audioenc, "audioenc", GST_RANK_NONE, GST_TYPE_AUDIO_ENC);
 
-static void gst_audio_enc_finalize (GObject * object);
-static void gst_audio_enc_set_property (GObject * object, guint prop_id,
-    const GValue * value, GParamSpec * pspec);
-static void gst_audio_enc_get_property (GObject * object, guint prop_id,
-    GValue * value, GParamSpec * pspec);
-static GstStateChangeReturn gst_audio_enc_change_state (GstElement * element,
-    GstStateChange transition);
-static gboolean gst_audio_enc_sink_event (GstPad * pad, GstObject * parent,
-    GstEvent * event);
-static gboolean gst_audio_enc_sink_query (GstPad * pad, GstObject * parent,
-    GstQuery * query);
-static gboolean gst_audio_enc_src_query (GstPad * pad, GstObject * parent,
-    GstQuery * query);
-static GstFlowReturn gst_audio_enc_chain (GstPad * pad, GstObject * parent,
-    GstBuffer * buffer);
+static void gst_audio_enc_finalize (GObject *object);
+static void
+gst_audio_enc_set_property (GObject *object, guint prop_id, const GValue *value, GParamSpec *pspec);
+static void
+gst_audio_enc_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec);
+static GstStateChangeReturn
+gst_audio_enc_change_state (GstElement *element, GstStateChange transition);
+static gboolean gst_audio_enc_sink_event (GstPad *pad, GstObject *parent, GstEvent *event);
+static gboolean gst_audio_enc_sink_query (GstPad *pad, GstObject *parent, GstQuery *query);
+static gboolean gst_audio_enc_src_query (GstPad *pad, GstObject *parent, GstQuery *query);
+static GstFlowReturn gst_audio_enc_chain (GstPad *pad, GstObject *parent, GstBuffer *buffer);
 
 static void
-gst_audio_enc_class_init (GstAudioEncClass * klass)
+gst_audio_enc_class_init (GstAudioEncClass *klass)
 {
   GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
   GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
@@ -167,52 +160,44 @@ gst_audio_enc_class_init (GstAudioEncClass * klass)
   g_object_class_install_property (gobject_class, PROP_WINDOW,
       g_param_spec_uint64 ("window", "Window",
           "Length of the audio window each embedding describes, in ns "
-          "(rounded to whole samples; 0 = the model's window)", 0,
-          MAX_WINDOW_NS, DEFAULT_WINDOW,
-          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
-          GST_PARAM_MUTABLE_READY));
+          "(rounded to whole samples; 0 = the model's window)",
+          0, MAX_WINDOW_NS, DEFAULT_WINDOW,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (gobject_class, PROP_HOP,
       g_param_spec_uint64 ("hop", "Hop",
           "Time between the starts of consecutive windows, in ns (rounded "
-          "to whole samples; 0 = the model's hop)", 0, MAX_WINDOW_NS,
-          DEFAULT_HOP,
-          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
-          GST_PARAM_MUTABLE_READY));
+          "to whole samples; 0 = the model's hop)",
+          0, MAX_WINDOW_NS, DEFAULT_HOP,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
 
   gst_element_class_add_static_pad_template (element_class, &sink_template);
   gst_element_class_add_static_pad_template (element_class, &src_template);
-  gst_element_class_set_static_metadata (element_class,
-      "Audio embedding encoder", "Filter/Analyzer/Audio",
-      "Turns windows of raw audio into embeddings with a libmm model",
+  gst_element_class_set_static_metadata (element_class, "Audio embedding encoder",
+      "Filter/Analyzer/Audio", "Turns windows of raw audio into embeddings with a libmm model",
       "mm-gst developers");
   /* shown by gst-inspect-1.0 */
   gst_element_class_add_static_metadata (element_class, "example",
-      "gst-launch-1.0 audiotestsrc num-buffers=100 ! audioconvert ! audioresample ! audioenc model=tests/fixtures/tiny.safetensors ! fakesink dump=true");
+      "gst-launch-1.0 audiotestsrc num-buffers=100 ! audioconvert ! audioresample ! audioenc "
+      "model=tests/fixtures/tiny.safetensors ! fakesink dump=true");
 
-  element_class->change_state =
-      GST_DEBUG_FUNCPTR (gst_audio_enc_change_state);
+  element_class->change_state = GST_DEBUG_FUNCPTR (gst_audio_enc_change_state);
 
-  GST_DEBUG_CATEGORY_INIT (gst_audio_enc_debug, "audioenc", 0,
-      "audio embedding encoder");
+  GST_DEBUG_CATEGORY_INIT (gst_audio_enc_debug, "audioenc", 0, "audio embedding encoder");
 }
 
 static void
-gst_audio_enc_init (GstAudioEnc * self)
+gst_audio_enc_init (GstAudioEnc *self)
 {
   self->sinkpad = gst_pad_new_from_static_template (&sink_template, "sink");
-  gst_pad_set_chain_function (self->sinkpad,
-      GST_DEBUG_FUNCPTR (gst_audio_enc_chain));
-  gst_pad_set_event_function (self->sinkpad,
-      GST_DEBUG_FUNCPTR (gst_audio_enc_sink_event));
-  gst_pad_set_query_function (self->sinkpad,
-      GST_DEBUG_FUNCPTR (gst_audio_enc_sink_query));
+  gst_pad_set_chain_function (self->sinkpad, GST_DEBUG_FUNCPTR (gst_audio_enc_chain));
+  gst_pad_set_event_function (self->sinkpad, GST_DEBUG_FUNCPTR (gst_audio_enc_sink_event));
+  gst_pad_set_query_function (self->sinkpad, GST_DEBUG_FUNCPTR (gst_audio_enc_sink_query));
   /* accept any template rate, so that set_caps can say why a rate is wrong */
   GST_PAD_SET_ACCEPT_TEMPLATE (self->sinkpad);
   gst_element_add_pad (GST_ELEMENT (self), self->sinkpad);
 
   self->srcpad = gst_pad_new_from_static_template (&src_template, "src");
-  gst_pad_set_query_function (self->srcpad,
-      GST_DEBUG_FUNCPTR (gst_audio_enc_src_query));
+  gst_pad_set_query_function (self->srcpad, GST_DEBUG_FUNCPTR (gst_audio_enc_src_query));
   gst_element_add_pad (GST_ELEMENT (self), self->srcpad);
 
   self->window_ns = DEFAULT_WINDOW;
@@ -224,7 +209,7 @@ gst_audio_enc_init (GstAudioEnc * self)
 }
 
 static void
-gst_audio_enc_finalize (GObject * object)
+gst_audio_enc_finalize (GObject *object)
 {
   GstAudioEnc *self = GST_AUDIO_ENC (object);
 
@@ -237,8 +222,7 @@ gst_audio_enc_finalize (GObject * object)
 }
 
 static void
-gst_audio_enc_set_property (GObject * object, guint prop_id,
-    const GValue * value, GParamSpec * pspec)
+gst_audio_enc_set_property (GObject *object, guint prop_id, const GValue *value, GParamSpec *pspec)
 {
   GstAudioEnc *self = GST_AUDIO_ENC (object);
 
@@ -262,8 +246,7 @@ gst_audio_enc_set_property (GObject * object, guint prop_id,
 }
 
 static void
-gst_audio_enc_get_property (GObject * object, guint prop_id, GValue * value,
-    GParamSpec * pspec)
+gst_audio_enc_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
 {
   GstAudioEnc *self = GST_AUDIO_ENC (object);
 
@@ -297,14 +280,13 @@ samples_from_ns (guint64 ns, guint rate, guint fallback)
   if (ns == 0)
     return fallback;
   n = gst_util_uint64_scale_round (ns, rate, GST_SECOND);
-  return (guint) CLAMP (n, 1, G_MAXINT);
+  return (guint)CLAMP (n, 1, G_MAXINT);
 }
 
 /* out (n) = mean over the @channels interleaved channels of @in (n,
  * channels), as floats in [-1, 1]. @in may be unaligned. */
 static void
-downmix (const guint8 * in, GstAudioFormat format, guint channels, gsize n,
-    gfloat * out)
+downmix (const guint8 *in, GstAudioFormat format, guint channels, gsize n, gfloat *out)
 {
   gsize i;
   guint c;
@@ -314,7 +296,7 @@ downmix (const guint8 * in, GstAudioFormat format, guint channels, gsize n,
 
     for (c = 0; c < channels; c++) {
       if (format == GST_AUDIO_FORMAT_S16LE)
-        sum += (gint16) GST_READ_UINT16_LE (in) / 32768.0f;
+        sum += (gint16)GST_READ_UINT16_LE (in) / 32768.0f;
       else
         sum += GST_READ_FLOAT_LE (in);
       in += format == GST_AUDIO_FORMAT_S16LE ? 2 : 4;
@@ -330,7 +312,7 @@ downmix (const guint8 * in, GstAudioFormat format, guint channels, gsize n,
  * PAUSED, which happens before this upstream element does; answering 0
  * then would make it give up on the first windows. */
 static GstClockTime
-gst_audio_enc_latency_before_start (GstAudioEnc * self)
+gst_audio_enc_latency_before_start (GstAudioEnc *self)
 {
   GstClockTime latency = 0;
   guint64 window_ns;
@@ -348,8 +330,8 @@ gst_audio_enc_latency_before_start (GstAudioEnc * self)
   model = mm_model_open (path, NULL);
   if (model && mm_model_has_component (model, MM_COMPONENT_AUDIO)
       && (rate = mm_model_get_audio_rate (model)) > 0)
-    latency = gst_util_uint64_scale (samples_from_ns (window_ns, rate,
-            mm_model_get_audio_window (model)), GST_SECOND, rate);
+    latency = gst_util_uint64_scale (
+        samples_from_ns (window_ns, rate, mm_model_get_audio_window (model)), GST_SECOND, rate);
   g_clear_pointer (&model, mm_model_unref);
   g_free (path);
   return latency;
@@ -358,7 +340,7 @@ gst_audio_enc_latency_before_start (GstAudioEnc * self)
 /* Virtual methods */
 
 static gboolean
-gst_audio_enc_start (GstElement * element)
+gst_audio_enc_start (GstElement *element)
 {
   GstAudioEnc *self = GST_AUDIO_ENC (element);
   MmContextParams params = mm_context_default_params ();
@@ -372,21 +354,18 @@ gst_audio_enc_start (GstElement * element)
   hop_ns = self->hop_ns;
   GST_OBJECT_UNLOCK (self);
 
-  self->model = gst_mm_element_open_model_property (GST_ELEMENT (self),
-      &self->model_path, MM_COMPONENT_AUDIO);
+  self->model = gst_mm_element_open_model_property (
+      GST_ELEMENT (self), &self->model_path, MM_COMPONENT_AUDIO);
   if (self->model == NULL)
     return FALSE;
 
   self->rate = mm_model_get_audio_rate (self->model);
-  self->window = samples_from_ns (window_ns, self->rate,
-      mm_model_get_audio_window (self->model));
-  self->hop = samples_from_ns (hop_ns, self->rate,
-      mm_model_get_audio_hop (self->model));
+  self->window = samples_from_ns (window_ns, self->rate, mm_model_get_audio_window (self->model));
+  self->hop = samples_from_ns (hop_ns, self->rate, mm_model_get_audio_hop (self->model));
   params.max_audio_samples = self->window;
   self->encoder = mm_audio_encoder_new (self->model, &params, &err);
   if (self->encoder == NULL) {
-    gst_mm_element_post_context_error (GST_ELEMENT (self), "audio encoder",
-        err);
+    gst_mm_element_post_context_error (GST_ELEMENT (self), "audio encoder", err);
     g_clear_error (&err);
     g_clear_pointer (&self->model, mm_model_unref);
     return FALSE;
@@ -394,34 +373,30 @@ gst_audio_enc_start (GstElement * element)
   self->dim = mm_model_get_dim (self->model, MM_COMPONENT_AUDIO);
   self->samples = g_new (gfloat, self->window);
 
-  caps = gst_mm_embedding_caps_new ("audio", self->dim,
-      mm_model_get_name (self->model));
+  caps = gst_mm_embedding_caps_new ("audio", self->dim, mm_model_get_name (self->model));
   GST_OBJECT_LOCK (self);
   gst_caps_replace (&self->src_caps, caps);
   self->model_rate = self->rate;
   old_latency = self->latency;
-  self->latency = gst_util_uint64_scale (self->window, GST_SECOND,
-      self->rate);
+  self->latency = gst_util_uint64_scale (self->window, GST_SECOND, self->rate);
   GST_OBJECT_UNLOCK (self);
   gst_caps_unref (caps);
   /* the latency we answer changed (0 without a model): let the pipeline
    * query it again, so that a live mmfuse waits long enough for windows */
   if (self->latency != old_latency)
-    gst_element_post_message (element,
-        gst_message_new_latency (GST_OBJECT (self)));
+    gst_element_post_message (element, gst_message_new_latency (GST_OBJECT (self)));
 
   self->negotiated = FALSE;
   gst_segment_init (&self->segment, GST_FORMAT_TIME);
   GST_INFO_OBJECT (self, "model %s, audio dim %u, %u Hz, window %u, hop %u",
-      mm_model_get_name (self->model), self->dim, self->rate, self->window,
-      self->hop);
+      mm_model_get_name (self->model), self->dim, self->rate, self->window, self->hop);
   return TRUE;
 }
 
 /* Starts a new run of contiguous samples at @pts, dropping what was
  * collected. */
 static void
-gst_audio_enc_reset (GstAudioEnc * self, GstClockTime pts)
+gst_audio_enc_reset (GstAudioEnc *self, GstClockTime pts)
 {
   GST_DEBUG_OBJECT (self, "new run at %" GST_TIME_FORMAT, GST_TIME_ARGS (pts));
   gst_adapter_clear (self->adapter);
@@ -432,7 +407,7 @@ gst_audio_enc_reset (GstAudioEnc * self, GstClockTime pts)
 }
 
 static void
-gst_audio_enc_stop (GstElement * element)
+gst_audio_enc_stop (GstElement *element)
 {
   GstAudioEnc *self = GST_AUDIO_ENC (element);
   GST_OBJECT_LOCK (self);
@@ -449,31 +424,31 @@ gst_audio_enc_stop (GstElement * element)
 }
 
 static GstStateChangeReturn
-gst_audio_enc_change_state (GstElement * element, GstStateChange transition)
+gst_audio_enc_change_state (GstElement *element, GstStateChange transition)
 {
-  return gst_mm_element_change_state (element, transition,
-      GST_ELEMENT_CLASS (parent_class), gst_audio_enc_start, gst_audio_enc_stop);
+  return gst_mm_element_change_state (element, transition, GST_ELEMENT_CLASS (parent_class),
+      gst_audio_enc_start, gst_audio_enc_stop);
 }
 
 static gboolean
-gst_audio_enc_set_caps (GstAudioEnc * self, GstCaps * caps)
+gst_audio_enc_set_caps (GstAudioEnc *self, GstCaps *caps)
 {
   GstAudioInfo info;
   GstCaps *outcaps;
   gboolean ret;
 
   if (!gst_audio_info_from_caps (&info, caps)) {
-    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, (NULL),
-        ("invalid audio caps %" GST_PTR_FORMAT, caps));
+    GST_ELEMENT_ERROR (
+        self, CORE, NEGOTIATION, (NULL), ("invalid audio caps %" GST_PTR_FORMAT, caps));
     return FALSE;
   }
   if (self->model == NULL)
     return FALSE;
-  if ((guint) GST_AUDIO_INFO_RATE (&info) != self->rate) {
+  if ((guint)GST_AUDIO_INFO_RATE (&info) != self->rate) {
     GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
         ("Audio at %d Hz, but model \"%s\" needs %u Hz: put audioresample "
-            "before audioenc", GST_AUDIO_INFO_RATE (&info),
-            mm_model_get_name (self->model), self->rate),
+         "before audioenc",
+            GST_AUDIO_INFO_RATE (&info), mm_model_get_name (self->model), self->rate),
         ("caps %" GST_PTR_FORMAT, caps));
     return FALSE;
   }
@@ -494,7 +469,7 @@ gst_audio_enc_set_caps (GstAudioEnc * self, GstCaps * caps)
 
 /* Time of sample @n of the current run. */
 static GstClockTime
-gst_audio_enc_sample_time (GstAudioEnc * self, guint64 n)
+gst_audio_enc_sample_time (GstAudioEnc *self, guint64 n)
 {
   if (!GST_CLOCK_TIME_IS_VALID (self->base_pts))
     return GST_CLOCK_TIME_NONE;
@@ -504,7 +479,7 @@ gst_audio_enc_sample_time (GstAudioEnc * self, guint64 n)
 /* Encodes the first @n samples of the adapter as one window and pushes
  * it.  A window libmm refuses as too short is dropped when @may_drop. */
 static GstFlowReturn
-gst_audio_enc_encode_window (GstAudioEnc * self, guint n, gboolean may_drop)
+gst_audio_enc_encode_window (GstAudioEnc *self, guint n, gboolean may_drop)
 {
   guint bpf = GST_AUDIO_INFO_BPF (&self->info);
   GstClockTime start, end;
@@ -514,23 +489,21 @@ gst_audio_enc_encode_window (GstAudioEnc * self, guint n, gboolean may_drop)
   const guint8 *data;
   gboolean ok;
 
-  data = gst_adapter_map (self->adapter, (gsize) n * bpf);
-  downmix (data, GST_AUDIO_INFO_FORMAT (&self->info),
-      GST_AUDIO_INFO_CHANNELS (&self->info), n, self->samples);
+  data = gst_adapter_map (self->adapter, (gsize)n * bpf);
+  downmix (data, GST_AUDIO_INFO_FORMAT (&self->info), GST_AUDIO_INFO_CHANNELS (&self->info), n,
+      self->samples);
   gst_adapter_unmap (self->adapter);
-  GST_TRACE_OBJECT (self, "first samples %f %f %f", self->samples[0],
-      self->samples[1], self->samples[2]);
+  GST_TRACE_OBJECT (
+      self, "first samples %f %f %f", self->samples[0], self->samples[1], self->samples[2]);
 
   outbuf = gst_mm_embedding_buffer_new (self->dim);
   gst_buffer_map (outbuf, &out, GST_MAP_WRITE);
-  ok = mm_audio_encoder_encode (self->encoder, self->samples, n,
-      (float *) out.data, &err);
+  ok = mm_audio_encoder_encode (self->encoder, self->samples, n, (float *)out.data, &err);
   gst_buffer_unmap (outbuf, &out);
   if (!ok) {
     gst_buffer_unref (outbuf);
     if (may_drop && g_error_matches (err, MM_ERROR, MM_ERROR_INPUT)) {
-      GST_DEBUG_OBJECT (self, "dropping %u final samples: %s", n,
-          err->message);
+      GST_DEBUG_OBJECT (self, "dropping %u final samples: %s", n, err->message);
       g_clear_error (&err);
       return GST_FLOW_OK;
     }
@@ -543,19 +516,19 @@ gst_audio_enc_encode_window (GstAudioEnc * self, guint n, gboolean may_drop)
   start = gst_audio_enc_sample_time (self, self->consumed);
   end = gst_audio_enc_sample_time (self, self->consumed + n);
   GST_BUFFER_PTS (outbuf) = start;
-  GST_BUFFER_DURATION (outbuf) = GST_CLOCK_TIME_IS_VALID (start) ?
-      end - start : gst_util_uint64_scale (n, GST_SECOND, self->rate);
+  GST_BUFFER_DURATION (outbuf) = GST_CLOCK_TIME_IS_VALID (start)
+      ? end - start
+      : gst_util_uint64_scale (n, GST_SECOND, self->rate);
   if (self->consumed == 0)
     GST_BUFFER_FLAG_SET (outbuf, GST_BUFFER_FLAG_DISCONT);
   self->covered = self->consumed + n;
-  GST_LOG_OBJECT (self, "window of %u samples at %" GST_TIME_FORMAT, n,
-      GST_TIME_ARGS (start));
+  GST_LOG_OBJECT (self, "window of %u samples at %" GST_TIME_FORMAT, n, GST_TIME_ARGS (start));
   return gst_mm_element_push (GST_ELEMENT (self), self->srcpad, outbuf);
 }
 
 /* Drops up to @n samples from the front of the adapter; returns how many. */
 static guint64
-gst_audio_enc_skip (GstAudioEnc * self, guint64 n)
+gst_audio_enc_skip (GstAudioEnc *self, guint64 n)
 {
   guint bpf = GST_AUDIO_INFO_BPF (&self->info);
   guint64 avail = gst_adapter_available (self->adapter) / bpf;
@@ -568,14 +541,14 @@ gst_audio_enc_skip (GstAudioEnc * self, guint64 n)
 
 /* Emits every full window the adapter holds. */
 static GstFlowReturn
-gst_audio_enc_process (GstAudioEnc * self)
+gst_audio_enc_process (GstAudioEnc *self)
 {
   guint bpf = GST_AUDIO_INFO_BPF (&self->info);
   GstFlowReturn ret = GST_FLOW_OK;
 
   self->to_skip -= gst_audio_enc_skip (self, self->to_skip);
-  while (ret == GST_FLOW_OK && self->to_skip == 0 &&
-      gst_adapter_available (self->adapter) >= (gsize) self->window * bpf) {
+  while (ret == GST_FLOW_OK && self->to_skip == 0
+      && gst_adapter_available (self->adapter) >= (gsize)self->window * bpf) {
     ret = gst_audio_enc_encode_window (self, self->window, FALSE);
     self->to_skip = self->hop;
     self->to_skip -= gst_audio_enc_skip (self, self->to_skip);
@@ -585,7 +558,7 @@ gst_audio_enc_process (GstAudioEnc * self)
 
 /* At EOS: the samples no window covered yet, as one shorter window. */
 static GstFlowReturn
-gst_audio_enc_drain (GstAudioEnc * self)
+gst_audio_enc_drain (GstAudioEnc *self)
 {
   guint bpf;
   guint64 avail;
@@ -596,17 +569,16 @@ gst_audio_enc_drain (GstAudioEnc * self)
   avail = gst_adapter_available (self->adapter) / bpf;
   if (avail == 0 || self->consumed + avail <= self->covered)
     return GST_FLOW_OK;
-  return gst_audio_enc_encode_window (self, (guint) MIN (avail, self->window),
-      TRUE);
+  return gst_audio_enc_encode_window (self, (guint)MIN (avail, self->window), TRUE);
 }
 
 static gboolean
-gst_audio_enc_sink_event (GstPad * pad, GstObject * parent, GstEvent * event)
+gst_audio_enc_sink_event (GstPad *pad, GstObject *parent, GstEvent *event)
 {
   GstAudioEnc *self = GST_AUDIO_ENC (parent);
 
   switch (GST_EVENT_TYPE (event)) {
-    case GST_EVENT_CAPS:{
+    case GST_EVENT_CAPS: {
       GstCaps *caps;
       gboolean ret;
 
@@ -638,18 +610,15 @@ gst_audio_enc_sink_event (GstPad * pad, GstObject * parent, GstEvent * event)
  * warning that does, once per offered set of rates.  (A warning, not an
  * error: a caps query may be speculative.) */
 static void
-gst_audio_enc_check_offered_rate (GstAudioEnc * self, GstCaps * filter,
-    GstCaps * template, guint rate)
+gst_audio_enc_check_offered_rate (GstAudioEnc *self, GstCaps *filter, GstCaps *template, guint rate)
 {
   GstCaps *usable = gst_caps_intersect (filter, template);
-  GstCaps *at_rate = gst_caps_new_simple ("audio/x-raw", "rate", G_TYPE_INT,
-      (gint) rate, NULL);
+  GstCaps *at_rate = gst_caps_new_simple ("audio/x-raw", "rate", G_TYPE_INT, (gint)rate, NULL);
   const GValue *offered;
   gchar *rates = NULL, *model = NULL;
 
   if (!gst_caps_is_empty (usable) && !gst_caps_can_intersect (usable, at_rate)) {
-    offered = gst_structure_get_value (gst_caps_get_structure (usable, 0),
-        "rate");
+    offered = gst_structure_get_value (gst_caps_get_structure (usable, 0), "rate");
     rates = offered ? gst_value_serialize (offered) : g_strdup ("?");
     GST_OBJECT_LOCK (self);
     if (g_strcmp0 (rates, self->refused_rates) != 0) {
@@ -662,7 +631,8 @@ gst_audio_enc_check_offered_rate (GstAudioEnc * self, GstCaps * filter,
   if (model) {
     GST_ELEMENT_WARNING (self, CORE, NEGOTIATION,
         ("Audio offered at %s Hz, but model %s needs %u Hz: put "
-            "audioresample before audioenc", rates, model, rate),
+         "audioresample before audioenc",
+            rates, model, rate),
         ("upstream offers %" GST_PTR_FORMAT, filter));
     g_free (model);
   }
@@ -672,7 +642,7 @@ gst_audio_enc_check_offered_rate (GstAudioEnc * self, GstCaps * filter,
 }
 
 static gboolean
-gst_audio_enc_sink_query (GstPad * pad, GstObject * parent, GstQuery * query)
+gst_audio_enc_sink_query (GstPad *pad, GstObject *parent, GstQuery *query)
 {
   GstAudioEnc *self = GST_AUDIO_ENC (parent);
 
@@ -689,7 +659,7 @@ gst_audio_enc_sink_query (GstPad * pad, GstObject * parent, GstQuery * query)
       if (filter)
         gst_audio_enc_check_offered_rate (self, filter, caps, rate);
       caps = gst_caps_make_writable (caps);
-      gst_caps_set_simple (caps, "rate", G_TYPE_INT, (gint) rate, NULL);
+      gst_caps_set_simple (caps, "rate", G_TYPE_INT, (gint)rate, NULL);
     }
     return gst_mm_caps_query_reply (query, caps);
   }
@@ -697,12 +667,12 @@ gst_audio_enc_sink_query (GstPad * pad, GstObject * parent, GstQuery * query)
 }
 
 static gboolean
-gst_audio_enc_src_query (GstPad * pad, GstObject * parent, GstQuery * query)
+gst_audio_enc_src_query (GstPad *pad, GstObject *parent, GstQuery *query)
 {
   GstAudioEnc *self = GST_AUDIO_ENC (parent);
 
   switch (GST_QUERY_TYPE (query)) {
-    case GST_QUERY_CAPS:{
+    case GST_QUERY_CAPS: {
       GstCaps *caps;
 
       GST_OBJECT_LOCK (self);
@@ -712,7 +682,7 @@ gst_audio_enc_src_query (GstPad * pad, GstObject * parent, GstQuery * query)
         caps = gst_pad_get_pad_template_caps (pad);
       return gst_mm_caps_query_reply (query, caps);
     }
-    case GST_QUERY_LATENCY:{
+    case GST_QUERY_LATENCY: {
       gboolean live;
       GstClockTime min, max, latency;
       gboolean loaded;
@@ -729,9 +699,8 @@ gst_audio_enc_src_query (GstPad * pad, GstObject * parent, GstQuery * query)
       min += latency;
       if (GST_CLOCK_TIME_IS_VALID (max))
         max += latency;
-      GST_DEBUG_OBJECT (self, "latency: live %d, min %" GST_TIME_FORMAT
-          " max %" GST_TIME_FORMAT, live, GST_TIME_ARGS (min),
-          GST_TIME_ARGS (max));
+      GST_DEBUG_OBJECT (self, "latency: live %d, min %" GST_TIME_FORMAT " max %" GST_TIME_FORMAT,
+          live, GST_TIME_ARGS (min), GST_TIME_ARGS (max));
       gst_query_set_latency (query, live, min, max);
       return TRUE;
     }
@@ -741,7 +710,7 @@ gst_audio_enc_src_query (GstPad * pad, GstObject * parent, GstQuery * query)
 }
 
 static GstFlowReturn
-gst_audio_enc_chain (GstPad * pad, GstObject * parent, GstBuffer * buffer)
+gst_audio_enc_chain (GstPad *pad, GstObject *parent, GstBuffer *buffer)
 {
   GstAudioEnc *self = GST_AUDIO_ENC (parent);
   GstClockTime pts = GST_BUFFER_PTS (buffer);
@@ -751,30 +720,30 @@ gst_audio_enc_chain (GstPad * pad, GstObject * parent, GstBuffer * buffer)
 
   if (!self->negotiated || self->encoder == NULL) {
     gst_buffer_unref (buffer);
-    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, (NULL),
-        ("audio buffer before caps"));
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, (NULL), ("audio buffer before caps"));
     return GST_FLOW_NOT_NEGOTIATED;
   }
   bpf = GST_AUDIO_INFO_BPF (&self->info);
   size = gst_buffer_get_size (buffer);
   if (size % bpf != 0) {
-    GST_WARNING_OBJECT (self, "buffer of %" G_GSIZE_FORMAT " bytes is not "
-        "whole frames of %u bytes; dropping the partial frame", size, bpf);
+    GST_WARNING_OBJECT (self,
+        "buffer of %" G_GSIZE_FORMAT " bytes is not "
+        "whole frames of %u bytes; dropping the partial frame",
+        size, bpf);
     buffer = gst_buffer_make_writable (buffer);
     gst_buffer_resize (buffer, 0, size - size % bpf);
   }
 
-  restart = GST_BUFFER_IS_DISCONT (buffer) ||
-      !GST_CLOCK_TIME_IS_VALID (self->base_pts);
+  restart = GST_BUFFER_IS_DISCONT (buffer) || !GST_CLOCK_TIME_IS_VALID (self->base_pts);
   if (!restart && GST_CLOCK_TIME_IS_VALID (pts)) {
     guint64 have = self->consumed + gst_adapter_available (self->adapter) / bpf;
     GstClockTime expected = gst_audio_enc_sample_time (self, have);
     GstClockTimeDiff diff = GST_CLOCK_DIFF (expected, pts);
 
-    if (ABS (diff) > (GstClockTimeDiff) ALIGNMENT_THRESHOLD) {
-      GST_DEBUG_OBJECT (self, "timestamp %" GST_TIME_FORMAT ", expected %"
-          GST_TIME_FORMAT ": starting a new run", GST_TIME_ARGS (pts),
-          GST_TIME_ARGS (expected));
+    if (ABS (diff) > (GstClockTimeDiff)ALIGNMENT_THRESHOLD) {
+      GST_DEBUG_OBJECT (self,
+          "timestamp %" GST_TIME_FORMAT ", expected %" GST_TIME_FORMAT ": starting a new run",
+          GST_TIME_ARGS (pts), GST_TIME_ARGS (expected));
       restart = TRUE;
     }
   }

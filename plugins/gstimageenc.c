@@ -49,19 +49,17 @@
 GST_DEBUG_CATEGORY_STATIC (gst_image_enc_debug);
 #define GST_CAT_DEFAULT gst_image_enc_debug
 
-#define IMAGE_FORMATS "{ RGB, BGR, RGBx, BGRx, xRGB, xBGR, RGBA, BGRA, ARGB, " \
+#define IMAGE_FORMATS                                                                              \
+  "{ RGB, BGR, RGBx, BGRx, xRGB, xBGR, RGBA, BGRA, ARGB, "                                         \
   "ABGR, GRAY8 }"
 
-static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE ("sink",
-    GST_PAD_SINK,
-    GST_PAD_ALWAYS,
-    GST_STATIC_CAPS (GST_VIDEO_CAPS_MAKE (IMAGE_FORMATS)));
+static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE (
+    "sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS (GST_VIDEO_CAPS_MAKE (IMAGE_FORMATS)));
 
-static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src",
-    GST_PAD_SRC,
-    GST_PAD_ALWAYS,
-    GST_STATIC_CAPS (MM_EMBEDDING_CAPS_NAME ", modality = (string) image, "
-        "dim = (int) [ 1, 65536 ]"));
+static GstStaticPadTemplate src_template =
+    GST_STATIC_PAD_TEMPLATE ("src", GST_PAD_SRC, GST_PAD_ALWAYS,
+        GST_STATIC_CAPS (MM_EMBEDDING_CAPS_NAME ", modality = (string) image, "
+                                                "dim = (int) [ 1, 65536 ]"));
 
 enum
 {
@@ -79,7 +77,7 @@ struct _GstImageEnc
   /* properties: object lock */
   gchar *model_path;
   guint interval;
-  GstCaps *src_caps;            /* fixed output caps while a model is loaded */
+  GstCaps *src_caps; /* fixed output caps while a model is loaded */
 
   /* set in start, cleared in stop; used by the streaming thread between */
   MmModel *model;
@@ -89,35 +87,31 @@ struct _GstImageEnc
   /* streaming thread (stream lock) */
   GstVideoInfo info;
   MmPixelFormat pixel_format;
-  guint skip;                   /* frames to skip before the next encode */
+  guint skip; /* frames to skip before the next encode */
 };
 
 #define gst_image_enc_parent_class parent_class
 G_DEFINE_TYPE (GstImageEnc, gst_image_enc, GST_TYPE_BASE_TRANSFORM);
-GST_ELEMENT_REGISTER_DEFINE (imageenc, "imageenc", GST_RANK_NONE,
-    GST_TYPE_IMAGE_ENC);
+GST_ELEMENT_REGISTER_DEFINE (imageenc, "imageenc", GST_RANK_NONE, GST_TYPE_IMAGE_ENC);
 
-static void gst_image_enc_finalize (GObject * object);
-static void gst_image_enc_set_property (GObject * object, guint prop_id,
-    const GValue * value, GParamSpec * pspec);
-static void gst_image_enc_get_property (GObject * object, guint prop_id,
-    GValue * value, GParamSpec * pspec);
-static gboolean gst_image_enc_start (GstBaseTransform * trans);
-static gboolean gst_image_enc_stop (GstBaseTransform * trans);
-static GstCaps *gst_image_enc_transform_caps (GstBaseTransform * trans,
-    GstPadDirection direction, GstCaps * caps, GstCaps * filter);
-static gboolean gst_image_enc_set_caps (GstBaseTransform * trans,
-    GstCaps * incaps, GstCaps * outcaps);
-static gboolean gst_image_enc_transform_size (GstBaseTransform * trans,
-    GstPadDirection direction, GstCaps * caps, gsize size, GstCaps * othercaps,
-    gsize * othersize);
-static gboolean gst_image_enc_sink_event (GstBaseTransform * trans,
-    GstEvent * event);
-static GstFlowReturn gst_image_enc_transform (GstBaseTransform * trans,
-    GstBuffer * inbuf, GstBuffer * outbuf);
+static void gst_image_enc_finalize (GObject *object);
+static void
+gst_image_enc_set_property (GObject *object, guint prop_id, const GValue *value, GParamSpec *pspec);
+static void
+gst_image_enc_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec);
+static gboolean gst_image_enc_start (GstBaseTransform *trans);
+static gboolean gst_image_enc_stop (GstBaseTransform *trans);
+static GstCaps *gst_image_enc_transform_caps (
+    GstBaseTransform *trans, GstPadDirection direction, GstCaps *caps, GstCaps *filter);
+static gboolean gst_image_enc_set_caps (GstBaseTransform *trans, GstCaps *incaps, GstCaps *outcaps);
+static gboolean gst_image_enc_transform_size (GstBaseTransform *trans, GstPadDirection direction,
+    GstCaps *caps, gsize size, GstCaps *othercaps, gsize *othersize);
+static gboolean gst_image_enc_sink_event (GstBaseTransform *trans, GstEvent *event);
+static GstFlowReturn
+gst_image_enc_transform (GstBaseTransform *trans, GstBuffer *inbuf, GstBuffer *outbuf);
 
 static void
-gst_image_enc_class_init (GstImageEncClass * klass)
+gst_image_enc_class_init (GstImageEncClass *klass)
 {
   GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
   GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
@@ -131,37 +125,34 @@ gst_image_enc_class_init (GstImageEncClass * klass)
   g_object_class_install_property (gobject_class, PROP_INTERVAL,
       g_param_spec_uint ("interval", "Interval",
           "Encode one frame in this many; the embedding's duration covers "
-          "them all", 1, G_MAXINT, DEFAULT_INTERVAL,
-          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
-          GST_PARAM_MUTABLE_PLAYING));
+          "them all",
+          1, G_MAXINT, DEFAULT_INTERVAL,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING));
 
   gst_element_class_add_static_pad_template (element_class, &sink_template);
   gst_element_class_add_static_pad_template (element_class, &src_template);
-  gst_element_class_set_static_metadata (element_class,
-      "Image embedding encoder", "Filter/Analyzer/Video",
-      "Turns video frames into embeddings with a libmm model",
+  gst_element_class_set_static_metadata (element_class, "Image embedding encoder",
+      "Filter/Analyzer/Video", "Turns video frames into embeddings with a libmm model",
       "mm-gst developers");
   /* shown by gst-inspect-1.0 */
   gst_element_class_add_static_metadata (element_class, "example",
-      "gst-launch-1.0 videotestsrc num-buffers=30 ! videoconvert ! imageenc model=tests/fixtures/tiny.safetensors interval=5 ! fakesink dump=true");
+      "gst-launch-1.0 videotestsrc num-buffers=30 ! videoconvert ! imageenc "
+      "model=tests/fixtures/tiny.safetensors interval=5 ! fakesink dump=true");
 
   trans_class->start = GST_DEBUG_FUNCPTR (gst_image_enc_start);
   trans_class->stop = GST_DEBUG_FUNCPTR (gst_image_enc_stop);
-  trans_class->transform_caps =
-      GST_DEBUG_FUNCPTR (gst_image_enc_transform_caps);
+  trans_class->transform_caps = GST_DEBUG_FUNCPTR (gst_image_enc_transform_caps);
   trans_class->set_caps = GST_DEBUG_FUNCPTR (gst_image_enc_set_caps);
-  trans_class->transform_size =
-      GST_DEBUG_FUNCPTR (gst_image_enc_transform_size);
+  trans_class->transform_size = GST_DEBUG_FUNCPTR (gst_image_enc_transform_size);
   trans_class->sink_event = GST_DEBUG_FUNCPTR (gst_image_enc_sink_event);
   trans_class->transform = GST_DEBUG_FUNCPTR (gst_image_enc_transform);
   trans_class->passthrough_on_same_caps = FALSE;
 
-  GST_DEBUG_CATEGORY_INIT (gst_image_enc_debug, "imageenc", 0,
-      "image embedding encoder");
+  GST_DEBUG_CATEGORY_INIT (gst_image_enc_debug, "imageenc", 0, "image embedding encoder");
 }
 
 static void
-gst_image_enc_init (GstImageEnc * self)
+gst_image_enc_init (GstImageEnc *self)
 {
   self->interval = DEFAULT_INTERVAL;
   gst_video_info_init (&self->info);
@@ -169,7 +160,7 @@ gst_image_enc_init (GstImageEnc * self)
 }
 
 static void
-gst_image_enc_finalize (GObject * object)
+gst_image_enc_finalize (GObject *object)
 {
   GstImageEnc *self = GST_IMAGE_ENC (object);
 
@@ -179,8 +170,7 @@ gst_image_enc_finalize (GObject * object)
 }
 
 static void
-gst_image_enc_set_property (GObject * object, guint prop_id,
-    const GValue * value, GParamSpec * pspec)
+gst_image_enc_set_property (GObject *object, guint prop_id, const GValue *value, GParamSpec *pspec)
 {
   GstImageEnc *self = GST_IMAGE_ENC (object);
 
@@ -201,8 +191,7 @@ gst_image_enc_set_property (GObject * object, guint prop_id,
 }
 
 static void
-gst_image_enc_get_property (GObject * object, guint prop_id, GValue * value,
-    GParamSpec * pspec)
+gst_image_enc_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
 {
   GstImageEnc *self = GST_IMAGE_ENC (object);
 
@@ -223,23 +212,24 @@ gst_image_enc_get_property (GObject * object, guint prop_id, GValue * value,
 
 /* The libmm pixel layout of a GStreamer video format; FALSE if none. */
 static gboolean
-pixel_format_from_video (GstVideoFormat format, MmPixelFormat * out)
+pixel_format_from_video (GstVideoFormat format, MmPixelFormat *out)
 {
   static const struct
   {
     GstVideoFormat video;
     MmPixelFormat mm;
   } table[] = {
-    {GST_VIDEO_FORMAT_RGB, MM_PIXEL_RGB}, {GST_VIDEO_FORMAT_BGR, MM_PIXEL_BGR},
-    {GST_VIDEO_FORMAT_RGBx, MM_PIXEL_RGBx},
-    {GST_VIDEO_FORMAT_BGRx, MM_PIXEL_BGRx},
-    {GST_VIDEO_FORMAT_xRGB, MM_PIXEL_xRGB},
-    {GST_VIDEO_FORMAT_xBGR, MM_PIXEL_xBGR},
-    {GST_VIDEO_FORMAT_RGBA, MM_PIXEL_RGBA},
-    {GST_VIDEO_FORMAT_BGRA, MM_PIXEL_BGRA},
-    {GST_VIDEO_FORMAT_ARGB, MM_PIXEL_ARGB},
-    {GST_VIDEO_FORMAT_ABGR, MM_PIXEL_ABGR},
-    {GST_VIDEO_FORMAT_GRAY8, MM_PIXEL_GRAY8},
+    { GST_VIDEO_FORMAT_RGB, MM_PIXEL_RGB },
+    { GST_VIDEO_FORMAT_BGR, MM_PIXEL_BGR },
+    { GST_VIDEO_FORMAT_RGBx, MM_PIXEL_RGBx },
+    { GST_VIDEO_FORMAT_BGRx, MM_PIXEL_BGRx },
+    { GST_VIDEO_FORMAT_xRGB, MM_PIXEL_xRGB },
+    { GST_VIDEO_FORMAT_xBGR, MM_PIXEL_xBGR },
+    { GST_VIDEO_FORMAT_RGBA, MM_PIXEL_RGBA },
+    { GST_VIDEO_FORMAT_BGRA, MM_PIXEL_BGRA },
+    { GST_VIDEO_FORMAT_ARGB, MM_PIXEL_ARGB },
+    { GST_VIDEO_FORMAT_ABGR, MM_PIXEL_ABGR },
+    { GST_VIDEO_FORMAT_GRAY8, MM_PIXEL_GRAY8 },
   };
   guint i;
 
@@ -255,55 +245,50 @@ pixel_format_from_video (GstVideoFormat format, MmPixelFormat * out)
 /* Duration an embedding covers: @interval frames of @frame_duration (from
  * the buffer, or else 1/framerate of @info); NONE if neither is known. */
 static GstClockTime
-covered_duration (GstClockTime frame_duration, const GstVideoInfo * info,
-    guint interval)
+covered_duration (GstClockTime frame_duration, const GstVideoInfo *info, guint interval)
 {
   if (GST_CLOCK_TIME_IS_VALID (frame_duration))
     return frame_duration * interval;
   if (info->fps_n > 0 && info->fps_d > 0)
-    return gst_util_uint64_scale ((guint64) interval * GST_SECOND,
-        info->fps_d, info->fps_n);
+    return gst_util_uint64_scale ((guint64)interval * GST_SECOND, info->fps_d, info->fps_n);
   return GST_CLOCK_TIME_NONE;
 }
 
 /* Virtual methods */
 
 static gboolean
-gst_image_enc_start (GstBaseTransform * trans)
+gst_image_enc_start (GstBaseTransform *trans)
 {
   GstImageEnc *self = GST_IMAGE_ENC (trans);
   MmContextParams params = mm_context_default_params ();
   GError *err = NULL;
   GstCaps *caps;
 
-  self->model = gst_mm_element_open_model_property (GST_ELEMENT (self),
-      &self->model_path, MM_COMPONENT_IMAGE);
+  self->model = gst_mm_element_open_model_property (
+      GST_ELEMENT (self), &self->model_path, MM_COMPONENT_IMAGE);
   if (self->model == NULL)
     return FALSE;
 
   self->encoder = mm_image_encoder_new (self->model, &params, &err);
   if (self->encoder == NULL) {
-    gst_mm_element_post_context_error (GST_ELEMENT (self), "image encoder",
-        err);
+    gst_mm_element_post_context_error (GST_ELEMENT (self), "image encoder", err);
     g_clear_error (&err);
     g_clear_pointer (&self->model, mm_model_unref);
     return FALSE;
   }
   self->dim = mm_model_get_dim (self->model, MM_COMPONENT_IMAGE);
   self->skip = 0;
-  caps = gst_mm_embedding_caps_new ("image", self->dim,
-      mm_model_get_name (self->model));
+  caps = gst_mm_embedding_caps_new ("image", self->dim, mm_model_get_name (self->model));
   GST_OBJECT_LOCK (self);
   gst_caps_replace (&self->src_caps, caps);
   GST_OBJECT_UNLOCK (self);
   gst_caps_unref (caps);
-  GST_INFO_OBJECT (self, "model %s, image dim %u",
-      mm_model_get_name (self->model), self->dim);
+  GST_INFO_OBJECT (self, "model %s, image dim %u", mm_model_get_name (self->model), self->dim);
   return TRUE;
 }
 
 static gboolean
-gst_image_enc_stop (GstBaseTransform * trans)
+gst_image_enc_stop (GstBaseTransform *trans)
 {
   GstImageEnc *self = GST_IMAGE_ENC (trans);
 
@@ -317,8 +302,8 @@ gst_image_enc_stop (GstBaseTransform * trans)
 }
 
 static GstCaps *
-gst_image_enc_transform_caps (GstBaseTransform * trans,
-    GstPadDirection direction, GstCaps * caps, GstCaps * filter)
+gst_image_enc_transform_caps (
+    GstBaseTransform *trans, GstPadDirection direction, GstCaps *caps, GstCaps *filter)
 {
   GstImageEnc *self = GST_IMAGE_ENC (trans);
   GstCaps *result = NULL;
@@ -335,8 +320,7 @@ gst_image_enc_transform_caps (GstBaseTransform * trans,
   }
 
   if (filter) {
-    GstCaps *tmp = gst_caps_intersect_full (filter, result,
-        GST_CAPS_INTERSECT_FIRST);
+    GstCaps *tmp = gst_caps_intersect_full (filter, result, GST_CAPS_INTERSECT_FIRST);
     gst_caps_unref (result);
     result = tmp;
   }
@@ -346,14 +330,12 @@ gst_image_enc_transform_caps (GstBaseTransform * trans,
 }
 
 static gboolean
-gst_image_enc_set_caps (GstBaseTransform * trans, GstCaps * incaps,
-    GstCaps * outcaps)
+gst_image_enc_set_caps (GstBaseTransform *trans, GstCaps *incaps, GstCaps *outcaps)
 {
   GstImageEnc *self = GST_IMAGE_ENC (trans);
 
-  if (!gst_video_info_from_caps (&self->info, incaps) ||
-      !pixel_format_from_video (GST_VIDEO_INFO_FORMAT (&self->info),
-          &self->pixel_format)) {
+  if (!gst_video_info_from_caps (&self->info, incaps)
+      || !pixel_format_from_video (GST_VIDEO_INFO_FORMAT (&self->info), &self->pixel_format)) {
     GST_ERROR_OBJECT (self, "unusable caps %" GST_PTR_FORMAT, incaps);
     return FALSE;
   }
@@ -362,20 +344,19 @@ gst_image_enc_set_caps (GstBaseTransform * trans, GstCaps * incaps,
 }
 
 static gboolean
-gst_image_enc_transform_size (GstBaseTransform * trans,
-    GstPadDirection direction, GstCaps * caps, gsize size, GstCaps * othercaps,
-    gsize * othersize)
+gst_image_enc_transform_size (GstBaseTransform *trans, GstPadDirection direction, GstCaps *caps,
+    gsize size, GstCaps *othercaps, gsize *othersize)
 {
   GstImageEnc *self = GST_IMAGE_ENC (trans);
 
   if (direction != GST_PAD_SINK || self->dim == 0)
     return FALSE;
-  *othersize = (gsize) self->dim * sizeof (gfloat);
+  *othersize = (gsize)self->dim * sizeof (gfloat);
   return TRUE;
 }
 
 static gboolean
-gst_image_enc_sink_event (GstBaseTransform * trans, GstEvent * event)
+gst_image_enc_sink_event (GstBaseTransform *trans, GstEvent *event)
 {
   GstImageEnc *self = GST_IMAGE_ENC (trans);
 
@@ -385,8 +366,7 @@ gst_image_enc_sink_event (GstBaseTransform * trans, GstEvent * event)
 }
 
 static GstFlowReturn
-gst_image_enc_transform (GstBaseTransform * trans, GstBuffer * inbuf,
-    GstBuffer * outbuf)
+gst_image_enc_transform (GstBaseTransform *trans, GstBuffer *inbuf, GstBuffer *outbuf)
 {
   GstImageEnc *self = GST_IMAGE_ENC (trans);
   GstVideoFrame frame;
@@ -403,8 +383,8 @@ gst_image_enc_transform (GstBaseTransform * trans, GstBuffer * inbuf,
     self->skip = 0;
   if (self->skip > 0) {
     self->skip--;
-    GST_LOG_OBJECT (self, "skipping frame at %" GST_TIME_FORMAT,
-        GST_TIME_ARGS (GST_BUFFER_PTS (inbuf)));
+    GST_LOG_OBJECT (
+        self, "skipping frame at %" GST_TIME_FORMAT, GST_TIME_ARGS (GST_BUFFER_PTS (inbuf)));
     return GST_BASE_TRANSFORM_FLOW_DROPPED;
   }
   self->skip = interval - 1;
@@ -412,32 +392,28 @@ gst_image_enc_transform (GstBaseTransform * trans, GstBuffer * inbuf,
   if (!gst_video_frame_map (&frame, &self->info, inbuf, GST_MAP_READ)) {
     GST_ELEMENT_ERROR (self, STREAM, FORMAT,
         ("Video buffer of %" G_GSIZE_FORMAT " bytes, but its caps (%s "
-            "%dx%d) need %" G_GSIZE_FORMAT " bytes per frame",
-            gst_buffer_get_size (inbuf),
-            GST_VIDEO_INFO_NAME (&self->info),
-            GST_VIDEO_INFO_WIDTH (&self->info),
-            GST_VIDEO_INFO_HEIGHT (&self->info),
+         "%dx%d) need %" G_GSIZE_FORMAT " bytes per frame",
+            gst_buffer_get_size (inbuf), GST_VIDEO_INFO_NAME (&self->info),
+            GST_VIDEO_INFO_WIDTH (&self->info), GST_VIDEO_INFO_HEIGHT (&self->info),
             GST_VIDEO_INFO_SIZE (&self->info)),
         ("cannot map the video frame"));
     return GST_FLOW_ERROR;
   }
   if (!gst_buffer_map (outbuf, &out, GST_MAP_WRITE)) {
     gst_video_frame_unmap (&frame);
-    GST_ELEMENT_ERROR (self, STREAM, FAILED, (NULL),
-        ("cannot map the output buffer"));
+    GST_ELEMENT_ERROR (self, STREAM, FAILED, (NULL), ("cannot map the output buffer"));
     return GST_FLOW_ERROR;
   }
   ok = mm_image_encoder_encode (self->encoder, self->pixel_format,
-      GST_VIDEO_FRAME_PLANE_DATA (&frame, 0),
-      GST_VIDEO_FRAME_WIDTH (&frame), GST_VIDEO_FRAME_HEIGHT (&frame),
-      GST_VIDEO_FRAME_PLANE_STRIDE (&frame, 0), (float *) out.data, &err);
+      GST_VIDEO_FRAME_PLANE_DATA (&frame, 0), GST_VIDEO_FRAME_WIDTH (&frame),
+      GST_VIDEO_FRAME_HEIGHT (&frame), GST_VIDEO_FRAME_PLANE_STRIDE (&frame, 0), (float *)out.data,
+      &err);
   gst_buffer_unmap (outbuf, &out);
   gst_video_frame_unmap (&frame);
 
   if (!ok) {
     GST_ELEMENT_ERROR (self, STREAM, FAILED, ("%s", err->message),
-        ("image encoder failed on a %dx%d frame",
-            GST_VIDEO_INFO_WIDTH (&self->info),
+        ("image encoder failed on a %dx%d frame", GST_VIDEO_INFO_WIDTH (&self->info),
             GST_VIDEO_INFO_HEIGHT (&self->info)));
     g_clear_error (&err);
     return GST_FLOW_ERROR;

@@ -88,16 +88,13 @@
 GST_DEBUG_CATEGORY_STATIC (gst_mm_decode_debug);
 #define GST_CAT_DEFAULT gst_mm_decode_debug
 
-static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE ("sink",
-    GST_PAD_SINK,
-    GST_PAD_ALWAYS,
-    GST_STATIC_CAPS (MM_EMBEDDING_CAPS_NAME ", modality = (string) fused, "
-        "dim = (int) [ 1, 65536 ]"));
+static GstStaticPadTemplate sink_template =
+    GST_STATIC_PAD_TEMPLATE ("sink", GST_PAD_SINK, GST_PAD_ALWAYS,
+        GST_STATIC_CAPS (MM_EMBEDDING_CAPS_NAME ", modality = (string) fused, "
+                                                "dim = (int) [ 1, 65536 ]"));
 
-static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src",
-    GST_PAD_SRC,
-    GST_PAD_ALWAYS,
-    GST_STATIC_CAPS ("text/x-raw, format = (string) utf8"));
+static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE (
+    "src", GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS ("text/x-raw, format = (string) utf8"));
 
 enum
 {
@@ -124,45 +121,41 @@ struct _GstMmDecode
   guint top_k;
   gdouble threshold;
   gdouble smoothing;
-  guint fused_dim;              /* 0 while no model is loaded */
+  guint fused_dim; /* 0 while no model is loaded */
 
   /* set in READY->PAUSED, cleared in PAUSED->READY after the pads are
    * deactivated; used by the streaming thread in between */
   MmModel *model;
   MmHead *head;
-  guint in_dim;                 /* = fused_dim */
+  guint in_dim; /* = fused_dim */
   guint n_outputs;
-  gfloat *scores;               /* n_outputs */
-  gfloat *smoothed;             /* n_outputs */
+  gfloat *scores;   /* n_outputs */
+  gfloat *smoothed; /* n_outputs */
 
   /* streaming thread (stream lock) */
   gboolean negotiated;
-  gboolean have_smoothed;       /* smoothed holds a previous decision */
+  gboolean have_smoothed; /* smoothed holds a previous decision */
   GstSegment segment;
   GString *text;
 };
 
 #define gst_mm_decode_parent_class parent_class
 G_DEFINE_TYPE (GstMmDecode, gst_mm_decode, GST_TYPE_ELEMENT);
-GST_ELEMENT_REGISTER_DEFINE (mmdecode, "mmdecode", GST_RANK_NONE,
-    GST_TYPE_MM_DECODE);
+GST_ELEMENT_REGISTER_DEFINE (mmdecode, "mmdecode", GST_RANK_NONE, GST_TYPE_MM_DECODE);
 
-static void gst_mm_decode_finalize (GObject * object);
-static void gst_mm_decode_set_property (GObject * object, guint prop_id,
-    const GValue * value, GParamSpec * pspec);
-static void gst_mm_decode_get_property (GObject * object, guint prop_id,
-    GValue * value, GParamSpec * pspec);
-static GstStateChangeReturn gst_mm_decode_change_state (GstElement * element,
-    GstStateChange transition);
-static gboolean gst_mm_decode_sink_event (GstPad * pad, GstObject * parent,
-    GstEvent * event);
-static gboolean gst_mm_decode_sink_query (GstPad * pad, GstObject * parent,
-    GstQuery * query);
-static GstFlowReturn gst_mm_decode_chain (GstPad * pad, GstObject * parent,
-    GstBuffer * buffer);
+static void gst_mm_decode_finalize (GObject *object);
+static void
+gst_mm_decode_set_property (GObject *object, guint prop_id, const GValue *value, GParamSpec *pspec);
+static void
+gst_mm_decode_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec);
+static GstStateChangeReturn
+gst_mm_decode_change_state (GstElement *element, GstStateChange transition);
+static gboolean gst_mm_decode_sink_event (GstPad *pad, GstObject *parent, GstEvent *event);
+static gboolean gst_mm_decode_sink_query (GstPad *pad, GstObject *parent, GstQuery *query);
+static GstFlowReturn gst_mm_decode_chain (GstPad *pad, GstObject *parent, GstBuffer *buffer);
 
 static void
-gst_mm_decode_class_init (GstMmDecodeClass * klass)
+gst_mm_decode_class_init (GstMmDecodeClass *klass)
 {
   GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
   GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
@@ -173,51 +166,49 @@ gst_mm_decode_class_init (GstMmDecodeClass * klass)
 
   gst_mm_install_model_property (gobject_class, PROP_MODEL);
   g_object_class_install_property (gobject_class, PROP_TOP_K,
-      g_param_spec_uint ("top-k", "Top k",
-          "Number of best labels reported per decision", 1, MM_MAX_TOP,
-          DEFAULT_TOP_K, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
-          GST_PARAM_MUTABLE_PLAYING));
+      g_param_spec_uint ("top-k", "Top k", "Number of best labels reported per decision", 1,
+          MM_MAX_TOP, DEFAULT_TOP_K,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING));
   g_object_class_install_property (gobject_class, PROP_THRESHOLD,
       g_param_spec_double ("threshold", "Threshold",
           "Labels whose (smoothed) score is below this are not reported; "
-          "when none reaches it the text is empty", 0.0, 1.0,
-          DEFAULT_THRESHOLD, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
-          GST_PARAM_MUTABLE_PLAYING));
+          "when none reaches it the text is empty",
+          0.0, 1.0, DEFAULT_THRESHOLD,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING));
   g_object_class_install_property (gobject_class, PROP_SMOOTHING,
       g_param_spec_double ("smoothing", "Smoothing",
           "Weight of the previous scores in an exponential moving average "
           "over decisions: s = smoothing * s + (1 - smoothing) * scores "
-          "(0 = off; reset on flush and on DISCONT)", 0.0, 1.0, DEFAULT_SMOOTHING,
-          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
-          GST_PARAM_MUTABLE_PLAYING));
+          "(0 = off; reset on flush and on DISCONT)",
+          0.0, 1.0, DEFAULT_SMOOTHING,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING));
 
   gst_element_class_add_static_pad_template (element_class, &sink_template);
   gst_element_class_add_static_pad_template (element_class, &src_template);
-  gst_element_class_set_static_metadata (element_class,
-      "Multimodal decision decoder", "Filter/Analyzer",
+  gst_element_class_set_static_metadata (element_class, "Multimodal decision decoder",
+      "Filter/Analyzer",
       "Runs a libmm model's head on fused embeddings and reports labels as "
-      "text, bus messages and buffer metadata", "mm-gst developers");
+      "text, bus messages and buffer metadata",
+      "mm-gst developers");
   /* shown by gst-inspect-1.0 */
   gst_element_class_add_static_metadata (element_class, "example",
-      "gst-launch-1.0 -m filesrc location=cues.srt ! subparse ! textenc model=tests/fixtures/tiny.safetensors ! f.sink_0 mmfuse name=f model=tests/fixtures/tiny.safetensors ! mmdecode model=tests/fixtures/tiny.safetensors top-k=2 ! fakesink dump=true");
+      "gst-launch-1.0 -m filesrc location=cues.srt ! subparse ! textenc "
+      "model=tests/fixtures/tiny.safetensors ! f.sink_0 mmfuse name=f "
+      "model=tests/fixtures/tiny.safetensors ! mmdecode model=tests/fixtures/tiny.safetensors "
+      "top-k=2 ! fakesink dump=true");
 
-  element_class->change_state =
-      GST_DEBUG_FUNCPTR (gst_mm_decode_change_state);
+  element_class->change_state = GST_DEBUG_FUNCPTR (gst_mm_decode_change_state);
 
-  GST_DEBUG_CATEGORY_INIT (gst_mm_decode_debug, "mmdecode", 0,
-      "multimodal decision decoder");
+  GST_DEBUG_CATEGORY_INIT (gst_mm_decode_debug, "mmdecode", 0, "multimodal decision decoder");
 }
 
 static void
-gst_mm_decode_init (GstMmDecode * self)
+gst_mm_decode_init (GstMmDecode *self)
 {
   self->sinkpad = gst_pad_new_from_static_template (&sink_template, "sink");
-  gst_pad_set_chain_function (self->sinkpad,
-      GST_DEBUG_FUNCPTR (gst_mm_decode_chain));
-  gst_pad_set_event_function (self->sinkpad,
-      GST_DEBUG_FUNCPTR (gst_mm_decode_sink_event));
-  gst_pad_set_query_function (self->sinkpad,
-      GST_DEBUG_FUNCPTR (gst_mm_decode_sink_query));
+  gst_pad_set_chain_function (self->sinkpad, GST_DEBUG_FUNCPTR (gst_mm_decode_chain));
+  gst_pad_set_event_function (self->sinkpad, GST_DEBUG_FUNCPTR (gst_mm_decode_sink_event));
+  gst_pad_set_query_function (self->sinkpad, GST_DEBUG_FUNCPTR (gst_mm_decode_sink_query));
   /* accept any dim, so that the CAPS event can say why it is wrong */
   GST_PAD_SET_ACCEPT_TEMPLATE (self->sinkpad);
   gst_element_add_pad (GST_ELEMENT (self), self->sinkpad);
@@ -234,7 +225,7 @@ gst_mm_decode_init (GstMmDecode * self)
 }
 
 static void
-gst_mm_decode_finalize (GObject * object)
+gst_mm_decode_finalize (GObject *object)
 {
   GstMmDecode *self = GST_MM_DECODE (object);
 
@@ -246,8 +237,7 @@ gst_mm_decode_finalize (GObject * object)
 }
 
 static void
-gst_mm_decode_set_property (GObject * object, guint prop_id,
-    const GValue * value, GParamSpec * pspec)
+gst_mm_decode_set_property (GObject *object, guint prop_id, const GValue *value, GParamSpec *pspec)
 {
   GstMmDecode *self = GST_MM_DECODE (object);
 
@@ -274,8 +264,7 @@ gst_mm_decode_set_property (GObject * object, guint prop_id,
 }
 
 static void
-gst_mm_decode_get_property (GObject * object, guint prop_id, GValue * value,
-    GParamSpec * pspec)
+gst_mm_decode_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
 {
   GstMmDecode *self = GST_MM_DECODE (object);
 
@@ -305,21 +294,20 @@ gst_mm_decode_get_property (GObject * object, guint prop_id, GValue * value,
 /* smoothed (n) = s * smoothed + (1 - s) * scores, or scores when @first
  * (or where smoothed is not finite). */
 static void
-smooth_scores (gfloat * smoothed, const gfloat * scores, guint n, gdouble s,
-    gboolean first)
+smooth_scores (gfloat *smoothed, const gfloat *scores, guint n, gdouble s, gboolean first)
 {
   guint i;
 
   for (i = 0; i < n; i++)
-    smoothed[i] = first || !isfinite (smoothed[i]) ? scores[i] :
-        (gfloat) (s * smoothed[i] + (1.0 - s) * scores[i]);
+    smoothed[i] = first || !isfinite (smoothed[i])
+        ? scores[i]
+        : (gfloat)(s * smoothed[i] + (1.0 - s) * scores[i]);
 }
 
 /* order (<= k) = indices of the @k largest @scores (n), best first, ties
  * by lower index, keeping only scores >= @threshold.  Returns the count. */
 static guint
-select_top (const gfloat * scores, guint n, guint k, gdouble threshold,
-    guint * order)
+select_top (const gfloat *scores, guint n, guint k, gdouble threshold, guint *order)
 {
   guint count = 0, i, j;
 
@@ -342,15 +330,15 @@ select_top (const gfloat * scores, guint n, guint k, gdouble threshold,
 /* Virtual methods */
 
 static gboolean
-gst_mm_decode_start (GstElement * element)
+gst_mm_decode_start (GstElement *element)
 {
   GstMmDecode *self = GST_MM_DECODE (element);
   MmContextParams params = mm_context_default_params ();
   GError *err = NULL;
   guint fused_dim;
 
-  self->model = gst_mm_element_open_model_property (GST_ELEMENT (self),
-      &self->model_path, MM_COMPONENT_HEAD);
+  self->model =
+      gst_mm_element_open_model_property (GST_ELEMENT (self), &self->model_path, MM_COMPONENT_HEAD);
   if (self->model == NULL)
     return FALSE;
 
@@ -358,8 +346,9 @@ gst_mm_decode_start (GstElement * element)
   if (fused_dim == 0) {
     GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
         ("%s: the model has no fusion component, so the size of the "
-            "embeddings its head takes is unknown",
-            mm_model_get_path (self->model)), (NULL));
+         "embeddings its head takes is unknown",
+            mm_model_get_path (self->model)),
+        (NULL));
     g_clear_pointer (&self->model, mm_model_unref);
     return FALSE;
   }
@@ -382,13 +371,13 @@ gst_mm_decode_start (GstElement * element)
   GST_OBJECT_LOCK (self);
   self->fused_dim = fused_dim;
   GST_OBJECT_UNLOCK (self);
-  GST_INFO_OBJECT (self, "model %s, fused dim %u, %u outputs",
-      mm_model_get_name (self->model), fused_dim, self->n_outputs);
+  GST_INFO_OBJECT (self, "model %s, fused dim %u, %u outputs", mm_model_get_name (self->model),
+      fused_dim, self->n_outputs);
   return TRUE;
 }
 
 static void
-gst_mm_decode_stop (GstElement * element)
+gst_mm_decode_stop (GstElement *element)
 {
   GstMmDecode *self = GST_MM_DECODE (element);
   GST_OBJECT_LOCK (self);
@@ -403,14 +392,14 @@ gst_mm_decode_stop (GstElement * element)
 }
 
 static GstStateChangeReturn
-gst_mm_decode_change_state (GstElement * element, GstStateChange transition)
+gst_mm_decode_change_state (GstElement *element, GstStateChange transition)
 {
-  return gst_mm_element_change_state (element, transition,
-      GST_ELEMENT_CLASS (parent_class), gst_mm_decode_start, gst_mm_decode_stop);
+  return gst_mm_element_change_state (element, transition, GST_ELEMENT_CLASS (parent_class),
+      gst_mm_decode_start, gst_mm_decode_stop);
 }
 
 static gboolean
-gst_mm_decode_set_caps (GstMmDecode * self, GstCaps * caps)
+gst_mm_decode_set_caps (GstMmDecode *self, GstCaps *caps)
 {
   GstStructure *s = gst_caps_get_structure (caps, 0);
   GstCaps *outcaps;
@@ -423,16 +412,15 @@ gst_mm_decode_set_caps (GstMmDecode * self, GstCaps * caps)
   GST_OBJECT_UNLOCK (self);
   if (self->model == NULL)
     return FALSE;
-  if (!gst_structure_get_int (s, "dim", &dim) || (guint) dim != fused_dim) {
+  if (!gst_structure_get_int (s, "dim", &dim) || (guint)dim != fused_dim) {
     GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
         ("Fused embeddings of dimension %d, but the head of model \"%s\" "
-            "takes %u: give mmfuse and mmdecode the same model", dim,
-            mm_model_get_name (self->model), fused_dim),
+         "takes %u: give mmfuse and mmdecode the same model",
+            dim, mm_model_get_name (self->model), fused_dim),
         ("caps %" GST_PTR_FORMAT, caps));
     return FALSE;
   }
-  gst_mm_element_check_caps_model (GST_ELEMENT (self), "Input", caps,
-      self->model);
+  gst_mm_element_check_caps_model (GST_ELEMENT (self), "Input", caps, self->model);
   self->negotiated = TRUE;
 
   outcaps = gst_static_pad_template_get_caps (&src_template);
@@ -442,12 +430,12 @@ gst_mm_decode_set_caps (GstMmDecode * self, GstCaps * caps)
 }
 
 static gboolean
-gst_mm_decode_sink_event (GstPad * pad, GstObject * parent, GstEvent * event)
+gst_mm_decode_sink_event (GstPad *pad, GstObject *parent, GstEvent *event)
 {
   GstMmDecode *self = GST_MM_DECODE (parent);
 
   switch (GST_EVENT_TYPE (event)) {
-    case GST_EVENT_CAPS:{
+    case GST_EVENT_CAPS: {
       GstCaps *caps;
       gboolean ret;
 
@@ -470,7 +458,7 @@ gst_mm_decode_sink_event (GstPad * pad, GstObject * parent, GstEvent * event)
 }
 
 static gboolean
-gst_mm_decode_sink_query (GstPad * pad, GstObject * parent, GstQuery * query)
+gst_mm_decode_sink_query (GstPad *pad, GstObject *parent, GstQuery *query)
 {
   GstMmDecode *self = GST_MM_DECODE (parent);
 
@@ -484,7 +472,7 @@ gst_mm_decode_sink_query (GstPad * pad, GstObject * parent, GstQuery * query)
     caps = gst_pad_get_pad_template_caps (pad);
     if (dim > 0) {
       caps = gst_caps_make_writable (caps);
-      gst_caps_set_simple (caps, "dim", G_TYPE_INT, (gint) dim, NULL);
+      gst_caps_set_simple (caps, "dim", G_TYPE_INT, (gint)dim, NULL);
     }
     return gst_mm_caps_query_reply (query, caps);
   }
@@ -494,8 +482,8 @@ gst_mm_decode_sink_query (GstPad * pad, GstObject * parent, GstQuery * query)
 /* Fills the presence part of @meta from @fmeta, or marks every fusion
  * input of the model present when @fmeta is NULL. */
 static void
-gst_mm_decode_fill_presence (GstMmDecode * self, const MmFusionMeta * fmeta,
-    MmClassificationMeta * meta)
+gst_mm_decode_fill_presence (
+    GstMmDecode *self, const MmFusionMeta *fmeta, MmClassificationMeta *meta)
 {
   guint i;
 
@@ -507,18 +495,15 @@ gst_mm_decode_fill_presence (GstMmDecode * self, const MmFusionMeta * fmeta,
     }
     return;
   }
-  meta->n_inputs = MIN (mm_model_get_fusion_n_inputs (self->model),
-      MM_MAX_INPUTS);
+  meta->n_inputs = MIN (mm_model_get_fusion_n_inputs (self->model), MM_MAX_INPUTS);
   for (i = 0; i < meta->n_inputs; i++) {
-    meta->modality[i] =
-        g_quark_from_string (mm_model_get_fusion_input_modality (self->model,
-            i));
+    meta->modality[i] = g_quark_from_string (mm_model_get_fusion_input_modality (self->model, i));
     meta->present[i] = TRUE;
   }
 }
 
 static void
-value_array_append_string (GValue * array, const gchar * str)
+value_array_append_string (GValue *array, const gchar *str)
 {
   GValue v = G_VALUE_INIT;
 
@@ -528,7 +513,7 @@ value_array_append_string (GValue * array, const gchar * str)
 }
 
 static void
-value_array_append_double (GValue * array, gdouble d)
+value_array_append_double (GValue *array, gdouble d)
 {
   GValue v = G_VALUE_INIT;
 
@@ -540,12 +525,11 @@ value_array_append_double (GValue * array, gdouble d)
 /* The mm-classification element message for @meta at @pts/@duration, with
  * self->text as the text pushed. */
 static GstMessage *
-gst_mm_decode_make_message (GstMmDecode * self,
-    const MmClassificationMeta * meta, GstClockTime pts,
-    GstClockTime duration)
+gst_mm_decode_make_message (
+    GstMmDecode *self, const MmClassificationMeta *meta, GstClockTime pts, GstClockTime duration)
 {
-  GValue labels = G_VALUE_INIT, scores = G_VALUE_INIT, present =
-      G_VALUE_INIT, missing = G_VALUE_INIT;
+  GValue labels = G_VALUE_INIT, scores = G_VALUE_INIT, present = G_VALUE_INIT,
+         missing = G_VALUE_INIT;
   GstClockTime running_time = GST_CLOCK_TIME_NONE;
   GstClockTime stream_time = GST_CLOCK_TIME_NONE;
   GString *present_csv = g_string_new (NULL);
@@ -553,12 +537,9 @@ gst_mm_decode_make_message (GstMmDecode * self,
   GstStructure *s;
   guint i;
 
-  if (GST_CLOCK_TIME_IS_VALID (pts) &&
-      self->segment.format == GST_FORMAT_TIME) {
-    running_time = gst_segment_to_running_time (&self->segment,
-        GST_FORMAT_TIME, pts);
-    stream_time = gst_segment_to_stream_time (&self->segment,
-        GST_FORMAT_TIME, pts);
+  if (GST_CLOCK_TIME_IS_VALID (pts) && self->segment.format == GST_FORMAT_TIME) {
+    running_time = gst_segment_to_running_time (&self->segment, GST_FORMAT_TIME, pts);
+    stream_time = gst_segment_to_stream_time (&self->segment, GST_FORMAT_TIME, pts);
   }
 
   gst_value_array_init (&labels, meta->n_top);
@@ -577,29 +558,25 @@ gst_mm_decode_make_message (GstMmDecode * self,
     g_string_append_printf (csv, "%s%s", csv->len ? "," : "", name);
   }
 
-  s = gst_structure_new ("mm-classification",
-      "pts", G_TYPE_UINT64, (guint64) pts,
-      "duration", G_TYPE_UINT64, (guint64) duration,
-      "running-time", G_TYPE_UINT64, (guint64) running_time,
-      "stream-time", G_TYPE_UINT64, (guint64) stream_time, NULL);
+  s = gst_structure_new ("mm-classification", "pts", G_TYPE_UINT64, (guint64)pts, "duration",
+      G_TYPE_UINT64, (guint64)duration, "running-time", G_TYPE_UINT64, (guint64)running_time,
+      "stream-time", G_TYPE_UINT64, (guint64)stream_time, NULL);
   gst_structure_take_value (s, "labels", &labels);
   gst_structure_take_value (s, "scores", &scores);
   gst_structure_take_value (s, "present", &present);
   gst_structure_take_value (s, "missing", &missing);
-  gst_structure_set (s,
-      "label", G_TYPE_STRING,
-      meta->n_top ? g_quark_to_string (meta->label[0]) : "",
-      "score", G_TYPE_DOUBLE, meta->n_top ? (gdouble) meta->score[0] : 0.0,
-      "text", G_TYPE_STRING, self->text->str,
-      "present-csv", G_TYPE_STRING, present_csv->str,
-      "missing-csv", G_TYPE_STRING, missing_csv->str, NULL);
+  gst_structure_set (s, "label", G_TYPE_STRING,
+      meta->n_top ? g_quark_to_string (meta->label[0]) : "", "score", G_TYPE_DOUBLE,
+      meta->n_top ? (gdouble)meta->score[0] : 0.0, "text", G_TYPE_STRING, self->text->str,
+      "present-csv", G_TYPE_STRING, present_csv->str, "missing-csv", G_TYPE_STRING,
+      missing_csv->str, NULL);
   g_string_free (present_csv, TRUE);
   g_string_free (missing_csv, TRUE);
   return gst_message_new_element (GST_OBJECT (self), s);
 }
 
 static GstFlowReturn
-gst_mm_decode_chain (GstPad * pad, GstObject * parent, GstBuffer * buffer)
+gst_mm_decode_chain (GstPad *pad, GstObject *parent, GstBuffer *buffer)
 {
   GstMmDecode *self = GST_MM_DECODE (parent);
   guint order[MM_MAX_TOP];
@@ -613,8 +590,7 @@ gst_mm_decode_chain (GstPad * pad, GstObject * parent, GstBuffer * buffer)
 
   if (!self->negotiated || self->head == NULL) {
     gst_buffer_unref (buffer);
-    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, (NULL),
-        ("embedding before caps"));
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, (NULL), ("embedding before caps"));
     return GST_FLOW_NOT_NEGOTIATED;
   }
 
@@ -629,17 +605,15 @@ gst_mm_decode_chain (GstPad * pad, GstObject * parent, GstBuffer * buffer)
     GST_ELEMENT_ERROR (self, STREAM, FAILED, (NULL), ("cannot map buffer"));
     return GST_FLOW_ERROR;
   }
-  if (in.size != (gsize) self->in_dim * sizeof (gfloat)) {
+  if (in.size != (gsize)self->in_dim * sizeof (gfloat)) {
     GST_ELEMENT_ERROR (self, STREAM, FORMAT, (NULL),
-        ("embedding of %" G_GSIZE_FORMAT " bytes, expected %u floats",
-            in.size, self->in_dim));
+        ("embedding of %" G_GSIZE_FORMAT " bytes, expected %u floats", in.size, self->in_dim));
     gst_buffer_unmap (buffer, &in);
     gst_buffer_unref (buffer);
     return GST_FLOW_ERROR;
   }
-  if (((guintptr) in.data) % G_ALIGNOF (gfloat) == 0) {
-    ok = mm_head_run (self->head, (const float *) in.data, self->scores,
-        &err);
+  if (((guintptr)in.data) % G_ALIGNOF (gfloat) == 0) {
+    ok = mm_head_run (self->head, (const float *)in.data, self->scores, &err);
   } else {
     gfloat *copy = g_memdup2 (in.data, in.size);
     ok = mm_head_run (self->head, copy, self->scores, &err);
@@ -647,8 +621,7 @@ gst_mm_decode_chain (GstPad * pad, GstObject * parent, GstBuffer * buffer)
   }
   gst_buffer_unmap (buffer, &in);
   if (!ok) {
-    GST_ELEMENT_ERROR (self, STREAM, FAILED, ("%s", err->message),
-        ("head failed"));
+    GST_ELEMENT_ERROR (self, STREAM, FAILED, ("%s", err->message), ("head failed"));
     g_clear_error (&err);
     gst_buffer_unref (buffer);
     return GST_FLOW_ERROR;
@@ -659,39 +632,34 @@ gst_mm_decode_chain (GstPad * pad, GstObject * parent, GstBuffer * buffer)
   smooth_scores (self->smoothed, self->scores, self->n_outputs, smoothing,
       !self->have_smoothed || smoothing <= 0.0);
   self->have_smoothed = TRUE;
-  n_top = select_top (self->smoothed, self->n_outputs, top_k, threshold,
-      order);
+  n_top = select_top (self->smoothed, self->n_outputs, top_k, threshold, order);
 
   g_string_truncate (self->text, 0);
   for (i = 0; i < n_top; i++) {
     gchar num[G_ASCII_DTOSTR_BUF_SIZE];
 
     g_ascii_formatd (num, sizeof (num), "%.2f", self->smoothed[order[i]]);
-    g_string_append_printf (self->text, "%s%s %s", i ? ", " : "",
-        mm_model_get_label (self->model, order[i]), num);
+    g_string_append_printf (
+        self->text, "%s%s %s", i ? ", " : "", mm_model_get_label (self->model, order[i]), num);
   }
 
-  outbuf = self->text->len > 0 ?
-      gst_buffer_new_memdup (self->text->str, self->text->len) :
-      gst_buffer_new ();
-  gst_buffer_copy_into (outbuf, buffer, GST_BUFFER_COPY_TIMESTAMPS |
-      GST_BUFFER_COPY_FLAGS, 0, -1);
+  outbuf = self->text->len > 0 ? gst_buffer_new_memdup (self->text->str, self->text->len)
+                               : gst_buffer_new ();
+  gst_buffer_copy_into (outbuf, buffer, GST_BUFFER_COPY_TIMESTAMPS | GST_BUFFER_COPY_FLAGS, 0, -1);
   meta = gst_buffer_add_mm_classification_meta (outbuf);
   meta->n_top = n_top;
   for (i = 0; i < n_top; i++) {
-    meta->label[i] =
-        g_quark_from_string (mm_model_get_label (self->model, order[i]));
+    meta->label[i] = g_quark_from_string (mm_model_get_label (self->model, order[i]));
     meta->score[i] = self->smoothed[order[i]];
   }
-  gst_mm_decode_fill_presence (self, gst_buffer_get_mm_fusion_meta (buffer),
-      meta);
+  gst_mm_decode_fill_presence (self, gst_buffer_get_mm_fusion_meta (buffer), meta);
   gst_buffer_unref (buffer);
 
-  GST_LOG_OBJECT (self, "%" GST_TIME_FORMAT ": \"%s\"",
-      GST_TIME_ARGS (GST_BUFFER_PTS (outbuf)), self->text->str);
+  GST_LOG_OBJECT (self, "%" GST_TIME_FORMAT ": \"%s\"", GST_TIME_ARGS (GST_BUFFER_PTS (outbuf)),
+      self->text->str);
   gst_element_post_message (GST_ELEMENT (self),
-      gst_mm_decode_make_message (self, meta, GST_BUFFER_PTS (outbuf),
-          GST_BUFFER_DURATION (outbuf)));
+      gst_mm_decode_make_message (
+          self, meta, GST_BUFFER_PTS (outbuf), GST_BUFFER_DURATION (outbuf)));
 
   return gst_mm_element_push (GST_ELEMENT (self), self->srcpad, outbuf);
 }

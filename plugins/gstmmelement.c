@@ -9,17 +9,15 @@
 #include "gstmmmeta.h"
 
 void
-gst_mm_install_model_property (GObjectClass * gobject_class, guint prop_id)
+gst_mm_install_model_property (GObjectClass *gobject_class, guint prop_id)
 {
   g_object_class_install_property (gobject_class, prop_id,
-      g_param_spec_string ("model", "Model", GST_MM_MODEL_PROPERTY_BLURB,
-          NULL, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
-          GST_PARAM_MUTABLE_READY));
+      g_param_spec_string ("model", "Model", GST_MM_MODEL_PROPERTY_BLURB, NULL,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
 }
 
 MmModel *
-gst_mm_element_open_model (GstElement * element, const gchar * path,
-    MmComponent component)
+gst_mm_element_open_model (GstElement *element, const gchar *path, MmComponent component)
 {
   GError *err = NULL;
   MmModel *model;
@@ -28,7 +26,9 @@ gst_mm_element_open_model (GstElement * element, const gchar * path,
   if (path == NULL || *path == '\0') {
     GST_ELEMENT_ERROR (element, RESOURCE, NOT_FOUND,
         ("No model file set: set the 'model' property to a model file "
-            "with a %s component", cname), (NULL));
+         "with a %s component",
+            cname),
+        (NULL));
     return NULL;
   }
 
@@ -38,8 +38,7 @@ gst_mm_element_open_model (GstElement * element, const gchar * path,
       GST_ELEMENT_ERROR (element, RESOURCE, OPEN_READ, ("%s", err->message),
           ("mm_model_open (\"%s\") failed", path));
     else
-      GST_ELEMENT_ERROR (element, RESOURCE, SETTINGS, ("%s",
-              err ? err->message : "invalid model"),
+      GST_ELEMENT_ERROR (element, RESOURCE, SETTINGS, ("%s", err ? err->message : "invalid model"),
           ("mm_model_open (\"%s\") failed", path));
     g_clear_error (&err);
     return NULL;
@@ -47,8 +46,8 @@ gst_mm_element_open_model (GstElement * element, const gchar * path,
 
   if (!mm_model_has_component (model, component)) {
     GST_ELEMENT_ERROR (element, RESOURCE, SETTINGS,
-        ("%s: the model has no %s component, which %s needs",
-            path, cname, GST_ELEMENT_NAME (element)),
+        ("%s: the model has no %s component, which %s needs", path, cname,
+            GST_ELEMENT_NAME (element)),
         ("model \"%s\"", mm_model_get_name (model)));
     mm_model_unref (model);
     return NULL;
@@ -57,8 +56,8 @@ gst_mm_element_open_model (GstElement * element, const gchar * path,
 }
 
 MmModel *
-gst_mm_element_open_model_property (GstElement * element,
-    gchar * const * path_field, MmComponent component)
+gst_mm_element_open_model_property (
+    GstElement *element, gchar *const *path_field, MmComponent component)
 {
   MmModel *model;
   gchar *path;
@@ -72,21 +71,17 @@ gst_mm_element_open_model_property (GstElement * element,
 }
 
 void
-gst_mm_element_post_context_error (GstElement * element, const gchar * what,
-    const GError * error)
+gst_mm_element_post_context_error (GstElement *element, const gchar *what, const GError *error)
 {
-  GST_ELEMENT_ERROR (element, RESOURCE, SETTINGS, ("%s",
-          error ? error->message : "libmm failed"),
+  GST_ELEMENT_ERROR (element, RESOURCE, SETTINGS, ("%s", error ? error->message : "libmm failed"),
       ("could not create the %s", what));
 }
 
 GstCaps *
-gst_mm_embedding_caps_new (const gchar * modality, guint dim,
-    const gchar * model_name)
+gst_mm_embedding_caps_new (const gchar *modality, guint dim, const gchar *model_name)
 {
-  GstCaps *caps = gst_caps_new_simple (MM_EMBEDDING_CAPS_NAME,
-      "modality", G_TYPE_STRING, modality, "dim", G_TYPE_INT, (gint) dim,
-      NULL);
+  GstCaps *caps = gst_caps_new_simple (MM_EMBEDDING_CAPS_NAME, "modality", G_TYPE_STRING, modality,
+      "dim", G_TYPE_INT, (gint)dim, NULL);
 
   if (model_name)
     gst_caps_set_simple (caps, "model", G_TYPE_STRING, model_name, NULL);
@@ -96,29 +91,28 @@ gst_mm_embedding_caps_new (const gchar * modality, guint dim,
 GstBuffer *
 gst_mm_embedding_buffer_new (guint dim)
 {
-  return gst_buffer_new_allocate (NULL, (gsize) dim * sizeof (gfloat), NULL);
+  return gst_buffer_new_allocate (NULL, (gsize)dim * sizeof (gfloat), NULL);
 }
 
 void
-gst_mm_element_check_caps_model (GstElement * element, const gchar * input,
-    GstCaps * caps, MmModel * model)
+gst_mm_element_check_caps_model (
+    GstElement *element, const gchar *input, GstCaps *caps, MmModel *model)
 {
-  const gchar *from = gst_structure_get_string (gst_caps_get_structure (caps,
-          0), "model");
+  const gchar *from = gst_structure_get_string (gst_caps_get_structure (caps, 0), "model");
 
   if (from == NULL || g_strcmp0 (from, mm_model_get_name (model)) == 0)
     return;
   GST_ELEMENT_WARNING (element, CORE, NEGOTIATION,
       ("%s: embeddings from model \"%s\", but %s runs model \"%s\" (%s); "
-          "the dimensions agree, but use the same model file for every "
-          "element unless these models were made to work together", input,
-          from, GST_ELEMENT_NAME (element), mm_model_get_name (model),
-          mm_model_get_path (model)), ("caps %" GST_PTR_FORMAT, caps));
+       "the dimensions agree, but use the same model file for every "
+       "element unless these models were made to work together",
+          input, from, GST_ELEMENT_NAME (element), mm_model_get_name (model),
+          mm_model_get_path (model)),
+      ("caps %" GST_PTR_FORMAT, caps));
 }
 
 GstFlowReturn
-gst_mm_element_push (GstElement * element, GstPad * srcpad,
-    GstBuffer * buffer)
+gst_mm_element_push (GstElement *element, GstPad *srcpad, GstBuffer *buffer)
 {
   GstFlowReturn ret = gst_pad_push (srcpad, buffer);
   GstCaps *caps;
@@ -127,13 +121,13 @@ gst_mm_element_push (GstElement * element, GstPad * srcpad,
   if (ret != GST_FLOW_NOT_NEGOTIATED)
     return ret;
   caps = gst_pad_get_current_caps (srcpad);
-  if (caps && gst_pad_is_linked (srcpad)
-      && !gst_pad_peer_query_accept_caps (srcpad, caps)) {
+  if (caps && gst_pad_is_linked (srcpad) && !gst_pad_peer_query_accept_caps (srcpad, caps)) {
     str = gst_caps_to_string (caps);
     GST_ELEMENT_ERROR (element, CORE, NEGOTIATION,
         ("The element after %s refuses its output %s: check that it takes "
-            "this (same model, same dimension, matching capsfilter fields)",
-            GST_ELEMENT_NAME (element), str), (NULL));
+         "this (same model, same dimension, matching capsfilter fields)",
+            GST_ELEMENT_NAME (element), str),
+        (NULL));
     g_free (str);
   }
   gst_clear_caps (&caps);
@@ -141,14 +135,13 @@ gst_mm_element_push (GstElement * element, GstPad * srcpad,
 }
 
 gboolean
-gst_mm_caps_query_reply (GstQuery * query, GstCaps * caps)
+gst_mm_caps_query_reply (GstQuery *query, GstCaps *caps)
 {
   GstCaps *filter;
 
   gst_query_parse_caps (query, &filter);
   if (filter) {
-    GstCaps *tmp = gst_caps_intersect_full (filter, caps,
-        GST_CAPS_INTERSECT_FIRST);
+    GstCaps *tmp = gst_caps_intersect_full (filter, caps, GST_CAPS_INTERSECT_FIRST);
     gst_caps_unref (caps);
     caps = tmp;
   }
@@ -158,8 +151,8 @@ gst_mm_caps_query_reply (GstQuery * query, GstCaps * caps)
 }
 
 GstStateChangeReturn
-gst_mm_element_change_state (GstElement * element, GstStateChange transition,
-    GstElementClass * parent_class, GstMmStartFunc start, GstMmStopFunc stop)
+gst_mm_element_change_state (GstElement *element, GstStateChange transition,
+    GstElementClass *parent_class, GstMmStartFunc start, GstMmStopFunc stop)
 {
   GstStateChangeReturn ret;
 
@@ -167,9 +160,8 @@ gst_mm_element_change_state (GstElement * element, GstStateChange transition,
     return GST_STATE_CHANGE_FAILURE;
 
   ret = parent_class->change_state (element, transition);
-  if ((ret == GST_STATE_CHANGE_FAILURE &&
-          transition == GST_STATE_CHANGE_READY_TO_PAUSED) ||
-      transition == GST_STATE_CHANGE_PAUSED_TO_READY)
+  if ((ret == GST_STATE_CHANGE_FAILURE && transition == GST_STATE_CHANGE_READY_TO_PAUSED)
+      || transition == GST_STATE_CHANGE_PAUSED_TO_READY)
     stop (element);
   return ret;
 }

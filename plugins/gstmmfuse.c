@@ -128,16 +128,13 @@
 GST_DEBUG_CATEGORY_STATIC (gst_mm_fuse_debug);
 #define GST_CAT_DEFAULT gst_mm_fuse_debug
 
-static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE ("sink_%u",
-    GST_PAD_SINK,
-    GST_PAD_REQUEST,
-    GST_STATIC_CAPS (MM_EMBEDDING_CAPS_NAME ", dim = (int) [ 1, 65536 ]"));
+static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE ("sink_%u", GST_PAD_SINK,
+    GST_PAD_REQUEST, GST_STATIC_CAPS (MM_EMBEDDING_CAPS_NAME ", dim = (int) [ 1, 65536 ]"));
 
-static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src",
-    GST_PAD_SRC,
-    GST_PAD_ALWAYS,
-    GST_STATIC_CAPS (MM_EMBEDDING_CAPS_NAME ", modality = (string) fused, "
-        "dim = (int) [ 1, 65536 ]"));
+static GstStaticPadTemplate src_template =
+    GST_STATIC_PAD_TEMPLATE ("src", GST_PAD_SRC, GST_PAD_ALWAYS,
+        GST_STATIC_CAPS (MM_EMBEDDING_CAPS_NAME ", modality = (string) fused, "
+                                                "dim = (int) [ 1, 65536 ]"));
 
 /* ---------------------------------------------------------------------- */
 /* Pad                                                                     */
@@ -158,30 +155,30 @@ struct _GstMmFusePad
   GstAggregatorPad parent;
 
   /* properties, pad object lock */
-  gchar *modality_override;     /* NULL: modality from the caps */
-  gint64 max_age;               /* -1: the element's */
+  gchar *modality_override; /* NULL: modality from the caps */
+  gint64 max_age;           /* -1: the element's */
 
   /* written by the aggregator thread under the pad object lock; the
    * aggregator thread reads them without it */
-  gchar *modality;              /* effective modality, NULL before caps */
+  gchar *modality; /* effective modality, NULL before caps */
   guint dim;
-  gint input;                   /* fusion input fed, -1 if none */
+  gint input; /* fusion input fed, -1 if none */
   gboolean sparse;
-  gboolean refused;             /* caps were refused: not negotiated */
+  gboolean refused; /* caps were refused: not negotiated */
 
   /* stream state, aggregator thread only */
-  gfloat *last;                 /* newest embedding (dim floats) */
+  gfloat *last; /* newest embedding (dim floats) */
   gboolean has_last;
-  GstClockTime last_start;      /* its validity interval, running time */
-  GstClockTime last_end;        /* NONE when it had no duration */
-  gint pending_reset;           /* atomic: set on flush, applied by the
+  GstClockTime last_start; /* its validity interval, running time */
+  GstClockTime last_end;   /* NONE when it had no duration */
+  gint pending_reset;      /* atomic: set on flush, applied by the
                                  * aggregator thread */
 };
 
 G_DEFINE_TYPE (GstMmFusePad, gst_mm_fuse_pad, GST_TYPE_AGGREGATOR_PAD);
 
 static void
-gst_mm_fuse_pad_reset_stream (GstMmFusePad * pad)
+gst_mm_fuse_pad_reset_stream (GstMmFusePad *pad)
 {
   pad->has_last = FALSE;
   pad->last_start = GST_CLOCK_TIME_NONE;
@@ -189,15 +186,15 @@ gst_mm_fuse_pad_reset_stream (GstMmFusePad * pad)
 }
 
 static GstFlowReturn
-gst_mm_fuse_pad_flush (GstAggregatorPad * apad, GstAggregator * agg)
+gst_mm_fuse_pad_flush (GstAggregatorPad *apad, GstAggregator *agg)
 {
   g_atomic_int_set (&GST_MM_FUSE_PAD (apad)->pending_reset, 1);
   return GST_FLOW_OK;
 }
 
 static void
-gst_mm_fuse_pad_set_property (GObject * object, guint prop_id,
-    const GValue * value, GParamSpec * pspec)
+gst_mm_fuse_pad_set_property (
+    GObject *object, guint prop_id, const GValue *value, GParamSpec *pspec)
 {
   GstMmFusePad *pad = GST_MM_FUSE_PAD (object);
 
@@ -220,16 +217,14 @@ gst_mm_fuse_pad_set_property (GObject * object, guint prop_id,
 }
 
 static void
-gst_mm_fuse_pad_get_property (GObject * object, guint prop_id, GValue * value,
-    GParamSpec * pspec)
+gst_mm_fuse_pad_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
 {
   GstMmFusePad *pad = GST_MM_FUSE_PAD (object);
 
   GST_OBJECT_LOCK (pad);
   switch (prop_id) {
     case PROP_PAD_MODALITY:
-      g_value_set_string (value, pad->modality_override ?
-          pad->modality_override : pad->modality);
+      g_value_set_string (value, pad->modality_override ? pad->modality_override : pad->modality);
       break;
     case PROP_PAD_MAX_AGE:
       g_value_set_int64 (value, pad->max_age);
@@ -248,7 +243,7 @@ gst_mm_fuse_pad_get_property (GObject * object, guint prop_id, GValue * value,
 }
 
 static void
-gst_mm_fuse_pad_finalize (GObject * object)
+gst_mm_fuse_pad_finalize (GObject *object)
 {
   GstMmFusePad *pad = GST_MM_FUSE_PAD (object);
 
@@ -260,7 +255,7 @@ gst_mm_fuse_pad_finalize (GObject * object)
 }
 
 static void
-gst_mm_fuse_pad_class_init (GstMmFusePadClass * klass)
+gst_mm_fuse_pad_class_init (GstMmFusePadClass *klass)
 {
   GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
   GstAggregatorPadClass *apad_class = GST_AGGREGATOR_PAD_CLASS (klass);
@@ -273,28 +268,26 @@ gst_mm_fuse_pad_class_init (GstMmFusePadClass * klass)
   g_object_class_install_property (gobject_class, PROP_PAD_MODALITY,
       g_param_spec_string ("modality", "Modality",
           "Fusion input modality this pad feeds (e.g. \"sensor\"); "
-          "NULL = the caps' modality.  Read when caps arrive", NULL,
-          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
-          GST_PARAM_MUTABLE_PLAYING));
+          "NULL = the caps' modality.  Read when caps arrive",
+          NULL, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING));
   g_object_class_install_property (gobject_class, PROP_PAD_MAX_AGE,
       g_param_spec_int64 ("max-age", "Maximum age",
           "How long (ns) after its end this pad's last embedding may still "
-          "be used; -1 = the element's max-age", -1, G_MAXINT64,
-          DEFAULT_PAD_MAX_AGE,
-          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
-          GST_PARAM_MUTABLE_PLAYING));
+          "be used; -1 = the element's max-age",
+          -1, G_MAXINT64, DEFAULT_PAD_MAX_AGE,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING));
   g_object_class_install_property (gobject_class, PROP_PAD_SPARSE,
       g_param_spec_boolean ("sparse", "Sparse",
-          "Whether the stream is sparse (set from caps: modality=text)",
-          FALSE, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
+          "Whether the stream is sparse (set from caps: modality=text)", FALSE,
+          G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
   g_object_class_install_property (gobject_class, PROP_PAD_INPUT,
       g_param_spec_int ("input", "Fusion input",
-          "Index of the fusion input this pad feeds, -1 before caps", -1,
-          MM_MAX_INPUTS, -1, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
+          "Index of the fusion input this pad feeds, -1 before caps", -1, MM_MAX_INPUTS, -1,
+          G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
 }
 
 static void
-gst_mm_fuse_pad_init (GstMmFusePad * pad)
+gst_mm_fuse_pad_init (GstMmFusePad *pad)
 {
   pad->max_age = DEFAULT_PAD_MAX_AGE;
   pad->input = -1;
@@ -337,54 +330,49 @@ struct _GstMmFuse
   MmFusion *fusion;
   guint n_inputs;
   guint fused_dim;
-  const gfloat **inputs;        /* n_inputs: scratch for mm_fusion_run */
+  const gfloat **inputs; /* n_inputs: scratch for mm_fusion_run */
 
   /* aggregator thread only */
-  gchar *warned_drive_pad;      /* drive-pad name last warned about */
-  GstClockTime last_out_t;      /* running time of the last output, or NONE */
-  GstClockTime last_out_end;    /* running time where it ended, or NONE */
+  gchar *warned_drive_pad;   /* drive-pad name last warned about */
+  GstClockTime last_out_t;   /* running time of the last output, or NONE */
+  GstClockTime last_out_end; /* running time where it ended, or NONE */
 };
 
 #define gst_mm_fuse_parent_class parent_class
-static void gst_mm_fuse_child_proxy_init (gpointer g_iface,
-    gpointer iface_data);
+static void gst_mm_fuse_child_proxy_init (gpointer g_iface, gpointer iface_data);
 G_DEFINE_TYPE_WITH_CODE (GstMmFuse, gst_mm_fuse, GST_TYPE_AGGREGATOR,
-    G_IMPLEMENT_INTERFACE (GST_TYPE_CHILD_PROXY,
-        gst_mm_fuse_child_proxy_init));
-GST_ELEMENT_REGISTER_DEFINE (mmfuse, "mmfuse", GST_RANK_NONE,
-    GST_TYPE_MM_FUSE);
-
-static void gst_mm_fuse_set_property (GObject * object, guint prop_id,
-    const GValue * value, GParamSpec * pspec);
-static void gst_mm_fuse_get_property (GObject * object, guint prop_id,
-    GValue * value, GParamSpec * pspec);
-static void gst_mm_fuse_finalize (GObject * object);
-static gboolean gst_mm_fuse_start (GstAggregator * agg);
-static gboolean gst_mm_fuse_stop (GstAggregator * agg);
-static GstFlowReturn gst_mm_fuse_flush (GstAggregator * agg);
-static GstFlowReturn gst_mm_fuse_aggregate (GstAggregator * agg,
-    gboolean timeout);
-static GstClockTime gst_mm_fuse_get_next_time (GstAggregator * agg);
-static gboolean gst_mm_fuse_sink_event (GstAggregator * agg,
-    GstAggregatorPad * apad, GstEvent * event);
-static gboolean gst_mm_fuse_src_event (GstAggregator * agg, GstEvent * event);
-static gboolean gst_mm_fuse_sink_query (GstAggregator * agg,
-    GstAggregatorPad * apad, GstQuery * query);
-static GstFlowReturn gst_mm_fuse_update_src_caps (GstAggregator * agg,
-    GstCaps * downstream, GstCaps ** ret);
-static GstPad *gst_mm_fuse_request_new_pad (GstElement * element,
-    GstPadTemplate * templ, const gchar * name, const GstCaps * caps);
-static void gst_mm_fuse_release_pad (GstElement * element, GstPad * pad);
+    G_IMPLEMENT_INTERFACE (GST_TYPE_CHILD_PROXY, gst_mm_fuse_child_proxy_init));
+GST_ELEMENT_REGISTER_DEFINE (mmfuse, "mmfuse", GST_RANK_NONE, GST_TYPE_MM_FUSE);
 
 static void
-gst_mm_fuse_class_init (GstMmFuseClass * klass)
+gst_mm_fuse_set_property (GObject *object, guint prop_id, const GValue *value, GParamSpec *pspec);
+static void
+gst_mm_fuse_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec);
+static void gst_mm_fuse_finalize (GObject *object);
+static gboolean gst_mm_fuse_start (GstAggregator *agg);
+static gboolean gst_mm_fuse_stop (GstAggregator *agg);
+static GstFlowReturn gst_mm_fuse_flush (GstAggregator *agg);
+static GstFlowReturn gst_mm_fuse_aggregate (GstAggregator *agg, gboolean timeout);
+static GstClockTime gst_mm_fuse_get_next_time (GstAggregator *agg);
+static gboolean
+gst_mm_fuse_sink_event (GstAggregator *agg, GstAggregatorPad *apad, GstEvent *event);
+static gboolean gst_mm_fuse_src_event (GstAggregator *agg, GstEvent *event);
+static gboolean
+gst_mm_fuse_sink_query (GstAggregator *agg, GstAggregatorPad *apad, GstQuery *query);
+static GstFlowReturn
+gst_mm_fuse_update_src_caps (GstAggregator *agg, GstCaps *downstream, GstCaps **ret);
+static GstPad *gst_mm_fuse_request_new_pad (
+    GstElement *element, GstPadTemplate *templ, const gchar *name, const GstCaps *caps);
+static void gst_mm_fuse_release_pad (GstElement *element, GstPad *pad);
+
+static void
+gst_mm_fuse_class_init (GstMmFuseClass *klass)
 {
   GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
   GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
   GstAggregatorClass *agg_class = GST_AGGREGATOR_CLASS (klass);
 
-  GST_DEBUG_CATEGORY_INIT (gst_mm_fuse_debug, "mmfuse", 0,
-      "multimodal embedding fusion");
+  GST_DEBUG_CATEGORY_INIT (gst_mm_fuse_debug, "mmfuse", 0, "multimodal embedding fusion");
 
   gobject_class->set_property = gst_mm_fuse_set_property;
   gobject_class->get_property = gst_mm_fuse_get_property;
@@ -396,38 +384,40 @@ gst_mm_fuse_class_init (GstMmFuseClass * klass)
           "Name of the sink pad whose buffers drive the output cadence "
           "(NULL, or a name matching no pad: interval if set, else the first "
           "image pad, else 500 ms)",
-          DEFAULT_DRIVE_PAD, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
-          GST_PARAM_MUTABLE_PLAYING));
+          DEFAULT_DRIVE_PAD,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING));
   g_object_class_install_property (gobject_class, PROP_INTERVAL,
       g_param_spec_uint64 ("interval", "Interval",
           "Fixed output period in ns of running time when no drive pad is "
-          "set (0: the first image pad drives, else 500 ms)", 0,
-          G_MAXUINT64, DEFAULT_INTERVAL,
-          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
-          GST_PARAM_MUTABLE_PLAYING));
+          "set (0: the first image pad drives, else 500 ms)",
+          0, G_MAXUINT64, DEFAULT_INTERVAL,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING));
   g_object_class_install_property (gobject_class, PROP_MAX_AGE,
       g_param_spec_uint64 ("max-age", "Maximum age",
           "How long (ns) after its end an embedding may still be paired "
-          "when no newer one covers the output time", 0, G_MAXUINT64,
-          DEFAULT_MAX_AGE, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
-          GST_PARAM_MUTABLE_PLAYING));
+          "when no newer one covers the output time",
+          0, G_MAXUINT64, DEFAULT_MAX_AGE,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING));
 
-  gst_element_class_add_static_pad_template_with_gtype (element_class,
-      &sink_template, GST_TYPE_MM_FUSE_PAD);
-  gst_element_class_add_static_pad_template_with_gtype (element_class,
-      &src_template, GST_TYPE_AGGREGATOR_PAD);
-  gst_element_class_set_static_metadata (element_class,
-      "Multimodal embedding fusion", "Filter/Combiner/Analyzer",
+  gst_element_class_add_static_pad_template_with_gtype (
+      element_class, &sink_template, GST_TYPE_MM_FUSE_PAD);
+  gst_element_class_add_static_pad_template_with_gtype (
+      element_class, &src_template, GST_TYPE_AGGREGATOR_PAD);
+  gst_element_class_set_static_metadata (element_class, "Multimodal embedding fusion",
+      "Filter/Combiner/Analyzer",
       "Pairs video, audio, text and other embedding streams by timestamp "
       "(sparse text streams never stall the others; missing modalities "
       "become a presence mask) and fuses them with a libmm model",
       "mm-gst developers");
   /* shown by gst-inspect-1.0 */
   gst_element_class_add_static_metadata (element_class, "example",
-      "gst-launch-1.0 -m filesrc location=cues.srt ! subparse ! textenc model=tests/fixtures/tiny.safetensors ! f.sink_0 videotestsrc num-buffers=60 ! videoconvert ! imageenc model=tests/fixtures/tiny.safetensors ! f.sink_1 mmfuse name=f model=tests/fixtures/tiny.safetensors ! mmdecode model=tests/fixtures/tiny.safetensors ! fakesink");
+      "gst-launch-1.0 -m filesrc location=cues.srt ! subparse ! textenc "
+      "model=tests/fixtures/tiny.safetensors ! f.sink_0 videotestsrc num-buffers=60 ! videoconvert "
+      "! imageenc model=tests/fixtures/tiny.safetensors ! f.sink_1 mmfuse name=f "
+      "model=tests/fixtures/tiny.safetensors ! mmdecode model=tests/fixtures/tiny.safetensors ! "
+      "fakesink");
 
-  element_class->request_new_pad =
-      GST_DEBUG_FUNCPTR (gst_mm_fuse_request_new_pad);
+  element_class->request_new_pad = GST_DEBUG_FUNCPTR (gst_mm_fuse_request_new_pad);
   element_class->release_pad = GST_DEBUG_FUNCPTR (gst_mm_fuse_release_pad);
 
   agg_class->start = GST_DEBUG_FUNCPTR (gst_mm_fuse_start);
@@ -448,8 +438,7 @@ gst_mm_fuse_class_init (GstMmFuseClass * klass)
  * `mmfuse sink_2::max-age=0` in gst-launch-1.0 (as for compositor and
  * audiomixer). */
 static GObject *
-gst_mm_fuse_child_proxy_get_child_by_index (GstChildProxy * proxy,
-    guint index)
+gst_mm_fuse_child_proxy_get_child_by_index (GstChildProxy *proxy, guint index)
 {
   GstElement *element = GST_ELEMENT_CAST (proxy);
   GObject *obj;
@@ -463,7 +452,7 @@ gst_mm_fuse_child_proxy_get_child_by_index (GstChildProxy * proxy,
 }
 
 static guint
-gst_mm_fuse_child_proxy_get_children_count (GstChildProxy * proxy)
+gst_mm_fuse_child_proxy_get_children_count (GstChildProxy *proxy)
 {
   GstElement *element = GST_ELEMENT_CAST (proxy);
   guint count;
@@ -484,34 +473,31 @@ gst_mm_fuse_child_proxy_init (gpointer g_iface, gpointer iface_data)
 }
 
 static GstPad *
-gst_mm_fuse_request_new_pad (GstElement * element, GstPadTemplate * templ,
-    const gchar * name, const GstCaps * caps)
+gst_mm_fuse_request_new_pad (
+    GstElement *element, GstPadTemplate *templ, const gchar *name, const GstCaps *caps)
 {
   GstPad *pad;
 
-  pad = GST_ELEMENT_CLASS (parent_class)->request_new_pad (element, templ,
-      name, caps);
+  pad = GST_ELEMENT_CLASS (parent_class)->request_new_pad (element, templ, name, caps);
   if (pad)
-    gst_child_proxy_child_added (GST_CHILD_PROXY (element), G_OBJECT (pad),
-        GST_OBJECT_NAME (pad));
+    gst_child_proxy_child_added (GST_CHILD_PROXY (element), G_OBJECT (pad), GST_OBJECT_NAME (pad));
   return pad;
 }
 
 static void
-gst_mm_fuse_release_pad (GstElement * element, GstPad * pad)
+gst_mm_fuse_release_pad (GstElement *element, GstPad *pad)
 {
   gchar *name = gst_pad_get_name (pad);
 
   gst_object_ref (pad);
   GST_ELEMENT_CLASS (parent_class)->release_pad (element, pad);
-  gst_child_proxy_child_removed (GST_CHILD_PROXY (element), G_OBJECT (pad),
-      name);
+  gst_child_proxy_child_removed (GST_CHILD_PROXY (element), G_OBJECT (pad), name);
   gst_object_unref (pad);
   g_free (name);
 }
 
 static void
-gst_mm_fuse_init (GstMmFuse * self)
+gst_mm_fuse_init (GstMmFuse *self)
 {
   self->drive_pad = g_strdup (DEFAULT_DRIVE_PAD);
   self->interval = DEFAULT_INTERVAL;
@@ -523,7 +509,7 @@ gst_mm_fuse_init (GstMmFuse * self)
 }
 
 static void
-gst_mm_fuse_finalize (GObject * object)
+gst_mm_fuse_finalize (GObject *object)
 {
   GstMmFuse *self = GST_MM_FUSE (object);
 
@@ -539,8 +525,7 @@ gst_mm_fuse_finalize (GObject * object)
 }
 
 static void
-gst_mm_fuse_set_property (GObject * object, guint prop_id,
-    const GValue * value, GParamSpec * pspec)
+gst_mm_fuse_set_property (GObject *object, guint prop_id, const GValue *value, GParamSpec *pspec)
 {
   GstMmFuse *self = GST_MM_FUSE (object);
 
@@ -570,8 +555,7 @@ gst_mm_fuse_set_property (GObject * object, guint prop_id,
 }
 
 static void
-gst_mm_fuse_get_property (GObject * object, guint prop_id, GValue * value,
-    GParamSpec * pspec)
+gst_mm_fuse_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
 {
   GstMmFuse *self = GST_MM_FUSE (object);
 
@@ -600,7 +584,7 @@ gst_mm_fuse_get_property (GObject * object, guint prop_id, GValue * value,
 /* Start / stop / flush                                                    */
 
 static gboolean
-gst_mm_fuse_start (GstAggregator * agg)
+gst_mm_fuse_start (GstAggregator *agg)
 {
   GstMmFuse *self = GST_MM_FUSE (agg);
   MmContextParams params = mm_context_default_params ();
@@ -609,16 +593,17 @@ gst_mm_fuse_start (GstAggregator * agg)
   MmFusion *fusion;
   guint n_inputs;
 
-  model = gst_mm_element_open_model_property (GST_ELEMENT (self),
-      &self->model_path, MM_COMPONENT_FUSION);
+  model = gst_mm_element_open_model_property (
+      GST_ELEMENT (self), &self->model_path, MM_COMPONENT_FUSION);
   if (model == NULL)
     return FALSE;
 
   n_inputs = mm_model_get_fusion_n_inputs (model);
   if (n_inputs > MM_MAX_INPUTS) {
     GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
-        ("%s: the fusion has %u inputs, mmfuse supports at most %u",
-            mm_model_get_path (model), n_inputs, MM_MAX_INPUTS), (NULL));
+        ("%s: the fusion has %u inputs, mmfuse supports at most %u", mm_model_get_path (model),
+            n_inputs, MM_MAX_INPUTS),
+        (NULL));
     mm_model_unref (model);
     return FALSE;
   }
@@ -641,13 +626,13 @@ gst_mm_fuse_start (GstAggregator * agg)
   self->last_out_end = GST_CLOCK_TIME_NONE;
   GST_OBJECT_UNLOCK (self);
 
-  GST_INFO_OBJECT (self, "model %s: %u fusion inputs, fused dim %u",
-      mm_model_get_name (model), n_inputs, self->fused_dim);
+  GST_INFO_OBJECT (self, "model %s: %u fusion inputs, fused dim %u", mm_model_get_name (model),
+      n_inputs, self->fused_dim);
   return TRUE;
 }
 
 static void
-gst_mm_fuse_forget_pad_mapping (GstMmFusePad * pad)
+gst_mm_fuse_forget_pad_mapping (GstMmFusePad *pad)
 {
   GST_OBJECT_LOCK (pad);
   pad->input = -1;
@@ -657,7 +642,7 @@ gst_mm_fuse_forget_pad_mapping (GstMmFusePad * pad)
 }
 
 static gboolean
-gst_mm_fuse_stop (GstAggregator * agg)
+gst_mm_fuse_stop (GstAggregator *agg)
 {
   GstMmFuse *self = GST_MM_FUSE (agg);
   MmModel *model;
@@ -683,7 +668,7 @@ gst_mm_fuse_stop (GstAggregator * agg)
 }
 
 static GstFlowReturn
-gst_mm_fuse_flush (GstAggregator * agg)
+gst_mm_fuse_flush (GstAggregator *agg)
 {
   GstMmFuse *self = GST_MM_FUSE (agg);
   GList *l;
@@ -705,8 +690,7 @@ gst_mm_fuse_flush (GstAggregator * agg)
 /* Index of the first fusion input of @modality fed by no pad but @pad (the
  * one @pad already feeds wins), or -1.  Aggregator thread. */
 static gint
-gst_mm_fuse_find_free_input (GstMmFuse * self, GstMmFusePad * pad,
-    const gchar * modality)
+gst_mm_fuse_find_free_input (GstMmFuse *self, GstMmFusePad *pad, const gchar *modality)
 {
   guint32 used = 0;
   GList *l;
@@ -720,16 +704,13 @@ gst_mm_fuse_find_free_input (GstMmFuse * self, GstMmFusePad * pad,
   }
   GST_OBJECT_UNLOCK (self);
 
-  if (pad->input >= 0 && (guint) pad->input < self->n_inputs
-      && !(used & (1u << pad->input))
-      && g_strcmp0 (mm_model_get_fusion_input_modality (self->model,
-              pad->input), modality) == 0)
+  if (pad->input >= 0 && (guint)pad->input < self->n_inputs && !(used & (1u << pad->input))
+      && g_strcmp0 (mm_model_get_fusion_input_modality (self->model, pad->input), modality) == 0)
     return pad->input;
 
   for (i = 0; i < self->n_inputs; i++) {
-    if (!(used & (1u << i)) &&
-        g_strcmp0 (mm_model_get_fusion_input_modality (self->model, i),
-            modality) == 0)
+    if (!(used & (1u << i))
+        && g_strcmp0 (mm_model_get_fusion_input_modality (self->model, i), modality) == 0)
       return i;
   }
   return -1;
@@ -737,7 +718,7 @@ gst_mm_fuse_find_free_input (GstMmFuse * self, GstMmFusePad * pad,
 
 /* "image (dim 8), audio (dim 8), text (dim 8)" */
 static gchar *
-gst_mm_fuse_describe_inputs (GstMmFuse * self)
+gst_mm_fuse_describe_inputs (GstMmFuse *self)
 {
   GString *s = g_string_new (NULL);
   guint i;
@@ -750,7 +731,7 @@ gst_mm_fuse_describe_inputs (GstMmFuse * self)
 }
 
 static void
-gst_mm_fuse_pad_refuse (GstMmFusePad * pad)
+gst_mm_fuse_pad_refuse (GstMmFusePad *pad)
 {
   GST_OBJECT_LOCK (pad);
   pad->input = -1;
@@ -761,8 +742,7 @@ gst_mm_fuse_pad_refuse (GstMmFusePad * pad)
 /* Maps @pad to a fusion input from @caps.  Aggregator thread (serialized
  * CAPS event).  On mismatch posts a CORE/NEGOTIATION error. */
 static gboolean
-gst_mm_fuse_pad_set_caps (GstMmFuse * self, GstMmFusePad * pad,
-    GstCaps * caps)
+gst_mm_fuse_pad_set_caps (GstMmFuse *self, GstMmFusePad *pad, GstCaps *caps)
 {
   const GstStructure *s = gst_caps_get_structure (caps, 0);
   const gchar *name = GST_PAD_NAME (pad);
@@ -772,25 +752,27 @@ gst_mm_fuse_pad_set_caps (GstMmFuse * self, GstMmFusePad * pad,
   guint expected;
 
   GST_OBJECT_LOCK (pad);
-  modality = g_strdup (pad->modality_override ? pad->modality_override :
-      gst_structure_get_string (s, "modality"));
+  modality = g_strdup (
+      pad->modality_override ? pad->modality_override : gst_structure_get_string (s, "modality"));
   GST_OBJECT_UNLOCK (pad);
 
   if (self->model == NULL) {
-    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
-        ("Pad %s: caps before the model was loaded", name), (NULL));
+    GST_ELEMENT_ERROR (
+        self, CORE, NEGOTIATION, ("Pad %s: caps before the model was loaded", name), (NULL));
     goto refuse;
   }
 
   if (modality == NULL) {
     GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
         ("Pad %s: caps %" GST_PTR_FORMAT " have no modality and the pad's "
-            "'modality' property is not set", name, caps), (NULL));
+         "'modality' property is not set",
+            name, caps),
+        (NULL));
     goto refuse;
   }
   if (!gst_structure_get_int (s, "dim", &dim) || dim <= 0) {
-    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
-        ("Pad %s: %s caps without a valid dim", name, modality), (NULL));
+    GST_ELEMENT_ERROR (
+        self, CORE, NEGOTIATION, ("Pad %s: %s caps without a valid dim", name, modality), (NULL));
     goto refuse;
   }
 
@@ -801,23 +783,25 @@ gst_mm_fuse_pad_set_caps (GstMmFuse * self, GstMmFusePad * pad,
     if (mm_model_find_fusion_input (self->model, modality) < 0)
       GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
           ("Pad %s: modality '%s' is not an input of model '%s' (its fusion "
-              "inputs: %s)", name, modality, mm_model_get_name (self->model),
-              inputs), (NULL));
+           "inputs: %s)",
+              name, modality, mm_model_get_name (self->model), inputs),
+          (NULL));
     else
       GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
           ("Pad %s: every '%s' input of model '%s' is already fed by another "
-              "pad (its fusion inputs: %s)", name, modality,
-              mm_model_get_name (self->model), inputs), (NULL));
+           "pad (its fusion inputs: %s)",
+              name, modality, mm_model_get_name (self->model), inputs),
+          (NULL));
     g_free (inputs);
     goto refuse;
   }
 
   expected = mm_model_get_fusion_input_dim (self->model, input);
-  if ((guint) dim != expected) {
+  if ((guint)dim != expected) {
     GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
         ("Pad %s: %s embeddings have dimension %d, but model '%s' expects "
-            "dimension %u for its %s input", name, modality, dim,
-            mm_model_get_name (self->model), expected, modality),
+         "dimension %u for its %s input",
+            name, modality, dim, mm_model_get_name (self->model), expected, modality),
         ("caps %" GST_PTR_FORMAT, caps));
     goto refuse;
   }
@@ -825,12 +809,11 @@ gst_mm_fuse_pad_set_caps (GstMmFuse * self, GstMmFusePad * pad,
   {
     gchar *what = g_strdup_printf ("Pad %s", name);
 
-    gst_mm_element_check_caps_model (GST_ELEMENT (self), what, caps,
-        self->model);
+    gst_mm_element_check_caps_model (GST_ELEMENT (self), what, caps, self->model);
     g_free (what);
   }
 
-  if (pad->dim != (guint) dim || pad->last == NULL) {
+  if (pad->dim != (guint)dim || pad->last == NULL) {
     g_free (pad->last);
     pad->last = g_new0 (gfloat, dim);
     gst_mm_fuse_pad_reset_stream (pad);
@@ -845,8 +828,8 @@ gst_mm_fuse_pad_set_caps (GstMmFuse * self, GstMmFusePad * pad,
   pad->refused = FALSE;
   GST_OBJECT_UNLOCK (pad);
 
-  GST_INFO_OBJECT (pad, "feeds fusion input %d (%s, dim %d)%s", input,
-      modality, dim, pad->sparse ? ", sparse" : "");
+  GST_INFO_OBJECT (pad, "feeds fusion input %d (%s, dim %d)%s", input, modality, dim,
+      pad->sparse ? ", sparse" : "");
   return TRUE;
 
 refuse:
@@ -858,7 +841,7 @@ refuse:
 /* What the model accepts on @pad: one structure per fusion input (any
  * modality when the pad's 'modality' property overrides the caps). */
 static GstCaps *
-gst_mm_fuse_pad_model_caps (GstMmFuse * self, GstMmFusePad * pad)
+gst_mm_fuse_pad_model_caps (GstMmFuse *self, GstMmFusePad *pad)
 {
   GstCaps *caps = NULL;
   MmModel *model;
@@ -884,7 +867,7 @@ gst_mm_fuse_pad_model_caps (GstMmFuse * self, GstMmFusePad * pad)
     if (override && !g_str_equal (override, modality))
       continue;
     s = gst_structure_new (MM_EMBEDDING_CAPS_NAME, "dim", G_TYPE_INT,
-        (gint) mm_model_get_fusion_input_dim (model, i), NULL);
+        (gint)mm_model_get_fusion_input_dim (model, i), NULL);
     if (!override)
       gst_structure_set (s, "modality", G_TYPE_STRING, modality, NULL);
     caps = gst_caps_merge_structure (caps, s);
@@ -895,8 +878,7 @@ gst_mm_fuse_pad_model_caps (GstMmFuse * self, GstMmFusePad * pad)
 }
 
 static gboolean
-gst_mm_fuse_sink_query (GstAggregator * agg, GstAggregatorPad * apad,
-    GstQuery * query)
+gst_mm_fuse_sink_query (GstAggregator *agg, GstAggregatorPad *apad, GstQuery *query)
 {
   GstMmFuse *self = GST_MM_FUSE (agg);
 
@@ -913,14 +895,13 @@ gst_mm_fuse_sink_query (GstAggregator * agg, GstAggregatorPad * apad,
 }
 
 static gboolean
-gst_mm_fuse_sink_event (GstAggregator * agg, GstAggregatorPad * apad,
-    GstEvent * event)
+gst_mm_fuse_sink_event (GstAggregator *agg, GstAggregatorPad *apad, GstEvent *event)
 {
   GstMmFuse *self = GST_MM_FUSE (agg);
   GstMmFusePad *pad = GST_MM_FUSE_PAD (apad);
 
   switch (GST_EVENT_TYPE (event)) {
-    case GST_EVENT_CAPS:{
+    case GST_EVENT_CAPS: {
       GstCaps *caps;
       gboolean ok;
 
@@ -946,15 +927,17 @@ gst_mm_fuse_sink_event (GstAggregator * agg, GstAggregatorPad * apad,
 /* Reverse playback is refused: pairing assumes time flows forward (a
  * covering embedding starts at or before t, the newest one is the latest). */
 static gboolean
-gst_mm_fuse_src_event (GstAggregator * agg, GstEvent * event)
+gst_mm_fuse_src_event (GstAggregator *agg, GstEvent *event)
 {
   if (GST_EVENT_TYPE (event) == GST_EVENT_SEEK) {
     gdouble rate;
 
     gst_event_parse_seek (event, &rate, NULL, NULL, NULL, NULL, NULL, NULL);
     if (rate < 0.0) {
-      GST_WARNING_OBJECT (agg, "refusing a seek with rate %g: mmfuse only "
-          "supports forward playback", rate);
+      GST_WARNING_OBJECT (agg,
+          "refusing a seek with rate %g: mmfuse only "
+          "supports forward playback",
+          rate);
       gst_event_unref (event);
       return FALSE;
     }
@@ -963,8 +946,7 @@ gst_mm_fuse_src_event (GstAggregator * agg, GstEvent * event)
 }
 
 static GstFlowReturn
-gst_mm_fuse_update_src_caps (GstAggregator * agg, GstCaps * downstream,
-    GstCaps ** ret)
+gst_mm_fuse_update_src_caps (GstAggregator *agg, GstCaps *downstream, GstCaps **ret)
 {
   GstMmFuse *self = GST_MM_FUSE (agg);
   GstCaps *caps;
@@ -974,14 +956,13 @@ gst_mm_fuse_update_src_caps (GstAggregator * agg, GstCaps * downstream,
     GST_OBJECT_UNLOCK (self);
     return GST_FLOW_NOT_NEGOTIATED;
   }
-  caps = gst_mm_embedding_caps_new ("fused", self->fused_dim,
-      mm_model_get_name (self->model));
+  caps = gst_mm_embedding_caps_new ("fused", self->fused_dim, mm_model_get_name (self->model));
   GST_OBJECT_UNLOCK (self);
 
   if (!gst_caps_can_intersect (downstream, caps)) {
     GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
-        ("Downstream does not accept the fused embeddings %" GST_PTR_FORMAT,
-            caps), ("downstream caps %" GST_PTR_FORMAT, downstream));
+        ("Downstream does not accept the fused embeddings %" GST_PTR_FORMAT, caps),
+        ("downstream caps %" GST_PTR_FORMAT, downstream));
     gst_caps_unref (caps);
     return GST_FLOW_NOT_NEGOTIATED;
   }
@@ -994,7 +975,7 @@ gst_mm_fuse_update_src_caps (GstAggregator * agg, GstCaps * downstream,
 
 typedef struct
 {
-  GPtrArray *pads;              /* GstMmFusePad refs, in request order */
+  GPtrArray *pads; /* GstMmFusePad refs, in request order */
   gchar *drive_name;
   guint64 interval;
   guint64 max_age;
@@ -1003,7 +984,7 @@ typedef struct
 
 /* Pads and settings, copied under the object lock. */
 static void
-snapshot_take (GstMmFuse * self, Snapshot * snap)
+snapshot_take (GstMmFuse *self, Snapshot *snap)
 {
   GList *l;
 
@@ -1019,7 +1000,7 @@ snapshot_take (GstMmFuse * self, Snapshot * snap)
 }
 
 static void
-snapshot_clear (Snapshot * snap)
+snapshot_clear (Snapshot *snap)
 {
   g_ptr_array_unref (snap->pads);
   g_free (snap->drive_name);
@@ -1027,7 +1008,7 @@ snapshot_clear (Snapshot * snap)
 
 /* The sink pad named @name, or NULL. */
 static GstMmFusePad *
-snapshot_find_pad (const Snapshot * snap, const gchar * name)
+snapshot_find_pad (const Snapshot *snap, const gchar *name)
 {
   guint i;
 
@@ -1043,7 +1024,7 @@ snapshot_find_pad (const Snapshot * snap, const gchar * name)
 /* gst_aggregator_pad_is_inactive() asserts that the pad has a parent; a pad
  * in a snapshot may have been released meanwhile (it then is inactive). */
 static gboolean
-pad_is_inactive (GstMmFusePad * pad)
+pad_is_inactive (GstMmFusePad *pad)
 {
   GstObject *parent = gst_object_get_parent (GST_OBJECT (pad));
   gboolean inactive;
@@ -1059,7 +1040,7 @@ pad_is_inactive (GstMmFusePad * pad)
  * drive-pad if it names a pad, else (no drive-pad, or a name that matches
  * no pad) the first image pad unless an interval is set. */
 static GstMmFusePad *
-choose_drive (const Snapshot * snap)
+choose_drive (const Snapshot *snap)
 {
   GstMmFusePad *drive = snapshot_find_pad (snap, snap->drive_name);
   guint i;
@@ -1077,7 +1058,7 @@ choose_drive (const Snapshot * snap)
 }
 
 static guint64
-snapshot_interval (const Snapshot * snap)
+snapshot_interval (const Snapshot *snap)
 {
   return snap->interval ? snap->interval : FALLBACK_INTERVAL;
 }
@@ -1090,8 +1071,7 @@ snapshot_interval (const Snapshot * snap)
  * selection: MIN (0, position)), and outputs must never repeat a time or
  * go back in time. */
 static void
-interval_start (const Snapshot * snap, GstClockTime not_before,
-    GstClockTime * pos, GstClockTime * run)
+interval_start (const Snapshot *snap, GstClockTime not_before, GstClockTime *pos, GstClockTime *run)
 {
   const GstSegment *seg = &snap->srcseg;
   GstClockTime later;
@@ -1104,8 +1084,7 @@ interval_start (const Snapshot * snap, GstClockTime not_before,
   if (!GST_CLOCK_TIME_IS_VALID (not_before)
       || (GST_CLOCK_TIME_IS_VALID (*run) && *run >= not_before))
     return;
-  later = gst_segment_position_from_running_time (seg, GST_FORMAT_TIME,
-      not_before);
+  later = gst_segment_position_from_running_time (seg, GST_FORMAT_TIME, not_before);
   if (GST_CLOCK_TIME_IS_VALID (later)) {
     *pos = later;
     *run = not_before;
@@ -1113,7 +1092,7 @@ interval_start (const Snapshot * snap, GstClockTime not_before,
 }
 
 static void
-apply_pending_reset (GstMmFusePad * pad)
+apply_pending_reset (GstMmFusePad *pad)
 {
   if (g_atomic_int_compare_and_exchange (&pad->pending_reset, 1, 0))
     gst_mm_fuse_pad_reset_stream (pad);
@@ -1121,42 +1100,40 @@ apply_pending_reset (GstMmFusePad * pad)
 
 /* Running time of a buffer's start on @pad, NONE when unknown/outside. */
 static GstClockTime
-buffer_running_start (GstMmFusePad * pad, GstBuffer * buf)
+buffer_running_start (GstMmFusePad *pad, GstBuffer *buf)
 {
   GstAggregatorPad *apad = GST_AGGREGATOR_PAD (pad);
 
   if (!GST_BUFFER_PTS_IS_VALID (buf))
     return GST_CLOCK_TIME_NONE;
-  return gst_segment_to_running_time (&apad->segment, GST_FORMAT_TIME,
-      GST_BUFFER_PTS (buf));
+  return gst_segment_to_running_time (&apad->segment, GST_FORMAT_TIME, GST_BUFFER_PTS (buf));
 }
 
 static gboolean
-is_gap_buffer (GstBuffer * buf)
+is_gap_buffer (GstBuffer *buf)
 {
-  return GST_BUFFER_FLAG_IS_SET (buf, GST_BUFFER_FLAG_GAP)
-      && gst_buffer_get_size (buf) == 0;
+  return GST_BUFFER_FLAG_IS_SET (buf, GST_BUFFER_FLAG_GAP) && gst_buffer_get_size (buf) == 0;
 }
 
 /* Copies the embedding of @buf (starting at running time @start). */
 static gboolean
-take_embedding (GstMmFuse * self, GstMmFusePad * pad, GstBuffer * buf,
-    GstClockTime start)
+take_embedding (GstMmFuse *self, GstMmFusePad *pad, GstBuffer *buf, GstClockTime start)
 {
   gsize size = gst_buffer_get_size (buf);
 
   if (size != pad->dim * sizeof (gfloat)) {
     GST_ELEMENT_ERROR (self, STREAM, FORMAT,
         ("Pad %s: embedding buffer of %" G_GSIZE_FORMAT " bytes, expected "
-            "%u floats (%s, dim %u)", GST_PAD_NAME (pad), size, pad->dim,
-            pad->modality, pad->dim), (NULL));
+         "%u floats (%s, dim %u)",
+            GST_PAD_NAME (pad), size, pad->dim, pad->modality, pad->dim),
+        (NULL));
     return FALSE;
   }
   gst_buffer_extract (buf, 0, pad->last, size);
   pad->has_last = TRUE;
   pad->last_start = start;
-  pad->last_end = GST_BUFFER_DURATION_IS_VALID (buf) ?
-      start + GST_BUFFER_DURATION (buf) : GST_CLOCK_TIME_NONE;
+  pad->last_end =
+      GST_BUFFER_DURATION_IS_VALID (buf) ? start + GST_BUFFER_DURATION (buf) : GST_CLOCK_TIME_NONE;
   return TRUE;
 }
 
@@ -1169,8 +1146,7 @@ take_embedding (GstMmFuse * self, GstMmFusePad * pad, GstBuffer * buf,
  * queue; waiting for a newer covering one would need a window more of
  * look-ahead on dense pads, more than a demuxer pipeline's queues hold. */
 static GstFlowReturn
-settle_pad (GstMmFuse * self, GstMmFusePad * pad, GstClockTime t,
-    gboolean timeout, gboolean * settled)
+settle_pad (GstMmFuse *self, GstMmFusePad *pad, GstClockTime t, gboolean timeout, gboolean *settled)
 {
   GstAggregatorPad *apad = GST_AGGREGATOR_PAD (pad);
   GstClockTime head = GST_CLOCK_TIME_NONE;
@@ -1187,11 +1163,13 @@ settle_pad (GstMmFuse * self, GstMmFusePad * pad, GstClockTime t,
     }
 
     if (!GST_CLOCK_TIME_IS_VALID (start)) {
-      GST_DEBUG_OBJECT (pad, "dropping buffer without PTS or outside the "
-          "segment: %" GST_PTR_FORMAT, buf);
+      GST_DEBUG_OBJECT (pad,
+          "dropping buffer without PTS or outside the "
+          "segment: %" GST_PTR_FORMAT,
+          buf);
     } else if (is_gap_buffer (buf)) {
-      GstClockTime end = GST_BUFFER_DURATION_IS_VALID (buf) ?
-          start + GST_BUFFER_DURATION (buf) : start;
+      GstClockTime end =
+          GST_BUFFER_DURATION_IS_VALID (buf) ? start + GST_BUFFER_DURATION (buf) : start;
 
       /* A gap covering t stays queued until t passes its end: the pad then
        * still "has data" for the base class, which otherwise would wait
@@ -1221,16 +1199,14 @@ settle_pad (GstMmFuse * self, GstMmFusePad * pad, GstClockTime t,
     gst_buffer_unref (buf);
   }
 
-  *settled = GST_CLOCK_TIME_IS_VALID (head) || timeout
-      || gst_aggregator_pad_is_eos (apad)
-      || covered || pad_is_inactive (pad)
-      || (pad->has_last && pad->last_start == t);
+  *settled = GST_CLOCK_TIME_IS_VALID (head) || timeout || gst_aggregator_pad_is_eos (apad)
+      || covered || pad_is_inactive (pad) || (pad->has_last && pad->last_start == t);
   return GST_FLOW_OK;
 }
 
 /* The embedding @pad contributes at running time @t, or NULL (missing). */
 static const gfloat *
-pad_contribution (GstMmFusePad * pad, GstClockTime t, guint64 element_max_age)
+pad_contribution (GstMmFusePad *pad, GstClockTime t, guint64 element_max_age)
 {
   GstClockTime end;
   guint64 max_age;
@@ -1239,17 +1215,16 @@ pad_contribution (GstMmFusePad * pad, GstClockTime t, guint64 element_max_age)
   if (!pad->has_last || pad->input < 0 || pad->last_start > t)
     return NULL;
   if (GST_CLOCK_TIME_IS_VALID (pad->last_end) && t < pad->last_end)
-    return pad->last;           /* covers t */
+    return pad->last; /* covers t */
   if (gst_aggregator_pad_is_eos (GST_AGGREGATOR_PAD (pad)))
-    return NULL;                /* missing from EOS on */
+    return NULL; /* missing from EOS on */
 
   GST_OBJECT_LOCK (pad);
   pad_max_age = pad->max_age;
   GST_OBJECT_UNLOCK (pad);
-  max_age = pad_max_age >= 0 ? (guint64) pad_max_age : element_max_age;
+  max_age = pad_max_age >= 0 ? (guint64)pad_max_age : element_max_age;
 
-  end = GST_CLOCK_TIME_IS_VALID (pad->last_end) ?
-      pad->last_end : pad->last_start;
+  end = GST_CLOCK_TIME_IS_VALID (pad->last_end) ? pad->last_end : pad->last_start;
   if (t - end <= max_age)
     return pad->last;
   return NULL;
@@ -1260,7 +1235,7 @@ pad_contribution (GstMmFusePad * pad, GstClockTime t, guint64 element_max_age)
  * those pads delivered: a sparse pad (text) does not keep the stream alive,
  * even when its last cue (e.g. a transcript flushed at EOS) lasts longer. */
 static gboolean
-interval_stream_done (GstMmFuse * self, const Snapshot * snap, GstClockTime t)
+interval_stream_done (GstMmFuse *self, const Snapshot *snap, GstClockTime t)
 {
   GstClockTime data_end = GST_CLOCK_TIME_NONE;
   gboolean any_dense = FALSE;
@@ -1283,8 +1258,7 @@ interval_stream_done (GstMmFuse * self, const Snapshot * snap, GstClockTime t)
       return FALSE;
     if (!pad->has_last)
       continue;
-    end = GST_CLOCK_TIME_IS_VALID (pad->last_end) ?
-        pad->last_end : pad->last_start;
+    end = GST_CLOCK_TIME_IS_VALID (pad->last_end) ? pad->last_end : pad->last_start;
     if (!GST_CLOCK_TIME_IS_VALID (data_end) || end > data_end)
       data_end = end;
   }
@@ -1295,7 +1269,7 @@ interval_stream_done (GstMmFuse * self, const Snapshot * snap, GstClockTime t)
  * or a pad not requested yet or released): the default cadence is used
  * meanwhile.  Aggregator thread. */
 static void
-gst_mm_fuse_check_drive_name (GstMmFuse * self, const Snapshot * snap)
+gst_mm_fuse_check_drive_name (GstMmFuse *self, const Snapshot *snap)
 {
   GString *names;
   guint i;
@@ -1311,13 +1285,14 @@ gst_mm_fuse_check_drive_name (GstMmFuse * self, const Snapshot * snap)
 
   names = g_string_new (NULL);
   for (i = 0; i < snap->pads->len; i++)
-    g_string_append_printf (names, "%s%s", i ? ", " : "",
-        GST_PAD_NAME (g_ptr_array_index (snap->pads, i)));
+    g_string_append_printf (
+        names, "%s%s", i ? ", " : "", GST_PAD_NAME (g_ptr_array_index (snap->pads, i)));
   GST_ELEMENT_WARNING (self, RESOURCE, SETTINGS,
       ("drive-pad \"%s\" names no sink pad of %s (its sink pads: %s); using "
-          "the default cadence (interval, else the first image pad, else "
-          "500 ms) until it exists", snap->drive_name, GST_ELEMENT_NAME (self),
-          names->len ? names->str : "none"), (NULL));
+       "the default cadence (interval, else the first image pad, else "
+       "500 ms) until it exists",
+          snap->drive_name, GST_ELEMENT_NAME (self), names->len ? names->str : "none"),
+      (NULL));
   g_string_free (names, TRUE);
 }
 
@@ -1326,7 +1301,7 @@ gst_mm_fuse_check_drive_name (GstMmFuse * self, const Snapshot * snap)
  * the latency cannot be read here: the base class calls get_next_time()
  * with its lock held), 0 without a clock. */
 static GstClockTime
-deadline_now (GstAggregator * agg)
+deadline_now (GstAggregator *agg)
 {
   GstClock *clock = gst_element_get_clock (GST_ELEMENT (agg));
   GstClockTime now, base, next = 0;
@@ -1344,7 +1319,7 @@ deadline_now (GstAggregator * agg)
 }
 
 static GstClockTime
-gst_mm_fuse_get_next_time (GstAggregator * agg)
+gst_mm_fuse_get_next_time (GstAggregator *agg)
 {
   GstMmFuse *self = GST_MM_FUSE (agg);
   GstClockTime next = GST_CLOCK_TIME_NONE, pos;
@@ -1374,7 +1349,7 @@ gst_mm_fuse_get_next_time (GstAggregator * agg)
 }
 
 static GstFlowReturn
-gst_mm_fuse_aggregate (GstAggregator * agg, gboolean timeout)
+gst_mm_fuse_aggregate (GstAggregator *agg, gboolean timeout)
 {
   GstMmFuse *self = GST_MM_FUSE (agg);
   GstFlowReturn ret = GST_FLOW_OK;
@@ -1402,17 +1377,15 @@ gst_mm_fuse_aggregate (GstAggregator * agg, gboolean timeout)
     for (;;) {
       drive_buf = gst_aggregator_pad_peek_buffer (dpad);
       if (drive_buf == NULL) {
-        ret = gst_aggregator_pad_is_eos (dpad) ? GST_FLOW_EOS :
-            GST_AGGREGATOR_FLOW_NEED_DATA;
+        ret = gst_aggregator_pad_is_eos (dpad) ? GST_FLOW_EOS : GST_AGGREGATOR_FLOW_NEED_DATA;
         goto done;
       }
       t = buffer_running_start (drive, drive_buf);
-      out_pts = GST_CLOCK_TIME_IS_VALID (t) ?
-          gst_segment_position_from_running_time (&snap.srcseg,
-          GST_FORMAT_TIME, t) : GST_CLOCK_TIME_NONE;
+      out_pts = GST_CLOCK_TIME_IS_VALID (t)
+          ? gst_segment_position_from_running_time (&snap.srcseg, GST_FORMAT_TIME, t)
+          : GST_CLOCK_TIME_NONE;
       if (!is_gap_buffer (drive_buf) && GST_CLOCK_TIME_IS_VALID (out_pts)
-          && !(GST_CLOCK_TIME_IS_VALID (self->last_out_t)
-              && t < self->last_out_t))
+          && !(GST_CLOCK_TIME_IS_VALID (self->last_out_t) && t < self->last_out_t))
         break;
       /* a GAP on the drive pad: no outputs for it; and outputs never go
        * back in time (drive-pad changed to a pad with older data queued) */
@@ -1431,15 +1404,14 @@ gst_mm_fuse_aggregate (GstAggregator * agg, gboolean timeout)
   } else {
     interval_start (&snap, self->last_out_end, &out_pts, &t);
     out_dur = snapshot_interval (&snap);
-    if (!GST_CLOCK_TIME_IS_VALID (t) || (GST_CLOCK_TIME_IS_VALID
-            (self->last_out_t) && t <= self->last_out_t)) {
+    if (!GST_CLOCK_TIME_IS_VALID (t)
+        || (GST_CLOCK_TIME_IS_VALID (self->last_out_t) && t <= self->last_out_t)) {
       /* no time after the last output in this segment */
       ret = GST_AGGREGATOR_FLOW_NEED_DATA;
       goto done;
     }
-    if (interval_stream_done (self, &snap, t) ||
-        (GST_CLOCK_TIME_IS_VALID (snap.srcseg.stop)
-            && out_pts >= snap.srcseg.stop)) {
+    if (interval_stream_done (self, &snap, t)
+        || (GST_CLOCK_TIME_IS_VALID (snap.srcseg.stop) && out_pts >= snap.srcseg.stop)) {
       ret = GST_FLOW_EOS;
       goto done;
     }
@@ -1459,8 +1431,7 @@ gst_mm_fuse_aggregate (GstAggregator * agg, gboolean timeout)
     if (ret != GST_FLOW_OK)
       goto done;
     if (!settled) {
-      GST_LOG_OBJECT (pad, "not settled past %" GST_TIME_FORMAT,
-          GST_TIME_ARGS (t));
+      GST_LOG_OBJECT (pad, "not settled past %" GST_TIME_FORMAT, GST_TIME_ARGS (t));
       all_settled = FALSE;
     }
   }
@@ -1474,8 +1445,7 @@ gst_mm_fuse_aggregate (GstAggregator * agg, gboolean timeout)
   meta = gst_buffer_add_mm_fusion_meta (out, self->n_inputs);
   for (i = 0; i < self->n_inputs; i++) {
     self->inputs[i] = NULL;
-    meta->modality[i] = g_quark_from_string
-        (mm_model_get_fusion_input_modality (self->model, i));
+    meta->modality[i] = g_quark_from_string (mm_model_get_fusion_input_modality (self->model, i));
     meta->present[i] = FALSE;
     meta->pts[i] = GST_CLOCK_TIME_NONE;
   }
@@ -1501,13 +1471,12 @@ gst_mm_fuse_aggregate (GstAggregator * agg, gboolean timeout)
       continue;
     self->inputs[pad->input] = z;
     meta->present[pad->input] = TRUE;
-    meta->pts[pad->input] = gst_segment_position_from_running_time
-        (&snap.srcseg, GST_FORMAT_TIME, pad->last_start);
+    meta->pts[pad->input] =
+        gst_segment_position_from_running_time (&snap.srcseg, GST_FORMAT_TIME, pad->last_start);
   }
 
   out_mapped = gst_buffer_map (out, &out_map, GST_MAP_WRITE);
-  if (!mm_fusion_run (self->fusion, self->inputs, (gfloat *) out_map.data,
-          &err)) {
+  if (!mm_fusion_run (self->fusion, self->inputs, (gfloat *)out_map.data, &err)) {
     GST_ELEMENT_ERROR (self, STREAM, FAILED, ("%s", err->message),
         ("mm_fusion_run failed at %" GST_TIME_FORMAT, GST_TIME_ARGS (t)));
     g_clear_error (&err);
@@ -1522,12 +1491,11 @@ gst_mm_fuse_aggregate (GstAggregator * agg, gboolean timeout)
   GST_BUFFER_PTS (out) = out_pts;
   GST_BUFFER_DURATION (out) = out_dur;
   self->last_out_t = t;
-  self->last_out_end = GST_CLOCK_TIME_IS_VALID (out_dur) ?
-      gst_segment_to_running_time (&snap.srcseg, GST_FORMAT_TIME,
-      out_pts + out_dur) : GST_CLOCK_TIME_NONE;
+  self->last_out_end = GST_CLOCK_TIME_IS_VALID (out_dur)
+      ? gst_segment_to_running_time (&snap.srcseg, GST_FORMAT_TIME, out_pts + out_dur)
+      : GST_CLOCK_TIME_NONE;
   /* (a zero duration, or an end the segment cannot map: just after t) */
-  if (!GST_CLOCK_TIME_IS_VALID (self->last_out_end)
-      || self->last_out_end <= t)
+  if (!GST_CLOCK_TIME_IS_VALID (self->last_out_end) || self->last_out_end <= t)
     self->last_out_end = t + 1;
 
   GST_OBJECT_LOCK (self);
@@ -1535,11 +1503,9 @@ gst_mm_fuse_aggregate (GstAggregator * agg, gboolean timeout)
       GST_CLOCK_TIME_IS_VALID (out_dur) ? out_pts + out_dur : out_pts;
   GST_OBJECT_UNLOCK (self);
 
-  GST_LOG_OBJECT (self, "output %" GST_TIME_FORMAT " (+%" GST_TIME_FORMAT
-      ")%s", GST_TIME_ARGS (out_pts), GST_TIME_ARGS (out_dur),
-      timeout ? " on timeout" : "");
-  gst_aggregator_selected_samples (agg, out_pts, GST_CLOCK_TIME_NONE, out_dur,
-      NULL);
+  GST_LOG_OBJECT (self, "output %" GST_TIME_FORMAT " (+%" GST_TIME_FORMAT ")%s",
+      GST_TIME_ARGS (out_pts), GST_TIME_ARGS (out_dur), timeout ? " on timeout" : "");
+  gst_aggregator_selected_samples (agg, out_pts, GST_CLOCK_TIME_NONE, out_dur, NULL);
   ret = gst_aggregator_finish_buffer (agg, g_steal_pointer (&out));
 
 done:

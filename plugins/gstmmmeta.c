@@ -25,7 +25,7 @@
 
 /* Registers the API type @name unless another copy of this file did. */
 static GType
-register_api (const gchar * name)
+register_api (const gchar *name)
 {
   static const gchar *tags[] = { NULL };
   GType type = g_type_from_name (name);
@@ -50,9 +50,9 @@ mm_fusion_meta_api_get_type (void)
 }
 
 static gboolean
-mm_fusion_meta_init (GstMeta * meta, gpointer params, GstBuffer * buffer)
+mm_fusion_meta_init (GstMeta *meta, gpointer params, GstBuffer *buffer)
 {
-  MmFusionMeta *fmeta = (MmFusionMeta *) meta;
+  MmFusionMeta *fmeta = (MmFusionMeta *)meta;
   guint i;
 
   fmeta->n_inputs = 0;
@@ -65,10 +65,10 @@ mm_fusion_meta_init (GstMeta * meta, gpointer params, GstBuffer * buffer)
 }
 
 static gboolean
-mm_fusion_meta_transform (GstBuffer * dest, GstMeta * meta, GstBuffer * buffer,
-    GQuark type, gpointer data)
+mm_fusion_meta_transform (
+    GstBuffer *dest, GstMeta *meta, GstBuffer *buffer, GQuark type, gpointer data)
 {
-  MmFusionMeta *src = (MmFusionMeta *) meta;
+  MmFusionMeta *src = (MmFusionMeta *)meta;
   MmFusionMeta *dst = gst_buffer_add_mm_fusion_meta (dest, src->n_inputs);
 
   if (dst == NULL)
@@ -84,14 +84,13 @@ mm_fusion_meta_get_info (void)
 {
   static const GstMetaInfo *info = NULL;
 
-  if (g_once_init_enter ((GstMetaInfo **) & info)) {
+  if (g_once_init_enter ((GstMetaInfo **)&info)) {
     const GstMetaInfo *i = gst_meta_get_info (FUSION_IMPL_NAME);
 
     if (i == NULL)
-      i = gst_meta_register (MM_FUSION_META_API_TYPE, FUSION_IMPL_NAME,
-          sizeof (MmFusionMeta), mm_fusion_meta_init, NULL,
-          mm_fusion_meta_transform);
-    g_once_init_leave ((GstMetaInfo **) & info, (GstMetaInfo *) i);
+      i = gst_meta_register (MM_FUSION_META_API_TYPE, FUSION_IMPL_NAME, sizeof (MmFusionMeta),
+          mm_fusion_meta_init, NULL, mm_fusion_meta_transform);
+    g_once_init_leave ((GstMetaInfo **)&info, (GstMetaInfo *)i);
   }
   return info;
 }
@@ -100,15 +99,14 @@ mm_fusion_meta_get_info (void)
  * MM_MAX_INPUTS), every input marked missing.  Returns the meta, owned by
  * @buffer, or NULL if @buffer is not writable. */
 MmFusionMeta *
-gst_buffer_add_mm_fusion_meta (GstBuffer * buffer, guint n_inputs)
+gst_buffer_add_mm_fusion_meta (GstBuffer *buffer, guint n_inputs)
 {
   MmFusionMeta *meta;
 
   g_return_val_if_fail (GST_IS_BUFFER (buffer), NULL);
   g_return_val_if_fail (gst_buffer_is_writable (buffer), NULL);
 
-  meta = (MmFusionMeta *) gst_buffer_add_meta (buffer,
-      mm_fusion_meta_get_info (), NULL);
+  meta = (MmFusionMeta *)gst_buffer_add_meta (buffer, mm_fusion_meta_get_info (), NULL);
   if (meta)
     meta->n_inputs = MIN (n_inputs, MM_MAX_INPUTS);
   return meta;
@@ -129,10 +127,9 @@ mm_classification_meta_api_get_type (void)
 }
 
 static gboolean
-mm_classification_meta_init (GstMeta * meta, gpointer params,
-    GstBuffer * buffer)
+mm_classification_meta_init (GstMeta *meta, gpointer params, GstBuffer *buffer)
 {
-  MmClassificationMeta *cmeta = (MmClassificationMeta *) meta;
+  MmClassificationMeta *cmeta = (MmClassificationMeta *)meta;
 
   cmeta->n_top = 0;
   memset (cmeta->label, 0, sizeof (cmeta->label));
@@ -144,10 +141,10 @@ mm_classification_meta_init (GstMeta * meta, gpointer params,
 }
 
 static gboolean
-mm_classification_meta_transform (GstBuffer * dest, GstMeta * meta,
-    GstBuffer * buffer, GQuark type, gpointer data)
+mm_classification_meta_transform (
+    GstBuffer *dest, GstMeta *meta, GstBuffer *buffer, GQuark type, gpointer data)
 {
-  MmClassificationMeta *src = (MmClassificationMeta *) meta;
+  MmClassificationMeta *src = (MmClassificationMeta *)meta;
   MmClassificationMeta *dst = gst_buffer_add_mm_classification_meta (dest);
 
   if (dst == NULL)
@@ -166,14 +163,14 @@ mm_classification_meta_get_info (void)
 {
   static const GstMetaInfo *info = NULL;
 
-  if (g_once_init_enter ((GstMetaInfo **) & info)) {
+  if (g_once_init_enter ((GstMetaInfo **)&info)) {
     const GstMetaInfo *i = gst_meta_get_info (CLASSIFICATION_IMPL_NAME);
 
     if (i == NULL)
-      i = gst_meta_register (MM_CLASSIFICATION_META_API_TYPE,
-          CLASSIFICATION_IMPL_NAME, sizeof (MmClassificationMeta),
-          mm_classification_meta_init, NULL, mm_classification_meta_transform);
-    g_once_init_leave ((GstMetaInfo **) & info, (GstMetaInfo *) i);
+      i = gst_meta_register (MM_CLASSIFICATION_META_API_TYPE, CLASSIFICATION_IMPL_NAME,
+          sizeof (MmClassificationMeta), mm_classification_meta_init, NULL,
+          mm_classification_meta_transform);
+    g_once_init_leave ((GstMetaInfo **)&info, (GstMetaInfo *)i);
   }
   return info;
 }
@@ -181,11 +178,11 @@ mm_classification_meta_get_info (void)
 /* Adds an empty MmClassificationMeta (no labels, no inputs).  Returns the
  * meta, owned by @buffer, or NULL if @buffer is not writable. */
 MmClassificationMeta *
-gst_buffer_add_mm_classification_meta (GstBuffer * buffer)
+gst_buffer_add_mm_classification_meta (GstBuffer *buffer)
 {
   g_return_val_if_fail (GST_IS_BUFFER (buffer), NULL);
   g_return_val_if_fail (gst_buffer_is_writable (buffer), NULL);
 
-  return (MmClassificationMeta *) gst_buffer_add_meta (buffer,
-      mm_classification_meta_get_info (), NULL);
+  return (MmClassificationMeta *)gst_buffer_add_meta (
+      buffer, mm_classification_meta_get_info (), NULL);
 }

@@ -30,26 +30,26 @@ typedef struct
 {
   GstMeta meta;
   guint n_inputs;
-  GQuark modality[MM_MAX_INPUTS];       /* "image", "audio", "text", ... */
+  GQuark modality[MM_MAX_INPUTS]; /* "image", "audio", "text", ... */
   gboolean present[MM_MAX_INPUTS];
-  GstClockTime pts[MM_MAX_INPUTS];      /* GST_CLOCK_TIME_NONE when missing */
+  GstClockTime pts[MM_MAX_INPUTS]; /* GST_CLOCK_TIME_NONE when missing */
 } MmFusionMeta;
 
 GType mm_fusion_meta_api_get_type (void);
 const GstMetaInfo *mm_fusion_meta_get_info (void);
 #define MM_FUSION_META_API_TYPE (mm_fusion_meta_api_get_type ())
-#define gst_buffer_get_mm_fusion_meta(b) \
-  ((MmFusionMeta *) gst_buffer_get_meta ((b), MM_FUSION_META_API_TYPE))
-MmFusionMeta *gst_buffer_add_mm_fusion_meta (GstBuffer * buffer, guint n_inputs);
+#define gst_buffer_get_mm_fusion_meta(b)                                                           \
+  ((MmFusionMeta *)gst_buffer_get_meta ((b), MM_FUSION_META_API_TYPE))
+MmFusionMeta *gst_buffer_add_mm_fusion_meta (GstBuffer *buffer, guint n_inputs);
 
 /* ---- MmClassificationMeta ---- */
 typedef struct
 {
   GstMeta meta;
-  guint n_top;                          /* <= MM_MAX_TOP */
-  GQuark label[MM_MAX_TOP];             /* best first */
+  guint n_top;              /* <= MM_MAX_TOP */
+  GQuark label[MM_MAX_TOP]; /* best first */
   gfloat score[MM_MAX_TOP];
-  guint n_inputs;                       /* presence, copied from MmFusionMeta */
+  guint n_inputs; /* presence, copied from MmFusionMeta */
   GQuark modality[MM_MAX_INPUTS];
   gboolean present[MM_MAX_INPUTS];
 } MmClassificationMeta;
@@ -57,9 +57,9 @@ typedef struct
 GType mm_classification_meta_api_get_type (void);
 const GstMetaInfo *mm_classification_meta_get_info (void);
 #define MM_CLASSIFICATION_META_API_TYPE (mm_classification_meta_api_get_type ())
-#define gst_buffer_get_mm_classification_meta(b) \
-  ((MmClassificationMeta *) gst_buffer_get_meta ((b), MM_CLASSIFICATION_META_API_TYPE))
-MmClassificationMeta *gst_buffer_add_mm_classification_meta (GstBuffer * buffer);
+#define gst_buffer_get_mm_classification_meta(b)                                                   \
+  ((MmClassificationMeta *)gst_buffer_get_meta ((b), MM_CLASSIFICATION_META_API_TYPE))
+MmClassificationMeta *gst_buffer_add_mm_classification_meta (GstBuffer *buffer);
 
 G_END_DECLS
 #endif

@@ -61,17 +61,15 @@
 GST_DEBUG_CATEGORY_STATIC (gst_text_enc_debug);
 #define GST_CAT_DEFAULT gst_text_enc_debug
 
-static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE ("sink",
-    GST_PAD_SINK,
-    GST_PAD_ALWAYS,
-    GST_STATIC_CAPS ("text/x-raw, format = (string) { utf8, pango-markup }; "
-        "text/plain"));
+static GstStaticPadTemplate sink_template =
+    GST_STATIC_PAD_TEMPLATE ("sink", GST_PAD_SINK, GST_PAD_ALWAYS,
+        GST_STATIC_CAPS ("text/x-raw, format = (string) { utf8, pango-markup }; "
+                         "text/plain"));
 
-static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src",
-    GST_PAD_SRC,
-    GST_PAD_ALWAYS,
-    GST_STATIC_CAPS (MM_EMBEDDING_CAPS_NAME ", modality = (string) text, "
-        "dim = (int) [ 1, 65536 ]"));
+static GstStaticPadTemplate src_template =
+    GST_STATIC_PAD_TEMPLATE ("src", GST_PAD_SRC, GST_PAD_ALWAYS,
+        GST_STATIC_CAPS (MM_EMBEDDING_CAPS_NAME ", modality = (string) text, "
+                                                "dim = (int) [ 1, 65536 ]"));
 
 enum
 {
@@ -94,7 +92,7 @@ struct _GstTextEnc
   /* properties: object lock */
   gchar *model_path;
   GstClockTime default_duration;
-  GstCaps *src_caps;            /* fixed output caps while a model is loaded */
+  GstCaps *src_caps; /* fixed output caps while a model is loaded */
 
   /* set in READY->PAUSED, cleared in PAUSED->READY after the pads are
    * deactivated; used by the streaming thread in between */
@@ -103,33 +101,29 @@ struct _GstTextEnc
   guint dim;
 
   /* streaming thread (stream lock) */
-  gboolean markup;              /* sink caps are pango-markup */
+  gboolean markup; /* sink caps are pango-markup */
   GstSegment segment;
-  GstClockTime last_stop;       /* end of the last cue, or NONE */
-  GString *scratch;             /* markup-stripped text */
+  GstClockTime last_stop; /* end of the last cue, or NONE */
+  GString *scratch;       /* markup-stripped text */
 };
 
 #define gst_text_enc_parent_class parent_class
 G_DEFINE_TYPE (GstTextEnc, gst_text_enc, GST_TYPE_ELEMENT);
-GST_ELEMENT_REGISTER_DEFINE (textenc, "textenc", GST_RANK_NONE,
-    GST_TYPE_TEXT_ENC);
+GST_ELEMENT_REGISTER_DEFINE (textenc, "textenc", GST_RANK_NONE, GST_TYPE_TEXT_ENC);
 
-static void gst_text_enc_finalize (GObject * object);
-static void gst_text_enc_set_property (GObject * object, guint prop_id,
-    const GValue * value, GParamSpec * pspec);
-static void gst_text_enc_get_property (GObject * object, guint prop_id,
-    GValue * value, GParamSpec * pspec);
-static GstStateChangeReturn gst_text_enc_change_state (GstElement * element,
-    GstStateChange transition);
-static gboolean gst_text_enc_sink_event (GstPad * pad, GstObject * parent,
-    GstEvent * event);
-static gboolean gst_text_enc_src_query (GstPad * pad, GstObject * parent,
-    GstQuery * query);
-static GstFlowReturn gst_text_enc_chain (GstPad * pad, GstObject * parent,
-    GstBuffer * buffer);
+static void gst_text_enc_finalize (GObject *object);
+static void
+gst_text_enc_set_property (GObject *object, guint prop_id, const GValue *value, GParamSpec *pspec);
+static void
+gst_text_enc_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec);
+static GstStateChangeReturn
+gst_text_enc_change_state (GstElement *element, GstStateChange transition);
+static gboolean gst_text_enc_sink_event (GstPad *pad, GstObject *parent, GstEvent *event);
+static gboolean gst_text_enc_src_query (GstPad *pad, GstObject *parent, GstQuery *query);
+static GstFlowReturn gst_text_enc_chain (GstPad *pad, GstObject *parent, GstBuffer *buffer);
 
 static void
-gst_text_enc_class_init (GstTextEncClass * klass)
+gst_text_enc_class_init (GstTextEncClass *klass)
 {
   GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
   GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
@@ -142,43 +136,40 @@ gst_text_enc_class_init (GstTextEncClass * klass)
   g_object_class_install_property (gobject_class, PROP_DEFAULT_DURATION,
       g_param_spec_uint64 ("default-duration", "Default duration",
           "Duration (ns) given to a text buffer that has none, e.g. an "
-          "utterance from pocketsphinx", 1, G_MAXUINT64,
-          DEFAULT_DEFAULT_DURATION,
-          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
-          GST_PARAM_MUTABLE_PLAYING));
+          "utterance from pocketsphinx",
+          1, G_MAXUINT64, DEFAULT_DEFAULT_DURATION,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING));
 
   gst_element_class_add_static_pad_template (element_class, &sink_template);
   gst_element_class_add_static_pad_template (element_class, &src_template);
-  gst_element_class_set_static_metadata (element_class,
-      "Text embedding encoder", "Filter/Analyzer/Text",
+  gst_element_class_set_static_metadata (element_class, "Text embedding encoder",
+      "Filter/Analyzer/Text",
       "Turns text cues (subtitles, captions, transcripts) into embeddings "
-      "with a libmm model", "mm-gst developers");
+      "with a libmm model",
+      "mm-gst developers");
   /* shown by gst-inspect-1.0 */
   gst_element_class_add_static_metadata (element_class, "example",
-      "gst-launch-1.0 filesrc location=movie.srt ! subparse ! textenc model=tests/fixtures/tiny.safetensors ! fakesink dump=true");
+      "gst-launch-1.0 filesrc location=movie.srt ! subparse ! textenc "
+      "model=tests/fixtures/tiny.safetensors ! fakesink dump=true");
 
   element_class->change_state = GST_DEBUG_FUNCPTR (gst_text_enc_change_state);
 
-  GST_DEBUG_CATEGORY_INIT (gst_text_enc_debug, "textenc", 0,
-      "text embedding encoder");
+  GST_DEBUG_CATEGORY_INIT (gst_text_enc_debug, "textenc", 0, "text embedding encoder");
 }
 
 static void
-gst_text_enc_init (GstTextEnc * self)
+gst_text_enc_init (GstTextEnc *self)
 {
   self->sinkpad = gst_pad_new_from_static_template (&sink_template, "sink");
-  gst_pad_set_chain_function (self->sinkpad,
-      GST_DEBUG_FUNCPTR (gst_text_enc_chain));
-  gst_pad_set_event_function (self->sinkpad,
-      GST_DEBUG_FUNCPTR (gst_text_enc_sink_event));
+  gst_pad_set_chain_function (self->sinkpad, GST_DEBUG_FUNCPTR (gst_text_enc_chain));
+  gst_pad_set_event_function (self->sinkpad, GST_DEBUG_FUNCPTR (gst_text_enc_sink_event));
   /* No PROXY_ALLOCATION: the output is embeddings allocated here, so an
    * allocation query for text must not travel downstream (mmfuse would
    * queue it, serialized, behind the other pads' data). */
   gst_element_add_pad (GST_ELEMENT (self), self->sinkpad);
 
   self->srcpad = gst_pad_new_from_static_template (&src_template, "src");
-  gst_pad_set_query_function (self->srcpad,
-      GST_DEBUG_FUNCPTR (gst_text_enc_src_query));
+  gst_pad_set_query_function (self->srcpad, GST_DEBUG_FUNCPTR (gst_text_enc_src_query));
   gst_element_add_pad (GST_ELEMENT (self), self->srcpad);
 
   self->default_duration = DEFAULT_DEFAULT_DURATION;
@@ -188,7 +179,7 @@ gst_text_enc_init (GstTextEnc * self)
 }
 
 static void
-gst_text_enc_finalize (GObject * object)
+gst_text_enc_finalize (GObject *object)
 {
   GstTextEnc *self = GST_TEXT_ENC (object);
 
@@ -199,8 +190,7 @@ gst_text_enc_finalize (GObject * object)
 }
 
 static void
-gst_text_enc_set_property (GObject * object, guint prop_id,
-    const GValue * value, GParamSpec * pspec)
+gst_text_enc_set_property (GObject *object, guint prop_id, const GValue *value, GParamSpec *pspec)
 {
   GstTextEnc *self = GST_TEXT_ENC (object);
 
@@ -221,8 +211,7 @@ gst_text_enc_set_property (GObject * object, guint prop_id,
 }
 
 static void
-gst_text_enc_get_property (GObject * object, guint prop_id, GValue * value,
-    GParamSpec * pspec)
+gst_text_enc_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
 {
   GstTextEnc *self = GST_TEXT_ENC (object);
 
@@ -247,15 +236,19 @@ gst_text_enc_get_property (GObject * object, guint prop_id, GValue * value,
  * Returns the bytes consumed after '&' (including ';'), or 0 if it is not
  * a known or well-formed entity. */
 static gsize
-decode_entity (const gchar * s, gsize n, GString * out)
+decode_entity (const gchar *s, gsize n, GString *out)
 {
   static const struct
   {
     const gchar *name;
     gunichar c;
   } named[] = {
-    {"amp;", '&'}, {"lt;", '<'}, {"gt;", '>'}, {"quot;", '"'},
-    {"apos;", '\''}, {"nbsp;", 0xA0},
+    { "amp;", '&' },
+    { "lt;", '<' },
+    { "gt;", '>' },
+    { "quot;", '"' },
+    { "apos;", '\'' },
+    { "nbsp;", 0xA0 },
   };
   guint i;
 
@@ -265,17 +258,15 @@ decode_entity (const gchar * s, gsize n, GString * out)
     guint64 c = 0;
     gsize digits = 0;
 
-    while (k < n && digits < 8 && (hex ? g_ascii_isxdigit (s[k]) :
-            g_ascii_isdigit (s[k]))) {
-      c = c * (hex ? 16 : 10) + (hex ? g_ascii_xdigit_value (s[k]) :
-          g_ascii_digit_value (s[k]));
+    while (k < n && digits < 8 && (hex ? g_ascii_isxdigit (s[k]) : g_ascii_isdigit (s[k]))) {
+      c = c * (hex ? 16 : 10) + (hex ? g_ascii_xdigit_value (s[k]) : g_ascii_digit_value (s[k]));
       k++;
       digits++;
     }
-    if (digits == 0 || k >= n || s[k] != ';' || c == 0 || c > 0x10FFFF ||
-        !g_unichar_validate ((gunichar) c))
+    if (digits == 0 || k >= n || s[k] != ';' || c == 0 || c > 0x10FFFF
+        || !g_unichar_validate ((gunichar)c))
       return 0;
-    g_string_append_unichar (out, (gunichar) c);
+    g_string_append_unichar (out, (gunichar)c);
     return k + 1;
   }
   for (i = 0; i < G_N_ELEMENTS (named); i++) {
@@ -292,7 +283,7 @@ decode_entity (const gchar * s, gsize n, GString * out)
  * to the next '>' (or the end) is dropped, entities are decoded, an
  * unknown entity is kept literally.  Never fails. */
 static void
-strip_markup (const gchar * text, gsize len, GString * out)
+strip_markup (const gchar *text, gsize len, GString *out)
 {
   gsize i = 0;
 
@@ -308,7 +299,7 @@ strip_markup (const gchar * text, gsize len, GString * out)
       break;
     if (text[i] == '<') {
       const gchar *gt = memchr (text + i, '>', len - i);
-      i = gt ? (gsize) (gt - text) + 1 : len;
+      i = gt ? (gsize)(gt - text) + 1 : len;
     } else {
       gsize used = decode_entity (text + i + 1, len - i - 1, out);
       if (used == 0)
@@ -320,7 +311,7 @@ strip_markup (const gchar * text, gsize len, GString * out)
 
 /* TRUE if @text (@len bytes) has nothing but (Unicode) white space. */
 static gboolean
-is_blank (const gchar * text, gsize len)
+is_blank (const gchar *text, gsize len)
 {
   const gchar *p = text, *end = text + len;
 
@@ -331,10 +322,10 @@ is_blank (const gchar * text, gsize len)
       p++;
       continue;
     }
-    if ((guchar) * p < 0x80)
+    if ((guchar)*p < 0x80)
       return FALSE;
     c = g_utf8_get_char_validated (p, end - p);
-    if (c == (gunichar) - 1 || c == (gunichar) - 2 || !g_unichar_isspace (c))
+    if (c == (gunichar)-1 || c == (gunichar)-2 || !g_unichar_isspace (c))
       return FALSE;
     p = g_utf8_next_char (p);
   }
@@ -344,29 +335,27 @@ is_blank (const gchar * text, gsize len)
 /* Virtual methods */
 
 static gboolean
-gst_text_enc_start (GstElement * element)
+gst_text_enc_start (GstElement *element)
 {
   GstTextEnc *self = GST_TEXT_ENC (element);
   MmContextParams params = mm_context_default_params ();
   GError *err = NULL;
   GstCaps *caps;
 
-  self->model = gst_mm_element_open_model_property (GST_ELEMENT (self),
-      &self->model_path, MM_COMPONENT_TEXT);
+  self->model =
+      gst_mm_element_open_model_property (GST_ELEMENT (self), &self->model_path, MM_COMPONENT_TEXT);
   if (self->model == NULL)
     return FALSE;
 
   self->encoder = mm_text_encoder_new (self->model, &params, &err);
   if (self->encoder == NULL) {
-    gst_mm_element_post_context_error (GST_ELEMENT (self), "text encoder",
-        err);
+    gst_mm_element_post_context_error (GST_ELEMENT (self), "text encoder", err);
     g_clear_error (&err);
     g_clear_pointer (&self->model, mm_model_unref);
     return FALSE;
   }
   self->dim = mm_model_get_dim (self->model, MM_COMPONENT_TEXT);
-  caps = gst_mm_embedding_caps_new ("text", self->dim,
-      mm_model_get_name (self->model));
+  caps = gst_mm_embedding_caps_new ("text", self->dim, mm_model_get_name (self->model));
   GST_OBJECT_LOCK (self);
   gst_caps_replace (&self->src_caps, caps);
   GST_OBJECT_UNLOCK (self);
@@ -374,13 +363,12 @@ gst_text_enc_start (GstElement * element)
   gst_segment_init (&self->segment, GST_FORMAT_TIME);
   self->last_stop = GST_CLOCK_TIME_NONE;
   self->markup = FALSE;
-  GST_INFO_OBJECT (self, "model %s, text dim %u",
-      mm_model_get_name (self->model), self->dim);
+  GST_INFO_OBJECT (self, "model %s, text dim %u", mm_model_get_name (self->model), self->dim);
   return TRUE;
 }
 
 static void
-gst_text_enc_stop (GstElement * element)
+gst_text_enc_stop (GstElement *element)
 {
   GstTextEnc *self = GST_TEXT_ENC (element);
   GST_OBJECT_LOCK (self);
@@ -392,15 +380,15 @@ gst_text_enc_stop (GstElement * element)
 }
 
 static GstStateChangeReturn
-gst_text_enc_change_state (GstElement * element, GstStateChange transition)
+gst_text_enc_change_state (GstElement *element, GstStateChange transition)
 {
-  return gst_mm_element_change_state (element, transition,
-      GST_ELEMENT_CLASS (parent_class), gst_text_enc_start, gst_text_enc_stop);
+  return gst_mm_element_change_state (
+      element, transition, GST_ELEMENT_CLASS (parent_class), gst_text_enc_start, gst_text_enc_stop);
 }
 
 /* The time of a buffer that has no PTS, see the element documentation. */
 static GstClockTime
-gst_text_enc_arrival_time (GstTextEnc * self)
+gst_text_enc_arrival_time (GstTextEnc *self)
 {
   GstClockTime rt = GST_CLOCK_TIME_NONE;
   GstClockTime pos;
@@ -412,8 +400,7 @@ gst_text_enc_arrival_time (GstTextEnc * self)
   if (playing)
     rt = gst_element_get_current_running_time (GST_ELEMENT (self));
   if (GST_CLOCK_TIME_IS_VALID (rt)) {
-    pos = gst_segment_position_from_running_time (&self->segment,
-        GST_FORMAT_TIME, rt);
+    pos = gst_segment_position_from_running_time (&self->segment, GST_FORMAT_TIME, rt);
     if (GST_CLOCK_TIME_IS_VALID (pos))
       return pos;
   }
@@ -423,22 +410,21 @@ gst_text_enc_arrival_time (GstTextEnc * self)
 }
 
 static gboolean
-gst_text_enc_set_caps (GstTextEnc * self, GstCaps * caps)
+gst_text_enc_set_caps (GstTextEnc *self, GstCaps *caps)
 {
   GstStructure *s = gst_caps_get_structure (caps, 0);
   const gchar *format = gst_structure_get_string (s, "format");
   GstCaps *outcaps;
   gboolean ret;
 
-  self->markup = gst_structure_has_name (s, "text/x-raw") &&
-      g_strcmp0 (format, "pango-markup") == 0;
+  self->markup =
+      gst_structure_has_name (s, "text/x-raw") && g_strcmp0 (format, "pango-markup") == 0;
   GST_OBJECT_LOCK (self);
   outcaps = self->src_caps ? gst_caps_ref (self->src_caps) : NULL;
   GST_OBJECT_UNLOCK (self);
   if (outcaps == NULL)
     return FALSE;
-  GST_DEBUG_OBJECT (self, "input %" GST_PTR_FORMAT ", output %"
-      GST_PTR_FORMAT, caps, outcaps);
+  GST_DEBUG_OBJECT (self, "input %" GST_PTR_FORMAT ", output %" GST_PTR_FORMAT, caps, outcaps);
   ret = gst_pad_set_caps (self->srcpad, outcaps);
   gst_caps_unref (outcaps);
   return ret;
@@ -448,7 +434,7 @@ gst_text_enc_set_caps (GstTextEnc * self, GstCaps * caps)
  * its text is taken as text/plain (UTF-8) and the output caps are set
  * before the first segment, gap or buffer goes out (sticky order). */
 static void
-gst_text_enc_assume_plain (GstTextEnc * self)
+gst_text_enc_assume_plain (GstTextEnc *self)
 {
   GstCaps *plain;
 
@@ -462,16 +448,15 @@ gst_text_enc_assume_plain (GstTextEnc * self)
 }
 
 static gboolean
-gst_text_enc_sink_event (GstPad * pad, GstObject * parent, GstEvent * event)
+gst_text_enc_sink_event (GstPad *pad, GstObject *parent, GstEvent *event)
 {
   GstTextEnc *self = GST_TEXT_ENC (parent);
 
-  if (GST_EVENT_TYPE (event) == GST_EVENT_SEGMENT
-      || GST_EVENT_TYPE (event) == GST_EVENT_GAP)
+  if (GST_EVENT_TYPE (event) == GST_EVENT_SEGMENT || GST_EVENT_TYPE (event) == GST_EVENT_GAP)
     gst_text_enc_assume_plain (self);
 
   switch (GST_EVENT_TYPE (event)) {
-    case GST_EVENT_CAPS:{
+    case GST_EVENT_CAPS: {
       GstCaps *caps;
       gboolean ret;
 
@@ -480,7 +465,7 @@ gst_text_enc_sink_event (GstPad * pad, GstObject * parent, GstEvent * event)
       gst_event_unref (event);
       return ret;
     }
-    case GST_EVENT_SEGMENT:{
+    case GST_EVENT_SEGMENT: {
       gst_event_copy_segment (event, &self->segment);
       if (self->segment.format != GST_FORMAT_TIME) {
         GST_DEBUG_OBJECT (self, "non-TIME segment, using a TIME segment");
@@ -495,7 +480,7 @@ gst_text_enc_sink_event (GstPad * pad, GstObject * parent, GstEvent * event)
       gst_segment_init (&self->segment, GST_FORMAT_TIME);
       self->last_stop = GST_CLOCK_TIME_NONE;
       break;
-    case GST_EVENT_GAP:{
+    case GST_EVENT_GAP: {
       GstClockTime ts, dur;
 
       gst_event_parse_gap (event, &ts, &dur);
@@ -510,7 +495,7 @@ gst_text_enc_sink_event (GstPad * pad, GstObject * parent, GstEvent * event)
 }
 
 static gboolean
-gst_text_enc_src_query (GstPad * pad, GstObject * parent, GstQuery * query)
+gst_text_enc_src_query (GstPad *pad, GstObject *parent, GstQuery *query)
 {
   GstTextEnc *self = GST_TEXT_ENC (parent);
 
@@ -528,7 +513,7 @@ gst_text_enc_src_query (GstPad * pad, GstObject * parent, GstQuery * query)
 }
 
 static GstFlowReturn
-gst_text_enc_chain (GstPad * pad, GstObject * parent, GstBuffer * buffer)
+gst_text_enc_chain (GstPad *pad, GstObject *parent, GstBuffer *buffer)
 {
   GstTextEnc *self = GST_TEXT_ENC (parent);
   GstClockTime pts, duration, default_duration;
@@ -543,8 +528,7 @@ gst_text_enc_chain (GstPad * pad, GstObject * parent, GstBuffer * buffer)
   gst_text_enc_assume_plain (self);
   if (self->encoder == NULL || !gst_pad_has_current_caps (self->srcpad)) {
     gst_buffer_unref (buffer);
-    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, (NULL),
-        ("text buffer before caps"));
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, (NULL), ("text buffer before caps"));
     return GST_FLOW_NOT_NEGOTIATED;
   }
 
@@ -568,7 +552,7 @@ gst_text_enc_chain (GstPad * pad, GstObject * parent, GstBuffer * buffer)
     GST_ELEMENT_ERROR (self, STREAM, FAILED, (NULL), ("cannot map buffer"));
     return GST_FLOW_ERROR;
   }
-  text = (const gchar *) in.data;
+  text = (const gchar *)in.data;
   len = in.size;
   {
     const gchar *nul = memchr (text, '\0', len);
@@ -582,8 +566,7 @@ gst_text_enc_chain (GstPad * pad, GstObject * parent, GstBuffer * buffer)
   }
 
   if (is_blank (text, len)) {
-    GST_LOG_OBJECT (self, "blank cue at %" GST_TIME_FORMAT ", sending GAP",
-        GST_TIME_ARGS (pts));
+    GST_LOG_OBJECT (self, "blank cue at %" GST_TIME_FORMAT ", sending GAP", GST_TIME_ARGS (pts));
     gst_buffer_unmap (buffer, &in);
     gst_buffer_unref (buffer);
     gst_pad_push_event (self->srcpad, gst_event_new_gap (pts, duration));
@@ -592,8 +575,7 @@ gst_text_enc_chain (GstPad * pad, GstObject * parent, GstBuffer * buffer)
 
   outbuf = gst_mm_embedding_buffer_new (self->dim);
   gst_buffer_map (outbuf, &out, GST_MAP_WRITE);
-  ok = mm_text_encoder_encode (self->encoder, text, len, (float *) out.data,
-      &n_tokens, &err);
+  ok = mm_text_encoder_encode (self->encoder, text, len, (float *)out.data, &n_tokens, &err);
   gst_buffer_unmap (outbuf, &out);
   gst_buffer_unmap (buffer, &in);
   if (self->scratch->allocated_len > KEEP_SCRATCH_BYTES) {
@@ -609,8 +591,7 @@ gst_text_enc_chain (GstPad * pad, GstObject * parent, GstBuffer * buffer)
     gst_buffer_unref (outbuf);
     return GST_FLOW_ERROR;
   }
-  GST_LOG_OBJECT (self, "cue at %" GST_TIME_FORMAT ": %u tokens",
-      GST_TIME_ARGS (pts), n_tokens);
+  GST_LOG_OBJECT (self, "cue at %" GST_TIME_FORMAT ": %u tokens", GST_TIME_ARGS (pts), n_tokens);
 
   GST_BUFFER_PTS (outbuf) = pts;
   GST_BUFFER_DURATION (outbuf) = duration;

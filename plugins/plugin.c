@@ -16,7 +16,7 @@
 #endif
 
 static gboolean
-plugin_init (GstPlugin * plugin)
+plugin_init (GstPlugin *plugin)
 {
   gboolean ret = FALSE;
 
@@ -32,5 +32,5 @@ plugin_init (GstPlugin * plugin)
 
 GST_PLUGIN_DEFINE (GST_VERSION_MAJOR, GST_VERSION_MINOR, mm,
     "Multimodal inference: text, image and audio encoders, fusion and "
-    "classification with libmm models", plugin_init, PACKAGE_VERSION,
-    "LGPL", PACKAGE_NAME, PACKAGE_ORIGIN)
+    "classification with libmm models",
+    plugin_init, PACKAGE_VERSION, "LGPL", PACKAGE_NAME, PACKAGE_ORIGIN)

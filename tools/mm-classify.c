@@ -40,7 +40,12 @@
 #define BLOCK_FRAMES 256
 
 enum
-{ IMAGE, AUDIO, TEXT, N_MODALITIES };
+{
+  IMAGE,
+  AUDIO,
+  TEXT,
+  N_MODALITIES
+};
 
 static const char *const modality_names[N_MODALITIES] = { "image", "audio", "text" };
 
@@ -51,13 +56,13 @@ static const struct
   const char *name;
   guint bits;
 } subsets[] = {
-  {"image", 1 << IMAGE},
-  {"audio", 1 << AUDIO},
-  {"text", 1 << TEXT},
-  {"all", (1 << IMAGE) | (1 << AUDIO) | (1 << TEXT)},
-  {"no-image", (1 << AUDIO) | (1 << TEXT)},
-  {"no-audio", (1 << IMAGE) | (1 << TEXT)},
-  {"no-text", (1 << IMAGE) | (1 << AUDIO)},
+  { "image", 1 << IMAGE },
+  { "audio", 1 << AUDIO },
+  { "text", 1 << TEXT },
+  { "all", (1 << IMAGE) | (1 << AUDIO) | (1 << TEXT) },
+  { "no-image", (1 << AUDIO) | (1 << TEXT) },
+  { "no-audio", (1 << IMAGE) | (1 << TEXT) },
+  { "no-text", (1 << IMAGE) | (1 << AUDIO) },
 };
 
 #define N_SUBSETS G_N_ELEMENTS (subsets)
@@ -73,14 +78,14 @@ typedef struct
   MmFusion *fusion;
   MmHead *head;
   guint n_inputs;
-  gint input_of[N_MODALITIES];  /* fusion input index of each modality, or -1 */
-  float *z[N_MODALITIES];       /* embedding of each modality */
+  gint input_of[N_MODALITIES]; /* fusion input index of each modality, or -1 */
+  float *z[N_MODALITIES];      /* embedding of each modality */
   float *fused;
   float *scores;
   guint n_outputs;
   guint rate;
   gsize max_audio;
-  float *audio_buf;             /* max_audio mono samples */
+  float *audio_buf; /* max_audio mono samples */
 } Classifier;
 
 static void
@@ -120,15 +125,15 @@ classifier_new (const char *path, GError **error)
   c->n_inputs = mm_model_get_fusion_n_inputs (c->model);
   c->rate = mm_model_get_audio_rate (c->model);
   if (mm_model_has_component (c->model, MM_COMPONENT_AUDIO)) {
-    c->max_audio = (gsize) c->rate * MAX_AUDIO_SECONDS;
+    c->max_audio = (gsize)c->rate * MAX_AUDIO_SECONDS;
     if (c->max_audio < mm_model_get_audio_window (c->model))
       c->max_audio = mm_model_get_audio_window (c->model);
     params.max_audio_samples = c->max_audio;
   }
 
   for (int m = 0; m < N_MODALITIES; m++) {
-    static const MmComponent comp[N_MODALITIES] =
-        { MM_COMPONENT_IMAGE, MM_COMPONENT_AUDIO, MM_COMPONENT_TEXT };
+    static const MmComponent comp[N_MODALITIES] = { MM_COMPONENT_IMAGE, MM_COMPONENT_AUDIO,
+      MM_COMPONENT_TEXT };
     c->input_of[m] = mm_model_find_fusion_input (c->model, modality_names[m]);
     if (c->input_of[m] < 0 || !mm_model_has_component (c->model, comp[m])) {
       c->input_of[m] = -1;
@@ -172,8 +177,8 @@ require_modality (Classifier *c, int m, const char *file, GError **error)
   if (c->input_of[m] >= 0)
     return TRUE;
   g_set_error (error, MM_ERROR, MM_ERROR_MISSING_COMPONENT,
-      "%s: model %s has no %s encoder feeding its fusion", file,
-      mm_model_get_path (c->model), modality_names[m]);
+      "%s: model %s has no %s encoder feeding its fusion", file, mm_model_get_path (c->model),
+      modality_names[m]);
   return FALSE;
 }
 
@@ -187,15 +192,15 @@ picture_rgb (GdkPixbuf *pixbuf, guint *width, guint *height)
   guint nc = gdk_pixbuf_get_n_channels (pixbuf);
   gsize stride = gdk_pixbuf_get_rowstride (pixbuf);
   const guint8 *src = gdk_pixbuf_read_pixels (pixbuf);
-  guint8 *rgb = g_malloc ((gsize) w * h * 3);
+  guint8 *rgb = g_malloc ((gsize)w * h * 3);
 
   for (guint y = 0; y < h; y++) {
     const guint8 *s = src + y * stride;
-    guint8 *d = rgb + (gsize) y * w * 3;
+    guint8 *d = rgb + (gsize)y * w * 3;
     for (guint x = 0; x < w; x++, s += nc, d += 3) {
       guint a = nc == 4 ? s[3] : 255;
       for (int k = 0; k < 3; k++)
-        d[k] = (guint8) ((s[k] * a + 255 * (255 - a) + 127) / 255);
+        d[k] = (guint8)((s[k] * a + 255 * (255 - a) + 127) / 255);
     }
   }
   *width = w;
@@ -216,8 +221,8 @@ encode_image (Classifier *c, const char *file, GError **error)
     return FALSE;
   pixbuf = gdk_pixbuf_new_from_file (file, &err);
   if (!pixbuf) {
-    g_set_error (error, MM_ERROR, MM_ERROR_INPUT, "%s: cannot read the picture: %s", file,
-        err->message);
+    g_set_error (
+        error, MM_ERROR, MM_ERROR_INPUT, "%s: cannot read the picture: %s", file, err->message);
     g_error_free (err);
     return FALSE;
   }
@@ -232,8 +237,7 @@ encode_image (Classifier *c, const char *file, GError **error)
   }
   rgb = picture_rgb (pixbuf, &w, &h);
   g_object_unref (pixbuf);
-  ok = mm_image_encoder_encode (c->image, MM_PIXEL_RGB, rgb, w, h, (gsize) w * 3, c->z[IMAGE],
-      &err);
+  ok = mm_image_encoder_encode (c->image, MM_PIXEL_RGB, rgb, w, h, (gsize)w * 3, c->z[IMAGE], &err);
   g_free (rgb);
   if (!ok) {
     g_set_error (error, MM_ERROR, MM_ERROR_INPUT, "%s: %s", file, err->message);
@@ -255,11 +259,11 @@ encode_audio (Classifier *c, const char *file, GError **error)
     return FALSE;
   sf = sf_open (file, SFM_READ, &info);
   if (!sf) {
-    g_set_error (error, MM_ERROR, MM_ERROR_INPUT, "%s: cannot read the audio: %s", file,
-        sf_strerror (NULL));
+    g_set_error (
+        error, MM_ERROR, MM_ERROR_INPUT, "%s: cannot read the audio: %s", file, sf_strerror (NULL));
     return FALSE;
   }
-  if (info.samplerate != (int) c->rate) {
+  if (info.samplerate != (int)c->rate) {
     g_set_error (error, MM_ERROR, MM_ERROR_INPUT,
         "%s: sample rate %d Hz, but the model takes %u Hz (resample it first)", file,
         info.samplerate, c->rate);
@@ -267,8 +271,8 @@ encode_audio (Classifier *c, const char *file, GError **error)
     return FALSE;
   }
   if (info.channels < 1 || info.channels > MAX_CHANNELS) {
-    g_set_error (error, MM_ERROR, MM_ERROR_INPUT, "%s: %d channels is not supported", file,
-        info.channels);
+    g_set_error (
+        error, MM_ERROR, MM_ERROR_INPUT, "%s: %d channels is not supported", file, info.channels);
     sf_close (sf);
     return FALSE;
   }
@@ -277,7 +281,7 @@ encode_audio (Classifier *c, const char *file, GError **error)
     sf_count_t got = sf_readf_float (sf, block, BLOCK_FRAMES);
     if (got <= 0)
       break;
-    if (n + (gsize) got > c->max_audio) {
+    if (n + (gsize)got > c->max_audio) {
       g_set_error (error, MM_ERROR, MM_ERROR_INPUT,
           "%s: longer than %d s; cut it into shorter files", file, MAX_AUDIO_SECONDS);
       sf_close (sf);
@@ -361,7 +365,7 @@ label_index (MmModel *model, const char *label)
 {
   for (guint i = 0; i < mm_model_get_n_outputs (model); i++)
     if (g_strcmp0 (mm_model_get_label (model, i), label) == 0)
-      return (gint) i;
+      return (gint)i;
   return -1;
 }
 
@@ -385,8 +389,8 @@ run_single (Classifier *c, const char *image, const char *audio, const char *tex
     present |= 1 << AUDIO;
   }
   if (text || text_file) {
-    if (text ? !encode_text (c, text, -1, "--text", error) : !encode_text_file (c, text_file,
-            error))
+    if (text ? !encode_text (c, text, -1, "--text", error)
+             : !encode_text_file (c, text_file, error))
       goto fail;
     present |= 1 << TEXT;
   }
@@ -449,8 +453,8 @@ run_manifest (Classifier *c, const char *manifest, const char *predictions, GErr
   if (predictions) {
     pred = fopen (predictions, "w");
     if (!pred) {
-      g_set_error (error, MM_ERROR, MM_ERROR_IO, "%s: cannot write: %s", predictions,
-          g_strerror (errno));
+      g_set_error (
+          error, MM_ERROR, MM_ERROR_IO, "%s: cannot write: %s", predictions, g_strerror (errno));
       goto out;
     }
     fprintf (pred, "# index\tsubset\ttruth\tprediction\tscore\n");
@@ -468,15 +472,17 @@ run_manifest (Classifier *c, const char *manifest, const char *predictions, GErr
     f = g_strsplit (line, "\t", -1);
     if (g_strv_length (f) != 4) {
       g_set_error (error, MM_ERROR, MM_ERROR_INPUT,
-          "%s:%u: expected 4 tab-separated fields (label, image, audio, text), got %u",
-          manifest, ln + 1, g_strv_length (f));
+          "%s:%u: expected 4 tab-separated fields (label, image, audio, text), got %u", manifest,
+          ln + 1, g_strv_length (f));
       g_strfreev (f);
       goto out;
     }
     truth = label_index (c->model, f[0]);
     if (truth < 0) {
-      g_set_error (error, MM_ERROR, MM_ERROR_INPUT, "%s:%u: label \"%s\" is not one of the "
-          "model's labels", manifest, ln + 1, f[0]);
+      g_set_error (error, MM_ERROR, MM_ERROR_INPUT,
+          "%s:%u: label \"%s\" is not one of the "
+          "model's labels",
+          manifest, ln + 1, f[0]);
       g_strfreev (f);
       goto out;
     }
@@ -484,8 +490,9 @@ run_manifest (Classifier *c, const char *manifest, const char *predictions, GErr
       char *path = manifest_path (dir, f[m + 1]);
       if (!path)
         continue;
-      ok = m == IMAGE ? encode_image (c, path, error)
-          : m == AUDIO ? encode_audio (c, path, error) : encode_text_file (c, path, error);
+      ok = m == IMAGE  ? encode_image (c, path, error)
+          : m == AUDIO ? encode_audio (c, path, error)
+                       : encode_text_file (c, path, error);
       if (ok) {
         present |= 1u << m;
         with[m]++;
@@ -502,7 +509,7 @@ run_manifest (Classifier *c, const char *manifest, const char *predictions, GErr
       if (!classify (c, present, subsets[s].bits, error))
         goto out;
       best = argmax (c->scores, c->n_outputs);
-      correct[s] += best == (guint) truth;
+      correct[s] += best == (guint)truth;
       if (pred)
         fprintf (pred, "%u\t%s\t%s\t%s\t%.6f\n", total, subsets[s].name,
             mm_model_get_label (c->model, truth), mm_model_get_label (c->model, best),
@@ -512,12 +519,12 @@ run_manifest (Classifier *c, const char *manifest, const char *predictions, GErr
   }
 
   printf ("# model %s manifest %s: %u examples (%u with a picture, %u with audio, %u with "
-      "text)\n", mm_model_get_name (c->model), manifest, total, with[IMAGE], with[AUDIO],
-      with[TEXT]);
+          "text)\n",
+      mm_model_get_name (c->model), manifest, total, with[IMAGE], with[AUDIO], with[TEXT]);
   printf ("%-10s %8s %8s %9s\n", "inputs", "correct", "total", "accuracy");
   for (guint s = 0; s < N_SUBSETS; s++)
     printf ("%-10s %8u %8u %9.4f\n", subsets[s].name, correct[s], total,
-        total ? (double) correct[s] / total : 0.0);
+        total ? (double)correct[s] / total : 0.0);
   ret = 0;
 
 out:
@@ -540,24 +547,24 @@ main (int argc, char **argv)
   int top = 3, ret;
   GError *error = NULL;
   Classifier *c;
-  GOptionEntry entries[] = {
-    {"model", 'm', 0, G_OPTION_ARG_FILENAME, &model, "Model file (safetensors)", "FILE"},
-    {"image", 'i', 0, G_OPTION_ARG_FILENAME, &image, "Picture (any format gdk-pixbuf reads)",
-        "FILE"},
-    {"audio", 'a', 0, G_OPTION_ARG_FILENAME, &audio,
-        "Sound file (any format libsndfile reads) at the model's sample rate", "FILE"},
-    {"text", 't', 0, G_OPTION_ARG_STRING, &text, "Text (UTF-8)", "STRING"},
-    {"text-file", 'f', 0, G_OPTION_ARG_FILENAME, &text_file, "Text file (UTF-8)", "FILE"},
-    {"top", 'n', 0, G_OPTION_ARG_INT, &top, "Number of labels printed (default 3)", "N"},
-    {"manifest", 0, 0, G_OPTION_ARG_FILENAME, &manifest,
-        "Batch mode: TSV of label, image, audio, text file ('-' = missing)", "FILE"},
-    {"predictions", 0, 0, G_OPTION_ARG_FILENAME, &predictions,
-        "Batch mode: write every prediction to this TSV", "FILE"},
-    {NULL}
-  };
+  GOptionEntry entries[] = { { "model", 'm', 0, G_OPTION_ARG_FILENAME, &model,
+                                 "Model file (safetensors)", "FILE" },
+    { "image", 'i', 0, G_OPTION_ARG_FILENAME, &image, "Picture (any format gdk-pixbuf reads)",
+        "FILE" },
+    { "audio", 'a', 0, G_OPTION_ARG_FILENAME, &audio,
+        "Sound file (any format libsndfile reads) at the model's sample rate", "FILE" },
+    { "text", 't', 0, G_OPTION_ARG_STRING, &text, "Text (UTF-8)", "STRING" },
+    { "text-file", 'f', 0, G_OPTION_ARG_FILENAME, &text_file, "Text file (UTF-8)", "FILE" },
+    { "top", 'n', 0, G_OPTION_ARG_INT, &top, "Number of labels printed (default 3)", "N" },
+    { "manifest", 0, 0, G_OPTION_ARG_FILENAME, &manifest,
+        "Batch mode: TSV of label, image, audio, text file ('-' = missing)", "FILE" },
+    { "predictions", 0, 0, G_OPTION_ARG_FILENAME, &predictions,
+        "Batch mode: write every prediction to this TSV", "FILE" },
+    { NULL } };
   GOptionContext *ctx = g_option_context_new ("- classify pictures, sounds and text");
 
-  g_option_context_set_summary (ctx, "Runs a libmm model (encoders, fusion and head) on one "
+  g_option_context_set_summary (ctx,
+      "Runs a libmm model (encoders, fusion and head) on one "
       "example given as files,\nor on every example of a manifest (--manifest), printing the "
       "accuracy\nof each subset of modalities.");
   g_option_context_add_main_entries (ctx, entries, NULL);

@@ -51,11 +51,11 @@ GQuark mm_error_quark (void);
 
 typedef enum
 {
-  MM_ERROR_IO,                  /* file cannot be opened or mapped */
-  MM_ERROR_FORMAT,              /* file bytes or metadata are invalid */
-  MM_ERROR_UNSUPPORTED,         /* valid file, but an architecture or dtype libmm lacks */
-  MM_ERROR_MISSING_COMPONENT,   /* the model has no such component */
-  MM_ERROR_INPUT,               /* a run function got unusable input */
+  MM_ERROR_IO,                /* file cannot be opened or mapped */
+  MM_ERROR_FORMAT,            /* file bytes or metadata are invalid */
+  MM_ERROR_UNSUPPORTED,       /* valid file, but an architecture or dtype libmm lacks */
+  MM_ERROR_MISSING_COMPONENT, /* the model has no such component */
+  MM_ERROR_INPUT,             /* a run function got unusable input */
 } MmError;
 
 typedef enum
@@ -83,7 +83,7 @@ typedef struct _MmModel MmModel;
  * problem).  Thread-safe. */
 MmModel *mm_model_open (const char *path, GError **error);
 MmModel *mm_model_ref (MmModel *model);
-void mm_model_unref (MmModel *model);     /* thread-safe; NULL is ignored */
+void mm_model_unref (MmModel *model); /* thread-safe; NULL is ignored */
 
 const char *mm_model_get_path (const MmModel *model);
 /* "name" from the metadata, or the file's basename. */
@@ -116,9 +116,9 @@ gint mm_model_find_fusion_input (const MmModel *model, const char *modality);
 
 typedef enum
 {
-  MM_HEAD_SOFTMAX,              /* exclusive classes, scores sum to 1 */
-  MM_HEAD_SIGMOID,              /* independent tags, each in [0,1] */
-  MM_HEAD_REGRESSION,           /* raw values */
+  MM_HEAD_SOFTMAX,    /* exclusive classes, scores sum to 1 */
+  MM_HEAD_SIGMOID,    /* independent tags, each in [0,1] */
+  MM_HEAD_REGRESSION, /* raw values */
 } MmHeadKind;
 
 MmHeadKind mm_model_get_head_kind (const MmModel *model);
@@ -152,39 +152,44 @@ MmContextParams mm_context_default_params (void);
  * vector (wordvec) or the [CLS]/[SEP]-only encoding (bert); @n_tokens (may
  * be NULL) receives the number of content tokens used. */
 typedef struct _MmTextEncoder MmTextEncoder;
-MmTextEncoder *mm_text_encoder_new (MmModel *model, const MmContextParams *params,
-    GError **error);
-gboolean mm_text_encoder_encode (MmTextEncoder *enc, const char *text, gssize len,
-    float *embedding, guint *n_tokens, GError **error);
+MmTextEncoder *mm_text_encoder_new (MmModel *model, const MmContextParams *params, GError **error);
+gboolean mm_text_encoder_encode (MmTextEncoder *enc, const char *text, gssize len, float *embedding,
+    guint *n_tokens, GError **error);
 void mm_text_encoder_free (MmTextEncoder *enc);
 
 /* Images: packed 8-bit pixels, any size; resized (bilinear) and normalised
  * as the model says. */
 typedef enum
 {
-  MM_PIXEL_RGB, MM_PIXEL_BGR,
-  MM_PIXEL_RGBx, MM_PIXEL_BGRx, MM_PIXEL_xRGB, MM_PIXEL_xBGR,
-  MM_PIXEL_RGBA, MM_PIXEL_BGRA, MM_PIXEL_ARGB, MM_PIXEL_ABGR,
+  MM_PIXEL_RGB,
+  MM_PIXEL_BGR,
+  MM_PIXEL_RGBx,
+  MM_PIXEL_BGRx,
+  MM_PIXEL_xRGB,
+  MM_PIXEL_xBGR,
+  MM_PIXEL_RGBA,
+  MM_PIXEL_BGRA,
+  MM_PIXEL_ARGB,
+  MM_PIXEL_ABGR,
   MM_PIXEL_GRAY8,
 } MmPixelFormat;
 
 typedef struct _MmImageEncoder MmImageEncoder;
-MmImageEncoder *mm_image_encoder_new (MmModel *model, const MmContextParams *params,
-    GError **error);
+MmImageEncoder *
+mm_image_encoder_new (MmModel *model, const MmContextParams *params, GError **error);
 /* Fails (MM_ERROR_INPUT) on width/height 0 or above 16384, or a stride
  * shorter than a row. */
-gboolean mm_image_encoder_encode (MmImageEncoder *enc, MmPixelFormat format,
-    const guint8 *pixels, guint width, guint height, gsize stride,
-    float *embedding, GError **error);
+gboolean mm_image_encoder_encode (MmImageEncoder *enc, MmPixelFormat format, const guint8 *pixels,
+    guint width, guint height, gsize stride, float *embedding, GError **error);
 void mm_image_encoder_free (MmImageEncoder *enc);
 
 /* Audio: mono float samples in [-1,1] at mm_model_get_audio_rate().  Any
  * length from one FFT frame up to max_audio_samples. */
 typedef struct _MmAudioEncoder MmAudioEncoder;
-MmAudioEncoder *mm_audio_encoder_new (MmModel *model, const MmContextParams *params,
-    GError **error);
-gboolean mm_audio_encoder_encode (MmAudioEncoder *enc, const float *samples,
-    gsize n_samples, float *embedding, GError **error);
+MmAudioEncoder *
+mm_audio_encoder_new (MmModel *model, const MmContextParams *params, GError **error);
+gboolean mm_audio_encoder_encode (
+    MmAudioEncoder *enc, const float *samples, gsize n_samples, float *embedding, GError **error);
 void mm_audio_encoder_free (MmAudioEncoder *enc);
 
 /* Fusion: @inputs has mm_model_get_fusion_n_inputs() entries, each a
@@ -192,8 +197,7 @@ void mm_audio_encoder_free (MmAudioEncoder *enc);
  * presence mask).  All missing is allowed. */
 typedef struct _MmFusion MmFusion;
 MmFusion *mm_fusion_new (MmModel *model, const MmContextParams *params, GError **error);
-gboolean mm_fusion_run (MmFusion *fusion, const float *const *inputs, float *fused,
-    GError **error);
+gboolean mm_fusion_run (MmFusion *fusion, const float *const *inputs, float *fused, GError **error);
 void mm_fusion_free (MmFusion *fusion);
 
 /* Head: @scores receives mm_model_get_n_outputs() values after the head's

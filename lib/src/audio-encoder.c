@@ -17,10 +17,8 @@
 #include "ops.h"
 #include "preprocess.h"
 
-
-
 #define MAX_LAYERS 64
-#define MAX_BUFFER_FLOATS ((gsize) 1 << 28)
+#define MAX_BUFFER_FLOATS ((gsize)1 << 28)
 #define BN_EPS 1e-5f
 /* the log-mel front end's limits (logmel.c), checked here so that a model
  * it cannot run fails at load rather than at encoder creation */
@@ -30,9 +28,9 @@
 typedef struct
 {
   int c_in, c_out, k, stride, pad, groups;
-  const float *w;               /* (c_out, c_in / groups, k) */
-  const float *bias;            /* (c_out) applied by the conv (no bn), or NULL */
-  float *scale, *shift;         /* (c_out) owned folded bn (incl. conv bias), or NULL */
+  const float *w;       /* (c_out, c_in / groups, k) */
+  const float *bias;    /* (c_out) applied by the conv (no bn), or NULL */
+  float *scale, *shift; /* (c_out) owned folded bn (incl. conv bias), or NULL */
 } Conv1d;
 
 struct _MmAudioWeights
@@ -40,20 +38,20 @@ struct _MmAudioWeights
   MmMelParams mel;
   guint window, hop, dim;
   guint n_convs;
-  Conv1d *conv;                 /* n_convs, owned */
-  guint features;               /* channels out of the last conv */
-  const float *fc_w, *fc_b;     /* (dim, features), (dim) */
+  Conv1d *conv;             /* n_convs, owned */
+  guint features;           /* channels out of the last conv */
+  const float *fc_w, *fc_b; /* (dim, features), (dim) */
 };
 
 struct _MmAudioEncoder
 {
-  MmModel *model;               /* owned reference */
+  MmModel *model; /* owned reference */
   const MmAudioWeights *w;
   MmLogMel *logmel;
   gsize max_samples;
-  float *buf[2];                /* max_act each; buf[0] first holds the log-mel */
-  float *scratch;               /* im2col, max_scratch */
-  float *pooled;                /* (features) */
+  float *buf[2];  /* max_act each; buf[0] first holds the log-mel */
+  float *scratch; /* im2col, max_scratch */
+  float *pooled;  /* (features) */
 };
 
 /* ---- weights ----------------------------------------------------------- */
@@ -79,27 +77,24 @@ load_mel_config (MmAudioWeights *w, JsonObject *cfg, const char *label, GError *
 
   if (!mm_json_uint (cfg, label, "sample_rate", TRUE, 0, 1000, 1000000, &m->sample_rate, error)
       || !mm_json_uint (cfg, label, "n_fft", TRUE, 0, 4, MAX_FFT, &m->n_fft, error)
-      || !mm_json_uint (cfg, label, "win_length", FALSE, m->n_fft, 1, m->n_fft,
-          &m->win_length, error))
+      || !mm_json_uint (
+          cfg, label, "win_length", FALSE, m->n_fft, 1, m->n_fft, &m->win_length, error))
     return FALSE;
   /* defaults as torch.stft / torchaudio: win_length = n_fft, hop = n_fft / 4,
    * f_max = sample_rate / 2 */
   hop_default = MAX (m->n_fft / 4, 1);
-  if (!mm_json_uint (cfg, label, "hop_length", FALSE, hop_default, 1, 65535,
-          &m->hop_length, error)
+  if (!mm_json_uint (cfg, label, "hop_length", FALSE, hop_default, 1, 65535, &m->hop_length, error)
       || !mm_json_uint (cfg, label, "n_mels", TRUE, 0, 1, MAX_MELS, &m->n_mels, error)
       || !mm_json_double (cfg, label, "f_min", FALSE, 0.0, &m->f_min, error)
       || !mm_json_double (cfg, label, "f_max", FALSE, m->sample_rate / 2.0, &m->f_max, error)
       || !mm_json_double (cfg, label, "log_offset", FALSE, 1e-6, &m->log_offset, error))
     return FALSE;
   if (!(m->f_min >= 0.0) || !(m->f_max > m->f_min) || !isfinite (m->f_max)) {
-    mm_format_error (error, label, "need 0 <= f_min < f_max (got %g, %g)", m->f_min,
-        m->f_max);
+    mm_format_error (error, label, "need 0 <= f_min < f_max (got %g, %g)", m->f_min, m->f_max);
     return FALSE;
   }
   if (!(m->log_offset > 0.0) || !isfinite (m->log_offset)) {
-    mm_format_error (error, label, "\"log_offset\" must be finite and > 0 (got %g)",
-        m->log_offset);
+    mm_format_error (error, label, "\"log_offset\" must be finite and > 0 (got %g)", m->log_offset);
     return FALSE;
   }
   if (!mm_json_uint (cfg, label, "window", TRUE, 0, m->n_fft, 1 << 24, &w->window, error)
@@ -140,13 +135,15 @@ bind_conv (Conv1d *c, const MmSafetensors *st, const char *label, guint i, GErro
   }
   for (int j = 0; j < c->c_out; j++) {
     if (!(p[3][j] >= 0.0f)) {
-      mm_format_error (error, label, "tensor \"audio.bns.%u.running_var\" has a negative or "
-          "NaN entry at %d", i, j);
+      mm_format_error (error, label,
+          "tensor \"audio.bns.%u.running_var\" has a negative or "
+          "NaN entry at %d",
+          i, j);
       return FALSE;
     }
   }
-  c->scale = g_new (float, (guint) c->c_out);
-  c->shift = g_new (float, (guint) c->c_out);
+  c->scale = g_new (float, (guint)c->c_out);
+  c->shift = g_new (float, (guint)c->c_out);
   mm_batchnorm_fold (c->scale, c->shift, p[0], p[1], p[2], p[3], c->c_out, BN_EPS);
   if (conv_bias)
     for (int j = 0; j < c->c_out; j++)
@@ -155,8 +152,8 @@ bind_conv (Conv1d *c, const MmSafetensors *st, const char *label, guint i, GErro
 }
 
 static gboolean
-load_convs (MmAudioWeights *w, const MmSafetensors *st, JsonObject *cfg, const char *label,
-    GError **error)
+load_convs (
+    MmAudioWeights *w, const MmSafetensors *st, JsonObject *cfg, const char *label, GError **error)
 {
   JsonNode *node = json_object_get_member (cfg, "convs");
   if (!node || !JSON_NODE_HOLDS_ARRAY (node)) {
@@ -166,8 +163,7 @@ load_convs (MmAudioWeights *w, const MmSafetensors *st, JsonObject *cfg, const c
   JsonArray *a = json_node_get_array (node);
   guint n = json_array_get_length (a);
   if (n < 1 || n > MAX_LAYERS) {
-    mm_format_error (error, label, "\"convs\" has %u entries, expected 1 to %d", n,
-        MAX_LAYERS);
+    mm_format_error (error, label, "\"convs\" has %u entries, expected 1 to %d", n, MAX_LAYERS);
     return FALSE;
   }
   w->conv = g_new0 (Conv1d, n);
@@ -192,8 +188,10 @@ load_convs (MmAudioWeights *w, const MmSafetensors *st, JsonObject *cfg, const c
         || !mm_json_uint (o, what, "groups", FALSE, 1, 1, 65535, &groups, error))
       return FALSE;
     if (c_in % groups != 0 || out % groups != 0) {
-      mm_format_error (error, label, "convs[%u]: %u groups do not divide %d input "
-          "and %u output channels", i, groups, c_in, out);
+      mm_format_error (error, label,
+          "convs[%u]: %u groups do not divide %d input "
+          "and %u output channels",
+          i, groups, c_in, out);
       return FALSE;
     }
     c->c_in = c_in;
@@ -211,8 +209,7 @@ load_convs (MmAudioWeights *w, const MmSafetensors *st, JsonObject *cfg, const c
 }
 
 MmAudioWeights *
-mm_audio_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *label,
-    GError **error)
+mm_audio_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *label, GError **error)
 {
   MmAudioWeights *w = g_new0 (MmAudioWeights, 1);
 
@@ -273,34 +270,36 @@ mm_audio_encoder_new (MmModel *model, const MmContextParams *params, GError **er
     mm_blas_set_threads (params->n_threads);
 
   const MmAudioWeights *w = model->audio;
-  gsize max_samples = (params && params->max_audio_samples) ? params->max_audio_samples
-      : (gsize) 4 * w->window;
+  gsize max_samples =
+      (params && params->max_audio_samples) ? params->max_audio_samples : (gsize)4 * w->window;
   if (max_samples < w->mel.n_fft)
     max_samples = w->mel.n_fft;
-  if (max_samples > (gsize) G_MAXINT) {
+  if (max_samples > (gsize)G_MAXINT) {
     mm_set_error (error, MM_ERROR_INPUT, MM_MODEL_LABEL (model),
         "audio encoder: max_audio_samples %" G_GSIZE_FORMAT " is too large", max_samples);
     return NULL;
   }
 
   /* shape trace at the longest input: activations only grow with T */
-  int t = 1 + (int) ((max_samples - w->mel.n_fft) / w->mel.hop_length);
-  gsize max_act = (gsize) w->mel.n_mels * t, max_scratch = 1;
+  int t = 1 + (int)((max_samples - w->mel.n_fft) / w->mel.hop_length);
+  gsize max_act = (gsize)w->mel.n_mels * t, max_scratch = 1;
   int c_in = w->mel.n_mels;
   for (guint i = 0; i < w->n_convs; i++) {
     const Conv1d *c = &w->conv[i];
     int t_out = conv_out_frames (c, t);
     if (t_out > 0) {
-      max_scratch = MAX (max_scratch, mm_conv1d_scratch_size (c_in, t, c->k, c->stride,
-              c->pad, c->groups));
-      max_act = MAX (max_act, (gsize) c->c_out * t_out);
+      max_scratch =
+          MAX (max_scratch, mm_conv1d_scratch_size (c_in, t, c->k, c->stride, c->pad, c->groups));
+      max_act = MAX (max_act, (gsize)c->c_out * t_out);
     }
     t = MAX (t_out, 1);
     c_in = c->c_out;
   }
   if (max_act > MAX_BUFFER_FLOATS || max_scratch > MAX_BUFFER_FLOATS) {
-    mm_set_error (error, MM_ERROR_INPUT, MM_MODEL_LABEL (model), "audio encoder: "
-        "max_audio_samples %" G_GSIZE_FORMAT " needs too much scratch memory", max_samples);
+    mm_set_error (error, MM_ERROR_INPUT, MM_MODEL_LABEL (model),
+        "audio encoder: "
+        "max_audio_samples %" G_GSIZE_FORMAT " needs too much scratch memory",
+        max_samples);
     return NULL;
   }
 
@@ -318,8 +317,9 @@ mm_audio_encoder_new (MmModel *model, const MmContextParams *params, GError **er
   enc->scratch = g_try_new (float, max_scratch);
   enc->pooled = g_try_new (float, w->features);
   if (!enc->buf[0] || !enc->buf[1] || !enc->scratch || !enc->pooled) {
-    mm_set_error (error, MM_ERROR_IO, MM_MODEL_LABEL (model), "audio encoder: cannot allocate %"
-        G_GSIZE_FORMAT " floats of scratch memory", 2 * max_act + max_scratch);
+    mm_set_error (error, MM_ERROR_IO, MM_MODEL_LABEL (model),
+        "audio encoder: cannot allocate %" G_GSIZE_FORMAT " floats of scratch memory",
+        2 * max_act + max_scratch);
     mm_audio_encoder_free (enc);
     return NULL;
   }
@@ -342,39 +342,43 @@ mm_audio_encoder_free (MmAudioEncoder *enc)
 }
 
 gboolean
-mm_audio_encoder_encode (MmAudioEncoder *enc, const float *samples, gsize n_samples,
-    float *embedding, GError **error)
+mm_audio_encoder_encode (
+    MmAudioEncoder *enc, const float *samples, gsize n_samples, float *embedding, GError **error)
 {
   g_return_val_if_fail (enc != NULL && embedding != NULL, FALSE);
   const MmAudioWeights *w = enc->w;
   const char *label = MM_MODEL_LABEL (enc->model);
 
   if (!samples || n_samples < w->mel.n_fft) {
-    mm_set_error (error, MM_ERROR_INPUT, label, "audio: %" G_GSIZE_FORMAT " samples is "
-        "shorter than one FFT frame (n_fft = %u samples)", samples ? n_samples : 0,
-        w->mel.n_fft);
+    mm_set_error (error, MM_ERROR_INPUT, label,
+        "audio: %" G_GSIZE_FORMAT " samples is "
+        "shorter than one FFT frame (n_fft = %u samples)",
+        samples ? n_samples : 0, w->mel.n_fft);
     return FALSE;
   }
   if (n_samples > enc->max_samples) {
-    mm_set_error (error, MM_ERROR_INPUT, label, "audio: %" G_GSIZE_FORMAT " samples is "
+    mm_set_error (error, MM_ERROR_INPUT, label,
+        "audio: %" G_GSIZE_FORMAT " samples is "
         "more than this encoder's maximum of %" G_GSIZE_FORMAT " (max_audio_samples)",
         n_samples, enc->max_samples);
     return FALSE;
   }
   /* check the whole conv stack has at least one output frame before running */
-  int t = (int) mm_logmel_n_frames (enc->logmel, n_samples);
+  int t = (int)mm_logmel_n_frames (enc->logmel, n_samples);
   for (guint i = 0; i < w->n_convs; i++) {
     t = conv_out_frames (&w->conv[i], t);
     if (t <= 0) {
-      mm_set_error (error, MM_ERROR_INPUT, label, "audio: %" G_GSIZE_FORMAT " samples is "
-          "too short for the network (no frame left after conv %u)", n_samples, i);
+      mm_set_error (error, MM_ERROR_INPUT, label,
+          "audio: %" G_GSIZE_FORMAT " samples is "
+          "too short for the network (no frame left after conv %u)",
+          n_samples, i);
       return FALSE;
     }
   }
 
   /* log-mel (n_mels, T) */
   float *x = enc->buf[0], *y = enc->buf[1];
-  t = (int) mm_logmel_compute (enc->logmel, x, samples, n_samples, error);
+  t = (int)mm_logmel_compute (enc->logmel, x, samples, n_samples, error);
   if (t == 0)
     return FALSE;
 
@@ -382,11 +386,11 @@ mm_audio_encoder_encode (MmAudioEncoder *enc, const float *samples, gsize n_samp
     const Conv1d *c = &w->conv[i];
     int t_out = conv_out_frames (c, t);
     /* y (c_out, t_out) = relu (bn (conv1d (x (c_in, t)))) */
-    mm_conv1d (y, x, c->w, c->bias, c->c_in, t, c->c_out, c->k, c->stride, c->pad,
-        c->groups, enc->scratch);
+    mm_conv1d (y, x, c->w, c->bias, c->c_in, t, c->c_out, c->k, c->stride, c->pad, c->groups,
+        enc->scratch);
     if (c->scale)
       mm_channel_affine (y, c->c_out, t_out, c->scale, c->shift);
-    mm_relu (y, (gsize) c->c_out * t_out);
+    mm_relu (y, (gsize)c->c_out * t_out);
     float *tmp = x;
     x = y;
     y = tmp;

@@ -29,7 +29,12 @@
 
 #include "ops.h"
 
-enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112 };
+enum
+{
+  ROW_MAJOR = 101,
+  NO_TRANS = 111,
+  TRANS = 112
+};
 
 typedef void (*SgemmFn) (int order, int ta, int tb, int m, int n, int k, float alpha,
     const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
@@ -51,17 +56,17 @@ best_coretype (void)
   if (!__get_cpuid_count (7, 0, &a, &b, &c, &d))
     return NULL;
   gboolean avx512 = (b & (1u << 16)) && (b & (1u << 17)) && (b & (1u << 30))
-      && (b & (1u << 31));      /* F, DQ, BW, VL */
+      && (b & (1u << 31)); /* F, DQ, BW, VL */
   if (!avx512)
     return NULL;
   /* the OS must save the ZMM state (XCR0 bits 1,2,5,6,7) */
   unsigned xlo, xhi;
-  __asm__ volatile ("xgetbv":"=a" (xlo), "=d" (xhi):"c" (0));
+  __asm__ volatile("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
   if ((xlo & 0xe6) != 0xe6)
     return NULL;
   unsigned a1 = 0, b1, c1, d1;
   __get_cpuid_count (7, 1, &a1, &b1, &c1, &d1);
-  return (a1 & (1u << 5)) ? "COOPERLAKE" : "SKYLAKEX";      /* AVX512_BF16 */
+  return (a1 & (1u << 5)) ? "COOPERLAKE" : "SKYLAKEX"; /* AVX512_BF16 */
 #else
   return NULL;
 #endif
@@ -86,18 +91,20 @@ check_core (gboolean preloaded, const char *best, const char *forced_by)
   const char *user = g_getenv ("OPENBLAS_CORETYPE");
   if (preloaded)
     g_warning ("libmm: OpenBLAS was already loaded when libmm started (e.g. by numpy) "
-        "and runs its generic %s kernel, about 5x slower for sgemm on this AVX-512 CPU. "
-        "Fix: start the program with OPENBLAS_CORETYPE=%s in its environment, or "
-        "initialise libmm before the other library loads OpenBLAS.", core, best);
+               "and runs its generic %s kernel, about 5x slower for sgemm on this AVX-512 CPU. "
+               "Fix: start the program with OPENBLAS_CORETYPE=%s in its environment, or "
+               "initialise libmm before the other library loads OpenBLAS.",
+        core, best);
   else if (user && g_ascii_strcasecmp (user, best) != 0)
     g_warning ("libmm: %s=%s makes OpenBLAS run its generic %s kernel, about 5x slower "
-        "for sgemm on this AVX-512 CPU. Fix: unset %s (libmm then selects %s).", forced_by,
-        g_strcmp0 (forced_by, "MM_BLAS_CORETYPE") == 0 ? g_getenv (forced_by) : user, core,
-        forced_by, best);
+               "for sgemm on this AVX-512 CPU. Fix: unset %s (libmm then selects %s).",
+        forced_by, g_strcmp0 (forced_by, "MM_BLAS_CORETYPE") == 0 ? g_getenv (forced_by) : user,
+        core, forced_by, best);
   else
     g_warning ("libmm: OpenBLAS chose its generic %s kernel, about 5x slower for sgemm "
-        "on this AVX-512 CPU. Fix: set OPENBLAS_CORETYPE=%s (and do not set "
-        "MM_BLAS_CORETYPE=none).", core, best);
+               "on this AVX-512 CPU. Fix: set OPENBLAS_CORETYPE=%s (and do not set "
+               "MM_BLAS_CORETYPE=none).",
+        core, best);
 }
 
 static void
@@ -125,13 +132,13 @@ blas_load (void)
   for (int i = 0; names[i] && !handle; i++)
     handle = dlopen (names[i], RTLD_NOW | RTLD_LOCAL);
   if (handle) {
-    blas_sgemm = (SgemmFn) dlsym (handle, "cblas_sgemm");
-    blas_set_threads = (SetThreadsFn) dlsym (handle, "openblas_set_num_threads");
-    blas_core_name = (CoreNameFn) dlsym (handle, "openblas_get_corename");
+    blas_sgemm = (SgemmFn)dlsym (handle, "cblas_sgemm");
+    blas_set_threads = (SetThreadsFn)dlsym (handle, "openblas_set_num_threads");
+    blas_core_name = (CoreNameFn)dlsym (handle, "openblas_get_corename");
   }
   if (!blas_sgemm)
     g_warning ("libmm: OpenBLAS (libopenblas.so.0) not found; using slow plain C "
-        "loops. Install libopenblas0.");
+               "loops. Install libopenblas0.");
   else
     check_core (preloaded, best, forced_by);
 
@@ -168,8 +175,8 @@ mm_blas_core_name (void)
 }
 
 static void
-sgemm_reference (gboolean ta, gboolean tb, int m, int n, int k, float alpha,
-    const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc)
+sgemm_reference (gboolean ta, gboolean tb, int m, int n, int k, float alpha, const float *a,
+    int lda, const float *b, int ldb, float beta, float *c, int ldc)
 {
   for (int i = 0; i < m; i++)
     for (int j = 0; j < n; j++) {
@@ -177,10 +184,10 @@ sgemm_reference (gboolean ta, gboolean tb, int m, int n, int k, float alpha,
       for (int p = 0; p < k; p++) {
         float av = ta ? a[p * lda + i] : a[i * lda + p];
         float bv = tb ? b[j * ldb + p] : b[p * ldb + j];
-        acc += (double) av * bv;
+        acc += (double)av * bv;
       }
       float prev = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
-      c[i * ldc + j] = alpha * (float) acc + prev;
+      c[i * ldc + j] = alpha * (float)acc + prev;
     }
 }
 
@@ -196,10 +203,9 @@ sgemm_reference (gboolean ta, gboolean tb, int m, int n, int k, float alpha,
  * OpenBLAS's, so it never sees a small GEMM. */
 #define SMALL_GEMM_MNK 1e6
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)          \
     && !defined(MM_NO_CLONES)
-#define SMALL_CLONES __attribute__ ((target_clones ("arch=x86-64-v4", "arch=x86-64-v3", \
-        "default")))
+#define SMALL_CLONES __attribute__ ((target_clones ("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define SMALL_CLONES
 #endif
@@ -212,8 +218,8 @@ sgemm_reference (gboolean ta, gboolean tb, int m, int n, int k, float alpha,
 /* 16 floats, any alignment: one AVX-512 register, two AVX2, four SSE */
 typedef float v16f __attribute__ ((vector_size (64), aligned (4), may_alias));
 
-#define SG_NR 32                /* vector columns per micro-tile (2 x v16f) */
-#define SG_KC 128               /* depth per packed panel: 16 KB, stays in L1 */
+#define SG_NR 32  /* vector columns per micro-tile (2 x v16f) */
+#define SG_KC 128 /* depth per packed panel: 16 KB, stays in L1 */
 
 /* C (m, n) = alpha X Y + beta C with X = op(A) read in place (element
  * (i, p) at x[i * xr + p * xc]) and Y = op(B) in panels of 32 (or 16)
@@ -226,9 +232,9 @@ typedef struct
   gsize xr, xc;
   const float *y;
   int ldy;
-  gboolean y_trans;             /* Y element (p, j) at y[j * ldy + p], else y[p * ldy + j] */
+  gboolean y_trans; /* Y element (p, j) at y[j * ldy + p], else y[p * ldy + j] */
   float *c;
-  gsize cr, cc;                 /* C element of tile (r, j) at c[r * cr + j * cc] */
+  gsize cr, cc; /* C element of tile (r, j) at c[r * cr + j * cc] */
   float alpha, beta;
 } SmallGemm;
 
@@ -236,22 +242,22 @@ typedef struct
  * else packed into bp (kc, SG_NR), zero padded.  Returns the panel and its
  * row stride. */
 SMALL_INLINE const float *
-panel_y (float *restrict bp, const SmallGemm *g, int p0, int kc, int j0, int nr, int width,
-    gsize *ys)
+panel_y (
+    float *restrict bp, const SmallGemm *g, int p0, int kc, int j0, int nr, int width, gsize *ys)
 {
   if (!g->y_trans && nr == width) {
     *ys = g->ldy;
-    return g->y + (gsize) p0 * g->ldy + j0;
+    return g->y + (gsize)p0 * g->ldy + j0;
   }
   *ys = width;
   if (nr < width)
     memset (bp, 0, sizeof (float) * kc * width);
   if (!g->y_trans)
     for (int p = 0; p < kc; p++)
-      memcpy (bp + p * width, g->y + (gsize) (p0 + p) * g->ldy + j0, sizeof (float) * nr);
+      memcpy (bp + p * width, g->y + (gsize)(p0 + p) * g->ldy + j0, sizeof (float) * nr);
   else
     for (int j = 0; j < nr; j++) {
-      const float *yj = g->y + (gsize) (j0 + j) * g->ldy + p0;
+      const float *yj = g->y + (gsize)(j0 + j) * g->ldy + p0;
       for (int p = 0; p < kc; p++)
         bp[p * width + j] = yj[p];
     }
@@ -262,13 +268,12 @@ panel_y (float *restrict bp, const SmallGemm *g, int p0, int kc, int j0, int nr,
  * + beta C on the first panel, += on the others.  beta == 0 never reads C
  * (it may be uninitialised). */
 SMALL_INLINE void
-store_row (const SmallGemm *g, int i, int j0, int nr, int width, v16f t0, v16f t1,
-    gboolean first)
+store_row (const SmallGemm *g, int i, int j0, int nr, int width, v16f t0, v16f t1, gboolean first)
 {
-  float *cr = g->c + (gsize) i * g->cr + (gsize) j0 * g->cc;
+  float *cr = g->c + (gsize)i * g->cr + (gsize)j0 * g->cc;
   float beta = g->beta;
   if (width == 16 && nr == 16 && g->cc == 1) {
-    v16f *c0 = (v16f *) cr;
+    v16f *c0 = (v16f *)cr;
     if (!first)
       *c0 += t0;
     else if (beta == 0.0f)
@@ -278,7 +283,7 @@ store_row (const SmallGemm *g, int i, int j0, int nr, int width, v16f t0, v16f t
     return;
   }
   if (nr == SG_NR && g->cc == 1) {
-    v16f *c0 = (v16f *) cr, *c1 = (v16f *) (cr + 16);
+    v16f *c0 = (v16f *)cr, *c1 = (v16f *)(cr + 16);
     if (!first) {
       *c0 += t0;
       *c1 += t1;
@@ -304,33 +309,29 @@ store_row (const SmallGemm *g, int i, int j0, int nr, int width, v16f t0, v16f t
 /* C rows i0..i0+MR, columns j0..j0+nr of alpha X Y for one panel of NV
  * vectors (16 NV columns): the accumulators are locals so they stay in
  * registers */
-#define DEFINE_TILE(MR, NV) \
-SMALL_INLINE void \
-tile_##MR##_##NV (const SmallGemm *g, const float *x, const float *yp, gsize ys, int kc, \
-    int i0, int j0, int nr, gboolean first) \
-{ \
-  v16f a0[MR], a1[MR], z = { 0 }; \
-  gsize xr = g->xr, xc = g->xc; \
-  _Pragma ("GCC unroll 8") \
-  for (int r = 0; r < MR; r++) \
-    a0[r] = a1[r] = z; \
-  for (int p = 0; p < kc; p++) { \
-    v16f b0 = *(const v16f *) (yp + p * ys); \
-    v16f b1 = z; \
-    if (NV == 2) \
-      b1 = *(const v16f *) (yp + p * ys + 16); \
-    _Pragma ("GCC unroll 8") \
-    for (int r = 0; r < MR; r++) { \
-      float av = x[r * xr + p * xc]; \
-      a0[r] += av * b0; \
-      if (NV == 2) \
-        a1[r] += av * b1; \
-    } \
-  } \
-  _Pragma ("GCC unroll 8") \
-  for (int r = 0; r < MR; r++) \
-    store_row (g, i0 + r, j0, nr, 16 * NV, a0[r] * g->alpha, a1[r] * g->alpha, first); \
-}
+#define DEFINE_TILE(MR, NV)                                                                        \
+  SMALL_INLINE void tile_##MR##_##NV (const SmallGemm *g, const float *x, const float *yp,         \
+      gsize ys, int kc, int i0, int j0, int nr, gboolean first)                                    \
+  {                                                                                                \
+    v16f a0[MR], a1[MR], z = { 0 };                                                                \
+    gsize xr = g->xr, xc = g->xc;                                                                  \
+    _Pragma ("GCC unroll 8") for (int r = 0; r < MR; r++) a0[r] = a1[r] = z;                       \
+    for (int p = 0; p < kc; p++) {                                                                 \
+      v16f b0 = *(const v16f *)(yp + p * ys);                                                      \
+      v16f b1 = z;                                                                                 \
+      if (NV == 2)                                                                                 \
+        b1 = *(const v16f *)(yp + p * ys + 16);                                                    \
+      _Pragma ("GCC unroll 8") for (int r = 0; r < MR; r++)                                        \
+      {                                                                                            \
+        float av = x[r * xr + p * xc];                                                             \
+        a0[r] += av * b0;                                                                          \
+        if (NV == 2)                                                                               \
+          a1[r] += av * b1;                                                                        \
+      }                                                                                            \
+    }                                                                                              \
+    _Pragma ("GCC unroll 8") for (int r = 0; r < MR; r++)                                          \
+        store_row (g, i0 + r, j0, nr, 16 * NV, a0[r] * g->alpha, a1[r] * g->alpha, first);         \
+  }
 DEFINE_TILE (8, 2)
 DEFINE_TILE (4, 2)
 DEFINE_TILE (1, 2)
@@ -342,16 +343,16 @@ DEFINE_TILE (1, 1)
  * 32 vector registers), else 4-row tiles */
 /* One panel of width 16 NV: all row tiles; wide: 8-row tiles (16
  * accumulators, for 32 vector registers), else 4-row tiles */
-#define PANEL_ROWS(NV) \
-  do { \
-    int i0 = 0; \
-    if (wide) \
-      for (; i0 + 8 <= m; i0 += 8) \
-        tile_8_##NV (g, x + i0 * g->xr, yp, ys, kc, i0, j0, nr, first); \
-    for (; i0 + 4 <= m; i0 += 4) \
-      tile_4_##NV (g, x + i0 * g->xr, yp, ys, kc, i0, j0, nr, first); \
-    for (; i0 < m; i0++) \
-      tile_1_##NV (g, x + i0 * g->xr, yp, ys, kc, i0, j0, nr, first); \
+#define PANEL_ROWS(NV)                                                                             \
+  do {                                                                                             \
+    int i0 = 0;                                                                                    \
+    if (wide)                                                                                      \
+      for (; i0 + 8 <= m; i0 += 8)                                                                 \
+        tile_8_##NV (g, x + i0 * g->xr, yp, ys, kc, i0, j0, nr, first);                            \
+    for (; i0 + 4 <= m; i0 += 4)                                                                   \
+      tile_4_##NV (g, x + i0 * g->xr, yp, ys, kc, i0, j0, nr, first);                              \
+    for (; i0 < m; i0++)                                                                           \
+      tile_1_##NV (g, x + i0 * g->xr, yp, ys, kc, i0, j0, nr, first);                              \
   } while (0)
 
 /* T (m, n) = X Y: panels of 32 columns, the last one 16 wide when that
@@ -392,21 +393,26 @@ has_avx512 (void)
 }
 
 static void
-sgemm_small (gboolean ta, gboolean tb, int m, int n, int k, float alpha, const float *a,
-    int lda, const float *b, int ldb, float beta, float *c, int ldc)
+sgemm_small (gboolean ta, gboolean tb, int m, int n, int k, float alpha, const float *a, int lda,
+    const float *b, int ldb, float beta, float *c, int ldc)
 {
-  SmallGemm g = {
-    .x = a,.xr = ta ? 1 : (gsize) lda,.xc = ta ? (gsize) lda : 1,
-    .y = b,.ldy = ldb,.y_trans = tb,
-    .c = c,.cr = ldc,.cc = 1,
-    .alpha = alpha,.beta = beta
-  };
+  SmallGemm g = { .x = a,
+    .xr = ta ? 1 : (gsize)lda,
+    .xc = ta ? (gsize)lda : 1,
+    .y = b,
+    .ldy = ldb,
+    .y_trans = tb,
+    .c = c,
+    .cr = ldc,
+    .cc = 1,
+    .alpha = alpha,
+    .beta = beta };
   small_gemm_run (&g, m, n, k, has_avx512 ());
 }
 
 void
-mm_sgemm (gboolean trans_a, gboolean trans_b, int m, int n, int k, float alpha,
-    const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc)
+mm_sgemm (gboolean trans_a, gboolean trans_b, int m, int n, int k, float alpha, const float *a,
+    int lda, const float *b, int ldb, float beta, float *c, int ldc)
 {
   mm_blas_init ();
   if (m <= 0 || n <= 0)
@@ -421,10 +427,10 @@ mm_sgemm (gboolean trans_a, gboolean trans_b, int m, int n, int k, float alpha,
     sgemm_reference (trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;
   }
-  if ((double) m * n * k <= SMALL_GEMM_MNK) {
+  if ((double)m * n * k <= SMALL_GEMM_MNK) {
     sgemm_small (trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;
   }
-  blas_sgemm (ROW_MAJOR, trans_a ? TRANS : NO_TRANS, trans_b ? TRANS : NO_TRANS, m, n, k,
-      alpha, a, lda, b, ldb, beta, c, ldc);
+  blas_sgemm (ROW_MAJOR, trans_a ? TRANS : NO_TRANS, trans_b ? TRANS : NO_TRANS, m, n, k, alpha, a,
+      lda, b, ldb, beta, c, ldc);
 }

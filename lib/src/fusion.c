@@ -15,8 +15,6 @@
 #include "mm-private.h"
 #include "ops.h"
 
-
-
 #define MAX_INPUTS 64
 #define LN_EPS 1e-5f
 
@@ -28,7 +26,7 @@ typedef enum
 
 typedef struct
 {
-  const char *modality;         /* into the model's JSON tree */
+  const char *modality; /* into the model's JSON tree */
   guint dim;
   guint offset;                 /* concat: where the slice starts */
   const float *proj_w, *proj_b; /* attention: (d_model, dim), (d_model) */
@@ -38,7 +36,7 @@ struct _MmFusionWeights
 {
   FusionKind kind;
   guint n_inputs;
-  FusionInput *input;           /* n_inputs, owned */
+  FusionInput *input; /* n_inputs, owned */
   guint dim;
   gboolean append_mask;         /* concat */
   guint d_model, heads;         /* attention */
@@ -52,15 +50,15 @@ struct _MmFusionWeights
 
 struct _MmFusion
 {
-  MmModel *model;               /* owned reference */
+  MmModel *model; /* owned reference */
   const MmFusionWeights *w;
   /* attention scratch */
-  float *tokens;                /* (M, d_model) */
-  float *q;                     /* (1, d_model) */
-  float *k, *v;                 /* (M, d_model) */
-  float *attn;                  /* (1, d_model) */
-  float *scores;                /* (1, M) attention weights, mm_attention scratch */
-  guint8 *valid;                /* (M) */
+  float *tokens; /* (M, d_model) */
+  float *q;      /* (1, d_model) */
+  float *k, *v;  /* (M, d_model) */
+  float *attn;   /* (1, d_model) */
+  float *scores; /* (1, M) attention weights, mm_attention scratch */
+  guint8 *valid; /* (M) */
 };
 
 /* ---- weights ----------------------------------------------------------- */
@@ -85,8 +83,7 @@ load_inputs (MmFusionWeights *w, JsonObject *cfg, const char *label, GError **er
   JsonArray *a = json_node_get_array (node);
   guint n = json_array_get_length (a);
   if (n < 1 || n > MAX_INPUTS) {
-    mm_format_error (error, label, "\"inputs\" has %u entries, expected 1 to %d", n,
-        MAX_INPUTS);
+    mm_format_error (error, label, "\"inputs\" has %u entries, expected 1 to %d", n, MAX_INPUTS);
     return FALSE;
   }
   w->input = g_new0 (FusionInput, n);
@@ -123,16 +120,18 @@ load_concat (MmFusionWeights *w, JsonObject *cfg, const char *label, GError **er
   if (w->append_mask)
     total += w->n_inputs;
   if (w->dim != total) {
-    mm_format_error (error, label, "concat \"dim\" is %u but the inputs%s add up "
-        "to %u", w->dim, w->append_mask ? " and mask" : "", total);
+    mm_format_error (error, label,
+        "concat \"dim\" is %u but the inputs%s add up "
+        "to %u",
+        w->dim, w->append_mask ? " and mask" : "", total);
     return FALSE;
   }
   return TRUE;
 }
 
 static gboolean
-load_attention (MmFusionWeights *w, const MmSafetensors *st, JsonObject *cfg,
-    const char *label, GError **error)
+load_attention (
+    MmFusionWeights *w, const MmSafetensors *st, JsonObject *cfg, const char *label, GError **error)
 {
   char name[64];
   guint d, m = w->n_inputs;
@@ -142,13 +141,11 @@ load_attention (MmFusionWeights *w, const MmSafetensors *st, JsonObject *cfg,
     return FALSE;
   d = w->d_model;
   if (d % w->heads != 0) {
-    mm_format_error (error, label, "\"d_model\" %u is not a multiple of \"heads\" %u",
-        d, w->heads);
+    mm_format_error (error, label, "\"d_model\" %u is not a multiple of \"heads\" %u", d, w->heads);
     return FALSE;
   }
   if (w->dim != d) {
-    mm_format_error (error, label, "attention \"dim\" %u differs from \"d_model\" %u",
-        w->dim, d);
+    mm_format_error (error, label, "attention \"dim\" %u differs from \"d_model\" %u", w->dim, d);
     return FALSE;
   }
   for (guint i = 0; i < m; i++) {
@@ -162,23 +159,19 @@ load_attention (MmFusionWeights *w, const MmSafetensors *st, JsonObject *cfg,
     if (!in->proj_b)
       return FALSE;
   }
-  return (w->modality_embed = mm_bind (st, label, "fusion.modality_embed",
-          MM_SHAPE (m, d), error))
+  return (w->modality_embed = mm_bind (st, label, "fusion.modality_embed", MM_SHAPE (m, d), error))
       && (w->query = mm_bind (st, label, "fusion.query", MM_SHAPE (1, d), error))
-      && (w->in_proj_w = mm_bind (st, label, "fusion.attn.in_proj_weight",
-          MM_SHAPE (3 * d, d), error))
-      && (w->in_proj_b = mm_bind (st, label, "fusion.attn.in_proj_bias", MM_SHAPE (3 * d),
-          error))
-      && (w->out_w = mm_bind (st, label, "fusion.attn.out_proj.weight", MM_SHAPE (d, d),
-          error))
+      && (w->in_proj_w =
+              mm_bind (st, label, "fusion.attn.in_proj_weight", MM_SHAPE (3 * d, d), error))
+      && (w->in_proj_b = mm_bind (st, label, "fusion.attn.in_proj_bias", MM_SHAPE (3 * d), error))
+      && (w->out_w = mm_bind (st, label, "fusion.attn.out_proj.weight", MM_SHAPE (d, d), error))
       && (w->out_b = mm_bind (st, label, "fusion.attn.out_proj.bias", MM_SHAPE (d), error))
       && (w->norm_w = mm_bind (st, label, "fusion.norm.weight", MM_SHAPE (d), error))
       && (w->norm_b = mm_bind (st, label, "fusion.norm.bias", MM_SHAPE (d), error));
 }
 
 MmFusionWeights *
-mm_fusion_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *label,
-    GError **error)
+mm_fusion_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *label, GError **error)
 {
   MmFusionWeights *w = g_new0 (MmFusionWeights, 1);
   const char *type = mm_json_string (cfg, label, "type", TRUE, NULL, error);
@@ -197,7 +190,7 @@ mm_fusion_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *la
       || !load_inputs (w, cfg, label, error))
     goto fail;
   if (w->kind == FUSION_CONCAT ? !load_concat (w, cfg, label, error)
-      : !load_attention (w, st, cfg, label, error))
+                               : !load_attention (w, st, cfg, label, error))
     goto fail;
   return w;
 
@@ -250,7 +243,7 @@ mm_fusion_new (MmModel *model, const MmContextParams *params, GError **error)
   f->model = mm_model_ref (model);
   f->w = w;
   if (w->kind == FUSION_ATTENTION) {
-    gsize md = (gsize) w->n_inputs * w->d_model;
+    gsize md = (gsize)w->n_inputs * w->d_model;
     f->tokens = g_new (float, md);
     f->k = g_new (float, md);
     f->v = g_new (float, md);
@@ -304,7 +297,7 @@ run_attention (MmFusion *f, const float *const *inputs, float *fused)
   int d = w->d_model, m = w->n_inputs, n_present = 0;
 
   for (int i = 0; i < m; i++) {
-    float *tok = f->tokens + (gsize) i * d;
+    float *tok = f->tokens + (gsize)i * d;
     f->valid[i] = inputs[i] != NULL;
     if (!inputs[i]) {
       memset (tok, 0, d * sizeof (float));
@@ -313,14 +306,14 @@ run_attention (MmFusion *f, const float *const *inputs, float *fused)
     n_present++;
     /* token_i (d) = proj_i (z_i (d_i)) + modality_embed[i] */
     mm_linear (tok, inputs[i], w->input[i].proj_w, w->input[i].proj_b, 1, w->input[i].dim, d);
-    mm_add (tok, w->modality_embed + (gsize) i * d, d);
+    mm_add (tok, w->modality_embed + (gsize)i * d, d);
   }
 
   /* residual starts as the learned query */
   memcpy (fused, w->query, d * sizeof (float));
   if (n_present > 0) {
     /* q (1, d) = query Wq^T + bq;  K, V (m, d) = tokens Wk^T + bk, tokens Wv^T + bv */
-    const gsize dd = (gsize) d * d;
+    const gsize dd = (gsize)d * d;
     mm_linear (f->q, w->query, w->in_proj_w, w->in_proj_b, 1, d, d);
     mm_linear (f->k, f->tokens, w->in_proj_w + dd, w->in_proj_b + d, m, d, d);
     mm_linear (f->v, f->tokens, w->in_proj_w + 2 * dd, w->in_proj_b + 2 * d, m, d, d);

@@ -12,31 +12,29 @@
 #include "mm-private.h"
 #include "ops.h"
 
-
-
 #define MAX_LAYERS 64
 
 typedef struct
 {
   guint d_in, d_out;
-  const float *w, *b;           /* (d_out, d_in), (d_out) */
+  const float *w, *b; /* (d_out, d_in), (d_out) */
 } Linear;
 
 struct _MmHeadWeights
 {
   MmHeadKind kind;
   guint n_layers;
-  Linear *layer;                /* n_layers, owned */
+  Linear *layer; /* n_layers, owned */
   guint dim;
-  const char **labels;          /* dim strings into the JSON tree; vector owned */
-  guint max_width;              /* largest layer output */
+  const char **labels; /* dim strings into the JSON tree; vector owned */
+  guint max_width;     /* largest layer output */
 };
 
 struct _MmHead
 {
-  MmModel *model;               /* owned reference */
+  MmModel *model; /* owned reference */
   const MmHeadWeights *w;
-  float *buf[2];                /* max_width each */
+  float *buf[2]; /* max_width each */
 };
 
 /* ---- weights ----------------------------------------------------------- */
@@ -69,13 +67,13 @@ static gboolean
 bind_layers (MmHeadWeights *w, const MmSafetensors *st, const char *label, GError **error)
 {
   char name[64];
-  gint64 d_in = -1;             /* the first layer's input size is what the file says */
+  gint64 d_in = -1; /* the first layer's input size is what the file says */
 
   w->layer = g_new0 (Linear, w->n_layers);
   for (guint i = 0; i < w->n_layers; i++) {
     Linear *l = &w->layer[i];
     gboolean last = i + 1 == w->n_layers;
-    gint64 d_out = last ? (gint64) w->dim : -1;
+    gint64 d_out = last ? (gint64)w->dim : -1;
 
     g_snprintf (name, sizeof name, "head.layers.%u.weight", i);
     l->w = mm_bind (st, label, name, MM_SHAPE (d_out, d_in), error);
@@ -100,8 +98,7 @@ bind_layers (MmHeadWeights *w, const MmSafetensors *st, const char *label, GErro
 }
 
 MmHeadWeights *
-mm_head_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *label,
-    GError **error)
+mm_head_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *label, GError **error)
 {
   MmHeadWeights *w = g_new0 (MmHeadWeights, 1);
   const char *kind;
@@ -111,8 +108,10 @@ mm_head_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *labe
   if (!kind)
     goto fail;
   if (!parse_kind (kind, &w->kind)) {
-    mm_format_error (error, label, "unknown \"kind\" \"%s\" (softmax, sigmoid or "
-        "regression)", kind);
+    mm_format_error (error, label,
+        "unknown \"kind\" \"%s\" (softmax, sigmoid or "
+        "regression)",
+        kind);
     goto fail;
   }
   if (!mm_json_uint (cfg, label, "layers", TRUE, 0, 1, MAX_LAYERS, &w->n_layers, error)

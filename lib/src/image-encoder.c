@@ -19,19 +19,17 @@
 #include "ops.h"
 #include "preprocess.h"
 
-
-
 #define MAX_STAGES 8
-#define MAX_LAYERS 64           /* basic blocks, all stages together */
-#define MAX_SCRATCH_FLOATS ((gsize) 1 << 28)    /* 1 GiB per buffer: sane ceiling */
+#define MAX_LAYERS 64                       /* basic blocks, all stages together */
+#define MAX_SCRATCH_FLOATS ((gsize)1 << 28) /* 1 GiB per buffer: sane ceiling */
 #define BN_EPS 1e-5f
 
 typedef struct
 {
   int c_in, c_out, k, stride, pad;
-  const float *w;               /* (c_out, c_in, k, k), mapped */
-  const float *bias;            /* (c_out) used by the conv itself (no bn), or NULL */
-  float *scale, *shift;         /* (c_out) owned folded bn, or NULL */
+  const float *w;       /* (c_out, c_in, k, k), mapped */
+  const float *bias;    /* (c_out) used by the conv itself (no bn), or NULL */
+  float *scale, *shift; /* (c_out) owned folded bn, or NULL */
 } ConvBn;
 
 typedef struct
@@ -50,31 +48,31 @@ struct _MmImageWeights
   guint widths[MAX_STAGES], blocks[MAX_STAGES];
 
   ConvBn stem;
-  BasicBlock *block;            /* n_blocks, owned */
+  BasicBlock *block; /* n_blocks, owned */
   guint n_blocks;
-  guint features;               /* channels out of the last stage */
-  const float *fc_w, *fc_b;     /* (dim, features), (dim) or NULL */
+  guint features;           /* channels out of the last stage */
+  const float *fc_w, *fc_b; /* (dim, features), (dim) or NULL */
 
   /* from the shape trace at load: what a context must allocate */
-  gsize max_act;                /* floats of the largest activation */
-  gsize max_scratch;            /* floats of the largest im2col buffer */
+  gsize max_act;     /* floats of the largest activation */
+  gsize max_scratch; /* floats of the largest im2col buffer */
 };
 
 struct _MmImageEncoder
 {
-  MmModel *model;               /* owned reference */
+  MmModel *model; /* owned reference */
   const MmImageWeights *w;
-  float *input;                 /* (3, height, width) */
-  float *buf[4];                /* max_act each */
-  float *scratch;               /* max_scratch */
-  float *pooled;                /* (features) */
+  float *input;   /* (3, height, width) */
+  float *buf[4];  /* max_act each */
+  float *scratch; /* max_scratch */
+  float *pooled;  /* (features) */
 };
 
 /* ---- config ------------------------------------------------------------ */
 
 static gboolean
-json_uint_array (JsonObject *o, const char *label, const char *key, guint min_len,
-    guint max_len, guint min, guint max, guint *out, guint *n_out, GError **error)
+json_uint_array (JsonObject *o, const char *label, const char *key, guint min_len, guint max_len,
+    guint min, guint max, guint *out, guint *n_out, GError **error)
 {
   JsonNode *node = json_object_get_member (o, key);
   if (!node || !JSON_NODE_HOLDS_ARRAY (node)) {
@@ -84,8 +82,8 @@ json_uint_array (JsonObject *o, const char *label, const char *key, guint min_le
   JsonArray *a = json_node_get_array (node);
   guint n = json_array_get_length (a);
   if (n < min_len || n > max_len) {
-    mm_format_error (error, label, "\"%s\" has %u entries, expected %u to %u",
-        key, n, min_len, max_len);
+    mm_format_error (
+        error, label, "\"%s\" has %u entries, expected %u to %u", key, n, min_len, max_len);
     return FALSE;
   }
   for (guint i = 0; i < n; i++) {
@@ -95,12 +93,12 @@ json_uint_array (JsonObject *o, const char *label, const char *key, guint min_le
       return FALSE;
     }
     gint64 v = json_node_get_int (e);
-    if (v < (gint64) min || v > (gint64) max) {
-      mm_format_error (error, label, "\"%s\"[%u] = %" G_GINT64_FORMAT
-          " is outside [%u, %u]", key, i, v, min, max);
+    if (v < (gint64)min || v > (gint64)max) {
+      mm_format_error (error, label, "\"%s\"[%u] = %" G_GINT64_FORMAT " is outside [%u, %u]", key,
+          i, v, min, max);
       return FALSE;
     }
-    out[i] = (guint) v;
+    out[i] = (guint)v;
   }
   *n_out = n;
   return TRUE;
@@ -145,8 +143,10 @@ convbn_bind (ConvBn *c, const MmSafetensors *st, const char *label, const char *
   g_snprintf (name, sizeof name, "%s.weight", bn);
   if (!mm_has_tensor (st, name)) {
     if (!conv_bias) {
-      mm_format_error (error, label, "missing tensor \"%s\" (or \"%s.bias\" for a folded "
-          "batch-norm)", name, conv);
+      mm_format_error (error, label,
+          "missing tensor \"%s\" (or \"%s.bias\" for a folded "
+          "batch-norm)",
+          name, conv);
       return FALSE;
     }
     c->bias = conv_bias;
@@ -163,13 +163,15 @@ convbn_bind (ConvBn *c, const MmSafetensors *st, const char *label, const char *
   }
   for (int i = 0; i < c_out; i++) {
     if (!(p[3][i] >= 0.0f)) {
-      mm_format_error (error, label, "tensor \"%s.running_var\" has a negative or NaN "
-          "entry at %d", bn, i);
+      mm_format_error (error, label,
+          "tensor \"%s.running_var\" has a negative or NaN "
+          "entry at %d",
+          bn, i);
       return FALSE;
     }
   }
-  c->scale = g_new (float, (guint) c_out);
-  c->shift = g_new (float, (guint) c_out);
+  c->scale = g_new (float, (guint)c_out);
+  c->shift = g_new (float, (guint)c_out);
   mm_batchnorm_fold (c->scale, c->shift, p[0], p[1], p[2], p[3], c_out, BN_EPS);
   /* conv bias before a batch-norm: (y + b) * s + t = y * s + (b * s + t) */
   if (conv_bias)
@@ -187,7 +189,7 @@ convbn_trace (MmImageWeights *w, const ConvBn *c, int h, int wd, int *h_out, int
     return FALSE;
   *h_out = mm_conv_out_size (h, c->k, c->stride, c->pad);
   *w_out = mm_conv_out_size (wd, c->k, c->stride, c->pad);
-  gsize act = (gsize) c->c_out * *h_out * *w_out;
+  gsize act = (gsize)c->c_out * *h_out * *w_out;
   gsize scratch = mm_conv2d_scratch_size (c->c_in, h, wd, c->k, c->k, c->stride, c->pad, 1);
   w->max_act = MAX (w->max_act, act);
   w->max_scratch = MAX (w->max_scratch, scratch);
@@ -221,21 +223,20 @@ load_config (MmImageWeights *w, JsonObject *cfg, const char *label, GError **err
       || !mm_json_bool (cfg, label, "stem_maxpool", TRUE, &w->stem_maxpool, error)
       || !mm_json_float_array (cfg, label, "mean", 3, w->mean, error)
       || !mm_json_float_array (cfg, label, "std", 3, w->std, error)
-      || !json_uint_array (cfg, label, "widths", 1, MAX_STAGES, 1, 65535, w->widths,
-          &w->n_stages, error)
-      || !json_uint_array (cfg, label, "blocks", 1, MAX_STAGES, 1, MAX_LAYERS, w->blocks,
-          &n_blocks_cfg, error)
+      || !json_uint_array (
+          cfg, label, "widths", 1, MAX_STAGES, 1, 65535, w->widths, &w->n_stages, error)
+      || !json_uint_array (
+          cfg, label, "blocks", 1, MAX_STAGES, 1, MAX_LAYERS, w->blocks, &n_blocks_cfg, error)
       || !mm_json_uint (cfg, label, "dim", TRUE, 0, 1, 65535, &w->dim, error))
     return FALSE;
   if (n_blocks_cfg != w->n_stages) {
-    mm_format_error (error, label, "\"widths\" has %u stages but \"blocks\" has %u",
-        w->n_stages, n_blocks_cfg);
+    mm_format_error (
+        error, label, "\"widths\" has %u stages but \"blocks\" has %u", w->n_stages, n_blocks_cfg);
     return FALSE;
   }
   for (int i = 0; i < 3; i++) {
     if (!(w->std[i] != 0.0f) || !isfinite (w->std[i]) || !isfinite (w->mean[i])) {
-      mm_format_error (error, label, "\"std\"/\"mean\" entry %d is zero or not finite",
-          i);
+      mm_format_error (error, label, "\"std\"/\"mean\" entry %d is zero or not finite", i);
       return FALSE;
     }
   }
@@ -243,16 +244,14 @@ load_config (MmImageWeights *w, JsonObject *cfg, const char *label, GError **err
   for (guint s = 0; s < w->n_stages; s++)
     w->n_blocks += w->blocks[s];
   if (w->n_blocks > MAX_LAYERS) {
-    mm_format_error (error, label, "%u blocks, at most %d supported", w->n_blocks,
-        MAX_LAYERS);
+    mm_format_error (error, label, "%u blocks, at most %d supported", w->n_blocks, MAX_LAYERS);
     return FALSE;
   }
   return TRUE;
 }
 
 MmImageWeights *
-mm_image_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *label,
-    GError **error)
+mm_image_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *label, GError **error)
 {
   MmImageWeights *w = g_new0 (MmImageWeights, 1);
   char conv[96], bn[96];
@@ -264,10 +263,10 @@ mm_image_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *lab
 
   /* stem */
   c = w->widths[0];
-  if (!convbn_bind (&w->stem, st, label, "image.conv1", "image.bn1", 3, c,
-          w->stem_kernel, w->stem_stride, w->stem_kernel / 2, error))
+  if (!convbn_bind (&w->stem, st, label, "image.conv1", "image.bn1", 3, c, w->stem_kernel,
+          w->stem_stride, w->stem_kernel / 2, error))
     goto fail;
-  w->max_act = (gsize) 3 * w->height * w->width;
+  w->max_act = (gsize)3 * w->height * w->width;
   if (!convbn_trace (w, &w->stem, w->height, w->width, &h, &wd))
     goto too_small;
   if (w->stem_maxpool) {
@@ -321,22 +320,24 @@ mm_image_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *lab
     w->fc_b = mm_bind (st, label, "image.fc.bias", MM_SHAPE (w->dim), error);
     if (!w->fc_b)
       goto fail;
-  } else if (w->dim != (guint) c) {
-    mm_format_error (error, label, "\"dim\" is %u but there is no \"image.fc.weight\" "
-        "and the last stage has %d channels", w->dim, c);
+  } else if (w->dim != (guint)c) {
+    mm_format_error (error, label,
+        "\"dim\" is %u but there is no \"image.fc.weight\" "
+        "and the last stage has %d channels",
+        w->dim, c);
     goto fail;
   }
   if (w->max_act > MAX_SCRATCH_FLOATS || w->max_scratch > MAX_SCRATCH_FLOATS) {
-    mm_format_error (error, label, "input %ux%u needs too much memory "
-        "(%" G_GSIZE_FORMAT " floats per buffer)", w->width, w->height,
-        MAX (w->max_act, w->max_scratch));
+    mm_format_error (error, label,
+        "input %ux%u needs too much memory "
+        "(%" G_GSIZE_FORMAT " floats per buffer)",
+        w->width, w->height, MAX (w->max_act, w->max_scratch));
     goto fail;
   }
   return w;
 
 too_small:
-  mm_format_error (error, label, "input %ux%u is too small for the network",
-      w->width, w->height);
+  mm_format_error (error, label, "input %ux%u is too small for the network", w->width, w->height);
 fail:
   mm_image_weights_free (w);
   return NULL;
@@ -377,13 +378,13 @@ mm_image_encoder_new (MmModel *model, const MmContextParams *params, GError **er
   enc->model = mm_model_ref (model);
   enc->w = w;
   gsize act = MAX (w->max_act, 1), scratch = MAX (w->max_scratch, 1);
-  enc->input = g_try_new (float, (gsize) 3 * w->width * w->height);
+  enc->input = g_try_new (float, (gsize)3 * w->width * w->height);
   for (int i = 0; i < 4; i++)
     enc->buf[i] = g_try_new (float, act);
   enc->scratch = g_try_new (float, scratch);
   enc->pooled = g_try_new (float, w->features);
-  if (!enc->input || !enc->buf[0] || !enc->buf[1] || !enc->buf[2] || !enc->buf[3]
-      || !enc->scratch || !enc->pooled) {
+  if (!enc->input || !enc->buf[0] || !enc->buf[1] || !enc->buf[2] || !enc->buf[3] || !enc->scratch
+      || !enc->pooled) {
     mm_set_error (error, MM_ERROR_IO, MM_MODEL_LABEL (model),
         "image encoder: cannot allocate %" G_GSIZE_FORMAT " floats of scratch memory",
         4 * act + scratch);
@@ -408,15 +409,15 @@ mm_image_encoder_free (MmImageEncoder *enc)
 }
 
 #if defined(__GNUC__) && !defined(__clang__)
-#define EPILOGUE_VECTORIZE __attribute__ ((optimize ("tree-vectorize", \
-        "vect-cost-model=dynamic", "no-trapping-math")))
+#define EPILOGUE_VECTORIZE                                                                         \
+  __attribute__ ((optimize ("tree-vectorize", "vect-cost-model=dynamic", "no-trapping-math")))
 #else
 #define EPILOGUE_VECTORIZE
 #endif
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)          \
     && !defined(MM_NO_CLONES)
-#define EPILOGUE_CLONES __attribute__ ((target_clones ("arch=x86-64-v4", "arch=x86-64-v3", \
-        "default")))
+#define EPILOGUE_CLONES                                                                            \
+  __attribute__ ((target_clones ("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define EPILOGUE_CLONES
 #endif
@@ -429,8 +430,8 @@ conv_epilogue (float *y, int c, gsize n, const float *scale, const float *shift,
     const float *identity, gboolean relu)
 {
   for (int i = 0; i < c; i++) {
-    float *restrict yc = y + (gsize) i * n;
-    const float *restrict idc = identity ? identity + (gsize) i * n : NULL;
+    float *restrict yc = y + (gsize)i * n;
+    const float *restrict idc = identity ? identity + (gsize)i * n : NULL;
     float a = scale ? scale[i] : 1.0f, b = shift ? shift[i] : 0.0f;
     if (idc && relu)
       for (gsize j = 0; j < n; j++) {
@@ -454,14 +455,14 @@ conv_epilogue (float *y, int c, gsize n, const float *scale, const float *shift,
 /* y (c_out, h_out, w_out) = bn (conv (x (c_in, h, w))) [+ identity],
  * optionally relu */
 static void
-convbn_forward (const ConvBn *c, float *y, const float *x, int h, int wd, int *h_out,
-    int *w_out, const float *identity, gboolean relu, float *scratch)
+convbn_forward (const ConvBn *c, float *y, const float *x, int h, int wd, int *h_out, int *w_out,
+    const float *identity, gboolean relu, float *scratch)
 {
   *h_out = mm_conv_out_size (h, c->k, c->stride, c->pad);
   *w_out = mm_conv_out_size (wd, c->k, c->stride, c->pad);
-  mm_conv2d (y, x, c->w, c->bias, c->c_in, h, wd, c->c_out, c->k, c->k, c->stride, c->pad,
-      1, scratch);
-  gsize n = (gsize) *h_out * *w_out;
+  mm_conv2d (
+      y, x, c->w, c->bias, c->c_in, h, wd, c->c_out, c->k, c->k, c->stride, c->pad, 1, scratch);
+  gsize n = (gsize)*h_out * *w_out;
   if (c->scale || identity || relu)
     conv_epilogue (y, c->c_out, n, c->scale, c->shift, identity, relu);
 }
@@ -502,24 +503,26 @@ mm_image_encoder_encode (MmImageEncoder *enc, MmPixelFormat format, const guint8
     return FALSE;
   }
   if (!pixels || width == 0 || height == 0 || width > 16384 || height > 16384) {
-    mm_set_error (error, MM_ERROR_INPUT, label, "image: bad frame %ux%u%s (sizes must be "
-        "1 to 16384)", width, height, pixels ? "" : " without pixels");
+    mm_set_error (error, MM_ERROR_INPUT, label,
+        "image: bad frame %ux%u%s (sizes must be "
+        "1 to 16384)",
+        width, height, pixels ? "" : " without pixels");
     return FALSE;
   }
-  if (stride < (gsize) width * bpp) {
-    mm_set_error (error, MM_ERROR_INPUT, label, "image: stride %" G_GSIZE_FORMAT
-        " is shorter than a row of %u pixels (%u bytes)", stride, width, width * bpp);
+  if (stride < (gsize)width * bpp) {
+    mm_set_error (error, MM_ERROR_INPUT, label,
+        "image: stride %" G_GSIZE_FORMAT " is shorter than a row of %u pixels (%u bytes)", stride,
+        width, width * bpp);
     return FALSE;
   }
-  if (!mm_image_preprocess (enc->input, w->width, w->height, w->mean, w->std, format,
-          pixels, width, height, stride, error))
+  if (!mm_image_preprocess (enc->input, w->width, w->height, w->mean, w->std, format, pixels, width,
+          height, stride, error))
     return FALSE;
 
   /* x (3, H, W) -> stem */
   float *x = enc->buf[0], *t1 = enc->buf[1], *t2 = enc->buf[2], *t3 = enc->buf[3];
   int h, wd, h1, w1, h2, w2;
-  convbn_forward (&w->stem, t1, enc->input, w->height, w->width, &h, &wd, NULL, TRUE,
-      enc->scratch);
+  convbn_forward (&w->stem, t1, enc->input, w->height, w->width, &h, &wd, NULL, TRUE, enc->scratch);
   if (w->stem_maxpool) {
     mm_maxpool2d (x, t1, w->stem.c_out, h, wd, 3, 2, 1);
     h = mm_conv_out_size (h, 3, 2, 1);

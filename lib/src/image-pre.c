@@ -19,27 +19,27 @@
 
 typedef struct
 {
-  guint bpp;                    /* bytes per pixel */
-  guint off[3];                 /* byte offsets of R, G, B in a pixel */
+  guint bpp;    /* bytes per pixel */
+  guint off[3]; /* byte offsets of R, G, B in a pixel */
 } PixelLayout;
 
 static gboolean
 pixel_layout (MmPixelFormat fmt, PixelLayout *l)
 {
   static const PixelLayout layouts[] = {
-    [MM_PIXEL_RGB] = {3, {0, 1, 2}},
-    [MM_PIXEL_BGR] = {3, {2, 1, 0}},
-    [MM_PIXEL_RGBx] = {4, {0, 1, 2}},
-    [MM_PIXEL_BGRx] = {4, {2, 1, 0}},
-    [MM_PIXEL_xRGB] = {4, {1, 2, 3}},
-    [MM_PIXEL_xBGR] = {4, {3, 2, 1}},
-    [MM_PIXEL_RGBA] = {4, {0, 1, 2}},
-    [MM_PIXEL_BGRA] = {4, {2, 1, 0}},
-    [MM_PIXEL_ARGB] = {4, {1, 2, 3}},
-    [MM_PIXEL_ABGR] = {4, {3, 2, 1}},
-    [MM_PIXEL_GRAY8] = {1, {0, 0, 0}},
+    [MM_PIXEL_RGB] = { 3, { 0, 1, 2 } },
+    [MM_PIXEL_BGR] = { 3, { 2, 1, 0 } },
+    [MM_PIXEL_RGBx] = { 4, { 0, 1, 2 } },
+    [MM_PIXEL_BGRx] = { 4, { 2, 1, 0 } },
+    [MM_PIXEL_xRGB] = { 4, { 1, 2, 3 } },
+    [MM_PIXEL_xBGR] = { 4, { 3, 2, 1 } },
+    [MM_PIXEL_RGBA] = { 4, { 0, 1, 2 } },
+    [MM_PIXEL_BGRA] = { 4, { 2, 1, 0 } },
+    [MM_PIXEL_ARGB] = { 4, { 1, 2, 3 } },
+    [MM_PIXEL_ABGR] = { 4, { 3, 2, 1 } },
+    [MM_PIXEL_GRAY8] = { 1, { 0, 0, 0 } },
   };
-  if ((guint) fmt >= G_N_ELEMENTS (layouts))
+  if ((guint)fmt >= G_N_ELEMENTS (layouts))
     return FALSE;
   *l = layouts[fmt];
   return TRUE;
@@ -50,15 +50,15 @@ pixel_layout (MmPixelFormat fmt, PixelLayout *l)
 static inline void
 linear_taps (guint dst, guint in, float scale, guint *i0, guint *i1, float *l0, float *l1)
 {
-  float src = scale * ((float) dst + 0.5f) - 0.5f;
+  float src = scale * ((float)dst + 0.5f) - 0.5f;
   if (src < 0.0f)
     src = 0.0f;
-  guint i = (guint) src;
+  guint i = (guint)src;
   if (i > in - 1)
     i = in - 1;
   *i0 = i;
   *i1 = i + (i < in - 1 ? 1 : 0);
-  float w = src - (float) i;
+  float w = src - (float)i;
   *l1 = w < 0.0f ? 0.0f : (w > 1.0f ? 1.0f : w);
   *l0 = 1.0f - *l1;
 }
@@ -75,14 +75,16 @@ check_side (const char *what, guint v, GError **error)
 }
 
 gboolean
-mm_image_preprocess (float *out, guint out_w, guint out_h, const float mean[3],
-    const float std[3], MmPixelFormat fmt, const guint8 *pixels, guint width, guint height,
-    gsize stride, GError **error)
+mm_image_preprocess (float *out, guint out_w, guint out_h, const float mean[3], const float std[3],
+    MmPixelFormat fmt, const guint8 *pixels, guint width, guint height, gsize stride,
+    GError **error)
 {
   PixelLayout lay;
   if (!out || !pixels || !mean || !std) {
     g_set_error (error, MM_ERROR, MM_ERROR_INPUT, "image: NULL %s",
-        !out ? "output" : !pixels ? "pixels" : "mean/std");
+        !out          ? "output"
+            : !pixels ? "pixels"
+                      : "mean/std");
     return FALSE;
   }
   if (!pixel_layout (fmt, &lay)) {
@@ -90,44 +92,44 @@ mm_image_preprocess (float *out, guint out_w, guint out_h, const float mean[3],
     return FALSE;
   }
   if (!check_side ("width", width, error) || !check_side ("height", height, error)
-      || !check_side ("output width", out_w, error)
-      || !check_side ("output height", out_h, error))
+      || !check_side ("output width", out_w, error) || !check_side ("output height", out_h, error))
     return FALSE;
-  if (stride < (gsize) width * lay.bpp) {
+  if (stride < (gsize)width * lay.bpp) {
     g_set_error (error, MM_ERROR, MM_ERROR_INPUT,
-        "image: stride %" G_GSIZE_FORMAT " is shorter than a row of %u pixels (%"
-        G_GSIZE_FORMAT " bytes)", stride, width, (gsize) width * lay.bpp);
+        "image: stride %" G_GSIZE_FORMAT " is shorter than a row of %u pixels (%" G_GSIZE_FORMAT
+        " bytes)",
+        stride, width, (gsize)width * lay.bpp);
     return FALSE;
   }
   for (int c = 0; c < 3; c++)
     if (!isfinite (mean[c]) || !isfinite (std[c]) || std[c] == 0.0f) {
       g_set_error (error, MM_ERROR, MM_ERROR_INPUT,
-          "image: channel %d has mean %g, std %g (std must be finite and non-zero)", c,
-          mean[c], std[c]);
+          "image: channel %d has mean %g, std %g (std must be finite and non-zero)", c, mean[c],
+          std[c]);
       return FALSE;
     }
 
-  float scale_x = (float) width / (float) out_w;
-  float scale_y = (float) height / (float) out_h;
-  gsize plane = (gsize) out_w * out_h;
+  float scale_x = (float)width / (float)out_w;
+  float scale_y = (float)height / (float)out_h;
+  gsize plane = (gsize)out_w * out_h;
   /* out (3, out_h, out_w) */
   for (guint y = 0; y < out_h; y++) {
     guint y0, y1;
     float wy0, wy1;
     linear_taps (y, height, scale_y, &y0, &y1, &wy0, &wy1);
-    const guint8 *r0 = pixels + (gsize) y0 * stride;
-    const guint8 *r1 = pixels + (gsize) y1 * stride;
-    float *o = out + (gsize) y * out_w;
+    const guint8 *r0 = pixels + (gsize)y0 * stride;
+    const guint8 *r1 = pixels + (gsize)y1 * stride;
+    float *o = out + (gsize)y * out_w;
     for (guint x = 0; x < out_w; x++) {
       guint x0, x1;
       float wx0, wx1;
       linear_taps (x, width, scale_x, &x0, &x1, &wx0, &wx1);
-      const guint8 *p00 = r0 + (gsize) x0 * lay.bpp, *p01 = r0 + (gsize) x1 * lay.bpp;
-      const guint8 *p10 = r1 + (gsize) x0 * lay.bpp, *p11 = r1 + (gsize) x1 * lay.bpp;
+      const guint8 *p00 = r0 + (gsize)x0 * lay.bpp, *p01 = r0 + (gsize)x1 * lay.bpp;
+      const guint8 *p10 = r1 + (gsize)x0 * lay.bpp, *p11 = r1 + (gsize)x1 * lay.bpp;
       for (int c = 0; c < 3; c++) {
         guint k = lay.off[c];
-        float top = (float) p00[k] * wx0 + (float) p01[k] * wx1;
-        float bottom = (float) p10[k] * wx0 + (float) p11[k] * wx1;
+        float top = (float)p00[k] * wx0 + (float)p01[k] * wx1;
+        float bottom = (float)p10[k] * wx0 + (float)p11[k] * wx1;
         float v = top * wy0 + bottom * wy1;
         o[c * plane + x] = (v / 255.0f - mean[c]) / std[c];
       }

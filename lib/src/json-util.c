@@ -9,7 +9,9 @@
 
 #include "mm-private.h"
 
+/* clang-format off */
 G_DEFINE_QUARK (mm-error-quark, mm_error);
+/* clang-format on */
 
 void
 mm_set_error (GError **error, MmError code, const char *label, const char *fmt, ...)
@@ -40,8 +42,8 @@ is_number (JsonNode *n)
 }
 
 gboolean
-mm_json_uint (JsonObject *o, const char *label, const char *key, gboolean required,
-    guint def, guint min, guint max, guint *out, GError **error)
+mm_json_uint (JsonObject *o, const char *label, const char *key, gboolean required, guint def,
+    guint min, guint max, guint *out, GError **error)
 {
   JsonNode *n = member (o, key);
   if (!n) {
@@ -57,18 +59,18 @@ mm_json_uint (JsonObject *o, const char *label, const char *key, gboolean requir
     return FALSE;
   }
   gint64 v = json_node_get_int (n);
-  if (v < (gint64) min || v > (gint64) max) {
-    mm_format_error (error, label, "'%s' = %" G_GINT64_FORMAT " is outside [%u, %u]", key,
-        v, min, max);
+  if (v < (gint64)min || v > (gint64)max) {
+    mm_format_error (
+        error, label, "'%s' = %" G_GINT64_FORMAT " is outside [%u, %u]", key, v, min, max);
     return FALSE;
   }
-  *out = (guint) v;
+  *out = (guint)v;
   return TRUE;
 }
 
 gboolean
-mm_json_double (JsonObject *o, const char *label, const char *key, gboolean required,
-    double def, double *out, GError **error)
+mm_json_double (JsonObject *o, const char *label, const char *key, gboolean required, double def,
+    double *out, GError **error)
 {
   JsonNode *n = member (o, key);
   if (!n) {
@@ -93,8 +95,8 @@ mm_json_double (JsonObject *o, const char *label, const char *key, gboolean requ
 }
 
 gboolean
-mm_json_bool (JsonObject *o, const char *label, const char *key, gboolean def,
-    gboolean *out, GError **error)
+mm_json_bool (
+    JsonObject *o, const char *label, const char *key, gboolean def, gboolean *out, GError **error)
 {
   JsonNode *n = member (o, key);
   if (!n) {
@@ -138,8 +140,8 @@ mm_json_string_array (JsonObject *o, const char *label, const char *key, guint m
   JsonArray *a = json_node_get_array (n);
   guint len = json_array_get_length (a);
   if (len < min_len || len > max_len) {
-    mm_format_error (error, label, "'%s' has %u entries, expected %u to %u", key, len,
-        min_len, max_len);
+    mm_format_error (
+        error, label, "'%s' has %u entries, expected %u to %u", key, len, min_len, max_len);
     return NULL;
   }
   const char **v = g_new0 (const char *, len + 1);
@@ -158,12 +160,11 @@ mm_json_string_array (JsonObject *o, const char *label, const char *key, guint m
 }
 
 gboolean
-mm_json_float_array (JsonObject *o, const char *label, const char *key, guint len,
-    float *out, GError **error)
+mm_json_float_array (
+    JsonObject *o, const char *label, const char *key, guint len, float *out, GError **error)
 {
   JsonNode *n = member (o, key);
-  if (!n || !JSON_NODE_HOLDS_ARRAY (n)
-      || json_array_get_length (json_node_get_array (n)) != len) {
+  if (!n || !JSON_NODE_HOLDS_ARRAY (n) || json_array_get_length (json_node_get_array (n)) != len) {
     mm_format_error (error, label, "'%s' must be an array of %u numbers", key, len);
     return FALSE;
   }
@@ -174,7 +175,7 @@ mm_json_float_array (JsonObject *o, const char *label, const char *key, guint le
       mm_format_error (error, label, "'%s'[%u] is not a finite number", key, i);
       return FALSE;
     }
-    out[i] = (float) json_node_get_double (e);
+    out[i] = (float)json_node_get_double (e);
   }
   return TRUE;
 }

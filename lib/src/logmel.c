@@ -37,15 +37,15 @@
 struct _MmLogMel
 {
   MmMelParams p;
-  guint n_freq;                 /* n_fft / 2 + 1 */
-  guint win_off;                /* zeros before the window inside n_fft */
+  guint n_freq;  /* n_fft / 2 + 1 */
+  guint win_off; /* zeros before the window inside n_fft */
   gsize max_samples;
-  guint block;                  /* frames per block */
-  float *basis;                 /* (win_length, 2 n_freq): windowed cos | -sin */
-  float *fbank_t;               /* (n_mels, n_freq): melscale_fbanks transposed */
-  float *frames;                /* (block, win_length) scratch */
-  float *spec;                  /* (block, 2 n_freq) scratch */
-  float *power;                 /* (block, n_freq) scratch */
+  guint block;    /* frames per block */
+  float *basis;   /* (win_length, 2 n_freq): windowed cos | -sin */
+  float *fbank_t; /* (n_mels, n_freq): melscale_fbanks transposed */
+  float *frames;  /* (block, win_length) scratch */
+  float *spec;    /* (block, 2 n_freq) scratch */
+  float *power;   /* (block, n_freq) scratch */
 };
 
 static double
@@ -70,14 +70,14 @@ mel_filterbank (float *fb_t, const MmMelParams *p, guint n_freq)
   double f_pts[MM_LOGMEL_MAX_MELS + 2];
   for (guint i = 0; i < n_pts; i++)
     f_pts[i] = mel_to_hz_htk (m_min + (m_max - m_min) * i / (n_pts - 1));
-  double nyquist = (double) (p->sample_rate / 2);     /* integer division, as torchaudio */
+  double nyquist = (double)(p->sample_rate / 2); /* integer division, as torchaudio */
   for (guint j = 0; j < p->n_mels; j++) {
     double lo = f_pts[j], mid = f_pts[j + 1], hi = f_pts[j + 2];
     for (guint k = 0; k < n_freq; k++) {
       double f = nyquist * k / (n_freq - 1);
       double down = (f - lo) / (mid - lo), up = (hi - f) / (hi - mid);
       double w = MIN (down, up);
-      fb_t[(gsize) j * n_freq + k] = (float) MAX (w, 0.0);
+      fb_t[(gsize)j * n_freq + k] = (float)MAX (w, 0.0);
     }
   }
 }
@@ -91,9 +91,9 @@ dft_basis (float *basis, guint n_fft, guint win, guint win_off, guint n_freq)
     double w = 0.5 - 0.5 * cos (2.0 * G_PI * n / win);
     guint64 pos = n + win_off;
     for (guint k = 0; k < n_freq; k++) {
-      double angle = 2.0 * G_PI * (double) ((k * pos) % n_fft) / n_fft;
-      basis[(gsize) n * 2 * n_freq + k] = (float) (w * cos (angle));
-      basis[(gsize) n * 2 * n_freq + n_freq + k] = (float) (-w * sin (angle));
+      double angle = 2.0 * G_PI * (double)((k * pos) % n_fft) / n_fft;
+      basis[(gsize)n * 2 * n_freq + k] = (float)(w * cos (angle));
+      basis[(gsize)n * 2 * n_freq + n_freq + k] = (float)(-w * sin (angle));
     }
   }
 }
@@ -112,8 +112,7 @@ check_params (const MmMelParams *p, gsize max_samples, GError **error)
     problem = "hop_length must be in 1..16777216";
   else if (p->n_mels == 0 || p->n_mels > MM_LOGMEL_MAX_MELS)
     problem = "n_mels must be in 1.." G_STRINGIFY (MM_LOGMEL_MAX_MELS);
-  else if (!isfinite (p->f_min) || !isfinite (p->f_max) || p->f_min < 0.0
-      || p->f_max <= p->f_min)
+  else if (!isfinite (p->f_min) || !isfinite (p->f_max) || p->f_min < 0.0 || p->f_max <= p->f_min)
     problem = "need 0 <= f_min < f_max";
   else if (!isfinite (p->log_offset) || p->log_offset <= 0.0)
     problem = "log_offset must be > 0";
@@ -124,8 +123,8 @@ check_params (const MmMelParams *p, gsize max_samples, GError **error)
   if (problem) {
     g_set_error (error, MM_ERROR, MM_ERROR_FORMAT,
         "log-mel: %s (sample_rate %u, n_fft %u, win_length %u, hop_length %u, n_mels %u, "
-        "f_min %g, f_max %g, log_offset %g, max_samples %" G_GSIZE_FORMAT ")", problem,
-        p->sample_rate, p->n_fft, p->win_length, p->hop_length, p->n_mels, p->f_min,
+        "f_min %g, f_max %g, log_offset %g, max_samples %" G_GSIZE_FORMAT ")",
+        problem, p->sample_rate, p->n_fft, p->win_length, p->hop_length, p->n_mels, p->f_min,
         p->f_max, p->log_offset, max_samples);
     return FALSE;
   }
@@ -162,14 +161,14 @@ mm_logmel_new (const MmMelParams *p, gsize max_samples, GError **error)
   lm->win_off = (p->n_fft - p->win_length) / 2;
   lm->max_samples = max_samples;
   gsize max_frames = (max_samples - p->n_fft) / p->hop_length + 1;
-  lm->block = (guint) MIN (max_frames, MM_LOGMEL_BLOCK);
+  lm->block = (guint)MIN (max_frames, MM_LOGMEL_BLOCK);
 
   gsize nf = lm->n_freq;
-  lm->basis = g_try_new (float, (gsize) p->win_length * 2 * nf);
-  lm->fbank_t = g_try_new (float, (gsize) p->n_mels * nf);
-  lm->frames = g_try_new (float, (gsize) lm->block * p->win_length);
-  lm->spec = g_try_new (float, (gsize) lm->block * 2 * nf);
-  lm->power = g_try_new (float, (gsize) lm->block * nf);
+  lm->basis = g_try_new (float, (gsize)p->win_length * 2 * nf);
+  lm->fbank_t = g_try_new (float, (gsize)p->n_mels *nf);
+  lm->frames = g_try_new (float, (gsize)lm->block * p->win_length);
+  lm->spec = g_try_new (float, (gsize)lm->block * 2 * nf);
+  lm->power = g_try_new (float, (gsize)lm->block *nf);
   if (!lm->basis || !lm->fbank_t || !lm->frames || !lm->spec || !lm->power) {
     g_set_error (error, MM_ERROR, MM_ERROR_FORMAT,
         "log-mel: cannot allocate scratch for n_fft %u, n_mels %u", p->n_fft, p->n_mels);
@@ -186,22 +185,23 @@ mm_logmel_n_frames (const MmLogMel *lm, gsize n_samples)
 {
   if (!lm || n_samples < lm->p.n_fft)
     return 0;
-  return (guint) ((n_samples - lm->p.n_fft) / lm->p.hop_length + 1);
+  return (guint)((n_samples - lm->p.n_fft) / lm->p.hop_length + 1);
 }
 
 guint
-mm_logmel_compute (MmLogMel *lm, float *out, const float *samples, gsize n_samples,
-    GError **error)
+mm_logmel_compute (MmLogMel *lm, float *out, const float *samples, gsize n_samples, GError **error)
 {
   if (!lm || !out || !samples) {
     g_set_error (error, MM_ERROR, MM_ERROR_INPUT, "log-mel: NULL %s",
-        !lm ? "context" : !out ? "output" : "samples");
+        !lm        ? "context"
+            : !out ? "output"
+                   : "samples");
     return 0;
   }
   if (n_samples < lm->p.n_fft || n_samples > lm->max_samples) {
     g_set_error (error, MM_ERROR, MM_ERROR_INPUT,
-        "log-mel: %" G_GSIZE_FORMAT " samples, need %u..%" G_GSIZE_FORMAT, n_samples,
-        lm->p.n_fft, lm->max_samples);
+        "log-mel: %" G_GSIZE_FORMAT " samples, need %u..%" G_GSIZE_FORMAT, n_samples, lm->p.n_fft,
+        lm->max_samples);
     return 0;
   }
   guint n_frames = mm_logmel_n_frames (lm, n_samples);
@@ -211,15 +211,15 @@ mm_logmel_compute (MmLogMel *lm, float *out, const float *samples, gsize n_sampl
     guint b = MIN (lm->block, n_frames - t0);
     /* frames (b, win): the non-zero part of each windowed frame */
     for (guint i = 0; i < b; i++)
-      memcpy (lm->frames + (gsize) i * win, samples + (gsize) (t0 + i) * hop + lm->win_off,
+      memcpy (lm->frames + (gsize)i * win, samples + (gsize)(t0 + i) * hop + lm->win_off,
           win * sizeof (float));
     /* spec (b, 2 nf) = frames (b, win) basis (win, 2 nf) */
     mm_sgemm (FALSE, FALSE, b, 2 * nf, win, 1.0f, lm->frames, win, lm->basis, 2 * nf, 0.0f,
         lm->spec, 2 * nf);
     /* power (b, nf) = re^2 + im^2 */
     for (guint i = 0; i < b; i++) {
-      const float *re = lm->spec + (gsize) i * 2 * nf, *im = re + nf;
-      float *pw = lm->power + (gsize) i * nf;
+      const float *re = lm->spec + (gsize)i * 2 * nf, *im = re + nf;
+      float *pw = lm->power + (gsize)i * nf;
       for (guint k = 0; k < nf; k++)
         pw[k] = re[k] * re[k] + im[k] * im[k];
     }
@@ -228,8 +228,8 @@ mm_logmel_compute (MmLogMel *lm, float *out, const float *samples, gsize n_sampl
         out + t0, n_frames);
   }
 
-  float offset = (float) lm->p.log_offset;
-  gsize n_out = (gsize) lm->p.n_mels * n_frames;
+  float offset = (float)lm->p.log_offset;
+  gsize n_out = (gsize)lm->p.n_mels * n_frames;
   for (gsize i = 0; i < n_out; i++)
     out[i] = logf (out[i] + offset);
   return n_frames;

@@ -24,7 +24,7 @@ typedef struct
   guint ndim;
   gint64 shape[8];
   gsize n_elements;
-  const float *data;            /* F32 view: into the mapping, or an owned
+  const float *data; /* F32 view: into the mapping, or an owned
                                  * converted copy for F16/BF16/unaligned */
 } MmTensor;
 
@@ -32,7 +32,7 @@ typedef struct
  * *metadata_json receives __metadata__["mm"] (owned by the result) or NULL. */
 MmSafetensors *mm_safetensors_open (const char *path, GError **error);
 MmSafetensors *mm_safetensors_open_bytes (const char *label, const guint8 *bytes, gsize len,
-    GError **error);            /* for fuzzing and tests; bytes must outlive it */
+    GError **error); /* for fuzzing and tests; bytes must outlive it */
 void mm_safetensors_free (MmSafetensors *st);
 const char *mm_safetensors_metadata (const MmSafetensors *st, const char *key);
 const MmTensor *mm_safetensors_find (const MmSafetensors *st, const char *name);
@@ -47,12 +47,12 @@ typedef struct _MmHeadWeights MmHeadWeights;
 
 struct _MmModel
 {
-  gint refcount;                /* atomic; the open-model table holds no ref */
-  char *path;                   /* canonical path: key in the open-model table */
+  gint refcount; /* atomic; the open-model table holds no ref */
+  char *path;    /* canonical path: key in the open-model table */
   char *name;
   MmSafetensors *st;
-  JsonParser *parser;           /* owns the "mm" document */
-  const char *component_type[MM_N_COMPONENTS];  /* into parser's tree */
+  JsonParser *parser;                          /* owns the "mm" document */
+  const char *component_type[MM_N_COMPONENTS]; /* into parser's tree */
   guint dim[MM_N_COMPONENTS];
   MmTextWeights *text;
   MmImageWeights *image;
@@ -68,12 +68,13 @@ MmModel *mm_model_new_from_safetensors (MmSafetensors *st, const char *label, GE
 /* Binding: looks up "<prefix><name>" and checks its shape.  A dim of -1 in
  * @shape accepts any size.  Errors name the tensor, expected and actual
  * shapes. */
-const float *mm_bind (const MmSafetensors *st, const char *label, const char *name,
-    guint ndim, const gint64 *shape, GError **error);
+const float *mm_bind (const MmSafetensors *st, const char *label, const char *name, guint ndim,
+    const gint64 *shape, GError **error);
 /* Expands to mm_bind's (ndim, shape) arguments:
  *   mm_bind (st, label, "fc.weight", MM_SHAPE (d_out, d_in), error) */
-#define MM_SHAPE(...) (guint) (sizeof ((const gint64[]) { __VA_ARGS__ }) / sizeof (gint64)), \
-    ((const gint64[]) { __VA_ARGS__ })
+#define MM_SHAPE(...)                                                                              \
+  (guint) (sizeof ((const gint64[]){ __VA_ARGS__ }) / sizeof (gint64)),                            \
+      ((const gint64[]){ __VA_ARGS__ })
 /* errors of a context name the model file (or its name when built from bytes) */
 #define MM_MODEL_LABEL(m) ((m)->path ? (m)->path : (m)->name)
 gboolean mm_has_tensor (const MmSafetensors *st, const char *name);
@@ -83,21 +84,22 @@ gboolean mm_json_uint (JsonObject *o, const char *label, const char *key, gboole
     guint def, guint min, guint max, guint *out, GError **error);
 gboolean mm_json_double (JsonObject *o, const char *label, const char *key, gboolean required,
     double def, double *out, GError **error);
-gboolean mm_json_bool (JsonObject *o, const char *label, const char *key, gboolean def,
-    gboolean *out, GError **error);
+gboolean mm_json_bool (
+    JsonObject *o, const char *label, const char *key, gboolean def, gboolean *out, GError **error);
 const char *mm_json_string (JsonObject *o, const char *label, const char *key, gboolean required,
     const char *def, GError **error);
 /* Array of strings; returns a NULL-terminated vector whose strings point into
  * the JSON tree (free only the vector with g_free), or NULL + error. */
-const char **mm_json_string_array (JsonObject *o, const char *label, const char *key,
-    guint min_len, guint max_len, guint *n_out, GError **error);
-gboolean mm_json_float_array (JsonObject *o, const char *label, const char *key, guint len,
-    float *out, GError **error);
+const char **mm_json_string_array (JsonObject *o, const char *label, const char *key, guint min_len,
+    guint max_len, guint *n_out, GError **error);
+gboolean mm_json_float_array (
+    JsonObject *o, const char *label, const char *key, guint len, float *out, GError **error);
 
 /* ---- components: load (at model open) / free / dim ---- */
-#define MM_DECLARE_COMPONENT(Type, prefix) \
-  Type *prefix##_load (const MmSafetensors *st, JsonObject *cfg, const char *label, GError **error); \
-  void prefix##_free (Type *w); \
+#define MM_DECLARE_COMPONENT(Type, prefix)                                                         \
+  Type *prefix##_load (                                                                            \
+      const MmSafetensors *st, JsonObject *cfg, const char *label, GError **error);                \
+  void prefix##_free (Type *w);                                                                    \
   guint prefix##_dim (const Type *w);
 
 MM_DECLARE_COMPONENT (MmTextWeights, mm_text_weights)
@@ -116,8 +118,7 @@ MmHeadKind mm_head_weights_kind (const MmHeadWeights *w);
 const char *mm_head_weights_label (const MmHeadWeights *w, guint i);
 
 /* Utility: g_set_error with MM_ERROR_FORMAT and "label: message". */
-#define mm_format_error(error, label, ...) \
-  mm_set_error (error, MM_ERROR_FORMAT, label, __VA_ARGS__)
+#define mm_format_error(error, label, ...) mm_set_error (error, MM_ERROR_FORMAT, label, __VA_ARGS__)
 void mm_set_error (GError **error, MmError code, const char *label, const char *fmt, ...)
     G_GNUC_PRINTF (4, 5);
 

@@ -14,14 +14,13 @@
 static GMutex models_lock;
 static GHashTable *models_by_path;
 
-static const char *const component_names[MM_N_COMPONENTS] = {
-  "text", "image", "audio", "fusion", "head"
-};
+static const char *const component_names[MM_N_COMPONENTS] = { "text", "image", "audio", "fusion",
+  "head" };
 
 const char *
 mm_component_name (MmComponent component)
 {
-  return (guint) component < MM_N_COMPONENTS ? component_names[component] : NULL;
+  return (guint)component < MM_N_COMPONENTS ? component_names[component] : NULL;
 }
 
 static void
@@ -46,8 +45,7 @@ model_free (MmModel *m)
 }
 
 static gboolean
-load_component (MmModel *m, MmComponent c, JsonObject *cfg, const char *file_label,
-    GError **error)
+load_component (MmModel *m, MmComponent c, JsonObject *cfg, const char *file_label, GError **error)
 {
   char *label = g_strdup_printf ("%s: component '%s'", file_label, component_names[c]);
   gboolean ok = TRUE;
@@ -95,8 +93,10 @@ check_consistency (MmModel *m, const char *label, GError **error)
       guint dim = mm_fusion_weights_input_dim (m->fusion, i);
       for (MmComponent c = MM_COMPONENT_TEXT; c <= MM_COMPONENT_AUDIO; c++) {
         if (g_str_equal (mod, component_names[c]) && m->dim[c] && m->dim[c] != dim) {
-          mm_format_error (error, label, "fusion input %u (%s) has dim %u but the %s "
-              "encoder outputs %u", i, mod, dim, mod, m->dim[c]);
+          mm_format_error (error, label,
+              "fusion input %u (%s) has dim %u but the %s "
+              "encoder outputs %u",
+              i, mod, dim, mod, m->dim[c]);
           return FALSE;
         }
       }
@@ -104,9 +104,11 @@ check_consistency (MmModel *m, const char *label, GError **error)
   }
   if (m->fusion && m->head) {
     const MmTensor *w0 = mm_safetensors_find (m->st, "head.layers.0.weight");
-    if (w0 && w0->ndim == 2 && w0->shape[1] != (gint64) m->dim[MM_COMPONENT_FUSION]) {
-      mm_format_error (error, label, "the head takes %" G_GINT64_FORMAT " inputs but the "
-          "fusion outputs %u", w0->shape[1], m->dim[MM_COMPONENT_FUSION]);
+    if (w0 && w0->ndim == 2 && w0->shape[1] != (gint64)m->dim[MM_COMPONENT_FUSION]) {
+      mm_format_error (error, label,
+          "the head takes %" G_GINT64_FORMAT " inputs but the "
+          "fusion outputs %u",
+          w0->shape[1], m->dim[MM_COMPONENT_FUSION]);
       return FALSE;
     }
   }
@@ -121,15 +123,15 @@ mm_model_new_from_safetensors (MmSafetensors *st, const char *label, GError **er
   m->st = st;
   const char *doc = mm_safetensors_metadata (st, "mm");
   if (!doc) {
-    mm_format_error (error, label, "no __metadata__ \"mm\" entry: not a libmm model "
+    mm_format_error (error, label,
+        "no __metadata__ \"mm\" entry: not a libmm model "
         "(see models/FORMAT.md)");
     goto fail;
   }
   m->parser = json_parser_new_immutable ();
   GError *jerr = NULL;
   if (!json_parser_load_from_data (m->parser, doc, -1, &jerr)) {
-    mm_format_error (error, label, "__metadata__ \"mm\" is not valid JSON: %s",
-        jerr->message);
+    mm_format_error (error, label, "__metadata__ \"mm\" is not valid JSON: %s", jerr->message);
     g_error_free (jerr);
     goto fail;
   }
@@ -143,8 +145,10 @@ mm_model_new_from_safetensors (MmSafetensors *st, const char *label, GError **er
   if (!mm_json_uint (o, label, "version", TRUE, 1, 0, G_MAXINT, &version, error))
     goto fail;
   if (version != 1) {
-    mm_set_error (error, MM_ERROR_UNSUPPORTED, label, "format version %u is not supported "
-        "(this libmm reads version 1)", version);
+    mm_set_error (error, MM_ERROR_UNSUPPORTED, label,
+        "format version %u is not supported "
+        "(this libmm reads version 1)",
+        version);
     goto fail;
   }
   const char *name = mm_json_string (o, label, "name", FALSE, NULL, error);
@@ -159,13 +163,15 @@ mm_model_new_from_safetensors (MmSafetensors *st, const char *label, GError **er
   }
   JsonObject *co = json_node_get_object (comps);
   GList *keys = json_object_get_members (co);
-  for (GList * l = keys; l; l = l->next) {
+  for (GList *l = keys; l; l = l->next) {
     gboolean known = FALSE;
     for (int c = 0; c < MM_N_COMPONENTS; c++)
       known |= g_str_equal (l->data, component_names[c]);
     if (!known) {
-      mm_format_error (error, label, "unknown component '%s' (known: text, image, audio, "
-          "fusion, head)", (const char *) l->data);
+      mm_format_error (error, label,
+          "unknown component '%s' (known: text, image, audio, "
+          "fusion, head)",
+          (const char *)l->data);
       g_list_free (keys);
       goto fail;
     }
@@ -176,8 +182,7 @@ mm_model_new_from_safetensors (MmSafetensors *st, const char *label, GError **er
     if (!cn)
       continue;
     if (!JSON_NODE_HOLDS_OBJECT (cn)) {
-      mm_format_error (error, label, "component '%s' is not a JSON object",
-          component_names[c]);
+      mm_format_error (error, label, "component '%s' is not a JSON object", component_names[c]);
       goto fail;
     }
     JsonObject *cfg = json_node_get_object (cn);
@@ -192,7 +197,7 @@ mm_model_new_from_safetensors (MmSafetensors *st, const char *label, GError **er
   return m;
 
 fail:
-  m->st = NULL;                 /* the caller keeps ownership on failure */
+  m->st = NULL; /* the caller keeps ownership on failure */
   model_free (m);
   return NULL;
 }
@@ -203,8 +208,7 @@ mm_model_open (const char *path, GError **error)
   g_return_val_if_fail (path != NULL, NULL);
   char *canonical = realpath (path, NULL);
   if (!canonical) {
-    mm_set_error (error, MM_ERROR_IO, path, "cannot open model file: %s",
-        g_strerror (errno));
+    mm_set_error (error, MM_ERROR_IO, path, "cannot open model file: %s", g_strerror (errno));
     return NULL;
   }
   /* g_free and free may differ in theory; copy into GLib's allocator. */
@@ -280,19 +284,19 @@ mm_model_get_name (const MmModel *model)
 gboolean
 mm_model_has_component (const MmModel *model, MmComponent component)
 {
-  return (guint) component < MM_N_COMPONENTS && model->component_type[component] != NULL;
+  return (guint)component < MM_N_COMPONENTS && model->component_type[component] != NULL;
 }
 
 const char *
 mm_model_get_component_type (const MmModel *model, MmComponent component)
 {
-  return (guint) component < MM_N_COMPONENTS ? model->component_type[component] : NULL;
+  return (guint)component < MM_N_COMPONENTS ? model->component_type[component] : NULL;
 }
 
 guint
 mm_model_get_dim (const MmModel *model, MmComponent component)
 {
-  return (guint) component < MM_N_COMPONENTS ? model->dim[component] : 0;
+  return (guint)component < MM_N_COMPONENTS ? model->dim[component] : 0;
 }
 
 gboolean
@@ -358,7 +362,7 @@ mm_model_find_fusion_input (const MmModel *model, const char *modality)
 {
   for (guint i = 0; i < mm_model_get_fusion_n_inputs (model); i++)
     if (g_strcmp0 (mm_fusion_weights_input_modality (model->fusion, i), modality) == 0)
-      return (gint) i;
+      return (gint)i;
   return -1;
 }
 

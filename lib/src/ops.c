@@ -19,8 +19,8 @@
  * vector width; these loops have arbitrary lengths, so ask for the usual
  * -O3 cost model on the hot functions. */
 #if defined(__GNUC__) && !defined(__clang__)
-#define MM_VECTORIZE __attribute__ ((optimize ("tree-vectorize", "vect-cost-model=dynamic", \
-        "no-trapping-math")))
+#define MM_VECTORIZE                                                                               \
+  __attribute__ ((optimize ("tree-vectorize", "vect-cost-model=dynamic", "no-trapping-math")))
 #else
 #define MM_VECTORIZE
 #endif
@@ -28,7 +28,7 @@
 /* The distribution's baseline is SSE2.  The element-wise loops are 3-4x
  * faster with AVX2 + FMA (or AVX-512), so x86-64 builds carry clones of
  * them that the dynamic loader picks for the CPU (GNU ifunc). */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)          \
     && !defined(MM_NO_CLONES)
 #define MM_CLONES __attribute__ ((target_clones ("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
@@ -69,7 +69,7 @@ mm_ops_get_reference (void)
 MM_INLINE float
 exp_fast (float x)
 {
-  const float big = 12582912.0f;        /* 1.5 * 2^23 */
+  const float big = 12582912.0f; /* 1.5 * 2^23 */
   float xc = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
   float n = (xc * 1.44269504088896341f + big) - big;
   float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
@@ -85,7 +85,7 @@ exp_fast (float x)
     gint32 i;
     float f;
   } scale;
-  scale.i = ((gint32) n + 127) << 23;
+  scale.i = ((gint32)n + 127) << 23;
   float y = p * scale.f;
   return x < -87.0f ? 0.0f : y;
 }
@@ -131,22 +131,22 @@ static MM_SIMD void
 add_row_bias (float *y, const float *b, int n, int d)
 {
   for (int i = 0; i < n; i++) {
-    float *yi = y + (gsize) i * d;
+    float *yi = y + (gsize)i * d;
     for (int j = 0; j < d; j++)
       yi[j] += b[j];
   }
 }
 
 static void
-linear_reference (float *y, const float *x, const float *w, const float *b, int n,
-    int d_in, int d_out)
+linear_reference (
+    float *y, const float *x, const float *w, const float *b, int n, int d_in, int d_out)
 {
   for (int i = 0; i < n; i++)
     for (int o = 0; o < d_out; o++) {
       double acc = b ? b[o] : 0.0;
       for (int k = 0; k < d_in; k++)
-        acc += (double) x[(gsize) i * d_in + k] * w[(gsize) o * d_in + k];
-      y[(gsize) i * d_out + o] = (float) acc;
+        acc += (double)x[(gsize)i * d_in + k] * w[(gsize)o * d_in + k];
+      y[(gsize)i * d_out + o] = (float)acc;
     }
 }
 
@@ -207,28 +207,27 @@ dot4 (float *out, const float *restrict x, gsize ldx, const float *restrict w, i
  * even for one row), while this streams W once per four rows of x, at
  * memory speed. */
 static MM_SIMD void
-linear_few_rows (float *y, const float *x, const float *w, const float *b, int n, int d_in,
-    int d_out)
+linear_few_rows (
+    float *y, const float *x, const float *w, const float *b, int n, int d_in, int d_out)
 {
   for (int o = 0; o < d_out; o++) {
-    const float *wo = w + (gsize) o * d_in;
+    const float *wo = w + (gsize)o * d_in;
     float bias = b ? b[o] : 0.0f;
     int i = 0;
     for (; i + 4 <= n; i += 4) {
       float t[4];
-      dot4 (t, x + (gsize) i * d_in, d_in, wo, d_in);
+      dot4 (t, x + (gsize)i * d_in, d_in, wo, d_in);
       for (int r = 0; r < 4; r++)
-        y[(gsize) (i + r) * d_out + o] = t[r] + bias;
+        y[(gsize)(i + r) * d_out + o] = t[r] + bias;
     }
     for (; i < n; i++)
-      y[(gsize) i * d_out + o] = dot (x + (gsize) i * d_in, wo, d_in) + bias;
+      y[(gsize)i * d_out + o] = dot (x + (gsize)i * d_in, wo, d_in) + bias;
   }
 }
 
 /* y (n, d_out) = x (n, d_in) W^T + b;   W (d_out, d_in), b (d_out) or NULL */
 void
-mm_linear (float *y, const float *x, const float *w, const float *b, int n, int d_in,
-    int d_out)
+mm_linear (float *y, const float *x, const float *w, const float *b, int n, int d_in, int d_out)
 {
   if (n <= 0 || d_out <= 0)
     return;
@@ -240,8 +239,7 @@ mm_linear (float *y, const float *x, const float *w, const float *b, int n, int 
     linear_few_rows (y, x, w, b, n, d_in, d_out);
     return;
   }
-  mm_sgemm (FALSE, TRUE, n, d_out, d_in, 1.0f, x, MAX (d_in, 1), w, MAX (d_in, 1), 0.0f, y,
-      d_out);
+  mm_sgemm (FALSE, TRUE, n, d_out, d_in, 1.0f, x, MAX (d_in, 1), w, MAX (d_in, 1), 0.0f, y, d_out);
   if (b)
     add_row_bias (y, b, n, d_out);
 }
@@ -271,11 +269,10 @@ out_size (int in, int kernel, int stride, int pad)
 }
 
 static gboolean
-conv_shape_init (ConvShape *s, int c_in, int h, int w, int c_out, int kh, int kw, int sh,
-    int sw, int ph, int pw, int groups)
+conv_shape_init (ConvShape *s, int c_in, int h, int w, int c_out, int kh, int kw, int sh, int sw,
+    int ph, int pw, int groups)
 {
-  *s = (ConvShape) {
-  c_in, h, w, c_out, kh, kw, sh, sw, ph, pw, groups, 0, 0};
+  *s = (ConvShape){ c_in, h, w, c_out, kh, kw, sh, sw, ph, pw, groups, 0, 0 };
   if (c_in <= 0 || c_out <= 0 || groups <= 0 || c_in % groups || c_out % groups)
     return FALSE;
   s->h_out = out_size (h, kh, sh, ph);
@@ -305,7 +302,7 @@ conv_scratch (const ConvShape *s)
 {
   if (conv_is_pointwise (s) || conv_is_direct (s))
     return 0;
-  return (gsize) (s->c_in / s->groups) * s->kh * s->kw * s->h_out * s->w_out;
+  return (gsize)(s->c_in / s->groups) * s->kh * s->kw * s->h_out * s->w_out;
 }
 
 /* Range [lo, hi) of outputs o whose input index o * stride - pad + k lies
@@ -313,9 +310,9 @@ conv_scratch (const ConvShape *s)
 static void
 valid_range (int n_out, int in, int stride, int pad, int k, int *lo, int *hi)
 {
-  int first = pad - k;          /* o * stride >= first */
+  int first = pad - k; /* o * stride >= first */
   int a = first <= 0 ? 0 : (first + stride - 1) / stride;
-  int last = in - 1 + pad - k;  /* o * stride <= last */
+  int last = in - 1 + pad - k; /* o * stride <= last */
   int b = last < 0 ? 0 : MIN (n_out, last / stride + 1);
   *lo = MIN (a, b);
   *hi = b;
@@ -349,21 +346,21 @@ im2col_row (float *restrict dst, const float *restrict src, int n, int lo, int h
 static MM_SIMD void
 im2col (float *cols, const float *x, int c_n, const ConvShape *s)
 {
-  gsize n_pos = (gsize) s->h_out * s->w_out;
+  gsize n_pos = (gsize)s->h_out * s->w_out;
   for (int c = 0; c < c_n; c++) {
-    const float *xc = x + (gsize) c * s->h * s->w;
+    const float *xc = x + (gsize)c * s->h * s->w;
     for (int ki = 0; ki < s->kh; ki++)
       for (int kj = 0; kj < s->kw; kj++) {
-        float *row = cols + ((gsize) (c * s->kh + ki) * s->kw + kj) * n_pos;
+        float *row = cols + ((gsize)(c * s->kh + ki) * s->kw + kj) * n_pos;
         int lo, hi;
         valid_range (s->w_out, s->w, s->sw, s->pw, kj, &lo, &hi);
         for (int oy = 0; oy < s->h_out; oy++) {
-          float *dst = row + (gsize) oy * s->w_out;
+          float *dst = row + (gsize)oy * s->w_out;
           int iy = oy * s->sh - s->ph + ki;
           if (iy < 0 || iy >= s->h)
             im2col_row (dst, xc, s->w_out, 0, 0, 1);
           else
-            im2col_row (dst, xc + (gsize) iy * s->w - s->pw + kj, s->w_out, lo, hi, s->sw);
+            im2col_row (dst, xc + (gsize)iy * s->w - s->pw + kj, s->w_out, lo, hi, s->sw);
         }
       }
   }
@@ -374,7 +371,7 @@ static MM_SIMD void
 add_channel_bias (float *y, const float *b, int c, gsize n)
 {
   for (int i = 0; i < c; i++) {
-    float *yc = y + (gsize) i * n;
+    float *yc = y + (gsize)i * n;
     float bi = b[i];
     for (gsize j = 0; j < n; j++)
       yc[j] += bi;
@@ -409,7 +406,7 @@ row_taps3 (float *restrict yr, const float *restrict xr, int w, int w_out, int s
       yr[ox] += w0 * src[ox * stride] + w1 * src[ox * stride + 1] + w2 * src[ox * stride + 2];
   for (int ox = 0; ox < w_out; ox++) {
     if (ox == lo)
-      ox = MAX (hi, lo);        /* skip the interior */
+      ox = MAX (hi, lo); /* skip the interior */
     if (ox >= w_out)
       break;
     for (int kj = 0; kj < 3; kj++) {
@@ -437,9 +434,9 @@ row_taps3x3 (float *restrict yr, const float *restrict x0, const float *restrict
   float a0 = wk[0], a1 = wk[1], a2 = wk[2], b0 = wk[3], b1 = wk[4], b2 = wk[5];
   float c0 = wk[6], c1 = wk[7], c2 = wk[8];
   const float *restrict s0 = x0 - pad, *restrict s1 = x1 - pad, *restrict s2 = x2 - pad;
-#define TAPS9(i) (a0 * s0[i] + a1 * s0[(i) + 1] + a2 * s0[(i) + 2] \
-      + b0 * s1[i] + b1 * s1[(i) + 1] + b2 * s1[(i) + 2] \
-      + c0 * s2[i] + c1 * s2[(i) + 1] + c2 * s2[(i) + 2])
+#define TAPS9(i)                                                                                   \
+  (a0 * s0[i] + a1 * s0[(i) + 1] + a2 * s0[(i) + 2] + b0 * s1[i] + b1 * s1[(i) + 1]                \
+      + b2 * s1[(i) + 2] + c0 * s2[i] + c1 * s2[(i) + 1] + c2 * s2[(i) + 2])
   if (hi - lo >= DW_BLOCK) {
     for (int ox = lo;; ox += DW_BLOCK) {
       ox = MIN (ox, hi - DW_BLOCK);
@@ -460,7 +457,7 @@ row_taps3x3 (float *restrict yr, const float *restrict x0, const float *restrict
   const float *rows[3] = { x0, x1, x2 };
   for (int ox = 0; ox < w_out; ox++) {
     if (ox == lo)
-      ox = hi;                  /* skip the interior */
+      ox = hi; /* skip the interior */
     if (ox >= w_out)
       break;
     float acc = bias;
@@ -484,11 +481,11 @@ static MM_SIMD void
 conv_direct (float *y, const float *x, const float *w, const float *b, const ConvShape *s)
 {
   int per_group = s->c_out / s->groups;
-  gsize n_pos = (gsize) s->h_out * s->w_out;
+  gsize n_pos = (gsize)s->h_out * s->w_out;
   for (int oc = 0; oc < s->c_out; oc++) {
-    const float *xc = x + (gsize) (oc / per_group) * s->h * s->w;
-    const float *wc = w + (gsize) oc * s->kh * s->kw;
-    float *yc = y + (gsize) oc * n_pos;
+    const float *xc = x + (gsize)(oc / per_group) * s->h * s->w;
+    const float *wc = w + (gsize)oc * s->kh * s->kw;
+    float *yc = y + (gsize)oc * n_pos;
     float bias = b ? b[oc] : 0.0f;
     for (gsize i = 0; i < n_pos; i++)
       yc[i] = bias;
@@ -499,10 +496,10 @@ conv_direct (float *y, const float *x, const float *w, const float *b, const Con
     for (int oy = 0; is3x3 && oy < s->h_out; oy++) {
       int iy = oy * s->sh - s->ph;
       if (iy < 0 || iy + 2 >= s->h)
-        continue;               /* done row by row below */
-      const float *x0 = xc + (gsize) iy * s->w;
-      row_taps3x3 (yc + (gsize) oy * s->w_out, x0, x0 + s->w, x0 + 2 * s->w, s->w, s->w_out,
-          s->sw, s->pw, wc, bias, lo3, hi3);
+        continue; /* done row by row below */
+      const float *x0 = xc + (gsize)iy * s->w;
+      row_taps3x3 (yc + (gsize)oy * s->w_out, x0, x0 + s->w, x0 + 2 * s->w, s->w, s->w_out, s->sw,
+          s->pw, wc, bias, lo3, hi3);
     }
     for (int ki = 0; ki < s->kh; ki++) {
       int oy_lo, oy_hi;
@@ -511,9 +508,9 @@ conv_direct (float *y, const float *x, const float *w, const float *b, const Con
         for (int oy = oy_lo; oy < oy_hi; oy++) {
           int iy = oy * s->sh - s->ph;
           if (is3x3 && iy >= 0 && iy + 2 < s->h)
-            continue;           /* all three rows done above */
-          row_taps3 (yc + (gsize) oy * s->w_out, xc + (gsize) (iy + ki) * s->w, s->w, s->w_out,
-              s->sw, s->pw, wc + ki * 3, lo3, hi3);
+            continue; /* all three rows done above */
+          row_taps3 (yc + (gsize)oy * s->w_out, xc + (gsize)(iy + ki) * s->w, s->w, s->w_out, s->sw,
+              s->pw, wc + ki * 3, lo3, hi3);
         }
         continue;
       }
@@ -522,8 +519,8 @@ conv_direct (float *y, const float *x, const float *w, const float *b, const Con
         valid_range (s->w_out, s->w, s->sw, s->pw, kj, &lo, &hi);
         float wv = wc[ki * s->kw + kj];
         for (int oy = oy_lo; oy < oy_hi; oy++) {
-          float *yr = yc + (gsize) oy * s->w_out;
-          const float *src = xc + (gsize) (oy * s->sh - s->ph + ki) * s->w - s->pw + kj;
+          float *yr = yc + (gsize)oy * s->w_out;
+          const float *src = xc + (gsize)(oy * s->sh - s->ph + ki) * s->w - s->pw + kj;
           if (s->sw == 1)
             for (int ox = lo; ox < hi; ox++)
               yr[ox] += wv * src[ox];
@@ -551,10 +548,10 @@ conv_reference (float *y, const float *x, const float *w, const float *b, const 
               int iy = oy * s->sh - s->ph + ki, ix = ox * s->sw - s->pw + kj;
               if (iy < 0 || iy >= s->h || ix < 0 || ix >= s->w)
                 continue;
-              acc += (double) w[(((gsize) oc * cig + ic) * s->kh + ki) * s->kw + kj]
-                  * x[(((gsize) g * cig + ic) * s->h + iy) * s->w + ix];
+              acc += (double)w[(((gsize)oc * cig + ic) * s->kh + ki) * s->kw + kj]
+                  * x[(((gsize)g * cig + ic) * s->h + iy) * s->w + ix];
             }
-        y[((gsize) oc * s->h_out + oy) * s->w_out + ox] = (float) acc;
+        y[((gsize)oc * s->h_out + oy) * s->w_out + ox] = (float)acc;
       }
   }
 }
@@ -562,8 +559,8 @@ conv_reference (float *y, const float *x, const float *w, const float *b, const 
 /* Per group g: y_g (c_out/g, P) = W_g (c_out/g, K) cols_g (K, P), with
  * K = c_in/g * kh * kw and P = h_out * w_out. */
 static void
-conv_run (float *y, const float *x, const float *w, const float *b, const ConvShape *s,
-    float *scratch)
+conv_run (
+    float *y, const float *x, const float *w, const float *b, const ConvShape *s, float *scratch)
 {
   if (use_reference) {
     conv_reference (y, x, w, b, s);
@@ -578,22 +575,21 @@ conv_run (float *y, const float *x, const float *w, const float *b, const ConvSh
   int n_pos = s->h_out * s->w_out;
   gboolean pointwise = conv_is_pointwise (s);
   for (int g = 0; g < s->groups; g++) {
-    const float *xg = x + (gsize) g * cig * s->h * s->w;
+    const float *xg = x + (gsize)g * cig * s->h * s->w;
     const float *cols = xg;
     if (!pointwise) {
       im2col (scratch, xg, cig, s);
       cols = scratch;
     }
-    mm_sgemm (FALSE, FALSE, cog, n_pos, k, 1.0f, w + (gsize) g * cog * k, k, cols, n_pos, 0.0f,
-        y + (gsize) g * cog * n_pos, n_pos);
+    mm_sgemm (FALSE, FALSE, cog, n_pos, k, 1.0f, w + (gsize)g * cog * k, k, cols, n_pos, 0.0f,
+        y + (gsize)g * cog * n_pos, n_pos);
   }
   if (b)
     add_channel_bias (y, b, s->c_out, n_pos);
 }
 
 gsize
-mm_conv2d_scratch_size (int c_in, int h, int w, int kh, int kw, int stride, int pad,
-    int groups)
+mm_conv2d_scratch_size (int c_in, int h, int w, int kh, int kw, int stride, int pad, int groups)
 {
   ConvShape s;
   /* c_out does not change the scratch; groups is a valid stand-in */
@@ -608,8 +604,8 @@ mm_conv2d (float *y, const float *x, const float *w, const float *b, int c_in, i
     int c_out, int kh, int kw, int stride, int pad, int groups, float *scratch)
 {
   ConvShape s;
-  g_return_if_fail (conv_shape_init (&s, c_in, h, wd, c_out, kh, kw, stride, stride, pad, pad,
-          groups));
+  g_return_if_fail (
+      conv_shape_init (&s, c_in, h, wd, c_out, kh, kw, stride, stride, pad, pad, groups));
   conv_run (y, x, w, b, &s, scratch);
 }
 
@@ -624,8 +620,8 @@ mm_conv1d_scratch_size (int c_in, int t, int k, int stride, int pad, int groups)
 
 /* y (c_out, t_out) = conv1d (x (c_in, t), W (c_out, c_in/groups, k)) + b */
 void
-mm_conv1d (float *y, const float *x, const float *w, const float *b, int c_in, int t,
-    int c_out, int k, int stride, int pad, int groups, float *scratch)
+mm_conv1d (float *y, const float *x, const float *w, const float *b, int c_in, int t, int c_out,
+    int k, int stride, int pad, int groups, float *scratch)
 {
   ConvShape s;
   g_return_if_fail (conv_shape_init (&s, c_in, 1, t, c_out, 1, k, 1, stride, 0, pad, groups));
@@ -641,9 +637,9 @@ mm_batchnorm_fold (float *scale, float *shift, const float *gamma, const float *
 {
   for (int i = 0; i < c; i++) {
     double g = gamma ? gamma[i] : 1.0;
-    double sc = g / sqrt ((double) var[i] + eps);
-    scale[i] = (float) sc;
-    shift[i] = (float) ((beta ? beta[i] : 0.0) - mean[i] * sc);
+    double sc = g / sqrt ((double)var[i] + eps);
+    scale[i] = (float)sc;
+    shift[i] = (float)((beta ? beta[i] : 0.0) - mean[i] * sc);
   }
 }
 
@@ -652,7 +648,7 @@ MM_SIMD void
 mm_channel_affine (float *x, int c, int n, const float *scale, const float *shift)
 {
   for (int i = 0; i < c; i++) {
-    float *xc = x + (gsize) i * n;
+    float *xc = x + (gsize)i * n;
     float a = scale ? scale[i] : 1.0f, s = shift ? shift[i] : 0.0f;
     for (int j = 0; j < n; j++)
       xc[j] = xc[j] * a + s;
@@ -670,16 +666,16 @@ mm_maxpool2d (float *y, const float *x, int c, int h, int w, int k, int stride, 
   if (c <= 0 || h_out <= 0 || w_out <= 0)
     return;
   for (int ch = 0; ch < c; ch++) {
-    const float *xc = x + (gsize) ch * h * w;
-    float *yc = y + (gsize) ch * h_out * w_out;
+    const float *xc = x + (gsize)ch * h * w;
+    float *yc = y + (gsize)ch * h_out * w_out;
     for (int oy = 0; oy < h_out; oy++) {
       int y0 = MAX (oy * stride - pad, 0), y1 = MIN (oy * stride - pad + k, h);
-      float *yr = yc + (gsize) oy * w_out;
+      float *yr = yc + (gsize)oy * w_out;
       for (int ox = 0; ox < w_out; ox++) {
         int x0 = MAX (ox * stride - pad, 0), x1 = MIN (ox * stride - pad + k, w);
         float m = -INFINITY;
         for (int iy = y0; iy < y1; iy++) {
-          const float *xr = xc + (gsize) iy * w;
+          const float *xr = xc + (gsize)iy * w;
           for (int ix = x0; ix < x1; ix++)
             m = xr[ix] > m ? xr[ix] : m;
         }
@@ -698,22 +694,22 @@ mm_avgpool2d (float *y, const float *x, int c, int h, int w, int k, int stride, 
   if (c <= 0 || h_out <= 0 || w_out <= 0)
     return;
   for (int ch = 0; ch < c; ch++) {
-    const float *xc = x + (gsize) ch * h * w;
-    float *yc = y + (gsize) ch * h_out * w_out;
+    const float *xc = x + (gsize)ch * h * w;
+    float *yc = y + (gsize)ch * h_out * w_out;
     for (int oy = 0; oy < h_out; oy++) {
       int ys = oy * stride - pad, ye = MIN (ys + k, h + pad);
       int y0 = MAX (ys, 0), y1 = MIN (ye, h);
-      float *yr = yc + (gsize) oy * w_out;
+      float *yr = yc + (gsize)oy * w_out;
       for (int ox = 0; ox < w_out; ox++) {
         int xs = ox * stride - pad, xe = MIN (xs + k, w + pad);
         int x0 = MAX (xs, 0), x1 = MIN (xe, w);
         float sum = 0.0f;
         for (int iy = y0; iy < y1; iy++) {
-          const float *xr = xc + (gsize) iy * w;
+          const float *xr = xc + (gsize)iy * w;
           for (int ix = x0; ix < x1; ix++)
             sum += xr[ix];
         }
-        yr[ox] = sum / (float) ((ye - ys) * (xe - xs));
+        yr[ox] = sum / (float)((ye - ys) * (xe - xs));
       }
     }
   }
@@ -759,7 +755,7 @@ void
 mm_global_avgpool (float *y, const float *x, int c, int n)
 {
   for (int i = 0; i < c; i++)
-    y[i] = n > 0 ? sum_floats (x + (gsize) i * n, n) / (float) n : 0.0f;
+    y[i] = n > 0 ? sum_floats (x + (gsize)i * n, n) / (float)n : 0.0f;
 }
 
 /* y (c) = max over n of x (c, n) */
@@ -767,16 +763,16 @@ void
 mm_global_maxpool (float *y, const float *x, int c, int n)
 {
   for (int i = 0; i < c; i++)
-    y[i] = n > 0 ? max_floats (x + (gsize) i * n, n) : 0.0f;
+    y[i] = n > 0 ? max_floats (x + (gsize)i * n, n) : 0.0f;
 }
 
 static void
-layernorm_reference (float *y, const float *x, int n, int d, const float *gamma,
-    const float *beta, float eps)
+layernorm_reference (
+    float *y, const float *x, int n, int d, const float *gamma, const float *beta, float eps)
 {
   for (int i = 0; i < n; i++) {
-    const float *xi = x + (gsize) i * d;
-    float *yi = y + (gsize) i * d;
+    const float *xi = x + (gsize)i * d;
+    float *yi = y + (gsize)i * d;
     double mean = 0.0, var = 0.0;
     for (int j = 0; j < d; j++)
       mean += xi[j];
@@ -786,8 +782,7 @@ layernorm_reference (float *y, const float *x, int n, int d, const float *gamma,
     var /= d;
     double rstd = 1.0 / sqrt (var + eps);
     for (int j = 0; j < d; j++)
-      yi[j] = (float) ((xi[j] - mean) * rstd * (gamma ? gamma[j] : 1.0)
-          + (beta ? beta[j] : 0.0));
+      yi[j] = (float)((xi[j] - mean) * rstd * (gamma ? gamma[j] : 1.0) + (beta ? beta[j] : 0.0));
   }
 }
 
@@ -820,8 +815,8 @@ sum_dev (const float *x, int n, float mean, float *s1, float *s2)
 /* y (n, d) = (x - mean) / sqrt (var + eps) * gamma + beta per row, biased
  * variance. */
 MM_SIMD void
-mm_layernorm (float *y, const float *x, int n, int d, const float *gamma, const float *beta,
-    float eps)
+mm_layernorm (
+    float *y, const float *x, int n, int d, const float *gamma, const float *beta, float eps)
 {
   if (d <= 0)
     return;
@@ -830,15 +825,15 @@ mm_layernorm (float *y, const float *x, int n, int d, const float *gamma, const 
     return;
   }
   for (int i = 0; i < n; i++) {
-    const float *xi = x + (gsize) i * d;
-    float *yi = y + (gsize) i * d;
+    const float *xi = x + (gsize)i * d;
+    float *yi = y + (gsize)i * d;
     /* corrected two-pass: the float mean of a row with a large offset is
      * off by a few ulps of the offset; sum (x - mean) measures that error
      * exactly enough to remove it from both the mean and the variance */
-    float mean = sum_floats (xi, d) / (float) d, s1, s2;
+    float mean = sum_floats (xi, d) / (float)d, s1, s2;
     sum_dev (xi, d, mean, &s1, &s2);
-    float delta = s1 / (float) d;
-    float var = MAX (s2 / (float) d - delta * delta, 0.0f);
+    float delta = s1 / (float)d;
+    float var = MAX (s2 / (float)d - delta * delta, 0.0f);
     float rstd = 1.0f / sqrtf (var + eps);
     /* x - mean is exact; mean + delta would round to the offset's ulp */
     if (gamma && beta)
@@ -846,8 +841,8 @@ mm_layernorm (float *y, const float *x, int n, int d, const float *gamma, const 
         yi[j] = ((xi[j] - mean) - delta) * rstd * gamma[j] + beta[j];
     else
       for (int j = 0; j < d; j++)
-        yi[j] = ((xi[j] - mean) - delta) * rstd * (gamma ? gamma[j] : 1.0f)
-            + (beta ? beta[j] : 0.0f);
+        yi[j] =
+            ((xi[j] - mean) - delta) * rstd * (gamma ? gamma[j] : 1.0f) + (beta ? beta[j] : 0.0f);
   }
 }
 
@@ -866,11 +861,11 @@ mm_gelu (float *x, gsize n)
 {
   if (use_reference) {
     for (gsize i = 0; i < n; i++)
-      x[i] = (float) (0.5 * x[i] * (1.0 + erf (x[i] * M_SQRT1_2)));
+      x[i] = (float)(0.5 * x[i] * (1.0 + erf (x[i] * M_SQRT1_2)));
     return;
   }
   for (gsize i = 0; i < n; i++)
-    x[i] = 0.5f * x[i] * (1.0f + erf_fast (x[i] * (float) M_SQRT1_2));
+    x[i] = 0.5f * x[i] * (1.0f + erf_fast (x[i] * (float)M_SQRT1_2));
 }
 
 MM_SIMD void
@@ -878,7 +873,7 @@ mm_silu (float *x, gsize n)
 {
   if (use_reference) {
     for (gsize i = 0; i < n; i++)
-      x[i] = (float) (x[i] / (1.0 + exp (-(double) x[i])));
+      x[i] = (float)(x[i] / (1.0 + exp (-(double)x[i])));
     return;
   }
   for (gsize i = 0; i < n; i++)
@@ -902,13 +897,12 @@ mm_sigmoid (float *x, gsize n)
 {
   if (use_reference) {
     for (gsize i = 0; i < n; i++)
-      x[i] = (float) (1.0 / (1.0 + exp (-(double) x[i])));
+      x[i] = (float)(1.0 / (1.0 + exp (-(double)x[i])));
     return;
   }
   for (gsize i = 0; i < n; i++)
     x[i] = 1.0f / (1.0f + exp_fast (-x[i]));
 }
-
 
 /* row (d) = softmax (row), in place */
 static MM_SIMD void
@@ -929,14 +923,14 @@ softmax_row_reference (float *row, int d, const guint8 *valid)
   for (int j = 0; j < d; j++)
     if (!valid || valid[j])
       m = MAX (m, row[j]);
-  if (m == -INFINITY) {         /* nothing to attend to */
+  if (m == -INFINITY) { /* nothing to attend to */
     memset (row, 0, sizeof (float) * d);
     return;
   }
   for (int j = 0; j < d; j++)
     sum += (!valid || valid[j]) ? exp (row[j] - m) : 0.0;
   for (int j = 0; j < d; j++)
-    row[j] = (!valid || valid[j]) ? (float) (exp (row[j] - m) / sum) : 0.0f;
+    row[j] = (!valid || valid[j]) ? (float)(exp (row[j] - m) / sum) : 0.0f;
 }
 
 void
@@ -946,9 +940,9 @@ mm_softmax (float *x, int n, int d)
     return;
   for (int i = 0; i < n; i++) {
     if (use_reference)
-      softmax_row_reference (x + (gsize) i * d, d, NULL);
+      softmax_row_reference (x + (gsize)i * d, d, NULL);
     else
-      softmax_row (x + (gsize) i * d, d);
+      softmax_row (x + (gsize)i * d, d);
   }
 }
 
@@ -964,7 +958,7 @@ void
 mm_embedding (float *y, const float *table, const gint32 *ids, int n, int d)
 {
   for (int i = 0; i < n; i++)
-    memcpy (y + (gsize) i * d, table + (gsize) ids[i] * d, sizeof (float) * d);
+    memcpy (y + (gsize)i * d, table + (gsize)ids[i] * d, sizeof (float) * d);
 }
 
 /* ------------------------------------------------------------------ */
@@ -990,27 +984,27 @@ softmax_row_masked (float *row, int d, const guint8 *valid)
 }
 
 static void
-attention_reference (float *y, const float *q, const float *k, const float *v, int n_q,
-    int n_k, int d, int heads, const guint8 *key_valid, float *scores)
+attention_reference (float *y, const float *q, const float *k, const float *v, int n_q, int n_k,
+    int d, int heads, const guint8 *key_valid, float *scores)
 {
   int dh = d / heads;
-  double scale = 1.0 / sqrt ((double) dh);
+  double scale = 1.0 / sqrt ((double)dh);
   for (int hd = 0; hd < heads; hd++) {
     int off = hd * dh;
     for (int i = 0; i < n_q; i++) {
-      float *s = scores + (gsize) i * n_k;
+      float *s = scores + (gsize)i * n_k;
       for (int j = 0; j < n_k; j++) {
         double acc = 0.0;
         for (int c = 0; c < dh; c++)
-          acc += (double) q[(gsize) i * d + off + c] * k[(gsize) j * d + off + c];
-        s[j] = (float) (acc * scale);
+          acc += (double)q[(gsize)i * d + off + c] * k[(gsize)j * d + off + c];
+        s[j] = (float)(acc * scale);
       }
       softmax_row_reference (s, n_k, key_valid);
       for (int c = 0; c < dh; c++) {
         double acc = 0.0;
         for (int j = 0; j < n_k; j++)
-          acc += (double) s[j] * v[(gsize) j * d + off + c];
-        y[(gsize) i * d + off + c] = (float) acc;
+          acc += (double)s[j] * v[(gsize)j * d + off + c];
+        y[(gsize)i * d + off + c] = (float)acc;
       }
     }
   }
@@ -1020,8 +1014,8 @@ attention_reference (float *y, const float *q, const float *k, const float *v, i
  *   S (n_q, n_k) = q_h k_h^T / sqrt (dh),  masked row softmax,
  *   y_h (n_q, dh) = S v_h. */
 void
-mm_attention (float *y, const float *q, const float *k, const float *v, int n_q, int n_k,
-    int d, int heads, const guint8 *key_valid, float *scratch)
+mm_attention (float *y, const float *q, const float *k, const float *v, int n_q, int n_k, int d,
+    int heads, const guint8 *key_valid, float *scratch)
 {
   g_return_if_fail (heads > 0 && d % heads == 0);
   if (n_q <= 0 || d <= 0)
@@ -1035,15 +1029,15 @@ mm_attention (float *y, const float *q, const float *k, const float *v, int n_q,
     return;
   }
   int dh = d / heads;
-  float scale = (float) (1.0 / sqrt ((double) dh));
+  float scale = (float)(1.0 / sqrt ((double)dh));
   for (int hd = 0; hd < heads; hd++) {
     int off = hd * dh;
     mm_sgemm (FALSE, TRUE, n_q, n_k, dh, scale, q + off, d, k + off, d, 0.0f, scratch, n_k);
     for (int i = 0; i < n_q; i++) {
       if (key_valid)
-        softmax_row_masked (scratch + (gsize) i * n_k, n_k, key_valid);
+        softmax_row_masked (scratch + (gsize)i * n_k, n_k, key_valid);
       else
-        softmax_row (scratch + (gsize) i * n_k, n_k);
+        softmax_row (scratch + (gsize)i * n_k, n_k);
     }
     mm_sgemm (FALSE, FALSE, n_q, dh, n_k, 1.0f, scratch, n_k, v + off, d, 0.0f, y + off, d);
   }

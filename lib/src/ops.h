@@ -24,12 +24,12 @@ void mm_blas_init (void);
 void mm_blas_set_threads (int n);
 
 /* C (m, n) = alpha op(A) op(B) + beta C, row-major; op = transpose when trans_*. */
-void mm_sgemm (gboolean trans_a, gboolean trans_b, int m, int n, int k, float alpha,
-    const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+void mm_sgemm (gboolean trans_a, gboolean trans_b, int m, int n, int k, float alpha, const float *a,
+    int lda, const float *b, int ldb, float beta, float *c, int ldc);
 
 /* y (n, d_out) = x (n, d_in) W^T + b;   W (d_out, d_in), b (d_out) or NULL */
-void mm_linear (float *y, const float *x, const float *w, const float *b, int n, int d_in,
-    int d_out);
+void
+mm_linear (float *y, const float *x, const float *w, const float *b, int n, int d_in, int d_out);
 
 static inline int
 mm_conv_out_size (int in, int kernel, int stride, int pad)
@@ -38,11 +38,11 @@ mm_conv_out_size (int in, int kernel, int stride, int pad)
 }
 
 /* Scratch floats mm_conv2d needs (im2col), 0 when the conv is 1x1 stride 1 pad 0. */
-gsize mm_conv2d_scratch_size (int c_in, int h, int w, int kh, int kw, int stride, int pad,
-    int groups);
+gsize
+mm_conv2d_scratch_size (int c_in, int h, int w, int kh, int kw, int stride, int pad, int groups);
 /* y (c_out, h_out, w_out) = conv2d (x (c_in, h, w), W (c_out, c_in/groups, kh, kw)) + b */
-void mm_conv2d (float *y, const float *x, const float *w, const float *b, int c_in, int h,
-    int wd, int c_out, int kh, int kw, int stride, int pad, int groups, float *scratch);
+void mm_conv2d (float *y, const float *x, const float *w, const float *b, int c_in, int h, int wd,
+    int c_out, int kh, int kw, int stride, int pad, int groups, float *scratch);
 
 gsize mm_conv1d_scratch_size (int c_in, int t, int k, int stride, int pad, int groups);
 /* y (c_out, t_out) = conv1d (x (c_in, t), W (c_out, c_in/groups, k)) + b */
@@ -65,12 +65,12 @@ void mm_global_avgpool (float *y, const float *x, int c, int n);
 void mm_global_maxpool (float *y, const float *x, int c, int n);
 
 /* y (n, d) = LayerNorm over d of x (n, d); y may equal x */
-void mm_layernorm (float *y, const float *x, int n, int d, const float *gamma,
-    const float *beta, float eps);
+void mm_layernorm (
+    float *y, const float *x, int n, int d, const float *gamma, const float *beta, float eps);
 
 /* In place, over n values. */
 void mm_relu (float *x, gsize n);
-void mm_gelu (float *x, gsize n);       /* exact: 0.5 x (1 + erf (x / sqrt 2)) */
+void mm_gelu (float *x, gsize n); /* exact: 0.5 x (1 + erf (x / sqrt 2)) */
 void mm_silu (float *x, gsize n);
 void mm_tanh (float *x, gsize n);
 void mm_sigmoid (float *x, gsize n);
@@ -86,8 +86,8 @@ void mm_embedding (float *y, const float *table, const gint32 *ids, int n, int d
  * y (n_q, d) = concat_h softmax (q_h k_h^T / sqrt (d/heads) + mask) v_h
  * key_valid (n_k) : nonzero = attend, NULL = all valid.  If no key is valid
  * for a query, its output is zeros.  scratch: n_q * n_k floats. */
-void mm_attention (float *y, const float *q, const float *k, const float *v, int n_q,
-    int n_k, int d, int heads, const guint8 *key_valid, float *scratch);
+void mm_attention (float *y, const float *q, const float *k, const float *v, int n_q, int n_k,
+    int d, int heads, const guint8 *key_valid, float *scratch);
 
 G_END_DECLS
 #endif

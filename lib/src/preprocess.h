@@ -36,11 +36,11 @@ guint mm_word_tokenize (const MmVocab *v, gboolean lowercase, const char *utf8, 
  * number of ids; *n_content receives the number of pieces (without CLS/SEP).
  * Returns 0 if the vocab lacks [CLS]/[SEP]/[UNK] (checked at load instead). */
 typedef struct _MmWordPiece MmWordPiece;
-MmWordPiece *mm_wordpiece_new (const MmVocab *v, gboolean lowercase, guint max_len,
-    gsize max_text_bytes, GError **error);
+MmWordPiece *mm_wordpiece_new (
+    const MmVocab *v, gboolean lowercase, guint max_len, gsize max_text_bytes, GError **error);
 void mm_wordpiece_free (MmWordPiece *wp);
-guint mm_wordpiece_encode (MmWordPiece *wp, const char *utf8, gsize len, gint32 *ids,
-    guint *n_content);
+guint
+mm_wordpiece_encode (MmWordPiece *wp, const char *utf8, gsize len, gint32 *ids, guint *n_content);
 
 /* ---- image ----
  * out (3, out_h, out_w) planar RGB floats = ((bilinear resize of src) / 255 - mean) / std.
@@ -67,8 +67,8 @@ void mm_logmel_free (MmLogMel *lm);
 guint mm_logmel_n_frames (const MmLogMel *lm, gsize n_samples);
 /* out (n_mels, n_frames) = ln (mel power + log_offset).  Returns n_frames
  * (0 with error when n_samples < n_fft or > max_samples). */
-guint mm_logmel_compute (MmLogMel *lm, float *out, const float *samples, gsize n_samples,
-    GError **error);
+guint
+mm_logmel_compute (MmLogMel *lm, float *out, const float *samples, gsize n_samples, GError **error);
 
 G_END_DECLS
 #endif

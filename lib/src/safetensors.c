@@ -18,12 +18,12 @@
 struct _MmSafetensors
 {
   char *label;
-  GMappedFile *mapped;          /* NULL for open_bytes */
+  GMappedFile *mapped; /* NULL for open_bytes */
   const guint8 *bytes;
   gsize len;
-  GHashTable *tensors;          /* name -> MmTensor*, names owned by ->names */
-  GPtrArray *owned;             /* converted tensor data and names */
-  GHashTable *metadata;         /* string -> string */
+  GHashTable *tensors;  /* name -> MmTensor*, names owned by ->names */
+  GPtrArray *owned;     /* converted tensor data and names */
+  GHashTable *metadata; /* string -> string */
 };
 
 typedef struct
@@ -35,14 +35,14 @@ typedef struct
 static float
 half_to_float (guint16 h)
 {
-  guint32 sign = (guint32) (h & 0x8000) << 16;
+  guint32 sign = (guint32)(h & 0x8000) << 16;
   guint32 exp = (h >> 10) & 0x1f;
   guint32 mant = h & 0x3ff;
   guint32 bits;
   if (exp == 0) {
     if (mant == 0) {
       bits = sign;
-    } else {                    /* subnormal: renormalise */
+    } else { /* subnormal: renormalise */
       exp = 127 - 15 + 1;
       while (!(mant & 0x400)) {
         mant <<= 1;
@@ -70,15 +70,15 @@ json_node_is_int (JsonNode *n)
 static int
 compare_entries (gconstpointer a, gconstpointer b)
 {
-  const Entry *ea = *(Entry * const *) a, *eb = *(Entry * const *) b;
+  const Entry *ea = *(Entry *const *)a, *eb = *(Entry *const *)b;
   if (ea->begin != eb->begin)
     return ea->begin < eb->begin ? -1 : 1;
   return ea->end < eb->end ? -1 : (ea->end > eb->end);
 }
 
 static gboolean
-parse_tensor (MmSafetensors *st, const char *name, JsonNode *node, guint64 data_len,
-    Entry *e, GError **error)
+parse_tensor (
+    MmSafetensors *st, const char *name, JsonNode *node, guint64 data_len, Entry *e, GError **error)
 {
   const char *L = st->label;
   if (!JSON_NODE_HOLDS_OBJECT (node)) {
@@ -118,16 +118,16 @@ parse_tensor (MmSafetensors *st, const char *name, JsonNode *node, guint64 data_
   for (guint i = 0; i < nd; i++) {
     JsonNode *d = json_array_get_element (sa, i);
     if (!json_node_is_int (d) || json_node_get_int (d) < 0) {
-      mm_format_error (error, L, "tensor '%s': dimension %u is not a non-negative integer",
-          name, i);
+      mm_format_error (
+          error, L, "tensor '%s': dimension %u is not a non-negative integer", name, i);
       return FALSE;
     }
     gint64 v = json_node_get_int (d);
-    if (v != 0 && count > G_MAXUINT64 / (guint64) v / dsize) {
+    if (v != 0 && count > G_MAXUINT64 / (guint64)v / dsize) {
       mm_format_error (error, L, "tensor '%s': element count overflows", name);
       return FALSE;
     }
-    count *= (guint64) v;
+    count *= (guint64)v;
     e->t.shape[i] = v;
   }
   if (!off || !JSON_NODE_HOLDS_ARRAY (off)
@@ -142,44 +142,44 @@ parse_tensor (MmSafetensors *st, const char *name, JsonNode *node, guint64 data_
     mm_format_error (error, L, "tensor '%s': data_offsets are not 0 <= begin <= end", name);
     return FALSE;
   }
-  e->begin = (guint64) json_node_get_int (b);
-  e->end = (guint64) json_node_get_int (en);
+  e->begin = (guint64)json_node_get_int (b);
+  e->end = (guint64)json_node_get_int (en);
   if (e->end > data_len) {
     mm_format_error (error, L,
         "tensor '%s': data [%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT
-        ") lies past the end of the file's %" G_GUINT64_FORMAT " data bytes", name,
-        e->begin, e->end, data_len);
+        ") lies past the end of the file's %" G_GUINT64_FORMAT " data bytes",
+        name, e->begin, e->end, data_len);
     return FALSE;
   }
   if (e->end - e->begin != count * dsize) {
     mm_format_error (error, L,
-        "tensor '%s': %" G_GUINT64_FORMAT " bytes for %" G_GUINT64_FORMAT
-        " elements of %s", name, e->end - e->begin, count, dtype);
+        "tensor '%s': %" G_GUINT64_FORMAT " bytes for %" G_GUINT64_FORMAT " elements of %s", name,
+        e->end - e->begin, count, dtype);
     return FALSE;
   }
   e->t.ndim = nd;
   e->t.n_elements = count;
   e->t.name = name;
   /* data pointer resolved once offsets are known not to overlap */
-  e->t.data = (const float *) (gpointer) (gsize) dsize;  /* stash size until then */
+  e->t.data = (const float *)(gpointer)(gsize)dsize; /* stash size until then */
   return TRUE;
 }
 
 static const float *
-tensor_data (MmSafetensors *st, const guint8 *src, guint dsize, const char *dtype_hint,
-    gsize count, gboolean bf16)
+tensor_data (MmSafetensors *st, const guint8 *src, guint dsize, const char *dtype_hint, gsize count,
+    gboolean bf16)
 {
-  if (dsize == 4 && ((gsize) src % G_ALIGNOF (float)) == 0)
-    return (const float *) src;
+  if (dsize == 4 && ((gsize)src % G_ALIGNOF (float)) == 0)
+    return (const float *)src;
   float *dst = g_new (float, count ? count : 1);
   g_ptr_array_add (st->owned, dst);
   for (gsize i = 0; i < count; i++) {
     if (dsize == 4) {
       memcpy (&dst[i], src + 4 * i, 4);
     } else {
-      guint16 h = (guint16) (src[2 * i] | (src[2 * i + 1] << 8));
+      guint16 h = (guint16)(src[2 * i] | (src[2 * i + 1] << 8));
       if (bf16) {
-        guint32 bits = (guint32) h << 16;
+        guint32 bits = (guint32)h << 16;
         memcpy (&dst[i], &bits, 4);
       } else {
         dst[i] = half_to_float (h);
@@ -198,11 +198,10 @@ parse_metadata (MmSafetensors *st, JsonNode *node, GError **error)
   }
   JsonObject *o = json_node_get_object (node);
   GList *members = json_object_get_members (o);
-  for (GList * l = members; l; l = l->next) {
+  for (GList *l = members; l; l = l->next) {
     JsonNode *v = json_object_get_member (o, l->data);
     if (JSON_NODE_HOLDS_VALUE (v) && json_node_get_value_type (v) == G_TYPE_STRING)
-      g_hash_table_insert (st->metadata, g_strdup (l->data),
-          g_strdup (json_node_get_string (v)));
+      g_hash_table_insert (st->metadata, g_strdup (l->data), g_strdup (json_node_get_string (v)));
   }
   g_list_free (members);
   return TRUE;
@@ -213,27 +212,30 @@ parse (MmSafetensors *st, GError **error)
 {
   const char *L = st->label;
   if (st->len < 8) {
-    mm_format_error (error, L, "file is %" G_GSIZE_FORMAT " bytes, too short for a "
-        "safetensors header", st->len);
+    mm_format_error (error, L,
+        "file is %" G_GSIZE_FORMAT " bytes, too short for a "
+        "safetensors header",
+        st->len);
     return FALSE;
   }
   guint64 n = 0;
   for (int i = 7; i >= 0; i--)
     n = (n << 8) | st->bytes[i];
   if (n < 2 || n > st->len - 8 || n > MAX_HEADER_BYTES) {
-    mm_format_error (error, L, "header length %" G_GUINT64_FORMAT " is impossible for a "
-        "file of %" G_GSIZE_FORMAT " bytes (at most %u MB allowed)", n, st->len,
-        MAX_HEADER_BYTES >> 20);
+    mm_format_error (error, L,
+        "header length %" G_GUINT64_FORMAT " is impossible for a "
+        "file of %" G_GSIZE_FORMAT " bytes (at most %u MB allowed)",
+        n, st->len, MAX_HEADER_BYTES >> 20);
     return FALSE;
   }
-  const char *header = (const char *) st->bytes + 8;
-  if (!g_utf8_validate (header, (gssize) n, NULL)) {
+  const char *header = (const char *)st->bytes + 8;
+  if (!g_utf8_validate (header, (gssize)n, NULL)) {
     mm_format_error (error, L, "header is not valid UTF-8");
     return FALSE;
   }
   JsonParser *parser = json_parser_new_immutable ();
   GError *jerr = NULL;
-  gboolean ok = json_parser_load_from_data (parser, header, (gssize) n, &jerr);
+  gboolean ok = json_parser_load_from_data (parser, header, (gssize)n, &jerr);
   if (!ok) {
     mm_format_error (error, L, "header is not valid JSON: %s", jerr->message);
     g_error_free (jerr);
@@ -251,7 +253,7 @@ parse (MmSafetensors *st, GError **error)
   const guint8 *data = st->bytes + 8 + n;
   GList *members = json_object_get_members (obj);
   GPtrArray *entries = g_ptr_array_new_with_free_func (g_free);
-  for (GList * l = members; l && ok; l = l->next) {
+  for (GList *l = members; l && ok; l = l->next) {
     const char *name = l->data;
     JsonNode *node = json_object_get_member (obj, name);
     if (g_str_equal (name, "__metadata__")) {
@@ -279,14 +281,14 @@ parse (MmSafetensors *st, GError **error)
   }
   for (guint i = 0; ok && i < entries->len; i++) {
     Entry *e = entries->pdata[i];
-    guint dsize = (guint) (gsize) e->t.data;
+    guint dsize = (guint)(gsize)e->t.data;
     JsonObject *to = json_object_get_object_member (obj, e->t.name);
     gboolean bf16 = g_str_equal (json_object_get_string_member (to, "dtype"), "BF16");
     e->t.data = tensor_data (st, data + e->begin, dsize, NULL, e->t.n_elements, bf16);
     MmTensor *t = g_new (MmTensor, 1);
     *t = e->t;
     g_ptr_array_add (st->owned, t);
-    g_hash_table_insert (st->tensors, (gpointer) t->name, t);
+    g_hash_table_insert (st->tensors, (gpointer)t->name, t);
   }
   g_ptr_array_unref (entries);
   g_object_unref (parser);
@@ -305,8 +307,7 @@ st_new (const char *label)
 }
 
 MmSafetensors *
-mm_safetensors_open_bytes (const char *label, const guint8 *bytes, gsize len,
-    GError **error)
+mm_safetensors_open_bytes (const char *label, const guint8 *bytes, gsize len, GError **error)
 {
   MmSafetensors *st = st_new (label);
   st->bytes = bytes;
@@ -330,7 +331,7 @@ mm_safetensors_open (const char *path, GError **error)
   }
   MmSafetensors *st = st_new (path);
   st->mapped = mf;
-  st->bytes = (const guint8 *) g_mapped_file_get_contents (mf);
+  st->bytes = (const guint8 *)g_mapped_file_get_contents (mf);
   st->len = g_mapped_file_get_length (mf);
   if (!st->bytes)
     st->len = 0;

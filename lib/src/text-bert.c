@@ -26,63 +26,63 @@
 
 typedef enum
 {
-  BERT_POOL_CLS,                /* hidden state of [CLS] */
-  BERT_POOL_MEAN,               /* mean over all tokens, [CLS] and [SEP] included */
-  BERT_POOL_POOLER,             /* tanh (dense ([CLS])), BertPooler */
+  BERT_POOL_CLS,    /* hidden state of [CLS] */
+  BERT_POOL_MEAN,   /* mean over all tokens, [CLS] and [SEP] included */
+  BERT_POOL_POOLER, /* tanh (dense ([CLS])), BertPooler */
 } BertPooling;
 
 typedef struct
 {
-  guint vocab_size;             /* V */
-  guint hidden;                 /* H */
-  guint layers;                 /* L */
-  guint heads;                  /* A, H % A == 0 */
-  guint intermediate;           /* I */
-  guint max_len;                /* tokens with [CLS] and [SEP], <= n_positions */
-  guint n_positions;            /* P, rows of the position table */
-  guint dim;                    /* output size: H, or proj rows */
+  guint vocab_size;   /* V */
+  guint hidden;       /* H */
+  guint layers;       /* L */
+  guint heads;        /* A, H % A == 0 */
+  guint intermediate; /* I */
+  guint max_len;      /* tokens with [CLS] and [SEP], <= n_positions */
+  guint n_positions;  /* P, rows of the position table */
+  guint dim;          /* output size: H, or proj rows */
   gboolean lowercase;
   BertPooling pooling;
-  float eps;                    /* LayerNorm epsilon */
+  float eps; /* LayerNorm epsilon */
 } BertConfig;
 
 typedef struct
 {
-  const float *query_w, *query_b;       /* (H, H), (H) */
+  const float *query_w, *query_b; /* (H, H), (H) */
   const float *key_w, *key_b;
   const float *value_w, *value_b;
   const float *attn_out_w, *attn_out_b; /* (H, H), (H) */
   const float *attn_ln_w, *attn_ln_b;   /* (H) */
   const float *inter_w, *inter_b;       /* (I, H), (I) */
-  const float *out_w, *out_b;   /* (H, I), (H) */
+  const float *out_w, *out_b;           /* (H, I), (H) */
   const float *out_ln_w, *out_ln_b;     /* (H) */
 } BertLayer;
 
 struct _MmBertWeights
 {
   BertConfig cfg;
-  const MmVocab *vocab;         /* owned by MmTextWeights */
-  const float *word_emb;        /* (V, H) */
-  const float *pos_emb;         /* (P, H) */
-  const float *type_emb;        /* (T, H); only row 0 is used */
-  const float *emb_ln_w, *emb_ln_b;     /* (H) */
-  BertLayer *layer;             /* L */
-  const float *pooler_w, *pooler_b;     /* (H, H), (H) when pooling is "pooler" */
-  const float *proj_w, *proj_b; /* (D, H), (D) or NULL */
+  const MmVocab *vocab;             /* owned by MmTextWeights */
+  const float *word_emb;            /* (V, H) */
+  const float *pos_emb;             /* (P, H) */
+  const float *type_emb;            /* (T, H); only row 0 is used */
+  const float *emb_ln_w, *emb_ln_b; /* (H) */
+  BertLayer *layer;                 /* L */
+  const float *pooler_w, *pooler_b; /* (H, H), (H) when pooling is "pooler" */
+  const float *proj_w, *proj_b;     /* (D, H), (D) or NULL */
 };
 
 struct _MmBertContext
 {
   const MmBertWeights *w;
   MmWordPiece *wp;
-  gint32 *ids;                  /* (max_len) */
-  float *x;                     /* (max_len, H) hidden states */
-  float *q, *k, *v;             /* (max_len, H) each */
-  float *attn;                  /* (max_len, H) attention output, heads concatenated */
-  float *tmp;                   /* (max_len, H) sublayer output + residual */
-  float *ffn;                   /* (max_len, I) */
-  float *scores;                /* (max_len, max_len) attention scratch */
-  float *pooled;                /* (H) */
+  gint32 *ids;      /* (max_len) */
+  float *x;         /* (max_len, H) hidden states */
+  float *q, *k, *v; /* (max_len, H) each */
+  float *attn;      /* (max_len, H) attention output, heads concatenated */
+  float *tmp;       /* (max_len, H) sublayer output + residual */
+  float *ffn;       /* (max_len, I) */
+  float *scores;    /* (max_len, max_len) attention scratch */
+  float *pooled;    /* (H) */
 };
 
 /* ---------------------------------------------------------------------- */
@@ -90,8 +90,8 @@ struct _MmBertContext
 
 /* Binds "text.<name>" with a shape of @ndim dims (-1 = any). */
 static const float *
-bind2 (const MmSafetensors *st, const char *label, const char *name, guint ndim,
-    gint64 d0, gint64 d1, GError **error)
+bind2 (const MmSafetensors *st, const char *label, const char *name, guint ndim, gint64 d0,
+    gint64 d1, GError **error)
 {
   char full[256];
   gint64 shape[2] = { d0, d1 };
@@ -102,8 +102,8 @@ bind2 (const MmSafetensors *st, const char *label, const char *name, guint ndim,
 
 /* Binds "text.encoder.layer.<i>.<name>". */
 static const float *
-bind_layer (const MmSafetensors *st, const char *label, guint i, const char *name,
-    guint ndim, gint64 d0, gint64 d1, GError **error)
+bind_layer (const MmSafetensors *st, const char *label, guint i, const char *name, guint ndim,
+    gint64 d0, gint64 d1, GError **error)
 {
   char sub[200];
 
@@ -116,7 +116,7 @@ static guint
 tensor_rows (const MmSafetensors *st, const char *name)
 {
   const MmTensor *t = mm_safetensors_find (st, name);
-  return t && t->ndim >= 1 ? (guint) t->shape[0] : 0;
+  return t && t->ndim >= 1 ? (guint)t->shape[0] : 0;
 }
 
 static gboolean
@@ -133,21 +133,21 @@ parse_config (BertConfig *c, JsonObject *cfg, const char *label, const MmVocab *
   if (!mm_json_uint (cfg, label, "hidden", TRUE, 0, 1, BERT_MAX_DIM, &c->hidden, error)
       || !mm_json_uint (cfg, label, "layers", TRUE, 0, 1, BERT_MAX_LAYERS, &c->layers, error)
       || !mm_json_uint (cfg, label, "heads", TRUE, 0, 1, BERT_MAX_DIM, &c->heads, error)
-      || !mm_json_uint (cfg, label, "intermediate", TRUE, 0, 1, BERT_MAX_DIM,
-          &c->intermediate, error)
+      || !mm_json_uint (
+          cfg, label, "intermediate", TRUE, 0, 1, BERT_MAX_DIM, &c->intermediate, error)
       || !mm_json_uint (cfg, label, "max_len", TRUE, 0, 2, BERT_MAX_DIM, &c->max_len, error)
       || !mm_json_double (cfg, label, "layer_norm_eps", FALSE, 1e-12, &eps, error))
     return FALSE;
   if (c->hidden % c->heads != 0) {
-    mm_format_error (error, label, "text: hidden size %u is not a multiple of heads %u",
-        c->hidden, c->heads);
+    mm_format_error (
+        error, label, "text: hidden size %u is not a multiple of heads %u", c->hidden, c->heads);
     return FALSE;
   }
   if (!(eps > 0.0 && eps < 1.0)) {
     mm_format_error (error, label, "text: layer_norm_eps %g is not in (0, 1)", eps);
     return FALSE;
   }
-  c->eps = (float) eps;
+  c->eps = (float)eps;
 
   pooling = mm_json_string (cfg, label, "pooling", FALSE, "cls", error);
   if (!pooling)
@@ -159,16 +159,14 @@ parse_config (BertConfig *c, JsonObject *cfg, const char *label, const MmVocab *
   else if (g_str_equal (pooling, "pooler"))
     c->pooling = BERT_POOL_POOLER;
   else {
-    mm_format_error (error, label, "text: unknown pooling \"%s\" (cls, mean or pooler)",
-        pooling);
+    mm_format_error (error, label, "text: unknown pooling \"%s\" (cls, mean or pooler)", pooling);
     return FALSE;
   }
 
   static const char *const special[] = { "[CLS]", "[SEP]", "[UNK]", "[PAD]" };
   for (guint i = 0; i < G_N_ELEMENTS (special); i++) {
     if (mm_vocab_lookup (vocab, special[i], strlen (special[i])) < 0) {
-      mm_format_error (error, label, "text: the WordPiece vocabulary has no %s token",
-          special[i]);
+      mm_format_error (error, label, "text: the WordPiece vocabulary has no %s token", special[i]);
       return FALSE;
     }
   }
@@ -181,8 +179,7 @@ bind_embeddings (MmBertWeights *w, const MmSafetensors *st, const char *label, G
   BertConfig *c = &w->cfg;
   gint64 H = c->hidden;
 
-  w->word_emb = bind2 (st, label, "embeddings.word_embeddings.weight", 2, c->vocab_size, H,
-      error);
+  w->word_emb = bind2 (st, label, "embeddings.word_embeddings.weight", 2, c->vocab_size, H, error);
   if (!w->word_emb)
     return FALSE;
   w->pos_emb = bind2 (st, label, "embeddings.position_embeddings.weight", 2, -1, H, error);
@@ -203,8 +200,7 @@ bind_embeddings (MmBertWeights *w, const MmSafetensors *st, const char *label, G
     return FALSE;
   }
   w->emb_ln_w = bind2 (st, label, "embeddings.LayerNorm.weight", 1, H, 0, error);
-  w->emb_ln_b = w->emb_ln_w ? bind2 (st, label, "embeddings.LayerNorm.bias", 1, H, 0, error)
-      : NULL;
+  w->emb_ln_b = w->emb_ln_w ? bind2 (st, label, "embeddings.LayerNorm.bias", 1, H, 0, error) : NULL;
   return w->emb_ln_b != NULL;
 }
 
@@ -272,8 +268,7 @@ bind_head (MmBertWeights *w, const MmSafetensors *st, const char *label, GError 
     }
   } else if (c->dim != c->hidden) {
     mm_format_error (error, label,
-        "text: \"dim\" is %u but there is no text.proj.weight and hidden is %u",
-        c->dim, c->hidden);
+        "text: \"dim\" is %u but there is no text.proj.weight and hidden is %u", c->dim, c->hidden);
     return FALSE;
   }
   return TRUE;
@@ -325,8 +320,8 @@ try_floats (gsize n, gboolean *ok)
 }
 
 MmBertContext *
-mm_bert_context_new (const MmBertWeights *w, gsize max_text_bytes, const char *label,
-    GError **error)
+mm_bert_context_new (
+    const MmBertWeights *w, gsize max_text_bytes, const char *label, GError **error)
 {
   const BertConfig *c = &w->cfg;
   gsize n = c->max_len, H = c->hidden;
@@ -352,8 +347,8 @@ mm_bert_context_new (const MmBertWeights *w, gsize max_text_bytes, const char *l
   ctx->pooled = try_floats (H, &ok);
   if (!ok) {
     mm_set_error (error, MM_ERROR_INPUT, label,
-        "text: cannot allocate BERT scratch for max_len %u, hidden %u, intermediate %u",
-        c->max_len, c->hidden, c->intermediate);
+        "text: cannot allocate BERT scratch for max_len %u, hidden %u, intermediate %u", c->max_len,
+        c->hidden, c->intermediate);
     mm_bert_context_free (ctx);
     return NULL;
   }
@@ -390,9 +385,9 @@ bert_embed (float *x, const MmBertWeights *w, const gint32 *ids, int n)
   int H = w->cfg.hidden;
 
   mm_embedding (x, w->word_emb, ids, n, H);
-  mm_add (x, w->pos_emb, (gsize) n * H);        /* positions 0..n-1 are rows 0..n-1 */
+  mm_add (x, w->pos_emb, (gsize)n * H); /* positions 0..n-1 are rows 0..n-1 */
   for (int t = 0; t < n; t++)
-    mm_add (x + (gsize) t * H, w->type_emb, H);
+    mm_add (x + (gsize)t * H, w->type_emb, H);
   mm_layernorm (x, x, n, H, w->emb_ln_w, w->emb_ln_b, w->cfg.eps);
 }
 
@@ -401,7 +396,7 @@ static void
 bert_layer (MmBertContext *s, const BertLayer *l, const BertConfig *c, int n)
 {
   int H = c->hidden, I = c->intermediate;
-  gsize nH = (gsize) n * H;
+  gsize nH = (gsize)n * H;
 
   mm_linear (s->q, s->x, l->query_w, l->query_b, n, H, H);
   mm_linear (s->k, s->x, l->key_w, l->key_b, n, H, H);
@@ -412,7 +407,7 @@ bert_layer (MmBertContext *s, const BertLayer *l, const BertConfig *c, int n)
   mm_layernorm (s->x, s->tmp, n, H, l->attn_ln_w, l->attn_ln_b, c->eps);
 
   mm_linear (s->ffn, s->x, l->inter_w, l->inter_b, n, H, I);
-  mm_gelu (s->ffn, (gsize) n * I);
+  mm_gelu (s->ffn, (gsize)n * I);
   mm_linear (s->tmp, s->ffn, l->out_w, l->out_b, n, I, H);
   mm_add (s->tmp, s->x, nH);
   mm_layernorm (s->x, s->tmp, n, H, l->out_ln_w, l->out_ln_b, c->eps);
@@ -429,8 +424,8 @@ bert_pool (float *pooled, const MmBertWeights *w, const float *x, int n)
       for (int j = 0; j < H; j++) {
         double sum = 0.0;
         for (int t = 0; t < n; t++)
-          sum += x[(gsize) t * H + j];
-        pooled[j] = (float) (sum / n);
+          sum += x[(gsize)t * H + j];
+        pooled[j] = (float)(sum / n);
       }
       break;
     case BERT_POOL_POOLER:
@@ -448,17 +443,17 @@ bert_pool (float *pooled, const MmBertWeights *w, const float *x, int n)
  * valid UTF-8 of at most the context's max_text_bytes.  *n_content receives
  * the number of WordPiece tokens without [CLS]/[SEP]. */
 gboolean
-mm_bert_encode (MmBertContext *ctx, const char *utf8, gsize len, float *embedding,
-    guint *n_content, GError **error)
+mm_bert_encode (MmBertContext *ctx, const char *utf8, gsize len, float *embedding, guint *n_content,
+    GError **error)
 {
   const MmBertWeights *w = ctx->w;
   const BertConfig *c = &w->cfg;
   guint n;
 
   n = mm_wordpiece_encode (ctx->wp, utf8, len, ctx->ids, n_content);
-  if (n < 2 || n > c->max_len) {        /* cannot happen: specials checked at load */
-    mm_set_error (error, MM_ERROR_INPUT, "text", "WordPiece gave %u tokens (max_len %u)", n,
-        c->max_len);
+  if (n < 2 || n > c->max_len) { /* cannot happen: specials checked at load */
+    mm_set_error (
+        error, MM_ERROR_INPUT, "text", "WordPiece gave %u tokens (max_len %u)", n, c->max_len);
     return FALSE;
   }
 

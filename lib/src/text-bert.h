@@ -13,12 +13,12 @@ typedef struct _MmBertWeights MmBertWeights;
 typedef struct _MmBertContext MmBertContext;
 
 /* Parses the "bert" config and binds every tensor (HF BertModel names). */
-MmBertWeights *mm_bert_weights_load (const MmSafetensors *st, JsonObject *cfg,
-    const char *label, const MmVocab *vocab, gboolean lowercase, guint dim, GError **error);
+MmBertWeights *mm_bert_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *label,
+    const MmVocab *vocab, gboolean lowercase, guint dim, GError **error);
 void mm_bert_weights_free (MmBertWeights *w);
 /* Scratch for texts up to max_text_bytes, allocated once. */
-MmBertContext *mm_bert_context_new (const MmBertWeights *w, gsize max_text_bytes,
-    const char *label, GError **error);
+MmBertContext *mm_bert_context_new (
+    const MmBertWeights *w, gsize max_text_bytes, const char *label, GError **error);
 void mm_bert_context_free (MmBertContext *ctx);
 /* Tokenise, forward, pool; never allocates. */
 gboolean mm_bert_encode (MmBertContext *ctx, const char *utf8, gsize len, float *embedding,

@@ -31,16 +31,16 @@ typedef enum
 struct _MmTextWeights
 {
   TextType type;
-  guint dim;                    /* D, output size */
+  guint dim; /* D, output size */
   gboolean lowercase;
-  char **words;                 /* V owned copies; the vocab points into them */
+  char **words; /* V owned copies; the vocab points into them */
   MmVocab *vocab;
 
   /* wordvec */
-  guint emb_dim;                /* E */
-  const float *embeddings;      /* (V, E) */
-  const float *proj_w;          /* (D, E) or NULL (then D = E) */
-  const float *proj_b;          /* (D) or NULL */
+  guint emb_dim;           /* E */
+  const float *embeddings; /* (V, E) */
+  const float *proj_w;     /* (D, E) or NULL (then D = E) */
+  const float *proj_b;     /* (D) or NULL */
 
   /* bert */
   MmBertWeights *bert;
@@ -48,17 +48,17 @@ struct _MmTextWeights
 
 struct _MmTextEncoder
 {
-  MmModel *model;               /* strong ref: keeps the weights mapped */
+  MmModel *model; /* strong ref: keeps the weights mapped */
   const MmTextWeights *w;
   gsize max_text_bytes;
-  char *text;                   /* (max_text_bytes + 1) sanitised, truncated input */
+  char *text; /* (max_text_bytes + 1) sanitised, truncated input */
 
   /* wordvec */
-  gint32 *ids;                  /* (max_ids) known-word ids */
+  gint32 *ids; /* (max_ids) known-word ids */
   guint max_ids;
-  char *scratch;                /* tokenizer scratch (lower-cased text) */
+  char *scratch; /* tokenizer scratch (lower-cased text) */
   gsize scratch_size;
-  float *mean;                  /* (E) */
+  float *mean; /* (E) */
 
   /* bert */
   MmBertContext *bert;
@@ -73,30 +73,30 @@ load_wordvec (MmTextWeights *w, const MmSafetensors *st, const char *label, GErr
   const char *emb_name = "text.embeddings.weight";
   guint V = mm_vocab_size (w->vocab);
 
-  w->embeddings = mm_bind (st, label, emb_name, 2, (const gint64[]) { V, -1 }, error);
+  w->embeddings = mm_bind (st, label, emb_name, 2, (const gint64[]){ V, -1 }, error);
   if (!w->embeddings)
     return FALSE;
-  w->emb_dim = (guint) mm_safetensors_find (st, emb_name)->shape[1];
+  w->emb_dim = (guint)mm_safetensors_find (st, emb_name)->shape[1];
   if (w->emb_dim < 1 || w->emb_dim > TEXT_MAX_DIM) {
-    mm_format_error (error, label, "text: %s has %u columns (1..%u allowed)", emb_name,
-        w->emb_dim, TEXT_MAX_DIM);
+    mm_format_error (error, label, "text: %s has %u columns (1..%u allowed)", emb_name, w->emb_dim,
+        TEXT_MAX_DIM);
     return FALSE;
   }
 
   if (mm_has_tensor (st, "text.proj.weight")) {
-    w->proj_w = mm_bind (st, label, "text.proj.weight", 2,
-        (const gint64[]) { w->dim, w->emb_dim }, error);
+    w->proj_w =
+        mm_bind (st, label, "text.proj.weight", 2, (const gint64[]){ w->dim, w->emb_dim }, error);
     if (!w->proj_w)
       return FALSE;
     if (mm_has_tensor (st, "text.proj.bias")) {
-      w->proj_b = mm_bind (st, label, "text.proj.bias", 1, (const gint64[]) { w->dim }, error);
+      w->proj_b = mm_bind (st, label, "text.proj.bias", 1, (const gint64[]){ w->dim }, error);
       if (!w->proj_b)
         return FALSE;
     }
   } else if (w->dim != w->emb_dim) {
     mm_format_error (error, label,
-        "text: \"dim\" is %u but %s has %u columns and there is no text.proj.weight",
-        w->dim, emb_name, w->emb_dim);
+        "text: \"dim\" is %u but %s has %u columns and there is no text.proj.weight", w->dim,
+        emb_name, w->emb_dim);
     return FALSE;
   }
   return TRUE;
@@ -107,8 +107,7 @@ static gboolean
 load_vocab (MmTextWeights *w, JsonObject *cfg, const char *label, GError **error)
 {
   guint n = 0;
-  const char **words = mm_json_string_array (cfg, label, "vocab", 1, TEXT_MAX_VOCAB, &n,
-      error);
+  const char **words = mm_json_string_array (cfg, label, "vocab", 1, TEXT_MAX_VOCAB, &n, error);
 
   if (!words)
     return FALSE;
@@ -116,13 +115,12 @@ load_vocab (MmTextWeights *w, JsonObject *cfg, const char *label, GError **error
   for (guint i = 0; i < n; i++)
     w->words[i] = g_strdup (words[i]);
   g_free (words);
-  w->vocab = mm_vocab_new ((const char *const *) w->words, n);
+  w->vocab = mm_vocab_new ((const char *const *)w->words, n);
   return TRUE;
 }
 
 MmTextWeights *
-mm_text_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *label,
-    GError **error)
+mm_text_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *label, GError **error)
 {
   MmTextWeights *w = g_new0 (MmTextWeights, 1);
   const char *type = mm_json_string (cfg, label, "type", TRUE, NULL, error);
@@ -134,8 +132,8 @@ mm_text_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *labe
   else if (g_str_equal (type, "bert"))
     w->type = TEXT_BERT;
   else {
-    mm_set_error (error, MM_ERROR_UNSUPPORTED, label,
-        "text: unknown type \"%s\" (wordvec or bert)", type);
+    mm_set_error (
+        error, MM_ERROR_UNSUPPORTED, label, "text: unknown type \"%s\" (wordvec or bert)", type);
     goto fail;
   }
 
@@ -210,15 +208,14 @@ mm_text_encoder_new (MmModel *model, const MmContextParams *params, GError **err
   enc = g_new0 (MmTextEncoder, 1);
   enc->model = mm_model_ref (model);
   enc->w = w;
-  enc->max_text_bytes = params->max_text_bytes ? params->max_text_bytes
-      : defaults.max_text_bytes;
+  enc->max_text_bytes = params->max_text_bytes ? params->max_text_bytes : defaults.max_text_bytes;
   enc->text = g_try_malloc (enc->max_text_bytes + 1);
   if (!enc->text)
     goto oom;
 
   if (w->type == TEXT_WORDVEC) {
     /* every word takes at least one byte of text */
-    enc->max_ids = (guint) enc->max_text_bytes + 1;
+    enc->max_ids = (guint)enc->max_text_bytes + 1;
     enc->ids = g_try_new (gint32, enc->max_ids);
     enc->scratch_size = 4 * enc->max_text_bytes + 16;
     enc->scratch = g_try_malloc (enc->scratch_size);
@@ -226,8 +223,7 @@ mm_text_encoder_new (MmModel *model, const MmContextParams *params, GError **err
     if (!enc->ids || !enc->scratch || !enc->mean)
       goto oom;
   } else {
-    enc->bert = mm_bert_context_new (w->bert, enc->max_text_bytes, MM_MODEL_LABEL (model),
-        error);
+    enc->bert = mm_bert_context_new (w->bert, enc->max_text_bytes, MM_MODEL_LABEL (model), error);
     if (!enc->bert) {
       mm_text_encoder_free (enc);
       return NULL;
@@ -237,8 +233,7 @@ mm_text_encoder_new (MmModel *model, const MmContextParams *params, GError **err
 
 oom:
   mm_set_error (error, MM_ERROR_INPUT, MM_MODEL_LABEL (model),
-      "text: cannot allocate scratch for max_text_bytes %" G_GSIZE_FORMAT,
-      enc->max_text_bytes);
+      "text: cannot allocate scratch for max_text_bytes %" G_GSIZE_FORMAT, enc->max_text_bytes);
   mm_text_encoder_free (enc);
   return NULL;
 }
@@ -266,7 +261,7 @@ wordvec_mean (float *mean, const float *embeddings, const gint32 *ids, guint n, 
 {
   memset (mean, 0, E * sizeof (float));
   for (guint i = 0; i < n; i++)
-    mm_add (mean, embeddings + (gsize) ids[i] * E, E);
+    mm_add (mean, embeddings + (gsize)ids[i] * E, E);
   if (n > 0) {
     float inv = 1.0f / n;
     for (guint j = 0; j < E; j++)
@@ -281,8 +276,8 @@ wordvec_encode (MmTextEncoder *enc, const char *utf8, gsize len, float *embeddin
   const MmTextWeights *w = enc->w;
   guint n;
 
-  n = mm_word_tokenize (w->vocab, w->lowercase, utf8, len, enc->ids, enc->max_ids,
-      enc->scratch, enc->scratch_size);
+  n = mm_word_tokenize (
+      w->vocab, w->lowercase, utf8, len, enc->ids, enc->max_ids, enc->scratch, enc->scratch_size);
   wordvec_mean (enc->mean, w->embeddings, enc->ids, n, w->emb_dim);
   if (w->proj_w)
     mm_linear (embedding, enc->mean, w->proj_w, w->proj_b, 1, w->emb_dim, w->dim);
@@ -307,12 +302,11 @@ mm_text_encoder_encode (MmTextEncoder *enc, const char *text, gssize len, float 
     mm_set_error (error, MM_ERROR_INPUT, MM_MODEL_LABEL (enc->model), "text: NULL text");
     return FALSE;
   }
-  n_bytes = !text ? 0 : len < 0 ? strlen (text) : (gsize) len;
+  n_bytes = !text ? 0 : len < 0 ? strlen (text) : (gsize)len;
 
   /* Invalid UTF-8 becomes U+FFFD; the copy stops at the last whole
    * character that fits in max_text_bytes. */
-  clean_len = mm_utf8_sanitize (enc->text, enc->max_text_bytes + 1, text ? text : "",
-      n_bytes);
+  clean_len = mm_utf8_sanitize (enc->text, enc->max_text_bytes + 1, text ? text : "", n_bytes);
 
   if (enc->w->type == TEXT_WORDVEC) {
     n = wordvec_encode (enc, enc->text, clean_len, embedding);

@@ -33,7 +33,7 @@
 
 typedef struct
 {
-  const char *word;             /* NULL = empty slot */
+  const char *word; /* NULL = empty slot */
   guint32 len;
   guint32 hash;
   gint32 id;
@@ -42,8 +42,8 @@ typedef struct
 struct _MmVocab
 {
   VocabSlot *slots;
-  guint32 mask;                 /* capacity - 1, capacity a power of two */
-  guint n_words;                /* ids given out: the n passed to mm_vocab_new */
+  guint32 mask;  /* capacity - 1, capacity a power of two */
+  guint n_words; /* ids given out: the n passed to mm_vocab_new */
 };
 
 /* FNV-1a, 32 bits */
@@ -52,7 +52,7 @@ hash_bytes (const char *s, gsize len)
 {
   guint32 h = 2166136261u;
   for (gsize i = 0; i < len; i++) {
-    h ^= (guint8) s[i];
+    h ^= (guint8)s[i];
     h *= 16777619u;
   }
   return h;
@@ -65,14 +65,14 @@ mm_vocab_new (const char *const *words, guint n)
     n = 0;
   /* load factor <= 1/2 */
   guint64 cap = 16;
-  while (cap < 2 * (guint64) n)
+  while (cap < 2 * (guint64)n)
     cap *= 2;
   if (cap > G_MAXUINT32)
     return NULL;
 
   MmVocab *v = g_new0 (MmVocab, 1);
   v->slots = g_new0 (VocabSlot, cap);
-  v->mask = (guint32) (cap - 1);
+  v->mask = (guint32)(cap - 1);
   v->n_words = n;
   for (guint i = 0; i < n; i++) {
     const char *w = words[i];
@@ -87,15 +87,14 @@ mm_vocab_new (const char *const *words, guint n)
     while (v->slots[j].word) {
       VocabSlot *s = &v->slots[j];
       if (s->hash == h && s->len == len && memcmp (s->word, w, len) == 0) {
-        duplicate = TRUE;       /* keep the first id */
+        duplicate = TRUE; /* keep the first id */
         break;
       }
       j = (j + 1) & v->mask;
     }
     if (duplicate)
       continue;
-    v->slots[j] = (VocabSlot) {
-    .word = w,.len = (guint32) len,.hash = h,.id = (gint32) i};
+    v->slots[j] = (VocabSlot){ .word = w, .len = (guint32)len, .hash = h, .id = (gint32)i };
   }
   return v;
 }
@@ -148,7 +147,7 @@ utf8_next (const guint8 *s, gsize len, gsize *pos)
   }
   int need;
   gunichar c;
-  guint8 lo = 0x80, hi = 0xBF;  /* allowed range of the next byte */
+  guint8 lo = 0x80, hi = 0xBF; /* allowed range of the next byte */
   if (b0 >= 0xC2 && b0 <= 0xDF) {
     need = 1;
     c = b0 & 0x1F;
@@ -156,23 +155,23 @@ utf8_next (const guint8 *s, gsize len, gsize *pos)
     need = 2;
     c = b0 & 0x0F;
     if (b0 == 0xE0)
-      lo = 0xA0;                /* no overlongs */
+      lo = 0xA0; /* no overlongs */
     else if (b0 == 0xED)
-      hi = 0x9F;                /* no surrogates */
+      hi = 0x9F; /* no surrogates */
   } else if (b0 >= 0xF0 && b0 <= 0xF4) {
     need = 3;
     c = b0 & 0x07;
     if (b0 == 0xF0)
-      lo = 0x90;                /* no overlongs */
+      lo = 0x90; /* no overlongs */
     else if (b0 == 0xF4)
-      hi = 0x8F;                /* <= U+10FFFF */
+      hi = 0x8F; /* <= U+10FFFF */
   } else {
     *pos = i;
     return REPLACEMENT;
   }
   for (int k = 0; k < need; k++, i++) {
     if (i >= len || s[i] < lo || s[i] > hi) {
-      *pos = i;                 /* the maximal subpart ends before s[i] */
+      *pos = i; /* the maximal subpart ends before s[i] */
       return REPLACEMENT;
     }
     c = (c << 6) | (s[i] & 0x3F);
@@ -197,18 +196,18 @@ mm_utf8_sanitize (char *out, gsize cap, const char *in, gsize len)
     return 0;
   if (!in)
     len = 0;
-  const guint8 *s = (const guint8 *) in;
+  const guint8 *s = (const guint8 *)in;
   gsize w = 0, pos = 0;
   while (pos < len) {
     gsize start = pos;
     gunichar c = utf8_next (s, len, &pos);
     /* U+FFFD from the decoder, unless the input really held EF BF BD */
-    gboolean invalid = c == REPLACEMENT
-        && !(pos - start == 3 && memcmp (s + start, "\xEF\xBF\xBD", 3) == 0);
+    gboolean invalid =
+        c == REPLACEMENT && !(pos - start == 3 && memcmp (s + start, "\xEF\xBF\xBD", 3) == 0);
     gsize n = invalid ? 3 : pos - start;
     if (w + n + 1 > cap)
       break;
-    memcpy (out + w, invalid ? "\xEF\xBF\xBD" : (const char *) s + start, n);
+    memcpy (out + w, invalid ? "\xEF\xBF\xBD" : (const char *)s + start, n);
     w += n;
   }
   out[w] = '\0';
@@ -226,7 +225,7 @@ truncate_utf8 (const guint8 *in, gsize len, gsize max)
   for (int k = 0; k < 3 && cut > 0 && (in[cut] & 0xC0) == 0x80; k++)
     cut--;
   if ((in[cut] & 0xC0) == 0x80)
-    cut = max;                  /* stray continuation bytes: invalid anyway */
+    cut = max; /* stray continuation bytes: invalid anyway */
   return cut;
 }
 
@@ -310,9 +309,22 @@ static gboolean
 py_is_case_ignorable (gunichar c)
 {
   switch (c) {
-    case '\'': case '.': case ':': case 0x00B7: case 0x0387: case 0x055F:
-    case 0x05F4: case 0x2018: case 0x2019: case 0x2024: case 0x2027:
-    case 0xFE13: case 0xFE52: case 0xFE55: case 0xFF07: case 0xFF0E:
+    case '\'':
+    case '.':
+    case ':':
+    case 0x00B7:
+    case 0x0387:
+    case 0x055F:
+    case 0x05F4:
+    case 0x2018:
+    case 0x2019:
+    case 0x2024:
+    case 0x2027:
+    case 0xFE13:
+    case 0xFE52:
+    case 0xFE55:
+    case 0xFF07:
+    case 0xFF0E:
     case 0xFF1A:
       return TRUE;
     default:
@@ -371,7 +383,7 @@ typedef struct
   const MmVocab *v;
   char *buf;
   gsize cap, len;
-  gboolean overflow;            /* the word did not fit: cannot be known */
+  gboolean overflow; /* the word did not fit: cannot be known */
   gboolean pending_apostrophe;
   gint32 *ids;
   guint n, max;
@@ -407,13 +419,13 @@ word_feed (WordState *st, gunichar c)
 }
 
 guint
-mm_word_tokenize (const MmVocab *v, gboolean lowercase, const char *utf8, gsize len,
-    gint32 *ids, guint max_ids, char *scratch, gsize scratch_size)
+mm_word_tokenize (const MmVocab *v, gboolean lowercase, const char *utf8, gsize len, gint32 *ids,
+    guint max_ids, char *scratch, gsize scratch_size)
 {
   if (!v || !ids || max_ids == 0 || !utf8 || !scratch)
     return 0;
-  const guint8 *s = (const guint8 *) utf8;
-  WordState st = {.v = v,.buf = scratch,.cap = scratch_size,.ids = ids,.max = max_ids };
+  const guint8 *s = (const guint8 *)utf8;
+  WordState st = { .v = v, .buf = scratch, .cap = scratch_size, .ids = ids, .max = max_ids };
   gsize pos = 0;
   while (pos < len && st.n < st.max) {
     gunichar c = utf8_next (s, len, &pos);
@@ -459,14 +471,14 @@ struct _MmWordPiece
 {
   const MmVocab *vocab;
   gboolean lowercase;
-  guint max_len;                /* including [CLS] and [SEP], >= 2 */
+  guint max_len; /* including [CLS] and [SEP], >= 2 */
   gsize max_text_bytes;
   gint32 cls_id, sep_id, unk_id;
 
   /* the word being built: chars and their byte offsets into word[] */
   char word[MM_WP_MAX_WORD_CHARS * 4 + 4];
   guint word_off[MM_WP_MAX_WORD_CHARS + 1];
-  guint word_chars;             /* may exceed MM_WP_MAX_WORD_CHARS (then not stored) */
+  guint word_chars; /* may exceed MM_WP_MAX_WORD_CHARS (then not stored) */
   /* "##" + a word tail for continuation lookups */
   char piece[2 + MM_WP_MAX_WORD_CHARS * 4 + 4];
   gint32 word_pieces[MM_WP_MAX_WORD_CHARS];
@@ -474,22 +486,24 @@ struct _MmWordPiece
   /* output of the running encode */
   gint32 *ids;
   guint n_ids;
-  gboolean full;                /* content reached max_len - 2 */
+  gboolean full; /* content reached max_len - 2 */
 };
 
 MmWordPiece *
-mm_wordpiece_new (const MmVocab *v, gboolean lowercase, guint max_len, gsize max_text_bytes,
-    GError **error)
+mm_wordpiece_new (
+    const MmVocab *v, gboolean lowercase, guint max_len, gsize max_text_bytes, GError **error)
 {
   if (!v) {
     g_set_error (error, MM_ERROR, MM_ERROR_FORMAT, "WordPiece: no vocabulary");
     return NULL;
   }
   gint32 cls = mm_vocab_lookup (v, "[CLS]", 5), sep = mm_vocab_lookup (v, "[SEP]", 5),
-      unk = mm_vocab_lookup (v, "[UNK]", 5);
+         unk = mm_vocab_lookup (v, "[UNK]", 5);
   if (cls < 0 || sep < 0 || unk < 0) {
-    g_set_error (error, MM_ERROR, MM_ERROR_FORMAT,
-        "WordPiece: vocabulary lacks %s", cls < 0 ? "[CLS]" : sep < 0 ? "[SEP]" : "[UNK]");
+    g_set_error (error, MM_ERROR, MM_ERROR_FORMAT, "WordPiece: vocabulary lacks %s",
+        cls < 0       ? "[CLS]"
+            : sep < 0 ? "[SEP]"
+                      : "[UNK]");
     return NULL;
   }
   if (max_len < 2) {
@@ -622,8 +636,7 @@ sigma_is_final (const guint8 *s, gsize len, gsize pos)
 }
 
 guint
-mm_wordpiece_encode (MmWordPiece *wp, const char *utf8, gsize len, gint32 *ids,
-    guint *n_content)
+mm_wordpiece_encode (MmWordPiece *wp, const char *utf8, gsize len, gint32 *ids, guint *n_content)
 {
   if (n_content)
     *n_content = 0;
@@ -631,7 +644,7 @@ mm_wordpiece_encode (MmWordPiece *wp, const char *utf8, gsize len, gint32 *ids,
     return 0;
   if (!utf8)
     len = 0;
-  const guint8 *s = (const guint8 *) utf8;
+  const guint8 *s = (const guint8 *)utf8;
   len = truncate_utf8 (s, len, wp->max_text_bytes);
 
   wp->ids = ids;

@@ -23,7 +23,7 @@
 
 /* "a+b+c" from a GstValueArray of strings; returns a new string. */
 static gchar *
-join_strings (const GValue * array, const gchar * sep)
+join_strings (const GValue *array, const gchar *sep)
 {
   GString *s = g_string_new (NULL);
   guint i, n = gst_value_array_get_size (array);
@@ -40,7 +40,7 @@ join_strings (const GValue * array, const gchar * sep)
 
 /* Prints one mm-classification message; returns FALSE if it is malformed. */
 static gboolean
-print_decision (const GstStructure * s)
+print_decision (const GstStructure *s)
 {
   const GValue *labels = gst_structure_get_value (s, "labels");
   const GValue *scores = gst_structure_get_value (s, "scores");
@@ -50,12 +50,10 @@ print_decision (const GstStructure * s)
   gdouble score = 0.0;
   gchar *mods;
 
-  if (labels == NULL || scores == NULL || present == NULL
-      || !GST_VALUE_HOLDS_ARRAY (labels) || !GST_VALUE_HOLDS_ARRAY (scores)
-      || !GST_VALUE_HOLDS_ARRAY (present))
+  if (labels == NULL || scores == NULL || present == NULL || !GST_VALUE_HOLDS_ARRAY (labels)
+      || !GST_VALUE_HOLDS_ARRAY (scores) || !GST_VALUE_HOLDS_ARRAY (present))
     return FALSE;
-  if (!gst_structure_get_uint64 (s, "stream-time", &pts)
-      || !GST_CLOCK_TIME_IS_VALID (pts))
+  if (!gst_structure_get_uint64 (s, "stream-time", &pts) || !GST_CLOCK_TIME_IS_VALID (pts))
     gst_structure_get_uint64 (s, "pts", &pts);
   if (gst_value_array_get_size (labels) > 0) {
     label = g_value_get_string (gst_value_array_get_value (labels, 0));
@@ -64,8 +62,8 @@ print_decision (const GstStructure * s)
   mods = join_strings (present, "+");
   if (GST_CLOCK_TIME_IS_VALID (pts)) {
     guint64 ms = (pts + GST_MSECOND / 2) / GST_MSECOND;
-    g_print ("%u:%02u:%02u.%03u", (guint) (ms / 3600000),
-        (guint) (ms / 60000 % 60), (guint) (ms / 1000 % 60), (guint) (ms % 1000));
+    g_print ("%u:%02u:%02u.%03u", (guint)(ms / 3600000), (guint)(ms / 60000 % 60),
+        (guint)(ms / 1000 % 60), (guint)(ms % 1000));
   } else {
     g_print ("?:??:??.???");
   }
@@ -92,7 +90,7 @@ main (int argc, char **argv)
     return 1;
   }
   if (argc == 4)
-    interval = (guint) g_ascii_strtoull (argv[3], NULL, 10);
+    interval = (guint)g_ascii_strtoull (argv[3], NULL, 10);
   if (interval == 0)
     interval = 1;
 
@@ -102,14 +100,14 @@ main (int argc, char **argv)
   file_q = g_strescape (argv[2], NULL);
 #define Q "queue max-size-time=5000000000 max-size-bytes=0 max-size-buffers=0"
   desc = g_strdup_printf ("filesrc location=\"%s\" ! matroskademux name=d "
-      "d.video_0 ! " Q " ! decodebin ! videoconvert ! "
-      "imageenc model=\"%s\" interval=%u ! f.sink_0 "
-      "d.audio_0 ! " Q " ! decodebin ! audioconvert ! audioresample ! "
-      "audioenc model=\"%s\" ! f.sink_1 "
-      "d.subtitle_0 ! " Q " ! textenc model=\"%s\" ! f.sink_2 "
-      "mmfuse name=f model=\"%s\" max-age=0 ! mmdecode model=\"%s\" ! "
-      "fakesink sync=false", file_q, model_q, interval, model_q, model_q,
-      model_q, model_q);
+                          "d.video_0 ! " Q " ! decodebin ! videoconvert ! "
+                          "imageenc model=\"%s\" interval=%u ! f.sink_0 "
+                          "d.audio_0 ! " Q " ! decodebin ! audioconvert ! audioresample ! "
+                          "audioenc model=\"%s\" ! f.sink_1 "
+                          "d.subtitle_0 ! " Q " ! textenc model=\"%s\" ! f.sink_2 "
+                          "mmfuse name=f model=\"%s\" max-age=0 ! mmdecode model=\"%s\" ! "
+                          "fakesink sync=false",
+      file_q, model_q, interval, model_q, model_q, model_q, model_q);
 #undef Q
   pipeline = gst_parse_launch (desc, &error);
   g_free (desc);
@@ -120,20 +118,19 @@ main (int argc, char **argv)
     g_clear_error (&error);
     return 1;
   }
-  if (error != NULL) {          /* a recoverable error, e.g. a missing element */
+  if (error != NULL) { /* a recoverable error, e.g. a missing element */
     g_printerr ("pipeline warning: %s\n", error->message);
     g_clear_error (&error);
   }
 
   bus = gst_element_get_bus (pipeline);
-  if (gst_element_set_state (pipeline,
-          GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE)
+  if (gst_element_set_state (pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE)
     g_printerr ("could not start the pipeline\n");
 
   /* The application's loop: element messages carry the decisions. */
   while (!done) {
-    GstMessage *msg = gst_bus_timed_pop_filtered (bus, GST_CLOCK_TIME_NONE,
-        GST_MESSAGE_ELEMENT | GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+    GstMessage *msg = gst_bus_timed_pop_filtered (
+        bus, GST_CLOCK_TIME_NONE, GST_MESSAGE_ELEMENT | GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
     const GstStructure *s;
 
     switch (GST_MESSAGE_TYPE (msg)) {
@@ -149,11 +146,11 @@ main (int argc, char **argv)
       case GST_MESSAGE_EOS:
         done = TRUE;
         break;
-      case GST_MESSAGE_ERROR:{
+      case GST_MESSAGE_ERROR: {
         gchar *dbg = NULL;
         gst_message_parse_error (msg, &error, &dbg);
-        g_printerr ("error from %s: %s\n%s\n", GST_OBJECT_NAME (msg->src),
-            error->message, dbg ? dbg : "");
+        g_printerr (
+            "error from %s: %s\n%s\n", GST_OBJECT_NAME (msg->src), error->message, dbg ? dbg : "");
         g_clear_error (&error);
         g_free (dbg);
         status = 1;

@@ -30,7 +30,7 @@
 static int
 cmp_double (const void *a, const void *b)
 {
-  double x = *(const double *) a, y = *(const double *) b;
+  double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
 }
 
@@ -55,7 +55,7 @@ median_ms (RunFn fn, gpointer ctx, gpointer arg, int repeats)
   for (int i = 0; i < 3; i++)
     fn (ctx, arg);
   double once = (now_ms () - t0) / 3;
-  int inner = once > 0.2 ? 1 : (int) MIN (1000.0, 0.2 / MAX (once, 1e-4)) + 1;
+  int inner = once > 0.2 ? 1 : (int)MIN (1000.0, 0.2 / MAX (once, 1e-4)) + 1;
   for (int i = 0; i < repeats; i++) {
     t0 = now_ms ();
     for (int j = 0; j < inner; j++)
@@ -86,7 +86,7 @@ random_floats (gsize n, float scale)
 {
   float *v = g_new (float, n);
   for (gsize i = 0; i < n; i++)
-    v[i] = scale * (float) (g_random_double () * 2.0 - 1.0);
+    v[i] = scale * (float)(g_random_double () * 2.0 - 1.0);
   return v;
 }
 
@@ -96,13 +96,13 @@ typedef struct
 {
   MmComponent comp;
   gpointer ctx;
-  guint8 *pixels;               /* image: RGB at the network size */
+  guint8 *pixels; /* image: RGB at the network size */
   guint w, h;
-  float *samples;               /* audio: one default window */
+  float *samples; /* audio: one default window */
   gsize n_samples;
-  const float **inputs;         /* fusion */
+  const float **inputs; /* fusion */
   guint n_inputs;
-  float *fused;                 /* head input */
+  float *fused; /* head input */
   float out[65536];
 } Runner;
 
@@ -115,8 +115,8 @@ runner_run (gpointer ctx, gpointer arg)
     case MM_COMPONENT_TEXT:
       return mm_text_encoder_encode (r->ctx, bench_text, -1, r->out, &n, NULL);
     case MM_COMPONENT_IMAGE:
-      return mm_image_encoder_encode (r->ctx, MM_PIXEL_RGB, r->pixels, r->w, r->h, r->w * 3,
-          r->out, NULL);
+      return mm_image_encoder_encode (
+          r->ctx, MM_PIXEL_RGB, r->pixels, r->w, r->h, r->w * 3, r->out, NULL);
     case MM_COMPONENT_AUDIO:
       return mm_audio_encoder_encode (r->ctx, r->samples, r->n_samples, r->out, NULL);
     case MM_COMPONENT_FUSION:
@@ -141,9 +141,9 @@ runner_new (MmModel *m, MmComponent comp, GError **err)
     case MM_COMPONENT_IMAGE:
       r->ctx = mm_image_encoder_new (m, &p, err);
       mm_model_get_image_size (m, &r->w, &r->h);
-      r->pixels = g_malloc ((gsize) r->w * r->h * 3);
-      for (gsize i = 0; i < (gsize) r->w * r->h * 3; i++)
-        r->pixels[i] = (guint8) g_random_int_range (0, 256);
+      r->pixels = g_malloc ((gsize)r->w * r->h * 3);
+      for (gsize i = 0; i < (gsize)r->w * r->h * 3; i++)
+        r->pixels[i] = (guint8)g_random_int_range (0, 256);
       break;
     case MM_COMPONENT_AUDIO:
       r->ctx = mm_audio_encoder_new (m, &p, err);
@@ -196,7 +196,7 @@ runner_free (Runner *r)
   g_free (r->pixels);
   g_free (r->samples);
   for (guint i = 0; i < r->n_inputs; i++)
-    g_free ((gpointer) r->inputs[i]);
+    g_free ((gpointer)r->inputs[i]);
   g_free (r->inputs);
   g_free (r->fused);
   g_free (r);
@@ -244,9 +244,9 @@ static double
 sgemm_gflops (int m, int n, int k, int repeats)
 {
   Gemm g = { NULL, NULL, NULL, m, n, k };
-  g.a = random_floats ((gsize) m * k, 1.0f);
-  g.b = random_floats ((gsize) k * n, 1.0f);
-  g.c = g_new (float, (gsize) m * n);
+  g.a = random_floats ((gsize)m * k, 1.0f);
+  g.b = random_floats ((gsize)k * n, 1.0f);
+  g.c = g_new (float, (gsize)m *n);
   double ms = median_ms (run_sgemm, NULL, &g, repeats);
   g_free (g.a);
   g_free (g.b);
@@ -262,8 +262,8 @@ mode_model (const char *path, int repeats)
   GError *err = NULL;
   MmModel *m = open_or_die (path);
   printf ("{\"model\": \"%s\", \"core\": \"%s\", \"threads\": \"%s\", \"components\": {",
-      mm_model_get_name (m), mm_blas_core_name (), g_getenv ("MM_THREADS") ?
-      g_getenv ("MM_THREADS") : "1");
+      mm_model_get_name (m), mm_blas_core_name (),
+      g_getenv ("MM_THREADS") ? g_getenv ("MM_THREADS") : "1");
   const char *sep = "";
   for (int c = 0; c < MM_N_COMPONENTS; c++) {
     if (!mm_model_has_component (m, c))
@@ -286,8 +286,7 @@ mode_model (const char *path, int repeats)
     sep = ", ";
     runner_free (r);
   }
-  printf ("}, \"sgemm\": {\"n\": 1024, \"gflops\": %.2f}}\n",
-      sgemm_gflops (1024, 1024, 1024, 7));
+  printf ("}, \"sgemm\": {\"n\": 1024, \"gflops\": %.2f}}\n", sgemm_gflops (1024, 1024, 1024, 7));
   mm_model_unref (m);
   return 0;
 }
@@ -297,9 +296,9 @@ mode_model (const char *path, int repeats)
 typedef struct
 {
   const char *name;
-  int conv;                     /* 1: conv2d, 0: linear */
-  int c_in, h, w, c_out, k, stride, pad;        /* conv */
-  int n, d_in, d_out;           /* linear: y (n, d_out) = x (n, d_in) W^T */
+  int conv;                              /* 1: conv2d, 0: linear */
+  int c_in, h, w, c_out, k, stride, pad; /* conv */
+  int n, d_in, d_out;                    /* linear: y (n, d_out) = x (n, d_in) W^T */
 } Layer;
 
 typedef struct
@@ -314,26 +313,26 @@ run_layer (gpointer ctx, gpointer arg)
   LayerRun *r = arg;
   const Layer *l = r->l;
   if (l->conv)
-    mm_conv2d (r->y, r->x, r->w, NULL, l->c_in, l->h, l->w, l->c_out, l->k, l->k, l->stride,
-        l->pad, 1, r->scratch);
+    mm_conv2d (r->y, r->x, r->w, NULL, l->c_in, l->h, l->w, l->c_out, l->k, l->k, l->stride, l->pad,
+        1, r->scratch);
   else
     mm_linear (r->y, r->x, r->w, r->b, l->n, l->d_in, l->d_out);
   return TRUE;
 }
 
 static const Layer layers[] = {
-  {"resnet18 conv1 7x7/2 3->64 @224", 1, 3, 224, 224, 64, 7, 2, 3},
-  {"resnet18 layer1 3x3 64->64 @56", 1, 64, 56, 56, 64, 3, 1, 1},
-  {"resnet18 layer2 3x3/2 64->128 @56", 1, 64, 56, 56, 128, 3, 2, 1},
-  {"resnet18 layer2 3x3 128->128 @28", 1, 128, 28, 28, 128, 3, 1, 1},
-  {"resnet18 layer3 3x3 256->256 @14", 1, 256, 14, 14, 256, 3, 1, 1},
-  {"resnet18 layer4 3x3 512->512 @7", 1, 512, 7, 7, 512, 3, 1, 1},
-  {"resnet18 layer2 down 1x1/2 64->128 @56", 1, 64, 56, 56, 128, 1, 2, 0},
-  {"bert4 qkv 64x256->256", 0, 0, 0, 0, 0, 0, 0, 0, 64, 256, 256},
-  {"bert4 ffn-in 64x256->1024", 0, 0, 0, 0, 0, 0, 0, 0, 64, 256, 1024},
-  {"bert4 ffn-out 64x1024->256", 0, 0, 0, 0, 0, 0, 0, 0, 64, 1024, 256},
-  {"bert-base ffn-in 126x768->3072", 0, 0, 0, 0, 0, 0, 0, 0, 126, 768, 3072},
-  {"bert-base ffn-out 126x3072->768", 0, 0, 0, 0, 0, 0, 0, 0, 126, 3072, 768},
+  { "resnet18 conv1 7x7/2 3->64 @224", 1, 3, 224, 224, 64, 7, 2, 3 },
+  { "resnet18 layer1 3x3 64->64 @56", 1, 64, 56, 56, 64, 3, 1, 1 },
+  { "resnet18 layer2 3x3/2 64->128 @56", 1, 64, 56, 56, 128, 3, 2, 1 },
+  { "resnet18 layer2 3x3 128->128 @28", 1, 128, 28, 28, 128, 3, 1, 1 },
+  { "resnet18 layer3 3x3 256->256 @14", 1, 256, 14, 14, 256, 3, 1, 1 },
+  { "resnet18 layer4 3x3 512->512 @7", 1, 512, 7, 7, 512, 3, 1, 1 },
+  { "resnet18 layer2 down 1x1/2 64->128 @56", 1, 64, 56, 56, 128, 1, 2, 0 },
+  { "bert4 qkv 64x256->256", 0, 0, 0, 0, 0, 0, 0, 0, 64, 256, 256 },
+  { "bert4 ffn-in 64x256->1024", 0, 0, 0, 0, 0, 0, 0, 0, 64, 256, 1024 },
+  { "bert4 ffn-out 64x1024->256", 0, 0, 0, 0, 0, 0, 0, 0, 64, 1024, 256 },
+  { "bert-base ffn-in 126x768->3072", 0, 0, 0, 0, 0, 0, 0, 0, 126, 768, 3072 },
+  { "bert-base ffn-out 126x3072->768", 0, 0, 0, 0, 0, 0, 0, 0, 126, 3072, 768 },
 };
 
 static int
@@ -344,7 +343,7 @@ mode_layers (int repeats)
   for (guint i = 0; i < G_N_ELEMENTS (layers); i++) {
     const Layer *l = &layers[i];
     LayerRun r = { l };
-    int m, n, k;                /* the GEMM the layer is */
+    int m, n, k; /* the GEMM the layer is */
     gsize nx, ny, nw, ns = 0;
     if (l->conv) {
       int ho = mm_conv_out_size (l->h, l->k, l->stride, l->pad);
@@ -352,17 +351,17 @@ mode_layers (int repeats)
       m = l->c_out;
       n = ho * wo;
       k = l->c_in * l->k * l->k;
-      nx = (gsize) l->c_in * l->h * l->w;
-      ny = (gsize) m * n;
-      nw = (gsize) m * k;
+      nx = (gsize)l->c_in * l->h * l->w;
+      ny = (gsize)m * n;
+      nw = (gsize)m * k;
       ns = mm_conv2d_scratch_size (l->c_in, l->h, l->w, l->k, l->k, l->stride, l->pad, 1);
     } else {
       m = l->n;
       n = l->d_out;
       k = l->d_in;
-      nx = (gsize) m * k;
-      ny = (gsize) m * n;
-      nw = (gsize) n * k;
+      nx = (gsize)m * k;
+      ny = (gsize)m * n;
+      nw = (gsize)n * k;
     }
     r.x = random_floats (nx, 1.0f);
     r.w = random_floats (nw, 0.1f);
@@ -375,7 +374,7 @@ mode_layers (int repeats)
     double same = sgemm_gflops (m, n, k, repeats);
     double big = sgemm_gflops (1024, 1024, 1024, 3);
     printf ("%s{\"name\": \"%s\", \"m\": %d, \"n\": %d, \"k\": %d, \"ms\": %.4f, "
-        "\"gflops\": %.2f, \"sgemm_gflops\": %.2f, \"sgemm1024_gflops\": %.2f}",
+            "\"gflops\": %.2f, \"sgemm_gflops\": %.2f, \"sgemm1024_gflops\": %.2f}",
         i ? ", " : "", l->name, m, n, k, ms, flops / (ms * 1e6), same, big);
     g_free (r.x);
     g_free (r.w);
@@ -393,14 +392,14 @@ typedef struct
 {
   Runner *r;
   gint64 end;
-  GArray *ms;                   /* double, per call */
+  GArray *ms; /* double, per call */
 } Stream;
 
 static gpointer
 stream_thread (gpointer data)
 {
   Stream *s = data;
-  runner_run (s->r, NULL);      /* warm-up */
+  runner_run (s->r, NULL); /* warm-up */
   while (g_get_monotonic_time () < s->end) {
     gint64 t0 = g_get_monotonic_time ();
     runner_run (s->r, NULL);
@@ -427,7 +426,7 @@ mode_streams (const char *path, double seconds, int n, char **comps)
   GThread **th = g_new (GThread *, n);
   gint64 t0 = g_get_monotonic_time ();
   for (int i = 0; i < n; i++) {
-    s[i].end = t0 + (gint64) (seconds * 1e6);
+    s[i].end = t0 + (gint64)(seconds * 1e6);
     th[i] = g_thread_new ("stream", stream_thread, &s[i]);
   }
   for (int i = 0; i < n; i++)
@@ -440,7 +439,8 @@ mode_streams (const char *path, double seconds, int n, char **comps)
     double med = a->len ? g_array_index (a, double, a->len / 2) : 0.0;
     double p90 = a->len ? g_array_index (a, double, a->len * 9 / 10) : 0.0;
     printf ("%s{\"component\": \"%s\", \"calls\": %u, \"per_s\": %.2f, \"median_ms\": %.4f, "
-        "\"p90_ms\": %.4f}", i ? ", " : "", comps[i], a->len, a->len / wall, med, p90);
+            "\"p90_ms\": %.4f}",
+        i ? ", " : "", comps[i], a->len, a->len / wall, med, p90);
     g_array_free (a, TRUE);
     runner_free (s[i].r);
   }
@@ -512,8 +512,8 @@ mode_memory (const char *path, int n, int calls)
   }
   long rss_n = status_kb ("VmRSS:");
   printf ("{\"opens\": %d, \"contexts\": %u, \"same_model\": %s, \"file_mappings\": %d, "
-      "\"rss_kb_one\": %ld, \"rss_kb_all\": %ld, \"rss_kb_loop\": [", n + 1, runners->len,
-      models->len && g_ptr_array_index (models, 0) == first ? "true" : "false",
+          "\"rss_kb_one\": %ld, \"rss_kb_all\": %ld, \"rss_kb_loop\": [",
+      n + 1, runners->len, models->len && g_ptr_array_index (models, 0) == first ? "true" : "false",
       count_mappings (path), rss0, rss_n);
   /* steady state: every context encodes @calls times; RSS sampled 10 times */
   for (int step = 0; step < 10; step++) {
@@ -536,7 +536,8 @@ mode_memory (const char *path, int n, int calls)
 static int
 usage (void)
 {
-  fprintf (stderr, "usage: mm-bench [model] MODEL [REPEATS]\n"
+  fprintf (stderr,
+      "usage: mm-bench [model] MODEL [REPEATS]\n"
       "       mm-bench layers [REPEATS]\n"
       "       mm-bench streams MODEL SECONDS COMPONENT...\n"
       "       mm-bench memory MODEL N CALLS\n");

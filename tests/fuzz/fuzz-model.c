@@ -32,7 +32,8 @@ LLVMFuzzerTestOneInput (const guint8 *data, size_t size)
   MmContextParams p = mm_context_default_params ();
   p.max_audio_samples = 32000;
   float out[65536];
-  if (mm_model_has_component (m, MM_COMPONENT_HEAD) && mm_model_get_dim (m, MM_COMPONENT_FUSION) == 0) {
+  if (mm_model_has_component (m, MM_COMPONENT_HEAD)
+      && mm_model_get_dim (m, MM_COMPONENT_FUSION) == 0) {
     MmHead *h = mm_head_new (m, &p, NULL);
     const MmTensor *w = mm_safetensors_find (st, "head.layers.0.weight");
     if (h && w && w->ndim == 2 && w->shape[1] <= 65536) {
@@ -42,6 +43,6 @@ LLVMFuzzerTestOneInput (const guint8 *data, size_t size)
     if (h)
       mm_head_free (h);
   }
-  mm_model_unref (m);           /* frees st too */
+  mm_model_unref (m); /* frees st too */
   return 0;
 }

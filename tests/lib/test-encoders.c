@@ -70,8 +70,8 @@ assert_close (const float *got, const float *want, gsize n, const char *what)
   double err = 0.0, scale = 1.0;
   for (gsize i = 0; i < n; i++) {
     g_assert_true (isfinite (got[i]));
-    err = MAX (err, fabs ((double) got[i] - want[i]));
-    scale = MAX (scale, fabs ((double) want[i]));
+    err = MAX (err, fabs ((double)got[i] - want[i]));
+    scale = MAX (scale, fabs ((double)want[i]));
   }
   g_test_message ("%s: max abs error %.3g (output scale %.3g)", what, err, scale);
   if (err > TOLERANCE * scale)
@@ -97,15 +97,14 @@ io_pixels (const MmTensor *t, guint *w, guint *h)
   *w = t->shape[1];
   guint8 *px = g_malloc (t->n_elements);
   for (gsize i = 0; i < t->n_elements; i++)
-    px[i] = (guint8) t->data[i];
+    px[i] = (guint8)t->data[i];
   return px;
 }
 
 /* ---- image ------------------------------------------------------------ */
 
 static void
-check_image_model (const char *model_name, const char *io_name, guint n_cases,
-    gboolean reference)
+check_image_model (const char *model_name, const char *io_name, guint n_cases, gboolean reference)
 {
   GError *err = NULL;
   MmModel *m = open_model (model_name);
@@ -120,11 +119,10 @@ check_image_model (const char *model_name, const char *io_name, guint n_cases,
     const MmTensor *want = io_tensor (io, "io.expected%d", i);
     guint8 *px = io_pixels (io_tensor (io, "io.pixels%d", i), &w, &h);
     g_assert_cmpuint (want->n_elements, ==, dim);
-    g_assert_true (mm_image_encoder_encode (enc, MM_PIXEL_RGB, px, w, h, (gsize) w * 3, z,
-            &err));
+    g_assert_true (mm_image_encoder_encode (enc, MM_PIXEL_RGB, px, w, h, (gsize)w * 3, z, &err));
     g_assert_no_error (err);
-    char *what = g_strdup_printf ("%s picture %u (%ux%u) %s", model_name, i, w, h,
-        reference ? "reference ops" : "BLAS");
+    char *what = g_strdup_printf (
+        "%s picture %u (%ux%u) %s", model_name, i, w, h, reference ? "reference ops" : "BLAS");
     assert_close (z, want->data, dim, what);
     g_free (what);
     g_free (px);
@@ -138,14 +136,14 @@ check_image_model (const char *model_name, const char *io_name, guint n_cases,
 static void
 image_parity_run (gboolean reference)
 {
-  check_image_model ("encoders/resnet-small.safetensors",
-      "encoders/resnet-small-io.safetensors", 3, reference);
+  check_image_model (
+      "encoders/resnet-small.safetensors", "encoders/resnet-small-io.safetensors", 3, reference);
   /* batch-norms folded into conv biases: same network, same references */
-  check_image_model ("encoders/resnet-folded.safetensors",
-      "encoders/resnet-small-io.safetensors", 3, reference);
+  check_image_model (
+      "encoders/resnet-folded.safetensors", "encoders/resnet-small-io.safetensors", 3, reference);
   /* 3x3 stride-1 stem, no max-pool, three stages, no fc */
-  check_image_model ("encoders/resnet-nostem.safetensors",
-      "encoders/resnet-nostem-io.safetensors", 1, reference);
+  check_image_model (
+      "encoders/resnet-nostem.safetensors", "encoders/resnet-nostem-io.safetensors", 1, reference);
 }
 
 static void
@@ -185,8 +183,8 @@ test_image_resnet18 (void)
   g_assert_cmpuint (mm_model_get_dim (m, MM_COMPONENT_IMAGE), ==, 32);
   gint64 t0 = g_get_monotonic_time ();
   g_assert_true (mm_image_encoder_encode (enc, MM_PIXEL_RGB, px, pw, ph, pw * 3, z, &err));
-  g_test_message ("resnet18 224x224: %.1f ms (%s)",
-      (g_get_monotonic_time () - t0) / 1000.0, mm_blas_core_name ());
+  g_test_message ("resnet18 224x224: %.1f ms (%s)", (g_get_monotonic_time () - t0) / 1000.0,
+      mm_blas_core_name ());
   assert_close (z, io_tensor (io, "io.expected%d", 0)->data, 32, "resnet18");
 
   g_free (px);
@@ -206,16 +204,16 @@ typedef struct
 } PixelLayout;
 
 static const PixelLayout layouts[] = {
-  {MM_PIXEL_RGB, "RGB", 3, 0, 1, 2},
-  {MM_PIXEL_BGR, "BGR", 3, 2, 1, 0},
-  {MM_PIXEL_RGBx, "RGBx", 4, 0, 1, 2},
-  {MM_PIXEL_BGRx, "BGRx", 4, 2, 1, 0},
-  {MM_PIXEL_xRGB, "xRGB", 4, 1, 2, 3},
-  {MM_PIXEL_xBGR, "xBGR", 4, 3, 2, 1},
-  {MM_PIXEL_RGBA, "RGBA", 4, 0, 1, 2},
-  {MM_PIXEL_BGRA, "BGRA", 4, 2, 1, 0},
-  {MM_PIXEL_ARGB, "ARGB", 4, 1, 2, 3},
-  {MM_PIXEL_ABGR, "ABGR", 4, 3, 2, 1},
+  { MM_PIXEL_RGB, "RGB", 3, 0, 1, 2 },
+  { MM_PIXEL_BGR, "BGR", 3, 2, 1, 0 },
+  { MM_PIXEL_RGBx, "RGBx", 4, 0, 1, 2 },
+  { MM_PIXEL_BGRx, "BGRx", 4, 2, 1, 0 },
+  { MM_PIXEL_xRGB, "xRGB", 4, 1, 2, 3 },
+  { MM_PIXEL_xBGR, "xBGR", 4, 3, 2, 1 },
+  { MM_PIXEL_RGBA, "RGBA", 4, 0, 1, 2 },
+  { MM_PIXEL_BGRA, "BGRA", 4, 2, 1, 0 },
+  { MM_PIXEL_ARGB, "ARGB", 4, 1, 2, 3 },
+  { MM_PIXEL_ABGR, "ABGR", 4, 3, 2, 1 },
 };
 
 /* Packs an RGB picture in @l's layout with @pad extra bytes per row; the
@@ -223,15 +221,15 @@ static const PixelLayout layouts[] = {
 static guint8 *
 pack (const guint8 *rgb, guint w, guint h, const PixelLayout *l, gsize pad, gsize *stride)
 {
-  *stride = (gsize) w * l->bpp + pad;
+  *stride = (gsize)w * l->bpp + pad;
   guint8 *out = g_malloc (*stride * h);
   memset (out, 0xa5, *stride * h);
   for (guint y = 0; y < h; y++)
     for (guint x = 0; x < w; x++) {
-      guint8 *p = out + y * *stride + (gsize) x * l->bpp;
-      const guint8 *s = rgb + ((gsize) y * w + x) * 3;
+      guint8 *p = out + y * *stride + (gsize)x * l->bpp;
+      const guint8 *s = rgb + ((gsize)y * w + x) * 3;
       if (l->bpp == 4)
-        p[0] = p[1] = p[2] = p[3] = (guint8) (x * 37 + y * 11);
+        p[0] = p[1] = p[2] = p[3] = (guint8)(x * 37 + y * 11);
       p[l->r] = s[0];
       p[l->g] = s[1];
       p[l->b] = s[2];
@@ -256,8 +254,7 @@ test_image_pixel_formats (void)
   for (guint i = 0; i < G_N_ELEMENTS (layouts); i++) {
     gsize stride;
     guint8 *px = pack (rgb, w, h, &layouts[i], 5 + i, &stride);
-    g_assert_true (mm_image_encoder_encode (enc, layouts[i].format, px, w, h, stride, z,
-            &err));
+    g_assert_true (mm_image_encoder_encode (enc, layouts[i].format, px, w, h, stride, z, &err));
     g_assert_no_error (err);
     for (guint k = 0; k < dim; k++)
       if (fabsf (z[k] - z_ref[k]) > 1e-6f)
@@ -266,13 +263,12 @@ test_image_pixel_formats (void)
   }
 
   /* GRAY8 = the same grey picture as RGB with R = G = B */
-  guint8 *gray = g_malloc ((gsize) w * h), *grey_rgb = g_malloc ((gsize) w * h * 3);
-  for (gsize i = 0; i < (gsize) w * h; i++) {
+  guint8 *gray = g_malloc ((gsize)w * h), *grey_rgb = g_malloc ((gsize)w * h * 3);
+  for (gsize i = 0; i < (gsize)w * h; i++) {
     gray[i] = rgb[3 * i + 1];
     grey_rgb[3 * i] = grey_rgb[3 * i + 1] = grey_rgb[3 * i + 2] = gray[i];
   }
-  g_assert_true (mm_image_encoder_encode (enc, MM_PIXEL_RGB, grey_rgb, w, h, w * 3, z_ref,
-          &err));
+  g_assert_true (mm_image_encoder_encode (enc, MM_PIXEL_RGB, grey_rgb, w, h, w * 3, z_ref, &err));
   g_assert_true (mm_image_encoder_encode (enc, MM_PIXEL_GRAY8, gray, w, h, w, z, &err));
   g_assert_no_error (err);
   for (guint k = 0; k < dim; k++)
@@ -303,12 +299,17 @@ test_image_bad_sizes (void)
     gsize stride;
     const guint8 *pixels;
   } cases[] = {
-    {0, 16, 64, px}, {16, 0, 64, px}, {16385, 1, 16385 * 4, px}, {1, 16385, 4, px},
-    {16, 16, 63, px}, {16, 16, 0, px}, {16, 16, 64, NULL},
+    { 0, 16, 64, px },
+    { 16, 0, 64, px },
+    { 16385, 1, 16385 * 4, px },
+    { 1, 16385, 4, px },
+    { 16, 16, 63, px },
+    { 16, 16, 0, px },
+    { 16, 16, 64, NULL },
   };
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
-    g_assert_false (mm_image_encoder_encode (enc, MM_PIXEL_RGBx, cases[i].pixels, cases[i].w,
-            cases[i].h, cases[i].stride, z, &err));
+    g_assert_false (mm_image_encoder_encode (
+        enc, MM_PIXEL_RGBx, cases[i].pixels, cases[i].w, cases[i].h, cases[i].stride, z, &err));
     g_assert_error (err, MM_ERROR, MM_ERROR_INPUT);
     g_test_message ("case %u: %s", i, err->message);
     g_clear_error (&err);
@@ -448,13 +449,13 @@ test_fusion_concat (void)
   guint total = 0;
   for (guint i = 0; i < n; i++)
     total += mm_model_get_fusion_input_dim (m, i);
-  g_assert_cmpuint (dim, ==, total + n);      /* append_mask */
+  g_assert_cmpuint (dim, ==, total + n); /* append_mask */
   g_assert_cmpint (mm_model_find_fusion_input (m, "text"), ==, 2);
 
   float in[3][8], *fused = g_new (float, dim);
   for (guint i = 0; i < n; i++)
     for (int k = 0; k < 8; k++)
-      in[i][k] = (float) (i * 10 + k + 1);
+      in[i][k] = (float)(i * 10 + k + 1);
   for (guint mask = 0; mask < 8; mask++) {
     const float *inputs[3];
     for (guint i = 0; i < n; i++)
@@ -490,8 +491,9 @@ head_parity_run (gboolean reference)
     const char *kind;
     MmHeadKind expect;
   } kinds[] = {
-    {"softmax", MM_HEAD_SOFTMAX}, {"sigmoid", MM_HEAD_SIGMOID},
-    {"regression", MM_HEAD_REGRESSION},
+    { "softmax", MM_HEAD_SOFTMAX },
+    { "sigmoid", MM_HEAD_SIGMOID },
+    { "regression", MM_HEAD_REGRESSION },
   };
   for (guint k = 0; k < G_N_ELEMENTS (kinds); k++) {
     GError *err = NULL;
@@ -513,8 +515,8 @@ head_parity_run (gboolean reference)
       g_assert_cmpuint (want->n_elements, ==, n);
       g_assert_true (mm_head_run (head, io_tensor (io, "io.input%d", i)->data, scores, &err));
       g_assert_no_error (err);
-      char *what = g_strdup_printf ("head %s case %d %s", kinds[k].kind, i,
-          reference ? "reference ops" : "BLAS");
+      char *what = g_strdup_printf (
+          "head %s case %d %s", kinds[k].kind, i, reference ? "reference ops" : "BLAS");
       assert_close (scores, want->data, n, what);
       g_free (what);
     }
@@ -542,10 +544,10 @@ test_bad_shapes (void)
   {
     const char *file, *tensor;
   } cases[] = {
-    {"encoders/bad-image.safetensors", "image.layer2.0.downsample.0.weight"},
-    {"encoders/bad-audio.safetensors", "audio.convs.1.weight"},
-    {"encoders/bad-fusion.safetensors", "fusion.attn.in_proj_weight"},
-    {"encoders/bad-head.safetensors", "head.layers.1.weight"},
+    { "encoders/bad-image.safetensors", "image.layer2.0.downsample.0.weight" },
+    { "encoders/bad-audio.safetensors", "audio.convs.1.weight" },
+    { "encoders/bad-fusion.safetensors", "fusion.attn.in_proj_weight" },
+    { "encoders/bad-head.safetensors", "head.layers.1.weight" },
   };
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
     GError *err = NULL;
@@ -555,8 +557,7 @@ test_bad_shapes (void)
     g_assert_error (err, MM_ERROR, MM_ERROR_FORMAT);
     g_test_message ("%s", err->message);
     if (!strstr (err->message, cases[i].tensor))
-      g_error ("error for %s does not name %s: %s", cases[i].file, cases[i].tensor,
-          err->message);
+      g_error ("error for %s does not name %s: %s", cases[i].file, cases[i].tensor, err->message);
     g_clear_error (&err);
     g_free (path);
   }
@@ -568,50 +569,50 @@ test_bad_shapes (void)
 typedef struct
 {
   const char *component, *key;
-  const char *json;             /* new value, NULL = remove the key */
-  const char *must_contain;     /* in the error message */
+  const char *json;         /* new value, NULL = remove the key */
+  const char *must_contain; /* in the error message */
 } ConfigCase;
 
 static const ConfigCase config_cases[] = {
-  {"image", "widths", "[4,8,16]", "blocks"},
-  {"image", "blocks", "[1,0]", "blocks"},
-  {"image", "blocks", "[1,\"2\"]", "blocks"},
-  {"image", "widths", "[4,8,1,1,1,1,1,1,1]", "widths"},
-  {"image", "width", "0", "width"},
-  {"image", "width", "-3", "width"},
-  {"image", "height", "1e9", "height"},
-  {"image", "mean", "[0.5]", "mean"},
-  {"image", "std", "[0,1,1]", "std"},
-  {"image", "std", NULL, "std"},
-  {"image", "dim", "9", "image.fc.weight"},
-  {"image", "stem_kernel", "5", "image.conv1.weight"},
-  {"audio", "convs", "[]", "convs"},
-  {"audio", "convs", "{}", "convs"},
-  {"audio", "convs", "[{\"out\":8,\"kernel\":3,\"groups\":3}]", "groups"},
-  {"audio", "convs", "[{\"out\":8,\"kernel\":5,\"padding\":1}]", "audio.convs.0.weight"},
-  {"audio", "convs", "[{\"kernel\":3}]", "out"},
-  {"audio", "window", "100", "window"},
-  {"audio", "n_mels", "20", "audio.convs.0.weight"},
-  {"audio", "n_fft", "0", "n_fft"},
-  {"audio", "win_length", "401", "win_length"},
-  {"audio", "hop_length", "0", "hop_length"},
-  {"audio", "f_max", "0", "f_max"},
-  {"audio", "log_offset", "0", "log_offset"},
-  {"audio", "n_fft", "8192", "n_fft"},
-  {"audio", "sample_rate", "44100.5", "sample_rate"},
-  {"audio", "dim", "7", "audio.fc.weight"},
-  {"fusion", "type", "\"sum\"", "sum"},
-  {"fusion", "dim", "26", "dim"},
-  {"fusion", "inputs", "[]", "inputs"},
-  {"fusion", "inputs", "[{\"modality\":\"image\"}]", "dim"},
-  {"fusion", "inputs", "[{\"dim\":8}]", "modality"},
-  {"fusion", "inputs", "[3]", "inputs"},
-  {"head", "kind", "\"max\"", "max"},
-  {"head", "labels", "[\"a\",\"b\"]", "labels"},
-  {"head", "labels", "[\"a\",\"b\",3]", "labels"},
-  {"head", "layers", "3", "head.layers.2.weight"},
-  {"head", "layers", "0", "layers"},
-  {"head", "layers", "1", "head.layers.0.weight"},
+  { "image", "widths", "[4,8,16]", "blocks" },
+  { "image", "blocks", "[1,0]", "blocks" },
+  { "image", "blocks", "[1,\"2\"]", "blocks" },
+  { "image", "widths", "[4,8,1,1,1,1,1,1,1]", "widths" },
+  { "image", "width", "0", "width" },
+  { "image", "width", "-3", "width" },
+  { "image", "height", "1e9", "height" },
+  { "image", "mean", "[0.5]", "mean" },
+  { "image", "std", "[0,1,1]", "std" },
+  { "image", "std", NULL, "std" },
+  { "image", "dim", "9", "image.fc.weight" },
+  { "image", "stem_kernel", "5", "image.conv1.weight" },
+  { "audio", "convs", "[]", "convs" },
+  { "audio", "convs", "{}", "convs" },
+  { "audio", "convs", "[{\"out\":8,\"kernel\":3,\"groups\":3}]", "groups" },
+  { "audio", "convs", "[{\"out\":8,\"kernel\":5,\"padding\":1}]", "audio.convs.0.weight" },
+  { "audio", "convs", "[{\"kernel\":3}]", "out" },
+  { "audio", "window", "100", "window" },
+  { "audio", "n_mels", "20", "audio.convs.0.weight" },
+  { "audio", "n_fft", "0", "n_fft" },
+  { "audio", "win_length", "401", "win_length" },
+  { "audio", "hop_length", "0", "hop_length" },
+  { "audio", "f_max", "0", "f_max" },
+  { "audio", "log_offset", "0", "log_offset" },
+  { "audio", "n_fft", "8192", "n_fft" },
+  { "audio", "sample_rate", "44100.5", "sample_rate" },
+  { "audio", "dim", "7", "audio.fc.weight" },
+  { "fusion", "type", "\"sum\"", "sum" },
+  { "fusion", "dim", "26", "dim" },
+  { "fusion", "inputs", "[]", "inputs" },
+  { "fusion", "inputs", "[{\"modality\":\"image\"}]", "dim" },
+  { "fusion", "inputs", "[{\"dim\":8}]", "modality" },
+  { "fusion", "inputs", "[3]", "inputs" },
+  { "head", "kind", "\"max\"", "max" },
+  { "head", "labels", "[\"a\",\"b\"]", "labels" },
+  { "head", "labels", "[\"a\",\"b\",3]", "labels" },
+  { "head", "layers", "3", "head.layers.2.weight" },
+  { "head", "layers", "0", "layers" },
+  { "head", "layers", "1", "head.layers.0.weight" },
 };
 
 /* tiny.safetensors bytes with components[component][key] changed. */
@@ -623,18 +624,20 @@ mutate_tiny (const ConfigCase *c)
   g_assert_true (g_file_get_contents (path, &raw, &len, NULL));
   guint64 n = 0;
   for (int i = 7; i >= 0; i--)
-    n = (n << 8) | (guint8) raw[i];
+    n = (n << 8) | (guint8)raw[i];
   g_assert_cmpuint (8 + n, <=, len);
 
   JsonParser *hp = json_parser_new ();
   g_assert_true (json_parser_load_from_data (hp, raw + 8, n, NULL));
-  JsonObject *meta = json_object_get_object_member (json_node_get_object
-      (json_parser_get_root (hp)), "__metadata__");
+  JsonObject *meta = json_object_get_object_member (
+      json_node_get_object (json_parser_get_root (hp)), "__metadata__");
   JsonParser *mp = json_parser_new ();
-  g_assert_true (json_parser_load_from_data (mp, json_object_get_string_member (meta, "mm"),
-          -1, NULL));
-  JsonObject *cfg = json_object_get_object_member (json_object_get_object_member
-      (json_node_get_object (json_parser_get_root (mp)), "components"), c->component);
+  g_assert_true (
+      json_parser_load_from_data (mp, json_object_get_string_member (meta, "mm"), -1, NULL));
+  JsonObject *cfg = json_object_get_object_member (
+      json_object_get_object_member (
+          json_node_get_object (json_parser_get_root (mp)), "components"),
+      c->component);
   if (c->json)
     json_object_set_member (cfg, c->key, json_from_string (c->json, NULL));
   else
@@ -646,11 +649,11 @@ mutate_tiny (const ConfigCase *c)
   gsize hlen = strlen (header);
   GByteArray *b = g_byte_array_new ();
   for (int i = 0; i < 8; i++) {
-    guint8 byte = (guint8) ((guint64) hlen >> (8 * i));
+    guint8 byte = (guint8)((guint64)hlen >> (8 * i));
     g_byte_array_append (b, &byte, 1);
   }
-  g_byte_array_append (b, (const guint8 *) header, hlen);
-  g_byte_array_append (b, (const guint8 *) raw + 8 + n, len - 8 - n);
+  g_byte_array_append (b, (const guint8 *)header, hlen);
+  g_byte_array_append (b, (const guint8 *)raw + 8 + n, len - 8 - n);
 
   g_free (header);
   g_free (mm);
@@ -678,11 +681,11 @@ test_bad_configs (void)
           c->json ? c->json : "(removed)");
     g_assert_nonnull (err);
     g_assert_true (err->domain == MM_ERROR);
-    g_test_message ("%s.%s = %s: %s", c->component, c->key, c->json ? c->json : "(removed)",
-        err->message);
+    g_test_message (
+        "%s.%s = %s: %s", c->component, c->key, c->json ? c->json : "(removed)", err->message);
     if (!strstr (err->message, c->must_contain))
-      g_error ("%s.%s: error does not mention \"%s\": %s", c->component, c->key,
-          c->must_contain, err->message);
+      g_error ("%s.%s: error does not mention \"%s\": %s", c->component, c->key, c->must_contain,
+          err->message);
     g_clear_error (&err);
     mm_safetensors_free (st);
     g_bytes_unref (bytes);
@@ -691,14 +694,14 @@ test_bad_configs (void)
 
 /* Unusual but valid configurations (same tensors): must load and run. */
 static const ConfigCase odd_cases[] = {
-  {"image", "width", "1", NULL},
-  {"image", "height", "1", NULL},
-  {"image", "height", "300", NULL},
-  {"image", "stem_maxpool", "false", NULL},
-  {"image", "stem_stride", "5", NULL},
-  {"audio", "window", "400", NULL},
-  {"audio", "convs", "[{\"out\":8,\"kernel\":3,\"stride\":3,\"padding\":1}]", NULL},
-  {"audio", "hop_length", "1", NULL},
+  { "image", "width", "1", NULL },
+  { "image", "height", "1", NULL },
+  { "image", "height", "300", NULL },
+  { "image", "stem_maxpool", "false", NULL },
+  { "image", "stem_stride", "5", NULL },
+  { "audio", "window", "400", NULL },
+  { "audio", "convs", "[{\"out\":8,\"kernel\":3,\"stride\":3,\"padding\":1}]", NULL },
+  { "audio", "hop_length", "1", NULL },
 };
 
 static void
@@ -720,7 +723,7 @@ test_odd_configs (void)
     g_assert_no_error (err);
     static guint8 px[7 * 5 * 3];
     for (guint k = 0; k < sizeof px; k++)
-      px[k] = (guint8) (k * 13);
+      px[k] = (guint8)(k * 13);
     guint window = mm_model_get_audio_window (m);
     float *audio = g_new (float, 4 * window), z[8];
     for (guint k = 0; k < 4 * window; k++)
@@ -765,7 +768,9 @@ static void
 test_tiny_models (void)
 {
   static const char *const files[] = {
-    "tiny.safetensors", "tiny-attn.safetensors", "tiny-notext.safetensors",
+    "tiny.safetensors",
+    "tiny-attn.safetensors",
+    "tiny-notext.safetensors",
   };
   for (guint f = 0; f < G_N_ELEMENTS (files); f++) {
     GError *err = NULL;
@@ -788,7 +793,7 @@ test_tiny_models (void)
 
     guint8 px[16 * 16 * 3];
     for (guint i = 0; i < sizeof px; i++)
-      px[i] = (guint8) (i * 7);
+      px[i] = (guint8)(i * 7);
     float *audio = g_new (float, 16000);
     for (int i = 0; i < 16000; i++)
       audio[i] = 0.5f * sinf (2 * G_PI * 440 * i / 16000.0f);
@@ -852,14 +857,13 @@ count_run_allocs (void)
     audio[i] = sinf (i * 0.05f);
   const float *inputs[3] = { zi, NULL, zi };
 
-  for (int pass = 0; pass < 2; pass++) {        /* pass 0 warms up */
+  for (int pass = 0; pass < 2; pass++) { /* pass 0 warms up */
     n_allocs = 0;
     counting = pass;
     gboolean ok = mm_image_encoder_encode (ie, MM_PIXEL_BGRx, px, 40, 30, 160, zi, &err)
         && mm_audio_encoder_encode (ae, audio, 8000, za, &err)
         && mm_audio_encoder_encode (ae, audio, 3000, za, &err)
-        && mm_fusion_run (fu, inputs, fused, &err)
-        && mm_head_run (hd, fused, scores, &err);
+        && mm_fusion_run (fu, inputs, fused, &err) && mm_head_run (hd, fused, scores, &err);
     counting = 0;
     g_assert_no_error (err);
     g_assert_true (ok);
@@ -900,8 +904,7 @@ test_no_alloc (void)
    * its own kernel (blas.c); the big ones OpenBLAS runs from buffers it
    * allocated once. */
   gint n_blas = count_run_allocs ();
-  g_test_message ("allocations per round through BLAS (%s): %d", mm_blas_core_name (),
-      n_blas);
+  g_test_message ("allocations per round through BLAS (%s): %d", mm_blas_core_name (), n_blas);
   g_assert_cmpint (n_blas, ==, 0);
 }
 

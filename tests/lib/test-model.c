@@ -15,29 +15,29 @@ static char *tmpdir;
 
 /* Writes u64 header length + header + data to a fresh file; returns path. */
 static char *
-write_model (const char *name, const char *header, gsize header_len_claim,
-    const guint8 *data, gsize data_len)
+write_model (const char *name, const char *header, gsize header_len_claim, const guint8 *data,
+    gsize data_len)
 {
   char *path = g_build_filename (tmpdir, name, NULL);
   gsize hl = strlen (header);
   guint64 claim = header_len_claim ? header_len_claim : hl;
   GByteArray *b = g_byte_array_new ();
   for (int i = 0; i < 8; i++) {
-    guint8 c = (guint8) (claim >> (8 * i));
+    guint8 c = (guint8)(claim >> (8 * i));
     g_byte_array_append (b, &c, 1);
   }
-  g_byte_array_append (b, (const guint8 *) header, hl);
+  g_byte_array_append (b, (const guint8 *)header, hl);
   if (data_len)
     g_byte_array_append (b, data, data_len);
-  g_assert_true (g_file_set_contents (path, (const char *) b->data, b->len, NULL));
+  g_assert_true (g_file_set_contents (path, (const char *)b->data, b->len, NULL));
   g_byte_array_unref (b);
   return path;
 }
 
 /* A valid head-only model: 1 linear layer 3 -> 2, softmax. */
-#define HEAD_META \
-  "\"__metadata__\":{\"mm\":\"{\\\"version\\\":1,\\\"name\\\":\\\"t\\\",\\\"components\\\":{" \
-  "\\\"head\\\":{\\\"type\\\":\\\"mlp\\\",\\\"kind\\\":\\\"softmax\\\",\\\"layers\\\":1," \
+#define HEAD_META                                                                                  \
+  "\"__metadata__\":{\"mm\":\"{\\\"version\\\":1,\\\"name\\\":\\\"t\\\",\\\"components\\\":{"      \
+  "\\\"head\\\":{\\\"type\\\":\\\"mlp\\\",\\\"kind\\\":\\\"softmax\\\",\\\"layers\\\":1,"          \
   "\\\"labels\\\":[\\\"a\\\",\\\"b\\\"],\\\"dim\\\":2}}}\"}"
 
 static const float head_data[8] = { 1, 0, 0, 0, 1, 0, 0.5f, -0.5f };
@@ -46,64 +46,65 @@ typedef struct
 {
   const char *name;
   const char *header;
-  gsize claim;                  /* 0 = true header length */
-  gsize data_len;               /* bytes of head_data appended */
-  const char *must_contain;     /* in the error message */
+  gsize claim;              /* 0 = true header length */
+  gsize data_len;           /* bytes of head_data appended */
+  const char *must_contain; /* in the error message */
 } CorruptCase;
 
 static const CorruptCase corrupt_cases[] = {
-  {"zero-header", "", 0, 0, "impossible"},
-  {"not-json", "{not json", 0, 0, "not valid JSON"},
-  {"json-array", "[1,2,3]", 0, 0, "not a JSON object"},
-  {"header-past-eof", "{}", 4096, 0, "impossible"},
-  {"header-2gb", "{}", G_GUINT64_CONSTANT (2147483648), 0, "impossible"},
-  {"no-metadata", "{}", 0, 0, "not a libmm model"},
-  {"metadata-not-json", "{\"__metadata__\":{\"mm\":\"{oops\"}}", 0, 0, "not valid JSON"},
-  {"metadata-not-object", "{\"__metadata__\":{\"mm\":\"[1]\"}}", 0, 0, "not a JSON object"},
-  {"version-2", "{\"__metadata__\":{\"mm\":\"{\\\"version\\\":2,\\\"components\\\":{}}\"}}",
-      0, 0, "version 2"},
-  {"unknown-component",
-        "{\"__metadata__\":{\"mm\":\"{\\\"version\\\":1,\\\"components\\\":{\\\"smell\\\":{}}}\"}}",
-      0, 0, "unknown component 'smell'"},
-  {"bad-dtype", "{\"x\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[0,8]}," HEAD_META "}",
-      0, 32, "dtype 'I64'"},
-  {"offset-past-eof",
-        "{\"x\":{\"dtype\":\"F32\",\"shape\":[100],\"data_offsets\":[0,400]}," HEAD_META "}", 0,
-      32, "past the end"},
-  {"size-mismatch",
-        "{\"x\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}," HEAD_META "}", 0, 32,
-      "bytes for 3 elements"},
-  {"negative-dim",
-        "{\"x\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}," HEAD_META "}", 0, 32,
-      "non-negative"},
-  {"overflow-dims",
-        "{\"x\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,16],\"data_offsets\":[0,8]},"
-        HEAD_META "}", 0, 32, "overflows"},
-  {"reversed-offsets",
-        "{\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,4]}," HEAD_META "}", 0, 32,
-      "begin <= end"},
-  {"overlap",
-        "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
-        "\"b\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[8,24]}," HEAD_META "}", 0, 32,
-      "overlap"},
-  {"missing-tensor", "{" HEAD_META "}", 0, 0, "head.layers.0.weight' is missing"},
-  {"shape-mismatch",
-        "{\"head.layers.0.weight\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},"
-        "\"head.layers.0.bias\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[24,28]},"
-        HEAD_META "}", 0, 32, "head.layers.0.bias"},
+  { "zero-header", "", 0, 0, "impossible" },
+  { "not-json", "{not json", 0, 0, "not valid JSON" },
+  { "json-array", "[1,2,3]", 0, 0, "not a JSON object" },
+  { "header-past-eof", "{}", 4096, 0, "impossible" },
+  { "header-2gb", "{}", G_GUINT64_CONSTANT (2147483648), 0, "impossible" },
+  { "no-metadata", "{}", 0, 0, "not a libmm model" },
+  { "metadata-not-json", "{\"__metadata__\":{\"mm\":\"{oops\"}}", 0, 0, "not valid JSON" },
+  { "metadata-not-object", "{\"__metadata__\":{\"mm\":\"[1]\"}}", 0, 0, "not a JSON object" },
+  { "version-2", "{\"__metadata__\":{\"mm\":\"{\\\"version\\\":2,\\\"components\\\":{}}\"}}", 0, 0,
+      "version 2" },
+  { "unknown-component",
+      "{\"__metadata__\":{\"mm\":\"{\\\"version\\\":1,\\\"components\\\":{\\\"smell\\\":{}}}\"}}",
+      0, 0, "unknown component 'smell'" },
+  { "bad-dtype", "{\"x\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[0,8]}," HEAD_META "}",
+      0, 32, "dtype 'I64'" },
+  { "offset-past-eof",
+      "{\"x\":{\"dtype\":\"F32\",\"shape\":[100],\"data_offsets\":[0,400]}," HEAD_META "}", 0, 32,
+      "past the end" },
+  { "size-mismatch",
+      "{\"x\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}," HEAD_META "}", 0, 32,
+      "bytes for 3 elements" },
+  { "negative-dim",
+      "{\"x\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}," HEAD_META "}", 0, 32,
+      "non-negative" },
+  { "overflow-dims",
+      "{\"x\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,16],\"data_offsets\":[0,8]}"
+      "," HEAD_META "}",
+      0, 32, "overflows" },
+  { "reversed-offsets",
+      "{\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,4]}," HEAD_META "}", 0, 32,
+      "begin <= end" },
+  { "overlap",
+      "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
+      "\"b\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[8,24]}," HEAD_META "}",
+      0, 32, "overlap" },
+  { "missing-tensor", "{" HEAD_META "}", 0, 0, "head.layers.0.weight' is missing" },
+  { "shape-mismatch",
+      "{\"head.layers.0.weight\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},"
+      "\"head.layers.0.bias\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[24,28]}," HEAD_META
+      "}",
+      0, 32, "head.layers.0.bias" },
 };
 
 static const char *valid_header =
     "{\"head.layers.0.weight\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},"
-    "\"head.layers.0.bias\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[24,32]},"
-    HEAD_META "}";
+    "\"head.layers.0.bias\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[24,32]}," HEAD_META
+    "}";
 
 static void
 test_corrupt (gconstpointer data)
 {
   const CorruptCase *c = data;
-  char *path = write_model (c->name, c->header, c->claim, (const guint8 *) head_data,
-      c->data_len);
+  char *path = write_model (c->name, c->header, c->claim, (const guint8 *)head_data, c->data_len);
   GError *err = NULL;
   MmModel *m = mm_model_open (path, &err);
   g_assert_null (m);
@@ -142,7 +143,7 @@ test_missing_file (void)
 static void
 test_valid_and_shared (void)
 {
-  char *path = write_model ("valid", valid_header, 0, (const guint8 *) head_data, 32);
+  char *path = write_model ("valid", valid_header, 0, (const guint8 *)head_data, 32);
   GError *err = NULL;
   MmModel *a = mm_model_open (path, &err);
   g_assert_no_error (err);
@@ -205,7 +206,7 @@ open_close_loop (gpointer data)
 static void
 test_threads (void)
 {
-  thread_path = write_model ("threads", valid_header, 0, (const guint8 *) head_data, 32);
+  thread_path = write_model ("threads", valid_header, 0, (const guint8 *)head_data, 32);
   GThread *t[8];
   for (int i = 0; i < 8; i++)
     t[i] = g_thread_new ("open", open_close_loop, NULL);
@@ -226,8 +227,8 @@ test_half_dtypes (void)
   memcpy (data + 12, b16, 4);
   const char *hdr =
       "{\"head.layers.0.weight\":{\"dtype\":\"F16\",\"shape\":[2,3],\"data_offsets\":[0,12]},"
-      "\"head.layers.0.bias\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[12,16]},"
-      HEAD_META "}";
+      "\"head.layers.0.bias\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[12,16]}"
+      "," HEAD_META "}";
   char *path = write_model ("half", hdr, 0, data, 16);
   GError *err = NULL;
   MmModel *m = mm_model_open (path, &err);

@@ -29,13 +29,13 @@ static void
 fill_random (float *x, gsize n, float scale)
 {
   for (gsize i = 0; i < n; i++)
-    x[i] = (float) g_rand_double_range (rng, -scale, scale);
+    x[i] = (float)g_rand_double_range (rng, -scale, scale);
 }
 
 static float *
 random_array (gsize n, float scale)
 {
-  float *x = g_new (float, MAX (n, 1));         /* exact size: ASan sees over-reads */
+  float *x = g_new (float, MAX (n, 1)); /* exact size: ASan sees over-reads */
   fill_random (x, n, scale);
   return x;
 }
@@ -101,8 +101,9 @@ static void
 test_linear_paths (void)
 {
   static const int shapes[][3] = {
-    {1, 1, 1}, {1, 33, 5}, {2, 3, 1}, {3, 50, 6}, {4, 70, 9}, {4, 16, 2},  /* few-row path */
-    {5, 40, 3}, {7, 33, 64}, {13, 128, 17},     /* sgemm */
+    { 1, 1, 1 }, { 1, 33, 5 }, { 2, 3, 1 }, { 3, 50, 6 }, { 4, 70, 9 },
+    { 4, 16, 2 },                                 /* few-row path */
+    { 5, 40, 3 }, { 7, 33, 64 }, { 13, 128, 17 }, /* sgemm */
   };
   for (guint s = 0; s < G_N_ELEMENTS (shapes); s++)
     for (int with_bias = 0; with_bias < 2; with_bias++) {
@@ -148,27 +149,27 @@ typedef struct
 } Conv2dCase;
 
 static const Conv2dCase conv2d_cases[] = {
-  {3, 16, 16, 8, 3, 3, 1, 1, 1},
-  {3, 17, 15, 8, 3, 3, 2, 1, 1},        /* odd sizes, stride 2 */
-  {4, 9, 11, 6, 3, 3, 1, 1, 2},         /* groups 2 */
-  {6, 12, 10, 6, 3, 3, 1, 1, 6},        /* depthwise */
-  {6, 12, 10, 6, 3, 3, 2, 1, 6},        /* depthwise stride 2 */
-  {4, 6, 6, 4, 3, 3, 1, 0, 4},          /* depthwise, no padding */
-  {8, 20, 37, 8, 3, 3, 1, 1, 8},        /* depthwise, rows of several vector blocks */
-  {8, 21, 45, 8, 3, 3, 2, 1, 8},
-  {4, 6, 18, 4, 3, 3, 1, 0, 4},         /* interior of exactly one block */
-  {4, 7, 19, 4, 3, 3, 1, 1, 4},
-  {4, 9, 40, 4, 5, 5, 1, 2, 4},         /* depthwise 5x5 */
-  {3, 10, 9, 12, 3, 3, 1, 1, 3},        /* channel multiplier 4 */
-  {8, 7, 7, 16, 1, 1, 1, 0, 1},         /* pointwise: no scratch */
-  {8, 8, 8, 8, 1, 1, 1, 0, 2},          /* grouped pointwise */
-  {8, 7, 7, 16, 1, 1, 2, 0, 1},         /* 1x1 stride 2 */
-  {2, 3, 4, 5, 5, 5, 1, 2, 1},          /* kernel larger than the input */
-  {3, 5, 5, 4, 7, 7, 2, 3, 1},
-  {1, 1, 1, 4, 3, 3, 1, 1, 1},          /* one pixel */
-  {1, 28, 28, 8, 5, 5, 2, 2, 1},        /* single input channel */
-  {5, 4, 13, 3, 3, 1, 2, 1, 1},         /* non-square kernel */
-  {16, 14, 14, 32, 3, 3, 1, 1, 1},
+  { 3, 16, 16, 8, 3, 3, 1, 1, 1 },
+  { 3, 17, 15, 8, 3, 3, 2, 1, 1 }, /* odd sizes, stride 2 */
+  { 4, 9, 11, 6, 3, 3, 1, 1, 2 },  /* groups 2 */
+  { 6, 12, 10, 6, 3, 3, 1, 1, 6 }, /* depthwise */
+  { 6, 12, 10, 6, 3, 3, 2, 1, 6 }, /* depthwise stride 2 */
+  { 4, 6, 6, 4, 3, 3, 1, 0, 4 },   /* depthwise, no padding */
+  { 8, 20, 37, 8, 3, 3, 1, 1, 8 }, /* depthwise, rows of several vector blocks */
+  { 8, 21, 45, 8, 3, 3, 2, 1, 8 },
+  { 4, 6, 18, 4, 3, 3, 1, 0, 4 }, /* interior of exactly one block */
+  { 4, 7, 19, 4, 3, 3, 1, 1, 4 },
+  { 4, 9, 40, 4, 5, 5, 1, 2, 4 },  /* depthwise 5x5 */
+  { 3, 10, 9, 12, 3, 3, 1, 1, 3 }, /* channel multiplier 4 */
+  { 8, 7, 7, 16, 1, 1, 1, 0, 1 },  /* pointwise: no scratch */
+  { 8, 8, 8, 8, 1, 1, 1, 0, 2 },   /* grouped pointwise */
+  { 8, 7, 7, 16, 1, 1, 2, 0, 1 },  /* 1x1 stride 2 */
+  { 2, 3, 4, 5, 5, 5, 1, 2, 1 },   /* kernel larger than the input */
+  { 3, 5, 5, 4, 7, 7, 2, 3, 1 },
+  { 1, 1, 1, 4, 3, 3, 1, 1, 1 },   /* one pixel */
+  { 1, 28, 28, 8, 5, 5, 2, 2, 1 }, /* single input channel */
+  { 5, 4, 13, 3, 3, 1, 2, 1, 1 },  /* non-square kernel */
+  { 16, 14, 14, 32, 3, 3, 1, 1, 1 },
 };
 
 static void
@@ -176,10 +177,10 @@ run_conv2d_case (const Conv2dCase *c)
 {
   int h_out = mm_conv_out_size (c->h, c->kh, c->stride, c->pad);
   int w_out = mm_conv_out_size (c->w, c->kw, c->stride, c->pad);
-  gsize n_x = (gsize) c->c_in * c->h * c->w, n_y = (gsize) c->c_out * h_out * w_out;
-  gsize n_w = (gsize) c->c_out * (c->c_in / c->groups) * c->kh * c->kw;
-  gsize n_s = mm_conv2d_scratch_size (c->c_in, c->h, c->w, c->kh, c->kw, c->stride, c->pad,
-      c->groups);
+  gsize n_x = (gsize)c->c_in * c->h * c->w, n_y = (gsize)c->c_out * h_out * w_out;
+  gsize n_w = (gsize)c->c_out * (c->c_in / c->groups) * c->kh * c->kw;
+  gsize n_s =
+      mm_conv2d_scratch_size (c->c_in, c->h, c->w, c->kh, c->kw, c->stride, c->pad, c->groups);
   char *what = g_strdup_printf ("conv2d %dx%dx%d -> %d k%dx%d s%d p%d g%d", c->c_in, c->h, c->w,
       c->c_out, c->kh, c->kw, c->stride, c->pad, c->groups);
 
@@ -188,7 +189,7 @@ run_conv2d_case (const Conv2dCase *c)
   if (pointwise || (c->groups > 1 && c->groups == c->c_in))
     g_assert_cmpuint (n_s, ==, 0);
   else
-    g_assert_cmpuint (n_s, >=, (gsize) (c->c_in / c->groups) * c->kh * c->kw * h_out * w_out);
+    g_assert_cmpuint (n_s, >=, (gsize)(c->c_in / c->groups) * c->kh * c->kw * h_out * w_out);
 
   float *x = random_array (n_x, 1.0f), *w = random_array (n_w, 0.5f);
   float *b = random_array (c->c_out, 1.0f);
@@ -196,11 +197,11 @@ run_conv2d_case (const Conv2dCase *c)
   float *fast = guarded_new (n_y), *ref = guarded_new (n_y);
   for (int with_bias = 0; with_bias < 2; with_bias++) {
     const float *bias = with_bias ? b : NULL;
-    mm_conv2d (fast, x, w, bias, c->c_in, c->h, c->w, c->c_out, c->kh, c->kw, c->stride,
-        c->pad, c->groups, scratch);
+    mm_conv2d (fast, x, w, bias, c->c_in, c->h, c->w, c->c_out, c->kh, c->kw, c->stride, c->pad,
+        c->groups, scratch);
     mm_ops_set_reference (TRUE);
-    mm_conv2d (ref, x, w, bias, c->c_in, c->h, c->w, c->c_out, c->kh, c->kw, c->stride,
-        c->pad, c->groups, scratch);
+    mm_conv2d (ref, x, w, bias, c->c_in, c->h, c->w, c->c_out, c->kh, c->kw, c->stride, c->pad,
+        c->groups, scratch);
     mm_ops_set_reference (FALSE);
     assert_close (fast, ref, n_y, 1e-5f, what);
     assert_guard (fast, n_y, what);
@@ -224,42 +225,40 @@ typedef struct
 } Conv1dCase;
 
 static const Conv1dCase conv1d_cases[] = {
-  {4, 20, 6, 3, 1, 1, 1},
-  {4, 21, 6, 3, 2, 1, 1},
-  {6, 15, 9, 5, 1, 2, 3},
-  {4, 13, 4, 3, 1, 1, 4},               /* depthwise */
-  {4, 13, 8, 3, 2, 1, 4},               /* depthwise, multiplier 2, stride 2 */
-  {8, 10, 16, 1, 1, 0, 1},              /* pointwise */
-  {2, 3, 3, 7, 1, 3, 1},                /* kernel larger than the input */
-  {1, 1, 2, 1, 1, 0, 1},                /* t = 1 */
-  {3, 1, 2, 3, 2, 1, 1},                /* t = 1, padded */
-  {64, 50, 64, 3, 1, 1, 1},
+  { 4, 20, 6, 3, 1, 1, 1 },
+  { 4, 21, 6, 3, 2, 1, 1 },
+  { 6, 15, 9, 5, 1, 2, 3 },
+  { 4, 13, 4, 3, 1, 1, 4 },  /* depthwise */
+  { 4, 13, 8, 3, 2, 1, 4 },  /* depthwise, multiplier 2, stride 2 */
+  { 8, 10, 16, 1, 1, 0, 1 }, /* pointwise */
+  { 2, 3, 3, 7, 1, 3, 1 },   /* kernel larger than the input */
+  { 1, 1, 2, 1, 1, 0, 1 },   /* t = 1 */
+  { 3, 1, 2, 3, 2, 1, 1 },   /* t = 1, padded */
+  { 64, 50, 64, 3, 1, 1, 1 },
 };
 
 static void
 run_conv1d_case (const Conv1dCase *c)
 {
   int t_out = mm_conv_out_size (c->t, c->k, c->stride, c->pad);
-  gsize n_x = (gsize) c->c_in * c->t, n_y = (gsize) c->c_out * t_out;
-  gsize n_w = (gsize) c->c_out * (c->c_in / c->groups) * c->k;
+  gsize n_x = (gsize)c->c_in * c->t, n_y = (gsize)c->c_out * t_out;
+  gsize n_w = (gsize)c->c_out * (c->c_in / c->groups) * c->k;
   gsize n_s = mm_conv1d_scratch_size (c->c_in, c->t, c->k, c->stride, c->pad, c->groups);
-  char *what = g_strdup_printf ("conv1d %dx%d -> %d k%d s%d p%d g%d", c->c_in, c->t, c->c_out,
-      c->k, c->stride, c->pad, c->groups);
+  char *what = g_strdup_printf ("conv1d %dx%d -> %d k%d s%d p%d g%d", c->c_in, c->t, c->c_out, c->k,
+      c->stride, c->pad, c->groups);
 
   if ((c->k == 1 && c->stride == 1 && c->pad == 0) || (c->groups > 1 && c->groups == c->c_in))
     g_assert_cmpuint (n_s, ==, 0);
   else
-    g_assert_cmpuint (n_s, >=, (gsize) (c->c_in / c->groups) * c->k * t_out);
+    g_assert_cmpuint (n_s, >=, (gsize)(c->c_in / c->groups) * c->k * t_out);
 
   float *x = random_array (n_x, 1.0f), *w = random_array (n_w, 0.5f);
   float *b = random_array (c->c_out, 1.0f);
   float *scratch = guarded_new (n_s);
   float *fast = guarded_new (n_y), *ref = guarded_new (n_y);
-  mm_conv1d (fast, x, w, b, c->c_in, c->t, c->c_out, c->k, c->stride, c->pad, c->groups,
-      scratch);
+  mm_conv1d (fast, x, w, b, c->c_in, c->t, c->c_out, c->k, c->stride, c->pad, c->groups, scratch);
   mm_ops_set_reference (TRUE);
-  mm_conv1d (ref, x, w, b, c->c_in, c->t, c->c_out, c->k, c->stride, c->pad, c->groups,
-      scratch);
+  mm_conv1d (ref, x, w, b, c->c_in, c->t, c->c_out, c->k, c->stride, c->pad, c->groups, scratch);
   mm_ops_set_reference (FALSE);
   assert_close (fast, ref, n_y, 1e-5f, what);
   assert_guard (fast, n_y, what);
@@ -365,47 +364,52 @@ test_pool_hand (void)
 /* Pools have one implementation; check it against the definition, written
  * independently here, on random sizes. */
 static float
-pool_window (const float *x, int h, int w, int oy, int ox, int k, int stride, int pad,
-    gboolean is_max)
+pool_window (
+    const float *x, int h, int w, int oy, int ox, int k, int stride, int pad, gboolean is_max)
 {
   double acc = is_max ? -INFINITY : 0.0;
   for (int i = 0; i < k; i++)
     for (int j = 0; j < k; j++) {
       int iy = oy * stride - pad + i, ix = ox * stride - pad + j;
       if (iy < 0 || iy >= h || ix < 0 || ix >= w)
-        continue;               /* zero for avg, ignored for max */
+        continue; /* zero for avg, ignored for max */
       acc = is_max ? MAX (acc, x[iy * w + ix]) : acc + x[iy * w + ix];
     }
-  return is_max ? (float) acc : (float) (acc / (k * k));
+  return is_max ? (float)acc : (float)(acc / (k * k));
 }
 
 static void
 test_pool_random (void)
 {
-  static const int cases[][6] = {       /* c, h, w, k, stride, pad */
-    {3, 11, 10, 3, 2, 1}, {2, 7, 9, 2, 2, 0}, {1, 1, 1, 1, 1, 0}, {4, 5, 6, 3, 1, 1},
-    {2, 1, 5, 3, 2, 1}, {3, 33, 31, 5, 3, 2}, {1, 2, 2, 2, 1, 1},
+  static const int cases[][6] = {
+    /* c, h, w, k, stride, pad */
+    { 3, 11, 10, 3, 2, 1 },
+    { 2, 7, 9, 2, 2, 0 },
+    { 1, 1, 1, 1, 1, 0 },
+    { 4, 5, 6, 3, 1, 1 },
+    { 2, 1, 5, 3, 2, 1 },
+    { 3, 33, 31, 5, 3, 2 },
+    { 1, 2, 2, 2, 1, 1 },
   };
   for (guint t = 0; t < G_N_ELEMENTS (cases); t++) {
     int c = cases[t][0], h = cases[t][1], w = cases[t][2], k = cases[t][3];
     int stride = cases[t][4], pad = cases[t][5];
-    int h_out = mm_conv_out_size (h, k, stride, pad), w_out = mm_conv_out_size (w, k, stride,
-        pad);
-    gsize n_y = (gsize) c * h_out * w_out;
-    float *x = random_array ((gsize) c * h * w, 3.0f), *y = guarded_new (n_y);
+    int h_out = mm_conv_out_size (h, k, stride, pad), w_out = mm_conv_out_size (w, k, stride, pad);
+    gsize n_y = (gsize)c * h_out * w_out;
+    float *x = random_array ((gsize)c * h * w, 3.0f), *y = guarded_new (n_y);
     float *want = g_new (float, n_y);
     for (int is_max = 0; is_max < 2; is_max++) {
       for (int ch = 0; ch < c; ch++)
         for (int oy = 0; oy < h_out; oy++)
           for (int ox = 0; ox < w_out; ox++)
-            want[(ch * h_out + oy) * w_out + ox] = pool_window (x + ch * h * w, h, w, oy, ox, k,
-                stride, pad, is_max);
+            want[(ch * h_out + oy) * w_out + ox] =
+                pool_window (x + ch * h * w, h, w, oy, ox, k, stride, pad, is_max);
       if (is_max)
         mm_maxpool2d (y, x, c, h, w, k, stride, pad);
       else
         mm_avgpool2d (y, x, c, h, w, k, stride, pad);
-      char *what = g_strdup_printf ("%s c%d %dx%d k%d s%d p%d", is_max ? "maxpool" : "avgpool",
-          c, h, w, k, stride, pad);
+      char *what = g_strdup_printf (
+          "%s c%d %dx%d k%d s%d p%d", is_max ? "maxpool" : "avgpool", c, h, w, k, stride, pad);
       assert_close (y, want, n_y, 1e-6f, what);
       assert_guard (y, n_y, what);
       g_free (what);
@@ -420,7 +424,7 @@ test_pool_random (void)
       double s = 0.0, m = -INFINITY;
       for (int i = 0; i < n; i++)
         s += x[ch * n + i], m = MAX (m, x[ch * n + i]);
-      want_avg[ch] = (float) (s / n), want_max[ch] = (float) m;
+      want_avg[ch] = (float)(s / n), want_max[ch] = (float)m;
     }
     mm_global_avgpool (avg, x, 3, n);
     mm_global_maxpool (mx, x, 3, n);
@@ -444,27 +448,27 @@ test_layernorm (void)
   }
   mm_ops_set_reference (FALSE);
 
-  static const int shapes[][2] = { {1, 1}, {1, 7}, {5, 24}, {3, 768}, {9, 33} };
+  static const int shapes[][2] = { { 1, 1 }, { 1, 7 }, { 5, 24 }, { 3, 768 }, { 9, 33 } };
   for (guint s = 0; s < G_N_ELEMENTS (shapes); s++) {
     int n = shapes[s][0], d = shapes[s][1];
-    float *x = random_array ((gsize) n * d, 2.0f);
+    float *x = random_array ((gsize)n * d, 2.0f);
     for (int j = 0; j < d; j++)
-      x[j] += 1000.0f;          /* a large mean */
+      x[j] += 1000.0f; /* a large mean */
     float *g = random_array (d, 1.0f), *b = random_array (d, 1.0f);
-    float *fast = guarded_new ((gsize) n * d), *ref = guarded_new ((gsize) n * d);
+    float *fast = guarded_new ((gsize)n * d), *ref = guarded_new ((gsize)n * d);
     for (int affine = 0; affine < 2; affine++) {
       mm_layernorm (fast, x, n, d, affine ? g : NULL, affine ? b : NULL, 1e-5f);
       mm_ops_set_reference (TRUE);
       mm_layernorm (ref, x, n, d, affine ? g : NULL, affine ? b : NULL, 1e-5f);
       mm_ops_set_reference (FALSE);
-      assert_close (fast, ref, (gsize) n * d, 1e-5f, "layernorm fast vs reference");
-      assert_guard (fast, (gsize) n * d, "layernorm");
+      assert_close (fast, ref, (gsize)n * d, 1e-5f, "layernorm fast vs reference");
+      assert_guard (fast, (gsize)n * d, "layernorm");
     }
     /* in place */
     float *inplace = g_memdup2 (x, sizeof (float) * n * d);
     mm_layernorm (inplace, inplace, n, d, g, b, 1e-5f);
     mm_layernorm (fast, x, n, d, g, b, 1e-5f);
-    assert_values (inplace, fast, (gsize) n * d, "layernorm in place");
+    assert_values (inplace, fast, (gsize)n * d, "layernorm in place");
     g_free (x), g_free (g), g_free (b), g_free (fast), g_free (ref), g_free (inplace);
   }
 }
@@ -475,9 +479,34 @@ test_layernorm (void)
 typedef void (*ActFn) (float *x, gsize n);
 
 static const float act_specials[] = {
-  0.0f, -0.0f, 1e-8f, -1e-8f, 1e-3f, -1e-3f, 0.5f, -0.5f, 0.62f, 0.63f, 1.0f, -1.0f, 3.0f,
-  -3.0f, 9.0f, -9.0f, 20.0f, -20.0f, 40.0f, -40.0f, 87.0f, -87.0f, 88.5f, -88.5f, 100.0f,
-  -100.0f, 1e4f, -1e4f,
+  0.0f,
+  -0.0f,
+  1e-8f,
+  -1e-8f,
+  1e-3f,
+  -1e-3f,
+  0.5f,
+  -0.5f,
+  0.62f,
+  0.63f,
+  1.0f,
+  -1.0f,
+  3.0f,
+  -3.0f,
+  9.0f,
+  -9.0f,
+  20.0f,
+  -20.0f,
+  40.0f,
+  -40.0f,
+  87.0f,
+  -87.0f,
+  88.5f,
+  -88.5f,
+  100.0f,
+  -100.0f,
+  1e4f,
+  -1e4f,
 };
 
 /* Per element: |fast - reference| <= tol * max (1, |reference|). */
@@ -487,7 +516,7 @@ check_activation (ActFn fn, const char *name, float tol)
   gsize n_spec = G_N_ELEMENTS (act_specials), n = n_spec + 4001;
   float *x = g_new (float, n), *fast = g_new (float, n), *ref = g_new (float, n);
   memcpy (x, act_specials, sizeof act_specials);
-  for (gsize i = n_spec; i < n; i++)       /* a dense sweep of -20..20 */
+  for (gsize i = n_spec; i < n; i++) /* a dense sweep of -20..20 */
     x[i] = -20.0f + 40.0f * (i - n_spec) / 4000.0f;
   memcpy (fast, x, sizeof (float) * n);
   memcpy (ref, x, sizeof (float) * n);
@@ -515,7 +544,7 @@ test_activations_paths (void)
   for (gsize n = 1; n < 20; n++) {
     float x[20], y[20];
     for (gsize i = 0; i < n; i++)
-      x[i] = y[i] = (float) i - 9.5f;
+      x[i] = y[i] = (float)i - 9.5f;
     mm_sigmoid (x, n);
     for (gsize i = 0; i < n; i++)
       g_assert_cmpfloat_with_epsilon (x[i], 1.0 / (1.0 + exp (-y[i])), 1e-6);
@@ -569,17 +598,17 @@ test_activations_hand (void)
 static void
 test_softmax_paths (void)
 {
-  static const int shapes[][2] = { {1, 1}, {3, 7}, {4, 100}, {2, 1000}, {5, 9} };
+  static const int shapes[][2] = { { 1, 1 }, { 3, 7 }, { 4, 100 }, { 2, 1000 }, { 5, 9 } };
   for (guint s = 0; s < G_N_ELEMENTS (shapes); s++) {
     int n = shapes[s][0], d = shapes[s][1];
-    float *x = random_array ((gsize) n * d, 30.0f);
-    float *fast = g_memdup2 (x, sizeof (float) * n * d), *ref = g_memdup2 (x,
-        sizeof (float) * n * d);
+    float *x = random_array ((gsize)n * d, 30.0f);
+    float *fast = g_memdup2 (x, sizeof (float) * n * d),
+          *ref = g_memdup2 (x, sizeof (float) * n * d);
     mm_softmax (fast, n, d);
     mm_ops_set_reference (TRUE);
     mm_softmax (ref, n, d);
     mm_ops_set_reference (FALSE);
-    assert_close (fast, ref, (gsize) n * d, 1e-6f, "softmax fast vs reference");
+    assert_close (fast, ref, (gsize)n * d, 1e-6f, "softmax fast vs reference");
     for (int i = 0; i < n; i++) {
       double sum = 0.0;
       for (int j = 0; j < d; j++)
@@ -612,7 +641,7 @@ test_attention_hand (void)
     mm_attention (y, q, k, v, 1, 3, 2, 1, valid, scratch);
     assert_values (y, want, 2, "attention hand, masked");
     mm_attention (y, q, k, v, 1, 3, 2, 1, NULL, scratch);
-    assert_values (y, want_all, 2, "attention hand, no mask");   /* mean of 1,3,5 / 2,4,6 */
+    assert_values (y, want_all, 2, "attention hand, no mask"); /* mean of 1,3,5 / 2,4,6 */
     y[0] = y[1] = NAN;
     mm_attention (y, q, k, v, 1, 3, 2, 1, none, scratch);
     assert_values (y, zeros, 2, "attention, all keys masked");
@@ -625,30 +654,35 @@ test_attention_hand (void)
 static void
 test_attention_paths (void)
 {
-  static const int shapes[][4] = {      /* n_q, n_k, d, heads */
-    {1, 1, 8, 1}, {5, 9, 32, 4}, {7, 7, 24, 3}, {1, 13, 16, 2}, {16, 40, 64, 8},
+  static const int shapes[][4] = {
+    /* n_q, n_k, d, heads */
+    { 1, 1, 8, 1 },
+    { 5, 9, 32, 4 },
+    { 7, 7, 24, 3 },
+    { 1, 13, 16, 2 },
+    { 16, 40, 64, 8 },
   };
   for (guint s = 0; s < G_N_ELEMENTS (shapes); s++) {
     int n_q = shapes[s][0], n_k = shapes[s][1], d = shapes[s][2], heads = shapes[s][3];
-    float *q = random_array ((gsize) n_q * d, 2.0f), *k = random_array ((gsize) n_k * d, 2.0f);
-    float *v = random_array ((gsize) n_k * d, 1.0f);
-    float *scratch = guarded_new ((gsize) n_q * n_k);
-    float *fast = guarded_new ((gsize) n_q * d), *ref = guarded_new ((gsize) n_q * d);
+    float *q = random_array ((gsize)n_q * d, 2.0f), *k = random_array ((gsize)n_k * d, 2.0f);
+    float *v = random_array ((gsize)n_k * d, 1.0f);
+    float *scratch = guarded_new ((gsize)n_q * n_k);
+    float *fast = guarded_new ((gsize)n_q * d), *ref = guarded_new ((gsize)n_q * d);
     guint8 *valid = g_new (guint8, n_k);
-    for (int m = 0; m < 3; m++) {       /* no mask, random mask, all masked */
+    for (int m = 0; m < 3; m++) { /* no mask, random mask, all masked */
       for (int j = 0; j < n_k; j++)
         valid[j] = m == 0 ? 1 : m == 1 ? (j == 0 || g_rand_boolean (rng)) : 0;
       mm_attention (fast, q, k, v, n_q, n_k, d, heads, m ? valid : NULL, scratch);
       mm_ops_set_reference (TRUE);
       mm_attention (ref, q, k, v, n_q, n_k, d, heads, m ? valid : NULL, scratch);
       mm_ops_set_reference (FALSE);
-      char *what = g_strdup_printf ("attention n_q=%d n_k=%d d=%d heads=%d mask=%d", n_q, n_k,
-          d, heads, m);
-      assert_close (fast, ref, (gsize) n_q * d, 1e-5f, what);
-      assert_guard (fast, (gsize) n_q * d, what);
-      assert_guard (scratch, (gsize) n_q * n_k, what);
+      char *what =
+          g_strdup_printf ("attention n_q=%d n_k=%d d=%d heads=%d mask=%d", n_q, n_k, d, heads, m);
+      assert_close (fast, ref, (gsize)n_q * d, 1e-5f, what);
+      assert_guard (fast, (gsize)n_q * d, what);
+      assert_guard (scratch, (gsize)n_q * n_k, what);
       if (m == 2)
-        g_assert_cmpfloat (max_abs (fast, (gsize) n_q * d), ==, 0.0f);
+        g_assert_cmpfloat (max_abs (fast, (gsize)n_q * d), ==, 0.0f);
       g_free (what);
     }
     g_free (q), g_free (k), g_free (v), g_free (scratch), g_free (fast), g_free (ref);
@@ -671,7 +705,7 @@ static int
 param (const Fixture *f, const char *key)
 {
   g_assert_true (json_object_has_member (f->params, key));
-  return (int) json_object_get_int_member (f->params, key);
+  return (int)json_object_get_int_member (f->params, key);
 }
 
 static gsize
@@ -725,12 +759,12 @@ run_fixture (const Fixture *f, const char *op)
       int h = two_d ? param (f, "h") : 1, w = two_d ? param (f, "w") : param (f, "t");
       int h_out = two_d ? mm_conv_out_size (h, k, stride, pad) : 1;
       int w_out = mm_conv_out_size (w, k, stride, pad);
-      gsize n_y = (gsize) c_out * h_out * w_out;
-      float *x = load (f, "x", (gsize) c_in * h * w);
-      float *wt = load (f, "w", (gsize) c_out * (c_in / groups) * k * (two_d ? k : 1));
+      gsize n_y = (gsize)c_out * h_out * w_out;
+      float *x = load (f, "x", (gsize)c_in * h * w);
+      float *wt = load (f, "w", (gsize)c_out * (c_in / groups) * k * (two_d ? k : 1));
       float *b = load (f, "b", c_out), *want = load (f, "y", n_y);
       gsize n_s = two_d ? mm_conv2d_scratch_size (c_in, h, w, k, k, stride, pad, groups)
-          : mm_conv1d_scratch_size (c_in, w, k, stride, pad, groups);
+                        : mm_conv1d_scratch_size (c_in, w, k, stride, pad, groups);
       float *scratch = guarded_new (n_s), *y = guarded_new (n_y);
       if (two_d)
         mm_conv2d (y, x, wt, b, c_in, h, w, c_out, k, k, stride, pad, groups, scratch);
@@ -743,9 +777,9 @@ run_fixture (const Fixture *f, const char *op)
     } else if (g_str_equal (op, "maxpool2d") || g_str_equal (op, "avgpool2d")) {
       int c = param (f, "c"), h = param (f, "h"), w = param (f, "w"), k = param (f, "k");
       int stride = param (f, "stride"), pad = param (f, "pad");
-      gsize n_y = (gsize) c * mm_conv_out_size (h, k, stride, pad)
-          * mm_conv_out_size (w, k, stride, pad);
-      float *x = load (f, "x", (gsize) c * h * w), *want = load (f, "y", n_y);
+      gsize n_y =
+          (gsize)c * mm_conv_out_size (h, k, stride, pad) * mm_conv_out_size (w, k, stride, pad);
+      float *x = load (f, "x", (gsize)c * h * w), *want = load (f, "y", n_y);
       float *y = guarded_new (n_y);
       if (g_str_equal (op, "maxpool2d"))
         mm_maxpool2d (y, x, c, h, w, k, stride, pad);
@@ -758,17 +792,17 @@ run_fixture (const Fixture *f, const char *op)
       int n = param (f, "n"), d = param (f, "d");
       float eps = json_object_get_double_member (f->params, "eps");
       gboolean affine = json_object_has_member (f->arrays, "gamma");
-      float *x = load (f, "x", (gsize) n * d), *want = load (f, "y", (gsize) n * d);
+      float *x = load (f, "x", (gsize)n * d), *want = load (f, "y", (gsize)n * d);
       float *g = affine ? load (f, "gamma", d) : NULL, *b = affine ? load (f, "beta", d) : NULL;
-      float *y = guarded_new ((gsize) n * d);
+      float *y = guarded_new ((gsize)n * d);
       mm_layernorm (y, x, n, d, g, b, eps);
-      assert_close (y, want, (gsize) n * d, tol, what);
+      assert_close (y, want, (gsize)n * d, tol, what);
       g_free (x), g_free (want), g_free (g), g_free (b), g_free (y);
     } else if (g_str_equal (op, "softmax")) {
       int n = param (f, "n"), d = param (f, "d");
-      float *x = load (f, "x", (gsize) n * d), *want = load (f, "y", (gsize) n * d);
+      float *x = load (f, "x", (gsize)n * d), *want = load (f, "y", (gsize)n * d);
       mm_softmax (x, n, d);
-      assert_close (x, want, (gsize) n * d, tol, what);
+      assert_close (x, want, (gsize)n * d, tol, what);
       g_free (x), g_free (want);
     } else if (g_str_equal (op, "gelu") || g_str_equal (op, "silu") || g_str_equal (op, "tanh")
         || g_str_equal (op, "sigmoid")) {
@@ -789,16 +823,15 @@ run_fixture (const Fixture *f, const char *op)
        * blocks of in_proj, attention, out_proj */
       int e = param (f, "e"), heads = param (f, "heads"), n_q = param (f, "n_q");
       int n_k = param (f, "n_k");
-      float *query = load (f, "query", (gsize) n_q * e);
-      float *key = load (f, "key", (gsize) n_k * e), *value = load (f, "value", (gsize) n_k * e);
+      float *query = load (f, "query", (gsize)n_q * e);
+      float *key = load (f, "key", (gsize)n_k * e), *value = load (f, "value", (gsize)n_k * e);
       float *valid_f = load (f, "key_valid", n_k);
-      float *in_w = load (f, "in_w", (gsize) 3 * e * e), *in_b = load (f, "in_b", 3 * e);
-      float *out_w = load (f, "out_w", (gsize) e * e), *out_b = load (f, "out_b", e);
-      float *want = load (f, "y", (gsize) n_q * e);
-      float *q = g_new (float, n_q * e), *k = g_new (float, n_k * e), *v = g_new (float,
-          n_k * e);
-      float *a = g_new (float, n_q * e), *y = guarded_new ((gsize) n_q * e);
-      float *scratch = guarded_new ((gsize) n_q * n_k);
+      float *in_w = load (f, "in_w", (gsize)3 * e * e), *in_b = load (f, "in_b", 3 * e);
+      float *out_w = load (f, "out_w", (gsize)e * e), *out_b = load (f, "out_b", e);
+      float *want = load (f, "y", (gsize)n_q * e);
+      float *q = g_new (float, n_q *e), *k = g_new (float, n_k *e), *v = g_new (float, n_k *e);
+      float *a = g_new (float, n_q *e), *y = guarded_new ((gsize)n_q * e);
+      float *scratch = guarded_new ((gsize)n_q * n_k);
       guint8 *valid = g_new (guint8, n_k);
       for (int j = 0; j < n_k; j++)
         valid[j] = valid_f[j] != 0.0f;
@@ -807,9 +840,9 @@ run_fixture (const Fixture *f, const char *op)
       mm_linear (v, value, in_w + 2 * e * e, in_b + 2 * e, n_k, e, e);
       mm_attention (a, q, k, v, n_q, n_k, e, heads, valid, scratch);
       mm_linear (y, a, out_w, out_b, n_q, e, e);
-      assert_close (y, want, (gsize) n_q * e, tol, what);
-      assert_guard (y, (gsize) n_q * e, what);
-      assert_guard (scratch, (gsize) n_q * n_k, what);
+      assert_close (y, want, (gsize)n_q * e, tol, what);
+      assert_guard (y, (gsize)n_q * e, what);
+      assert_guard (scratch, (gsize)n_q * n_k, what);
       g_free (query), g_free (key), g_free (value), g_free (valid_f), g_free (in_w);
       g_free (in_b), g_free (out_w), g_free (out_b), g_free (want), g_free (q), g_free (k);
       g_free (v), g_free (a), g_free (y), g_free (scratch), g_free (valid);
@@ -836,20 +869,20 @@ test_pytorch (gconstpointer data)
   GError *err = NULL;
   if (!json_parser_load_from_file (parser, manifest, &err))
     g_error ("%s: %s", manifest, err->message);
-  JsonArray *cases = json_object_get_array_member (json_node_get_object (json_parser_get_root
-          (parser)), "cases");
+  JsonArray *cases =
+      json_object_get_array_member (json_node_get_object (json_parser_get_root (parser)), "cases");
   guint n_run = 0;
   for (guint i = 0; i < json_array_get_length (cases); i++) {
     JsonObject *c = json_array_get_object_element (cases, i);
     const char *op = json_object_get_string_member (c, "op");
-    gboolean is_act = g_str_equal (want_op, "activation") && (g_str_equal (op, "gelu")
-        || g_str_equal (op, "silu") || g_str_equal (op, "tanh") || g_str_equal (op, "sigmoid"));
+    gboolean is_act = g_str_equal (want_op, "activation")
+        && (g_str_equal (op, "gelu") || g_str_equal (op, "silu") || g_str_equal (op, "tanh")
+            || g_str_equal (op, "sigmoid"));
     gboolean is_pool = g_str_equal (want_op, "pool") && g_str_has_suffix (op, "pool2d");
     if (!is_act && !is_pool && !g_str_equal (op, want_op))
       continue;
     Fixture f = { dir, json_object_get_string_member (c, "name"),
-      json_object_get_object_member (c, "params"), json_object_get_object_member (c, "arrays")
-    };
+      json_object_get_object_member (c, "params"), json_object_get_object_member (c, "arrays") };
     g_test_message ("PyTorch case %s", f.name);
     run_fixture (&f, op);
     n_run++;
@@ -883,7 +916,13 @@ main (int argc, char **argv)
   g_test_add_func ("/ops/attention/hand", test_attention_hand);
   g_test_add_func ("/ops/attention/paths", test_attention_paths);
   static const char *const torch_ops[] = {
-    "conv2d", "conv1d", "pool", "layernorm", "activation", "softmax", "mha",
+    "conv2d",
+    "conv1d",
+    "pool",
+    "layernorm",
+    "activation",
+    "softmax",
+    "mha",
   };
   for (guint i = 0; i < G_N_ELEMENTS (torch_ops); i++) {
     char *path = g_strdup_printf ("/ops/pytorch/%s", torch_ops[i]);

@@ -50,7 +50,7 @@ load_f32 (const char *name, gsize *n)
   *n = len / 4;
   float *v = g_new (float, *n);
   for (gsize i = 0; i < *n; i++) {
-    guint32 u = GUINT32_FROM_LE (((guint32 *) bytes)[i]);
+    guint32 u = GUINT32_FROM_LE (((guint32 *)bytes)[i]);
     memcpy (&v[i], &u, 4);
   }
   g_free (bytes);
@@ -90,7 +90,7 @@ assert_ids (const gint32 *got, guint n_got, JsonArray *want, const char *what)
   for (guint i = 0; i < n; i++)
     if (got[i] != json_array_get_int_element (want, i))
       g_error ("%s: id %u is %d, expected %d", what, i, got[i],
-          (int) json_array_get_int_element (want, i));
+          (int)json_array_get_int_element (want, i));
 }
 
 /* allocation counter: see alloc-count.h */
@@ -105,7 +105,7 @@ test_vocab (void)
   MmVocab *v = mm_vocab_new (words, G_N_ELEMENTS (words));
   g_assert_cmpuint (mm_vocab_size (v), ==, G_N_ELEMENTS (words));
   g_assert_cmpint (mm_vocab_lookup (v, "a", 1), ==, 0);
-  g_assert_cmpint (mm_vocab_lookup (v, "bc", 2), ==, 1);      /* first of duplicates */
+  g_assert_cmpint (mm_vocab_lookup (v, "bc", 2), ==, 1); /* first of duplicates */
   g_assert_cmpint (mm_vocab_lookup (v, "", 0), ==, 3);
   g_assert_cmpint (mm_vocab_lookup (v, "##x", 3), ==, 4);
   g_assert_cmpint (mm_vocab_lookup (v, "héllo", strlen ("héllo")), ==, 5);
@@ -124,7 +124,7 @@ test_vocab (void)
   char **big = g_new0 (char *, n + 1);
   for (guint i = 0; i < n; i++)
     big[i] = g_strdup_printf ("w%u", i);
-  v = mm_vocab_new ((const char *const *) big, n);
+  v = mm_vocab_new ((const char *const *)big, n);
   for (guint i = 0; i < n; i++)
     g_assert_cmpint (mm_vocab_lookup (v, big[i], strlen (big[i])), ==, i);
   g_assert_cmpint (mm_vocab_lookup (v, "w50000", 6), ==, -1);
@@ -151,10 +151,10 @@ test_sanitize (void)
     gsize cap = json_object_get_int_member (c, "cap");
     char *out = g_malloc (cap + 8);
     memset (out, 'Z', cap + 8);
-    gsize n = mm_utf8_sanitize (out, cap, (const char *) in, in_len);
+    gsize n = mm_utf8_sanitize (out, cap, (const char *)in, in_len);
     g_assert_cmpmem (out, n, want, want_len);
     g_assert_cmpint (out[n], ==, 0);
-    g_assert_cmpint (out[cap], ==, 'Z');        /* nothing written past cap */
+    g_assert_cmpint (out[cap], ==, 'Z'); /* nothing written past cap */
     g_assert_true (g_utf8_validate (out, n, NULL));
     g_free (out);
     g_free (in);
@@ -179,7 +179,7 @@ test_sanitize (void)
     for (gsize i = 0; i < len; i++)
       in[i] = g_rand_int_range (rand, 0, 256);
     char big[3 * 64 + 1];
-    n = mm_utf8_sanitize (big, sizeof big, (const char *) in, len);
+    n = mm_utf8_sanitize (big, sizeof big, (const char *)in, len);
     g_assert_cmpuint (n, <=, 3 * len);
     g_assert_true (g_utf8_validate (big, n, NULL));
   }
@@ -194,8 +194,7 @@ check_wordpiece_fixture (const char *file)
   JsonNode *root = load_json (file);
   JsonObject *doc = json_node_get_object (root);
   guint n_words;
-  const char **words = string_array (json_object_get_array_member (doc, "bert_vocab"),
-      &n_words);
+  const char **words = string_array (json_object_get_array_member (doc, "bert_vocab"), &n_words);
   MmVocab *v = mm_vocab_new (words, n_words);
   JsonArray *cases = json_object_get_array_member (doc, "wordpiece");
   for (guint i = 0; i < json_array_get_length (cases); i++) {
@@ -212,19 +211,19 @@ check_wordpiece_fixture (const char *file)
     text[len] = 'q';
     guint max_len = json_object_get_int_member (c, "max_len");
     GError *error = NULL;
-    MmWordPiece *wp = mm_wordpiece_new (v, json_object_get_boolean_member (c, "lowercase"),
-        max_len, json_object_get_int_member (c, "max_text_bytes"), &error);
+    MmWordPiece *wp = mm_wordpiece_new (v, json_object_get_boolean_member (c, "lowercase"), max_len,
+        json_object_get_int_member (c, "max_text_bytes"), &error);
     g_assert_no_error (error);
     gint32 *ids = g_new (gint32, max_len + 1);
     ids[max_len] = -12345;
     guint n_content = 999;
-    guint n = mm_wordpiece_encode (wp, (const char *) text, len, ids, &n_content);
+    guint n = mm_wordpiece_encode (wp, (const char *)text, len, ids, &n_content);
     char *what = g_strdup_printf ("%s: wordpiece case %s", file, name);
     assert_ids (ids, n, json_object_get_array_member (c, "ids"), what);
     g_assert_cmpuint (n_content, ==, json_object_get_int_member (c, "n_content"));
     g_assert_cmpint (ids[max_len], ==, -12345);
     /* encoding twice gives the same result (no state left behind) */
-    n = mm_wordpiece_encode (wp, (const char *) text, len, ids, NULL);
+    n = mm_wordpiece_encode (wp, (const char *)text, len, ids, NULL);
     assert_ids (ids, n, json_object_get_array_member (c, "ids"), what);
     g_free (what);
     g_free (ids);
@@ -307,12 +306,11 @@ test_wordpiece_fuzz (void)
     guint8 in[300];
     gsize len = g_rand_int_range (rand, 0, sizeof in);
     for (gsize i = 0; i < len; i++)
-      in[i] = round % 2 ? g_rand_int_range (rand, 0, 256) : "a\xc3\xa9 \xe4\xb8\xad\x80!"
-          [g_rand_int_range (rand, 0, 10)];
+      in[i] = round % 2 ? g_rand_int_range (rand, 0, 256)
+                        : "a\xc3\xa9 \xe4\xb8\xad\x80!"[g_rand_int_range (rand, 0, 10)];
     gint32 ids[17];
     guint n_content;
-    guint n = mm_wordpiece_encode (round % 3 ? wp : wpc, (const char *) in, len, ids,
-        &n_content);
+    guint n = mm_wordpiece_encode (round % 3 ? wp : wpc, (const char *)in, len, ids, &n_content);
     g_assert_cmpuint (n, >=, 2);
     g_assert_cmpuint (n, <=, 16);
     g_assert_cmpuint (n_content, ==, n - 2);
@@ -335,8 +333,7 @@ test_word_tokenize (void)
   JsonNode *root = load_json ("tokenizer.json");
   JsonObject *doc = json_node_get_object (root);
   guint n_words;
-  const char **words = string_array (json_object_get_array_member (doc, "word_vocab"),
-      &n_words);
+  const char **words = string_array (json_object_get_array_member (doc, "word_vocab"), &n_words);
   MmVocab *v = mm_vocab_new (words, n_words);
   JsonArray *cases = json_object_get_array_member (doc, "word");
   for (guint i = 0; i < json_array_get_length (cases); i++) {
@@ -349,7 +346,7 @@ test_word_tokenize (void)
     gsize scratch_size = 4 * len + 16;
     char *scratch = g_malloc (scratch_size);
     guint n = mm_word_tokenize (v, json_object_get_boolean_member (c, "lowercase"),
-        (const char *) text, len, ids, max_ids, scratch, scratch_size);
+        (const char *)text, len, ids, max_ids, scratch, scratch_size);
     char *what = g_strdup_printf ("word case %s", json_object_get_string_member (c, "name"));
     assert_ids (ids, n, json_object_get_array_member (c, "ids"), what);
     g_assert_cmpint (ids[max_ids], ==, -12345);
@@ -406,8 +403,7 @@ test_word_small_scratch (void)
   gint32 ids[4];
   char scratch[5];
   /* "world" (5 bytes) fits, "hello!" fits, "helloo" does not and is skipped */
-  guint n = mm_word_tokenize (v, TRUE, "helloo World hello!", 19, ids, 4, scratch,
-      sizeof scratch);
+  guint n = mm_word_tokenize (v, TRUE, "helloo World hello!", 19, ids, 4, scratch, sizeof scratch);
   g_assert_cmpuint (n, ==, 2);
   g_assert_cmpint (ids[0], ==, 1);
   g_assert_cmpint (ids[1], ==, 0);
@@ -425,38 +421,37 @@ typedef struct
   MmPixelFormat fmt;
   const char *name;
   guint bpp;
-  int off[4];                   /* byte offset of R, G, B, and the pad/alpha byte (-1: none) */
+  int off[4]; /* byte offset of R, G, B, and the pad/alpha byte (-1: none) */
 } FormatCase;
 
 static const FormatCase formats[] = {
-  {MM_PIXEL_RGB, "RGB", 3, {0, 1, 2, -1}},
-  {MM_PIXEL_BGR, "BGR", 3, {2, 1, 0, -1}},
-  {MM_PIXEL_RGBx, "RGBx", 4, {0, 1, 2, 3}},
-  {MM_PIXEL_BGRx, "BGRx", 4, {2, 1, 0, 3}},
-  {MM_PIXEL_xRGB, "xRGB", 4, {1, 2, 3, 0}},
-  {MM_PIXEL_xBGR, "xBGR", 4, {3, 2, 1, 0}},
-  {MM_PIXEL_RGBA, "RGBA", 4, {0, 1, 2, 3}},
-  {MM_PIXEL_BGRA, "BGRA", 4, {2, 1, 0, 3}},
-  {MM_PIXEL_ARGB, "ARGB", 4, {1, 2, 3, 0}},
-  {MM_PIXEL_ABGR, "ABGR", 4, {3, 2, 1, 0}},
+  { MM_PIXEL_RGB, "RGB", 3, { 0, 1, 2, -1 } },
+  { MM_PIXEL_BGR, "BGR", 3, { 2, 1, 0, -1 } },
+  { MM_PIXEL_RGBx, "RGBx", 4, { 0, 1, 2, 3 } },
+  { MM_PIXEL_BGRx, "BGRx", 4, { 2, 1, 0, 3 } },
+  { MM_PIXEL_xRGB, "xRGB", 4, { 1, 2, 3, 0 } },
+  { MM_PIXEL_xBGR, "xBGR", 4, { 3, 2, 1, 0 } },
+  { MM_PIXEL_RGBA, "RGBA", 4, { 0, 1, 2, 3 } },
+  { MM_PIXEL_BGRA, "BGRA", 4, { 2, 1, 0, 3 } },
+  { MM_PIXEL_ARGB, "ARGB", 4, { 1, 2, 3, 0 } },
+  { MM_PIXEL_ABGR, "ABGR", 4, { 3, 2, 1, 0 } },
 };
 
 /* Packs interleaved RGB (w, h) into @f with @pad bytes after each row;
  * pad and alpha bytes get values that would show if they were read. */
 static guint8 *
-pack_pixels (const guint8 *rgb, guint w, guint h, const FormatCase *f, gsize pad,
-    gsize *stride)
+pack_pixels (const guint8 *rgb, guint w, guint h, const FormatCase *f, gsize pad, gsize *stride)
 {
-  *stride = (gsize) w * f->bpp + pad;
-  guint8 *buf = g_malloc ((gsize) h * *stride);
-  memset (buf, 0xA5, (gsize) h * *stride);
+  *stride = (gsize)w * f->bpp + pad;
+  guint8 *buf = g_malloc ((gsize)h * *stride);
+  memset (buf, 0xA5, (gsize)h * *stride);
   for (guint y = 0; y < h; y++)
     for (guint x = 0; x < w; x++) {
       guint8 *p = buf + y * *stride + x * f->bpp;
       for (int c = 0; c < 3; c++)
         p[f->off[c]] = rgb[(y * w + x) * 3 + c];
       if (f->off[3] >= 0)
-        p[f->off[3]] = (guint8) (x * 37 + y * 11);
+        p[f->off[3]] = (guint8)(x * 37 + y * 11);
     }
   return buf;
 }
@@ -466,7 +461,7 @@ image_max_err (const float *got, JsonArray *want, gsize n)
 {
   float err = 0.0f;
   for (gsize i = 0; i < n; i++)
-    err = MAX (err, fabsf (got[i] - (float) json_array_get_double_element (want, i)));
+    err = MAX (err, fabsf (got[i] - (float)json_array_get_double_element (want, i)));
   return err;
 }
 
@@ -484,19 +479,18 @@ test_image (void)
   float worst = 0.0f;
   for (guint i = 0; i < json_array_get_length (cases); i++) {
     JsonObject *c = json_array_get_object_element (cases, i);
-    guint w = json_object_get_int_member (c, "width"), h = json_object_get_int_member (c,
-        "height");
+    guint w = json_object_get_int_member (c, "width"), h = json_object_get_int_member (c, "height");
     guint ow = json_object_get_int_member (c, "out_width");
     guint oh = json_object_get_int_member (c, "out_height");
     JsonArray *want = json_object_get_array_member (c, "out");
-    gsize n = 3 * (gsize) ow * oh, len;
+    gsize n = 3 * (gsize)ow * oh, len;
     g_assert_cmpuint (json_array_get_length (want), ==, n);
     guint8 *px = hex_decode (json_object_get_string_member (c, "pixels_hex"), &len);
     float *out = g_new (float, n + 1);
     GError *error = NULL;
     out[n] = 12345.0f;
     if (json_object_get_boolean_member (c, "gray")) {
-      g_assert_cmpuint (len, ==, (gsize) w * h);
+      g_assert_cmpuint (len, ==, (gsize)w * h);
       for (gsize pad = 0; pad <= 3; pad += 3) {
         gsize stride = w + pad;
         guint8 *buf = g_malloc0 (h * stride);
@@ -504,29 +498,29 @@ test_image (void)
           memcpy (buf + y * stride, px + y * w, w);
           memset (buf + y * stride + w, 0xA5, pad);
         }
-        g_assert_true (mm_image_preprocess (out, ow, oh, mean, std, MM_PIXEL_GRAY8, buf, w, h,
-                stride, &error));
+        g_assert_true (mm_image_preprocess (
+            out, ow, oh, mean, std, MM_PIXEL_GRAY8, buf, w, h, stride, &error));
         g_assert_no_error (error);
         float err = image_max_err (out, want, n);
         if (err > 1e-5f)
-          g_error ("image %ux%u -> %ux%u GRAY8 stride %" G_GSIZE_FORMAT ": max error %g", w,
-              h, ow, oh, stride, err);
+          g_error ("image %ux%u -> %ux%u GRAY8 stride %" G_GSIZE_FORMAT ": max error %g", w, h, ow,
+              oh, stride, err);
         worst = MAX (worst, err);
         g_free (buf);
       }
     } else {
-      g_assert_cmpuint (len, ==, (gsize) w * h * 3);
+      g_assert_cmpuint (len, ==, (gsize)w * h * 3);
       for (guint f = 0; f < G_N_ELEMENTS (formats); f++)
         for (gsize pad = 0; pad <= 5; pad += 5) {
           gsize stride;
           guint8 *buf = pack_pixels (px, w, h, &formats[f], pad, &stride);
-          g_assert_true (mm_image_preprocess (out, ow, oh, mean, std, formats[f].fmt, buf, w,
-                  h, stride, &error));
+          g_assert_true (mm_image_preprocess (
+              out, ow, oh, mean, std, formats[f].fmt, buf, w, h, stride, &error));
           g_assert_no_error (error);
           float err = image_max_err (out, want, n);
           if (err > 1e-5f)
-            g_error ("image %ux%u -> %ux%u %s stride %" G_GSIZE_FORMAT ": max error %g", w,
-                h, ow, oh, formats[f].name, stride, err);
+            g_error ("image %ux%u -> %ux%u %s stride %" G_GSIZE_FORMAT ": max error %g", w, h, ow,
+                oh, formats[f].name, stride, err);
           worst = MAX (worst, err);
           g_free (buf);
         }
@@ -554,44 +548,42 @@ test_image_errors (void)
     MmPixelFormat fmt;
     const float *std;
   } bad[] = {
-    {4, 4, 0, 4, 16, MM_PIXEL_RGBx, std},       /* width 0 */
-    {4, 4, 4, 0, 16, MM_PIXEL_RGBx, std},       /* height 0 */
-    {4, 4, 16385, 1, 1 << 20, MM_PIXEL_GRAY8, std},     /* too wide */
-    {4, 4, 1, 16385, 16, MM_PIXEL_GRAY8, std},  /* too high */
-    {0, 4, 4, 4, 16, MM_PIXEL_RGBx, std},       /* output width 0 */
-    {4, 16385, 4, 4, 16, MM_PIXEL_RGBx, std},   /* output too high */
-    {4, 4, 4, 4, 15, MM_PIXEL_RGBx, std},       /* stride short by one */
-    {4, 4, 4, 4, 11, MM_PIXEL_RGB, std},
-    {4, 4, 4, 4, 3, MM_PIXEL_GRAY8, std},
-    {4, 4, 4, 4, 16, (MmPixelFormat) 99, std},  /* unknown format */
-    {4, 4, 4, 4, 16, (MmPixelFormat) - 1, std},
-    {4, 4, 4, 4, 16, MM_PIXEL_RGBx, zero_std},
+    { 4, 4, 0, 4, 16, MM_PIXEL_RGBx, std },           /* width 0 */
+    { 4, 4, 4, 0, 16, MM_PIXEL_RGBx, std },           /* height 0 */
+    { 4, 4, 16385, 1, 1 << 20, MM_PIXEL_GRAY8, std }, /* too wide */
+    { 4, 4, 1, 16385, 16, MM_PIXEL_GRAY8, std },      /* too high */
+    { 0, 4, 4, 4, 16, MM_PIXEL_RGBx, std },           /* output width 0 */
+    { 4, 16385, 4, 4, 16, MM_PIXEL_RGBx, std },       /* output too high */
+    { 4, 4, 4, 4, 15, MM_PIXEL_RGBx, std },           /* stride short by one */
+    { 4, 4, 4, 4, 11, MM_PIXEL_RGB, std },
+    { 4, 4, 4, 4, 3, MM_PIXEL_GRAY8, std },
+    { 4, 4, 4, 4, 16, (MmPixelFormat)99, std }, /* unknown format */
+    { 4, 4, 4, 4, 16, (MmPixelFormat)-1, std },
+    { 4, 4, 4, 4, 16, MM_PIXEL_RGBx, zero_std },
   };
   for (guint i = 0; i < G_N_ELEMENTS (bad); i++) {
-    g_assert_false (mm_image_preprocess (out, bad[i].ow, bad[i].oh, mean, bad[i].std,
-            bad[i].fmt, px, bad[i].w, bad[i].h, bad[i].stride, &error));
+    g_assert_false (mm_image_preprocess (out, bad[i].ow, bad[i].oh, mean, bad[i].std, bad[i].fmt,
+        px, bad[i].w, bad[i].h, bad[i].stride, &error));
     g_assert_error (error, MM_ERROR, MM_ERROR_INPUT);
     g_clear_error (&error);
   }
-  g_assert_false (mm_image_preprocess (out, 4, 4, mean, std, MM_PIXEL_RGB, NULL, 4, 4, 12,
-          &error));
+  g_assert_false (mm_image_preprocess (out, 4, 4, mean, std, MM_PIXEL_RGB, NULL, 4, 4, 12, &error));
   g_assert_error (error, MM_ERROR, MM_ERROR_INPUT);
   g_clear_error (&error);
   /* the limits themselves are accepted: 16384 x 1 into 4 x 4 */
   guint8 *wide = g_malloc0 (16384);
-  g_assert_true (mm_image_preprocess (out, 4, 4, mean, std, MM_PIXEL_GRAY8, wide, 16384, 1,
-          16384, &error));
+  g_assert_true (
+      mm_image_preprocess (out, 4, 4, mean, std, MM_PIXEL_GRAY8, wide, 16384, 1, 16384, &error));
   g_assert_no_error (error);
   g_assert_cmpfloat_with_epsilon (out[0], -2.0f, 1e-6f);
   g_free (wide);
   /* exact stride accepted */
-  g_assert_true (mm_image_preprocess (out, 4, 4, mean, std, MM_PIXEL_RGB, px, 4, 4, 12,
-          &error));
+  g_assert_true (mm_image_preprocess (out, 4, 4, mean, std, MM_PIXEL_RGB, px, 4, 4, 12, &error));
 }
 
 /* ---------------------------------------------------------------- log-mel */
 
-#define LOGMEL_TOL 1e-3f        /* max abs error on ln (mel + offset) */
+#define LOGMEL_TOL 1e-3f /* max abs error on ln (mel + offset) */
 
 static MmMelParams
 mel_params (JsonObject *c)
@@ -611,14 +603,13 @@ mel_params (JsonObject *c)
 
 /* max |got[m, t0 + t] - want[m, t]| over the reference's frames */
 static float
-logmel_max_err (const float *got, guint got_frames, guint t0, const float *want,
-    guint n_frames, guint n_mels)
+logmel_max_err (
+    const float *got, guint got_frames, guint t0, const float *want, guint n_frames, guint n_mels)
 {
   float err = 0.0f;
   for (guint m = 0; m < n_mels; m++)
     for (guint t = 0; t < n_frames; t++)
-      err = MAX (err, fabsf (got[(gsize) m * got_frames + t0 + t]
-              - want[(gsize) m * n_frames + t]));
+      err = MAX (err, fabsf (got[(gsize)m * got_frames + t0 + t] - want[(gsize)m * n_frames + t]));
   return err;
 }
 
@@ -644,7 +635,7 @@ test_logmel (void)
     gsize n_want;
     float *want = load_f32 (fname, &n_want);
     guint n_frames = json_object_get_int_member (c, "n_frames");
-    g_assert_cmpuint (n_want, ==, (gsize) n_frames * p.n_mels);
+    g_assert_cmpuint (n_want, ==, (gsize)n_frames * p.n_mels);
 
     for (int reference = 0; reference <= 1; reference++) {
       mm_ops_set_reference (reference);
@@ -652,11 +643,11 @@ test_logmel (void)
       MmLogMel *lm = mm_logmel_new (&p, n_long, &error);
       g_assert_no_error (error);
       g_assert_cmpuint (mm_logmel_n_frames (lm, n), ==, n_frames);
-      float *out = g_new (float, (gsize) n_frames * p.n_mels + 1);
-      out[(gsize) n_frames * p.n_mels] = 12345.0f;
+      float *out = g_new (float, (gsize)n_frames *p.n_mels + 1);
+      out[(gsize)n_frames * p.n_mels] = 12345.0f;
       g_assert_cmpuint (mm_logmel_compute (lm, out, x, n, &error), ==, n_frames);
       g_assert_no_error (error);
-      g_assert_cmpfloat (out[(gsize) n_frames * p.n_mels], ==, 12345.0f);
+      g_assert_cmpfloat (out[(gsize)n_frames * p.n_mels], ==, 12345.0f);
       float err = logmel_max_err (out, n_frames, 0, want, n_frames, p.n_mels);
       g_test_message ("log-mel %s (%s): max abs error %g (tolerance %g)", fname,
           reference ? "reference loops" : "BLAS", err, LOGMEL_TOL);
@@ -666,7 +657,7 @@ test_logmel (void)
       /* long input: every copy of x that starts on a hop gives the same frames */
       guint long_frames = mm_logmel_n_frames (lm, n_long);
       g_assert_cmpuint (long_frames, >, 256);
-      out = g_new (float, (gsize) long_frames * p.n_mels);
+      out = g_new (float, (gsize)long_frames *p.n_mels);
       g_assert_cmpuint (mm_logmel_compute (lm, out, x_long, n_long, &error), ==, long_frames);
       for (int r = 0; r < 6; r++)
         if ((r * n) % p.hop_length == 0) {
@@ -771,14 +762,14 @@ test_run_functions_do_not_allocate (void)
   /* OpenBLAS's threaded sgemm itself mallocs per call (seen with
    * MM_THREADS=2); libmm's default is one thread per streaming thread. */
   mm_blas_set_threads (1);
-  for (int round = 0; round < 2; round++) {     /* the first round warms up BLAS */
+  for (int round = 0; round < 2; round++) { /* the first round warms up BLAS */
     allocs_begin ();
     guint n = mm_wordpiece_encode (wp, text, len, ids, &nc);
     n += mm_wordpiece_encode (wpc, text, len, ids, &nc);
     n += mm_word_tokenize (v, TRUE, text, len, ids, 64, scratch, sizeof scratch);
     n += mm_utf8_sanitize (scratch, sizeof scratch, text, len);
-    gboolean ok = mm_image_preprocess (img, 16, 16, mean, std, MM_PIXEL_xBGR, px, 37, 29,
-        37 * 4, NULL);
+    gboolean ok =
+        mm_image_preprocess (img, 16, 16, mean, std, MM_PIXEL_xBGR, px, 37, 29, 37 * 4, NULL);
     guint frames = mm_logmel_compute (lm, mel, x, 16000, NULL);
     int allocs = allocs_end ();
     g_assert_cmpuint (n, >, 0);

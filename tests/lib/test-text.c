@@ -46,8 +46,8 @@ case_text (JsonObject *c, gsize *len)
   gsize n = strlen (hex) / 2;
   char *out = g_malloc (n + 1);
   for (gsize i = 0; i < n; i++)
-    out[i] = (char) ((g_ascii_xdigit_value (hex[2 * i]) << 4)
-        | g_ascii_xdigit_value (hex[2 * i + 1]));
+    out[i] =
+        (char)((g_ascii_xdigit_value (hex[2 * i]) << 4) | g_ascii_xdigit_value (hex[2 * i + 1]));
   out[n] = '\0';
   *len = n;
   return out;
@@ -56,14 +56,14 @@ case_text (JsonObject *c, gsize *len)
 static gsize
 default_max_bytes (void)
 {
-  return (gsize) json_object_get_int_member (expected, "default_max_text_bytes");
+  return (gsize)json_object_get_int_member (expected, "default_max_text_bytes");
 }
 
 static gsize
 case_max_bytes (JsonObject *c)
 {
   if (json_object_has_member (c, "max_text_bytes"))
-    return (gsize) json_object_get_int_member (c, "max_text_bytes");
+    return (gsize)json_object_get_int_member (c, "max_text_bytes");
   return default_max_bytes ();
 }
 
@@ -154,15 +154,16 @@ run_parity (JsonObject *m, gboolean reference)
     for (guint j = 0; j < dim; j++)
       z[j] = NAN;
     /* NUL-terminated and valid: also exercise len = -1 */
-    gssize pass_len = json_object_has_member (c, "text") && (i % 2) ? -1 : (gssize) len;
+    gssize pass_len = json_object_has_member (c, "text") && (i % 2) ? -1 : (gssize)len;
     g_assert_true (mm_text_encoder_encode (e, text, pass_len, z, &n_tokens, &err));
     g_assert_no_error (err);
     g_assert_cmpuint (n_tokens, ==, json_object_get_int_member (c, "n_tokens"));
     double scaled = scaled_error (z, json_object_get_array_member (c, "embedding"), dim);
     if (scaled > 1e-4)
       g_printerr ("%s case %u (%s): scaled error %g\n", file, i,
-          json_object_has_member (c, "text") ? json_object_get_string_member (c, "text") :
-          "(invalid UTF-8)", scaled);
+          json_object_has_member (c, "text") ? json_object_get_string_member (c, "text")
+                                             : "(invalid UTF-8)",
+          scaled);
     g_assert_cmpfloat (scaled, <=, 1e-4);
     worst = MAX (worst, scaled);
     if (e != enc)
@@ -225,12 +226,12 @@ test_token_ids (gconstpointer data)
     } else {
       gsize scratch_size = 4 * clean_len + 16;
       char *scratch = g_malloc (scratch_size);
-      n = mm_word_tokenize (vocab, lowercase, clean, clean_len, ids, clean_len + 8, scratch,
-          scratch_size);
+      n = mm_word_tokenize (
+          vocab, lowercase, clean, clean_len, ids, clean_len + 8, scratch, scratch_size);
       g_free (scratch);
     }
     if (n != json_array_get_length (want))
-      g_printerr ("%s case %u: %u ids, expected %u\n", (const char *) data, i, n,
+      g_printerr ("%s case %u: %u ids, expected %u\n", (const char *)data, i, n,
           json_array_get_length (want));
     g_assert_cmpuint (n, ==, json_array_get_length (want));
     for (guint j = 0; j < n; j++)
@@ -272,8 +273,8 @@ thread_encode (gpointer data)
       if (!mm_text_encoder_encode (enc, text, len, z, NULL, NULL))
         job->worst = INFINITY;
       else
-        job->worst = MAX (job->worst, scaled_error (z, json_object_get_array_member (c,
-                    "embedding"), dim));
+        job->worst =
+            MAX (job->worst, scaled_error (z, json_object_get_array_member (c, "embedding"), dim));
       g_free (text);
     }
   }
@@ -290,7 +291,7 @@ test_threads (void)
   MmModel *model = open_fixture ("bert-mean.safetensors");
 
   for (guint t = 0; t < G_N_ELEMENTS (jobs); t++) {
-    jobs[t] = (ThreadJob) { model, find_model ("bert-mean.safetensors"), 0.0 };
+    jobs[t] = (ThreadJob){ model, find_model ("bert-mean.safetensors"), 0.0 };
     threads[t] = g_thread_new ("encode", thread_encode, &jobs[t]);
   }
   for (guint t = 0; t < G_N_ELEMENTS (jobs); t++) {
@@ -485,8 +486,8 @@ main (int argc, char **argv)
 
   JsonArray *models = json_object_get_array_member (expected, "models");
   for (guint i = 0; i < json_array_get_length (models); i++) {
-    const char *file = json_object_get_string_member (json_array_get_object_element (models,
-            i), "file");
+    const char *file =
+        json_object_get_string_member (json_array_get_object_element (models, i), "file");
     char *name = g_strdup_printf ("/text/parity/%s", file);
     g_test_add_data_func (name, file, test_parity);
     g_free (name);

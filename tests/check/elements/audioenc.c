@@ -21,7 +21,7 @@
 #define MS GST_MSECOND
 
 static GstHarness *
-harness_new (const gchar * extra, const gchar * caps)
+harness_new (const gchar *extra, const gchar *caps)
 {
   GstHarness *h = mm_harness_new ("audioenc", extra);
 
@@ -30,7 +30,8 @@ harness_new (const gchar * extra, const gchar * caps)
   return h;
 }
 
-#define MONO_S16 "audio/x-raw, format=S16LE, rate=16000, channels=1, " \
+#define MONO_S16                                                                                   \
+  "audio/x-raw, format=S16LE, rate=16000, channels=1, "                                            \
   "layout=interleaved"
 
 /* Sample @i of the test signal (mono, or channel @c).  Phases are reduced
@@ -42,8 +43,7 @@ signal_at (guint64 i, guint c)
   guint64 p1 = (i * (440 + 220 * c)) % RATE;
   guint64 p2 = (i * 3000) % RATE;
 
-  return 0.5f * (gfloat) sin (2.0 * G_PI * p1 / RATE) +
-      0.1f * (gfloat) sin (2.0 * G_PI * p2 / RATE);
+  return 0.5f * (gfloat)sin (2.0 * G_PI * p1 / RATE) + 0.1f * (gfloat)sin (2.0 * G_PI * p2 / RATE);
 }
 
 /* S16LE buffer of samples [@first, @first + @n) of the signal. */
@@ -58,7 +58,7 @@ s16_buffer (guint64 first, guint n, guint channels, GstClockTime pts)
   for (i = 0; i < n; i++)
     for (c = 0; c < channels; c++)
       GST_WRITE_UINT16_LE (map.data + 2 * (i * channels + c),
-          (guint16) (gint16) lrintf (signal_at (first + i, c) * 32767.0f));
+          (guint16)(gint16)lrintf (signal_at (first + i, c) * 32767.0f));
   gst_buffer_unmap (buf, &map);
   GST_BUFFER_PTS (buf) = pts;
   GST_BUFFER_DURATION (buf) = gst_util_uint64_scale (n, GST_SECOND, RATE);
@@ -75,8 +75,7 @@ f32_buffer (guint64 first, guint n, guint channels, GstClockTime pts)
   gst_buffer_map (buf, &map, GST_MAP_WRITE);
   for (i = 0; i < n; i++)
     for (c = 0; c < channels; c++)
-      GST_WRITE_FLOAT_LE (map.data + 4 * (i * channels + c),
-          signal_at (first + i, c));
+      GST_WRITE_FLOAT_LE (map.data + 4 * (i * channels + c), signal_at (first + i, c));
   gst_buffer_unmap (buf, &map);
   GST_BUFFER_PTS (buf) = pts;
   GST_BUFFER_DURATION (buf) = gst_util_uint64_scale (n, GST_SECOND, RATE);
@@ -86,8 +85,7 @@ f32_buffer (guint64 first, guint n, guint channels, GstClockTime pts)
 /* Pushes samples [@first, @first + @n) in buffers of @chunk, timestamped
  * from @pts0 (the time of sample @first). */
 static void
-push_s16 (GstHarness * h, guint64 first, guint n, guint chunk,
-    GstClockTime pts0)
+push_s16 (GstHarness *h, guint64 first, guint n, guint chunk, GstClockTime pts0)
 {
   guint done = 0;
 
@@ -95,8 +93,8 @@ push_s16 (GstHarness * h, guint64 first, guint n, guint chunk,
     guint k = MIN (chunk, n - done);
     GstClockTime pts = pts0 + gst_util_uint64_scale (done, GST_SECOND, RATE);
 
-    fail_unless_equals_int (gst_harness_push (h, s16_buffer (first + done,
-                k, 1, pts)), GST_FLOW_OK);
+    fail_unless_equals_int (
+        gst_harness_push (h, s16_buffer (first + done, k, 1, pts)), GST_FLOW_OK);
     done += k;
   }
 }
@@ -104,7 +102,7 @@ push_s16 (GstHarness * h, guint64 first, guint n, guint chunk,
 /* ref (DIM) = libmm's embedding of samples [first, first + n) of the
  * signal, mono, quantised like @s16 (else float), @channels averaged. */
 static void
-reference (guint64 first, guint n, guint channels, gboolean s16, gfloat * ref)
+reference (guint64 first, guint n, guint channels, gboolean s16, gfloat *ref)
 {
   gchar *path = fixture ("tiny.safetensors");
   GError *err = NULL;
@@ -123,25 +121,23 @@ reference (guint64 first, guint n, guint channels, gboolean s16, gfloat * ref)
     for (c = 0; c < channels; c++) {
       gfloat v = signal_at (first + i, c);
       if (s16)
-        v = (gint16) lrintf (v * 32767.0f) / 32768.0f;
+        v = (gint16)lrintf (v * 32767.0f) / 32768.0f;
       sum += v;
     }
     x[i] = sum / channels;
   }
-  fail_unless (mm_audio_encoder_encode (enc, x, n, ref, &err), "%s",
-      err ? err->message : "");
+  fail_unless (mm_audio_encoder_encode (enc, x, n, ref, &err), "%s", err ? err->message : "");
   mm_audio_encoder_free (enc);
   mm_model_unref (model);
   g_free (x);
   g_free (path);
 }
 
-#define assert_embedding(buf, ref) \
-  assert_embedding_near ((buf), (ref), DIM, 1e-5f)
+#define assert_embedding(buf, ref) assert_embedding_near ((buf), (ref), DIM, 1e-5f)
 
 /* Pulls one buffer and checks its interval. */
 static GstBuffer *
-pull_window (GstHarness * h, GstClockTime pts, GstClockTime duration)
+pull_window (GstHarness *h, GstClockTime pts, GstClockTime duration)
 {
   GstBuffer *out = gst_harness_pull (h);
 
@@ -158,12 +154,13 @@ GST_START_TEST (test_formats_and_values)
   {
     const gchar *format;
     guint channels;
-  } cases[] = { {"S16LE", 1}, {"S16LE", 2}, {"F32LE", 1}, {"F32LE", 2} };
+  } cases[] = { { "S16LE", 1 }, { "S16LE", 2 }, { "F32LE", 1 }, { "F32LE", 2 } };
   guint c;
 
   for (c = 0; c < G_N_ELEMENTS (cases); c++) {
     gchar *caps = g_strdup_printf ("audio/x-raw, format=%s, rate=16000, "
-        "channels=%u, layout=interleaved", cases[c].format, cases[c].channels);
+                                   "channels=%u, layout=interleaved",
+        cases[c].format, cases[c].channels);
     GstHarness *h = harness_new (NULL, caps);
     gboolean s16 = g_str_equal (cases[c].format, "S16LE");
     gfloat ref[DIM];
@@ -175,8 +172,8 @@ GST_START_TEST (test_formats_and_values)
 
     for (i = 0; i < 10; i++) {
       GstClockTime pts = i * 100 * MS;
-      GstBuffer *buf = s16 ? s16_buffer (i * 1600, 1600, cases[c].channels,
-          pts) : f32_buffer (i * 1600, 1600, cases[c].channels, pts);
+      GstBuffer *buf = s16 ? s16_buffer (i * 1600, 1600, cases[c].channels, pts)
+                           : f32_buffer (i * 1600, 1600, cases[c].channels, pts);
       fail_unless_equals_int (gst_harness_push (h, buf), GST_FLOW_OK);
     }
     out = pull_window (h, 0, GST_SECOND);
@@ -187,8 +184,7 @@ GST_START_TEST (test_formats_and_values)
 
     outcaps = gst_pad_get_current_caps (h->sinkpad);
     s = gst_caps_get_structure (outcaps, 0);
-    fail_unless_equals_string (gst_structure_get_string (s, "modality"),
-        "audio");
+    fail_unless_equals_string (gst_structure_get_string (s, "modality"), "audio");
     fail_unless (gst_structure_get_int (s, "dim", &dim));
     fail_unless_equals_int (dim, DIM);
     gst_caps_unref (outcaps);
@@ -206,7 +202,7 @@ GST_START_TEST (test_caps_refused)
     "audio/x-raw, format=S16BE, rate=16000, channels=1, layout=interleaved",
     "audio/x-raw, format=S16LE, rate=16000, channels=6, layout=interleaved",
     "audio/x-raw, format=F32LE, rate=16000, channels=2, "
-        "layout=non-interleaved",
+    "layout=non-interleaved",
   };
   GstHarness *h = harness_new (NULL, NULL);
   GstPad *sinkpad = gst_element_get_static_pad (h->element, "sink");
@@ -217,8 +213,7 @@ GST_START_TEST (test_caps_refused)
 
   for (i = 0; i < G_N_ELEMENTS (refused); i++) {
     caps = gst_caps_from_string (refused[i]);
-    fail_unless (!gst_pad_query_accept_caps (sinkpad, caps), "%s accepted",
-        refused[i]);
+    fail_unless (!gst_pad_query_accept_caps (sinkpad, caps), "%s accepted", refused[i]);
     gst_caps_unref (caps);
   }
 
@@ -243,15 +238,14 @@ GST_START_TEST (test_rate_mismatch_error)
   GstHarness *h = harness_new (NULL, NULL);
   GstBus *bus = gst_bus_new ();
   GstCaps *caps = gst_caps_from_string ("audio/x-raw, format=S16LE, "
-      "rate=44100, channels=1, layout=interleaved");
+                                        "rate=44100, channels=1, layout=interleaved");
   GstMessage *msg;
   GError *err = NULL;
 
   gst_element_set_bus (h->element, bus);
   /* sticky: stored even though audioenc refuses it */
   gst_harness_set_src_caps (h, caps);
-  fail_unless_equals_int (gst_harness_push (h, s16_buffer (0, 100, 1, 0)),
-      GST_FLOW_NOT_NEGOTIATED);
+  fail_unless_equals_int (gst_harness_push (h, s16_buffer (0, 100, 1, 0)), GST_FLOW_NOT_NEGOTIATED);
   msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
   fail_unless (msg != NULL);
   gst_message_parse_error (msg, &err, NULL);
@@ -272,9 +266,10 @@ GST_END_TEST;
 GST_START_TEST (test_rate_offered_warning)
 {
   gchar *path = fixture ("tiny.safetensors");
-  gchar *desc = g_strdup_printf ("audiotestsrc num-buffers=2 ! "
-      "audio/x-raw,rate=8000 ! audioenc name=enc model=\"%s\" ! fakesink",
-      path);
+  gchar *desc =
+      g_strdup_printf ("audiotestsrc num-buffers=2 ! "
+                       "audio/x-raw,rate=8000 ! audioenc name=enc model=\"%s\" ! fakesink",
+          path);
   GstElement *pipe = gst_parse_launch (desc, NULL);
   GstBus *bus = gst_element_get_bus (pipe);
   GstMessage *msg;
@@ -282,22 +277,19 @@ GST_START_TEST (test_rate_offered_warning)
   guint n_warnings = 0;
 
   gst_element_set_state (pipe, GST_STATE_PLAYING);
-  while ((msg = gst_bus_timed_pop_filtered (bus, 10 * GST_SECOND,
-              GST_MESSAGE_ERROR | GST_MESSAGE_WARNING)) != NULL) {
+  while ((msg = gst_bus_timed_pop_filtered (
+              bus, 10 * GST_SECOND, GST_MESSAGE_ERROR | GST_MESSAGE_WARNING))
+      != NULL) {
     if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ERROR) {
       gst_message_unref (msg);
       break;
     }
     fail_unless_equals_string (GST_OBJECT_NAME (GST_MESSAGE_SRC (msg)), "enc");
     gst_message_parse_warning (msg, &err, NULL);
-    fail_unless (g_error_matches (err, GST_CORE_ERROR,
-            GST_CORE_ERROR_NEGOTIATION));
-    fail_unless (strstr (err->message, "8000 Hz") != NULL, "%s",
-        err->message);
-    fail_unless (strstr (err->message, "16000 Hz") != NULL, "%s",
-        err->message);
-    fail_unless (strstr (err->message, "audioresample") != NULL, "%s",
-        err->message);
+    fail_unless (g_error_matches (err, GST_CORE_ERROR, GST_CORE_ERROR_NEGOTIATION));
+    fail_unless (strstr (err->message, "8000 Hz") != NULL, "%s", err->message);
+    fail_unless (strstr (err->message, "16000 Hz") != NULL, "%s", err->message);
+    fail_unless (strstr (err->message, "audioresample") != NULL, "%s", err->message);
     g_clear_error (&err);
     gst_message_unref (msg);
     n_warnings++;
@@ -319,9 +311,10 @@ GST_START_TEST (test_pipeline)
 {
   gchar *path = fixture ("tiny.safetensors");
   gchar *desc = g_strdup_printf ("audiotestsrc num-buffers=20 "
-      "samplesperbuffer=4410 ! audio/x-raw,rate=44100,channels=2 ! "
-      "audioconvert ! audioresample ! audioenc model=\"%s\" ! "
-      "appsink name=sink sync=false", path);
+                                 "samplesperbuffer=4410 ! audio/x-raw,rate=44100,channels=2 ! "
+                                 "audioconvert ! audioresample ! audioenc model=\"%s\" ! "
+                                 "appsink name=sink sync=false",
+      path);
   GstElement *pipe = gst_parse_launch (desc, NULL);
   GstElement *sink = gst_bin_get_by_name (GST_BIN (pipe), "sink");
   GstBus *bus = gst_element_get_bus (pipe);
@@ -341,8 +334,8 @@ GST_START_TEST (test_pipeline)
     n++;
     gst_sample_unref (sample);
   }
-  msg = gst_bus_timed_pop_filtered (bus, 10 * GST_SECOND,
-      GST_MESSAGE_ERROR | GST_MESSAGE_WARNING | GST_MESSAGE_EOS);
+  msg = gst_bus_timed_pop_filtered (
+      bus, 10 * GST_SECOND, GST_MESSAGE_ERROR | GST_MESSAGE_WARNING | GST_MESSAGE_EOS);
   fail_unless (msg != NULL);
   /* audioresample offers every rate: no rate warning either */
   fail_unless_equals_int (GST_MESSAGE_TYPE (msg), GST_MESSAGE_EOS);
@@ -365,39 +358,36 @@ GST_START_TEST (test_window_hop)
 {
   static const struct
   {
-    guint window_ms, hop_ms;    /* 0 = model default (1000, 500) */
+    guint window_ms, hop_ms; /* 0 = model default (1000, 500) */
     guint data_ms;
-    guint chunk;                /* samples per buffer */
+    guint chunk; /* samples per buffer */
     GstClockTime base;
     guint n_out;
     guint window_out_ms;
     guint hop_out_ms;
   } cases[] = {
-    {0, 0, 2000, 1600, 0, 3, 1000, 500},
-    {0, 0, 2000, 16000, 10 * GST_SECOND, 3, 1000, 500},
-    {500, 250, 2000, 123, 0, 7, 500, 250},
-    {250, 500, 2000, 1000, 0, 4, 250, 500},     /* hop > window */
-    {1000, 1000, 3000, 7, GST_SECOND, 3, 1000, 1000},
-    {100, 25, 200, 320, 0, 5, 100, 25},
+    { 0, 0, 2000, 1600, 0, 3, 1000, 500 },
+    { 0, 0, 2000, 16000, 10 * GST_SECOND, 3, 1000, 500 },
+    { 500, 250, 2000, 123, 0, 7, 500, 250 },
+    { 250, 500, 2000, 1000, 0, 4, 250, 500 }, /* hop > window */
+    { 1000, 1000, 3000, 7, GST_SECOND, 3, 1000, 1000 },
+    { 100, 25, 200, 320, 0, 5, 100, 25 },
   };
   guint c, i;
 
   for (c = 0; c < G_N_ELEMENTS (cases); c++) {
-    gchar *extra = g_strdup_printf ("window=%" G_GUINT64_FORMAT " hop=%"
-        G_GUINT64_FORMAT, (guint64) cases[c].window_ms * MS,
-        (guint64) cases[c].hop_ms * MS);
+    gchar *extra = g_strdup_printf ("window=%" G_GUINT64_FORMAT " hop=%" G_GUINT64_FORMAT,
+        (guint64)cases[c].window_ms * MS, (guint64)cases[c].hop_ms * MS);
     GstHarness *h = harness_new (extra, MONO_S16);
 
-    push_s16 (h, 0, cases[c].data_ms * RATE / 1000, cases[c].chunk,
-        cases[c].base);
-    fail_unless_equals_int (gst_harness_buffers_in_queue (h),
-        cases[c].n_out);
+    push_s16 (h, 0, cases[c].data_ms * RATE / 1000, cases[c].chunk, cases[c].base);
+    fail_unless_equals_int (gst_harness_buffers_in_queue (h), cases[c].n_out);
     for (i = 0; i < cases[c].n_out; i++) {
       GstClockTime pts = cases[c].base + i * cases[c].hop_out_ms * MS;
       GstBuffer *out = pull_window (h, pts, cases[c].window_out_ms * MS);
       gfloat ref[DIM];
 
-      reference ((guint64) i * cases[c].hop_out_ms * RATE / 1000,
+      reference ((guint64)i * cases[c].hop_out_ms * RATE / 1000,
           cases[c].window_out_ms * RATE / 1000, 1, TRUE, ref);
       assert_embedding (out, ref);
       gst_buffer_unref (out);
@@ -478,19 +468,19 @@ GST_START_TEST (test_eos)
     GstClockTime last_pts, last_duration;
   } cases[] = {
     /* 1.3 s: window at 0, then the uncovered tail from 0.5 s (0.8 s) */
-    {0, 0, 20800, 2, 500 * MS, 800 * MS},
+    { 0, 0, 20800, 2, 500 * MS, 800 * MS },
     /* exactly 1 s: the remainder is covered by the first window */
-    {0, 0, 16000, 1, 0, GST_SECOND},
+    { 0, 0, 16000, 1, 0, GST_SECOND },
     /* 0.51 s with 0.5 s windows: 160 samples < n_fft are dropped */
-    {500 * MS, 500 * MS, 8160, 1, 0, 500 * MS},
+    { 500 * MS, 500 * MS, 8160, 1, 0, 500 * MS },
     /* 0.3 s only: a shorter first window */
-    {0, 0, 4800, 1, 0, 300 * MS},
+    { 0, 0, 4800, 1, 0, 300 * MS },
   };
   guint c;
 
   for (c = 0; c < G_N_ELEMENTS (cases); c++) {
-    gchar *extra = g_strdup_printf ("window=%" G_GUINT64_FORMAT " hop=%"
-        G_GUINT64_FORMAT, cases[c].window_ns, cases[c].hop_ns);
+    gchar *extra = g_strdup_printf (
+        "window=%" G_GUINT64_FORMAT " hop=%" G_GUINT64_FORMAT, cases[c].window_ns, cases[c].hop_ns);
     GstHarness *h = harness_new (extra, MONO_S16);
     GstBuffer *out = NULL;
     GstEvent *ev;
@@ -498,16 +488,14 @@ GST_START_TEST (test_eos)
 
     push_s16 (h, 0, cases[c].samples, 1600, 0);
     fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
-    fail_unless_equals_int (gst_harness_buffers_in_queue (h),
-        cases[c].n_out);
+    fail_unless_equals_int (gst_harness_buffers_in_queue (h), cases[c].n_out);
     while (gst_harness_buffers_in_queue (h) > 0) {
       if (out)
         gst_buffer_unref (out);
       out = gst_harness_pull (h);
     }
     fail_unless_equals_uint64 (GST_BUFFER_PTS (out), cases[c].last_pts);
-    fail_unless_equals_uint64 (GST_BUFFER_DURATION (out),
-        cases[c].last_duration);
+    fail_unless_equals_uint64 (GST_BUFFER_DURATION (out), cases[c].last_duration);
     gst_buffer_unref (out);
     while ((ev = gst_harness_try_pull_event (h)) != NULL) {
       eos |= GST_EVENT_TYPE (ev) == GST_EVENT_EOS;
@@ -552,12 +540,11 @@ GST_START_TEST (test_latency)
   {
     guint64 window_ns;
     GstClockTime expect;
-  } cases[] = { {0, GST_SECOND}, {250 * MS, 250 * MS} };
+  } cases[] = { { 0, GST_SECOND }, { 250 * MS, 250 * MS } };
   guint c;
 
   for (c = 0; c < G_N_ELEMENTS (cases); c++) {
-    gchar *extra = g_strdup_printf ("window=%" G_GUINT64_FORMAT,
-        cases[c].window_ns);
+    gchar *extra = g_strdup_printf ("window=%" G_GUINT64_FORMAT, cases[c].window_ns);
     GstHarness *h = harness_new (extra, MONO_S16);
     GstQuery *q = gst_query_new_latency ();
     gboolean live;
@@ -604,8 +591,8 @@ GST_START_TEST (test_latency_message)
     fail_unless (msg != NULL, "no LATENCY message after loading the model");
     fail_unless (GST_MESSAGE_SRC (msg) == GST_OBJECT (enc));
     gst_message_unref (msg);
-    fail_unless (gst_bus_pop_filtered (bus, GST_MESSAGE_LATENCY) == NULL,
-        "more than one LATENCY message");
+    fail_unless (
+        gst_bus_pop_filtered (bus, GST_MESSAGE_LATENCY) == NULL, "more than one LATENCY message");
 
     q = gst_query_new_latency ();
     fail_unless (gst_pad_peer_query (sink->sinkpads->data, q));
@@ -633,9 +620,9 @@ GST_START_TEST (test_latency_before_start)
     guint64 window_ns;
     GstClockTime expect;
   } cases[] = {
-    {"tiny.safetensors", 0, GST_SECOND},
-    {"tiny.safetensors", 250 * MS, 250 * MS},
-    {"no-such-model.safetensors", 0, 0},
+    { "tiny.safetensors", 0, GST_SECOND },
+    { "tiny.safetensors", 250 * MS, 250 * MS },
+    { "no-such-model.safetensors", 0, 0 },
   };
   guint c;
 
@@ -652,8 +639,8 @@ GST_START_TEST (test_latency_before_start)
     g_object_set (enc, "model", path, "window", cases[c].window_ns, NULL);
     gst_bin_add_many (GST_BIN (pipe), src, enc, sink, NULL);
     fail_unless (gst_element_link_many (src, enc, sink, NULL));
-    fail_unless_equals_int (gst_element_set_state (pipe, GST_STATE_READY),
-        GST_STATE_CHANGE_SUCCESS);
+    fail_unless_equals_int (
+        gst_element_set_state (pipe, GST_STATE_READY), GST_STATE_CHANGE_SUCCESS);
 
     q = gst_query_new_latency ();
     fail_unless (gst_pad_peer_query (sink->sinkpads->data, q));
@@ -677,7 +664,7 @@ GST_START_TEST (test_properties)
   g_object_get (e, "window", &window, "hop", &hop, NULL);
   fail_unless_equals_uint64 (window, 0);
   fail_unless_equals_uint64 (hop, 0);
-  g_object_set (e, "window", (guint64) GST_SECOND, "hop", (guint64) MS, NULL);
+  g_object_set (e, "window", (guint64)GST_SECOND, "hop", (guint64)MS, NULL);
   g_object_get (e, "window", &window, "hop", &hop, NULL);
   fail_unless_equals_uint64 (window, GST_SECOND);
   fail_unless_equals_uint64 (hop, MS);

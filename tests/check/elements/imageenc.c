@@ -23,8 +23,7 @@
 
 /* A frame of @info with a deterministic pattern depending on @seed. */
 static GstBuffer *
-frame_new (const GstVideoInfo * info, guint seed, GstClockTime pts,
-    GstClockTime duration)
+frame_new (const GstVideoInfo *info, guint seed, GstClockTime pts, GstClockTime duration)
 {
   GstBuffer *buf = gst_buffer_new_allocate (NULL, info->size, NULL);
   GstMapInfo map;
@@ -32,7 +31,7 @@ frame_new (const GstVideoInfo * info, guint seed, GstClockTime pts,
 
   gst_buffer_map (buf, &map, GST_MAP_WRITE);
   for (i = 0; i < map.size; i++)
-    map.data[i] = (guint8) ((i * 7 + seed * 31 + (i / 13) * 5) & 0xff);
+    map.data[i] = (guint8)((i * 7 + seed * 31 + (i / 13) * 5) & 0xff);
   gst_buffer_unmap (buf, &map);
   GST_BUFFER_PTS (buf) = pts;
   GST_BUFFER_DURATION (buf) = duration;
@@ -41,8 +40,7 @@ frame_new (const GstVideoInfo * info, guint seed, GstClockTime pts,
 
 /* ref (DIM) = libmm's embedding of @buf laid out as @info. */
 static void
-reference (const GstVideoInfo * info, MmPixelFormat format, GstBuffer * buf,
-    gfloat * ref)
+reference (const GstVideoInfo *info, MmPixelFormat format, GstBuffer *buf, gfloat *ref)
 {
   gchar *path = fixture ("tiny.safetensors");
   GError *err = NULL;
@@ -55,40 +53,45 @@ reference (const GstVideoInfo * info, MmPixelFormat format, GstBuffer * buf,
   enc = mm_image_encoder_new (model, &params, &err);
   fail_unless (enc != NULL);
   gst_buffer_map (buf, &map, GST_MAP_READ);
-  fail_unless (mm_image_encoder_encode (enc, format, map.data,
-          GST_VIDEO_INFO_WIDTH (info), GST_VIDEO_INFO_HEIGHT (info),
-          GST_VIDEO_INFO_PLANE_STRIDE (info, 0), ref, &err), "%s",
-      err ? err->message : "");
+  fail_unless (mm_image_encoder_encode (enc, format, map.data, GST_VIDEO_INFO_WIDTH (info),
+                   GST_VIDEO_INFO_HEIGHT (info), GST_VIDEO_INFO_PLANE_STRIDE (info, 0), ref, &err),
+      "%s", err ? err->message : "");
   gst_buffer_unmap (buf, &map);
   mm_image_encoder_free (enc);
   mm_model_unref (model);
   g_free (path);
 }
 
-#define assert_embedding(buf, ref) \
-  assert_embedding_near ((buf), (ref), DIM, 1e-6f)
+#define assert_embedding(buf, ref) assert_embedding_near ((buf), (ref), DIM, 1e-6f)
 
 static const struct
 {
   const gchar *name;
   MmPixelFormat mm;
 } formats[] = {
-  {"RGB", MM_PIXEL_RGB}, {"BGR", MM_PIXEL_BGR}, {"RGBx", MM_PIXEL_RGBx},
-  {"BGRx", MM_PIXEL_BGRx}, {"xRGB", MM_PIXEL_xRGB}, {"xBGR", MM_PIXEL_xBGR},
-  {"RGBA", MM_PIXEL_RGBA}, {"BGRA", MM_PIXEL_BGRA}, {"ARGB", MM_PIXEL_ARGB},
-  {"ABGR", MM_PIXEL_ABGR}, {"GRAY8", MM_PIXEL_GRAY8},
+  { "RGB", MM_PIXEL_RGB },
+  { "BGR", MM_PIXEL_BGR },
+  { "RGBx", MM_PIXEL_RGBx },
+  { "BGRx", MM_PIXEL_BGRx },
+  { "xRGB", MM_PIXEL_xRGB },
+  { "xBGR", MM_PIXEL_xBGR },
+  { "RGBA", MM_PIXEL_RGBA },
+  { "BGRA", MM_PIXEL_BGRA },
+  { "ARGB", MM_PIXEL_ARGB },
+  { "ABGR", MM_PIXEL_ABGR },
+  { "GRAY8", MM_PIXEL_GRAY8 },
 };
 
 /* Sets caps formats[@format] @width x @height at @fps/1 on @h, pushes a
  * frame (pattern @seed, @pts, @duration) and checks that the output is
  * libmm's embedding of it, at @pts, lasting @expect_duration. */
 static void
-push_and_check_frame (GstHarness * h, guint format, guint width,
-    guint height, guint fps, guint seed, GstClockTime pts,
-    GstClockTime duration, GstClockTime expect_duration)
+push_and_check_frame (GstHarness *h, guint format, guint width, guint height, guint fps, guint seed,
+    GstClockTime pts, GstClockTime duration, GstClockTime expect_duration)
 {
   gchar *caps = g_strdup_printf ("video/x-raw, format=%s, width=%u, "
-      "height=%u, framerate=%u/1", formats[format].name, width, height, fps);
+                                 "height=%u, framerate=%u/1",
+      formats[format].name, width, height, fps);
   GstCaps *c = gst_caps_from_string (caps);
   GstVideoInfo info;
   GstBuffer *in, *out;
@@ -110,15 +113,14 @@ push_and_check_frame (GstHarness * h, guint format, guint width,
 /* Every format, at odd sizes (padded strides), gives libmm's embedding. */
 GST_START_TEST (test_formats_and_values)
 {
-  static const guint sizes[][2] = { {37, 23}, {16, 16}, {1, 1}, {201, 3} };
+  static const guint sizes[][2] = { { 37, 23 }, { 16, 16 }, { 1, 1 }, { 201, 3 } };
   guint f, z;
 
   for (f = 0; f < G_N_ELEMENTS (formats); f++) {
     for (z = 0; z < G_N_ELEMENTS (sizes); z++) {
       GstHarness *h = harness_new (NULL);
 
-      push_and_check_frame (h, f, sizes[z][0], sizes[z][1], 25, f + z, 0,
-          FRAME, FRAME);
+      push_and_check_frame (h, f, sizes[z][0], sizes[z][1], 25, f + z, 0, FRAME, FRAME);
       gst_harness_teardown (h);
     }
   }
@@ -133,18 +135,15 @@ GST_START_TEST (test_renegotiation)
 {
   static const struct
   {
-    guint format;               /* index into formats[] */
+    guint format; /* index into formats[] */
     guint width, height, fps;
-  } steps[] = { {0, 37, 23, 25}, {10, 16, 16, 25}, {3, 201, 3, 10},
-  {0, 37, 23, 50}
-  };
+  } steps[] = { { 0, 37, 23, 25 }, { 10, 16, 16, 25 }, { 3, 201, 3, 10 }, { 0, 37, 23, 50 } };
   GstHarness *h = harness_new (NULL);
   guint i;
 
   for (i = 0; i < G_N_ELEMENTS (steps); i++)
-    push_and_check_frame (h, steps[i].format, steps[i].width,
-        steps[i].height, steps[i].fps, i, i * GST_SECOND, GST_CLOCK_TIME_NONE,
-        GST_SECOND / steps[i].fps);
+    push_and_check_frame (h, steps[i].format, steps[i].width, steps[i].height, steps[i].fps, i,
+        i * GST_SECOND, GST_CLOCK_TIME_NONE, GST_SECOND / steps[i].fps);
   gst_harness_teardown (h);
 }
 
@@ -159,7 +158,8 @@ GST_START_TEST (test_short_buffer)
   GstBuffer *in = gst_buffer_new_allocate (NULL, 100, NULL);
 
   gst_element_set_bus (h->element, bus);
-  gst_harness_set_src_caps_str (h, "video/x-raw, format=RGB, width=64, "
+  gst_harness_set_src_caps_str (h,
+      "video/x-raw, format=RGB, width=64, "
       "height=48, framerate=25/1");
   gst_buffer_memset (in, 0, 0x55, 100);
   GST_BUFFER_PTS (in) = 0;
@@ -181,7 +181,8 @@ GST_START_TEST (test_output_caps)
   gint dim = 0;
   GstVideoInfo info;
 
-  gst_harness_set_src_caps_str (h, "video/x-raw, format=RGB, width=8, "
+  gst_harness_set_src_caps_str (h,
+      "video/x-raw, format=RGB, width=8, "
       "height=8, framerate=25/1");
   gst_video_info_set_format (&info, GST_VIDEO_FORMAT_RGB, 8, 8);
   gst_harness_push (h, frame_new (&info, 0, 0, FRAME));
@@ -189,8 +190,7 @@ GST_START_TEST (test_output_caps)
   caps = gst_pad_get_current_caps (h->sinkpad);
   s = gst_caps_get_structure (caps, 0);
   fail_unless (gst_structure_has_name (s, MM_EMBEDDING_CAPS_NAME));
-  fail_unless_equals_string (gst_structure_get_string (s, "modality"),
-      "image");
+  fail_unless_equals_string (gst_structure_get_string (s, "modality"), "image");
   fail_unless (gst_structure_get_int (s, "dim", &dim));
   fail_unless_equals_int (dim, DIM);
   fail_unless (gst_structure_get_string (s, "model") != NULL);
@@ -215,8 +215,7 @@ GST_START_TEST (test_caps_refused)
   for (i = 0; i < G_N_ELEMENTS (refused); i++) {
     GstCaps *caps = gst_caps_from_string (refused[i]);
 
-    fail_unless (!gst_pad_query_accept_caps (sinkpad, caps), "%s accepted",
-        refused[i]);
+    fail_unless (!gst_pad_query_accept_caps (sinkpad, caps), "%s accepted", refused[i]);
     gst_caps_unref (caps);
   }
   gst_object_unref (sinkpad);
@@ -229,15 +228,17 @@ GST_START_TEST (test_downstream_mismatch)
 {
   gchar *path = fixture ("tiny.safetensors");
   gchar *desc = g_strdup_printf ("imageenc model=\"%s\" ! capsfilter "
-      "caps=\"" MM_EMBEDDING_CAPS_NAME ",dim=(int)16\"", path);
+                                 "caps=\"" MM_EMBEDDING_CAPS_NAME ",dim=(int)16\"",
+      path);
   GstHarness *h = gst_harness_new_parse (desc);
   GstVideoInfo info;
 
-  gst_harness_set_src_caps_str (h, "video/x-raw, format=RGB, width=8, "
+  gst_harness_set_src_caps_str (h,
+      "video/x-raw, format=RGB, width=8, "
       "height=8, framerate=25/1");
   gst_video_info_set_format (&info, GST_VIDEO_FORMAT_RGB, 8, 8);
-  fail_unless_equals_int (gst_harness_push (h, frame_new (&info, 0, 0,
-              FRAME)), GST_FLOW_NOT_NEGOTIATED);
+  fail_unless_equals_int (
+      gst_harness_push (h, frame_new (&info, 0, 0, FRAME)), GST_FLOW_NOT_NEGOTIATED);
   gst_harness_teardown (h);
   g_free (desc);
   g_free (path);
@@ -248,24 +249,22 @@ GST_END_TEST;
 /* Pushes @n frames at 25 fps from frame @first; frames in @discont get the
  * DISCONT flag. */
 static void
-push_frames (GstHarness * h, const GstVideoInfo * info, guint first, guint n,
-    gint discont, gboolean with_duration)
+push_frames (GstHarness *h, const GstVideoInfo *info, guint first, guint n, gint discont,
+    gboolean with_duration)
 {
   guint i;
 
   for (i = first; i < first + n; i++) {
-    GstBuffer *buf = frame_new (info, i, i * FRAME,
-        with_duration ? FRAME : GST_CLOCK_TIME_NONE);
+    GstBuffer *buf = frame_new (info, i, i * FRAME, with_duration ? FRAME : GST_CLOCK_TIME_NONE);
 
-    if ((gint) i == discont)
+    if ((gint)i == discont)
       GST_BUFFER_FLAG_SET (buf, GST_BUFFER_FLAG_DISCONT);
     fail_unless_equals_int (gst_harness_push (h, buf), GST_FLOW_OK);
   }
 }
 
 static void
-expect_outputs (GstHarness * h, const guint * frames, guint n,
-    GstClockTime duration)
+expect_outputs (GstHarness *h, const guint *frames, guint n, GstClockTime duration)
 {
   guint i;
 
@@ -290,11 +289,11 @@ GST_START_TEST (test_interval)
     guint n_out;
     guint out[8];
   } cases[] = {
-    {1, 4, -1, TRUE, 4, {0, 1, 2, 3}},
-    {3, 7, -1, TRUE, 3, {0, 3, 6}},
-    {3, 7, -1, FALSE, 3, {0, 3, 6}},    /* duration from the framerate */
-    {4, 10, 2, TRUE, 3, {0, 2, 6}},     /* DISCONT restarts the count */
-    {10, 5, -1, TRUE, 1, {0}},
+    { 1, 4, -1, TRUE, 4, { 0, 1, 2, 3 } },
+    { 3, 7, -1, TRUE, 3, { 0, 3, 6 } },
+    { 3, 7, -1, FALSE, 3, { 0, 3, 6 } }, /* duration from the framerate */
+    { 4, 10, 2, TRUE, 3, { 0, 2, 6 } },  /* DISCONT restarts the count */
+    { 10, 5, -1, TRUE, 1, { 0 } },
   };
   guint c;
 
@@ -303,13 +302,12 @@ GST_START_TEST (test_interval)
     GstHarness *h = harness_new (extra);
     GstVideoInfo info;
 
-    gst_harness_set_src_caps_str (h, "video/x-raw, format=BGRx, width=20, "
+    gst_harness_set_src_caps_str (h,
+        "video/x-raw, format=BGRx, width=20, "
         "height=10, framerate=25/1");
     gst_video_info_set_format (&info, GST_VIDEO_FORMAT_BGRx, 20, 10);
-    push_frames (h, &info, 0, cases[c].n_frames, cases[c].discont,
-        cases[c].with_duration);
-    expect_outputs (h, cases[c].out, cases[c].n_out,
-        cases[c].interval * FRAME);
+    push_frames (h, &info, 0, cases[c].n_frames, cases[c].discont, cases[c].with_duration);
+    expect_outputs (h, cases[c].out, cases[c].n_out, cases[c].interval * FRAME);
     gst_harness_teardown (h);
     g_free (extra);
   }
@@ -325,7 +323,8 @@ GST_START_TEST (test_flush)
   GstSegment segment;
   static const guint first[] = { 0 }, after[] = { 2, 7 };
 
-  gst_harness_set_src_caps_str (h, "video/x-raw, format=RGB, width=8, "
+  gst_harness_set_src_caps_str (h,
+      "video/x-raw, format=RGB, width=8, "
       "height=8, framerate=25/1");
   gst_video_info_set_format (&info, GST_VIDEO_FORMAT_RGB, 8, 8);
   push_frames (h, &info, 0, 2, -1, TRUE);
@@ -353,7 +352,8 @@ GST_START_TEST (test_qos)
     GstVideoInfo info;
     GstBuffer *out;
 
-    gst_harness_set_src_caps_str (h, "video/x-raw, format=RGB, width=8, "
+    gst_harness_set_src_caps_str (h,
+        "video/x-raw, format=RGB, width=8, "
         "height=8, framerate=25/1");
     gst_video_info_set_format (&info, GST_VIDEO_FORMAT_RGB, 8, 8);
     push_frames (h, &info, 0, 1, -1, TRUE);
@@ -361,10 +361,9 @@ GST_START_TEST (test_qos)
 
     /* frame 0 was shown 0.5 s late: frames up to at least 0.5 s (running
      * time) can no longer be shown in time */
-    fail_unless (gst_harness_push_upstream_event (h,
-            gst_event_new_qos (GST_QOS_TYPE_UNDERFLOW, 0.5,
-                GST_SECOND / 2, 0)));
-    push_frames (h, &info, 1, 40, -1, TRUE);    /* 40 ms .. 1.6 s */
+    fail_unless (gst_harness_push_upstream_event (
+        h, gst_event_new_qos (GST_QOS_TYPE_UNDERFLOW, 0.5, GST_SECOND / 2, 0)));
+    push_frames (h, &info, 1, 40, -1, TRUE); /* 40 ms .. 1.6 s */
     if (qos) {
       guint n = 0, late = 0, recent = 0;
 
@@ -376,7 +375,7 @@ GST_START_TEST (test_qos)
       }
       GST_INFO ("qos: %u of 40 frames encoded", n);
       fail_unless_equals_int (late, 0);
-      fail_unless_equals_int (recent, 13);      /* frames 28..40 */
+      fail_unless_equals_int (recent, 13); /* frames 28..40 */
       fail_unless (n < 40);
     } else {
       fail_unless_equals_int (gst_harness_buffers_in_queue (h), 40);
@@ -394,7 +393,8 @@ GST_START_TEST (test_eos)
   GstEvent *ev;
   gboolean seen = FALSE;
 
-  gst_harness_set_src_caps_str (h, "video/x-raw, format=GRAY8, width=9, "
+  gst_harness_set_src_caps_str (h,
+      "video/x-raw, format=GRAY8, width=9, "
       "height=5, framerate=25/1");
   gst_video_info_set_format (&info, GST_VIDEO_FORMAT_GRAY8, 9, 5);
   push_frames (h, &info, 0, 2, -1, TRUE);
@@ -413,8 +413,8 @@ GST_END_TEST;
 GST_START_TEST (test_properties)
 {
   GstElement *e = gst_element_factory_make ("imageenc", NULL);
-  GParamSpecUInt *pspec = (GParamSpecUInt *)
-      g_object_class_find_property (G_OBJECT_GET_CLASS (e), "interval");
+  GParamSpecUInt *pspec =
+      (GParamSpecUInt *)g_object_class_find_property (G_OBJECT_GET_CLASS (e), "interval");
   guint interval;
   gboolean qos;
 
@@ -443,8 +443,8 @@ GST_START_TEST (test_pipeline)
 {
   gchar *model = fixture ("tiny.safetensors");
   gchar *desc = g_strdup_printf ("videotestsrc num-buffers=30 ! "
-      "video/x-raw,width=64,height=48,framerate=30/1 ! videoconvert ! "
-      "imageenc model=\"%s\" interval=4 ! appsink name=sink sync=false",
+                                 "video/x-raw,width=64,height=48,framerate=30/1 ! videoconvert ! "
+                                 "imageenc model=\"%s\" interval=4 ! appsink name=sink sync=false",
       model);
   GstElement *pipe = gst_parse_launch (desc, NULL);
   GstElement *sink = gst_bin_get_by_name (GST_BIN (pipe), "sink");
@@ -453,8 +453,7 @@ GST_START_TEST (test_pipeline)
   GstSample *sample;
   guint n = 0;
 
-  fail_unless (gst_element_set_state (pipe, GST_STATE_PLAYING) !=
-      GST_STATE_CHANGE_FAILURE);
+  fail_unless (gst_element_set_state (pipe, GST_STATE_PLAYING) != GST_STATE_CHANGE_FAILURE);
   while (TRUE) {
     GstBuffer *buf;
 
@@ -463,18 +462,17 @@ GST_START_TEST (test_pipeline)
     if (sample == NULL)
       break;
     buf = gst_sample_get_buffer (sample);
-    fail_unless_equals_uint64 (GST_BUFFER_PTS (buf),
-        gst_util_uint64_scale (4 * n, GST_SECOND, 30));
+    fail_unless_equals_uint64 (GST_BUFFER_PTS (buf), gst_util_uint64_scale (4 * n, GST_SECOND, 30));
     /* videotestsrc's frame durations alternate by a nanosecond */
-    fail_unless (ABS ((gint64) GST_BUFFER_DURATION (buf) -
-            (gint64) gst_util_uint64_scale (4, GST_SECOND, 30)) <= 4);
+    fail_unless (
+        ABS ((gint64)GST_BUFFER_DURATION (buf) - (gint64)gst_util_uint64_scale (4, GST_SECOND, 30))
+        <= 4);
     fail_unless_equals_int (gst_buffer_get_size (buf), DIM * sizeof (gfloat));
     gst_sample_unref (sample);
     n++;
   }
   fail_unless_equals_int (n, 8);
-  msg = gst_bus_timed_pop_filtered (bus, 10 * GST_SECOND,
-      GST_MESSAGE_ERROR | GST_MESSAGE_EOS);
+  msg = gst_bus_timed_pop_filtered (bus, 10 * GST_SECOND, GST_MESSAGE_ERROR | GST_MESSAGE_EOS);
   fail_unless (msg != NULL);
   fail_unless_equals_int (GST_MESSAGE_TYPE (msg), GST_MESSAGE_EOS);
   gst_message_unref (msg);

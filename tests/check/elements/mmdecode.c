@@ -23,7 +23,7 @@
 #define FUSED_CAPS MM_EMBEDDING_CAPS_NAME ", modality=fused, dim=(int)27"
 
 static GstHarness *
-harness_new (const gchar * extra, GstBus ** bus)
+harness_new (const gchar *extra, GstBus **bus)
 {
   GstHarness *h = mm_harness_new ("mmdecode", extra);
 
@@ -35,7 +35,7 @@ harness_new (const gchar * extra, GstBus ** bus)
 }
 
 static void
-harness_free (GstHarness * h, GstBus * bus)
+harness_free (GstHarness *h, GstBus *bus)
 {
   if (bus) {
     gst_element_set_bus (h->element, NULL);
@@ -47,7 +47,7 @@ harness_free (GstHarness * h, GstBus * bus)
 /* fused (FUSED_DIM) and scores (N_LABELS) for @text as the only present
  * input, straight from libmm. */
 static void
-reference (const gchar * text, gfloat * fused, gfloat * scores)
+reference (const gchar *text, gfloat *fused, gfloat *scores)
 {
   gchar *path = fixture ("tiny.safetensors");
   GError *err = NULL;
@@ -60,8 +60,7 @@ reference (const gchar * text, gfloat * fused, gfloat * scores)
   const float *inputs[3] = { NULL, NULL, NULL };
 
   fail_unless (model != NULL);
-  fail_unless_equals_int (mm_model_get_dim (model, MM_COMPONENT_FUSION),
-      FUSED_DIM);
+  fail_unless_equals_int (mm_model_get_dim (model, MM_COMPONENT_FUSION), FUSED_DIM);
   fail_unless_equals_int (mm_model_find_fusion_input (model, "text"), 2);
   enc = mm_text_encoder_new (model, &params, &err);
   fusion = mm_fusion_new (model, &params, &err);
@@ -82,8 +81,7 @@ static const gchar *labels[N_LABELS] = { "speech", "music", "noise" };
 
 /* "label score, ..." for the @k best of @scores at or above @threshold. */
 static gchar *
-expected_text (const gfloat * scores, guint k, gdouble threshold,
-    guint * order, guint * n_out)
+expected_text (const gfloat *scores, guint k, gdouble threshold, guint *order, guint *n_out)
 {
   GString *s = g_string_new (NULL);
   guint idx[N_LABELS] = { 0, 1, 2 };
@@ -102,8 +100,7 @@ expected_text (const gfloat * scores, guint k, gdouble threshold,
       continue;
     if (order)
       order[n] = idx[i];
-    g_string_append_printf (s, "%s%s %.2f", n ? ", " : "", labels[idx[i]],
-        scores[idx[i]]);
+    g_string_append_printf (s, "%s%s %.2f", n ? ", " : "", labels[idx[i]], scores[idx[i]]);
     n++;
   }
   if (n_out)
@@ -112,7 +109,7 @@ expected_text (const gfloat * scores, guint k, gdouble threshold,
 }
 
 static GstBuffer *
-fused_buffer (const gfloat * fused, GstClockTime pts, GstClockTime duration)
+fused_buffer (const gfloat *fused, GstClockTime pts, GstClockTime duration)
 {
   GstBuffer *buf = gst_buffer_new_memdup (fused, FUSED_DIM * sizeof (gfloat));
 
@@ -122,7 +119,7 @@ fused_buffer (const gfloat * fused, GstClockTime pts, GstClockTime duration)
 }
 
 static gchar *
-buffer_text (GstBuffer * buf)
+buffer_text (GstBuffer *buf)
 {
   GstMapInfo map;
   gchar *s;
@@ -130,13 +127,13 @@ buffer_text (GstBuffer * buf)
   if (gst_buffer_get_size (buf) == 0)
     return g_strdup ("");
   gst_buffer_map (buf, &map, GST_MAP_READ);
-  s = g_strndup ((const gchar *) map.data, map.size);
+  s = g_strndup ((const gchar *)map.data, map.size);
   gst_buffer_unmap (buf, &map);
   return s;
 }
 
 static GstStructure *
-pop_classification (GstBus * bus)
+pop_classification (GstBus *bus)
 {
   GstMessage *msg;
   GstStructure *s;
@@ -153,7 +150,7 @@ pop_classification (GstBus * bus)
 }
 
 static guint64
-get_u64 (const GstStructure * s, const gchar * field)
+get_u64 (const GstStructure *s, const gchar *field)
 {
   guint64 v = 0;
 
@@ -176,11 +173,11 @@ GST_START_TEST (test_decision)
 
   reference ("a guitar song and piano music", fused, scores);
   expect = expected_text (scores, 1, 0.0, order, &n);
-  fail_unless_equals_int (order[0], 1);   /* the fixture says "music" */
+  fail_unless_equals_int (order[0], 1); /* the fixture says "music" */
 
   gst_harness_set_src_caps_str (h, FUSED_CAPS);
-  fail_unless_equals_int (gst_harness_push (h, fused_buffer (fused,
-              2 * GST_SECOND, GST_SECOND)), GST_FLOW_OK);
+  fail_unless_equals_int (
+      gst_harness_push (h, fused_buffer (fused, 2 * GST_SECOND, GST_SECOND)), GST_FLOW_OK);
   out = gst_harness_pull (h);
   fail_unless_equals_uint64 (GST_BUFFER_PTS (out), 2 * GST_SECOND);
   fail_unless_equals_uint64 (GST_BUFFER_DURATION (out), GST_SECOND);
@@ -212,19 +209,16 @@ GST_START_TEST (test_decision)
   arr = gst_structure_get_value (s, "labels");
   fail_unless (GST_VALUE_HOLDS_ARRAY (arr));
   fail_unless_equals_int (gst_value_array_get_size (arr), 1);
-  fail_unless_equals_string (g_value_get_string (gst_value_array_get_value
-          (arr, 0)), "music");
+  fail_unless_equals_string (g_value_get_string (gst_value_array_get_value (arr, 0)), "music");
   arr = gst_structure_get_value (s, "scores");
   fail_unless_equals_int (gst_value_array_get_size (arr), 1);
-  fail_unless (fabs (g_value_get_double (gst_value_array_get_value (arr,
-                  0)) - scores[1]) < 1e-6);
+  fail_unless (fabs (g_value_get_double (gst_value_array_get_value (arr, 0)) - scores[1]) < 1e-6);
   arr = gst_structure_get_value (s, "present");
   fail_unless_equals_int (gst_value_array_get_size (arr), 3);
   arr = gst_structure_get_value (s, "missing");
   fail_unless (GST_VALUE_HOLDS_ARRAY (arr));
   fail_unless_equals_int (gst_value_array_get_size (arr), 0);
-  fail_unless_equals_string (gst_structure_get_string (s, "present-csv"),
-      "image,audio,text");
+  fail_unless_equals_string (gst_structure_get_string (s, "present-csv"), "image,audio,text");
   fail_unless_equals_string (gst_structure_get_string (s, "missing-csv"), "");
   fail_unless_equals_string (gst_structure_get_string (s, "label"), "music");
   fail_unless_equals_string (gst_structure_get_string (s, "text"), expect);
@@ -245,18 +239,14 @@ GST_START_TEST (test_top_k_threshold)
   {
     guint top_k;
     gdouble threshold;
-  } cases[] = { {1, 0.0}, {2, 0.0}, {3, 0.0}, {16, 0.0}, {3, 0.2},
-  {3, 0.5}, {3, 1.0}, {1, 1.0}
-  };
-  const gchar *texts[] = { "news report", "traffic noise on the street",
-    "a dog"
-  };
+  } cases[] = { { 1, 0.0 }, { 2, 0.0 }, { 3, 0.0 }, { 16, 0.0 }, { 3, 0.2 }, { 3, 0.5 }, { 3, 1.0 },
+    { 1, 1.0 } };
+  const gchar *texts[] = { "news report", "traffic noise on the street", "a dog" };
   guint c, t;
 
   for (c = 0; c < G_N_ELEMENTS (cases); c++) {
     for (t = 0; t < G_N_ELEMENTS (texts); t++) {
-      gchar *extra = g_strdup_printf ("top-k=%u threshold=%g",
-          cases[c].top_k, cases[c].threshold);
+      gchar *extra = g_strdup_printf ("top-k=%u threshold=%g", cases[c].top_k, cases[c].threshold);
       GstBus *bus;
       GstHarness *h = harness_new (extra, &bus);
       gfloat fused[FUSED_DIM], scores[N_LABELS];
@@ -267,8 +257,7 @@ GST_START_TEST (test_top_k_threshold)
       GstStructure *s;
 
       reference (texts[t], fused, scores);
-      expect = expected_text (scores, cases[c].top_k, cases[c].threshold,
-          order, &n);
+      expect = expected_text (scores, cases[c].top_k, cases[c].threshold, order, &n);
       gst_harness_set_src_caps_str (h, FUSED_CAPS);
       gst_harness_push (h, fused_buffer (fused, 0, GST_SECOND));
       out = gst_harness_pull (h);
@@ -279,24 +268,18 @@ GST_START_TEST (test_top_k_threshold)
       meta = gst_buffer_get_mm_classification_meta (out);
       fail_unless_equals_int (meta->n_top, n);
       for (i = 0; i < n; i++)
-        fail_unless_equals_string (g_quark_to_string (meta->label[i]),
-            labels[order[i]]);
+        fail_unless_equals_string (g_quark_to_string (meta->label[i]), labels[order[i]]);
       s = pop_classification (bus);
-      fail_unless_equals_int (gst_value_array_get_size
-          (gst_structure_get_value (s, "labels")), n);
-      fail_unless_equals_int (gst_value_array_get_size
-          (gst_structure_get_value (s, "scores")), n);
+      fail_unless_equals_int (gst_value_array_get_size (gst_structure_get_value (s, "labels")), n);
+      fail_unless_equals_int (gst_value_array_get_size (gst_structure_get_value (s, "scores")), n);
       /* the scalar fields say the same */
-      fail_unless_equals_string (gst_structure_get_string (s, "text"),
-          expect);
-      fail_unless_equals_string (gst_structure_get_string (s, "label"),
-          n ? labels[order[0]] : "");
+      fail_unless_equals_string (gst_structure_get_string (s, "text"), expect);
+      fail_unless_equals_string (gst_structure_get_string (s, "label"), n ? labels[order[0]] : "");
       {
         gdouble score = -1.0;
 
         fail_unless (gst_structure_get_double (s, "score", &score));
-        fail_unless (fabs (score - (n ? scores[order[0]] : 0.0)) < 1e-6,
-            "%g", score);
+        fail_unless (fabs (score - (n ? scores[order[0]] : 0.0)) < 1e-6, "%g", score);
       }
       gst_structure_free (s);
       gst_buffer_unref (out);
@@ -311,7 +294,7 @@ GST_START_TEST (test_top_k_threshold)
 GST_END_TEST;
 
 static void
-get_scores (GstBus * bus, gfloat * out_by_label)
+get_scores (GstBus *bus, gfloat *out_by_label)
 {
   GstStructure *s = pop_classification (bus);
   const GValue *l, *v;
@@ -323,10 +306,8 @@ get_scores (GstBus * bus, gfloat * out_by_label)
   fail_unless_equals_int (gst_value_array_get_size (l), N_LABELS);
   for (i = 0; i < N_LABELS; i++)
     for (j = 0; j < N_LABELS; j++)
-      if (g_str_equal (g_value_get_string (gst_value_array_get_value (l, i)),
-              labels[j]))
-        out_by_label[j] = g_value_get_double (gst_value_array_get_value (v,
-                i));
+      if (g_str_equal (g_value_get_string (gst_value_array_get_value (l, i)), labels[j]))
+        out_by_label[j] = g_value_get_double (gst_value_array_get_value (v, i));
   gst_structure_free (s);
 }
 
@@ -359,8 +340,7 @@ GST_START_TEST (test_smoothing)
     get_scores (bus, got);
     for (i = 0; i < N_LABELS; i++) {
       expect[i] = s * sa[i] + (1 - s) * sb[i];
-      fail_unless (fabsf (got[i] - expect[i]) < 1e-5f, "%g vs %g", got[i],
-          expect[i]);
+      fail_unless (fabsf (got[i] - expect[i]) < 1e-5f, "%g vs %g", got[i], expect[i]);
     }
 
     gst_harness_push (h, fused_buffer (fb, 2 * GST_SECOND, GST_SECOND));
@@ -372,11 +352,9 @@ GST_START_TEST (test_smoothing)
 
     /* a flush forgets the past */
     fail_unless (gst_harness_push_event (h, gst_event_new_flush_start ()));
-    fail_unless (gst_harness_push_event (h,
-            gst_event_new_flush_stop (TRUE)));
+    fail_unless (gst_harness_push_event (h, gst_event_new_flush_stop (TRUE)));
     gst_segment_init (&segment, GST_FORMAT_TIME);
-    fail_unless (gst_harness_push_event (h,
-            gst_event_new_segment (&segment)));
+    fail_unless (gst_harness_push_event (h, gst_event_new_segment (&segment)));
     gst_harness_push (h, fused_buffer (fa, 0, GST_SECOND));
     get_scores (bus, got);
     for (i = 0; i < N_LABELS; i++)
@@ -390,8 +368,7 @@ GST_START_TEST (test_smoothing)
       gst_harness_push (h, b);
       get_scores (bus, got);
       for (i = 0; i < N_LABELS; i++)
-        fail_unless (fabsf (got[i] - sb[i]) < 1e-6f, "%g vs %g", got[i],
-            sb[i]);
+        fail_unless (fabsf (got[i] - sb[i]) < 1e-6f, "%g vs %g", got[i], sb[i]);
     }
 
     /* a NaN input does not crash, and does not poison the average: if
@@ -405,24 +382,21 @@ GST_START_TEST (test_smoothing)
 
       for (i = 0; i < FUSED_DIM; i++)
         nan_fused[i] = NAN;
-      gst_harness_push (h, fused_buffer (nan_fused, 6 * GST_SECOND,
-              GST_SECOND));
+      gst_harness_push (h, fused_buffer (nan_fused, 6 * GST_SECOND, GST_SECOND));
       st = pop_classification (bus);
       fail_unless (st != NULL);
-      finite = gst_value_array_get_size (gst_structure_get_value (st,
-              "labels")) == N_LABELS;
+      finite = gst_value_array_get_size (gst_structure_get_value (st, "labels")) == N_LABELS;
       gst_structure_free (st);
       if (finite) {
-        gst_harness_push (h, fused_buffer (nan_fused, 6 * GST_SECOND,
-                GST_SECOND));
+        gst_harness_push (h, fused_buffer (nan_fused, 6 * GST_SECOND, GST_SECOND));
         get_scores (bus, prev);
       }
       gst_harness_push (h, fused_buffer (fa, 7 * GST_SECOND, GST_SECOND));
       get_scores (bus, got);
       for (i = 0; i < N_LABELS; i++) {
         expect[i] = finite ? s * prev[i] + (1 - s) * sa[i] : sa[i];
-        fail_unless (isfinite (got[i]) && fabsf (got[i] - expect[i]) < 1e-5f,
-            "%g vs %g", got[i], expect[i]);
+        fail_unless (
+            isfinite (got[i]) && fabsf (got[i] - expect[i]) < 1e-5f, "%g vs %g", got[i], expect[i]);
       }
     }
 
@@ -503,18 +477,13 @@ GST_START_TEST (test_presence_and_times)
   fail_unless_equals_uint64 (get_u64 (s, "stream-time"), 102 * GST_SECOND);
   arr = gst_structure_get_value (s, "present");
   fail_unless_equals_int (gst_value_array_get_size (arr), 2);
-  fail_unless_equals_string (g_value_get_string (gst_value_array_get_value
-          (arr, 0)), "image");
-  fail_unless_equals_string (g_value_get_string (gst_value_array_get_value
-          (arr, 1)), "text");
+  fail_unless_equals_string (g_value_get_string (gst_value_array_get_value (arr, 0)), "image");
+  fail_unless_equals_string (g_value_get_string (gst_value_array_get_value (arr, 1)), "text");
   arr = gst_structure_get_value (s, "missing");
   fail_unless_equals_int (gst_value_array_get_size (arr), 1);
-  fail_unless_equals_string (g_value_get_string (gst_value_array_get_value
-          (arr, 0)), "audio");
-  fail_unless_equals_string (gst_structure_get_string (s, "present-csv"),
-      "image,text");
-  fail_unless_equals_string (gst_structure_get_string (s, "missing-csv"),
-      "audio");
+  fail_unless_equals_string (g_value_get_string (gst_value_array_get_value (arr, 0)), "audio");
+  fail_unless_equals_string (gst_structure_get_string (s, "present-csv"), "image,text");
+  fail_unless_equals_string (gst_structure_get_string (s, "missing-csv"), "audio");
   gst_structure_free (s);
   gst_buffer_unref (out);
   harness_free (h, bus);
@@ -530,25 +499,22 @@ GST_START_TEST (test_other_model_warning)
   {
     const gchar *model;
     gboolean warns;
-  } cases[] = { {NULL, FALSE}, {"tiny", FALSE}, {"other", TRUE} };
+  } cases[] = { { NULL, FALSE }, { "tiny", FALSE }, { "other", TRUE } };
   guint c;
 
   for (c = 0; c < G_N_ELEMENTS (cases); c++) {
     GstBus *bus;
     GstHarness *h = harness_new (NULL, &bus);
-    gchar *caps = cases[c].model ? g_strdup_printf ("%s, model=%s",
-        FUSED_CAPS, cases[c].model) : g_strdup (FUSED_CAPS);
+    gchar *caps = cases[c].model ? g_strdup_printf ("%s, model=%s", FUSED_CAPS, cases[c].model)
+                                 : g_strdup (FUSED_CAPS);
     gfloat fused[FUSED_DIM] = { 0 };
 
     gst_harness_set_src_caps_str (h, caps);
-    fail_unless_equals_int (gst_harness_push (h, fused_buffer (fused, 0,
-                GST_SECOND)), GST_FLOW_OK);
+    fail_unless_equals_int (gst_harness_push (h, fused_buffer (fused, 0, GST_SECOND)), GST_FLOW_OK);
     gst_buffer_unref (gst_harness_pull (h));
     if (cases[c].warns)
-      assert_bus_message (bus, GST_MESSAGE_WARNING, "\"other\"",
-          "\"tiny\"", NULL);
-    fail_unless (gst_bus_pop_filtered (bus, GST_MESSAGE_WARNING) == NULL,
-        "case %u", c);
+      assert_bus_message (bus, GST_MESSAGE_WARNING, "\"other\"", "\"tiny\"", NULL);
+    fail_unless (gst_bus_pop_filtered (bus, GST_MESSAGE_WARNING) == NULL, "case %u", c);
     g_free (caps);
     harness_free (h, bus);
   }
@@ -565,10 +531,9 @@ GST_START_TEST (test_downstream_refuses)
 
   gst_harness_set_sink_caps_str (h, "text/x-raw, format=pango-markup");
   gst_harness_set_src_caps_str (h, FUSED_CAPS);
-  fail_unless_equals_int (gst_harness_push (h, fused_buffer (fused, 0,
-              GST_SECOND)), GST_FLOW_NOT_NEGOTIATED);
-  assert_bus_message (bus, GST_MESSAGE_ERROR, "refuses its output",
-      "utf8", NULL);
+  fail_unless_equals_int (
+      gst_harness_push (h, fused_buffer (fused, 0, GST_SECOND)), GST_FLOW_NOT_NEGOTIATED);
+  assert_bus_message (bus, GST_MESSAGE_ERROR, "refuses its output", "utf8", NULL);
   harness_free (h, bus);
 }
 
@@ -585,8 +550,7 @@ GST_START_TEST (test_caps)
   gint dim = 0;
   gfloat fused[FUSED_DIM] = { 0 };
 
-  caps = gst_caps_from_string (MM_EMBEDDING_CAPS_NAME
-      ", modality=text, dim=(int)27");
+  caps = gst_caps_from_string (MM_EMBEDDING_CAPS_NAME ", modality=text, dim=(int)27");
   fail_if (gst_pad_query_accept_caps (sinkpad, caps));
   gst_caps_unref (caps);
   caps = gst_caps_from_string ("text/x-raw, format=utf8");
@@ -595,21 +559,18 @@ GST_START_TEST (test_caps)
 
   /* the caps query names the model's fused dimension */
   caps = gst_pad_query_caps (sinkpad, NULL);
-  fail_unless (gst_structure_get_int (gst_caps_get_structure (caps, 0),
-          "dim", &dim));
+  fail_unless (gst_structure_get_int (gst_caps_get_structure (caps, 0), "dim", &dim));
   fail_unless_equals_int (dim, FUSED_DIM);
   gst_caps_unref (caps);
 
   /* another dimension fails with an error naming both */
-  gst_harness_set_src_caps_str (h, MM_EMBEDDING_CAPS_NAME
-      ", modality=fused, dim=(int)16");
-  fail_unless_equals_int (gst_harness_push (h, fused_buffer (fused, 0,
-              GST_SECOND)), GST_FLOW_NOT_NEGOTIATED);
+  gst_harness_set_src_caps_str (h, MM_EMBEDDING_CAPS_NAME ", modality=fused, dim=(int)16");
+  fail_unless_equals_int (
+      gst_harness_push (h, fused_buffer (fused, 0, GST_SECOND)), GST_FLOW_NOT_NEGOTIATED);
   msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
   fail_unless (msg != NULL);
   gst_message_parse_error (msg, &err, NULL);
-  fail_unless (strstr (err->message, "16") && strstr (err->message, "27"),
-      "%s", err->message);
+  fail_unless (strstr (err->message, "16") && strstr (err->message, "27"), "%s", err->message);
   g_error_free (err);
   gst_message_unref (msg);
   gst_object_unref (sinkpad);
@@ -645,8 +606,7 @@ GST_START_TEST (test_gap_and_eos)
 
   gst_harness_set_src_caps_str (h, FUSED_CAPS);
   gst_harness_push (h, fused_buffer (fused, 0, GST_SECOND));
-  fail_unless (gst_harness_push_event (h, gst_event_new_gap (GST_SECOND,
-              GST_SECOND)));
+  fail_unless (gst_harness_push_event (h, gst_event_new_gap (GST_SECOND, GST_SECOND)));
   fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
   fail_unless_equals_int (gst_harness_buffers_received (h), 1);
   while ((ev = gst_harness_try_pull_event (h)) != NULL) {
@@ -664,25 +624,19 @@ GST_START_TEST (test_properties)
 {
   GstElement *e = gst_element_factory_make ("mmdecode", NULL);
   GObjectClass *klass = G_OBJECT_GET_CLASS (e);
-  GParamSpecUInt *k = (GParamSpecUInt *)
-      g_object_class_find_property (klass, "top-k");
-  GParamSpecDouble *t = (GParamSpecDouble *)
-      g_object_class_find_property (klass, "threshold");
-  GParamSpecDouble *s = (GParamSpecDouble *)
-      g_object_class_find_property (klass, "smoothing");
+  GParamSpecUInt *k = (GParamSpecUInt *)g_object_class_find_property (klass, "top-k");
+  GParamSpecDouble *t = (GParamSpecDouble *)g_object_class_find_property (klass, "threshold");
+  GParamSpecDouble *s = (GParamSpecDouble *)g_object_class_find_property (klass, "smoothing");
   guint top_k;
   gdouble threshold, smoothing;
 
   fail_unless_equals_int (k->minimum, 1);
   fail_unless_equals_int (k->maximum, MM_MAX_TOP);
   fail_unless_equals_int (k->default_value, 1);
-  fail_unless (t->minimum == 0.0 && t->maximum == 1.0 &&
-      t->default_value == 0.0);
-  fail_unless (s->minimum == 0.0 && s->maximum == 1.0 &&
-      s->default_value == 0.0);
+  fail_unless (t->minimum == 0.0 && t->maximum == 1.0 && t->default_value == 0.0);
+  fail_unless (s->minimum == 0.0 && s->maximum == 1.0 && s->default_value == 0.0);
   g_object_set (e, "top-k", 3, "threshold", 0.25, "smoothing", 0.75, NULL);
-  g_object_get (e, "top-k", &top_k, "threshold", &threshold, "smoothing",
-      &smoothing, NULL);
+  g_object_get (e, "top-k", &top_k, "threshold", &threshold, "smoothing", &smoothing, NULL);
   fail_unless_equals_int (top_k, 3);
   fail_unless (threshold == 0.25 && smoothing == 0.75);
   gst_object_unref (e);

@@ -30,18 +30,23 @@
 #define MS GST_MSECOND
 #define MISSING (-1)
 /* expected provenance in ms (MISSING stays MISSING) as ns */
-#define AT(ms) ((ms) == MISSING ? MISSING : (gint64) (ms) * (gint64) MS)
+#define AT(ms) ((ms) == MISSING ? MISSING : (gint64)(ms) * (gint64)MS)
 
 enum
-{ IMAGE, AUDIO, TEXT };
+{
+  IMAGE,
+  AUDIO,
+  TEXT
+};
 
 static const gchar *modality_names[N_INPUTS] = { "image", "audio", "text" };
 
 static gchar *
-caps_string (const gchar * modality, gint dim)
+caps_string (const gchar *modality, gint dim)
 {
   return g_strdup_printf ("application/x-mm-embedding, modality=%s, dim=%d, "
-      "model=tiny", modality, dim);
+                          "model=tiny",
+      modality, dim);
 }
 
 /* One embedding of @dim floats all equal to 1 + pts in ms. */
@@ -54,7 +59,7 @@ embedding_dim (GstClockTime pts, GstClockTime duration, guint dim)
 
   gst_buffer_map (buf, &map, GST_MAP_WRITE);
   for (i = 0; i < dim; i++)
-    ((gfloat *) map.data)[i] = 1.0f + (gfloat) (pts / MS);
+    ((gfloat *)map.data)[i] = 1.0f + (gfloat)(pts / MS);
   gst_buffer_unmap (buf, &map);
   GST_BUFFER_PTS (buf) = pts;
   GST_BUFFER_DURATION (buf) = duration;
@@ -85,8 +90,8 @@ typedef struct
 {
   GstElement *fuse;
   GstBus *bus;
-  GstHarness *h;                /* sink_0 and src */
-  GstHarness *in[4];            /* in[0] == h */
+  GstHarness *h;     /* sink_0 and src */
+  GstHarness *in[4]; /* in[0] == h */
   guint n_in;
 } Fuse;
 
@@ -97,8 +102,7 @@ fuse_element_new (void)
   gchar *model = fixture ("tiny.safetensors");
 
   fail_unless (fuse != NULL, "mmfuse not found");
-  g_object_set (fuse, "model", model, "latency", (guint64) 10 * GST_SECOND,
-      NULL);
+  g_object_set (fuse, "model", model, "latency", (guint64)10 * GST_SECOND, NULL);
   g_free (model);
   return fuse;
 }
@@ -107,7 +111,7 @@ fuse_element_new (void)
  * caps; the first pad's harness also owns the src pad.  Properties may be
  * set on @fuse before (pass it in) or the pads after. */
 static void
-fuse_setup (Fuse * f, GstElement * fuse, const gchar * const *modalities)
+fuse_setup (Fuse *f, GstElement *fuse, const gchar *const *modalities)
 {
   guint i;
 
@@ -126,11 +130,11 @@ fuse_setup (Fuse * f, GstElement * fuse, const gchar * const *modalities)
   }
   f->n_in = i;
   f->h = f->in[0];
-  gst_object_unref (f->fuse);   /* the harnesses hold it */
+  gst_object_unref (f->fuse); /* the harnesses hold it */
 }
 
 static void
-fuse_teardown (Fuse * f)
+fuse_teardown (Fuse *f)
 {
   gint i;
 
@@ -142,19 +146,19 @@ fuse_teardown (Fuse * f)
 }
 
 static void
-push (GstHarness * h, GstBuffer * buf)
+push (GstHarness *h, GstBuffer *buf)
 {
   fail_unless_equals_int (gst_harness_push (h, buf), GST_FLOW_OK);
 }
 
 static void
-push_event (GstHarness * h, GstEvent * event)
+push_event (GstHarness *h, GstEvent *event)
 {
   fail_unless (gst_harness_push_event (h, event));
 }
 
 static GstPad *
-fuse_pad (Fuse * f, guint i)
+fuse_pad (Fuse *f, guint i)
 {
   gchar *name = g_strdup_printf ("sink_%u", i);
   GstPad *pad = gst_element_get_static_pad (f->fuse, name);
@@ -165,7 +169,7 @@ fuse_pad (Fuse * f, guint i)
 }
 
 static void
-wait_for_eos (GstHarness * h)
+wait_for_eos (GstHarness *h)
 {
   GstEvent *event;
 
@@ -181,8 +185,8 @@ wait_for_eos (GstHarness * h)
 /* Checks @out against the expected provenance: the PTS (ns) of the
  * embedding used for image, audio and text, or MISSING. */
 static void
-check_fused (GstBuffer * out, GstClockTime pts, GstClockTime duration,
-    gint64 image, gint64 audio, gint64 text)
+check_fused (GstBuffer *out, GstClockTime pts, GstClockTime duration, gint64 image, gint64 audio,
+    gint64 text)
 {
   const gint64 expected[N_INPUTS] = { image, audio, text };
   MmFusionMeta *meta;
@@ -200,31 +204,29 @@ check_fused (GstBuffer * out, GstClockTime pts, GstClockTime duration,
 
   fail_unless (gst_buffer_map (out, &map, GST_MAP_READ));
   fail_unless_equals_int (map.size, FUSED_DIM * sizeof (gfloat));
-  z = (const gfloat *) map.data;
+  z = (const gfloat *)map.data;
   for (i = 0; i < N_INPUTS; i++) {
     gboolean present = expected[i] != MISSING;
 
-    fail_unless_equals_string (g_quark_to_string (meta->modality[i]),
-        modality_names[i]);
+    fail_unless_equals_string (g_quark_to_string (meta->modality[i]), modality_names[i]);
     fail_unless (meta->present[i] == present,
-        "output %" GST_TIME_FORMAT ": %s present=%d, expected %d",
-        GST_TIME_ARGS (pts), modality_names[i], meta->present[i], present);
-    fail_unless_equals_uint64 (meta->pts[i],
-        present ? (GstClockTime) expected[i] : GST_CLOCK_TIME_NONE);
+        "output %" GST_TIME_FORMAT ": %s present=%d, expected %d", GST_TIME_ARGS (pts),
+        modality_names[i], meta->present[i], present);
+    fail_unless_equals_uint64 (
+        meta->pts[i], present ? (GstClockTime)expected[i] : GST_CLOCK_TIME_NONE);
     for (j = 0; j < DIM; j++)
-      fail_unless (z[i * DIM + j] == (present ?
-              1.0f + (gfloat) (expected[i] / MS) : 0.0f),
+      fail_unless (z[i * DIM + j] == (present ? 1.0f + (gfloat)(expected[i] / MS) : 0.0f),
           "output %" GST_TIME_FORMAT ": %s slice[%u] = %f, expected "
-          "embedding of %" G_GINT64_FORMAT " ns", GST_TIME_ARGS (pts),
-          modality_names[i], j, z[i * DIM + j], expected[i]);
+          "embedding of %" G_GINT64_FORMAT " ns",
+          GST_TIME_ARGS (pts), modality_names[i], j, z[i * DIM + j], expected[i]);
     fail_unless_equals_float (z[N_INPUTS * DIM + i], present ? 1.0f : 0.0f);
   }
   gst_buffer_unmap (out, &map);
 }
 
 static void
-pull_and_check (GstHarness * h, GstClockTime pts, GstClockTime duration,
-    gint64 image, gint64 audio, gint64 text)
+pull_and_check (
+    GstHarness *h, GstClockTime pts, GstClockTime duration, gint64 image, gint64 audio, gint64 text)
 {
   GstBuffer *out = gst_harness_pull (h);
 
@@ -241,17 +243,16 @@ GST_START_TEST (test_multirate_pairing_table)
   static const gchar *const modalities[] = { "image", "audio", "text", NULL };
   static const struct
   {
-    guint first, last;          /* video frames (30 fps) */
+    guint first, last; /* video frames (30 fps) */
     gint64 audio_ms, text_ms;
   } table[] = {
-    {0, 5, 0, MISSING},         /* cue A starts at 200 ms */
-    {6, 29, 0, 200},            /* A [200, 900) covers, then is < 300 ms old */
-    {30, 36, 1000, 200},        /* frame 36 = 1.2 s: A exactly 300 ms old */
-    {37, 43, 1000, MISSING},    /* A too old, B not yet (1.45 s) */
-    {44, 59, 1000, 1450},       /* B [1450, 2050) */
-    {60, 70, 2000, 1450},       /* B held until 2.35 s */
-    {71, 77, 2000, MISSING},
-    {78, 89, 2000, 2600},       /* C [2600, 2700), then held to 3.0 s */
+    { 0, 5, 0, MISSING },      /* cue A starts at 200 ms */
+    { 6, 29, 0, 200 },         /* A [200, 900) covers, then is < 300 ms old */
+    { 30, 36, 1000, 200 },     /* frame 36 = 1.2 s: A exactly 300 ms old */
+    { 37, 43, 1000, MISSING }, /* A too old, B not yet (1.45 s) */
+    { 44, 59, 1000, 1450 },    /* B [1450, 2050) */
+    { 60, 70, 2000, 1450 },    /* B held until 2.35 s */
+    { 71, 77, 2000, MISSING }, { 78, 89, 2000, 2600 }, /* C [2600, 2700), then held to 3.0 s */
   };
   GstPad *text_pad;
   Fuse f;
@@ -259,7 +260,7 @@ GST_START_TEST (test_multirate_pairing_table)
 
   fuse_setup (&f, NULL, modalities);
   text_pad = fuse_pad (&f, TEXT);
-  g_object_set (text_pad, "max-age", (gint64) 300 * MS, NULL);
+  g_object_set (text_pad, "max-age", (gint64)300 * MS, NULL);
 
   for (k = 0; k < 3; k++)
     push (f.in[AUDIO], embedding (k * GST_SECOND, GST_SECOND));
@@ -273,7 +274,8 @@ GST_START_TEST (test_multirate_pairing_table)
   for (row = 0; row < G_N_ELEMENTS (table); row++) {
     for (k = table[row].first; k <= table[row].last; k++) {
       push (f.in[IMAGE], embedding (frame_pts (k), frame_duration (k)));
-      pull_and_check (f.h, frame_pts (k), frame_duration (k), (gint64) frame_pts (k), AT (table[row].audio_ms), AT (table[row].text_ms));
+      pull_and_check (f.h, frame_pts (k), frame_duration (k), (gint64)frame_pts (k),
+          AT (table[row].audio_ms), AT (table[row].text_ms));
       n_out++;
     }
   }
@@ -312,22 +314,20 @@ GST_START_TEST (test_waits_for_other_pads)
   for (k = 0; k < 45; k++)
     push (f.h, embedding (frame_pts (k), frame_duration (k)));
   g_usleep (100 * 1000);
-  fail_unless (gst_harness_try_pull (f.h) == NULL,
-      "output before the audio pad said anything");
+  fail_unless (gst_harness_try_pull (f.h) == NULL, "output before the audio pad said anything");
 
   /* [0, 1 s) settles the frames it covers, not the one at 1.0 s */
   push (f.in[1], embedding (0, GST_SECOND));
   for (k = 0; k < 30; k++)
-    pull_and_check (f.h, frame_pts (k), frame_duration (k),
-        (gint64) frame_pts (k), 0, MISSING);
+    pull_and_check (f.h, frame_pts (k), frame_duration (k), (gint64)frame_pts (k), 0, MISSING);
   g_usleep (50 * 1000);
-  fail_unless (gst_harness_try_pull (f.h) == NULL,
-      "paired frame 30 before knowing the audio at 1 s");
+  fail_unless (
+      gst_harness_try_pull (f.h) == NULL, "paired frame 30 before knowing the audio at 1 s");
 
   push (f.in[1], embedding (GST_SECOND, GST_SECOND));
   for (k = 30; k < 45; k++)
-    pull_and_check (f.h, frame_pts (k), frame_duration (k),
-        (gint64) frame_pts (k), AT (1000), MISSING);
+    pull_and_check (
+        f.h, frame_pts (k), frame_duration (k), (gint64)frame_pts (k), AT (1000), MISSING);
   fuse_teardown (&f);
 }
 
@@ -356,13 +356,11 @@ GST_START_TEST (test_sparse_gap_does_not_stall)
     out = gst_harness_pull (f.h);
     /* cue [0, 1 s) then max-age 1 s: present up to 2.0 s */
     text = frame_pts (k) <= 2 * GST_SECOND ? 0 : MISSING;
-    check_fused (out, frame_pts (k), frame_duration (k), (gint64) frame_pts (k),
-        MISSING, text);
+    check_fused (out, frame_pts (k), frame_duration (k), (gint64)frame_pts (k), MISSING, text);
     gst_buffer_unref (out);
   }
   elapsed = g_get_monotonic_time () - t0;
-  GST_INFO ("%u frames across a 10 min subtitle gap in %.2f s", n_frames,
-      elapsed / 1e6);
+  GST_INFO ("%u frames across a 10 min subtitle gap in %.2f s", n_frames, elapsed / 1e6);
   fail_unless (elapsed < 60 * G_USEC_PER_SEC, "took %.1f s", elapsed / 1e6);
 
   /* the cue at 600 s is still there for the frame at 600 s */
@@ -383,7 +381,7 @@ GST_START_TEST (test_live_deadline)
   GstElement *fuse = fuse_element_new ();
   Fuse f;
 
-  g_object_set (fuse, "latency", (guint64) 100 * MS, NULL);
+  g_object_set (fuse, "latency", (guint64)100 * MS, NULL);
   fuse_setup (&f, fuse, modalities);
 
   push (f.in[1], embedding (0, GST_SECOND));
@@ -395,8 +393,7 @@ GST_START_TEST (test_live_deadline)
   g_usleep (100 * 1000);
   fail_unless (gst_harness_try_pull (f.h) == NULL, "did not wait");
   gst_harness_crank_single_clock_wait (f.h);
-  fail_unless_equals_uint64 (gst_clock_get_time (GST_ELEMENT_CLOCK (f.fuse)),
-      2600 * MS);
+  fail_unless_equals_uint64 (gst_clock_get_time (GST_ELEMENT_CLOCK (f.fuse)), 2600 * MS);
   pull_and_check (f.h, 2500 * MS, 33 * MS, AT (2500), MISSING, MISSING);
 
   /* a cue that arrives before the deadline is paired, without waiting
@@ -406,8 +403,7 @@ GST_START_TEST (test_live_deadline)
   fail_unless (gst_harness_try_pull (f.h) == NULL, "did not wait");
   push (f.in[1], embedding (2900 * MS, 500 * MS));
   pull_and_check (f.h, 3000 * MS, 33 * MS, AT (3000), MISSING, AT (2900));
-  fail_unless_equals_uint64 (gst_clock_get_time (GST_ELEMENT_CLOCK (f.fuse)),
-      2600 * MS);
+  fail_unless_equals_uint64 (gst_clock_get_time (GST_ELEMENT_CLOCK (f.fuse)), 2600 * MS);
 
   fuse_teardown (&f);
 }
@@ -423,7 +419,7 @@ GST_START_TEST (test_live_inactive_pad)
   guint k;
   Fuse f;
 
-  g_object_set (fuse, "latency", (guint64) 100 * MS, NULL);
+  g_object_set (fuse, "latency", (guint64)100 * MS, NULL);
   fuse_setup (&f, fuse, modalities);
 
   push (f.h, embedding (0, 33 * MS));
@@ -435,11 +431,9 @@ GST_START_TEST (test_live_inactive_pad)
   /* no more deadlines to wait for: the clock stays where it is */
   for (k = 1; k < 10; k++) {
     push (f.h, embedding (k * 33 * MS, 33 * MS));
-    pull_and_check (f.h, k * 33 * MS, 33 * MS, AT ((gint64) k * 33), MISSING,
-        MISSING);
+    pull_and_check (f.h, k * 33 * MS, 33 * MS, AT ((gint64)k * 33), MISSING, MISSING);
   }
-  fail_unless_equals_uint64 (gst_clock_get_time (GST_ELEMENT_CLOCK (f.fuse)),
-      100 * MS);
+  fail_unless_equals_uint64 (gst_clock_get_time (GST_ELEMENT_CLOCK (f.fuse)), 100 * MS);
   fuse_teardown (&f);
 }
 
@@ -455,7 +449,8 @@ GST_START_TEST (test_missing_modalities)
   fuse_setup (&f, NULL, modalities);
   for (k = 0; k < 3; k++) {
     push (f.h, embedding (frame_pts (k), frame_duration (k)));
-    pull_and_check (f.h, frame_pts (k), frame_duration (k), (gint64) frame_pts (k), MISSING, MISSING);
+    pull_and_check (
+        f.h, frame_pts (k), frame_duration (k), (gint64)frame_pts (k), MISSING, MISSING);
   }
   push_event (f.h, gst_event_new_eos ());
   wait_for_eos (f.h);
@@ -471,12 +466,12 @@ GST_START_TEST (test_max_age)
   static const struct
   {
     guint64 max_age_ms;
-    gint64 expected[4];         /* audio at frames 400, 800, 1000, 1200 ms */
+    gint64 expected[4]; /* audio at frames 400, 800, 1000, 1200 ms */
   } cases[] = {
-    {0, {0, MISSING, MISSING, MISSING}},
-    {300, {0, 0, MISSING, MISSING}},
-    {500, {0, 0, 0, MISSING}},
-    {1000, {0, 0, 0, 0}},
+    { 0, { 0, MISSING, MISSING, MISSING } },
+    { 300, { 0, 0, MISSING, MISSING } },
+    { 500, { 0, 0, 0, MISSING } },
+    { 1000, { 0, 0, 0, 0 } },
   };
   static const gint64 frames_ms[4] = { 400, 800, 1000, 1200 };
   guint c, k;
@@ -491,7 +486,8 @@ GST_START_TEST (test_max_age)
     push_event (f.in[1], gst_event_new_gap (500 * MS, 10 * GST_SECOND));
     for (k = 0; k < 4; k++) {
       push (f.h, embedding (frames_ms[k] * MS, 33 * MS));
-      pull_and_check (f.h, frames_ms[k] * MS, 33 * MS, AT (frames_ms[k]), AT (cases[c].expected[k]), MISSING);
+      pull_and_check (
+          f.h, frames_ms[k] * MS, 33 * MS, AT (frames_ms[k]), AT (cases[c].expected[k]), MISSING);
     }
     fuse_teardown (&f);
   }
@@ -525,7 +521,7 @@ GST_END_TEST;
 /* Polls for EOS on the output for at most @timeout_ms of wall time (no
  * test-clock cranking): fails if it does not come. */
 static void
-expect_eos_within (GstHarness * h, guint timeout_ms)
+expect_eos_within (GstHarness *h, guint timeout_ms)
 {
   gint64 end = g_get_monotonic_time () + timeout_ms * 1000;
   GstEvent *event;
@@ -554,7 +550,7 @@ GST_START_TEST (test_drive_eos_sparse_waiting)
   GstBuffer *out;
   Fuse f;
 
-  g_object_set (fuse, "latency", (guint64) 100 * MS, NULL);
+  g_object_set (fuse, "latency", (guint64)100 * MS, NULL);
   fuse_setup (&f, fuse, modalities);
 
   push (f.in[1], embedding (0, 500 * MS));
@@ -575,12 +571,11 @@ GST_START_TEST (test_drive_eos_sparse_waiting)
    * release it, a real clock does not wait), not one at the text pad's
    * next data */
   push_event (f.h, gst_event_new_eos ());
-  fail_unless (gst_test_clock_timed_wait_for_multiple_pending_ids
-      (GST_TEST_CLOCK (GST_ELEMENT_CLOCK (f.fuse)), 1, 5000, NULL),
+  fail_unless (gst_test_clock_timed_wait_for_multiple_pending_ids (
+                   GST_TEST_CLOCK (GST_ELEMENT_CLOCK (f.fuse)), 1, 5000, NULL),
       "waiting for the text pad, not for a deadline");
   gst_harness_crank_single_clock_wait (f.h);
-  fail_unless_equals_uint64 (gst_clock_get_time (GST_ELEMENT_CLOCK (f.fuse)),
-      700 * MS);
+  fail_unless_equals_uint64 (gst_clock_get_time (GST_ELEMENT_CLOCK (f.fuse)), 700 * MS);
   expect_eos_within (f.h, 5000);
   fail_unless (gst_harness_try_pull (f.h) == NULL);
   fuse_teardown (&f);
@@ -600,10 +595,10 @@ GST_START_TEST (test_sparse_does_not_keep_alive)
     guint64 t_ms;
     gint64 audio_ms, text_ms;
   } expected[] = {
-    {0, 0, MISSING},
-    {500, 0, MISSING},
-    {1000, 1000, MISSING},
-    {1500, 1000, 1500},
+    { 0, 0, MISSING },
+    { 500, 0, MISSING },
+    { 1000, 1000, MISSING },
+    { 1500, 1000, 1500 },
   };
   GstClockTime last = GST_CLOCK_TIME_NONE;
   Fuse f;
@@ -613,7 +608,7 @@ GST_START_TEST (test_sparse_does_not_keep_alive)
   push (f.in[0], embedding (0, GST_SECOND));
   push (f.in[0], embedding (GST_SECOND, GST_SECOND));
   push_event (f.in[0], gst_event_new_eos ());
-  push (f.in[1], embedding (1500 * MS, 3500 * MS));     /* until 5 s */
+  push (f.in[1], embedding (1500 * MS, 3500 * MS)); /* until 5 s */
   push_event (f.in[1], gst_event_new_eos ());
 
   for (i = 0; i < G_N_ELEMENTS (expected); i++) {
@@ -627,14 +622,12 @@ GST_START_TEST (test_sparse_does_not_keep_alive)
     last = GST_BUFFER_PTS (out);
     meta = gst_buffer_get_mm_fusion_meta (out);
     fail_unless (meta != NULL);
-    fail_unless_equals_uint64 (meta->pts[AUDIO],
-        (GstClockTime) expected[i].audio_ms * MS);
+    fail_unless_equals_uint64 (meta->pts[AUDIO], (GstClockTime)expected[i].audio_ms * MS);
     fail_unless (meta->present[TEXT] == (expected[i].text_ms != MISSING));
     gst_buffer_unref (out);
   }
   wait_for_eos (f.h);
-  fail_unless (gst_harness_try_pull (f.h) == NULL,
-      "an output after the audio ended");
+  fail_unless (gst_harness_try_pull (f.h) == NULL, "an output after the audio ended");
   fuse_teardown (&f);
 }
 
@@ -646,10 +639,11 @@ GST_END_TEST;
 GST_START_TEST (test_child_proxy)
 {
   gchar *model = fixture ("tiny.safetensors");
-  gchar *desc = g_strdup_printf ("mmfuse name=f model=\"%s\" "
-      "sink_1::max-age=123 sink_0::modality=sensor ! fakesink "
-      "fakesrc num-buffers=0 ! f.sink_0 fakesrc num-buffers=0 ! f.sink_1",
-      model);
+  gchar *desc =
+      g_strdup_printf ("mmfuse name=f model=\"%s\" "
+                       "sink_1::max-age=123 sink_0::modality=sensor ! fakesink "
+                       "fakesrc num-buffers=0 ! f.sink_0 fakesrc num-buffers=0 ! f.sink_1",
+          model);
   GError *err = NULL;
   GstElement *pipe = gst_parse_launch (desc, &err);
   GstElement *fuse;
@@ -662,8 +656,7 @@ GST_START_TEST (test_child_proxy)
   fail_unless (err == NULL, "%s", err ? err->message : "");
   fuse = gst_bin_get_by_name (GST_BIN (pipe), "f");
   fail_unless (GST_IS_CHILD_PROXY (fuse));
-  fail_unless_equals_int (gst_child_proxy_get_children_count
-      (GST_CHILD_PROXY (fuse)), 2);
+  fail_unless_equals_int (gst_child_proxy_get_children_count (GST_CHILD_PROXY (fuse)), 2);
 
   pad = gst_element_get_static_pad (fuse, "sink_1");
   g_object_get (pad, "max-age", &max_age, NULL);
@@ -675,24 +668,19 @@ GST_START_TEST (test_child_proxy)
   g_free (modality);
   gst_object_unref (pad);
 
-  gst_child_proxy_set (GST_CHILD_PROXY (fuse), "sink_0::max-age",
-      (gint64) 7, NULL);
-  gst_child_proxy_get (GST_CHILD_PROXY (fuse), "sink_0::max-age", &max_age,
-      NULL);
+  gst_child_proxy_set (GST_CHILD_PROXY (fuse), "sink_0::max-age", (gint64)7, NULL);
+  gst_child_proxy_get (GST_CHILD_PROXY (fuse), "sink_0::max-age", &max_age, NULL);
   fail_unless_equals_int64 (max_age, 7);
-  child = gst_child_proxy_get_child_by_name (GST_CHILD_PROXY (fuse),
-      "sink_1");
+  child = gst_child_proxy_get_child_by_name (GST_CHILD_PROXY (fuse), "sink_1");
   fail_unless (GST_IS_PAD (child));
   g_object_unref (child);
-  fail_unless (gst_child_proxy_get_child_by_name (GST_CHILD_PROXY (fuse),
-          "sink_9") == NULL);
+  fail_unless (gst_child_proxy_get_child_by_name (GST_CHILD_PROXY (fuse), "sink_9") == NULL);
 
   /* released pads leave the children */
   pad = gst_element_get_static_pad (fuse, "sink_1");
   gst_element_release_request_pad (fuse, pad);
   gst_object_unref (pad);
-  fail_unless_equals_int (gst_child_proxy_get_children_count
-      (GST_CHILD_PROXY (fuse)), 1);
+  fail_unless_equals_int (gst_child_proxy_get_children_count (GST_CHILD_PROXY (fuse)), 1);
 
   gst_object_unref (fuse);
   gst_object_unref (pipe);
@@ -712,10 +700,10 @@ GST_START_TEST (test_interval_cadence)
     guint64 t_ms;
     gint64 audio_ms, text_ms;
   } expected[] = {
-    {0, 0, MISSING},            /* cue starts at 200 ms */
-    {500, 0, 200},
-    {1000, 1000, MISSING},      /* text EOS: no max-age after its cue */
-    {1500, 1000, MISSING},
+    { 0, 0, MISSING }, /* cue starts at 200 ms */
+    { 500, 0, 200 },
+    { 1000, 1000, MISSING }, /* text EOS: no max-age after its cue */
+    { 1500, 1000, MISSING },
   };
   GstPad *pad;
   Fuse f;
@@ -738,12 +726,10 @@ GST_START_TEST (test_interval_cadence)
     meta = gst_buffer_get_mm_fusion_meta (out);
     fail_unless (meta != NULL);
     fail_if (meta->present[IMAGE]);
-    fail_unless_equals_uint64 (meta->pts[AUDIO],
-        (GstClockTime) expected[i].audio_ms * MS);
+    fail_unless_equals_uint64 (meta->pts[AUDIO], (GstClockTime)expected[i].audio_ms * MS);
     fail_unless (meta->present[TEXT] == (expected[i].text_ms != MISSING));
     if (expected[i].text_ms != MISSING)
-      fail_unless_equals_uint64 (meta->pts[TEXT],
-          (GstClockTime) expected[i].text_ms * MS);
+      fail_unless_equals_uint64 (meta->pts[TEXT], (GstClockTime)expected[i].text_ms * MS);
     gst_buffer_unref (out);
   }
   wait_for_eos (f.h);
@@ -774,8 +760,7 @@ GST_START_TEST (test_interval_no_repeat_after_timeout)
   GstBuffer *out;
   Fuse f;
 
-  g_object_set (fuse, "latency", (guint64) 100 * MS, "interval",
-      (guint64) 500 * MS, NULL);
+  g_object_set (fuse, "latency", (guint64)100 * MS, "interval", (guint64)500 * MS, NULL);
   fuse_setup (&f, fuse, modalities);
 
   g_usleep (50 * 1000);
@@ -793,9 +778,9 @@ GST_START_TEST (test_interval_no_repeat_after_timeout)
   wait_for_eos (f.h);
   /* whatever came before EOS still moves forward */
   while ((out = gst_harness_try_pull (f.h)) != NULL) {
-    fail_unless (GST_BUFFER_PTS (out) > last, "output at %" GST_TIME_FORMAT
-        " after one at %" GST_TIME_FORMAT, GST_TIME_ARGS (GST_BUFFER_PTS
-            (out)), GST_TIME_ARGS (last));
+    fail_unless (GST_BUFFER_PTS (out) > last,
+        "output at %" GST_TIME_FORMAT " after one at %" GST_TIME_FORMAT,
+        GST_TIME_ARGS (GST_BUFFER_PTS (out)), GST_TIME_ARGS (last));
     last = GST_BUFFER_PTS (out);
     gst_buffer_unref (out);
   }
@@ -814,11 +799,11 @@ GST_START_TEST (test_cadence_properties)
     const gchar *drive_pad;
     guint64 interval_ms;
     guint n_out;
-    gint64 t_ms[4], dur_ms;     /* outputs; image frame = the one at t */
+    gint64 t_ms[4], dur_ms; /* outputs; image frame = the one at t */
     gint64 audio_ms[4];
   } cases[] = {
-    {"sink_1", 0, 2, {0, 1000}, 1000, {0, 1000}},
-    {NULL, 500, 4, {0, 500, 1000, 1500}, 500, {0, 0, 1000, 1000}},
+    { "sink_1", 0, 2, { 0, 1000 }, 1000, { 0, 1000 } },
+    { NULL, 500, 4, { 0, 500, 1000, 1500 }, 500, { 0, 0, 1000, 1000 } },
   };
   guint c, i, k;
 
@@ -826,8 +811,8 @@ GST_START_TEST (test_cadence_properties)
     GstElement *fuse = fuse_element_new ();
     Fuse f;
 
-    g_object_set (fuse, "drive-pad", cases[c].drive_pad, "interval",
-        cases[c].interval_ms * MS, NULL);
+    g_object_set (
+        fuse, "drive-pad", cases[c].drive_pad, "interval", cases[c].interval_ms * MS, NULL);
     fuse_setup (&f, fuse, modalities);
     /* video first: once the audio drive pad is EOS and drained, the
      * aggregator is EOS and refuses (GST_FLOW_EOS) what comes later */
@@ -839,8 +824,8 @@ GST_START_TEST (test_cadence_properties)
     push_event (f.in[1], gst_event_new_eos ());
 
     for (i = 0; i < cases[c].n_out; i++)
-      pull_and_check (f.h, cases[c].t_ms[i] * MS, cases[c].dur_ms * MS,
-          AT (cases[c].t_ms[i]), AT (cases[c].audio_ms[i]), MISSING);
+      pull_and_check (f.h, cases[c].t_ms[i] * MS, cases[c].dur_ms * MS, AT (cases[c].t_ms[i]),
+          AT (cases[c].audio_ms[i]), MISSING);
     wait_for_eos (f.h);
     fail_unless (gst_harness_try_pull (f.h) == NULL, "case %u", c);
     fuse_teardown (&f);
@@ -850,7 +835,7 @@ GST_START_TEST (test_cadence_properties)
 GST_END_TEST;
 
 static void
-flush_and_segment (GstHarness * h, guint32 seqnum, GstClockTime start)
+flush_and_segment (GstHarness *h, guint32 seqnum, GstClockTime start)
 {
   GstEvent *event;
   GstSegment segment;
@@ -885,8 +870,8 @@ GST_START_TEST (test_flushing_seek)
   push (f.h, embedding (500 * MS, 33 * MS));
   pull_and_check (f.h, 500 * MS, 33 * MS, AT (500), 0, MISSING);
 
-  seek = gst_event_new_seek (1.0, GST_FORMAT_TIME, GST_SEEK_FLAG_FLUSH,
-      GST_SEEK_TYPE_SET, 10 * GST_SECOND, GST_SEEK_TYPE_NONE, -1);
+  seek = gst_event_new_seek (1.0, GST_FORMAT_TIME, GST_SEEK_FLAG_FLUSH, GST_SEEK_TYPE_SET,
+      10 * GST_SECOND, GST_SEEK_TYPE_NONE, -1);
   seqnum = gst_event_get_seqnum (seek);
   fail_unless (gst_harness_push_upstream_event (f.h, seek));
   flush_and_segment (f.in[0], seqnum, 10 * GST_SECOND);
@@ -967,8 +952,8 @@ GST_START_TEST (test_mismatched_caps)
     gint dim;
     const gchar *needles[4];
   } cases[] = {
-    {"image", 5, {"sink_0", "image", "dimension 5", "dimension 8"}},
-    {"smell", 8, {"sink_0", "smell", "not an input", "image (dim 8)"}},
+    { "image", 5, { "sink_0", "image", "dimension 5", "dimension 8" } },
+    { "smell", 8, { "sink_0", "smell", "not an input", "image (dim 8)" } },
   };
   guint c, i;
 
@@ -990,8 +975,7 @@ GST_START_TEST (test_mismatched_caps)
     g_free (caps);
 
     for (tries = 0; tries < 200 && flow == GST_FLOW_OK; tries++) {
-      flow = gst_harness_push (h, embedding_dim (tries * 33 * MS, 33 * MS,
-              cases[c].dim));
+      flow = gst_harness_push (h, embedding_dim (tries * 33 * MS, 33 * MS, cases[c].dim));
       if (flow == GST_FLOW_OK)
         g_usleep (10 * 1000);
     }
@@ -1002,11 +986,11 @@ GST_START_TEST (test_mismatched_caps)
     fail_unless (msg != NULL, "no error message");
     gst_message_parse_error (msg, &err, &debug);
     GST_INFO ("error: %s", err->message);
-    fail_unless (g_error_matches (err, GST_CORE_ERROR,
-            GST_CORE_ERROR_NEGOTIATION), "%s", err->message);
+    fail_unless (
+        g_error_matches (err, GST_CORE_ERROR, GST_CORE_ERROR_NEGOTIATION), "%s", err->message);
     for (i = 0; i < G_N_ELEMENTS (cases[c].needles); i++)
-      fail_unless (strstr (err->message, cases[c].needles[i]) != NULL,
-          "'%s' not in '%s'", cases[c].needles[i], err->message);
+      fail_unless (strstr (err->message, cases[c].needles[i]) != NULL, "'%s' not in '%s'",
+          cases[c].needles[i], err->message);
     g_clear_error (&err);
     g_free (debug);
     gst_message_unref (msg);
@@ -1036,9 +1020,10 @@ GST_START_TEST (test_modality_override)
   pad = fuse_pad (&f, 1);
 
   caps = gst_pad_query_caps (pad, NULL);
-  expected = gst_caps_from_string ("application/x-mm-embedding, "
-      "modality=image, dim=8; application/x-mm-embedding, modality=audio, "
-      "dim=8; application/x-mm-embedding, modality=text, dim=8");
+  expected =
+      gst_caps_from_string ("application/x-mm-embedding, "
+                            "modality=image, dim=8; application/x-mm-embedding, modality=audio, "
+                            "dim=8; application/x-mm-embedding, modality=text, dim=8");
   fail_unless (gst_caps_is_equal (caps, expected), "%" GST_PTR_FORMAT, caps);
   gst_caps_unref (caps);
   gst_caps_unref (expected);
@@ -1050,8 +1035,7 @@ GST_START_TEST (test_modality_override)
   gst_caps_unref (caps);
   gst_caps_unref (expected);
 
-  gst_harness_set_src_caps_str (h1,
-      "application/x-mm-embedding, modality=sensor, dim=8");
+  gst_harness_set_src_caps_str (h1, "application/x-mm-embedding, modality=sensor, dim=8");
   push (h1, embedding (0, GST_SECOND));
   push (h1, embedding (GST_SECOND, GST_SECOND));
   push (f.h, embedding (0, 33 * MS));
@@ -1087,8 +1071,8 @@ GST_START_TEST (test_wrong_buffer_size)
   msg = gst_bus_timed_pop_filtered (f.bus, 5 * GST_SECOND, GST_MESSAGE_ERROR);
   fail_unless (msg != NULL);
   gst_message_parse_error (msg, &err, NULL);
-  fail_unless (g_error_matches (err, GST_STREAM_ERROR,
-          GST_STREAM_ERROR_FORMAT), "%s", err->message);
+  fail_unless (
+      g_error_matches (err, GST_STREAM_ERROR, GST_STREAM_ERROR_FORMAT), "%s", err->message);
   fail_unless (strstr (err->message, "sink_1") != NULL, "%s", err->message);
   g_clear_error (&err);
   gst_message_unref (msg);
@@ -1105,13 +1089,13 @@ GST_START_TEST (test_other_model_warning)
   Fuse f;
 
   fuse_setup (&f, NULL, modalities);
-  gst_harness_set_src_caps_str (f.in[1], "application/x-mm-embedding, "
+  gst_harness_set_src_caps_str (f.in[1],
+      "application/x-mm-embedding, "
       "modality=audio, dim=8, model=other");
   push (f.in[1], embedding (0, 2 * GST_SECOND));
   push (f.h, embedding (0, 33 * MS));
   pull_and_check (f.h, 0, 33 * MS, 0, 0, MISSING);
-  assert_bus_message (f.bus, GST_MESSAGE_WARNING, "sink_1", "\"other\"",
-      "\"tiny\"", NULL);
+  assert_bus_message (f.bus, GST_MESSAGE_WARNING, "sink_1", "\"other\"", "\"tiny\"", NULL);
   fail_unless (gst_bus_pop_filtered (f.bus, GST_MESSAGE_WARNING) == NULL);
   fuse_teardown (&f);
 }
@@ -1134,8 +1118,7 @@ GST_START_TEST (test_drive_pad_unknown)
   pull_and_check (f.h, 0, 33 * MS, 0, 0, MISSING);
   push (f.h, embedding (500 * MS, 33 * MS));
   pull_and_check (f.h, 500 * MS, 33 * MS, AT (500), 0, MISSING);
-  assert_bus_message (f.bus, GST_MESSAGE_WARNING, "\"sink_7\"",
-      "sink_0, sink_1", NULL);
+  assert_bus_message (f.bus, GST_MESSAGE_WARNING, "\"sink_7\"", "sink_0, sink_1", NULL);
   msg = gst_bus_pop_filtered (f.bus, GST_MESSAGE_WARNING);
   fail_unless (msg == NULL, "warned twice");
 
@@ -1145,8 +1128,7 @@ GST_START_TEST (test_drive_pad_unknown)
   g_object_set (f.fuse, "drive-pad", "sink_1", NULL);
   push (f.in[1], embedding (2 * GST_SECOND, GST_SECOND));
   push (f.h, embedding (2 * GST_SECOND, 33 * MS));
-  pull_and_check (f.h, 2 * GST_SECOND, GST_SECOND, AT (2000), AT (2000),
-      MISSING);
+  pull_and_check (f.h, 2 * GST_SECOND, GST_SECOND, AT (2000), AT (2000), MISSING);
   fail_unless (gst_bus_pop_filtered (f.bus, GST_MESSAGE_WARNING) == NULL);
   fuse_teardown (&f);
 }
@@ -1165,15 +1147,15 @@ GST_START_TEST (test_segment_stop_and_rate)
   guint i;
   Fuse f;
 
-  g_object_set (fuse, "interval", (guint64) 500 * MS, NULL);
+  g_object_set (fuse, "interval", (guint64)500 * MS, NULL);
   fuse_setup (&f, fuse, modalities);
 
-  fail_if (gst_harness_push_upstream_event (f.h, gst_event_new_seek (-1.0,
-              GST_FORMAT_TIME, GST_SEEK_FLAG_FLUSH, GST_SEEK_TYPE_SET, 0,
-              GST_SEEK_TYPE_SET, 2 * GST_SECOND)));
+  fail_if (gst_harness_push_upstream_event (f.h,
+      gst_event_new_seek (-1.0, GST_FORMAT_TIME, GST_SEEK_FLAG_FLUSH, GST_SEEK_TYPE_SET, 0,
+          GST_SEEK_TYPE_SET, 2 * GST_SECOND)));
 
-  seek = gst_event_new_seek (1.0, GST_FORMAT_TIME, GST_SEEK_FLAG_FLUSH,
-      GST_SEEK_TYPE_SET, 0, GST_SEEK_TYPE_SET, 1200 * MS);
+  seek = gst_event_new_seek (1.0, GST_FORMAT_TIME, GST_SEEK_FLAG_FLUSH, GST_SEEK_TYPE_SET, 0,
+      GST_SEEK_TYPE_SET, 1200 * MS);
   seqnum = gst_event_get_seqnum (seek);
   fail_unless (gst_harness_push_upstream_event (f.h, seek));
   for (i = 0; i < 2; i++) {
@@ -1215,7 +1197,7 @@ GST_START_TEST (test_latency_query)
   GstElement *fuse = fuse_element_new ();
   Fuse f;
 
-  g_object_set (fuse, "latency", (guint64) 50 * MS, NULL);
+  g_object_set (fuse, "latency", (guint64)50 * MS, NULL);
   fuse_setup (&f, fuse, modalities);
   gst_harness_set_upstream_latency (f.in[1], 200 * MS);
   gst_harness_set_upstream_latency (f.in[0], 20 * MS);
@@ -1227,27 +1209,26 @@ GST_END_TEST;
 
 /* ---- whole pipelines (gst_parse_launch) ---- */
 
-static const gchar srt_text[] =
-    "1\n00:00:00,500 --> 00:00:01,200\nhello dog\n\n"
-    "2\n00:00:03,300 --> 00:00:03,900\na cat\n\n";
+static const gchar srt_text[] = "1\n00:00:00,500 --> 00:00:01,200\nhello dog\n\n"
+                                "2\n00:00:03,300 --> 00:00:03,900\na cat\n\n";
 
 typedef struct
 {
-  gint decisions;               /* buffers at the sink (atomic) */
-  gint fused;                   /* fused buffers (atomic) */
-  gint with_text, with_audio;   /* fused buffers with text / audio present */
-  GstClockTime last_pts;        /* last fused PTS, must increase */
+  gint decisions;             /* buffers at the sink (atomic) */
+  gint fused;                 /* fused buffers (atomic) */
+  gint with_text, with_audio; /* fused buffers with text / audio present */
+  GstClockTime last_pts;      /* last fused PTS, must increase */
   gboolean pts_ok;
 } Counts;
 
 static void
-on_handoff (GstElement * sink, GstBuffer * buf, GstPad * pad, Counts * c)
+on_handoff (GstElement *sink, GstBuffer *buf, GstPad *pad, Counts *c)
 {
   g_atomic_int_inc (&c->decisions);
 }
 
 static GstPadProbeReturn
-on_fused (GstPad * pad, GstPadProbeInfo * info, Counts * c)
+on_fused (GstPad *pad, GstPadProbeInfo *info, Counts *c)
 {
   GstBuffer *buf = GST_PAD_PROBE_INFO_BUFFER (info);
   MmFusionMeta *meta = gst_buffer_get_mm_fusion_meta (buf);
@@ -1257,8 +1238,7 @@ on_fused (GstPad * pad, GstPadProbeInfo * info, Counts * c)
     g_atomic_int_inc (&c->with_text);
   if (meta && meta->present[AUDIO])
     g_atomic_int_inc (&c->with_audio);
-  if (GST_CLOCK_TIME_IS_VALID (c->last_pts)
-      && GST_BUFFER_PTS (buf) <= c->last_pts)
+  if (GST_CLOCK_TIME_IS_VALID (c->last_pts) && GST_BUFFER_PTS (buf) <= c->last_pts)
     c->pts_ok = FALSE;
   c->last_pts = GST_BUFFER_PTS (buf);
   return GST_PAD_PROBE_OK;
@@ -1267,7 +1247,7 @@ on_fused (GstPad * pad, GstPadProbeInfo * info, Counts * c)
 /* Parses @desc (with MODEL and SRT substituted), hooks the counters on
  * "f" (mmfuse) and "sink". */
 static GstElement *
-pipeline_new (const gchar * desc, const gchar * srt, Counts * c)
+pipeline_new (const gchar *desc, const gchar *srt, Counts *c)
 {
   gchar *model = fixture ("tiny.safetensors");
   gchar *d1, *d2;
@@ -1296,8 +1276,7 @@ pipeline_new (const gchar * desc, const gchar * srt, Counts * c)
   sink = gst_bin_get_by_name (GST_BIN (pipeline), "sink");
   fail_unless (f && sink);
   src = gst_element_get_static_pad (f, "src");
-  gst_pad_add_probe (src, GST_PAD_PROBE_TYPE_BUFFER,
-      (GstPadProbeCallback) on_fused, c, NULL);
+  gst_pad_add_probe (src, GST_PAD_PROBE_TYPE_BUFFER, (GstPadProbeCallback)on_fused, c, NULL);
   gst_object_unref (src);
   g_object_set (sink, "signal-handoffs", TRUE, NULL);
   g_signal_connect (sink, "handoff", G_CALLBACK (on_handoff), c);
@@ -1308,23 +1287,21 @@ pipeline_new (const gchar * desc, const gchar * srt, Counts * c)
 
 /* Waits for EOS (TRUE) or an error / @timeout_s (fails). */
 static void
-run_to_eos (GstElement * pipeline, guint timeout_s)
+run_to_eos (GstElement *pipeline, guint timeout_s)
 {
   GstBus *bus = gst_element_get_bus (pipeline);
   GstMessage *msg;
 
-  fail_if (gst_element_set_state (pipeline, GST_STATE_PLAYING) ==
-      GST_STATE_CHANGE_FAILURE);
-  msg = gst_bus_timed_pop_filtered (bus, timeout_s * GST_SECOND,
-      GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+  fail_if (gst_element_set_state (pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE);
+  msg =
+      gst_bus_timed_pop_filtered (bus, timeout_s * GST_SECOND, GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
   fail_unless (msg != NULL, "no EOS within %u s (stalled)", timeout_s);
   if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ERROR) {
     GError *err = NULL;
     gchar *dbg = NULL;
 
     gst_message_parse_error (msg, &err, &dbg);
-    fail ("error from %s: %s (%s)", GST_OBJECT_NAME (msg->src), err->message,
-        dbg);
+    fail ("error from %s: %s (%s)", GST_OBJECT_NAME (msg->src), err->message, dbg);
   }
   gst_message_unref (msg);
   gst_object_unref (bus);
@@ -1342,15 +1319,19 @@ write_srt (void)
   return path;
 }
 
-#define VIDEO_3S "videotestsrc num-buffers=90 ! " \
-  "video/x-raw,framerate=30/1,width=64,height=48 ! videoconvert ! " \
+#define VIDEO_3S                                                                                   \
+  "videotestsrc num-buffers=90 ! "                                                                 \
+  "video/x-raw,framerate=30/1,width=64,height=48 ! videoconvert ! "                                \
   "imageenc model=MODEL ! f.sink_0 "
-#define AUDIO_3S "audiotestsrc num-buffers=100 samplesperbuffer=480 ! " \
-  "audio/x-raw,rate=16000 ! audioconvert ! audioresample ! " \
+#define AUDIO_3S                                                                                   \
+  "audiotestsrc num-buffers=100 samplesperbuffer=480 ! "                                           \
+  "audio/x-raw,rate=16000 ! audioconvert ! audioresample ! "                                       \
   "audioenc model=MODEL ! f.sink_1 "
-#define TEXT_SRT "filesrc location=SRT ! subparse ! textenc model=MODEL ! " \
+#define TEXT_SRT                                                                                   \
+  "filesrc location=SRT ! subparse ! textenc model=MODEL ! "                                       \
   "f.sink_2 "
-#define FUSE_DECODE "mmfuse name=f model=MODEL ! mmdecode model=MODEL ! " \
+#define FUSE_DECODE                                                                                \
+  "mmfuse name=f model=MODEL ! mmdecode model=MODEL ! "                                            \
   "fakesink name=sink "
 
 /* Files: video, audio and SRT subtitles through subparse reach EOS with
@@ -1364,8 +1345,8 @@ GST_START_TEST (test_pipeline_file)
   pipeline = pipeline_new (VIDEO_3S AUDIO_3S TEXT_SRT FUSE_DECODE, srt, &c);
   run_to_eos (pipeline, 60);
   gst_element_set_state (pipeline, GST_STATE_NULL);
-  GST_INFO ("decisions %d fused %d text %d audio %d", c.decisions, c.fused,
-      c.with_text, c.with_audio);
+  GST_INFO (
+      "decisions %d fused %d text %d audio %d", c.decisions, c.fused, c.with_text, c.with_audio);
   fail_unless_equals_int (c.fused, 90);
   fail_unless_equals_int (c.decisions, 90);
   /* cue 1 [0.5, 1.2] + 1 s max-age covers frames 15..66 */
@@ -1391,15 +1372,16 @@ GST_START_TEST (test_pipeline_live)
   Counts c;
   gint n0, n1;
 
-  pipeline = pipeline_new ("videotestsrc is-live=true ! "
-      "video/x-raw,framerate=30/1,width=64,height=48 ! videoconvert ! "
-      "imageenc model=MODEL ! f.sink_0 "
-      "audiotestsrc is-live=true samplesperbuffer=480 ! audio/x-raw,rate=16000 ! "
-      "audioconvert ! audioresample ! audioenc model=MODEL ! f.sink_1 "
-      TEXT_SRT "mmfuse name=f model=MODEL latency=200000000 ! "
-      "mmdecode model=MODEL ! fakesink name=sink sync=true", srt, &c);
-  fail_if (gst_element_set_state (pipeline, GST_STATE_PLAYING) ==
-      GST_STATE_CHANGE_FAILURE);
+  pipeline =
+      pipeline_new ("videotestsrc is-live=true ! "
+                    "video/x-raw,framerate=30/1,width=64,height=48 ! videoconvert ! "
+                    "imageenc model=MODEL ! f.sink_0 "
+                    "audiotestsrc is-live=true samplesperbuffer=480 ! audio/x-raw,rate=16000 ! "
+                    "audioconvert ! audioresample ! audioenc model=MODEL ! f.sink_1 " TEXT_SRT
+                    "mmfuse name=f model=MODEL latency=200000000 ! "
+                    "mmdecode model=MODEL ! fakesink name=sink sync=true",
+          srt, &c);
+  fail_if (gst_element_set_state (pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE);
   g_usleep (2500 * 1000);
   n0 = g_atomic_int_get (&c.decisions);
   g_usleep (1000 * 1000);
@@ -1410,15 +1392,13 @@ GST_START_TEST (test_pipeline_live)
   gst_query_parse_latency (q, &live, &min, &max);
   gst_query_unref (q);
   gst_element_set_state (pipeline, GST_STATE_NULL);
-  GST_INFO ("live %d latency %" GST_TIME_FORMAT " decisions %d -> %d", live,
-      GST_TIME_ARGS (min), n0, n1);
+  GST_INFO (
+      "live %d latency %" GST_TIME_FORMAT " decisions %d -> %d", live, GST_TIME_ARGS (min), n0, n1);
   fail_unless (live);
-  fail_unless (min <= 2 * GST_SECOND, "latency %" GST_TIME_FORMAT,
-      GST_TIME_ARGS (min));
+  fail_unless (min <= 2 * GST_SECOND, "latency %" GST_TIME_FORMAT, GST_TIME_ARGS (min));
   fail_unless (n0 > 10, "only %d decisions in 2.5 s", n0);
   /* ~30 per second once running */
-  fail_unless (n1 - n0 >= 15 && n1 - n0 <= 45, "%d decisions in 1 s",
-      n1 - n0);
+  fail_unless (n1 - n0 >= 15 && n1 - n0 <= 45, "%d decisions in 1 s", n1 - n0);
   fail_unless (c.pts_ok, "fused PTS not increasing");
   gst_object_unref (pipeline);
   g_unlink (srt);
@@ -1428,7 +1408,7 @@ GST_START_TEST (test_pipeline_live)
 GST_END_TEST;
 
 static gchar *
-write_mkv (const gchar * srt)
+write_mkv (const gchar *srt)
 {
   gchar *path = NULL, *desc;
   gint fd = g_file_open_tmp ("mmfuse-XXXXXX.mkv", &path, NULL);
@@ -1440,19 +1420,19 @@ write_mkv (const gchar * srt)
   fail_unless (fd >= 0);
   close (fd);
   desc = g_strdup_printf ("videotestsrc num-buffers=150 ! "
-      "video/x-raw,width=64,height=48,framerate=30/1,format=I420 ! queue ! "
-      "matroskamux name=m ! filesink location=%s "
-      "audiotestsrc num-buffers=50 samplesperbuffer=1600 ! "
-      "audio/x-raw,format=S16LE,rate=16000,channels=1 ! queue ! m.audio_0 "
-      "filesrc location=%s ! subparse ! text/x-raw,format=utf8 ! queue ! "
-      "m.subtitle_0", path, srt);
+                          "video/x-raw,width=64,height=48,framerate=30/1,format=I420 ! queue ! "
+                          "matroskamux name=m ! filesink location=%s "
+                          "audiotestsrc num-buffers=50 samplesperbuffer=1600 ! "
+                          "audio/x-raw,format=S16LE,rate=16000,channels=1 ! queue ! m.audio_0 "
+                          "filesrc location=%s ! subparse ! text/x-raw,format=utf8 ! queue ! "
+                          "m.subtitle_0",
+      path, srt);
   mux = gst_parse_launch (desc, &err);
   fail_unless (mux != NULL, "%s", err ? err->message : "?");
   g_free (desc);
   gst_element_set_state (mux, GST_STATE_PLAYING);
   bus = gst_element_get_bus (mux);
-  msg = gst_bus_timed_pop_filtered (bus, 30 * GST_SECOND,
-      GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+  msg = gst_bus_timed_pop_filtered (bus, 30 * GST_SECOND, GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
   fail_unless (msg && GST_MESSAGE_TYPE (msg) == GST_MESSAGE_EOS);
   gst_message_unref (msg);
   gst_object_unref (bus);
@@ -1465,12 +1445,12 @@ write_mkv (const gchar * srt)
  * every pad: each queue must hold more than the audio encoder's window plus
  * hop (1.5 s here), which the 1 s default does not after a seek. */
 #define Q3S "queue max-size-time=3000000000 max-size-bytes=0 max-size-buffers=0"
-#define MKV_PIPELINE "filesrc location=SRT ! matroskademux name=d " \
-  "d.video_0 ! " Q3S " ! videoconvert ! imageenc model=MODEL ! f.sink_0 " \
-  "d.audio_0 ! " Q3S " ! audioconvert ! audioresample ! " \
-  "audioenc model=MODEL ! f.sink_1 " \
-  "d.subtitle_0 ! " Q3S " ! textenc model=MODEL ! f.sink_2 " \
-  FUSE_DECODE
+#define MKV_PIPELINE                                                                               \
+  "filesrc location=SRT ! matroskademux name=d "                                                   \
+  "d.video_0 ! " Q3S " ! videoconvert ! imageenc model=MODEL ! f.sink_0 "                          \
+  "d.audio_0 ! " Q3S " ! audioconvert ! audioresample ! "                                          \
+  "audioenc model=MODEL ! f.sink_1 "                                                               \
+  "d.subtitle_0 ! " Q3S " ! textenc model=MODEL ! f.sink_2 " FUSE_DECODE
 
 /* MKV with a subtitle track through matroskademux (one streaming thread
  * for all three, pango-markup subtitles): no stall, one decision per frame. */
@@ -1484,8 +1464,8 @@ GST_START_TEST (test_pipeline_mkv)
   pipeline = pipeline_new (MKV_PIPELINE, mkv, &c);
   run_to_eos (pipeline, 60);
   gst_element_set_state (pipeline, GST_STATE_NULL);
-  GST_INFO ("decisions %d fused %d text %d audio %d", c.decisions, c.fused,
-      c.with_text, c.with_audio);
+  GST_INFO (
+      "decisions %d fused %d text %d audio %d", c.decisions, c.fused, c.with_text, c.with_audio);
   fail_unless_equals_int (c.fused, 150);
   fail_unless_equals_int (c.decisions, 150);
   fail_unless (c.with_text > 40, "%d", c.with_text);
@@ -1512,24 +1492,24 @@ GST_START_TEST (test_pipeline_repeated_seeks)
   guint i;
 
   pipeline = pipeline_new (MKV_PIPELINE, mkv, &c);
-  fail_if (gst_element_set_state (pipeline, GST_STATE_PAUSED) ==
-      GST_STATE_CHANGE_FAILURE);
-  fail_unless_equals_int (gst_element_get_state (pipeline, NULL, NULL,
-          30 * GST_SECOND), GST_STATE_CHANGE_SUCCESS);
+  fail_if (gst_element_set_state (pipeline, GST_STATE_PAUSED) == GST_STATE_CHANGE_FAILURE);
+  fail_unless_equals_int (
+      gst_element_get_state (pipeline, NULL, NULL, 30 * GST_SECOND), GST_STATE_CHANGE_SUCCESS);
   for (i = 0; i < 200; i++) {
     gint64 pos = g_rand_int_range (rand, 0, 4000) * GST_MSECOND;
 
-    fail_unless (gst_element_seek_simple (pipeline, GST_FORMAT_TIME,
-            GST_SEEK_FLAG_FLUSH | GST_SEEK_FLAG_ACCURATE, pos), "seek %u", i);
-    fail_unless_equals_int (gst_element_get_state (pipeline, NULL, NULL,
-            30 * GST_SECOND), GST_STATE_CHANGE_SUCCESS);
+    fail_unless (gst_element_seek_simple (
+                     pipeline, GST_FORMAT_TIME, GST_SEEK_FLAG_FLUSH | GST_SEEK_FLAG_ACCURATE, pos),
+        "seek %u", i);
+    fail_unless_equals_int (
+        gst_element_get_state (pipeline, NULL, NULL, 30 * GST_SECOND), GST_STATE_CHANGE_SUCCESS);
     if (i % 20 == 19) {
       /* let it play a little between some of them */
       gst_element_set_state (pipeline, GST_STATE_PLAYING);
       g_usleep (5 * 1000);
       gst_element_set_state (pipeline, GST_STATE_PAUSED);
-      fail_unless_equals_int (gst_element_get_state (pipeline, NULL, NULL,
-              30 * GST_SECOND), GST_STATE_CHANGE_SUCCESS);
+      fail_unless_equals_int (
+          gst_element_get_state (pipeline, NULL, NULL, 30 * GST_SECOND), GST_STATE_CHANGE_SUCCESS);
     }
   }
   /* the short bursts of (unsynchronised) playing may have reached EOS */
@@ -1539,10 +1519,10 @@ GST_START_TEST (test_pipeline_repeated_seeks)
     gst_bus_set_flushing (bus, FALSE);
     gst_object_unref (bus);
   }
-  fail_unless (gst_element_seek_simple (pipeline, GST_FORMAT_TIME,
-          GST_SEEK_FLAG_FLUSH | GST_SEEK_FLAG_ACCURATE, 4 * GST_SECOND));
-  fail_unless_equals_int (gst_element_get_state (pipeline, NULL, NULL,
-          30 * GST_SECOND), GST_STATE_CHANGE_SUCCESS);
+  fail_unless (gst_element_seek_simple (
+      pipeline, GST_FORMAT_TIME, GST_SEEK_FLAG_FLUSH | GST_SEEK_FLAG_ACCURATE, 4 * GST_SECOND));
+  fail_unless_equals_int (
+      gst_element_get_state (pipeline, NULL, NULL, 30 * GST_SECOND), GST_STATE_CHANGE_SUCCESS);
   g_atomic_int_set (&c.fused, 0);
   c.last_pts = GST_CLOCK_TIME_NONE;
   c.pts_ok = TRUE;

@@ -21,7 +21,7 @@
 
 /* ref (DIM) = libmm's text embedding of @text. */
 static void
-reference (const gchar * text, gssize len, gfloat * ref)
+reference (const gchar *text, gssize len, gfloat *ref)
 {
   gchar *path = fixture ("tiny.safetensors");
   GError *err = NULL;
@@ -39,24 +39,21 @@ reference (const gchar * text, gssize len, gfloat * ref)
 }
 
 static GstBuffer *
-text_buffer (const gchar * text, GstClockTime pts, GstClockTime duration)
+text_buffer (const gchar *text, GstClockTime pts, GstClockTime duration)
 {
-  GstBuffer *buf = *text ? gst_buffer_new_memdup (text, strlen (text)) :
-      gst_buffer_new ();
+  GstBuffer *buf = *text ? gst_buffer_new_memdup (text, strlen (text)) : gst_buffer_new ();
 
   GST_BUFFER_PTS (buf) = pts;
   GST_BUFFER_DURATION (buf) = duration;
   return buf;
 }
 
-#define assert_embedding(buf, ref) \
-  assert_embedding_near ((buf), (ref), DIM, 1e-6f)
+#define assert_embedding(buf, ref) assert_embedding_near ((buf), (ref), DIM, 1e-6f)
 
 GST_START_TEST (test_caps_accepted)
 {
-  const gchar *formats[] = { "text/x-raw, format=utf8",
-    "text/x-raw, format=pango-markup", "text/plain"
-  };
+  const gchar *formats[] = { "text/x-raw, format=utf8", "text/x-raw, format=pango-markup",
+    "text/plain" };
   guint i;
 
   for (i = 0; i < G_N_ELEMENTS (formats); i++) {
@@ -67,8 +64,7 @@ GST_START_TEST (test_caps_accepted)
     GstBuffer *out;
 
     gst_harness_set_src_caps_str (h, formats[i]);
-    fail_unless_equals_int (gst_harness_push (h, text_buffer ("news",
-                0, GST_SECOND)), GST_FLOW_OK);
+    fail_unless_equals_int (gst_harness_push (h, text_buffer ("news", 0, GST_SECOND)), GST_FLOW_OK);
     out = gst_harness_pull (h);
     fail_unless (out != NULL);
     gst_buffer_unref (out);
@@ -77,8 +73,7 @@ GST_START_TEST (test_caps_accepted)
     fail_unless (caps != NULL);
     s = gst_caps_get_structure (caps, 0);
     fail_unless (gst_structure_has_name (s, MM_EMBEDDING_CAPS_NAME));
-    fail_unless_equals_string (gst_structure_get_string (s, "modality"),
-        "text");
+    fail_unless_equals_string (gst_structure_get_string (s, "modality"), "text");
     fail_unless (gst_structure_get_int (s, "dim", &dim));
     fail_unless_equals_int (dim, DIM);
     fail_unless (gst_structure_get_string (s, "model") != NULL);
@@ -92,9 +87,7 @@ GST_END_TEST;
 GST_START_TEST (test_caps_refused)
 {
   const gchar *refused[] = { "text/x-raw, format=utf16",
-    "video/x-raw, format=RGB, width=4, height=4, framerate=1/1",
-    "application/x-subtitle"
-  };
+    "video/x-raw, format=RGB, width=4, height=4, framerate=1/1", "application/x-subtitle" };
   guint i;
 
   for (i = 0; i < G_N_ELEMENTS (refused); i++) {
@@ -102,8 +95,7 @@ GST_START_TEST (test_caps_refused)
     GstCaps *caps = gst_caps_from_string (refused[i]);
     GstPad *sinkpad = gst_element_get_static_pad (h->element, "sink");
 
-    fail_unless (!gst_pad_query_accept_caps (sinkpad, caps), "%s accepted",
-        refused[i]);
+    fail_unless (!gst_pad_query_accept_caps (sinkpad, caps), "%s accepted", refused[i]);
     gst_object_unref (sinkpad);
     gst_caps_unref (caps);
     gst_harness_teardown (h);
@@ -124,8 +116,7 @@ GST_START_TEST (test_allocation_not_proxied)
 
   gst_harness_set_src_caps (h, gst_caps_ref (caps));
   gst_harness_set_propose_allocator (h, NULL, NULL);
-  gst_harness_add_propose_allocation_meta (h, GST_PARENT_BUFFER_META_API_TYPE,
-      NULL);
+  gst_harness_add_propose_allocation_meta (h, GST_PARENT_BUFFER_META_API_TYPE, NULL);
   query = gst_query_new_allocation (caps, FALSE);
   gst_pad_query (sinkpad, query);
   fail_unless_equals_int (gst_query_get_n_allocation_metas (query), 0);
@@ -141,7 +132,8 @@ GST_START_TEST (test_downstream_mismatch)
 {
   gchar *path = fixture ("tiny.safetensors");
   gchar *desc = g_strdup_printf ("textenc model=\"%s\" ! capsfilter "
-      "caps=\"" MM_EMBEDDING_CAPS_NAME ",dim=(int)16\"", path);
+                                 "caps=\"" MM_EMBEDDING_CAPS_NAME ",dim=(int)16\"",
+      path);
   GstHarness *h = gst_harness_new_parse (desc);
   GstBus *bus = gst_bus_new ();
   GstBuffer *buf;
@@ -149,11 +141,9 @@ GST_START_TEST (test_downstream_mismatch)
   gst_element_set_bus (h->element, bus);
   buf = text_buffer ("news", 0, GST_SECOND);
   gst_harness_set_src_caps_str (h, "text/plain");
-  fail_unless_equals_int (gst_harness_push (h, buf),
-      GST_FLOW_NOT_NEGOTIATED);
+  fail_unless_equals_int (gst_harness_push (h, buf), GST_FLOW_NOT_NEGOTIATED);
   /* the error says what was refused, not just "not negotiated" */
-  assert_bus_message (bus, GST_MESSAGE_ERROR, "refuses its output",
-      "dim=(int)8", NULL);
+  assert_bus_message (bus, GST_MESSAGE_ERROR, "refuses its output", "dim=(int)8", NULL);
   gst_element_set_bus (h->element, NULL);
   gst_object_unref (bus);
   gst_harness_teardown (h);
@@ -177,26 +167,25 @@ GST_START_TEST (test_no_caps_is_plain)
   gst_segment_init (&segment, GST_FORMAT_TIME);
   fail_unless (gst_harness_push_event (h, gst_event_new_segment (&segment)));
   fail_if (gst_pad_has_current_caps (h->srcpad));
-  fail_unless_equals_int (gst_harness_push (h, text_buffer ("<i>song</i>",
-              3 * GST_SECOND, GST_SECOND)), GST_FLOW_OK);
+  fail_unless_equals_int (
+      gst_harness_push (h, text_buffer ("<i>song</i>", 3 * GST_SECOND, GST_SECOND)), GST_FLOW_OK);
   out = gst_harness_pull (h);
   fail_unless_equals_uint64 (GST_BUFFER_PTS (out), 3 * GST_SECOND);
   fail_unless_equals_uint64 (GST_BUFFER_DURATION (out), GST_SECOND);
-  reference ("<i>song</i>", -1, ref);   /* plain: tags are text */
+  reference ("<i>song</i>", -1, ref); /* plain: tags are text */
   assert_embedding (out, ref);
   gst_buffer_unref (out);
 
   caps = gst_pad_get_current_caps (h->sinkpad);
   fail_unless (caps != NULL);
-  fail_unless (gst_structure_has_name (gst_caps_get_structure (caps, 0),
-          MM_EMBEDDING_CAPS_NAME));
-  fail_unless_equals_string (gst_structure_get_string
-      (gst_caps_get_structure (caps, 0), "modality"), "text");
+  fail_unless (gst_structure_has_name (gst_caps_get_structure (caps, 0), MM_EMBEDDING_CAPS_NAME));
+  fail_unless_equals_string (
+      gst_structure_get_string (gst_caps_get_structure (caps, 0), "modality"), "text");
   gst_caps_unref (caps);
 
   /* the next one too */
-  fail_unless_equals_int (gst_harness_push (h, text_buffer ("news",
-              5 * GST_SECOND, GST_SECOND)), GST_FLOW_OK);
+  fail_unless_equals_int (
+      gst_harness_push (h, text_buffer ("news", 5 * GST_SECOND, GST_SECOND)), GST_FLOW_OK);
   out = gst_harness_pull (h);
   reference ("news", -1, ref);
   assert_embedding (out, ref);
@@ -212,7 +201,8 @@ GST_START_TEST (test_no_caps_pipeline)
 {
   gchar *model = fixture ("tiny.safetensors");
   gchar *desc = g_strdup_printf ("appsrc name=src format=time ! "
-      "textenc model=\"%s\" ! appsink name=sink sync=false", model);
+                                 "textenc model=\"%s\" ! appsink name=sink sync=false",
+      model);
   GstElement *pipe = gst_parse_launch (desc, NULL);
   GstElement *src, *sink;
   GstSample *sample = NULL;
@@ -226,10 +216,9 @@ GST_START_TEST (test_no_caps_pipeline)
   src = gst_bin_get_by_name (GST_BIN (pipe), "src");
   sink = gst_bin_get_by_name (GST_BIN (pipe), "sink");
   bus = gst_element_get_bus (pipe);
-  fail_unless (gst_element_set_state (pipe, GST_STATE_PLAYING) !=
-      GST_STATE_CHANGE_FAILURE);
+  fail_unless (gst_element_set_state (pipe, GST_STATE_PLAYING) != GST_STATE_CHANGE_FAILURE);
   buf = text_buffer ("weather report", GST_SECOND, GST_SECOND);
-  g_signal_emit_by_name (src, "push-buffer", buf, &ret);     /* refs it */
+  g_signal_emit_by_name (src, "push-buffer", buf, &ret); /* refs it */
   gst_buffer_unref (buf);
   fail_unless_equals_int (ret, GST_FLOW_OK);
   g_signal_emit_by_name (src, "end-of-stream", &ret);
@@ -238,8 +227,7 @@ GST_START_TEST (test_no_caps_pipeline)
   reference ("weather report", -1, ref);
   assert_embedding (gst_sample_get_buffer (sample), ref);
   gst_sample_unref (sample);
-  msg = gst_bus_timed_pop_filtered (bus, 10 * GST_SECOND,
-      GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+  msg = gst_bus_timed_pop_filtered (bus, 10 * GST_SECOND, GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
   fail_unless (msg != NULL);
   fail_unless_equals_int (GST_MESSAGE_TYPE (msg), GST_MESSAGE_EOS);
   gst_message_unref (msg);
@@ -261,10 +249,8 @@ GST_START_TEST (test_timestamps_and_values)
   GstBuffer *out;
 
   gst_harness_set_src_caps_str (h, "text/x-raw, format=utf8");
-  gst_harness_push (h, text_buffer ("The weather report", 7 * GST_SECOND,
-          1500 * GST_MSECOND));
-  gst_harness_push (h, text_buffer ("a guitar song", 9 * GST_SECOND,
-          2 * GST_SECOND));
+  gst_harness_push (h, text_buffer ("The weather report", 7 * GST_SECOND, 1500 * GST_MSECOND));
+  gst_harness_push (h, text_buffer ("a guitar song", 9 * GST_SECOND, 2 * GST_SECOND));
 
   out = gst_harness_pull (h);
   fail_unless_equals_uint64 (GST_BUFFER_PTS (out), 7 * GST_SECOND);
@@ -287,8 +273,7 @@ GST_END_TEST;
 /* pango-markup: tags dropped and entities decoded; utf8 keeps them. */
 GST_START_TEST (test_markup_stripped)
 {
-  const gchar *markup =
-      "<span foreground=\"music\"><i>car</i></span> &amp; engine&#33;";
+  const gchar *markup = "<span foreground=\"music\"><i>car</i></span> &amp; engine&#33;";
   GstHarness *h = harness_new (NULL);
   gfloat ref[DIM], literal[DIM];
   GstBuffer *out;
@@ -327,16 +312,14 @@ GST_START_TEST (test_untimestamped)
 
   gst_harness_set_src_caps_str (h, "text/plain");
   fail_unless (gst_harness_set_time (h, 5 * GST_SECOND));
-  gst_harness_push (h, text_buffer ("she said", GST_CLOCK_TIME_NONE,
-          GST_CLOCK_TIME_NONE));
+  gst_harness_push (h, text_buffer ("she said", GST_CLOCK_TIME_NONE, GST_CLOCK_TIME_NONE));
   out = gst_harness_pull (h);
   fail_unless_equals_uint64 (GST_BUFFER_PTS (out), 5 * GST_SECOND);
   fail_unless_equals_uint64 (GST_BUFFER_DURATION (out), 2 * GST_SECOND);
   gst_buffer_unref (out);
 
   /* PTS given, duration not */
-  gst_harness_push (h, text_buffer ("she said", 8 * GST_SECOND,
-          GST_CLOCK_TIME_NONE));
+  gst_harness_push (h, text_buffer ("she said", 8 * GST_SECOND, GST_CLOCK_TIME_NONE));
   out = gst_harness_pull (h);
   fail_unless_equals_uint64 (GST_BUFFER_PTS (out), 8 * GST_SECOND);
   fail_unless_equals_uint64 (GST_BUFFER_DURATION (out), 2 * GST_SECOND);
@@ -355,10 +338,9 @@ GST_START_TEST (test_untimestamped_paused)
   gst_harness_set_src_caps_str (h, "text/plain");
   gst_harness_push (h, text_buffer ("news", 4 * GST_SECOND, GST_SECOND));
   gst_buffer_unref (gst_harness_pull (h));
-  fail_unless_equals_int (gst_element_set_state (h->element,
-          GST_STATE_PAUSED), GST_STATE_CHANGE_SUCCESS);
-  gst_harness_push (h, text_buffer ("news", GST_CLOCK_TIME_NONE,
-          GST_CLOCK_TIME_NONE));
+  fail_unless_equals_int (
+      gst_element_set_state (h->element, GST_STATE_PAUSED), GST_STATE_CHANGE_SUCCESS);
+  gst_harness_push (h, text_buffer ("news", GST_CLOCK_TIME_NONE, GST_CLOCK_TIME_NONE));
   out = gst_harness_pull (h);
   fail_unless_equals_uint64 (GST_BUFFER_PTS (out), 5 * GST_SECOND);
   fail_unless_equals_uint64 (GST_BUFFER_DURATION (out), 3 * GST_SECOND);
@@ -371,9 +353,7 @@ GST_END_TEST;
 /* Empty and blank cues give a GAP event for their interval, no buffer. */
 GST_START_TEST (test_blank_cues)
 {
-  const gchar *blanks[] = { "", "   \n\t ", "\xc2\xa0\xe2\x80\x83",
-    "<i> </i>"
-  };
+  const gchar *blanks[] = { "", "   \n\t ", "\xc2\xa0\xe2\x80\x83", "<i> </i>" };
   guint i;
 
   for (i = 0; i < G_N_ELEMENTS (blanks); i++) {
@@ -382,8 +362,8 @@ GST_START_TEST (test_blank_cues)
     GstClockTime ts, dur;
 
     gst_harness_set_src_caps_str (h, "text/x-raw, format=pango-markup");
-    fail_unless_equals_int (gst_harness_push (h, text_buffer (blanks[i],
-                3 * GST_SECOND, GST_SECOND)), GST_FLOW_OK);
+    fail_unless_equals_int (
+        gst_harness_push (h, text_buffer (blanks[i], 3 * GST_SECOND, GST_SECOND)), GST_FLOW_OK);
     fail_unless_equals_int (gst_harness_buffers_received (h), 0);
     gap = pull_event_of_type (h, GST_EVENT_GAP);
     fail_unless (gap != NULL, "no GAP for blank cue %u", i);
@@ -404,8 +384,7 @@ GST_START_TEST (test_gap_forwarded)
   GstClockTime ts, dur;
 
   gst_harness_set_src_caps_str (h, "text/x-raw, format=utf8");
-  fail_unless (gst_harness_push_event (h, gst_event_new_gap (2 * GST_SECOND,
-              500 * GST_MSECOND)));
+  fail_unless (gst_harness_push_event (h, gst_event_new_gap (2 * GST_SECOND, 500 * GST_MSECOND)));
   gap = pull_event_of_type (h, GST_EVENT_GAP);
   fail_unless (gap != NULL);
   gst_event_parse_gap (gap, &ts, &dur);
@@ -425,8 +404,7 @@ GST_START_TEST (test_invalid_utf8)
   GstBuffer *out;
 
   gst_harness_set_src_caps_str (h, "text/x-raw, format=utf8");
-  gst_harness_push (h, text_buffer ("\xff\xfe traffic \xc3 noise \xed\xa0\x80",
-          0, GST_SECOND));
+  gst_harness_push (h, text_buffer ("\xff\xfe traffic \xc3 noise \xed\xa0\x80", 0, GST_SECOND));
   out = gst_harness_pull (h);
   reference ("traffic noise", -1, ref);
   assert_embedding (out, ref);
@@ -453,9 +431,7 @@ GST_END_TEST;
 GST_START_TEST (test_gigantic_cue)
 {
   const gsize size = 10 * 1024 * 1024;
-  const gchar *formats[] = { "text/x-raw, format=utf8",
-    "text/x-raw, format=pango-markup"
-  };
+  const gchar *formats[] = { "text/x-raw, format=utf8", "text/x-raw, format=pango-markup" };
   guint f;
 
   for (f = 0; f < G_N_ELEMENTS (formats); f++) {
@@ -477,12 +453,12 @@ GST_START_TEST (test_gigantic_cue)
     t0 = g_get_monotonic_time ();
     fail_unless_equals_int (gst_harness_push (h, buf), GST_FLOW_OK);
     out = gst_harness_pull (h);
-    GST_INFO ("10 MB cue (%s) took %" G_GINT64_FORMAT " us", formats[f],
-        g_get_monotonic_time () - t0);
+    GST_INFO (
+        "10 MB cue (%s) took %" G_GINT64_FORMAT " us", formats[f], g_get_monotonic_time () - t0);
     fail_unless (gst_buffer_map (out, &map, GST_MAP_READ));
     fail_unless_equals_int (map.size, DIM * sizeof (gfloat));
     for (i = 0; i < DIM; i++)
-      fail_unless (isfinite (((gfloat *) map.data)[i]));
+      fail_unless (isfinite (((gfloat *)map.data)[i]));
     gst_buffer_unmap (out, &map);
     gst_buffer_unref (out);
     gst_harness_teardown (h);
@@ -546,8 +522,7 @@ GST_START_TEST (test_properties)
   g_object_get (e, "default-duration", &dur, "model", &model, NULL);
   fail_unless_equals_uint64 (dur, 3 * GST_SECOND);
   fail_unless (model == NULL);
-  g_object_set (e, "default-duration", (guint64) GST_SECOND, "model", "x",
-      NULL);
+  g_object_set (e, "default-duration", (guint64)GST_SECOND, "model", "x", NULL);
   g_object_get (e, "default-duration", &dur, "model", &model, NULL);
   fail_unless_equals_uint64 (dur, GST_SECOND);
   fail_unless_equals_string (model, "x");
@@ -569,10 +544,9 @@ GST_END_TEST;
  * Cue 2 is empty after markup removal (a GAP), cue 3 has markup. */
 GST_START_TEST (test_pipeline_srt)
 {
-  static const gchar srt[] =
-      "1\n00:00:01,000 --> 00:00:02,500\nThe weather report\n\n"
-      "2\n00:00:03,000 --> 00:00:04,000\n<i> </i>\n\n"
-      "3\n00:00:05,000 --> 00:00:07,000\n<b>guitar</b> &amp; song\n\n";
+  static const gchar srt[] = "1\n00:00:01,000 --> 00:00:02,500\nThe weather report\n\n"
+                             "2\n00:00:03,000 --> 00:00:04,000\n<i> </i>\n\n"
+                             "3\n00:00:05,000 --> 00:00:07,000\n<b>guitar</b> &amp; song\n\n";
   gchar *dir = g_dir_make_tmp ("textenc-XXXXXX", NULL);
   gchar *srt_path = g_build_filename (dir, "cues.srt", NULL);
   gchar *model = fixture ("tiny.safetensors");
@@ -588,13 +562,13 @@ GST_START_TEST (test_pipeline_srt)
 
   fail_unless (g_file_set_contents (srt_path, srt, -1, NULL));
   desc = g_strdup_printf ("filesrc location=\"%s\" ! subparse ! "
-      "textenc model=\"%s\" ! appsink name=sink sync=false", srt_path, model);
+                          "textenc model=\"%s\" ! appsink name=sink sync=false",
+      srt_path, model);
   pipe = gst_parse_launch (desc, NULL);
   fail_unless (pipe != NULL);
   sink = gst_bin_get_by_name (GST_BIN (pipe), "sink");
   bus = gst_element_get_bus (pipe);
-  fail_unless (gst_element_set_state (pipe, GST_STATE_PLAYING) !=
-      GST_STATE_CHANGE_FAILURE);
+  fail_unless (gst_element_set_state (pipe, GST_STATE_PLAYING) != GST_STATE_CHANGE_FAILURE);
   while (TRUE) {
     GstBuffer *buf;
     gfloat ref[DIM];
@@ -613,8 +587,7 @@ GST_START_TEST (test_pipeline_srt)
     n++;
   }
   fail_unless_equals_int (n, 2);
-  msg = gst_bus_timed_pop_filtered (bus, 10 * GST_SECOND,
-      GST_MESSAGE_ERROR | GST_MESSAGE_EOS);
+  msg = gst_bus_timed_pop_filtered (bus, 10 * GST_SECOND, GST_MESSAGE_ERROR | GST_MESSAGE_EOS);
   fail_unless (msg != NULL);
   fail_unless_equals_int (GST_MESSAGE_TYPE (msg), GST_MESSAGE_EOS);
   gst_message_unref (msg);
