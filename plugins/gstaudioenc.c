@@ -24,7 +24,10 @@
  * the same default tolerance as audiobasesink's alignment-threshold),
  * starts a new run: the samples collected so far are dropped, never padded
  * or stitched to the new ones, so no window spans a discontinuity.  A flush
- * does the same.
+ * does the same.  A GAP event (upstream has no samples for a while) ends
+ * the run like EOS does: the uncovered samples are encoded as one final,
+ * shorter window (see below), the GAP is forwarded, and the next buffer
+ * starts a new run at its own PTS, however short the gap was.
  *
  * At EOS, if some samples arrived that no window has covered yet, the
  * samples from the next hop position to the end are encoded as one final,
@@ -493,8 +496,9 @@ gst_audio_enc_encode_window (GstAudioEnc *self, guint n, gboolean may_drop)
   downmix (data, GST_AUDIO_INFO_FORMAT (&self->info), GST_AUDIO_INFO_CHANNELS (&self->info), n,
       self->samples);
   gst_adapter_unmap (self->adapter);
-  GST_TRACE_OBJECT (
-      self, "first samples %f %f %f", self->samples[0], self->samples[1], self->samples[2]);
+  /* a final window may hold a single sample: print only those it has */
+  GST_TRACE_OBJECT (self, "first samples %f %f %f (of %u)", self->samples[0],
+      n > 1 ? self->samples[1] : 0.0f, n > 2 ? self->samples[2] : 0.0f, n);
 
   outbuf = gst_mm_embedding_buffer_new (self->dim);
   gst_buffer_map (outbuf, &out, GST_MAP_WRITE);
@@ -556,7 +560,8 @@ gst_audio_enc_process (GstAudioEnc *self)
   return ret;
 }
 
-/* At EOS: the samples no window covered yet, as one shorter window. */
+/* At EOS or a GAP: the samples no window covered yet, as one shorter
+ * window. */
 static GstFlowReturn
 gst_audio_enc_drain (GstAudioEnc *self)
 {
@@ -593,6 +598,13 @@ gst_audio_enc_sink_event (GstPad *pad, GstObject *parent, GstEvent *event)
     case GST_EVENT_FLUSH_STOP:
       gst_audio_enc_reset (self, GST_CLOCK_TIME_NONE);
       gst_segment_init (&self->segment, GST_FORMAT_TIME);
+      break;
+    case GST_EVENT_GAP:
+      /* no samples for a while: the run ends here, like at EOS; the next
+       * buffer starts a new run at its own PTS, however short the gap */
+      GST_DEBUG_OBJECT (self, "gap: draining and starting a new run");
+      gst_audio_enc_drain (self);
+      gst_audio_enc_reset (self, GST_CLOCK_TIME_NONE);
       break;
     case GST_EVENT_EOS:
       gst_audio_enc_drain (self);

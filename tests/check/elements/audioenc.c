@@ -440,6 +440,52 @@ GST_START_TEST (test_discont_resets)
 
 GST_END_TEST;
 
+/* A GAP event ends the run, even one shorter than the 40 ms alignment
+ * threshold: the samples before it are drained like at EOS, the GAP is
+ * forwarded, and the windows after it start at the post-gap PTS, made only
+ * of post-gap samples; no window spans the gap. */
+GST_START_TEST (test_gap_resets)
+{
+  GstHarness *h = harness_new (NULL, MONO_S16);
+  GstClockTime gap_start = 1300 * MS, gap_end = 1320 * MS;
+  GstBuffer *out;
+  GstEvent *ev;
+  gfloat ref[DIM];
+
+  /* 1.3 s: the window at 0 */
+  push_s16 (h, 0, 20800, 1600, 0);
+  out = pull_window (h, 0, GST_SECOND);
+  gst_buffer_unref (out);
+  fail_unless_equals_int (gst_harness_buffers_in_queue (h), 0);
+
+  /* 20 ms without samples: the tail from the hop at 0.5 s is drained */
+  fail_unless (gst_harness_push_event (h, gst_event_new_gap (gap_start, gap_end - gap_start)));
+  fail_unless_equals_int (gst_harness_buffers_in_queue (h), 1);
+  out = pull_window (h, 500 * MS, 800 * MS);
+  reference (8000, 12800, 1, TRUE, ref);
+  assert_embedding (out, ref);
+  gst_buffer_unref (out);
+  ev = pull_event_of_type (h, GST_EVENT_GAP);
+  fail_unless (ev != NULL, "GAP not forwarded");
+  gst_event_unref (ev);
+
+  /* 1.5 s after the gap, contiguous with it: windows at 1.32 s and 1.82 s */
+  push_s16 (h, 100000, 24000, 1600, gap_end);
+  fail_unless_equals_int (gst_harness_buffers_in_queue (h), 2);
+  out = pull_window (h, gap_end, GST_SECOND);
+  reference (100000, 16000, 1, TRUE, ref);
+  assert_embedding (out, ref);
+  fail_unless (GST_BUFFER_IS_DISCONT (out));
+  gst_buffer_unref (out);
+  out = pull_window (h, gap_end + 500 * MS, GST_SECOND);
+  reference (108000, 16000, 1, TRUE, ref);
+  assert_embedding (out, ref);
+  gst_buffer_unref (out);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
 /* Timestamp jitter below 40 ms does not break the run. */
 GST_START_TEST (test_jitter_tolerated)
 {
@@ -694,6 +740,7 @@ audioenc_suite (void)
   tcase_add_test (tc, test_pipeline);
   tcase_add_test (tc, test_window_hop);
   tcase_add_test (tc, test_discont_resets);
+  tcase_add_test (tc, test_gap_resets);
   tcase_add_test (tc, test_jitter_tolerated);
   tcase_add_test (tc, test_eos);
   tcase_add_test (tc, test_flush);
