@@ -5,7 +5,8 @@
  * - BertConfig + MmBertWeights: parsed and bound once at model load; the
  *   weights are const float * into the mapped file, shared by contexts.
  * - MmBertContext: the WordPiece tokenizer and every activation buffer,
- *   sized for max_len tokens when the context is created.
+ *   sized for min (max_len, max_text_bytes + 2) tokens when the context is
+ *   created.
  * - mm_bert_encode(): tokenise, forward, pool; never allocates.
  *
  * The forward pass is the post-LayerNorm BERT of Devlin et al. as
@@ -23,6 +24,9 @@
 
 #define BERT_MAX_LAYERS 64
 #define BERT_MAX_DIM 65536
+/* Attention is O(max_len^2) in time and scratch: 8192 tokens is already a
+ * 256 MB scores buffer, far beyond any BERT context in practice. */
+#define BERT_MAX_LEN 8192
 
 typedef enum
 {
@@ -83,6 +87,7 @@ struct _MmBertContext
   float *ffn;       /* (max_len, I) */
   float *scores;    /* (max_len, max_len) attention scratch */
   float *pooled;    /* (H) */
+  guint max_tokens; /* min (max_len, max_text_bytes + 2): the buffers' rows */
 };
 
 /* ---------------------------------------------------------------------- */
@@ -135,7 +140,7 @@ parse_config (BertConfig *c, JsonObject *cfg, const char *label, const MmVocab *
       || !mm_json_uint (cfg, label, "heads", TRUE, 0, 1, BERT_MAX_DIM, &c->heads, error)
       || !mm_json_uint (
           cfg, label, "intermediate", TRUE, 0, 1, BERT_MAX_DIM, &c->intermediate, error)
-      || !mm_json_uint (cfg, label, "max_len", TRUE, 0, 2, BERT_MAX_DIM, &c->max_len, error)
+      || !mm_json_uint (cfg, label, "max_len", TRUE, 0, 2, BERT_MAX_LEN, &c->max_len, error)
       || !mm_json_double (cfg, label, "layer_norm_eps", FALSE, 1e-12, &eps, error))
     return FALSE;
   if (c->hidden % c->heads != 0) {
@@ -324,12 +329,17 @@ mm_bert_context_new (
     const MmBertWeights *w, gsize max_text_bytes, const char *label, GError **error)
 {
   const BertConfig *c = &w->cfg;
-  gsize n = c->max_len, H = c->hidden;
+  gsize H = c->hidden, n;
   MmBertContext *ctx = g_new0 (MmBertContext, 1);
   gboolean ok = TRUE;
 
+  /* Every WordPiece token but [CLS] and [SEP] covers at least one byte, so
+   * a text of max_text_bytes never needs more than max_text_bytes + 2 rows;
+   * the tokenizer truncates at max_tokens regardless. */
+  n = MIN ((gsize)c->max_len, max_text_bytes + 2);
+  ctx->max_tokens = (guint)n;
   ctx->w = w;
-  ctx->wp = mm_wordpiece_new (w->vocab, c->lowercase, c->max_len, max_text_bytes, error);
+  ctx->wp = mm_wordpiece_new (w->vocab, c->lowercase, ctx->max_tokens, max_text_bytes, error);
   if (!ctx->wp) {
     mm_bert_context_free (ctx);
     return NULL;
@@ -346,9 +356,11 @@ mm_bert_context_new (
   ctx->scores = try_floats (n * n, &ok);
   ctx->pooled = try_floats (H, &ok);
   if (!ok) {
-    mm_set_error (error, MM_ERROR_INPUT, label,
-        "text: cannot allocate BERT scratch for max_len %u, hidden %u, intermediate %u", c->max_len,
-        c->hidden, c->intermediate);
+    gsize bytes = (n * (1 + 6 * H + c->intermediate + n) + H) * sizeof (float);
+    mm_format_error (error, label,
+        "text: cannot allocate %" G_GSIZE_FORMAT
+        " MB of BERT scratch for %u tokens, hidden %u, intermediate %u",
+        bytes >> 20, ctx->max_tokens, c->hidden, c->intermediate);
     mm_bert_context_free (ctx);
     return NULL;
   }
@@ -441,7 +453,8 @@ bert_pool (float *pooled, const MmBertWeights *w, const float *x, int n)
 
 /* embedding (dim) = proj (pool (BERT (wordpiece (utf8)))).  @utf8 must be
  * valid UTF-8 of at most the context's max_text_bytes.  *n_content receives
- * the number of WordPiece tokens without [CLS]/[SEP]. */
+ * the number of WordPiece tokens without [CLS]/[SEP].  Errors are not
+ * prefixed with the model: the caller adds it. */
 gboolean
 mm_bert_encode (MmBertContext *ctx, const char *utf8, gsize len, float *embedding, guint *n_content,
     GError **error)
@@ -451,9 +464,9 @@ mm_bert_encode (MmBertContext *ctx, const char *utf8, gsize len, float *embeddin
   guint n;
 
   n = mm_wordpiece_encode (ctx->wp, utf8, len, ctx->ids, n_content);
-  if (n < 2 || n > c->max_len) { /* cannot happen: specials checked at load */
-    mm_set_error (
-        error, MM_ERROR_INPUT, "text", "WordPiece gave %u tokens (max_len %u)", n, c->max_len);
+  if (n < 2 || n > ctx->max_tokens) { /* cannot happen: specials checked at load */
+    g_set_error (error, MM_ERROR, MM_ERROR_INPUT, "text: WordPiece gave %u tokens (at most %u)", n,
+        ctx->max_tokens);
     return FALSE;
   }
 

@@ -311,6 +311,7 @@ mm_text_encoder_encode (MmTextEncoder *enc, const char *text, gssize len, float 
   if (enc->w->type == TEXT_WORDVEC) {
     n = wordvec_encode (enc, enc->text, clean_len, embedding);
   } else if (!mm_bert_encode (enc->bert, enc->text, clean_len, embedding, &n, error)) {
+    g_prefix_error (error, "%s: ", MM_MODEL_LABEL (enc->model));
     return FALSE;
   }
   if (n_tokens)

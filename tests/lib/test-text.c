@@ -333,6 +333,82 @@ test_bad_models (void)
   }
 }
 
+/* The bytes of text fixture @file with components.text.@key set to @json. */
+static GBytes *
+mutate_text_config (const char *file, const char *key, const char *json)
+{
+  char *path = fixture_path (file), *raw;
+  gsize len;
+  g_assert_true (g_file_get_contents (path, &raw, &len, NULL));
+  guint64 n = 0;
+  for (int i = 7; i >= 0; i--)
+    n = (n << 8) | (guint8)raw[i];
+  g_assert_cmpuint (8 + n, <=, len);
+
+  JsonParser *hp = json_parser_new ();
+  g_assert_true (json_parser_load_from_data (hp, raw + 8, n, NULL));
+  JsonObject *meta = json_object_get_object_member (
+      json_node_get_object (json_parser_get_root (hp)), "__metadata__");
+  JsonParser *mp = json_parser_new ();
+  g_assert_true (
+      json_parser_load_from_data (mp, json_object_get_string_member (meta, "mm"), -1, NULL));
+  JsonObject *cfg = json_object_get_object_member (
+      json_object_get_object_member (
+          json_node_get_object (json_parser_get_root (mp)), "components"),
+      "text");
+  json_object_set_member (cfg, key, json_from_string (json, NULL));
+  char *mm = json_to_string (json_parser_get_root (mp), FALSE);
+  json_object_set_string_member (meta, "mm", mm);
+  char *header = json_to_string (json_parser_get_root (hp), FALSE);
+
+  gsize hlen = strlen (header);
+  GByteArray *b = g_byte_array_new ();
+  for (int i = 0; i < 8; i++) {
+    guint8 byte = (guint8)((guint64)hlen >> (8 * i));
+    g_byte_array_append (b, &byte, 1);
+  }
+  g_byte_array_append (b, (const guint8 *)header, hlen);
+  g_byte_array_append (b, (const guint8 *)raw + 8 + n, len - 8 - n);
+
+  g_free (header);
+  g_free (mm);
+  g_object_unref (mp);
+  g_object_unref (hp);
+  g_free (raw);
+  g_free (path);
+  return g_byte_array_free_to_bytes (b);
+}
+
+/* max_len is capped at 8192 (attention scratch is max_len^2 floats): a file
+ * asking for more is refused with an error naming the key and the cap,
+ * before the position table is looked at. */
+static void
+test_max_len_cap (void)
+{
+  static const char *const values[] = { "10000", "65536", "100000" };
+
+  for (guint i = 0; i < G_N_ELEMENTS (values); i++) {
+    GError *err = NULL;
+    GBytes *bytes = mutate_text_config ("bert-tiny.safetensors", "max_len", values[i]);
+    gsize len;
+    const guint8 *data = g_bytes_get_data (bytes, &len);
+    MmSafetensors *st = mm_safetensors_open_bytes ("mutated", data, len, &err);
+    g_assert_no_error (err);
+    MmModel *model = mm_model_new_from_safetensors (st, "mutated", &err);
+
+    g_assert_null (model);
+    g_assert_error (err, MM_ERROR, MM_ERROR_FORMAT);
+    g_test_message ("max_len %s: %s", values[i], err->message);
+    g_assert_nonnull (strstr (err->message, "mutated"));
+    g_assert_nonnull (strstr (err->message, "max_len"));
+    g_assert_nonnull (strstr (err->message, values[i]));
+    g_assert_nonnull (strstr (err->message, "8192"));
+    g_clear_error (&err);
+    mm_safetensors_free (st);
+    g_bytes_unref (bytes);
+  }
+}
+
 static void
 test_missing_component (void)
 {
@@ -497,6 +573,7 @@ main (int argc, char **argv)
   }
   g_test_add_func ("/text/bad-models", test_bad_models);
   g_test_add_func ("/text/missing-component", test_missing_component);
+  g_test_add_func ("/text/max-len-cap", test_max_len_cap);
   g_test_add_func ("/text/bad-input", test_bad_input);
   g_test_add_func ("/text/explicit-length", test_explicit_length);
   g_test_add_func ("/text/no-alloc", test_no_alloc);
