@@ -39,7 +39,9 @@
  * * current, the first decision after start, a flush or a DISCONT input
  * buffer being the current scores as they are (as is any score whose
  * previous value was not finite, so that one NaN input does not poison
- * the average).  0 turns smoothing off.  The labels and scores reported are
+ * the average).  0 turns smoothing off; s is at most 0.99, since at 1 the
+ * first scores would never change (at 0.99 a new score reaches half
+ * weight after about 69 decisions).  The labels and scores reported are
  * the smoothed ones.
  *
  * Input caps whose `dim` is not the model's fusion dimension are refused
@@ -108,6 +110,8 @@ enum
 #define DEFAULT_TOP_K 1
 #define DEFAULT_THRESHOLD 0.0
 #define DEFAULT_SMOOTHING 0.0
+/* Largest smoothing: at 1 the first scores would be kept forever. */
+#define MAX_SMOOTHING 0.99
 
 struct _GstMmDecode
 {
@@ -179,8 +183,9 @@ gst_mm_decode_class_init (GstMmDecodeClass *klass)
       g_param_spec_double ("smoothing", "Smoothing",
           "Weight of the previous scores in an exponential moving average "
           "over decisions: s = smoothing * s + (1 - smoothing) * scores "
-          "(0 = off; reset on flush and on DISCONT)",
-          0.0, 1.0, DEFAULT_SMOOTHING,
+          "(0 = off, at most 0.99 so that the scores keep adapting; reset "
+          "on flush and on DISCONT)",
+          0.0, MAX_SMOOTHING, DEFAULT_SMOOTHING,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING));
 
   gst_element_class_add_static_pad_template (element_class, &sink_template);

@@ -315,7 +315,7 @@ get_scores (GstBus *bus, gfloat *out_by_label)
  * DISCONT buffer and (per score) after a non-finite one. */
 GST_START_TEST (test_smoothing)
 {
-  const gdouble factors[] = { 0.0, 0.5, 0.9 };
+  const gdouble factors[] = { 0.0, 0.5, 0.9, 0.99 };
   guint f, i;
 
   for (f = 0; f < G_N_ELEMENTS (factors); f++) {
@@ -341,6 +341,14 @@ GST_START_TEST (test_smoothing)
     for (i = 0; i < N_LABELS; i++) {
       expect[i] = s * sa[i] + (1 - s) * sb[i];
       fail_unless (fabsf (got[i] - expect[i]) < 1e-5f, "%g vs %g", got[i], expect[i]);
+    }
+    /* even the largest smoothing still moves towards the new scores */
+    {
+      gfloat moved = 0.0f;
+
+      for (i = 0; i < N_LABELS; i++)
+        moved = MAX (moved, fabsf (got[i] - sa[i]));
+      fail_unless (moved > 1e-4f, "smoothing %g: scores did not move (%g)", s, moved);
     }
 
     gst_harness_push (h, fused_buffer (fb, 2 * GST_SECOND, GST_SECOND));
@@ -634,7 +642,20 @@ GST_START_TEST (test_properties)
   fail_unless_equals_int (k->maximum, MM_MAX_TOP);
   fail_unless_equals_int (k->default_value, 1);
   fail_unless (t->minimum == 0.0 && t->maximum == 1.0 && t->default_value == 0.0);
-  fail_unless (s->minimum == 0.0 && s->maximum == 1.0 && s->default_value == 0.0);
+  fail_unless (s->minimum == 0.0 && s->maximum == 0.99 && s->default_value == 0.0);
+  /* 1 (scores frozen forever) is out of range: validation clamps it, as
+   * g_object_set would after a warning */
+  {
+    GValue v = G_VALUE_INIT;
+
+    g_value_init (&v, G_TYPE_DOUBLE);
+    g_value_set_double (&v, 1.0);
+    fail_unless (g_param_value_validate (G_PARAM_SPEC (s), &v));
+    fail_unless (g_value_get_double (&v) == 0.99);
+    g_value_set_double (&v, 0.99);
+    fail_if (g_param_value_validate (G_PARAM_SPEC (s), &v));
+    g_value_unset (&v);
+  }
   g_object_set (e, "top-k", 3, "threshold", 0.25, "smoothing", 0.75, NULL);
   g_object_get (e, "top-k", &top_k, "threshold", &threshold, "smoothing", &smoothing, NULL);
   fail_unless_equals_int (top_k, 3);
