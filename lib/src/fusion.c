@@ -243,14 +243,23 @@ mm_fusion_new (MmModel *model, const MmContextParams *params, GError **error)
   f->model = mm_model_ref (model);
   f->w = w;
   if (w->kind == FUSION_ATTENTION) {
+    /* d_model comes from the file: allocate with g_try and fail cleanly */
     gsize md = (gsize)w->n_inputs * w->d_model;
-    f->tokens = g_new (float, md);
-    f->k = g_new (float, md);
-    f->v = g_new (float, md);
-    f->q = g_new (float, w->d_model);
-    f->attn = g_new (float, w->d_model);
-    f->scores = g_new (float, w->n_inputs);
-    f->valid = g_new (guint8, w->n_inputs);
+    f->tokens = g_try_new (float, md);
+    f->k = g_try_new (float, md);
+    f->v = g_try_new (float, md);
+    f->q = g_try_new (float, w->d_model);
+    f->attn = g_try_new (float, w->d_model);
+    f->scores = g_try_new (float, w->n_inputs);
+    f->valid = g_try_new (guint8, w->n_inputs);
+    if (!f->tokens || !f->k || !f->v || !f->q || !f->attn || !f->scores || !f->valid) {
+      gsize bytes = (3 * md + 2 * w->d_model + w->n_inputs) * sizeof (float) + w->n_inputs;
+      mm_format_error (error, MM_MODEL_LABEL (model),
+          "fusion: cannot allocate %" G_GSIZE_FORMAT " MB of scratch for %u inputs of d_model %u",
+          bytes >> 20, w->n_inputs, w->d_model);
+      mm_fusion_free (f);
+      return NULL;
+    }
   }
   return f;
 }

@@ -170,8 +170,16 @@ mm_head_new (MmModel *model, const MmContextParams *params, GError **error)
   MmHead *head = g_new0 (MmHead, 1);
   head->model = mm_model_ref (model);
   head->w = w;
-  head->buf[0] = g_new (float, w->max_width);
-  head->buf[1] = g_new (float, w->max_width);
+  /* max_width comes from the file: allocate with g_try and fail cleanly */
+  head->buf[0] = g_try_new (float, w->max_width);
+  head->buf[1] = g_try_new (float, w->max_width);
+  if (!head->buf[0] || !head->buf[1]) {
+    mm_format_error (error, MM_MODEL_LABEL (model),
+        "head: cannot allocate %" G_GSIZE_FORMAT " MB of scratch for layers %u wide",
+        ((gsize)2 * w->max_width * sizeof (float)) >> 20, w->max_width);
+    mm_head_free (head);
+    return NULL;
+  }
   return head;
 }
 
