@@ -48,6 +48,9 @@
  * overlapping windows, the earliest-starting one still covering t), or else
  * the newest one that started before t if its end lies at most `max-age` ns
  * before t (the pad's own `max-age` when set, else the element's).
+ * A GAP event after an embedding (e.g. textenc's blank cue) ends that: from
+ * the later of the gap's start and the embedding's end until the pad's next
+ * buffer, the pad contributes nothing, whatever `max-age` says.
  * Otherwise the modality is missing and goes into the fusion as a NULL input
  * (the presence mask): stale data is never reused silently.  Only the newest
  * embedding of each pad is kept (copied); buffers are not held.
@@ -171,6 +174,8 @@ struct _GstMmFusePad
   gboolean has_last;
   GstClockTime last_start; /* its validity interval, running time */
   GstClockTime last_end;   /* NONE when it had no duration */
+  GstClockTime gap_from;   /* a GAP after it: no data from here on (until
+                            * the next buffer), or NONE */
   gint pending_reset;      /* atomic: set on flush, applied by the
                                  * aggregator thread */
 };
@@ -183,6 +188,7 @@ gst_mm_fuse_pad_reset_stream (GstMmFusePad *pad)
   pad->has_last = FALSE;
   pad->last_start = GST_CLOCK_TIME_NONE;
   pad->last_end = GST_CLOCK_TIME_NONE;
+  pad->gap_from = GST_CLOCK_TIME_NONE;
 }
 
 static GstFlowReturn
@@ -1134,7 +1140,24 @@ take_embedding (GstMmFuse *self, GstMmFusePad *pad, GstBuffer *buf, GstClockTime
   pad->last_start = start;
   pad->last_end =
       GST_BUFFER_DURATION_IS_VALID (buf) ? start + GST_BUFFER_DURATION (buf) : GST_CLOCK_TIME_NONE;
+  pad->gap_from = GST_CLOCK_TIME_NONE;
   return TRUE;
+}
+
+/* A GAP [@start, @end) on @pad: upstream says there is no data there, so
+ * the last embedding must not be extended into it by max-age.  From the
+ * later of the gap's start and the embedding's end on, the pad contributes
+ * nothing until its next buffer. */
+static void
+note_gap (GstMmFusePad *pad, GstClockTime start, GstClockTime end)
+{
+  GstClockTime data_end;
+
+  if (!pad->has_last || GST_CLOCK_TIME_IS_VALID (pad->gap_from))
+    return;
+  data_end = GST_CLOCK_TIME_IS_VALID (pad->last_end) ? pad->last_end : pad->last_start;
+  if (end > data_end || start >= data_end)
+    pad->gap_from = MAX (start, data_end);
 }
 
 /* Takes the buffers of @pad starting at or before running time @t, up to
@@ -1171,6 +1194,7 @@ settle_pad (GstMmFuse *self, GstMmFusePad *pad, GstClockTime t, gboolean timeout
       GstClockTime end =
           GST_BUFFER_DURATION_IS_VALID (buf) ? start + GST_BUFFER_DURATION (buf) : start;
 
+      note_gap (pad, start, end);
       /* A gap covering t stays queued until t passes its end: the pad then
        * still "has data" for the base class, which otherwise would wait
        * for this pad (or its deadline) before calling aggregate(). */
@@ -1218,6 +1242,8 @@ pad_contribution (GstMmFusePad *pad, GstClockTime t, guint64 element_max_age)
     return pad->last; /* covers t */
   if (gst_aggregator_pad_is_eos (GST_AGGREGATOR_PAD (pad)))
     return NULL; /* missing from EOS on */
+  if (GST_CLOCK_TIME_IS_VALID (pad->gap_from) && t >= pad->gap_from)
+    return NULL; /* a GAP said there is nothing here */
 
   GST_OBJECT_LOCK (pad);
   pad_max_age = pad->max_age;
