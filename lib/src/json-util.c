@@ -179,3 +179,31 @@ mm_json_float_array (
   }
   return TRUE;
 }
+
+gboolean
+mm_json_check_depth (
+    const char *text, gsize len, const char *label, const char *what, GError **error)
+{
+  guint depth = 0;
+  gboolean in_string = FALSE;
+  for (gsize i = 0; i < len; i++) {
+    char c = text[i];
+    if (in_string) {
+      if (c == '\\')
+        i++;
+      else if (c == '"')
+        in_string = FALSE;
+    } else if (c == '"') {
+      in_string = TRUE;
+    } else if (c == '[' || c == '{') {
+      if (++depth > MM_JSON_MAX_DEPTH) {
+        mm_format_error (
+            error, label, "%s is nested more than %d levels deep", what, MM_JSON_MAX_DEPTH);
+        return FALSE;
+      }
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      depth--;
+    }
+  }
+  return TRUE;
+}

@@ -95,6 +95,13 @@ const char **mm_json_string_array (JsonObject *o, const char *label, const char 
 gboolean mm_json_float_array (
     JsonObject *o, const char *label, const char *key, guint len, float *out, GError **error);
 
+/* json-glib's parser recurses once per nesting level: a hostile header of
+ * 100,000 '[' would overflow the stack.  Every JSON from a file is checked
+ * with this first (no libmm document nests more than a handful of levels). */
+#define MM_JSON_MAX_DEPTH 64
+gboolean mm_json_check_depth (
+    const char *text, gsize len, const char *label, const char *what, GError **error);
+
 /* ---- components: load (at model open) / free / dim ---- */
 #define MM_DECLARE_COMPONENT(Type, prefix)                                                         \
   Type *prefix##_load (                                                                            \

@@ -23,6 +23,29 @@ mm_component_name (MmComponent component)
   return (guint)component < MM_N_COMPONENTS ? component_names[component] : NULL;
 }
 
+/* The architectures each component supports (models/FORMAT.md). */
+static const char *const component_types[MM_N_COMPONENTS][3] = {
+  [MM_COMPONENT_TEXT] = { "wordvec", "bert", NULL },
+  [MM_COMPONENT_IMAGE] = { "resnet", NULL },
+  [MM_COMPONENT_AUDIO] = { "cnn1d", NULL },
+  [MM_COMPONENT_FUSION] = { "concat", "attention", NULL },
+  [MM_COMPONENT_HEAD] = { "mlp", NULL },
+};
+
+static gboolean
+check_component_type (MmComponent c, const char *type, const char *label, GError **error)
+{
+  for (int i = 0; component_types[c][i]; i++)
+    if (g_str_equal (type, component_types[c][i]))
+      return TRUE;
+  char *known = g_strjoinv (", ", (char **)component_types[c]);
+  mm_set_error (error, MM_ERROR_UNSUPPORTED, label,
+      "component '%s': type '%s' is not supported (supported: %s)", component_names[c], type,
+      known);
+  g_free (known);
+  return FALSE;
+}
+
 static void
 model_free (MmModel *m)
 {
@@ -128,6 +151,8 @@ mm_model_new_from_safetensors (MmSafetensors *st, const char *label, GError **er
         "(see models/FORMAT.md)");
     goto fail;
   }
+  if (!mm_json_check_depth (doc, strlen (doc), label, "__metadata__ \"mm\"", error))
+    goto fail;
   m->parser = json_parser_new_immutable ();
   GError *jerr = NULL;
   if (!json_parser_load_from_data (m->parser, doc, -1, &jerr)) {
@@ -189,7 +214,8 @@ mm_model_new_from_safetensors (MmSafetensors *st, const char *label, GError **er
     char *clabel = g_strdup_printf ("%s: component '%s'", label, component_names[c]);
     m->component_type[c] = mm_json_string (cfg, clabel, "type", TRUE, NULL, error);
     g_free (clabel);
-    if (!m->component_type[c] || !load_component (m, c, cfg, label, error))
+    if (!m->component_type[c] || !check_component_type (c, m->component_type[c], label, error)
+        || !load_component (m, c, cfg, label, error))
       goto fail;
   }
   if (!check_consistency (m, label, error))

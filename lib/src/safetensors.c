@@ -30,6 +30,8 @@ typedef struct
 {
   MmTensor t;
   guint64 begin, end;
+  guint dsize; /* bytes per element: 4 (F32) or 2 (F16, BF16) */
+  gboolean bf16;
 } Entry;
 
 static float
@@ -160,18 +162,19 @@ parse_tensor (
   e->t.ndim = nd;
   e->t.n_elements = count;
   e->t.name = name;
-  /* data pointer resolved once offsets are known not to overlap */
-  e->t.data = (const float *)(gpointer)(gsize)dsize; /* stash size until then */
+  e->dsize = dsize;
+  e->bf16 = g_str_equal (dtype, "BF16");
   return TRUE;
 }
 
 static const float *
-tensor_data (MmSafetensors *st, const guint8 *src, guint dsize, const char *dtype_hint, gsize count,
-    gboolean bf16)
+tensor_data (MmSafetensors *st, const guint8 *src, guint dsize, gsize count, gboolean bf16)
 {
   if (dsize == 4 && ((gsize)src % G_ALIGNOF (float)) == 0)
     return (const float *)src;
-  float *dst = g_new (float, count ? count : 1);
+  float *dst = g_try_new (float, count ? count : 1);
+  if (!dst)
+    return NULL;
   g_ptr_array_add (st->owned, dst);
   for (gsize i = 0; i < count; i++) {
     if (dsize == 4) {
@@ -233,6 +236,8 @@ parse (MmSafetensors *st, GError **error)
     mm_format_error (error, L, "header is not valid UTF-8");
     return FALSE;
   }
+  if (!mm_json_check_depth (header, n, L, "header", error))
+    return FALSE;
   JsonParser *parser = json_parser_new_immutable ();
   GError *jerr = NULL;
   gboolean ok = json_parser_load_from_data (parser, header, (gssize)n, &jerr);
@@ -269,22 +274,33 @@ parse (MmSafetensors *st, GError **error)
   g_list_free (members);
 
   if (ok) {
+    /* Sorted by begin, every non-empty tensor must start at or after the
+     * furthest end seen so far (not just its neighbour's: an empty tensor
+     * between two overlapping ones must not hide them). */
     g_ptr_array_sort (entries, compare_entries);
-    for (guint i = 1; i < entries->len && ok; i++) {
-      Entry *prev = entries->pdata[i - 1], *cur = entries->pdata[i];
-      if (cur->begin < prev->end && cur->begin != cur->end && prev->begin != prev->end) {
+    const Entry *furthest = NULL;
+    for (guint i = 0; i < entries->len && ok; i++) {
+      Entry *cur = entries->pdata[i];
+      if (cur->begin == cur->end)
+        continue;
+      if (furthest && cur->begin < furthest->end) {
         mm_format_error (error, L, "tensors '%s' and '%s' overlap in the data section",
-            prev->t.name, cur->t.name);
+            furthest->t.name, cur->t.name);
         ok = FALSE;
       }
+      if (!furthest || cur->end > furthest->end)
+        furthest = cur;
     }
   }
   for (guint i = 0; ok && i < entries->len; i++) {
     Entry *e = entries->pdata[i];
-    guint dsize = (guint)(gsize)e->t.data;
-    JsonObject *to = json_object_get_object_member (obj, e->t.name);
-    gboolean bf16 = g_str_equal (json_object_get_string_member (to, "dtype"), "BF16");
-    e->t.data = tensor_data (st, data + e->begin, dsize, NULL, e->t.n_elements, bf16);
+    e->t.data = tensor_data (st, data + e->begin, e->dsize, e->t.n_elements, e->bf16);
+    if (!e->t.data) {
+      mm_format_error (error, L, "cannot allocate %" G_GSIZE_FORMAT " MB to convert tensor '%s'",
+          (e->t.n_elements * sizeof (float)) >> 20, e->t.name);
+      ok = FALSE;
+      break;
+    }
     MmTensor *t = g_new (MmTensor, 1);
     *t = e->t;
     g_ptr_array_add (st->owned, t);

@@ -10,5 +10,5 @@ ninja -C build-fuzz tests/fuzz/fuzz-model
 corpus=build-fuzz/fuzz-corpus
 mkdir -p "$corpus"
 cp tests/fixtures/*.safetensors "$corpus"/ 2>/dev/null || true
-build-fuzz/tests/fuzz/fuzz-model -max_total_time="$SECONDS_TO_RUN" -max_len=65536 \
+build-fuzz/tests/fuzz/fuzz-model -max_total_time="$SECONDS_TO_RUN" -max_len=262144 -rss_limit_mb=4096 \
   -dict=tests/fuzz/safetensors.dict "$corpus"

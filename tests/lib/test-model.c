@@ -87,6 +87,15 @@ static const CorruptCase corrupt_cases[] = {
       "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
       "\"b\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[8,24]}," HEAD_META "}",
       0, 32, "overlap" },
+  { "overlap-behind-empty",
+      "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
+      "\"e\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]},"
+      "\"b\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[8,24]}," HEAD_META "}",
+      0, 32, "overlap" },
+  { "unsupported-type",
+      "{\"__metadata__\":{\"mm\":\"{\\\"version\\\":1,\\\"components\\\":{"
+      "\\\"head\\\":{\\\"type\\\":\\\"xgboost\\\"}}}\"}}",
+      0, 0, "type 'xgboost' is not supported" },
   { "missing-tensor", "{" HEAD_META "}", 0, 0, "head.layers.0.weight' is missing" },
   { "shape-mismatch",
       "{\"head.layers.0.weight\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},"
@@ -128,6 +137,32 @@ test_empty_file (void)
   g_assert_nonnull (strstr (err->message, "too short"));
   g_error_free (err);
   g_free (path);
+}
+
+/* json-glib recurses per nesting level: 100,000 levels would overflow the
+ * stack, in the header or in the "mm" document.  Both must be refused. */
+static void
+test_deep_nesting (void)
+{
+  const int levels = 100000;
+  GString *deep = g_string_new (NULL);
+  for (int i = 0; i < levels; i++)
+    g_string_append_c (deep, '[');
+  for (int i = 0; i < levels; i++)
+    g_string_append_c (deep, ']');
+  char *in_mm = g_strdup_printf ("{\"__metadata__\":{\"mm\":\"%s\"}}", deep->str);
+  const char *headers[2] = { deep->str, in_mm };
+  for (int i = 0; i < 2; i++) {
+    char *path = write_model ("deep", headers[i], 0, NULL, 0);
+    GError *err = NULL;
+    g_assert_null (mm_model_open (path, &err));
+    g_assert_error (err, MM_ERROR, MM_ERROR_FORMAT);
+    g_assert_nonnull (strstr (err->message, "nested more than"));
+    g_error_free (err);
+    g_free (path);
+  }
+  g_free (in_mm);
+  g_string_free (deep, TRUE);
 }
 
 static void
@@ -255,6 +290,7 @@ main (int argc, char **argv)
   }
   g_test_add_func ("/model/missing-file", test_missing_file);
   g_test_add_func ("/model/empty-file", test_empty_file);
+  g_test_add_func ("/model/deep-nesting", test_deep_nesting);
   g_test_add_func ("/model/valid-and-shared", test_valid_and_shared);
   g_test_add_func ("/model/threads", test_threads);
   g_test_add_func ("/model/half-dtypes", test_half_dtypes);
