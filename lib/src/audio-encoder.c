@@ -208,12 +208,43 @@ load_convs (
   return TRUE;
 }
 
+/* Frames after conv i for @t input frames; 0 when the input is too short. */
+static int
+conv_out_frames (const Conv1d *c, int t)
+{
+  if (t + 2 * c->pad < c->k)
+    return 0;
+  return mm_conv_out_size (t, c->k, c->stride, c->pad);
+}
+
+/* The default window must leave at least one frame after the log-mel
+ * (window >= n_fft is checked with the key) and after every conv, or
+ * every buffer of that length would fail to encode. */
+static gboolean
+check_window (const MmAudioWeights *w, const char *label, GError **error)
+{
+  int t = (int)((w->window - w->mel.n_fft) / w->mel.hop_length + 1);
+
+  for (guint i = 0; i < w->n_convs; i++) {
+    t = conv_out_frames (&w->conv[i], t);
+    if (t <= 0) {
+      mm_format_error (error, label,
+          "\"window\" = %u samples is too short for the network "
+          "(no frame left after conv %u)",
+          w->window, i);
+      return FALSE;
+    }
+  }
+  return TRUE;
+}
+
 MmAudioWeights *
 mm_audio_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *label, GError **error)
 {
   MmAudioWeights *w = g_new0 (MmAudioWeights, 1);
 
-  if (!load_mel_config (w, cfg, label, error) || !load_convs (w, st, cfg, label, error))
+  if (!load_mel_config (w, cfg, label, error) || !load_convs (w, st, cfg, label, error)
+      || !check_window (w, label, error))
     goto fail;
   w->fc_w = mm_bind (st, label, "audio.fc.weight", MM_SHAPE (w->dim, w->features), error);
   if (!w->fc_w)
@@ -246,15 +277,6 @@ mm_audio_weights_params (const MmAudioWeights *w, guint *rate, guint *window, gu
 }
 
 /* ---- context ----------------------------------------------------------- */
-
-/* Frames after conv i for @t input frames; 0 when the input is too short. */
-static int
-conv_out_frames (const Conv1d *c, int t)
-{
-  if (t + 2 * c->pad < c->k)
-    return 0;
-  return mm_conv_out_size (t, c->k, c->stride, c->pad);
-}
 
 MmAudioEncoder *
 mm_audio_encoder_new (MmModel *model, const MmContextParams *params, GError **error)

@@ -571,6 +571,7 @@ typedef struct
   const char *component, *key;
   const char *json;         /* new value, NULL = remove the key */
   const char *must_contain; /* in the error message */
+  const char *key2, *json2; /* optional second key changed in the same way */
 } ConfigCase;
 
 static const ConfigCase config_cases[] = {
@@ -592,6 +593,9 @@ static const ConfigCase config_cases[] = {
   { "audio", "convs", "[{\"out\":8,\"kernel\":5,\"padding\":1}]", "audio.convs.0.weight" },
   { "audio", "convs", "[{\"kernel\":3}]", "out" },
   { "audio", "window", "100", "window" },
+  /* one log-mel frame, then a kernel-3 conv without padding: nothing left */
+  { "audio", "window", "400", "window", "convs", "[{\"out\":8,\"kernel\":3,\"padding\":0}]" },
+  { "audio", "hop_length", "65535", "window", "convs", "[{\"out\":8,\"kernel\":3,\"padding\":0}]" },
   { "audio", "n_mels", "20", "audio.convs.0.weight" },
   { "audio", "n_fft", "0", "n_fft" },
   { "audio", "win_length", "401", "win_length" },
@@ -642,6 +646,8 @@ mutate_tiny (const ConfigCase *c)
     json_object_set_member (cfg, c->key, json_from_string (c->json, NULL));
   else
     json_object_remove_member (cfg, c->key);
+  if (c->key2)
+    json_object_set_member (cfg, c->key2, json_from_string (c->json2, NULL));
   char *mm = json_to_string (json_parser_get_root (mp), FALSE);
   json_object_set_string_member (meta, "mm", mm);
   char *header = json_to_string (json_parser_get_root (hp), FALSE);
