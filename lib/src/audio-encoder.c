@@ -331,6 +331,7 @@ mm_audio_encoder_new (MmModel *model, const MmContextParams *params, GError **er
   enc->max_samples = max_samples;
   enc->logmel = mm_logmel_new (&w->mel, max_samples, error);
   if (!enc->logmel) {
+    g_prefix_error (error, "%s: ", MM_MODEL_LABEL (model));
     mm_audio_encoder_free (enc);
     return NULL;
   }
@@ -401,8 +402,10 @@ mm_audio_encoder_encode (
   /* log-mel (n_mels, T) */
   float *x = enc->buf[0], *y = enc->buf[1];
   t = (int)mm_logmel_compute (enc->logmel, x, samples, n_samples, error);
-  if (t == 0)
+  if (t == 0) {
+    g_prefix_error (error, "%s: ", label);
     return FALSE;
+  }
 
   for (guint i = 0; i < w->n_convs; i++) {
     const Conv1d *c = &w->conv[i];

@@ -516,8 +516,10 @@ mm_image_encoder_encode (MmImageEncoder *enc, MmPixelFormat format, const guint8
     return FALSE;
   }
   if (!mm_image_preprocess (enc->input, w->width, w->height, w->mean, w->std, format, pixels, width,
-          height, stride, error))
+          height, stride, error)) {
+    g_prefix_error (error, "%s: ", label);
     return FALSE;
+  }
 
   /* x (3, H, W) -> stem */
   float *x = enc->buf[0], *t1 = enc->buf[1], *t2 = enc->buf[2], *t3 = enc->buf[3];
