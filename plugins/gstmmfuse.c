@@ -673,6 +673,18 @@ gst_mm_fuse_stop (GstAggregator *agg)
   return TRUE;
 }
 
+/* Forgets the last output: the next one may have any time (a new segment
+ * after a flush).  Aggregator thread. */
+static void
+reset_output_clock (GstMmFuse *self)
+{
+  GST_OBJECT_LOCK (self);
+  GST_AGGREGATOR_PAD (GST_AGGREGATOR (self)->srcpad)->segment.position = GST_CLOCK_TIME_NONE;
+  GST_OBJECT_UNLOCK (self);
+  self->last_out_t = GST_CLOCK_TIME_NONE;
+  self->last_out_end = GST_CLOCK_TIME_NONE;
+}
+
 static GstFlowReturn
 gst_mm_fuse_flush (GstAggregator *agg)
 {
@@ -680,13 +692,11 @@ gst_mm_fuse_flush (GstAggregator *agg)
   GList *l;
 
   GST_OBJECT_LOCK (self);
-  /* -1: the next interval output starts at the (new) segment start */
-  GST_AGGREGATOR_PAD (agg->srcpad)->segment.position = GST_CLOCK_TIME_NONE;
   for (l = GST_ELEMENT (self)->sinkpads; l; l = l->next)
     g_atomic_int_set (&GST_MM_FUSE_PAD (l->data)->pending_reset, 1);
   GST_OBJECT_UNLOCK (self);
-  self->last_out_t = GST_CLOCK_TIME_NONE;
-  self->last_out_end = GST_CLOCK_TIME_NONE;
+  /* -1: the next interval output starts at the (new) segment start */
+  reset_output_clock (self);
   return GST_FLOW_OK;
 }
 
@@ -1097,11 +1107,14 @@ interval_start (const Snapshot *snap, GstClockTime not_before, GstClockTime *pos
   }
 }
 
-static void
+/* Applies a flush of @pad; TRUE if there was one. */
+static gboolean
 apply_pending_reset (GstMmFusePad *pad)
 {
-  if (g_atomic_int_compare_and_exchange (&pad->pending_reset, 1, 0))
-    gst_mm_fuse_pad_reset_stream (pad);
+  if (!g_atomic_int_compare_and_exchange (&pad->pending_reset, 1, 0))
+    return FALSE;
+  gst_mm_fuse_pad_reset_stream (pad);
+  return TRUE;
 }
 
 /* Running time of a buffer's start on @pad, NONE when unknown/outside. */
@@ -1384,19 +1397,35 @@ gst_mm_fuse_aggregate (GstAggregator *agg, gboolean timeout)
   GstMapInfo out_map;
   gboolean out_mapped = FALSE;
   GstClockTime t, out_pts, out_dur;
-  gboolean all_settled = TRUE;
+  gboolean all_settled = TRUE, drive_reset = FALSE;
+  guint n_reset = 0;
   MmFusionMeta *meta;
   GError *err = NULL;
   Snapshot snap;
   guint i;
 
   snapshot_take (self, &snap);
-  for (i = 0; i < snap.pads->len; i++)
-    apply_pending_reset (g_ptr_array_index (snap.pads, i));
-
-  /* 1. the output interval [t, t + out_dur) */
   gst_mm_fuse_check_drive_name (self, &snap);
   drive = choose_drive (&snap);
+
+  /* flushes: a flush of the drive pad, or of every pad, also comes from
+   * upstream without a seek through mmfuse (so without flush()); its new
+   * segment may start before the last output */
+  for (i = 0; i < snap.pads->len; i++) {
+    GstMmFusePad *pad = g_ptr_array_index (snap.pads, i);
+
+    if (apply_pending_reset (pad)) {
+      n_reset++;
+      drive_reset |= pad == drive;
+    }
+  }
+  if (drive_reset || (n_reset > 0 && n_reset == snap.pads->len)) {
+    GST_DEBUG_OBJECT (self, "flushed: the next output may start anywhere");
+    reset_output_clock (self);
+    snap.srcseg.position = GST_CLOCK_TIME_NONE;
+  }
+
+  /* 1. the output interval [t, t + out_dur) */
   if (drive) {
     GstAggregatorPad *dpad = GST_AGGREGATOR_PAD (drive);
 

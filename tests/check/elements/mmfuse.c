@@ -924,6 +924,32 @@ GST_START_TEST (test_flushing_seek)
 
 GST_END_TEST;
 
+/* A flush from upstream on the drive pad only (no seek through mmfuse):
+ * the output clock restarts with it, so frames of the new segment earlier
+ * than the last output are fused, not skipped as "back in time". */
+GST_START_TEST (test_drive_pad_flush)
+{
+  static const gchar *const modalities[] = { "image", "audio", NULL };
+  Fuse f;
+
+  fuse_setup (&f, NULL, modalities);
+  push (f.in[1], embedding (0, 10 * GST_SECOND));
+  push (f.h, embedding (0, 33 * MS));
+  pull_and_check (f.h, 0, 33 * MS, 0, 0, MISSING);
+  push (f.h, embedding (1000 * MS, 33 * MS));
+  pull_and_check (f.h, 1000 * MS, 33 * MS, AT (1000), 0, MISSING);
+
+  flush_and_segment (f.h, gst_util_seqnum_next (), 0);
+  push (f.h, embedding (200 * MS, 33 * MS));
+  pull_and_check (f.h, 200 * MS, 33 * MS, AT (200), 0, MISSING);
+  push (f.h, embedding (400 * MS, 33 * MS));
+  pull_and_check (f.h, 400 * MS, 33 * MS, AT (400), 0, MISSING);
+
+  fuse_teardown (&f);
+}
+
+GST_END_TEST;
+
 /* Releasing the text pad while playing: outputs continue with text missing;
  * a new pad takes the freed input. */
 GST_START_TEST (test_pad_release_while_playing)
@@ -1599,6 +1625,7 @@ mmfuse_suite (void)
   tcase_add_test (tc, test_interval_no_repeat_after_timeout);
   tcase_add_test (tc, test_cadence_properties);
   tcase_add_test (tc, test_flushing_seek);
+  tcase_add_test (tc, test_drive_pad_flush);
   tcase_add_test (tc, test_pad_release_while_playing);
   tcase_add_test (tc, test_mismatched_caps);
   tcase_add_test (tc, test_modality_override);
