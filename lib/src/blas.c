@@ -107,20 +107,32 @@ check_core (gboolean preloaded, const char *best, const char *forced_by)
         core, best);
 }
 
+/* Which variable chose the kernel, for check_core's message. */
+static const char *coretype_forced_by = "OPENBLAS_CORETYPE";
+
+/* Sets OPENBLAS_CORETYPE when libmm is loaded, before OpenBLAS is (blas_load
+ * dlopens it at the first model open).  Done in a constructor because
+ * setenv is not thread-safe: at library load the application has rarely
+ * started its streaming threads yet, at the first model open it has. */
+__attribute__ ((constructor)) static void
+set_coretype (void)
+{
+  const char *mode = g_getenv ("MM_BLAS_CORETYPE");
+  if (g_getenv ("OPENBLAS_CORETYPE") || g_strcmp0 (mode, "none") == 0)
+    return;
+  gboolean named = mode && g_strcmp0 (mode, "auto") != 0;
+  const char *core = named ? mode : best_coretype ();
+  if (named)
+    coretype_forced_by = "MM_BLAS_CORETYPE";
+  if (core)
+    g_setenv ("OPENBLAS_CORETYPE", core, FALSE);
+}
+
 static void
 blas_load (void)
 {
-  const char *mode = g_getenv ("MM_BLAS_CORETYPE");
   const char *best = best_coretype ();
-  const char *forced_by = "OPENBLAS_CORETYPE";
-  if (!g_getenv ("OPENBLAS_CORETYPE") && g_strcmp0 (mode, "none") != 0) {
-    gboolean named = mode && g_strcmp0 (mode, "auto") != 0;
-    const char *core = named ? mode : best;
-    if (named)
-      forced_by = "MM_BLAS_CORETYPE";
-    if (core)
-      g_setenv ("OPENBLAS_CORETYPE", core, FALSE);
-  }
+  const char *forced_by = coretype_forced_by;
   static const char *const names[] = { "libopenblas.so.0", "libopenblas.so", NULL };
   void *handle = NULL;
   gboolean preloaded = FALSE;
