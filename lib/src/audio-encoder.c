@@ -340,9 +340,10 @@ mm_audio_encoder_new (MmModel *model, const MmContextParams *params, GError **er
   enc->scratch = g_try_new (float, max_scratch);
   enc->pooled = g_try_new (float, w->features);
   if (!enc->buf[0] || !enc->buf[1] || !enc->scratch || !enc->pooled) {
-    mm_set_error (error, MM_ERROR_IO, MM_MODEL_LABEL (model),
-        "audio encoder: cannot allocate %" G_GSIZE_FORMAT " floats of scratch memory",
-        2 * max_act + max_scratch);
+    mm_format_error (error, MM_MODEL_LABEL (model),
+        "audio encoder: cannot allocate %" G_GSIZE_FORMAT " MB of scratch for %" G_GSIZE_FORMAT
+        " samples",
+        ((2 * max_act + max_scratch + w->features) * sizeof (float)) >> 20, max_samples);
     mm_audio_encoder_free (enc);
     return NULL;
   }
@@ -368,10 +369,14 @@ gboolean
 mm_audio_encoder_encode (
     MmAudioEncoder *enc, const float *samples, gsize n_samples, float *embedding, GError **error)
 {
-  g_return_val_if_fail (enc != NULL && embedding != NULL, FALSE);
+  g_return_val_if_fail (enc != NULL, FALSE);
   const MmAudioWeights *w = enc->w;
   const char *label = MM_MODEL_LABEL (enc->model);
 
+  if (!embedding) {
+    mm_set_error (error, MM_ERROR_INPUT, label, "audio: no output buffer");
+    return FALSE;
+  }
   if (!samples || n_samples < w->mel.n_fft) {
     mm_set_error (error, MM_ERROR_INPUT, label,
         "audio: %" G_GSIZE_FORMAT " samples is "

@@ -337,7 +337,12 @@ run_attention (MmFusion *f, const float *const *inputs, float *fused)
 gboolean
 mm_fusion_run (MmFusion *fusion, const float *const *inputs, float *fused, GError **error)
 {
-  g_return_val_if_fail (fusion != NULL && fused != NULL, FALSE);
+  g_return_val_if_fail (fusion != NULL, FALSE);
+  if (!fused) {
+    mm_set_error (
+        error, MM_ERROR_INPUT, MM_MODEL_LABEL (fusion->model), "fusion: no output buffer");
+    return FALSE;
+  }
   if (!inputs) {
     mm_set_error (error, MM_ERROR_INPUT, MM_MODEL_LABEL (fusion->model),
         "fusion: the inputs array is NULL (pass an array of %u entries, NULL = missing)",

@@ -197,8 +197,12 @@ mm_head_free (MmHead *head)
 gboolean
 mm_head_run (MmHead *head, const float *fused, float *scores, GError **error)
 {
-  g_return_val_if_fail (head != NULL && scores != NULL, FALSE);
+  g_return_val_if_fail (head != NULL, FALSE);
   const MmHeadWeights *w = head->w;
+  if (!scores) {
+    mm_set_error (error, MM_ERROR_INPUT, MM_MODEL_LABEL (head->model), "head: no output buffer");
+    return FALSE;
+  }
   if (!fused) {
     mm_set_error (error, MM_ERROR_INPUT, MM_MODEL_LABEL (head->model), "head: no input vector");
     return FALSE;

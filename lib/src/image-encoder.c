@@ -385,9 +385,11 @@ mm_image_encoder_new (MmModel *model, const MmContextParams *params, GError **er
   enc->pooled = g_try_new (float, w->features);
   if (!enc->input || !enc->buf[0] || !enc->buf[1] || !enc->buf[2] || !enc->buf[3] || !enc->scratch
       || !enc->pooled) {
-    mm_set_error (error, MM_ERROR_IO, MM_MODEL_LABEL (model),
-        "image encoder: cannot allocate %" G_GSIZE_FORMAT " floats of scratch memory",
-        4 * act + scratch);
+    mm_format_error (error, MM_MODEL_LABEL (model),
+        "image encoder: cannot allocate %" G_GSIZE_FORMAT " MB of scratch for a %ux%u input",
+        ((3 * (gsize)w->width * w->height + 4 * act + scratch + w->features) * sizeof (float))
+            >> 20,
+        w->width, w->height);
     mm_image_encoder_free (enc);
     return NULL;
   }
@@ -493,11 +495,15 @@ gboolean
 mm_image_encoder_encode (MmImageEncoder *enc, MmPixelFormat format, const guint8 *pixels,
     guint width, guint height, gsize stride, float *embedding, GError **error)
 {
-  g_return_val_if_fail (enc != NULL && embedding != NULL, FALSE);
+  g_return_val_if_fail (enc != NULL, FALSE);
   const MmImageWeights *w = enc->w;
   const char *label = MM_MODEL_LABEL (enc->model);
   guint bpp = pixel_bytes (format);
 
+  if (!embedding) {
+    mm_set_error (error, MM_ERROR_INPUT, label, "image: no output buffer");
+    return FALSE;
+  }
   if (bpp == 0) {
     mm_set_error (error, MM_ERROR_INPUT, label, "image: unknown pixel format %d", format);
     return FALSE;

@@ -170,8 +170,11 @@ mm_logmel_new (const MmMelParams *p, gsize max_samples, GError **error)
   lm->spec = g_try_new (float, (gsize)lm->block * 2 * nf);
   lm->power = g_try_new (float, (gsize)lm->block *nf);
   if (!lm->basis || !lm->fbank_t || !lm->frames || !lm->spec || !lm->power) {
+    gsize floats = (gsize)p->win_length * 2 * nf + (gsize)p->n_mels * nf
+        + (gsize)lm->block * (p->win_length + 3 * nf);
     g_set_error (error, MM_ERROR, MM_ERROR_FORMAT,
-        "log-mel: cannot allocate scratch for n_fft %u, n_mels %u", p->n_fft, p->n_mels);
+        "log-mel: cannot allocate %" G_GSIZE_FORMAT " MB of scratch for n_fft %u, n_mels %u",
+        (floats * sizeof (float)) >> 20, p->n_fft, p->n_mels);
     mm_logmel_free (lm);
     return NULL;
   }

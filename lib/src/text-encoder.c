@@ -232,8 +232,10 @@ mm_text_encoder_new (MmModel *model, const MmContextParams *params, GError **err
   return enc;
 
 oom:
-  mm_set_error (error, MM_ERROR_INPUT, MM_MODEL_LABEL (model),
-      "text: cannot allocate scratch for max_text_bytes %" G_GSIZE_FORMAT, enc->max_text_bytes);
+  mm_format_error (error, MM_MODEL_LABEL (model),
+      "text: cannot allocate %" G_GSIZE_FORMAT " MB of scratch for max_text_bytes %" G_GSIZE_FORMAT,
+      (9 * enc->max_text_bytes + 21 + (gsize)w->emb_dim * sizeof (float)) >> 20,
+      enc->max_text_bytes);
   mm_text_encoder_free (enc);
   return NULL;
 }

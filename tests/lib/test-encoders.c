@@ -914,6 +914,61 @@ test_no_alloc (void)
   g_assert_cmpint (n_blas, ==, 0);
 }
 
+/* A NULL output buffer is an MM_ERROR_INPUT naming the model (as for the
+ * text encoder), not only a g_return critical: mm.h promises a GError. */
+static void
+check_null_output (GError *err, const char *what)
+{
+  g_assert_error (err, MM_ERROR, MM_ERROR_INPUT);
+  g_test_message ("%s: %s", what, err->message);
+  if (!strstr (err->message, "tiny"))
+    g_error ("%s: error does not name the model: %s", what, err->message);
+}
+
+static void
+test_null_outputs (void)
+{
+  static const char *const files[] = { "tiny.safetensors", "tiny-attn.safetensors" };
+
+  for (guint i = 0; i < G_N_ELEMENTS (files); i++) {
+    GError *err = NULL;
+    MmModel *m = open_model (files[i]);
+    MmImageEncoder *ie = mm_image_encoder_new (m, NULL, &err);
+    g_assert_no_error (err);
+    MmAudioEncoder *ae = mm_audio_encoder_new (m, NULL, &err);
+    g_assert_no_error (err);
+    MmFusion *fu = mm_fusion_new (m, NULL, &err);
+    g_assert_no_error (err);
+    MmHead *hd = mm_head_new (m, NULL, &err);
+    g_assert_no_error (err);
+    static guint8 px[4 * 4 * 3];
+    guint window = mm_model_get_audio_window (m);
+    float *audio = g_new0 (float, window);
+    float z[8] = { 0 }, fused[64] = { 0 };
+    const float *inputs[8] = { z, z, z, z, z, z, z, z };
+
+    g_assert_false (mm_image_encoder_encode (ie, MM_PIXEL_RGB, px, 4, 4, 12, NULL, &err));
+    check_null_output (err, "image");
+    g_clear_error (&err);
+    g_assert_false (mm_audio_encoder_encode (ae, audio, window, NULL, &err));
+    check_null_output (err, "audio");
+    g_clear_error (&err);
+    g_assert_false (mm_fusion_run (fu, inputs, NULL, &err));
+    check_null_output (err, "fusion");
+    g_clear_error (&err);
+    g_assert_false (mm_head_run (hd, fused, NULL, &err));
+    check_null_output (err, "head");
+    g_clear_error (&err);
+
+    g_free (audio);
+    mm_image_encoder_free (ie);
+    mm_audio_encoder_free (ae);
+    mm_fusion_free (fu);
+    mm_head_free (hd);
+    mm_model_unref (m);
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -933,5 +988,6 @@ main (int argc, char **argv)
   g_test_add_func ("/encoders/load/odd-configs", test_odd_configs);
   g_test_add_func ("/encoders/tiny", test_tiny_models);
   g_test_add_func ("/encoders/no-alloc", test_no_alloc);
+  g_test_add_func ("/encoders/null-outputs", test_null_outputs);
   return g_test_run ();
 }
