@@ -348,7 +348,6 @@ gst_audio_enc_start (GstElement *element)
   GstAudioEnc *self = GST_AUDIO_ENC (element);
   MmContextParams params = mm_context_default_params ();
   GError *err = NULL;
-  GstCaps *caps;
   guint64 window_ns, hop_ns;
   GstClockTime old_latency;
 
@@ -373,17 +372,15 @@ gst_audio_enc_start (GstElement *element)
     g_clear_pointer (&self->model, mm_model_unref);
     return FALSE;
   }
-  self->dim = mm_model_get_dim (self->model, MM_COMPONENT_AUDIO);
   self->samples = g_new (gfloat, self->window);
 
-  caps = gst_mm_embedding_caps_new ("audio", self->dim, mm_model_get_name (self->model));
+  self->dim = gst_mm_element_publish_embedding_caps (
+      GST_ELEMENT (self), &self->src_caps, self->model, MM_COMPONENT_AUDIO, "audio");
   GST_OBJECT_LOCK (self);
-  gst_caps_replace (&self->src_caps, caps);
   self->model_rate = self->rate;
   old_latency = self->latency;
   self->latency = gst_util_uint64_scale (self->window, GST_SECOND, self->rate);
   GST_OBJECT_UNLOCK (self);
-  gst_caps_unref (caps);
   /* the latency we answer changed (0 without a model): let the pipeline
    * query it again, so that a live mmfuse waits long enough for windows */
   if (self->latency != old_latency)
@@ -437,8 +434,6 @@ static gboolean
 gst_audio_enc_set_caps (GstAudioEnc *self, GstCaps *caps)
 {
   GstAudioInfo info;
-  GstCaps *outcaps;
-  gboolean ret;
 
   if (!gst_audio_info_from_caps (&info, caps)) {
     GST_ELEMENT_ERROR (
@@ -459,15 +454,7 @@ gst_audio_enc_set_caps (GstAudioEnc *self, GstCaps *caps)
     gst_audio_enc_reset (self, GST_CLOCK_TIME_NONE);
   self->info = info;
   self->negotiated = TRUE;
-
-  GST_OBJECT_LOCK (self);
-  outcaps = self->src_caps ? gst_caps_ref (self->src_caps) : NULL;
-  GST_OBJECT_UNLOCK (self);
-  if (outcaps == NULL)
-    return FALSE;
-  ret = gst_pad_set_caps (self->srcpad, outcaps);
-  gst_caps_unref (outcaps);
-  return ret;
+  return gst_mm_element_set_src_caps (GST_ELEMENT (self), self->srcpad, &self->src_caps);
 }
 
 /* Time of sample @n of the current run. */
@@ -684,16 +671,8 @@ gst_audio_enc_src_query (GstPad *pad, GstObject *parent, GstQuery *query)
   GstAudioEnc *self = GST_AUDIO_ENC (parent);
 
   switch (GST_QUERY_TYPE (query)) {
-    case GST_QUERY_CAPS: {
-      GstCaps *caps;
-
-      GST_OBJECT_LOCK (self);
-      caps = self->src_caps ? gst_caps_ref (self->src_caps) : NULL;
-      GST_OBJECT_UNLOCK (self);
-      if (caps == NULL)
-        caps = gst_pad_get_pad_template_caps (pad);
-      return gst_mm_caps_query_reply (query, caps);
-    }
+    case GST_QUERY_CAPS:
+      return gst_mm_element_src_caps_query (GST_ELEMENT (self), pad, &self->src_caps, query);
     case GST_QUERY_LATENCY: {
       gboolean live;
       GstClockTime min, max, latency;

@@ -262,7 +262,6 @@ gst_image_enc_start (GstBaseTransform *trans)
   GstImageEnc *self = GST_IMAGE_ENC (trans);
   MmContextParams params = mm_context_default_params ();
   GError *err = NULL;
-  GstCaps *caps;
 
   self->model = gst_mm_element_open_model_property (
       GST_ELEMENT (self), &self->model_path, MM_COMPONENT_IMAGE);
@@ -276,13 +275,9 @@ gst_image_enc_start (GstBaseTransform *trans)
     g_clear_pointer (&self->model, mm_model_unref);
     return FALSE;
   }
-  self->dim = mm_model_get_dim (self->model, MM_COMPONENT_IMAGE);
   self->skip = 0;
-  caps = gst_mm_embedding_caps_new ("image", self->dim, mm_model_get_name (self->model));
-  GST_OBJECT_LOCK (self);
-  gst_caps_replace (&self->src_caps, caps);
-  GST_OBJECT_UNLOCK (self);
-  gst_caps_unref (caps);
+  self->dim = gst_mm_element_publish_embedding_caps (
+      GST_ELEMENT (self), &self->src_caps, self->model, MM_COMPONENT_IMAGE, "image");
   GST_INFO_OBJECT (self, "model %s, image dim %u", mm_model_get_name (self->model), self->dim);
   return TRUE;
 }
@@ -309,10 +304,7 @@ gst_image_enc_transform_caps (
   GstCaps *result = NULL;
 
   if (direction == GST_PAD_SINK) {
-    GST_OBJECT_LOCK (self);
-    if (self->src_caps)
-      result = gst_caps_ref (self->src_caps);
-    GST_OBJECT_UNLOCK (self);
+    result = gst_mm_element_ref_caps (GST_ELEMENT (self), &self->src_caps);
     if (result == NULL)
       result = gst_static_pad_template_get_caps (&src_template);
   } else {

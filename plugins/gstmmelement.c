@@ -165,3 +165,53 @@ gst_mm_element_change_state (GstElement *element, GstStateChange transition,
     stop (element);
   return ret;
 }
+
+guint
+gst_mm_element_publish_embedding_caps (GstElement *element, GstCaps **caps_field, MmModel *model,
+    MmComponent component, const gchar *modality)
+{
+  guint dim = mm_model_get_dim (model, component);
+  GstCaps *caps = gst_mm_embedding_caps_new (modality, dim, mm_model_get_name (model));
+
+  GST_OBJECT_LOCK (element);
+  gst_caps_replace (caps_field, caps);
+  GST_OBJECT_UNLOCK (element);
+  gst_caps_unref (caps);
+  return dim;
+}
+
+GstCaps *
+gst_mm_element_ref_caps (GstElement *element, GstCaps **caps_field)
+{
+  GstCaps *caps;
+
+  GST_OBJECT_LOCK (element);
+  caps = *caps_field ? gst_caps_ref (*caps_field) : NULL;
+  GST_OBJECT_UNLOCK (element);
+  return caps;
+}
+
+gboolean
+gst_mm_element_set_src_caps (GstElement *element, GstPad *srcpad, GstCaps **caps_field)
+{
+  GstCaps *caps = gst_mm_element_ref_caps (element, caps_field);
+  gboolean ret;
+
+  if (caps == NULL)
+    return FALSE;
+  GST_DEBUG_OBJECT (element, "output %" GST_PTR_FORMAT, caps);
+  ret = gst_pad_set_caps (srcpad, caps);
+  gst_caps_unref (caps);
+  return ret;
+}
+
+gboolean
+gst_mm_element_src_caps_query (
+    GstElement *element, GstPad *srcpad, GstCaps **caps_field, GstQuery *query)
+{
+  GstCaps *caps = gst_mm_element_ref_caps (element, caps_field);
+
+  if (caps == NULL)
+    caps = gst_pad_get_pad_template_caps (srcpad);
+  return gst_mm_caps_query_reply (query, caps);
+}

@@ -70,5 +70,31 @@ GstStateChangeReturn gst_mm_element_change_state (GstElement *element, GstStateC
 /* A new buffer of @dim float32 values (uninitialised). */
 GstBuffer *gst_mm_embedding_buffer_new (guint dim);
 
+/* The encoders keep their fixed output caps in a GstCaps * field guarded
+ * by the object lock (NULL while no model is loaded); these helpers take
+ * @caps_field, the address of that field. */
+
+/* Sets *@caps_field, under @element's object lock, to the embedding caps
+ * of @model's @component: modality @modality, the component's dimension
+ * and the model's name.  Returns that dimension.  Call at the end of
+ * start, once the model is loaded. */
+guint gst_mm_element_publish_embedding_caps (GstElement *element, GstCaps **caps_field,
+    MmModel *model, MmComponent component, const gchar *modality);
+
+/* A new reference to *@caps_field, taken under @element's object lock, or
+ * NULL when it is unset. */
+GstCaps *gst_mm_element_ref_caps (GstElement *element, GstCaps **caps_field);
+
+/* gst_pad_set_caps (@srcpad, *@caps_field), the caps read under the
+ * object lock.  FALSE when no caps are set (no model) or the pad refuses
+ * them. */
+gboolean gst_mm_element_set_src_caps (GstElement *element, GstPad *srcpad, GstCaps **caps_field);
+
+/* Answers a caps @query on @srcpad with *@caps_field, or @srcpad's
+ * template caps when it is unset, intersected with the query's filter.
+ * Returns TRUE (the query is answered). */
+gboolean gst_mm_element_src_caps_query (
+    GstElement *element, GstPad *srcpad, GstCaps **caps_field, GstQuery *query);
+
 G_END_DECLS
 #endif

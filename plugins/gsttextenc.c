@@ -340,7 +340,6 @@ gst_text_enc_start (GstElement *element)
   GstTextEnc *self = GST_TEXT_ENC (element);
   MmContextParams params = mm_context_default_params ();
   GError *err = NULL;
-  GstCaps *caps;
 
   self->model =
       gst_mm_element_open_model_property (GST_ELEMENT (self), &self->model_path, MM_COMPONENT_TEXT);
@@ -354,12 +353,8 @@ gst_text_enc_start (GstElement *element)
     g_clear_pointer (&self->model, mm_model_unref);
     return FALSE;
   }
-  self->dim = mm_model_get_dim (self->model, MM_COMPONENT_TEXT);
-  caps = gst_mm_embedding_caps_new ("text", self->dim, mm_model_get_name (self->model));
-  GST_OBJECT_LOCK (self);
-  gst_caps_replace (&self->src_caps, caps);
-  GST_OBJECT_UNLOCK (self);
-  gst_caps_unref (caps);
+  self->dim = gst_mm_element_publish_embedding_caps (
+      GST_ELEMENT (self), &self->src_caps, self->model, MM_COMPONENT_TEXT, "text");
   gst_segment_init (&self->segment, GST_FORMAT_TIME);
   self->last_stop = GST_CLOCK_TIME_NONE;
   self->markup = FALSE;
@@ -414,20 +409,11 @@ gst_text_enc_set_caps (GstTextEnc *self, GstCaps *caps)
 {
   GstStructure *s = gst_caps_get_structure (caps, 0);
   const gchar *format = gst_structure_get_string (s, "format");
-  GstCaps *outcaps;
-  gboolean ret;
 
   self->markup =
       gst_structure_has_name (s, "text/x-raw") && g_strcmp0 (format, "pango-markup") == 0;
-  GST_OBJECT_LOCK (self);
-  outcaps = self->src_caps ? gst_caps_ref (self->src_caps) : NULL;
-  GST_OBJECT_UNLOCK (self);
-  if (outcaps == NULL)
-    return FALSE;
-  GST_DEBUG_OBJECT (self, "input %" GST_PTR_FORMAT ", output %" GST_PTR_FORMAT, caps, outcaps);
-  ret = gst_pad_set_caps (self->srcpad, outcaps);
-  gst_caps_unref (outcaps);
-  return ret;
+  GST_DEBUG_OBJECT (self, "input %" GST_PTR_FORMAT, caps);
+  return gst_mm_element_set_src_caps (GST_ELEMENT (self), self->srcpad, &self->src_caps);
 }
 
 /* pocketsphinx sends no caps event at all: when upstream never sent caps,
@@ -499,16 +485,8 @@ gst_text_enc_src_query (GstPad *pad, GstObject *parent, GstQuery *query)
 {
   GstTextEnc *self = GST_TEXT_ENC (parent);
 
-  if (GST_QUERY_TYPE (query) == GST_QUERY_CAPS) {
-    GstCaps *caps;
-
-    GST_OBJECT_LOCK (self);
-    caps = self->src_caps ? gst_caps_ref (self->src_caps) : NULL;
-    GST_OBJECT_UNLOCK (self);
-    if (caps == NULL)
-      caps = gst_pad_get_pad_template_caps (pad);
-    return gst_mm_caps_query_reply (query, caps);
-  }
+  if (GST_QUERY_TYPE (query) == GST_QUERY_CAPS)
+    return gst_mm_element_src_caps_query (GST_ELEMENT (self), pad, &self->src_caps, query);
   return gst_pad_query_default (pad, parent, query);
 }
 
