@@ -373,6 +373,44 @@ GST_START_TEST (test_sparse_gap_does_not_stall)
 
 GST_END_TEST;
 
+/* The same 10 minute subtitle gap told only by GAP events (one per second,
+ * as a demuxer sends them; no later cue queued): no stall, bounded wall
+ * time, and the text is missing from the first GAP on. */
+GST_START_TEST (test_sparse_gap_events_do_not_stall)
+{
+  static const gchar *const modalities[] = { "image", "text", NULL };
+  gint64 t0, elapsed;
+  guint s, k = 0;
+  Fuse f;
+
+  fuse_setup (&f, NULL, modalities);
+  push (f.in[1], embedding (0, GST_SECOND));
+
+  t0 = g_get_monotonic_time ();
+  for (s = 0; s < 600; s++) {
+    if (s > 0)
+      push_event (f.in[1], gst_event_new_gap (s * GST_SECOND, GST_SECOND));
+    for (; frame_pts (k) < (s + 1) * GST_SECOND; k++) {
+      push (f.h, embedding (frame_pts (k), frame_duration (k)));
+      pull_and_check (f.h, frame_pts (k), frame_duration (k), (gint64)frame_pts (k), MISSING,
+          s == 0 ? 0 : MISSING);
+    }
+  }
+  elapsed = g_get_monotonic_time () - t0;
+  GST_INFO ("%u frames across 600 GAP events in %.2f s", k, elapsed / 1e6);
+  fail_unless_equals_int (k, 600 * 30);
+  fail_unless (elapsed < 60 * G_USEC_PER_SEC, "took %.1f s", elapsed / 1e6);
+
+  /* a cue after the gap is used */
+  push (f.in[1], embedding (600 * GST_SECOND, GST_SECOND));
+  push (f.h, embedding (600 * GST_SECOND, frame_duration (0)));
+  pull_and_check (f.h, 600 * GST_SECOND, frame_duration (0), AT (600000), MISSING, AT (600000));
+
+  fuse_teardown (&f);
+}
+
+GST_END_TEST;
+
 /* Live: a silent text pad holds an output only until its deadline
  * (t + latency on the pipeline clock, which the test clock reaches only when
  * cranked); data arriving before it is used. */
@@ -1612,6 +1650,7 @@ mmfuse_suite (void)
   tcase_add_test (tc, test_multirate_pairing_table);
   tcase_add_test (tc, test_waits_for_other_pads);
   tcase_add_test (tc, test_sparse_gap_does_not_stall);
+  tcase_add_test (tc, test_sparse_gap_events_do_not_stall);
   tcase_add_test (tc, test_live_deadline);
   tcase_add_test (tc, test_drive_eos_sparse_waiting);
   tcase_add_test (tc, test_child_proxy);
