@@ -342,6 +342,10 @@ struct _GstMmFuse
   gchar *warned_drive_pad;   /* drive-pad name last warned about */
   GstClockTime last_out_t;   /* running time of the last output, or NONE */
   GstClockTime last_out_end; /* running time where it ended, or NONE */
+
+  /* object lock: the live latency (upstream + ours) of the last latency
+   * query answered, NONE if not live or none yet */
+  GstClockTime live_latency;
 };
 
 #define gst_mm_fuse_parent_class parent_class
@@ -363,6 +367,7 @@ static GstClockTime gst_mm_fuse_get_next_time (GstAggregator *agg);
 static gboolean
 gst_mm_fuse_sink_event (GstAggregator *agg, GstAggregatorPad *apad, GstEvent *event);
 static gboolean gst_mm_fuse_src_event (GstAggregator *agg, GstEvent *event);
+static gboolean gst_mm_fuse_src_query (GstAggregator *agg, GstQuery *query);
 static gboolean
 gst_mm_fuse_sink_query (GstAggregator *agg, GstAggregatorPad *apad, GstQuery *query);
 static GstFlowReturn
@@ -434,6 +439,7 @@ gst_mm_fuse_class_init (GstMmFuseClass *klass)
   agg_class->sink_event = GST_DEBUG_FUNCPTR (gst_mm_fuse_sink_event);
   agg_class->sink_query = GST_DEBUG_FUNCPTR (gst_mm_fuse_sink_query);
   agg_class->src_event = GST_DEBUG_FUNCPTR (gst_mm_fuse_src_event);
+  agg_class->src_query = GST_DEBUG_FUNCPTR (gst_mm_fuse_src_query);
   agg_class->update_src_caps = GST_DEBUG_FUNCPTR (gst_mm_fuse_update_src_caps);
 
   gst_type_mark_as_plugin_api (GST_TYPE_MM_FUSE_PAD, 0);
@@ -510,6 +516,7 @@ gst_mm_fuse_init (GstMmFuse *self)
   self->max_age = DEFAULT_MAX_AGE;
   self->last_out_t = GST_CLOCK_TIME_NONE;
   self->last_out_end = GST_CLOCK_TIME_NONE;
+  self->live_latency = GST_CLOCK_TIME_NONE;
   /* A pad that never delivered anything must not hold back a live stream. */
   gst_aggregator_set_ignore_inactive_pads (GST_AGGREGATOR (self), TRUE);
 }
@@ -961,6 +968,25 @@ gst_mm_fuse_src_event (GstAggregator *agg, GstEvent *event)
   return GST_AGGREGATOR_CLASS (parent_class)->src_event (agg, event);
 }
 
+/* Remembers the latency the base class answers (its deadlines are t + that
+ * latency) for deadline_now(), which cannot ask the base class. */
+static gboolean
+gst_mm_fuse_src_query (GstAggregator *agg, GstQuery *query)
+{
+  gboolean ret = GST_AGGREGATOR_CLASS (parent_class)->src_query (agg, query);
+
+  if (ret && GST_QUERY_TYPE (query) == GST_QUERY_LATENCY) {
+    GstClockTime min;
+    gboolean live;
+
+    gst_query_parse_latency (query, &live, &min, NULL);
+    GST_OBJECT_LOCK (agg);
+    GST_MM_FUSE (agg)->live_latency = live ? min : GST_CLOCK_TIME_NONE;
+    GST_OBJECT_UNLOCK (agg);
+  }
+  return ret;
+}
+
 static GstFlowReturn
 gst_mm_fuse_update_src_caps (GstAggregator *agg, GstCaps *downstream, GstCaps **ret)
 {
@@ -1336,9 +1362,11 @@ gst_mm_fuse_check_drive_name (GstMmFuse *self, const Snapshot *snap)
 }
 
 /* The running time t whose live deadline (t + latency) is about now: the
- * current running time minus the `latency` property (the upstream part of
- * the latency cannot be read here: the base class calls get_next_time()
- * with its lock held), 0 without a clock. */
+ * current running time minus the latency of the last latency query (the
+ * upstream latency plus the `latency` property; gst_aggregator_get_latency()
+ * cannot be called here, the base class calls get_next_time() with its lock
+ * held), or minus the `latency` property before any query; 0 without a
+ * clock. */
 static GstClockTime
 deadline_now (GstAggregator *agg)
 {
@@ -1351,7 +1379,11 @@ deadline_now (GstAggregator *agg)
   now = gst_clock_get_time (clock);
   base = gst_element_get_base_time (GST_ELEMENT (agg));
   gst_object_unref (clock);
-  g_object_get (agg, "latency", &latency, NULL);
+  GST_OBJECT_LOCK (agg);
+  latency = GST_MM_FUSE (agg)->live_latency;
+  GST_OBJECT_UNLOCK (agg);
+  if (!GST_CLOCK_TIME_IS_VALID (latency))
+    g_object_get (agg, "latency", &latency, NULL);
   if (GST_CLOCK_TIME_IS_VALID (now) && now > base && now - base > latency)
     next = now - base - latency;
   return next;

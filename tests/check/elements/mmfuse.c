@@ -653,6 +653,52 @@ GST_START_TEST (test_drive_eos_sparse_waiting)
 
 GST_END_TEST;
 
+/* Live, with 200 ms of upstream latency: after the drive pad's EOS the
+ * stream ends at once (a clock wait for now), not one upstream latency
+ * later. */
+GST_START_TEST (test_drive_eos_upstream_latency)
+{
+  static const gchar *const modalities[] = { "image", "text", NULL };
+  GstElement *fuse = fuse_element_new ();
+  GstClockTime now;
+  GstClockID id = NULL;
+  Fuse f;
+
+  g_object_set (fuse, "latency", (guint64)100 * MS, NULL);
+  fuse_setup (&f, fuse, modalities);
+  gst_harness_set_upstream_latency (f.in[0], 200 * MS);
+  gst_harness_set_upstream_latency (f.in[1], 200 * MS);
+  fail_unless_equals_uint64 (gst_harness_query_latency (f.h), 300 * MS);
+
+  push (f.in[1], embedding (0, 500 * MS));
+  push (f.h, embedding (0, 33 * MS));
+  pull_and_check (f.h, 0, 33 * MS, 0, MISSING, 0);
+
+  /* the cue is over, nothing queued on the text pad: 600 ms waits for its
+   * deadline, 600 ms + 300 ms of latency */
+  push (f.h, embedding (600 * MS, 33 * MS));
+  gst_harness_crank_single_clock_wait (f.h);
+  pull_and_check (f.h, 600 * MS, 33 * MS, AT (600), MISSING, 0);
+  fail_unless_equals_uint64 (gst_clock_get_time (GST_ELEMENT_CLOCK (f.fuse)), 900 * MS);
+
+  now = gst_clock_get_time (GST_ELEMENT_CLOCK (f.fuse));
+  push_event (f.h, gst_event_new_eos ());
+  fail_unless (gst_test_clock_timed_wait_for_multiple_pending_ids (
+                   GST_TEST_CLOCK (GST_ELEMENT_CLOCK (f.fuse)), 1, 5000, NULL),
+      "no deadline after the drive pad's EOS");
+  fail_unless (
+      gst_test_clock_peek_next_pending_id (GST_TEST_CLOCK (GST_ELEMENT_CLOCK (f.fuse)), &id));
+  fail_unless (gst_clock_id_get_time (id) <= now,
+      "EOS waits until %" GST_TIME_FORMAT " on a clock at %" GST_TIME_FORMAT,
+      GST_TIME_ARGS (gst_clock_id_get_time (id)), GST_TIME_ARGS (now));
+  gst_clock_id_unref (id);
+  gst_harness_crank_single_clock_wait (f.h);
+  expect_eos_within (f.h, 5000);
+  fuse_teardown (&f);
+}
+
+GST_END_TEST;
+
 /* Interval cadence: a sparse pad does not keep the stream alive.  Once the
  * audio is EOS, outputs stop at the end of its last window although the
  * last transcript (flushed by the recogniser at EOS) lasts longer; every
@@ -1653,6 +1699,7 @@ mmfuse_suite (void)
   tcase_add_test (tc, test_sparse_gap_events_do_not_stall);
   tcase_add_test (tc, test_live_deadline);
   tcase_add_test (tc, test_drive_eos_sparse_waiting);
+  tcase_add_test (tc, test_drive_eos_upstream_latency);
   tcase_add_test (tc, test_child_proxy);
   tcase_add_test (tc, test_sparse_does_not_keep_alive);
   tcase_add_test (tc, test_live_inactive_pad);
