@@ -1,8 +1,8 @@
 /* libmm internals shared by the loader and the component files.
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
- * Each architecture lives in one file (text-wordvec.c, text-bert.c,
- * image-resnet.c, audio-cnn1d.c, fusion.c, head.c) with three parts, as in
+ * Each architecture lives in one file (text-encoder.c for wordvec, text-bert.c,
+ * image-encoder.c, audio-encoder.c, fusion.c, head.c) with three parts, as in
  * llama2.c: a config + weights struct bound once at model load (weights are
  * const float * into the mapped file), a context with scratch memory
  * allocated once, and a forward pass that never allocates.
@@ -28,8 +28,8 @@ typedef struct
                                  * converted copy for F16/BF16/unaligned */
 } MmTensor;
 
-/* Maps and validates the file (header, dtypes, offsets, overlaps).
- * *metadata_json receives __metadata__["mm"] (owned by the result) or NULL. */
+/* Maps and validates the file (header, dtypes, offsets, overlaps);
+ * mm_safetensors_metadata (st, "mm") then gives the architecture document. */
 MmSafetensors *mm_safetensors_open (const char *path, GError **error);
 MmSafetensors *mm_safetensors_open_bytes (const char *label, const guint8 *bytes, gsize len,
     GError **error); /* for fuzzing and tests; bytes must outlive it */
@@ -48,7 +48,8 @@ typedef struct _MmHeadWeights MmHeadWeights;
 struct _MmModel
 {
   gint refcount; /* atomic; the open-model table holds no ref */
-  char *path;    /* canonical path: key in the open-model table */
+  char *path;    /* canonical path */
+  char *key;     /* key in the open-model table: path + file identity */
   char *name;
   MmSafetensors *st;
   JsonParser *parser;                          /* owns the "mm" document */

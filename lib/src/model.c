@@ -2,6 +2,8 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include <errno.h>
+#include <stdint.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,6 +65,7 @@ model_free (MmModel *m)
     g_object_unref (m->parser);
   mm_safetensors_free (m->st);
   g_free (m->path);
+  g_free (m->key);
   g_free (m->name);
   g_free (m);
 }
@@ -237,8 +240,18 @@ mm_model_open (const char *path, GError **error)
     mm_set_error (error, MM_ERROR_IO, path, "cannot open model file: %s", g_strerror (errno));
     return NULL;
   }
-  /* g_free and free may differ in theory; copy into GLib's allocator. */
-  char *key = g_strdup (canonical);
+  /* The table is keyed by the file's identity too: a model file replaced on
+   * disk (new inode, size or mtime) is loaded anew, not served stale. */
+  struct stat sb;
+  if (stat (canonical, &sb) != 0) {
+    mm_set_error (error, MM_ERROR_IO, path, "cannot open model file: %s", g_strerror (errno));
+    free (canonical);
+    return NULL;
+  }
+  char *key = g_strdup_printf ("%s\n%ju:%ju:%jd:%jd.%09ld", canonical, (uintmax_t)sb.st_dev,
+      (uintmax_t)sb.st_ino, (intmax_t)sb.st_size, (intmax_t)sb.st_mtim.tv_sec,
+      (long)sb.st_mtim.tv_nsec);
+  char *real_path = g_strdup (canonical);
   free (canonical);
 
   g_mutex_lock (&models_lock);
@@ -249,21 +262,24 @@ mm_model_open (const char *path, GError **error)
     m->refcount++;
     g_mutex_unlock (&models_lock);
     g_free (key);
+    g_free (real_path);
     return m;
   }
   /* Loading under the lock serialises first opens of different models too;
    * they happen once per path per process, at READY->PAUSED. */
-  MmSafetensors *st = mm_safetensors_open (key, error);
+  MmSafetensors *st = mm_safetensors_open (real_path, error);
   if (st) {
-    m = mm_model_new_from_safetensors (st, key, error);
+    m = mm_model_new_from_safetensors (st, real_path, error);
     if (!m)
       mm_safetensors_free (st);
   }
   if (m) {
-    m->path = key;
-    g_hash_table_insert (models_by_path, m->path, m);
+    m->path = real_path;
+    m->key = key;
+    g_hash_table_insert (models_by_path, m->key, m);
   } else {
     g_free (key);
+    g_free (real_path);
   }
   g_mutex_unlock (&models_lock);
   if (m)
@@ -288,8 +304,8 @@ mm_model_unref (MmModel *model)
     return;
   g_mutex_lock (&models_lock);
   gboolean last = --model->refcount == 0;
-  if (last && model->path && models_by_path)
-    g_hash_table_remove (models_by_path, model->path);
+  if (last && model->key && models_by_path)
+    g_hash_table_remove (models_by_path, model->key);
   g_mutex_unlock (&models_lock);
   if (last)
     model_free (model);

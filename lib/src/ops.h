@@ -2,8 +2,9 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
  * Layout is PyTorch's: row-major, weights (out, in[, k...]), activations
- * (channels, spatial...) for one example.  ops.c is the only file that calls
- * BLAS; mm_ops_set_reference (TRUE) switches every op to plain C loops so
+ * (channels, spatial...) for one example.  The ops call BLAS only through
+ * mm_sgemm (blas.c, the one file that talks to OpenBLAS);
+ * mm_ops_set_reference (TRUE) switches every op to plain C loops so
  * tests can compare both paths.  None of these functions allocate.
  */
 #ifndef MM_OPS_H

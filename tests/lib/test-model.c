@@ -219,7 +219,22 @@ test_valid_and_shared (void)
   /* after the last unref, a new open maps it anew */
   MmModel *c = mm_model_open (path, &err);
   g_assert_nonnull (c);
+
+  /* a file replaced on disk while a model is open is a new model, not the
+   * stale mapping (g_file_set_contents writes a new inode) */
+  char *header = g_strdup (valid_header);
+  char *name_at = strstr (header, "\\\"t\\\"");
+  g_assert_nonnull (name_at);
+  name_at[2] = 'u'; /* name "t" -> "u" */
+  g_free (write_model ("valid", header, 0, (const guint8 *)head_data, 32));
+  MmModel *d = mm_model_open (path, &err);
+  g_assert_no_error (err);
+  g_assert_true (d != c);
+  g_assert_cmpstr (mm_model_get_name (d), ==, "u");
+  g_assert_cmpstr (mm_model_get_name (c), ==, "t");
+  mm_model_unref (d);
   mm_model_unref (c);
+  g_free (header);
   g_free (other);
   g_free (path);
 }
