@@ -22,8 +22,6 @@
 #define BN_EPS 1e-5f
 /* the log-mel front end's limits (logmel.c), checked here so that a model
  * it cannot run fails at load rather than at encoder creation */
-#define MAX_FFT 4096
-#define MAX_MELS 2048
 
 typedef struct
 {
@@ -76,7 +74,7 @@ load_mel_config (MmAudioWeights *w, JsonObject *cfg, const char *label, GError *
   guint hop_default;
 
   if (!mm_json_uint (cfg, label, "sample_rate", TRUE, 0, 1000, 1000000, &m->sample_rate, error)
-      || !mm_json_uint (cfg, label, "n_fft", TRUE, 0, 4, MAX_FFT, &m->n_fft, error)
+      || !mm_json_uint (cfg, label, "n_fft", TRUE, 0, 4, MM_LOGMEL_MAX_FFT, &m->n_fft, error)
       || !mm_json_uint (
           cfg, label, "win_length", FALSE, m->n_fft, 1, m->n_fft, &m->win_length, error))
     return FALSE;
@@ -84,7 +82,7 @@ load_mel_config (MmAudioWeights *w, JsonObject *cfg, const char *label, GError *
    * f_max = sample_rate / 2 */
   hop_default = MAX (m->n_fft / 4, 1);
   if (!mm_json_uint (cfg, label, "hop_length", FALSE, hop_default, 1, 65535, &m->hop_length, error)
-      || !mm_json_uint (cfg, label, "n_mels", TRUE, 0, 1, MAX_MELS, &m->n_mels, error)
+      || !mm_json_uint (cfg, label, "n_mels", TRUE, 0, 1, MM_LOGMEL_MAX_MELS, &m->n_mels, error)
       || !mm_json_double (cfg, label, "f_min", FALSE, 0.0, &m->f_min, error)
       || !mm_json_double (cfg, label, "f_max", FALSE, m->sample_rate / 2.0, &m->f_max, error)
       || !mm_json_double (cfg, label, "log_offset", FALSE, 1e-6, &m->log_offset, error))

@@ -31,8 +31,6 @@
 #include "preprocess.h"
 
 #define MM_LOGMEL_BLOCK 256
-#define MM_LOGMEL_MAX_FFT 4096
-#define MM_LOGMEL_MAX_MELS 2048
 
 struct _MmLogMel
 {

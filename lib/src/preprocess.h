@@ -57,6 +57,10 @@ typedef struct
   double f_min, f_max, log_offset;
 } MmMelParams;
 
+/* Limits of the log-mel front end (also what the audio loader accepts). */
+#define MM_LOGMEL_MAX_FFT 4096
+#define MM_LOGMEL_MAX_MELS 2048
+
 typedef struct _MmLogMel MmLogMel;
 /* Precomputes window, DFT basis and filterbank; scratch for up to
  * @max_samples samples. */
