@@ -139,14 +139,7 @@ classifier_new (const char *path, GError **error)
       c->input_of[m] = -1;
       continue;
     }
-    if (mm_model_get_dim (c->model, comp[m])
-        != mm_model_get_fusion_input_dim (c->model, c->input_of[m])) {
-      g_set_error (error, MM_ERROR, MM_ERROR_FORMAT,
-          "%s: the %s encoder gives %u values but the fusion's %s input takes %u", path,
-          modality_names[m], mm_model_get_dim (c->model, comp[m]), modality_names[m],
-          mm_model_get_fusion_input_dim (c->model, c->input_of[m]));
-      goto fail;
-    }
+    /* mm_model_open already checked the encoder's dim against the fusion input */
     c->z[m] = g_new0 (float, mm_model_get_dim (c->model, comp[m]));
   }
   if (c->input_of[IMAGE] >= 0 && !(c->image = mm_image_encoder_new (c->model, &params, error)))
