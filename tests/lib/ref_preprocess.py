@@ -437,6 +437,9 @@ MEL_CASES = [
      "n_mels": 64, "f_min": 0.0, "f_max": 8000.0, "log_offset": 1e-6},
     {"name": "b", "sample_rate": 16000, "n_fft": 512, "win_length": 301, "hop_length": 128,
      "n_mels": 40, "f_min": 60.0, "f_max": 7600.0, "log_offset": 1e-3},
+    # n_fft / 2 = 224 = 2^5 * 7: libmm's DFT-by-GEMM fallback, not kissfft
+    {"name": "c", "sample_rate": 16000, "n_fft": 448, "win_length": 400, "hop_length": 160,
+     "n_mels": 48, "f_min": 0.0, "f_max": 8000.0, "log_offset": 1e-6},
 ]
 
 
