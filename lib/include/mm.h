@@ -4,7 +4,7 @@
  * libmm loads one self-describing model file (safetensors with the
  * architecture as JSON in __metadata__, see models/FORMAT.md) and runs its
  * components: text, image and audio encoders, a fusion and a head.
- * It depends on GLib, json-glib and OpenBLAS, never on GStreamer.
+ * It depends on GLib, json-glib, kissfft and OpenBLAS, never on GStreamer.
  *
  * Usage:
  *
