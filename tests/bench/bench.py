@@ -30,9 +30,28 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-import torch
-import torch.nn as nn
+
+def _threads_from_argv(argv):
+    for i, a in enumerate(argv):
+        if a == "--threads" and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith("--threads="):
+            return a.split("=", 1)[1]
+    return "1"
+
+
+# torch.set_num_threads() does not reach the OpenBLAS that Debian's PyTorch
+# calls for Linear/matmul: that OpenBLAS starts one thread per core unless
+# told before it loads.  Measured here: BERT-4 at "1 thread" ran at 2.0 CPU
+# seconds per wall second and 4.3 ms; pinned, 1.0 and 7.3 ms.  Pin it (and
+# OpenMP) to --threads before numpy/torch load, and report PyTorch's CPU/wall
+# ratio so the table shows the thread counts really are equal.
+os.environ["OPENBLAS_NUM_THREADS"] = _threads_from_argv(sys.argv)
+os.environ["OMP_NUM_THREADS"] = _threads_from_argv(sys.argv)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -146,8 +165,12 @@ def count_flops(module, args):
     return total[0]
 
 
+TORCH_CPU = [0.0, 0.0]   # PyTorch's process CPU seconds, wall seconds timed
+
+
 def torch_median_ms(fn, repeats):
     """Median ms per call; tiny calls are timed in batches like mm-bench."""
+    c0, w0 = time.process_time(), time.perf_counter()
     with torch.no_grad():
         t0 = time.perf_counter()
         for _ in range(3):
@@ -160,6 +183,8 @@ def torch_median_ms(fn, repeats):
             for _ in range(inner):
                 fn()
             t.append((time.perf_counter() - t0) * 1000 / inner)
+    TORCH_CPU[0] += time.process_time() - c0
+    TORCH_CPU[1] += time.perf_counter() - w0
     return statistics.median(t)
 
 
@@ -399,9 +424,12 @@ def main():
     print("## libmm vs PyTorch eager, batch 1, same weights")
     print()
     print("OpenBLAS core: %s; threads: libmm %d (MM_THREADS), PyTorch %d "
-          "(torch.set_num_threads); %d rounds x %d calls, medians; sgemm 1024^3 in these "
-          "runs: %.1f GFLOP/s" % (core, args.threads, torch.get_num_threads(), args.rounds,
-                                  args.repeats, sg))
+          "(torch.set_num_threads, OPENBLAS_NUM_THREADS=%s; PyTorch used %.2f CPU s per wall s "
+          "while timed); %d rounds x %d calls, medians; sgemm 1024^3 in these runs: "
+          "%.1f GFLOP/s" % (core, args.threads, torch.get_num_threads(),
+                            os.environ["OPENBLAS_NUM_THREADS"],
+                            TORCH_CPU[0] / max(TORCH_CPU[1], 1e-9), args.rounds,
+                            args.repeats, sg))
     print()
     print_components(rows, sg)
     print()
