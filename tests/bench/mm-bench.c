@@ -264,12 +264,14 @@ mode_model (const char *path, int repeats)
   printf ("{\"model\": \"%s\", \"core\": \"%s\", \"threads\": \"%s\", \"components\": {",
       mm_model_get_name (m), mm_blas_core_name (),
       g_getenv ("MM_THREADS") ? g_getenv ("MM_THREADS") : "1");
-  const char *sep = "";
+  const char *sep = "", *only = g_getenv ("MM_BENCH_ONLY");
   for (int c = 0; c < MM_N_COMPONENTS; c++) {
     if (!mm_model_has_component (m, c))
       continue;
     if (c == MM_COMPONENT_HEAD && !mm_model_has_component (m, MM_COMPONENT_FUSION))
       continue;
+    if (only && g_strcmp0 (only, mm_component_name (c)) != 0)
+      continue; /* MM_BENCH_ONLY=image: one component, e.g. under perf */
     Runner *r = runner_new (m, c, &err);
     if (!r || !runner_run (r, NULL)) {
       fprintf (stderr, "mm-bench: %s\n", err ? err->message : "run failed");
@@ -304,7 +306,7 @@ typedef struct
 typedef struct
 {
   const Layer *l;
-  float *x, *w, *b, *y, *scratch;
+  float *x, *w, *b, *y, *scratch, *packed;
 } LayerRun;
 
 static gboolean
@@ -315,6 +317,8 @@ run_layer (gpointer ctx, gpointer arg)
   if (l->conv)
     mm_conv2d (r->y, r->x, r->w, NULL, l->c_in, l->h, l->w, l->c_out, l->k, l->k, l->stride, l->pad,
         1, r->scratch);
+  else if (r->packed) /* as the BERT encoder runs them: weights packed at load */
+    mm_linear_packed (r->y, r->x, r->w, r->packed, r->b, l->n, l->d_in, l->d_out);
   else
     mm_linear (r->y, r->x, r->w, r->b, l->n, l->d_in, l->d_out);
   return TRUE;
@@ -368,19 +372,27 @@ mode_layers (int repeats)
     r.b = random_floats (MAX (n, m), 0.1f);
     r.y = g_new (float, ny);
     r.scratch = g_new (float, MAX (ns, 1));
+    double unpacked_ms = 0.0;
+    if (!l->conv) {
+      unpacked_ms = median_ms (run_layer, NULL, &r, repeats); /* mm_linear: OpenBLAS */
+      r.packed = g_new (float, mm_sgemm_pack_size (l->d_out, l->d_in));
+      mm_sgemm_pack_bt (r.packed, r.w, l->d_out, l->d_in);
+    }
     double ms = median_ms (run_layer, NULL, &r, repeats);
     double flops = 2.0 * m * n * k;
     /* the references right after the layer: the machine's load changes */
     double same = sgemm_gflops (m, n, k, repeats);
     double big = sgemm_gflops (1024, 1024, 1024, 3);
     printf ("%s{\"name\": \"%s\", \"m\": %d, \"n\": %d, \"k\": %d, \"ms\": %.4f, "
-            "\"gflops\": %.2f, \"sgemm_gflops\": %.2f, \"sgemm1024_gflops\": %.2f}",
-        i ? ", " : "", l->name, m, n, k, ms, flops / (ms * 1e6), same, big);
+            "\"gflops\": %.2f, \"sgemm_gflops\": %.2f, \"sgemm1024_gflops\": %.2f, "
+            "\"unpacked_ms\": %.4f}",
+        i ? ", " : "", l->name, m, n, k, ms, flops / (ms * 1e6), same, big, unpacked_ms);
     g_free (r.x);
     g_free (r.w);
     g_free (r.b);
     g_free (r.y);
     g_free (r.scratch);
+    g_free (r.packed);
   }
   printf ("]}\n");
   return 0;
