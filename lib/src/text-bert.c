@@ -292,12 +292,13 @@ pack_layers (MmBertWeights *w, const char *label, GError **error)
 {
   const BertConfig *c = &w->cfg;
   int H = c->hidden, I = c->intermediate;
-  gsize per_layer = 4 * mm_sgemm_pack_size (H, H) + mm_sgemm_pack_size (I, H)
-                    + mm_sgemm_pack_size (H, I);
+  gsize per_layer =
+      4 * mm_sgemm_pack_size (H, H) + mm_sgemm_pack_size (I, H) + mm_sgemm_pack_size (H, I);
   if (per_layer > G_MAXSIZE / sizeof (float) / MAX (c->layers, 1)
       || !(w->packed = g_try_new (float, per_layer * c->layers))) {
-    mm_format_error (error, label, "text: cannot allocate %u packed layers of %" G_GSIZE_FORMAT
-        " floats", c->layers, per_layer);
+    mm_format_error (error, label,
+        "text: cannot allocate %u packed layers of %" G_GSIZE_FORMAT " floats", c->layers,
+        per_layer);
     return FALSE;
   }
   float *dst = w->packed;
