@@ -199,6 +199,18 @@ mm_utf8_sanitize (char *out, gsize cap, const char *in, gsize len)
   const guint8 *s = (const guint8 *)in;
   gsize w = 0, pos = 0;
   while (pos < len) {
+    if (s[pos] - 1u < 0x7Fu) { /* a run of ASCII other than NUL: as is */
+      gsize end = pos + 1;
+      while (end < len && s[end] - 1u < 0x7Fu)
+        end++;
+      gsize n = MIN (end - pos, cap - 1 - w);
+      memcpy (out + w, s + pos, n);
+      w += n;
+      pos += n;
+      if (pos < end)
+        break; /* out is full */
+      continue;
+    }
     gsize start = pos;
     gunichar c = utf8_next (s, len, &pos);
     /* U+FFFD from the decoder, unless the input really held EF BF BD */
@@ -359,6 +371,12 @@ simple_lower (gunichar c)
 static int
 put_utf8 (char *buf, gsize cap, gsize *len, gunichar c)
 {
+  if (c < 0x80) {
+    if (*len + 1 > cap)
+      return 0;
+    buf[(*len)++] = (char)c;
+    return 1;
+  }
   char tmp[8];
   int n = g_unichar_to_utf8 (c, tmp);
   if (*len + n > cap)
@@ -405,7 +423,8 @@ word_end (WordState *st)
 static void
 word_feed (WordState *st, gunichar c)
 {
-  if (g_unichar_isalnum (c)) {
+  /* g_unichar_isalnum () is g_ascii_isalnum () on ASCII, without the call */
+  if (c < 0x80 ? g_ascii_isalnum (c) : g_unichar_isalnum (c)) {
     if (st->pending_apostrophe && !put_utf8 (st->buf, st->cap, &st->len, '\''))
       st->overflow = TRUE;
     st->pending_apostrophe = FALSE;
@@ -431,6 +450,8 @@ mm_word_tokenize (const MmVocab *v, gboolean lowercase, const char *utf8, gsize 
     gunichar c = utf8_next (s, len, &pos);
     if (!lowercase) {
       word_feed (&st, c);
+    } else if (c < 0x80) {
+      word_feed (&st, g_ascii_tolower (c)); /* = g_unichar_tolower on ASCII */
     } else if (c == 0x0130) {
       word_feed (&st, 'i');
       word_feed (&st, 0x0307);

@@ -183,6 +183,29 @@ test_sanitize (void)
     g_assert_cmpuint (n, <=, 3 * len);
     g_assert_true (g_utf8_validate (big, n, NULL));
   }
+  /* valid text without NUL (ASCII runs take a fast path): copied as is, cut
+   * at the last whole character that fits in cap - 1 bytes */
+  static const char *const pieces[] = { "a", "Z ", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
+    "hello ", "\x7f" };
+  for (int round = 0; round < 2000; round++) {
+    char in[256] = "", out2[256];
+    gsize len = 0, bounds[256], nb = 0;
+    while (len < 200) {
+      const char *p = pieces[g_rand_int_range (rand, 0, G_N_ELEMENTS (pieces))];
+      memcpy (in + len, p, strlen (p));
+      for (gsize k = 0; k < strlen (p); k++)
+        bounds[nb++] = k + 1 == strlen (p) || (guint8)p[0] < 0x80 ? len + k + 1 : 0;
+      len += strlen (p);
+    }
+    gsize cap = g_rand_int_range (rand, 1, 240), want = 0;
+    for (gsize k = 0; k < nb; k++)
+      if (bounds[k] && bounds[k] <= cap - 1)
+        want = bounds[k];
+    n = mm_utf8_sanitize (out2, cap, in, len);
+    g_assert_cmpuint (n, ==, want);
+    g_assert_cmpmem (out2, n, in, want);
+    g_assert_cmpint (out2[n], ==, 0);
+  }
   g_rand_free (rand);
 }
 
