@@ -6,6 +6,7 @@
  * message that names the file and the problem.
  */
 #include <string.h>
+#include <unistd.h>
 #include <glib/gstdio.h>
 
 #include "mm.h"
@@ -123,6 +124,32 @@ test_corrupt (gconstpointer data)
   if (!strstr (err->message, c->must_contain))
     g_error ("case %s: message '%s' lacks '%s'", c->name, err->message, c->must_contain);
   g_error_free (err);
+  g_free (path);
+}
+
+/* A header claim that fits in the file but exceeds the 100 MB cap (a
+ * sparse 101 MB file of zeros): refused by the cap before any parsing
+ * (which would otherwise fail later, as invalid JSON). */
+static void
+test_header_over_cap (void)
+{
+  char *path = g_build_filename (tmpdir, "header-over-cap", NULL);
+  guint64 n = 101u * 1024 * 1024;
+  guint8 len_le[8];
+  for (int i = 0; i < 8; i++)
+    len_le[i] = (guint8)(n >> (8 * i));
+  FILE *f = fopen (path, "wb");
+  g_assert_nonnull (f);
+  g_assert_cmpuint (fwrite (len_le, 1, 8, f), ==, 8);
+  g_assert_cmpint (ftruncate (fileno (f), (off_t)(8 + n)), ==, 0);
+  fclose (f);
+  GError *err = NULL;
+  g_assert_null (mm_model_open (path, &err));
+  g_assert_error (err, MM_ERROR, MM_ERROR_FORMAT);
+  g_assert_nonnull (strstr (err->message, "is impossible"));
+  g_assert_nonnull (strstr (err->message, "at most 100 MB"));
+  g_error_free (err);
+  g_unlink (path);
   g_free (path);
 }
 
@@ -305,6 +332,7 @@ main (int argc, char **argv)
   }
   g_test_add_func ("/model/missing-file", test_missing_file);
   g_test_add_func ("/model/empty-file", test_empty_file);
+  g_test_add_func ("/model/header-over-cap", test_header_over_cap);
   g_test_add_func ("/model/deep-nesting", test_deep_nesting);
   g_test_add_func ("/model/valid-and-shared", test_valid_and_shared);
   g_test_add_func ("/model/threads", test_threads);
