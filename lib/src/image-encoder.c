@@ -18,6 +18,7 @@
 #include "mm-private.h"
 #include "ops.h"
 #include "preprocess.h"
+#include "winograd.h"
 
 #define MAX_STAGES 8
 #define MAX_LAYERS 64                       /* basic blocks, all stages together */
@@ -30,6 +31,8 @@ typedef struct
   const float *w;       /* (c_out, c_in, k, k), mapped */
   const float *bias;    /* (c_out) used by the conv itself (no bn), or NULL */
   float *scale, *shift; /* (c_out) owned folded bn, or NULL */
+  int wino_m;           /* Winograd F(m x m, 3x3) tile, 0 = im2col + GEMM */
+  float *wino;          /* owned transformed weights (scale folded in), or NULL */
 } ConvBn;
 
 typedef struct
@@ -111,6 +114,7 @@ convbn_clear (ConvBn *c)
 {
   g_clear_pointer (&c->scale, g_free);
   g_clear_pointer (&c->shift, g_free);
+  g_clear_pointer (&c->wino, g_free);
 }
 
 /* Binds "<conv>.weight" (c_out, c_in, k, k) and either the batch-norm
@@ -180,10 +184,25 @@ convbn_bind (ConvBn *c, const MmSafetensors *st, const char *label, const char *
   return TRUE;
 }
 
-/* Shape trace of one conv: output size and buffer needs; FALSE when the
- * input is too small for it. */
+/* A 3x3 stride-1 "same" conv on an input of h x wd where Winograd is
+ * faster (mm_winograd_pick) gets its transformed weights now, with the
+ * batch-norm scale folded in; the model is immutable afterwards. */
+static void
+convbn_winograd (ConvBn *c, int h, int wd)
+{
+  if (c->k != 3 || c->stride != 1 || c->pad != 1)
+    return;
+  c->wino_m = mm_winograd_pick (c->c_in, c->c_out, h, wd);
+  if (!c->wino_m)
+    return;
+  c->wino = g_new (float, mm_winograd_weights_size (c->wino_m, c->c_in, c->c_out));
+  mm_winograd_weights (c->wino, c->wino_m, c->w, c->scale, c->c_in, c->c_out);
+}
+
+/* Shape trace of one conv: output size and buffer needs (and the Winograd
+ * choice); FALSE when the input is too small for it. */
 static gboolean
-convbn_trace (MmImageWeights *w, const ConvBn *c, int h, int wd, int *h_out, int *w_out)
+convbn_trace (MmImageWeights *w, ConvBn *c, int h, int wd, int *h_out, int *w_out)
 {
   if (h + 2 * c->pad < c->k || wd + 2 * c->pad < c->k)
     return FALSE;
@@ -191,6 +210,9 @@ convbn_trace (MmImageWeights *w, const ConvBn *c, int h, int wd, int *h_out, int
   *w_out = mm_conv_out_size (wd, c->k, c->stride, c->pad);
   gsize act = (gsize)c->c_out * *h_out * *w_out;
   gsize scratch = mm_conv2d_scratch_size (c->c_in, h, wd, c->k, c->k, c->stride, c->pad, 1);
+  convbn_winograd (c, h, wd);
+  if (c->wino)
+    scratch = MAX (scratch, mm_winograd_scratch_size (c->wino_m, c->c_in, c->c_out, h, wd));
   w->max_act = MAX (w->max_act, act);
   w->max_scratch = MAX (w->max_scratch, scratch);
   return TRUE;
@@ -462,6 +484,12 @@ convbn_forward (const ConvBn *c, float *y, const float *x, int h, int wd, int *h
 {
   *h_out = mm_conv_out_size (h, c->k, c->stride, c->pad);
   *w_out = mm_conv_out_size (wd, c->k, c->stride, c->pad);
+  if (c->wino && !mm_ops_get_reference ()) {
+    /* scale is in the weights; bias, residual and ReLU in the output pass */
+    mm_winograd_conv3x3 (y, x, c->wino, c->wino_m, c->c_in, h, wd, c->c_out,
+        c->scale ? c->shift : c->bias, identity, relu, scratch);
+    return;
+  }
   mm_conv2d (
       y, x, c->w, c->bias, c->c_in, h, wd, c->c_out, c->k, c->k, c->stride, c->pad, 1, scratch);
   gsize n = (gsize)*h_out * *w_out;
