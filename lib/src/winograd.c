@@ -57,11 +57,11 @@ static const double g4[6][3] = {
 
 typedef struct
 {
-  int m, a;      /* output tile side, input tile side (m + 2) */
-  int th, tw;    /* tile rows, tiles per row */
-  int rows;      /* tile rows per chunk */
-  int wp;        /* padded input row, (tw + 1) m */
-  gsize v, mm;   /* floats of V and M for a full chunk */
+  int m, a;    /* output tile side, input tile side (m + 2) */
+  int th, tw;  /* tile rows, tiles per row */
+  int rows;    /* tile rows per chunk */
+  int wp;      /* padded input row, (tw + 1) m */
+  gsize v, mm; /* floats of V and M for a full chunk */
 } Plan;
 
 static void
@@ -106,7 +106,7 @@ mm_winograd_weights (float *u, int m, const float *w, const float *scale, int c_
 {
   g_return_if_fail (m == 2 || m == 4);
   int a = m + 2;
-  const double(*g)[3] = m == 2 ? g2 : g4;
+  const double (*g)[3] = m == 2 ? g2 : g4;
   gsize plane = (gsize)c_out * c_in;
   for (int oc = 0; oc < c_out; oc++)
     for (int ic = 0; ic < c_in; ic++) {
@@ -117,8 +117,8 @@ mm_winograd_weights (float *u, int m, const float *w, const float *scale, int c_
           t[i][j] = g[i][0] * k[j] + g[i][1] * k[3 + j] + g[i][2] * k[6 + j];
       for (int i = 0; i < a; i++) /* U = t G^T */
         for (int j = 0; j < a; j++)
-          u[(gsize)(i * a + j) * plane + (gsize)oc * c_in + ic]
-              = (float)(s * (t[i][0] * g[j][0] + t[i][1] * g[j][1] + t[i][2] * g[j][2]));
+          u[(gsize)(i * a + j) * plane + (gsize)oc * c_in + ic] =
+              (float)(s * (t[i][0] * g[j][0] + t[i][1] * g[j][1] + t[i][2] * g[j][2]));
     }
 }
 
@@ -181,8 +181,8 @@ deinterleave (float *restrict ph, const float *restrict r, int m, int n)
  * 4x4 window at column 2 t of the padded rows rb (4, wp); work: 4 (2, tw + 1)
  * phases + e (16, tw). */
 static WG_SIMD void
-input_row2 (float *restrict v, gsize ps, const float *restrict rb, int wp, int tw,
-    float *restrict work)
+input_row2 (
+    float *restrict v, gsize ps, const float *restrict rb, int wp, int tw, float *restrict work)
 {
   int n = tw + 1;
   float *ph = work, *e = work + 8 * n;
@@ -226,8 +226,8 @@ input_row2 (float *restrict v, gsize ps, const float *restrict rb, int wp, int t
 /* As input_row2 for 6x6 windows at column 4 t; work: 6 (4, tw + 1)
  * phases + e (36, tw). */
 static WG_SIMD void
-input_row4 (float *restrict v, gsize ps, const float *restrict rb, int wp, int tw,
-    float *restrict work)
+input_row4 (
+    float *restrict v, gsize ps, const float *restrict rb, int wp, int tw, float *restrict work)
 {
   int n = tw + 1;
   float *ph = work, *e = work + 24 * n;
@@ -318,7 +318,8 @@ output_row4 (float *restrict ob, const float *restrict mm, gsize ps, int tw, flo
 
 /* y (n) = [relu] (r [+ id]) */
 static WG_SIMD void
-store_row (float *restrict y, const float *restrict r, const float *restrict id, int n, gboolean relu)
+store_row (
+    float *restrict y, const float *restrict r, const float *restrict id, int n, gboolean relu)
 {
   if (id && relu)
     for (int i = 0; i < n; i++) {

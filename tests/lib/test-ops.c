@@ -16,6 +16,7 @@
 #include <json-glib/json-glib.h>
 
 #include "ops.h"
+#include "winograd.h"
 
 #define GUARD 1234.5f
 #define N_GUARD 16
@@ -252,6 +253,84 @@ run_conv2d_case (const Conv2dCase *c)
   }
   g_free (what);
   g_free (x), g_free (w), g_free (b), g_free (scratch), g_free (fast), g_free (ref);
+}
+
+/* Winograd F(m x m, 3x3), stride 1, pad 1: against the reference conv
+ * (double accumulators), with a folded scale, shift, residual and ReLU. */
+typedef struct
+{
+  int c_in, c_out, h, w, m;
+} WinogradCase;
+
+static const WinogradCase winograd_cases[] = {
+  { 5, 7, 9, 11, 2 }, /* odd sizes: partial tiles on both edges */
+  { 5, 7, 9, 11, 4 },
+  { 3, 17, 1, 1, 4 }, /* one pixel */
+  { 3, 17, 2, 13, 2 },
+  { 17, 9, 13, 6, 4 },
+  { 1, 1, 4, 4, 2 },
+  { 33, 35, 15, 15, 4 },
+  { 40, 24, 30, 29, 4 }, /* several tile rows per GEMM */
+  { 24, 40, 7, 7, 2 },
+};
+
+static void
+run_winograd_case (const WinogradCase *c)
+{
+  gsize n_x = (gsize)c->c_in * c->h * c->w, n_y = (gsize)c->c_out * c->h * c->w;
+  gsize n_w = (gsize)c->c_out * c->c_in * 9;
+  gsize n_u = mm_winograd_weights_size (c->m, c->c_in, c->c_out);
+  gsize n_s = mm_winograd_scratch_size (c->m, c->c_in, c->c_out, c->h, c->w);
+  char *what =
+      g_strdup_printf ("winograd F(%d,3) %dx%dx%d -> %d", c->m, c->c_in, c->h, c->w, c->c_out);
+  g_assert_cmpuint (n_u, ==, (gsize)(c->m + 2) * (c->m + 2) * c->c_out * c->c_in);
+  g_assert_cmpuint (n_s, >, 0);
+
+  float *x = random_array (n_x, 1.0f), *w = random_array (n_w, 0.5f);
+  float *scale = random_array (c->c_out, 2.0f), *shift = random_array (c->c_out, 1.0f);
+  float *id = random_array (n_y, 1.0f);
+  float *u = guarded_new (n_u), *scratch = guarded_new (n_s);
+  float *fast = guarded_new (n_y), *ref = guarded_new (n_y);
+  float *conv = g_new (float, n_y);
+
+  mm_ops_set_reference (TRUE);
+  mm_conv2d (conv, x, w, NULL, c->c_in, c->h, c->w, c->c_out, 3, 3, 1, 1, 1, NULL);
+  mm_ops_set_reference (FALSE);
+  for (int variant = 0; variant < 3; variant++) {
+    /* 0: plain conv; 1: scale + shift + ReLU; 2: scale + shift + residual + ReLU */
+    const float *sc = variant ? scale : NULL, *sh = variant ? shift : NULL;
+    const float *identity = variant == 2 ? id : NULL;
+    gboolean relu = variant > 0;
+    mm_winograd_weights (u, c->m, w, sc, c->c_in, c->c_out);
+    mm_winograd_conv3x3 (
+        fast, x, u, c->m, c->c_in, c->h, c->w, c->c_out, sh, identity, relu, scratch);
+    gsize plane = (gsize)c->h * c->w;
+    for (gsize i = 0; i < n_y; i++) {
+      int oc = (int)(i / plane);
+      float v = conv[i] * (sc ? sc[oc] : 1.0f) + (sh ? sh[oc] : 0.0f) + (identity ? id[i] : 0.0f);
+      ref[i] = relu && v < 0.0f ? 0.0f : v;
+    }
+    assert_close (fast, ref, n_y, c->m == 4 ? 2e-5f : 1e-5f, what);
+    assert_guard (fast, n_y, what);
+    assert_guard (u, n_u, what);
+    assert_guard (scratch, n_s, what);
+  }
+  g_free (what);
+  g_free (x), g_free (w), g_free (scale), g_free (shift), g_free (id), g_free (u);
+  g_free (scratch), g_free (fast), g_free (ref), g_free (conv);
+}
+
+static void
+test_winograd_paths (void)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (winograd_cases); i++)
+    run_winograd_case (&winograd_cases[i]);
+  /* the measured rule: 6x6 tiles on large planes, 4x4 on mid, none on
+   * small planes or few channels */
+  g_assert_cmpint (mm_winograd_pick (64, 64, 56, 56), ==, 4);
+  g_assert_cmpint (mm_winograd_pick (256, 256, 14, 14), ==, 2);
+  g_assert_cmpint (mm_winograd_pick (512, 512, 7, 7), ==, 0);
+  g_assert_cmpint (mm_winograd_pick (16, 16, 56, 56), ==, 0);
 }
 
 static void
@@ -947,6 +1026,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ops/linear/hand", test_linear_hand);
   g_test_add_func ("/ops/linear/packed", test_linear_packed);
   g_test_add_func ("/ops/conv2d/paths", test_conv2d_paths);
+  g_test_add_func ("/ops/conv2d/winograd", test_winograd_paths);
   g_test_add_func ("/ops/conv1d/paths", test_conv1d_paths);
   g_test_add_func ("/ops/conv/hand", test_conv_hand);
   g_test_add_func ("/ops/batchnorm/hand", test_batchnorm_hand);
