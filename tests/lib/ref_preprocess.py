@@ -440,6 +440,13 @@ MEL_CASES = [
     # n_fft / 2 = 224 = 2^5 * 7: libmm's DFT-by-GEMM fallback, not kissfft
     {"name": "c", "sample_rate": 16000, "n_fft": 448, "win_length": 400, "hop_length": 160,
      "n_mels": 48, "f_min": 0.0, "f_max": 8000.0, "log_offset": 1e-6},
+    # 240 = 4 * 4 * 3 * 5: a radix-3 stage in libmm's own FFT; odd window
+    # offset; 51 frames, not a multiple of its 16 frames per vector
+    {"name": "d", "sample_rate": 16000, "n_fft": 480, "win_length": 361, "hop_length": 150,
+     "n_mels": 32, "f_min": 30.0, "f_max": 7000.0, "log_offset": 1e-5},
+    # a 12-point FFT (stages 4, 3): the smallest plans
+    {"name": "e", "sample_rate": 16000, "n_fft": 24, "win_length": 20, "hop_length": 10,
+     "n_mels": 4, "f_min": 0.0, "f_max": 8000.0, "log_offset": 1e-6},
 ]
 
 
