@@ -74,6 +74,33 @@ check_side (const char *what, guint v, GError **error)
   return TRUE;
 }
 
+/* out (3, h, w) = normalised pixels of an image that already has the
+ * network's size.  The resize is then the identity (every source index is
+ * the destination index with weights 1 and 0, so v is exactly the byte),
+ * and the normalisation of each of the 256 byte values is computed once,
+ * with the same float expression as the resizing path: bit-identical. */
+static void
+normalise_same_size (float *out, const float mean[3], const float std[3], const PixelLayout *lay,
+    const guint8 *pixels, guint w, guint h, gsize stride)
+{
+  float lut[3][256];
+  gsize plane = (gsize)w * h;
+  for (int c = 0; c < 3; c++)
+    for (int v = 0; v < 256; v++)
+      lut[c][v] = ((float)v / 255.0f - mean[c]) / std[c];
+  for (guint y = 0; y < h; y++) {
+    const guint8 *row = pixels + (gsize)y * stride;
+    float *o = out + (gsize)y * w;
+    for (int c = 0; c < 3; c++) {
+      const guint8 *p = row + lay->off[c];
+      const float *l = lut[c];
+      float *oc = o + c * plane;
+      for (guint x = 0; x < w; x++)
+        oc[x] = l[p[(gsize)x * lay->bpp]];
+    }
+  }
+}
+
 gboolean
 mm_image_preprocess (float *out, guint out_w, guint out_h, const float mean[3], const float std[3],
     MmPixelFormat fmt, const guint8 *pixels, guint width, guint height, gsize stride,
@@ -108,6 +135,11 @@ mm_image_preprocess (float *out, guint out_w, guint out_h, const float mean[3], 
           std[c]);
       return FALSE;
     }
+
+  if (width == out_w && height == out_h) {
+    normalise_same_size (out, mean, std, &lay, pixels, width, height, stride);
+    return TRUE;
+  }
 
   float scale_x = (float)width / (float)out_w;
   float scale_y = (float)height / (float)out_h;
