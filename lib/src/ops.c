@@ -356,13 +356,14 @@ im2col_row (float *restrict dst, const float *restrict src, int n, int lo, int h
     dst[ox] = 0.0f;
 }
 
-/* cols (c_n * kh * kw, h_out * w_out) = im2col of x (c_n, h, w); row
- * (c, ki, kj) holds, for each output position, the input pixel under kernel
- * tap (ki, kj), or 0 in the padding. */
+/* cols (c_n * kh * kw, (oy1 - oy0) * w_out) = im2col of output rows
+ * [oy0, oy1) of x (c_n, h, w); row (c, ki, kj) holds, for each of those
+ * output positions, the input pixel under kernel tap (ki, kj), or 0 in the
+ * padding. */
 static MM_SIMD void
-im2col (float *cols, const float *x, int c_n, const ConvShape *s)
+im2col (float *cols, const float *x, int c_n, const ConvShape *s, int oy0, int oy1)
 {
-  gsize n_pos = (gsize)s->h_out * s->w_out;
+  gsize n_pos = (gsize)(oy1 - oy0) * s->w_out;
   for (int c = 0; c < c_n; c++) {
     const float *xc = x + (gsize)c * s->h * s->w;
     for (int ki = 0; ki < s->kh; ki++)
@@ -370,8 +371,8 @@ im2col (float *cols, const float *x, int c_n, const ConvShape *s)
         float *row = cols + ((gsize)(c * s->kh + ki) * s->kw + kj) * n_pos;
         int lo, hi;
         valid_range (s->w_out, s->w, s->sw, s->pw, kj, &lo, &hi);
-        for (int oy = 0; oy < s->h_out; oy++) {
-          float *dst = row + (gsize)oy * s->w_out;
+        for (int oy = oy0; oy < oy1; oy++) {
+          float *dst = row + (gsize)(oy - oy0) * s->w_out;
           int iy = oy * s->sh - s->ph + ki;
           if (iy < 0 || iy >= s->h)
             im2col_row (dst, xc, s->w_out, 0, 0, 1);
@@ -572,6 +573,21 @@ conv_reference (float *y, const float *x, const float *w, const float *b, const 
   }
 }
 
+/* Output rows per im2col block: the whole output when its im2col matrix
+ * is small, else blocks of about IM2COL_BLOCK floats (so the matrix is
+ * still in cache when the GEMM packs it) but at least IM2COL_MIN_N
+ * positions wide (narrower GEMMs lose more than the cache saves). */
+#define IM2COL_BLOCK (64 * 1024)
+#define IM2COL_MIN_N 256
+static int
+im2col_rows (const ConvShape *s, int k)
+{
+  gsize row = (gsize)k * s->w_out;
+  int rows = (int)MAX (IM2COL_BLOCK / row, 1);
+  rows = MAX (rows, (IM2COL_MIN_N + s->w_out - 1) / s->w_out);
+  return MIN (rows, s->h_out);
+}
+
 /* Per group g: y_g (c_out/g, P) = W_g (c_out/g, K) cols_g (K, P), with
  * K = c_in/g * kh * kw and P = h_out * w_out. */
 static void
@@ -590,15 +606,22 @@ conv_run (
   int k = cig * s->kh * s->kw;
   int n_pos = s->h_out * s->w_out;
   gboolean pointwise = conv_is_pointwise (s);
+  int rows = pointwise ? s->h_out : im2col_rows (s, k);
   for (int g = 0; g < s->groups; g++) {
     const float *xg = x + (gsize)g * cig * s->h * s->w;
-    const float *cols = xg;
-    if (!pointwise) {
-      im2col (scratch, xg, cig, s);
-      cols = scratch;
+    const float *wg = w + (gsize)g * cog * k;
+    float *yg = y + (gsize)g * cog * n_pos;
+    if (pointwise) {
+      mm_sgemm (FALSE, FALSE, cog, n_pos, k, 1.0f, wg, k, xg, n_pos, 0.0f, yg, n_pos);
+      continue;
     }
-    mm_sgemm (FALSE, FALSE, cog, n_pos, k, 1.0f, w + (gsize)g * cog * k, k, cols, n_pos, 0.0f,
-        y + (gsize)g * cog * n_pos, n_pos);
+    /* output rows in blocks: y_g[:, block] = W_g cols (block) */
+    for (int oy0 = 0; oy0 < s->h_out; oy0 += rows) {
+      int oy1 = MIN (oy0 + rows, s->h_out), n = (oy1 - oy0) * s->w_out;
+      im2col (scratch, xg, cig, s, oy0, oy1);
+      mm_sgemm (FALSE, FALSE, cog, n, k, 1.0f, wg, k, scratch, n, 0.0f, yg + (gsize)oy0 * s->w_out,
+          n_pos);
+    }
   }
   if (b)
     add_channel_bias (y, b, s->c_out, n_pos);

@@ -213,6 +213,8 @@ static const Conv2dCase conv2d_cases[] = {
   { 1, 28, 28, 8, 5, 5, 2, 2, 1 }, /* single input channel */
   { 5, 4, 13, 3, 3, 1, 2, 1, 1 },  /* non-square kernel */
   { 16, 14, 14, 32, 3, 3, 1, 1, 1 },
+  { 9, 61, 37, 5, 3, 3, 1, 1, 1 }, /* im2col in blocks of output rows, a short last block */
+  { 3, 95, 91, 4, 7, 7, 2, 3, 1 },
 };
 
 static void
