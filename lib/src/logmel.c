@@ -539,21 +539,52 @@ stockham_stage (float *dr, float *di, const float *sr, const float *si, guint m,
   for (guint j0 = 0; j0 < stride; j0 += ns)
     for (guint k = 0; k < ns; k++) {
       LaneVec vr[5], vi[5];
+#pragma GCC unroll 5
       for (guint r = 0; r < r_n; r++) {
         vr[r] = LV (sr, j0 + k + r * stride);
         vi[r] = LV (si, j0 + k + r * stride);
       }
       if (ns > 1)
+#pragma GCC unroll 5
         for (guint r = 1; r < r_n; r++)
           cmul (
               &vr[r], &vi[r], tw[2 * (k * (r_n - 1) + r - 1)], tw[2 * (k * (r_n - 1) + r - 1) + 1]);
       butterfly (vr, vi, r_n);
       guint o = j0 * r_n + k;
+#pragma GCC unroll 5
       for (guint r = 0; r < r_n; r++) {
         LV (dr, o + r * ns) = vr[r];
         LV (di, o + r * ns) = vi[r];
       }
     }
+}
+
+/* rows (16 vectors of 16 floats) transposed in place: four rounds, round h
+ * swapping bit h of the row and the column index (the off-diagonal h x h
+ * blocks); one two-source shuffle per row and round */
+#define T16_LO_1 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30
+#define T16_HI_1 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31
+#define T16_LO_2 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29
+#define T16_HI_2 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31
+#define T16_LO_4 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27
+#define T16_HI_4 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31
+#define T16_LO_8 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23
+#define T16_HI_8 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31
+#define T16_ROUND(h)                                                                               \
+  _Pragma ("GCC unroll 16") for (guint i = 0; i < 16; i++) if (!(i & (h)))                         \
+  {                                                                                                \
+    LaneVec a = rows[i], b = rows[i + (h)];                                                        \
+    rows[i] = __builtin_shufflevector (a, b, T16_LO_##h);                                          \
+    rows[i + (h)] = __builtin_shufflevector (a, b, T16_HI_##h);                                    \
+  }
+
+LM_INLINE void
+transpose16 (LaneVec *rows)
+{
+  T16_ROUND (1);
+  T16_ROUND (2);
+  T16_ROUND (4);
+  T16_ROUND (8);
 }
 
 /* lane_pow (nf, LANES) = 4 |FFT (window * frame)|^2 of frames t0 .. t0 + b
@@ -567,18 +598,31 @@ fft_power_lanes (MmLogMel *lm, const float *samples, guint t0, guint b)
     { lm->lanes + 2 * (gsize)m * L, lm->lanes + 3 * (gsize)m * L } };
   const float *w = lm->win_full;
 
-  /* pack: z (m, LANES) */
-  for (guint l = 0; l < L; l++) {
-    float *zr = buf[0][0] + l, *zi = buf[0][1] + l;
-    if (l < b) {
-      const float *x = samples + (gsize)(t0 + l) * hop;
-      for (guint n = 0; n < m; n++) {
-        zr[(gsize)n * L] = x[2 * n] * w[2 * n];
-        zi[(gsize)n * L] = x[2 * n + 1] * w[2 * n + 1];
+  /* pack: z (m, LANES), 16 samples of 16 frames at a time by a transpose */
+  guint n16 = lm->p.n_fft / 16 * 16;
+  for (guint m0 = 0; m0 < n16; m0 += 16) {
+    LaneVec rows[MM_LOGMEL_LANES], wv;
+    memcpy (&wv, w + m0, sizeof wv);
+    for (guint l = 0; l < L; l++) {
+      if (l < b) {
+        memcpy (&rows[l], samples + (gsize)(t0 + l) * hop + m0, sizeof rows[l]);
+        rows[l] *= wv;
+      } else {
+        rows[l] = (LaneVec){ 0 };
       }
-    } else {
-      for (guint n = 0; n < m; n++)
-        zr[(gsize)n * L] = zi[(gsize)n * L] = 0.0f;
+    }
+    transpose16 (rows);
+    for (guint q = 0; q < 16; q += 2) {
+      LV (buf[0][0], m0 / 2 + q / 2) = rows[q];
+      LV (buf[0][1], m0 / 2 + q / 2) = rows[q + 1];
+    }
+  }
+  for (guint l = 0; l < L; l++) { /* the last n_fft % 16 samples */
+    float *zr = buf[0][0] + l, *zi = buf[0][1] + l;
+    const float *x = samples + (gsize)(t0 + l) * hop;
+    for (guint n = n16 / 2; n < m; n++) {
+      zr[(gsize)n * L] = l < b ? x[2 * n] * w[2 * n] : 0.0f;
+      zi[(gsize)n * L] = l < b ? x[2 * n + 1] * w[2 * n + 1] : 0.0f;
     }
   }
 
@@ -647,12 +691,34 @@ lane_log (LaneVec *out, LaneVec x)
   *out = f + y + 0.693359375f * fe;
 }
 
+/* out[j, t0 + l] for the sums outside lane_log's range (subnormal, infinite
+ * or NaN): libm's logf */
+static void
+mel_log_fixup (const MmLogMel *lm, float *out, guint n_frames, guint t0, guint b)
+{
+  const guint L = MM_LOGMEL_LANES;
+  float offset = (float)lm->p.log_offset;
+  for (guint j = 0; j < lm->p.n_mels; j++) {
+    const float *wj = lm->mel_w + lm->mel_off[j];
+    const float *pw = lm->lane_pow + (gsize)lm->mel_k0[j] * L;
+    for (guint l = 0; l < b; l++) {
+      float acc = 0.0f;
+      for (guint i = 0; i < lm->mel_len[j]; i++)
+        acc += wj[i] * pw[(gsize)i * L + l];
+      acc += offset;
+      if (!(acc >= FLT_MIN && acc <= FLT_MAX))
+        out[(gsize)j * n_frames + t0 + l] = logf (acc);
+    }
+  }
+}
+
 /* out[j, t0 + l] (n_mels, n_frames) = ln (mel_w lane_pow + offset), l < b */
 static LM_CLONES void
 mel_log_lanes (const MmLogMel *lm, float *out, guint n_frames, guint t0, guint b)
 {
   const guint L = MM_LOGMEL_LANES;
   float offset = (float)lm->p.log_offset;
+  LaneInt bad = { 0 };
   for (guint j = 0; j < lm->p.n_mels; j++) {
     const float *wj = lm->mel_w + lm->mel_off[j];
     const float *pw = lm->lane_pow + (gsize)lm->mel_k0[j] * L;
@@ -662,14 +728,7 @@ mel_log_lanes (const MmLogMel *lm, float *out, guint n_frames, guint t0, guint b
     acc += offset;
     LaneVec y;
     lane_log (&y, acc);
-    /* subnormal, infinite or NaN sums: libm */
-    LaneInt ok = (acc >= FLT_MIN) & (acc <= FLT_MAX);
-    gint32 all_ok = -1;
-    for (guint l = 0; l < L; l++)
-      all_ok &= ok[l];
-    if (!all_ok)
-      for (guint l = 0; l < L; l++)
-        y[l] = ok[l] ? y[l] : logf (acc[l]);
+    bad |= ~((acc >= FLT_MIN) & (acc <= FLT_MAX));
     float *o = out + (gsize)j * n_frames + t0;
     if (b == L)
       memcpy (o, &y, sizeof y);
@@ -677,6 +736,11 @@ mel_log_lanes (const MmLogMel *lm, float *out, guint n_frames, guint t0, guint b
       for (guint l = 0; l < b; l++)
         o[l] = y[l];
   }
+  gint32 any_bad = 0;
+  for (guint l = 0; l < b; l++)
+    any_bad |= bad[l];
+  if (any_bad)
+    mel_log_fixup (lm, out, n_frames, t0, b);
 }
 
 /* lane_pow (nf, LANES) from power (b, nf), zeros past b */
