@@ -24,8 +24,7 @@ int mm_winograd_pick (int c_in, int c_out, int h, int w);
 gsize mm_winograd_weights_size (int m, int c_in, int c_out);
 /* u = G w G^T per (oc, ic), times scale[oc] when scale is not NULL (a
  * folded batch-norm);  w (c_out, c_in, 3, 3). */
-void mm_winograd_weights (
-    float *u, int m, const float *w, const float *scale, int c_in, int c_out);
+void mm_winograd_weights (float *u, int m, const float *w, const float *scale, int c_in, int c_out);
 
 /* Floats of scratch mm_winograd_conv3x3 needs for this shape. */
 gsize mm_winograd_scratch_size (int m, int c_in, int c_out, int h, int w);
