@@ -178,6 +178,8 @@ struct _GstMmFusePad
                             * the next buffer), or NONE */
   gint pending_reset;      /* atomic: set on flush, applied by the
                                  * aggregator thread */
+  gboolean flushed;        /* flushed since the output clock was last
+                            * reset (aggregator thread) */
 };
 
 G_DEFINE_TYPE (GstMmFusePad, gst_mm_fuse_pad, GST_TYPE_AGGREGATOR_PAD);
@@ -1447,14 +1449,19 @@ gst_mm_fuse_aggregate (GstAggregator *agg, gboolean timeout)
     GstMmFusePad *pad = g_ptr_array_index (snap.pads, i);
 
     if (apply_pending_reset (pad)) {
-      n_reset++;
+      pad->flushed = TRUE;
       drive_reset |= pad == drive;
     }
+    n_reset += pad->flushed;
   }
+  /* every pad flushed, maybe over several calls (upstream flushing each
+   * source on its own) */
   if (drive_reset || (n_reset > 0 && n_reset == snap.pads->len)) {
     GST_DEBUG_OBJECT (self, "flushed: the next output may start anywhere");
     reset_output_clock (self);
     snap.srcseg.position = GST_CLOCK_TIME_NONE;
+    for (i = 0; i < snap.pads->len; i++)
+      ((GstMmFusePad *)g_ptr_array_index (snap.pads, i))->flushed = FALSE;
   }
 
   /* 1. the output interval [t, t + out_dur) */

@@ -1034,6 +1034,50 @@ GST_START_TEST (test_drive_pad_flush)
 
 GST_END_TEST;
 
+/* Interval cadence: upstream flushes each pad separately (no seek through
+ * mmfuse), so the flushes reach the aggregator in different aggregate()
+ * calls.  Once every pad has flushed, the output clock restarts: the new
+ * segment's outputs from 0 are fused, not skipped as "back in time". */
+GST_START_TEST (test_interval_flush_per_pad)
+{
+  static const gchar *const modalities[] = { "audio", "text", NULL };
+  GstBuffer *out;
+  Fuse f;
+  guint i;
+
+  fuse_setup (&f, NULL, modalities);
+  for (i = 0; i < 3; i++)
+    push (f.in[0], embedding (i * GST_SECOND, GST_SECOND));
+  push (f.in[1], embedding (0, 3 * GST_SECOND));
+  for (i = 0; i < 6; i++)
+    pull_and_check (f.h, i * 500 * MS, 500 * MS, MISSING, AT ((gint)(i / 2 * 1000)), 0);
+
+  /* the audio source is flushed and restarts at 0; the text source is not
+   * yet: data on both pads, so the aggregator runs with the audio flush
+   * alone (whatever it outputs meanwhile is drained) */
+  flush_and_segment (f.in[0], gst_util_seqnum_next (), 0);
+  push (f.in[0], embedding (0, GST_SECOND));
+  push (f.in[1], embedding (3 * GST_SECOND, GST_SECOND));
+  g_usleep (300 * 1000);
+  while ((out = gst_harness_try_pull (f.h)))
+    gst_buffer_unref (out);
+  /* then the text source: every pad has flushed, the output clock restarts */
+  flush_and_segment (f.in[1], gst_util_seqnum_next (), 0);
+  push (f.in[1], embedding (0, 2 * GST_SECOND));
+  push (f.in[0], embedding (GST_SECOND, GST_SECOND));
+  push_event (f.in[0], gst_event_new_eos ());
+  push_event (f.in[1], gst_event_new_eos ());
+  for (i = 0; i < 4; i++) {
+    out = gst_harness_pull (f.h);
+    fail_unless (out != NULL);
+    fail_unless_equals_uint64 (GST_BUFFER_PTS (out), i * 500 * MS);
+    gst_buffer_unref (out);
+  }
+  fuse_teardown (&f);
+}
+
+GST_END_TEST;
+
 /* Releasing the text pad while playing: outputs continue with text missing;
  * a new pad takes the freed input. */
 GST_START_TEST (test_pad_release_while_playing)
@@ -1712,6 +1756,7 @@ mmfuse_suite (void)
   tcase_add_test (tc, test_cadence_properties);
   tcase_add_test (tc, test_flushing_seek);
   tcase_add_test (tc, test_drive_pad_flush);
+  tcase_add_test (tc, test_interval_flush_per_pad);
   tcase_add_test (tc, test_pad_release_while_playing);
   tcase_add_test (tc, test_mismatched_caps);
   tcase_add_test (tc, test_modality_override);
