@@ -245,8 +245,8 @@ mm_linear (float *y, const float *x, const float *w, const float *b, int n, int 
 }
 
 void
-mm_linear_packed (float *y, const float *x, const float *w, const float *w_packed,
-    const float *b, int n, int d_in, int d_out)
+mm_linear_packed (float *y, const float *x, const float *w, const float *w_packed, const float *b,
+    int n, int d_in, int d_out)
 {
   if (n <= 0 || d_out <= 0)
     return;

@@ -133,7 +133,12 @@ static void
 test_linear_packed (void)
 {
   static const int shapes[][3] = {
-    { 1, 7, 3 }, { 3, 50, 16 }, { 9, 130, 33 }, { 64, 256, 96 }, { 17, 300, 48 }, { 13, 129, 1 },
+    { 1, 7, 3 },
+    { 3, 50, 16 },
+    { 9, 130, 33 },
+    { 64, 256, 96 },
+    { 17, 300, 48 },
+    { 13, 129, 1 },
   };
   for (guint s = 0; s < G_N_ELEMENTS (shapes); s++) {
     int n = shapes[s][0], d_in = shapes[s][1], d_out = shapes[s][2];
@@ -153,7 +158,7 @@ test_linear_packed (void)
     assert_close (fast, ref, n * d_out, 1e-5f, what);
     assert_guard (fast, n * d_out, what);
     /* C = A B + 0.5 C, against 0.5 C + the reference product */
-    float *acc = guarded_new (n * d_out), *want = g_new (float, n * d_out);
+    float *acc = guarded_new (n * d_out), *want = g_new (float, n *d_out);
     for (int i = 0; i < n * d_out; i++) {
       acc[i] = (float)(i % 7) - 3.0f;
       want[i] = 0.5f * acc[i] + ref[i] - b[i % d_out];
