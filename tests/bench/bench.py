@@ -245,16 +245,21 @@ def print_components(rows, sg):
 def layers(bench, env, repeats):
     res = run_json([bench, "layers", str(repeats)], env)
     sg = res["sgemm"]["gflops"]
-    print("libmm's op (conv2d = im2col + GEMM, or linear) next to one plain sgemm of the "
-          "same M,N,K and sgemm 1024^3, both measured right after the layer (the load of "
-          "this shared machine changes; sgemm 1024^3 at the start: %.1f GFLOP/s)" % sg)
+    print("libmm's op as the encoders run it (3x3 stride-1 convs: Winograd where the image "
+          "encoder picks it; other convs: im2col + GEMM; BERT linears: weights packed at load) "
+          "next to the plain op (im2col + sgemm / mm_linear on OpenBLAS), one plain sgemm of the "
+          "same M,N,K and sgemm 1024^3, the references measured right after the layer (the load "
+          "of this shared machine changes; sgemm 1024^3 at the start: %.1f GFLOP/s). GFLOP/s "
+          "count the direct convolution's 2 M N K (Winograd does fewer multiplications, so it "
+          "can exceed sgemm)." % sg)
     print()
-    print("| layer | M x N x K | libmm ms | libmm GFLOP/s | sgemm same shape GFLOP/s | "
-          "sgemm 1024^3 GFLOP/s | libmm % of 1024^3 |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print("| layer | M x N x K | how | libmm ms | libmm GFLOP/s | plain op ms | "
+          "sgemm same shape GFLOP/s | sgemm 1024^3 GFLOP/s | libmm % of 1024^3 |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
     for ly in res["layers"]:
-        print("| %s | %dx%dx%d | %.3f | %.1f | %.1f | %.1f | %.0f %% |"
-              % (ly["name"], ly["m"], ly["n"], ly["k"], ly["ms"], ly["gflops"],
+        plain = "%.3f" % ly["unpacked_ms"] if ly["unpacked_ms"] else "(same)"
+        print("| %s | %dx%dx%d | %s | %.3f | %.1f | %s | %.1f | %.1f | %.0f %% |"
+              % (ly["name"], ly["m"], ly["n"], ly["k"], ly["how"], ly["ms"], ly["gflops"], plain,
                  ly["sgemm_gflops"], ly["sgemm1024_gflops"],
                  100 * ly["gflops"] / ly["sgemm1024_gflops"]))
     return res

@@ -26,6 +26,7 @@
 
 #include "mm.h"
 #include "ops.h"
+#include "winograd.h"
 
 static int
 cmp_double (const void *a, const void *b)
@@ -307,6 +308,8 @@ typedef struct
 {
   const Layer *l;
   float *x, *w, *b, *y, *scratch, *packed;
+  float *wino; /* Winograd weights where the image encoder uses them */
+  int wino_m;
 } LayerRun;
 
 static gboolean
@@ -314,7 +317,10 @@ run_layer (gpointer ctx, gpointer arg)
 {
   LayerRun *r = arg;
   const Layer *l = r->l;
-  if (l->conv)
+  if (l->conv && r->wino)
+    mm_winograd_conv3x3 (r->y, r->x, r->wino, r->wino_m, l->c_in, l->h, l->w, l->c_out, NULL, NULL,
+        FALSE, r->scratch);
+  else if (l->conv)
     mm_conv2d (r->y, r->x, r->w, NULL, l->c_in, l->h, l->w, l->c_out, l->k, l->k, l->stride, l->pad,
         1, r->scratch);
   else if (r->packed) /* as the BERT encoder runs them: weights packed at load */
@@ -372,7 +378,18 @@ mode_layers (int repeats)
     r.b = random_floats (MAX (n, m), 0.1f);
     r.y = g_new (float, ny);
     r.scratch = g_new (float, MAX (ns, 1));
-    double unpacked_ms = 0.0;
+    double unpacked_ms = 0.0; /* the plain op: im2col + sgemm / OpenBLAS linear */
+    if (l->conv && l->k == 3 && l->stride == 1 && l->pad == 1
+        && (r.wino_m = mm_winograd_pick (l->c_in, l->c_out, l->h, l->w)) > 0) {
+      unpacked_ms = median_ms (run_layer, NULL, &r, repeats);
+      r.wino = g_new (float, mm_winograd_weights_size (r.wino_m, l->c_in, l->c_out));
+      mm_winograd_weights (r.wino, r.wino_m, r.w, NULL, l->c_in, l->c_out);
+      gsize ws = mm_winograd_scratch_size (r.wino_m, l->c_in, l->c_out, l->h, l->w);
+      if (ws > ns) {
+        g_free (r.scratch);
+        r.scratch = g_new (float, ws);
+      }
+    }
     if (!l->conv) {
       unpacked_ms = median_ms (run_layer, NULL, &r, repeats); /* mm_linear: OpenBLAS */
       r.packed = g_new (float, mm_sgemm_pack_size (l->d_out, l->d_in));
@@ -385,14 +402,17 @@ mode_layers (int repeats)
     double big = sgemm_gflops (1024, 1024, 1024, 3);
     printf ("%s{\"name\": \"%s\", \"m\": %d, \"n\": %d, \"k\": %d, \"ms\": %.4f, "
             "\"gflops\": %.2f, \"sgemm_gflops\": %.2f, \"sgemm1024_gflops\": %.2f, "
-            "\"unpacked_ms\": %.4f}",
-        i ? ", " : "", l->name, m, n, k, ms, flops / (ms * 1e6), same, big, unpacked_ms);
+            "\"unpacked_ms\": %.4f, \"how\": \"%s\"}",
+        i ? ", " : "", l->name, m, n, k, ms, flops / (ms * 1e6), same, big, unpacked_ms,
+        r.wino ? (r.wino_m == 4 ? "winograd F(4x4,3x3)" : "winograd F(2x2,3x3)")
+               : (l->conv ? "im2col + sgemm" : "packed weights"));
     g_free (r.x);
     g_free (r.w);
     g_free (r.b);
     g_free (r.y);
     g_free (r.scratch);
     g_free (r.packed);
+    g_free (r.wino);
   }
   printf ("]}\n");
   return 0;
