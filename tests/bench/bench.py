@@ -165,6 +165,7 @@ def count_flops(module, args):
     return total[0]
 
 
+PEAK = []                 # fp32 FMA peak of one core, registers only (mm-bench)
 TORCH_CPU = [0.0, 0.0]   # PyTorch's process CPU seconds, wall seconds timed
 
 
@@ -213,6 +214,7 @@ def components(bench, models, args, env):
             c = run_json([bench, "model", path, str(args.repeats)], env)
             info, core = c, c["core"]
             sgemm.append(c["sgemm"]["gflops"])
+            PEAK.append(c.get("fma_peak_gflops", 0.0))
             for comp, cres in c["components"].items():
                 t = torch_median_ms(fns[comp][0], args.repeats)
                 c_ms.setdefault(comp, []).append(cres["ms"])
@@ -431,10 +433,9 @@ def main():
     print("OpenBLAS core: %s; threads: libmm %d (MM_THREADS), PyTorch %d "
           "(torch.set_num_threads, OPENBLAS_NUM_THREADS=%s; PyTorch used %.2f CPU s per wall s "
           "while timed); %d rounds x %d calls, medians; sgemm 1024^3 in these runs: "
-          "%.1f GFLOP/s" % (core, args.threads, torch.get_num_threads(),
-                            os.environ["OPENBLAS_NUM_THREADS"],
-                            TORCH_CPU[0] / max(TORCH_CPU[1], 1e-9), args.rounds,
-                            args.repeats, sg))
+          "%.1f GFLOP/s; one core's fp32 FMA peak (registers only, no memory): %.1f GFLOP/s"
+          % (core, args.threads, torch.get_num_threads(), os.environ["OPENBLAS_NUM_THREADS"],
+             TORCH_CPU[0] / max(TORCH_CPU[1], 1e-9), args.rounds, args.repeats, sg, med(PEAK)))
     print()
     print_components(rows, sg)
     print()
