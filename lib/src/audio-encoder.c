@@ -7,7 +7,7 @@
  * Weights are const float * into the mapping; batch-norms are folded into
  * small owned scale/shift arrays at load, and for the fast path (the
  * default; mm_ops_set_reference (TRUE) runs the channel-first reference
- * path with mm_conv1d) into conv weights packed for conv_fast.  The context sizes the log-mel
+ * path with mm_conv1d) into conv weights packed for conv_fast (conv-cl.c).  The context sizes the log-mel
  * scratch and every activation for the longest accepted input
  * (params->max_audio_samples, default four windows), so encode never
  * allocates.
@@ -15,6 +15,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "conv-cl.h"
 #include "mm-private.h"
 #include "ops.h"
 #include "preprocess.h"
@@ -31,8 +32,7 @@ typedef struct
   const float *w;       /* (c_out, c_in / groups, k) */
   const float *bias;    /* (c_out) applied by the conv (no bn), or NULL */
   float *scale, *shift; /* (c_out) owned folded bn (incl. conv bias), or NULL */
-  float *packed;        /* fast path: weights times scale, see conv_pack; aligned */
-  float *shift_pad;     /* fast path: (groups, og_pad) shift, or bias, or 0 */
+  MmConvCl cl;          /* fast path: weights packed, scale folded in */
 } Conv1d;
 
 struct _MmAudioWeights
@@ -66,8 +66,7 @@ mm_audio_weights_free (MmAudioWeights *w)
   for (guint i = 0; i < w->n_convs; i++) {
     g_free (w->conv[i].scale);
     g_free (w->conv[i].shift);
-    g_aligned_free (w->conv[i].packed);
-    g_free (w->conv[i].shift_pad);
+    mm_conv_cl_clear (&w->conv[i].cl);
   }
   g_free (w->conv);
   g_free (w);
@@ -79,178 +78,21 @@ mm_audio_weights_free (MmAudioWeights *w)
  * with x (t, c) row-major and the zero padding stored as rows around it,
  * output row t reads the k consecutive input rows from t stride - pad, one
  * contiguous run of k c floats (per group: k runs of c / groups).  The
- * kernel keeps an 8 x 32 (or 4 x 32 without AVX-512) tile of outputs in
- * vector registers over the whole reduction and applies the folded
- * batch-norm shift and the ReLU on the way out; the weights are packed at
- * load, batch-norm scale folded in, into 32-column panels.  Measured at the
- * bundled model's 2 s window: the four convs took 0.17 ms by im2col +
- * OpenBLAS + affine + ReLU, ~0.11 ms this way (~100 GFLOP/s with AVX-512,
- * about this machine's sgemm peak). */
-
-#define CONV_NR 32 /* panel width; the last panel of a group may be 16 */
-
-typedef float V16 __attribute__ ((vector_size (64)));
-typedef gint32 V16i __attribute__ ((vector_size (64)));
-
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)          \
-    && !defined(MM_NO_CLONES)
-#define CONV_CLONES __attribute__ ((target_clones ("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define CONV_CLONES
-#endif
-#if defined(__GNUC__)
-#define CONV_INLINE static inline __attribute__ ((always_inline))
-#else
-#define CONV_INLINE static inline
-#endif
-
-static gboolean
-conv_wide (void)
-{
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-  static int cached = -1;
-  if (cached < 0)
-    cached = __builtin_cpu_supports ("avx512f") ? 1 : 0;
-  return cached;
-#else
-  return FALSE;
-#endif
-}
-
-/* per group: out channels rounded up to 16 */
-static int
-conv_og_pad (const Conv1d *c)
-{
-  return (c->c_out / c->groups + 15) / 16 * 16;
-}
-
-/* packed (groups, og_pad / 32 panels, k cg, 32) then a 16-wide panel when
- * og_pad is an odd multiple of 16: W[o][ci][j] scale[o] at row j cg + ci;
- * shift_pad (groups, og_pad).  Padding columns are zero. */
-static gboolean
-conv_pack (Conv1d *c)
-{
-  int cg = c->c_in / c->groups, og = c->c_out / c->groups, og_pad = conv_og_pad (c);
-  gsize kk = (gsize)c->k * cg;
-  c->packed = g_aligned_alloc0 ((gsize)c->groups * og_pad * kk, sizeof (float), 64);
-  c->shift_pad = g_try_new0 (float, (gsize)c->groups *og_pad);
-  if (!c->packed || !c->shift_pad)
-    return FALSE;
-  for (int g = 0; g < c->groups; g++) {
-    float *pg = c->packed + (gsize)g * og_pad * kk;
-    for (int j0 = 0; j0 < og_pad; j0 += CONV_NR) {
-      int width = MIN (CONV_NR, og_pad - j0);
-      float *panel = pg + (gsize)j0 * kk;
-      for (int o = j0; o < MIN (og, j0 + width); o++) {
-        int oc = g * og + o;
-        float sc = c->scale ? c->scale[oc] : 1.0f;
-        for (int ci = 0; ci < cg; ci++)
-          for (int j = 0; j < c->k; j++)
-            panel[((gsize)j * cg + ci) * width + (o - j0)] =
-                c->w[((gsize)oc * cg + ci) * c->k + j] * sc;
-      }
-    }
-    for (int o = 0; o < og; o++) {
-      int oc = g * og + o;
-      c->shift_pad[(gsize)g * og_pad + o] =
-          c->scale ? c->shift[oc] : (c->bias ? c->bias[oc] : 0.0f);
-    }
-  }
-  return TRUE;
-}
-
-/* y rows t0..t0+MR, columns j0..j0+nr (nr <= 16 NV) of one group:
- * relu (shift + sum over j < k, ci < cg of x[(t s + j) ld + ci] panel).
- * x points at this group's channel 0 of the first padded input row. */
-#define DEFINE_CONV_TILE(MR, NV)                                                                   \
-  CONV_INLINE void conv_tile_##MR##_##NV (float *y, int ldy, const float *x, int ld, int stride,   \
-      int k, int cg, const float *panel, const float *shift, int nr)                               \
-  {                                                                                                \
-    V16 a0[MR], a1[MR], z = { 0 };                                                                 \
-    _Pragma ("GCC unroll 8") for (int r = 0; r < MR; r++) a0[r] = a1[r] = z;                       \
-    for (int j = 0; j < k; j++) {                                                                  \
-      const float *xj = x + (gsize)j * ld;                                                         \
-      const float *pj = panel + (gsize)j * cg * (16 * NV);                                         \
-      for (int ci = 0; ci < cg; ci++) {                                                            \
-        V16 b0 = *(const V16 *)(pj + ci * (16 * NV)), b1 = z;                                      \
-        if (NV == 2)                                                                               \
-          b1 = *(const V16 *)(pj + ci * (16 * NV) + 16);                                           \
-        _Pragma ("GCC unroll 8") for (int r = 0; r < MR; r++)                                      \
-        {                                                                                          \
-          float av = xj[(gsize)r * stride * ld + ci];                                              \
-          a0[r] += av * b0;                                                                        \
-          if (NV == 2)                                                                             \
-            a1[r] += av * b1;                                                                      \
-        }                                                                                          \
-      }                                                                                            \
-    }                                                                                              \
-    V16 s0, s1 = z;                                                                                \
-    memcpy (&s0, shift, sizeof s0);                                                                \
-    if (NV == 2)                                                                                   \
-      memcpy (&s1, shift + 16, sizeof s1);                                                         \
-    _Pragma ("GCC unroll 8") for (int r = 0; r < MR; r++)                                          \
-    {                                                                                              \
-      V16 o0 = a0[r] + s0, o1 = a1[r] + s1;                                                        \
-      o0 = (V16)((V16i)o0 & (o0 > 0.0f));                                                          \
-      o1 = (V16)((V16i)o1 & (o1 > 0.0f));                                                          \
-      float *yr = y + (gsize)r * ldy;                                                              \
-      if (nr == 16 * NV) {                                                                         \
-        memcpy (yr, &o0, sizeof o0);                                                               \
-        if (NV == 2)                                                                               \
-          memcpy (yr + 16, &o1, sizeof o1);                                                        \
-      } else {                                                                                     \
-        float tf[32];                                                                              \
-        memcpy (tf, &o0, sizeof o0);                                                               \
-        memcpy (tf + 16, &o1, sizeof o1);                                                          \
-        for (int q = 0; q < nr; q++)                                                               \
-          yr[q] = tf[q];                                                                           \
-      }                                                                                            \
-    }                                                                                              \
-  }
-DEFINE_CONV_TILE (8, 2)
-DEFINE_CONV_TILE (4, 2)
-DEFINE_CONV_TILE (1, 2)
-DEFINE_CONV_TILE (8, 1)
-DEFINE_CONV_TILE (4, 1)
-DEFINE_CONV_TILE (1, 1)
-
-#define CONV_ROWS(NV)                                                                              \
-  do {                                                                                             \
-    int t = 0;                                                                                     \
-    if (wide)                                                                                      \
-      for (; t + 8 <= t_out; t += 8)                                                               \
-        conv_tile_8_##NV (yg + (gsize)t * ldy, ldy, xg + (gsize)t * stride * ld, ld, stride, k,    \
-            cg, panel, sh, nr);                                                                    \
-    for (; t + 4 <= t_out; t += 4)                                                                 \
-      conv_tile_4_##NV (yg + (gsize)t * ldy, ldy, xg + (gsize)t * stride * ld, ld, stride, k, cg,  \
-          panel, sh, nr);                                                                          \
-    for (; t < t_out; t++)                                                                         \
-      conv_tile_1_##NV (yg + (gsize)t * ldy, ldy, xg + (gsize)t * stride * ld, ld, stride, k, cg,  \
-          panel, sh, nr);                                                                          \
-  } while (0)
+ * kernel (conv-cl.c, shared with the image encoder) keeps a tile of
+ * outputs in vector registers over the whole reduction and applies the
+ * folded batch-norm shift and the ReLU on the way out; the weights are
+ * packed at load, batch-norm scale folded in.  Measured at the bundled
+ * model's 2 s window: the four convs took 0.17 ms by im2col + OpenBLAS +
+ * affine + ReLU, ~0.11 ms this way (~100 GFLOP/s with AVX-512, about this
+ * machine's sgemm peak). */
 
 /* y (t_out, c_out) = relu (conv1d (x) scale + shift), channel-last; x
  * points at the first of the pad zero rows before the input (t + 2 pad,
  * c_in). */
-static CONV_CLONES void
-conv_fast (float *y, const float *x, const Conv1d *c, int t_out, gboolean wide)
+static void
+conv_fast (float *y, const float *x, const Conv1d *c, int t_out)
 {
-  int cg = c->c_in / c->groups, og = c->c_out / c->groups, og_pad = conv_og_pad (c);
-  int ld = c->c_in, ldy = c->c_out, k = c->k, stride = c->stride;
-  gsize kk = (gsize)k * cg;
-  for (int g = 0; g < c->groups; g++) {
-    const float *xg = x + (gsize)g * cg;
-    for (int j0 = 0; j0 < og; j0 += CONV_NR) {
-      int width = MIN (CONV_NR, og_pad - j0), nr = MIN (CONV_NR, og - j0);
-      const float *panel = c->packed + (gsize)g * og_pad * kk + (gsize)j0 * kk;
-      const float *sh = c->shift_pad + (gsize)g * og_pad + j0;
-      float *yg = y + (gsize)g * og + j0;
-      if (width == 16)
-        CONV_ROWS (1);
-      else
-        CONV_ROWS (2);
-    }
-  }
+  mm_conv_cl_run (&c->cl, y, 0, x, 0, 1, t_out, 1, c->stride, NULL, 0, TRUE);
 }
 
 static gboolean
@@ -386,10 +228,9 @@ load_convs (
     c->groups = groups;
     if (!bind_conv (c, st, label, i, error))
       return FALSE;
-    if (!conv_pack (c)) {
-      mm_format_error (error, label, "convs[%u]: cannot allocate the packed weights", i);
+    if (!mm_conv_cl_init (&c->cl, c->w, c->scale, c->scale ? c->shift : c->bias, c->c_in, c->c_out,
+            1, c->k, c->groups, what, error))
       return FALSE;
-    }
     c_in = out;
   }
   w->features = c_in;
@@ -586,7 +427,6 @@ encode_fast (
       x[(gsize)i * n_mels + m] = mel[(gsize)m * t + i];
   zero_pad_rows (x, t, n_mels, pad);
 
-  gboolean wide = conv_wide ();
   int cur = 0;
   for (guint i = 0; i < w->n_convs; i++) {
     const Conv1d *c = &w->conv[i];
@@ -594,7 +434,7 @@ encode_fast (
     int next_pad = i + 1 < w->n_convs ? w->conv[i + 1].pad : 0;
     float *y = enc->buf[!cur] + (gsize)next_pad * c->c_out;
     /* y (t_out, c_out) = relu (bn (conv1d (x (t, c_in)))) */
-    conv_fast (y, x - (gsize)c->pad * c->c_in, c, t_out, wide);
+    conv_fast (y, x - (gsize)c->pad * c->c_in, c, t_out);
     zero_pad_rows (y, t_out, c->c_out, next_pad);
     x = y;
     t = t_out;

@@ -1,0 +1,54 @@
+/* libmm: channel-last convolution (1-D and 2-D) over weights packed once.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * Activations are channel-last: position (row, col) of x holds c_in
+ * consecutive floats, with the zero padding stored around the input, so
+ * the kernel never tests bounds and needs no im2col.  Weights are packed at
+ * model load (a folded batch-norm scale multiplied in) into 32-column
+ * panels; a register tile of output positions x 32 output channels is
+ * accumulated over the whole reduction and leaves through an epilogue that
+ * adds the shift, an optional residual and an optional ReLU.  Used by the
+ * audio encoder (1-D, groups) and the image encoder (2-D); nothing here
+ * allocates after mm_conv_cl_init.
+ */
+#ifndef MM_CONV_CL_H
+#define MM_CONV_CL_H
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+typedef struct
+{
+  int c_in, c_out, kh, kw, groups;
+  int og_pad;    /* output channels per group, rounded up to 16 */
+  float *packed; /* (groups, panels, kh, kw, c_in / groups, 32 or 16), 64-byte aligned */
+  float *shift;  /* (groups, og_pad) */
+  gpointer mem;  /* what was allocated for packed */
+} MmConvCl;
+
+/* Packs w (c_out, c_in / groups, kh, kw) times scale[o] (NULL = 1) and
+ * shift (NULL = 0).  FALSE with an error naming @what when the shape is
+ * invalid or memory is short; @c is then cleared. */
+gboolean mm_conv_cl_init (MmConvCl *c, const float *w, const float *scale, const float *shift,
+    int c_in, int c_out, int kh, int kw, int groups, const char *what, GError **error);
+void mm_conv_cl_clear (MmConvCl *c);
+
+/* y[ho][wo] (c_out) = [relu] (shift + sum over i < kh, j < kw of
+ *   W[i][j] . x[ho sh + i][wo sw + j] (c_in) [+ identity[ho][wo] (c_out)])
+ * for ho < h_out, wo < w_out.  Position (r, q) of x is at x + r x_row +
+ * q c_in (x points at the top-left of the padded input); of y at y + r
+ * y_row + q c_out, of identity at identity + r id_row + q c_out.  identity
+ * may be NULL; y must not overlap x or identity.  A 1-D conv is h_out =
+ * kh = 1 (the row strides are then unused). */
+void mm_conv_cl_run (const MmConvCl *c, float *y, gsize y_row, const float *x, gsize x_row,
+    int h_out, int w_out, int sh, int sw, const float *identity, gsize id_row, gboolean relu);
+
+/* y[ho][wo] (c) = max over the k x k window of x (h, w, c), channel-last,
+ * padding ignored (as PyTorch's -inf padding); rows of y are y_row floats
+ * apart, of x w c. */
+void mm_maxpool2d_cl (
+    float *y, gsize y_row, const float *x, int c, int h, int w, int k, int stride, int pad);
+
+G_END_DECLS
+#endif
