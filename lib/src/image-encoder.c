@@ -15,6 +15,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "conv-cl.h"
 #include "mm-private.h"
 #include "ops.h"
 #include "preprocess.h"
@@ -33,6 +34,7 @@ typedef struct
   float *scale, *shift; /* (c_out) owned folded bn, or NULL */
   int wino_m;           /* Winograd F(m x m, 3x3) tile, 0 = im2col + GEMM */
   float *wino;          /* owned transformed weights (scale folded in), or NULL */
+  MmConvCl cl;          /* channel-last path: packed weights (scale folded in) */
 } ConvBn;
 
 typedef struct
@@ -56,8 +58,13 @@ struct _MmImageWeights
   guint features;           /* channels out of the last stage */
   const float *fc_w, *fc_b; /* (dim, features), (dim) or NULL */
 
+  /* channel-last path (conv-cl.c) for the whole network, chosen at load
+   * when no conv takes Winograd (which works on channel-first planes) */
+  gboolean channel_last;
+
   /* from the shape trace at load: what a context must allocate */
-  gsize max_act;     /* floats of the largest activation */
+  gsize max_act;     /* floats of the largest activation (channel-first, or
+                        channel-last with its zero border) */
   gsize max_scratch; /* floats of the largest im2col buffer */
 };
 
@@ -115,6 +122,7 @@ convbn_clear (ConvBn *c)
   g_clear_pointer (&c->scale, g_free);
   g_clear_pointer (&c->shift, g_free);
   g_clear_pointer (&c->wino, g_free);
+  mm_conv_cl_clear (&c->cl);
 }
 
 /* Binds "<conv>.weight" (c_out, c_in, k, k) and either the batch-norm
@@ -174,8 +182,12 @@ convbn_bind (ConvBn *c, const MmSafetensors *st, const char *label, const char *
       return FALSE;
     }
   }
-  c->scale = g_new (float, (guint)c_out);
-  c->shift = g_new (float, (guint)c_out);
+  c->scale = g_try_new (float, (guint)c_out);
+  c->shift = g_try_new (float, (guint)c_out);
+  if (!c->scale || !c->shift) {
+    mm_format_error (error, label, "cannot allocate the batch-norm of \"%s\"", bn);
+    return FALSE;
+  }
   mm_batchnorm_fold (c->scale, c->shift, p[0], p[1], p[2], p[3], c_out, BN_EPS);
   /* conv bias before a batch-norm: (y + b) * s + t = y * s + (b * s + t) */
   if (conv_bias)
@@ -184,23 +196,11 @@ convbn_bind (ConvBn *c, const MmSafetensors *st, const char *label, const char *
   return TRUE;
 }
 
-/* A 3x3 stride-1 "same" conv on an input of h x wd where Winograd is
- * faster (mm_winograd_pick) gets its transformed weights now, with the
- * batch-norm scale folded in; the model is immutable afterwards. */
-static void
-convbn_winograd (ConvBn *c, int h, int wd)
-{
-  if (c->k != 3 || c->stride != 1 || c->pad != 1)
-    return;
-  c->wino_m = mm_winograd_pick (c->c_in, c->c_out, h, wd);
-  if (!c->wino_m)
-    return;
-  c->wino = g_new (float, mm_winograd_weights_size (c->wino_m, c->c_in, c->c_out));
-  mm_winograd_weights (c->wino, c->wino_m, c->w, c->scale, c->c_in, c->c_out);
-}
-
-/* Shape trace of one conv: output size and buffer needs (and the Winograd
- * choice); FALSE when the input is too small for it. */
+/* Shape trace of one conv on an input of h x wd: output size, buffer
+ * needs and the Winograd choice (a 3x3 stride-1 "same" conv where
+ * mm_winograd_pick measured it faster); FALSE when the input is too small
+ * for it.  Buffers also fit the channel-last layout: the input and output
+ * with a zero border of one pixel (the blocks' 3x3 padding). */
 static gboolean
 convbn_trace (MmImageWeights *w, ConvBn *c, int h, int wd, int *h_out, int *w_out)
 {
@@ -208,13 +208,68 @@ convbn_trace (MmImageWeights *w, ConvBn *c, int h, int wd, int *h_out, int *w_ou
     return FALSE;
   *h_out = mm_conv_out_size (h, c->k, c->stride, c->pad);
   *w_out = mm_conv_out_size (wd, c->k, c->stride, c->pad);
-  gsize act = (gsize)c->c_out * *h_out * *w_out;
+  gsize act = (gsize)c->c_out * (*h_out + 2) * (*w_out + 2);
+  act = MAX (act, (gsize)c->c_in * (h + 2) * (wd + 2));
   gsize scratch = mm_conv2d_scratch_size (c->c_in, h, wd, c->k, c->k, c->stride, c->pad, 1);
-  convbn_winograd (c, h, wd);
-  if (c->wino)
+  if (c->k == 3 && c->stride == 1 && c->pad == 1)
+    c->wino_m = mm_winograd_pick (c->c_in, c->c_out, h, wd);
+  if (c->wino_m)
     scratch = MAX (scratch, mm_winograd_scratch_size (c->wino_m, c->c_in, c->c_out, h, wd));
   w->max_act = MAX (w->max_act, act);
   w->max_scratch = MAX (w->max_scratch, scratch);
+  return TRUE;
+}
+
+/* After the trace: Winograd convs get their transformed weights, or, on
+ * the channel-last path, every conv its packed weights, batch-norm scale
+ * folded in either way; the model is immutable afterwards. */
+static gboolean
+convbn_prepare (ConvBn *c, gboolean channel_last, const char *label, GError **error)
+{
+  const float *shift = c->scale ? c->shift : c->bias;
+  if (channel_last) {
+    char what[320];
+    g_snprintf (
+        what, sizeof what, "%s: conv %d -> %d, %dx%d", label, c->c_in, c->c_out, c->k, c->k);
+    return mm_conv_cl_init (
+        &c->cl, c->w, c->scale, shift, c->c_in, c->c_out, c->k, c->k, 1, what, error);
+  }
+  if (!c->wino_m)
+    return TRUE;
+  gsize n = mm_winograd_weights_size (c->wino_m, c->c_in, c->c_out);
+  c->wino = g_try_new (float, n);
+  if (!c->wino) {
+    mm_format_error (error, label,
+        "cannot allocate %" G_GSIZE_FORMAT " MB for the Winograd weights of a %d -> %d conv",
+        (n * sizeof (float)) >> 20, c->c_in, c->c_out);
+    return FALSE;
+  }
+  mm_winograd_weights (c->wino, c->wino_m, c->w, c->scale, c->c_in, c->c_out);
+  return TRUE;
+}
+
+/* Chooses the layout (channel-last unless a conv takes Winograd) and
+ * prepares every conv for it. */
+static gboolean
+prepare_convs (MmImageWeights *w, const char *label, GError **error)
+{
+  ConvBn *all[3 * MAX_LAYERS + 1];
+  guint n = 0;
+
+  all[n++] = &w->stem;
+  for (guint i = 0; i < w->n_blocks; i++) {
+    all[n++] = &w->block[i].conv1;
+    all[n++] = &w->block[i].conv2;
+    if (w->block[i].has_down)
+      all[n++] = &w->block[i].down;
+  }
+  w->channel_last = TRUE;
+  for (guint i = 0; i < n; i++)
+    if (all[i]->wino_m)
+      w->channel_last = FALSE;
+  for (guint i = 0; i < n; i++)
+    if (!convbn_prepare (all[i], w->channel_last, label, error))
+      return FALSE;
   return TRUE;
 }
 
@@ -282,13 +337,15 @@ mm_image_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *lab
   if (!load_config (w, cfg, label, error))
     goto fail;
   w->block = g_new0 (BasicBlock, w->n_blocks);
+  int stem_pad = w->stem_kernel / 2;
 
   /* stem */
   c = w->widths[0];
   if (!convbn_bind (&w->stem, st, label, "image.conv1", "image.bn1", 3, c, w->stem_kernel,
-          w->stem_stride, w->stem_kernel / 2, error))
+          w->stem_stride, stem_pad, error))
     goto fail;
-  w->max_act = (gsize)3 * w->height * w->width;
+  /* the input, channel-first or channel-last with the stem's zero border */
+  w->max_act = (gsize)3 * (w->height + 2 * stem_pad) * (w->width + 2 * stem_pad);
   if (!convbn_trace (w, &w->stem, w->height, w->width, &h, &wd))
     goto too_small;
   if (w->stem_maxpool) {
@@ -356,6 +413,8 @@ mm_image_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *lab
         w->width, w->height, MAX (w->max_act, w->max_scratch));
     goto fail;
   }
+  if (!prepare_convs (w, label, error))
+    goto fail;
   return w;
 
 too_small:
@@ -497,6 +556,131 @@ convbn_forward (const ConvBn *c, float *y, const float *x, int h, int wd, int *h
     conv_epilogue (y, c->c_out, n, c->scale, c->shift, identity, relu);
 }
 
+/* ---- channel-last path ------------------------------------------------
+ *
+ * Activations (h, w, c) with a zero border of one pixel (the padding of the
+ * blocks' 3x3 convs) are what conv-cl.c reads without im2col; each conv
+ * writes the inside of the next buffer and the border is zeroed after it.
+ * The pixels are transposed once, into a buffer with the stem's padding. */
+
+/* A padded channel-last activation: (h + 2 pad, w + 2 pad, c) at base */
+typedef struct
+{
+  float *base;
+  int h, w, c, pad;
+} Act;
+
+static gsize
+act_row (const Act *a)
+{
+  return (gsize)(a->w + 2 * a->pad) * a->c;
+}
+
+/* the first pixel inside the border */
+static float *
+act_inside (const Act *a)
+{
+  return a->base + (gsize)a->pad * act_row (a) + (gsize)a->pad * a->c;
+}
+
+/* zero the border of a */
+static void
+act_zero_border (const Act *a)
+{
+  gsize row = act_row (a), side = (gsize)a->pad * a->c;
+  memset (a->base, 0, (gsize)a->pad * row * sizeof (float));
+  memset (a->base + (gsize)(a->pad + a->h) * row, 0, (gsize)a->pad * row * sizeof (float));
+  for (int y = 0; y < a->h; y++) {
+    float *r = a->base + (gsize)(a->pad + y) * row;
+    memset (r, 0, side * sizeof (float));
+    memset (r + row - side, 0, side * sizeof (float));
+  }
+}
+
+/* y = relu? (bn (conv (x)) [+ identity]) into a fresh Act over @out */
+static void
+conv_cl (const ConvBn *c, Act *y, float *out, int pad_out, const Act *x, const float *identity,
+    gsize id_row, gboolean relu)
+{
+  *y = (Act){ out, mm_conv_out_size (x->h, c->k, c->stride, c->pad),
+    mm_conv_out_size (x->w, c->k, c->stride, c->pad), c->c_out, pad_out };
+  /* the window's top-left: x's padding minus this conv's */
+  const float *xs = x->base + (gsize)(x->pad - c->pad) * (act_row (x) + x->c);
+  mm_conv_cl_run (&c->cl, act_inside (y), act_row (y), xs, act_row (x), y->h, y->w, c->stride,
+      c->stride, identity, id_row, relu);
+  if (pad_out)
+    act_zero_border (y);
+}
+
+/* x (H + 2 p, W + 2 p, 3) = transposed input (3, H, W) with a zero border */
+static void
+input_to_cl (Act *x, float *out, const float *in, int h, int w, int pad)
+{
+  *x = (Act){ out, h, w, 3, pad };
+  float *inside = act_inside (x);
+  gsize row = act_row (x), plane = (gsize)h * w;
+  for (int y = 0; y < h; y++) {
+    float *r = inside + (gsize)y * row;
+    const float *s = in + (gsize)y * w;
+    for (int i = 0; i < w; i++) {
+      r[3 * i] = s[i];
+      r[3 * i + 1] = s[plane + i];
+      r[3 * i + 2] = s[2 * plane + i];
+    }
+  }
+  act_zero_border (x);
+}
+
+/* the network after preprocessing: enc->input (3, H, W) -> pooled (c) */
+static void
+encode_cl (MmImageEncoder *enc, float *pooled)
+{
+  const MmImageWeights *w = enc->w;
+  Act x, t, y, down;
+
+  input_to_cl (&x, enc->buf[0], enc->input, w->height, w->width, w->stem.pad);
+  if (w->stem_maxpool) {
+    conv_cl (&w->stem, &t, enc->buf[1], 0, &x, NULL, 0, TRUE);
+    y = (Act){ enc->buf[2], mm_conv_out_size (t.h, 3, 2, 1), mm_conv_out_size (t.w, 3, 2, 1), t.c,
+      1 };
+    mm_maxpool2d_cl (act_inside (&y), act_row (&y), t.base, t.c, t.h, t.w, 3, 2, 1);
+    act_zero_border (&y);
+  } else {
+    conv_cl (&w->stem, &y, enc->buf[2], 1, &x, NULL, 0, TRUE);
+  }
+
+  /* blocks: x (buf[2] or buf[0]) -> conv1 in buf[1] [, down in buf[3]]
+   * -> conv2 + identity into the other of buf[0], buf[2] */
+  x = y;
+  float *spare = enc->buf[0];
+  for (guint i = 0; i < w->n_blocks; i++) {
+    const BasicBlock *blk = &w->block[i];
+    const float *identity = act_inside (&x);
+    gsize id_row = act_row (&x);
+    if (blk->has_down) {
+      conv_cl (&blk->down, &down, enc->buf[3], 0, &x, NULL, 0, FALSE);
+      identity = down.base;
+      id_row = act_row (&down);
+    }
+    conv_cl (&blk->conv1, &t, enc->buf[1], 1, &x, NULL, 0, TRUE);
+    conv_cl (&blk->conv2, &y, spare, 1, &t, identity, id_row, TRUE);
+    spare = x.base;
+    x = y;
+  }
+
+  /* global average pool of the inside */
+  for (int ch = 0; ch < x.c; ch++)
+    pooled[ch] = 0.0f;
+  for (int r = 0; r < x.h; r++) {
+    const float *row = act_inside (&x) + (gsize)r * act_row (&x);
+    for (int i = 0; i < x.w; i++)
+      for (int ch = 0; ch < x.c; ch++)
+        pooled[ch] += row[(gsize)i * x.c + ch];
+  }
+  for (int ch = 0; ch < x.c; ch++)
+    pooled[ch] /= (float)(x.h * x.w);
+}
+
 static guint
 pixel_bytes (MmPixelFormat format)
 {
@@ -553,6 +737,14 @@ mm_image_encoder_encode (MmImageEncoder *enc, MmPixelFormat format, const guint8
           height, stride, error)) {
     g_prefix_error (error, "%s: ", label);
     return FALSE;
+  }
+
+  if (w->channel_last && !mm_ops_get_reference ()) {
+    float *pooled = w->fc_w ? enc->pooled : embedding;
+    encode_cl (enc, pooled);
+    if (w->fc_w)
+      mm_linear (embedding, pooled, w->fc_w, w->fc_b, 1, w->features, w->dim);
+    return TRUE;
   }
 
   /* x (3, H, W) -> stem */
