@@ -152,6 +152,54 @@ test_image_parity (void)
   each_ops_path (image_parity_run);
 }
 
+/* The channel-last path (conv-cl.c) against the reference ops on the
+ * bundled model: its 16..96 channels fill the 16- and 32-wide panels and
+ * its 2x2 last stage a partial tile, which the small PyTorch fixtures
+ * (4..16 channels) do not. */
+static void
+test_image_fast_vs_reference (void)
+{
+  const char *dir = g_getenv ("MM_FIXTURES");
+  char *path = g_build_filename (
+      dir ? dir : "tests/fixtures", "..", "..", "models", "scenes.safetensors", NULL);
+  if (!g_file_test (path, G_FILE_TEST_EXISTS)) {
+    g_test_skip ("no models/scenes.safetensors");
+    g_free (path);
+    return;
+  }
+  GError *err = NULL;
+  MmModel *m = mm_model_open (path, &err);
+  g_assert_no_error (err);
+  MmImageEncoder *enc = mm_image_encoder_new (m, NULL, &err);
+  g_assert_no_error (err);
+  guint dim = mm_model_get_dim (m, MM_COMPONENT_IMAGE), nw, nh;
+  g_assert_true (mm_model_get_image_size (m, &nw, &nh));
+  float *fast = g_new (float, dim), *ref = g_new (float, dim);
+  /* the network's size (no resize) and a resized odd size */
+  const guint sizes[][2] = { { nw, nh }, { 2 * nw + 3, nh + 7 } };
+  for (guint c = 0; c < G_N_ELEMENTS (sizes); c++) {
+    guint w = sizes[c][0], h = sizes[c][1];
+    guint8 *px = g_new (guint8, (gsize)w * h * 3);
+    for (gsize i = 0; i < (gsize)w * h * 3; i++)
+      px[i] = (guint8)((i * 37 + (i / (3 * w)) * 11 + (i * i) % 23) & 0xff);
+    g_assert_true (mm_image_encoder_encode (enc, MM_PIXEL_RGB, px, w, h, (gsize)w * 3, fast, &err));
+    g_assert_no_error (err);
+    mm_ops_set_reference (TRUE);
+    g_assert_true (mm_image_encoder_encode (enc, MM_PIXEL_RGB, px, w, h, (gsize)w * 3, ref, &err));
+    mm_ops_set_reference (FALSE);
+    g_assert_no_error (err);
+    char *what = g_strdup_printf ("bundled image %ux%u: fast vs reference", w, h);
+    assert_close (fast, ref, dim, what);
+    g_free (what);
+    g_free (px);
+  }
+  g_free (fast);
+  g_free (ref);
+  mm_image_encoder_free (enc);
+  mm_model_unref (m);
+  g_free (path);
+}
+
 static void
 test_image_resnet18 (void)
 {
@@ -975,6 +1023,7 @@ main (int argc, char **argv)
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/encoders/image/parity", test_image_parity);
   g_test_add_func ("/encoders/image/resnet18", test_image_resnet18);
+  g_test_add_func ("/encoders/image/fast-vs-reference", test_image_fast_vs_reference);
   g_test_add_func ("/encoders/image/pixel-formats", test_image_pixel_formats);
   g_test_add_func ("/encoders/image/bad-sizes", test_image_bad_sizes);
   g_test_add_func ("/encoders/audio/parity", test_audio_parity);

@@ -15,6 +15,8 @@
 #include <string.h>
 #include <json-glib/json-glib.h>
 
+#include "conv-cl.h"
+#include "mm.h"
 #include "ops.h"
 #include "winograd.h"
 
@@ -400,6 +402,161 @@ test_conv1d_paths (void)
 {
   for (guint i = 0; i < G_N_ELEMENTS (conv1d_cases); i++)
     run_conv1d_case (&conv1d_cases[i]);
+}
+
+/* Channel-last conv (conv-cl.c) against the reference conv (double
+ * accumulators, channel-first): odd sizes, strides, 7x7 and 1x1 kernels,
+ * channel counts around the 16/32-wide panels, groups, and the epilogue
+ * variants.  Input, output and identity have row strides wider than their
+ * rows; the gaps and the guards must survive. */
+typedef struct
+{
+  int c_in, c_out, h, w, kh, kw, stride, ph, pw, groups;
+} ConvClCase;
+
+static const ConvClCase conv_cl_cases[] = {
+  { 3, 16, 13, 11, 7, 7, 2, 3, 3, 1 }, /* ResNet stem, odd sides */
+  { 5, 7, 9, 11, 3, 3, 2, 1, 1, 1 },   /* odd channels, stride 2 */
+  { 17, 33, 7, 5, 3, 3, 1, 1, 1, 1 },  /* a 32 panel and a 16 panel with 1 real column */
+  { 6, 20, 9, 7, 1, 1, 2, 0, 0, 1 },   /* downsample: 1x1 stride 2 */
+  { 16, 48, 5, 5, 3, 3, 1, 1, 1, 1 },
+  { 64, 96, 4, 4, 3, 3, 2, 1, 1, 1 },  /* bundled model, last stage */
+  { 2, 3, 1, 1, 3, 3, 1, 1, 1, 1 },    /* one pixel */
+  { 8, 40, 10, 12, 3, 3, 1, 1, 1, 2 }, /* groups */
+  { 12, 18, 1, 13, 1, 5, 2, 0, 2, 3 }, /* 1-D with groups (audio) */
+  { 40, 64, 1, 50, 1, 3, 1, 0, 1, 1 }, /* 1-D */
+};
+
+static void
+run_conv_cl_case (const ConvClCase *c)
+{
+  int h_out = mm_conv_out_size (c->h, c->kh, c->stride, c->ph);
+  int w_out = mm_conv_out_size (c->w, c->kw, c->stride, c->pw);
+  int cg = c->c_in / c->groups;
+  gsize n_x = (gsize)c->c_in * c->h * c->w, n_y = (gsize)c->c_out * h_out * w_out;
+  gsize n_w = (gsize)c->c_out * cg * c->kh * c->kw;
+  char *what = g_strdup_printf ("conv-cl %dx%dx%d -> %d k%dx%d s%d p%d,%d g%d", c->c_in, c->h, c->w,
+      c->c_out, c->kh, c->kw, c->stride, c->ph, c->pw, c->groups);
+  float *x = random_array (n_x, 1.0f), *w = random_array (n_w, 0.5f);
+  float *scale = random_array (c->c_out, 2.0f), *shift = random_array (c->c_out, 1.0f);
+  float *conv = g_new (float, n_y), *ref = g_new (float, n_y);
+
+  /* reference: channel-first, no bias */
+  mm_ops_set_reference (TRUE);
+  if (c->h == 1 && c->kh == 1)
+    mm_conv1d (conv, x, w, NULL, c->c_in, c->w, c->c_out, c->kw, c->stride, c->pw, c->groups, NULL);
+  else
+    mm_conv2d (conv, x, w, NULL, c->c_in, c->h, c->w, c->c_out, c->kh, c->kw, c->stride, c->ph,
+        c->groups, NULL);
+  mm_ops_set_reference (FALSE);
+
+  /* x channel-last with its zero border, rows one pixel wider still */
+  int xw = c->w + 2 * c->pw + 1;
+  gsize x_row = (gsize)xw * c->c_in, n_xp = (gsize)(c->h + 2 * c->ph) * x_row;
+  float *xp = g_new0 (float, n_xp);
+  for (int ch = 0; ch < c->c_in; ch++)
+    for (int r = 0; r < c->h; r++)
+      for (int q = 0; q < c->w; q++)
+        xp[(gsize)(r + c->ph) * x_row + (gsize)(q + c->pw) * c->c_in + ch] =
+            x[((gsize)ch * c->h + r) * c->w + q];
+  /* y and identity: rows 1 and 2 positions wider than w_out */
+  gsize y_row = (gsize)(w_out + 1) * c->c_out, id_row = (gsize)(w_out + 2) * c->c_out;
+  gsize n_yp = h_out * y_row, n_id = h_out * id_row;
+  float *y = guarded_new (n_yp), *id = random_array (n_id, 1.0f);
+
+  for (int variant = 0; variant < 4; variant++) {
+    /* 0: plain conv; 1: scale + shift + ReLU; 2: + residual + ReLU; 3: residual, no ReLU */
+    const float *sc = variant ? scale : NULL, *sh = variant ? shift : NULL;
+    const float *identity = variant >= 2 ? id : NULL;
+    gboolean relu = variant == 1 || variant == 2;
+    MmConvCl cl;
+    GError *err = NULL;
+    g_assert_true (
+        mm_conv_cl_init (&cl, w, sc, sh, c->c_in, c->c_out, c->kh, c->kw, c->groups, what, &err));
+    g_assert_no_error (err);
+    for (gsize i = 0; i < n_yp; i++)
+      y[i] = GUARD;
+    mm_conv_cl_run (
+        &cl, y, y_row, xp, x_row, h_out, w_out, c->stride, c->stride, identity, id_row, relu);
+    mm_conv_cl_clear (&cl);
+    /* gather the inside of y channel-first, check the gaps kept GUARD */
+    float *got = g_new (float, n_y);
+    for (int oc = 0; oc < c->c_out; oc++)
+      for (int r = 0; r < h_out; r++) {
+        for (int q = 0; q < w_out; q++) {
+          gsize i = ((gsize)oc * h_out + r) * w_out + q;
+          float v = conv[i] * (sc ? sc[oc] : 1.0f) + (sh ? sh[oc] : 0.0f)
+              + (identity ? id[r * id_row + (gsize)q * c->c_out + oc] : 0.0f);
+          ref[i] = relu && v < 0.0f ? 0.0f : v;
+          got[i] = y[r * y_row + (gsize)q * c->c_out + oc];
+        }
+        g_assert_cmpfloat (y[r * y_row + (gsize)w_out * c->c_out + oc], ==, GUARD);
+      }
+    char *wv = g_strdup_printf ("%s variant %d", what, variant);
+    assert_close (got, ref, n_y, 1e-5f, wv);
+    assert_guard (y, n_yp, wv);
+    g_free (wv);
+    g_free (got);
+  }
+  g_free (what);
+  g_free (x), g_free (w), g_free (scale), g_free (shift), g_free (conv), g_free (ref);
+  g_free (xp), g_free (y), g_free (id);
+}
+
+static float pool_window (
+    const float *x, int h, int w, int oy, int ox, int k, int stride, int pad, gboolean is_max);
+
+static void
+test_conv_cl (void)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (conv_cl_cases); i++)
+    run_conv_cl_case (&conv_cl_cases[i]);
+
+  /* bad shapes are an error, not a crash */
+  MmConvCl cl;
+  GError *err = NULL;
+  float wt[6] = { 0 };
+  g_assert_false (mm_conv_cl_init (&cl, wt, NULL, NULL, 3, 2, 1, 1, 2, "bad", &err));
+  g_assert_error (err, MM_ERROR, MM_ERROR_FORMAT);
+  g_clear_error (&err);
+  g_assert_null (cl.packed);
+
+  /* channel-last max pool against the window max, rows of y wider */
+  static const int pools[][6] = {
+    /* c, h, w, k, stride, pad */
+    { 16, 32, 32, 3, 2, 1 },
+    { 5, 11, 10, 3, 2, 1 },
+    { 17, 7, 9, 2, 2, 0 },
+    { 3, 1, 1, 3, 2, 1 },
+  };
+  for (guint t = 0; t < G_N_ELEMENTS (pools); t++) {
+    int c = pools[t][0], h = pools[t][1], w = pools[t][2], k = pools[t][3];
+    int stride = pools[t][4], pad = pools[t][5];
+    int h_out = mm_conv_out_size (h, k, stride, pad), w_out = mm_conv_out_size (w, k, stride, pad);
+    gsize y_row = (gsize)(w_out + 1) * c, n_y = h_out * y_row;
+    float *x = random_array ((gsize)c * h * w, 3.0f), *xcl = g_new (float, (gsize)c *h *w);
+    float *y = guarded_new (n_y);
+    for (int ch = 0; ch < c; ch++)
+      for (int i = 0; i < h * w; i++)
+        xcl[(gsize)i * c + ch] = x[(gsize)ch * h * w + i];
+    for (gsize i = 0; i < n_y; i++)
+      y[i] = GUARD;
+    mm_maxpool2d_cl (y, y_row, xcl, c, h, w, k, stride, pad);
+    char *what = g_strdup_printf ("maxpool-cl c%d %dx%d k%d s%d p%d", c, h, w, k, stride, pad);
+    for (int ch = 0; ch < c; ch++)
+      for (int oy = 0; oy < h_out; oy++) {
+        for (int ox = 0; ox < w_out; ox++) {
+          float want = pool_window (x + (gsize)ch * h * w, h, w, oy, ox, k, stride, pad, TRUE);
+          if (y[oy * y_row + (gsize)ox * c + ch] != want)
+            g_error ("%s: [%d][%d][%d] = %g, want %g", what, oy, ox, ch,
+                y[oy * y_row + (gsize)ox * c + ch], want);
+        }
+        g_assert_cmpfloat (y[oy * y_row + (gsize)w_out * c + ch], ==, GUARD);
+      }
+    assert_guard (y, n_y, what);
+    g_free (what);
+    g_free (x), g_free (xcl), g_free (y);
+  }
 }
 
 static void
@@ -1035,6 +1192,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ops/conv2d/paths", test_conv2d_paths);
   g_test_add_func ("/ops/conv2d/winograd", test_winograd_paths);
   g_test_add_func ("/ops/conv1d/paths", test_conv1d_paths);
+  g_test_add_func ("/ops/conv/channel-last", test_conv_cl);
   g_test_add_func ("/ops/conv/hand", test_conv_hand);
   g_test_add_func ("/ops/batchnorm/hand", test_batchnorm_hand);
   g_test_add_func ("/ops/pool/hand", test_pool_hand);
