@@ -81,6 +81,9 @@ struct _MmLogMel
   float *twiddle;  /* per stage with ns points done: (ns, radix - 1) complex */
   float *split;    /* (n_freq, 2): cos, -sin (2 pi k / n_fft), the real-FFT split */
   float *win_full; /* (n_fft) the window where it sits in n_fft, zeros around */
+  gint32 *win_in;  /* (n_fft) -1 inside the window, 0 around: samples around it
+                    * are not read at all (0 * NaN would be NaN), as on the
+                    * reference path */
   float *lanes;    /* 4 (n_fft / 2, LANES): re, im of two Stockham buffers; aligned */
   float *lane_pow; /* (n_freq, LANES) aligned */
   guint *mel_k0;   /* (n_mels) first bin of filter j */
@@ -287,8 +290,9 @@ fast_init (MmLogMel *lm)
   lm->twiddle = g_try_new (float, MAX (twiddle_floats (lm), 1));
   lm->split = g_try_new (float, 2 * (gsize)nf);
   lm->win_full = g_try_new0 (float, p->n_fft);
+  lm->win_in = g_try_new0 (gint32, p->n_fft);
   lm->lanes = g_aligned_alloc0 (4 * (gsize)m, lane_bytes, 64);
-  if (!lm->twiddle || !lm->split || !lm->win_full || !lm->lanes)
+  if (!lm->twiddle || !lm->split || !lm->win_full || !lm->win_in || !lm->lanes)
     return FALSE;
   fill_twiddles (lm);
   for (guint k = 0; k < nf; k++) {
@@ -296,8 +300,10 @@ fast_init (MmLogMel *lm)
     lm->split[2 * k] = (float)cos (a);
     lm->split[2 * k + 1] = (float)-sin (a);
   }
-  for (guint n = 0; n < p->win_length; n++)
+  for (guint n = 0; n < p->win_length; n++) {
     lm->win_full[lm->win_off + n] = (float)(0.5 - 0.5 * cos (2.0 * G_PI * n / p->win_length));
+    lm->win_in[lm->win_off + n] = -1;
+  }
   return sparse_filters (lm, 0.25f);
 }
 
@@ -319,6 +325,7 @@ mm_logmel_free (MmLogMel *lm)
   g_free (lm->twiddle);
   g_free (lm->split);
   g_free (lm->win_full);
+  g_free (lm->win_in);
   g_aligned_free (lm->lanes);
   g_aligned_free (lm->lane_pow);
   g_free (lm->mel_k0);
@@ -602,11 +609,13 @@ fft_power_lanes (MmLogMel *lm, const float *samples, guint t0, guint b)
   guint n16 = lm->p.n_fft / 16 * 16;
   for (guint m0 = 0; m0 < n16; m0 += 16) {
     LaneVec rows[MM_LOGMEL_LANES], wv;
+    LaneInt in;
     memcpy (&wv, w + m0, sizeof wv);
+    memcpy (&in, lm->win_in + m0, sizeof in);
     for (guint l = 0; l < L; l++) {
       if (l < b) {
         memcpy (&rows[l], samples + (gsize)(t0 + l) * hop + m0, sizeof rows[l]);
-        rows[l] *= wv;
+        rows[l] = (LaneVec)((LaneInt)(rows[l] * wv) & in);
       } else {
         rows[l] = (LaneVec){ 0 };
       }
@@ -621,8 +630,8 @@ fft_power_lanes (MmLogMel *lm, const float *samples, guint t0, guint b)
     float *zr = buf[0][0] + l, *zi = buf[0][1] + l;
     const float *x = samples + (gsize)(t0 + l) * hop;
     for (guint n = n16 / 2; n < m; n++) {
-      zr[(gsize)n * L] = l < b ? x[2 * n] * w[2 * n] : 0.0f;
-      zi[(gsize)n * L] = l < b ? x[2 * n + 1] * w[2 * n + 1] : 0.0f;
+      zr[(gsize)n * L] = l < b && lm->win_in[2 * n] ? x[2 * n] * w[2 * n] : 0.0f;
+      zi[(gsize)n * L] = l < b && lm->win_in[2 * n + 1] ? x[2 * n + 1] * w[2 * n + 1] : 0.0f;
     }
   }
 

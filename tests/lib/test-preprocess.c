@@ -796,6 +796,38 @@ test_logmel_extremes (void)
   g_free (ref);
 }
 
+/* Non-finite samples that fall only where the window is zero padding
+ * (win_length < n_fft) are not read by the reference path; the fast path
+ * must not let them in either (0 * NaN is NaN): same NaN frames, same
+ * finite values. */
+static void
+test_logmel_outside_window (void)
+{
+  MmMelParams p = { 16000, 400, 320, 160, 40, 0.0, 8000.0, 1e-6 };
+  gsize n = 400 + 160 * 20;
+  float *x = g_new (float, n);
+  for (gsize i = 0; i < n; i++)
+    x[i] = 0.3f * sinf (i * 0.05f);
+  x[0] = NAN;          /* frame 0's left padding only (window starts at 40) */
+  x[n - 1] = INFINITY; /* the last frame's right padding only */
+  MmLogMel *lm = mm_logmel_new (&p, n, NULL);
+  guint frames = mm_logmel_n_frames (lm, n);
+  float *fast = g_new (float, 40 * frames), *ref = g_new (float, 40 * frames);
+  g_assert_cmpuint (mm_logmel_compute (lm, fast, x, n, NULL), ==, frames);
+  mm_ops_set_reference (TRUE);
+  g_assert_cmpuint (mm_logmel_compute (lm, ref, x, n, NULL), ==, frames);
+  mm_ops_set_reference (FALSE);
+  for (guint i = 0; i < 40 * frames; i++) {
+    g_assert_true (isfinite (ref[i]));
+    if (!(fabsf (fast[i] - ref[i]) <= 1e-3f))
+      g_error ("value %u (frame %u): fast %g, reference %g", i, i / 40, fast[i], ref[i]);
+  }
+  mm_logmel_free (lm);
+  g_free (x);
+  g_free (fast);
+  g_free (ref);
+}
+
 /* The audio encoder's fast path (channel-last conv1d with a register-tiled
  * kernel, 8/4/1-row tiles of 16- and 32-wide panels) against its reference
  * path (im2col + GEMM loops), which test-encoders checks against PyTorch,
@@ -929,6 +961,7 @@ main (int argc, char **argv)
   g_test_add_func ("/preprocess/logmel", test_logmel);
   g_test_add_func ("/preprocess/logmel/errors", test_logmel_errors);
   g_test_add_func ("/preprocess/logmel/extremes", test_logmel_extremes);
+  g_test_add_func ("/preprocess/logmel/outside-window", test_logmel_outside_window);
   g_test_add_func ("/preprocess/audio/fast-vs-reference", test_audio_fast_vs_reference);
   g_test_add_func ("/preprocess/no-allocation", test_run_functions_do_not_allocate);
   return g_test_run ();
