@@ -257,6 +257,22 @@ window (int o, int n, int k, int stride, int pad, int *lo, int *hi)
   *hi = MIN (o * stride - pad + k, n);
 }
 
+/* yo (16 channels) = max of x over the window rows [y0, y1) x cols [x0, x1) */
+CL_INLINE void
+max_window16 (float *yo, const float *x, gsize x_row, int c, int y0, int y1, int x0, int x1)
+{
+  V16 m = { 0 };
+  m -= INFINITY;
+  for (int iy = y0; iy < y1; iy++)
+    for (int ix = x0; ix < x1; ix++) {
+      V16 v;
+      memcpy (&v, x + iy * x_row + (gsize)ix * c, sizeof v);
+      V16i gt = v > m;
+      m = (V16)(((V16i)v & gt) | ((V16i)m & ~gt));
+    }
+  memcpy (yo, &m, sizeof m);
+}
+
 CL_VECTORIZE CL_CLONES void
 mm_maxpool2d_cl (
     float *y, gsize y_row, const float *x, int c, int h, int w, int k, int stride, int pad)
@@ -264,6 +280,7 @@ mm_maxpool2d_cl (
   if (c <= 0 || h + 2 * pad < k || w + 2 * pad < k)
     return;
   int h_out = (h + 2 * pad - k) / stride + 1, w_out = (w + 2 * pad - k) / stride + 1;
+  gsize x_row = (gsize)w * c;
   for (int oy = 0; oy < h_out; oy++) {
     int y0, y1;
     window (oy, h, k, stride, pad, &y0, &y1);
@@ -271,15 +288,23 @@ mm_maxpool2d_cl (
       int x0, x1;
       window (ox, w, k, stride, pad, &x0, &x1);
       float *restrict yo = y + (gsize)oy * y_row + (gsize)ox * c;
-      float init = (y0 < y1 && x0 < x1) ? -INFINITY : 0.0f;
-      for (int ch = 0; ch < c; ch++)
-        yo[ch] = init;
-      for (int iy = y0; iy < y1; iy++)
-        for (int ix = x0; ix < x1; ix++) {
-          const float *restrict xv = x + ((gsize)iy * w + ix) * c;
-          for (int ch = 0; ch < c; ch++)
-            yo[ch] = xv[ch] > yo[ch] ? xv[ch] : yo[ch];
-        }
+      if (y0 >= y1 || x0 >= x1) {
+        memset (yo, 0, (gsize)c * sizeof (float)); /* no input under the window */
+        continue;
+      }
+      /* whole vectors of 16 channels in registers, then the rest */
+      int ch = 0;
+      for (; ch + 16 <= c; ch += 16)
+        max_window16 (yo + ch, x + ch, x_row, c, y0, y1, x0, x1);
+      for (; ch < c; ch++) {
+        float m = -INFINITY;
+        for (int iy = y0; iy < y1; iy++)
+          for (int ix = x0; ix < x1; ix++) {
+            float v = x[iy * x_row + (gsize)ix * c + ch];
+            m = v > m ? v : m;
+          }
+        yo[ch] = m;
+      }
     }
   }
 }
