@@ -41,6 +41,7 @@ typedef struct
 {
   ConvBn conv1, conv2, down;
   gboolean has_down;
+  gboolean channel_last; /* fast path: conv-cl, as no conv here takes Winograd */
 } BasicBlock;
 
 struct _MmImageWeights
@@ -57,10 +58,6 @@ struct _MmImageWeights
   guint n_blocks;
   guint features;           /* channels out of the last stage */
   const float *fc_w, *fc_b; /* (dim, features), (dim) or NULL */
-
-  /* channel-last path (conv-cl.c) for the whole network, chosen at load
-   * when no conv takes Winograd (which works on channel-first planes) */
-  gboolean channel_last;
 
   /* from the shape trace at load: what a context must allocate */
   gsize max_act;     /* floats of the largest activation (channel-first, or
@@ -220,9 +217,9 @@ convbn_trace (MmImageWeights *w, ConvBn *c, int h, int wd, int *h_out, int *w_ou
   return TRUE;
 }
 
-/* After the trace: Winograd convs get their transformed weights, or, on
- * the channel-last path, every conv its packed weights, batch-norm scale
- * folded in either way; the model is immutable afterwards. */
+/* After the trace: a conv on the channel-last path gets its packed
+ * weights, a Winograd conv its transformed weights, batch-norm scale folded
+ * in either way; the model is immutable afterwards. */
 static gboolean
 convbn_prepare (ConvBn *c, gboolean channel_last, const char *label, GError **error)
 {
@@ -248,28 +245,26 @@ convbn_prepare (ConvBn *c, gboolean channel_last, const char *label, GError **er
   return TRUE;
 }
 
-/* Chooses the layout (channel-last unless a conv takes Winograd) and
- * prepares every conv for it. */
+/* Chooses each block's layout on the fast path (channel-last unless one
+ * of its convs takes Winograd, which works on channel-first planes; the
+ * stem always channel-last) and prepares every conv for it.  Measured with
+ * mm-bench layers and tests/bench: conv-cl runs the bundled model's convs
+ * and resnet18's 7x7 stem and last stage at 100-115 GFLOP/s where im2col
+ * + OpenBLAS gave 40-90; Winograd stays ahead on resnet18's 3x3 convs at
+ * 14x14 and larger. */
 static gboolean
 prepare_convs (MmImageWeights *w, const char *label, GError **error)
 {
-  ConvBn *all[3 * MAX_LAYERS + 1];
-  guint n = 0;
-
-  all[n++] = &w->stem;
+  if (!convbn_prepare (&w->stem, TRUE, label, error))
+    return FALSE;
   for (guint i = 0; i < w->n_blocks; i++) {
-    all[n++] = &w->block[i].conv1;
-    all[n++] = &w->block[i].conv2;
-    if (w->block[i].has_down)
-      all[n++] = &w->block[i].down;
-  }
-  w->channel_last = TRUE;
-  for (guint i = 0; i < n; i++)
-    if (all[i]->wino_m)
-      w->channel_last = FALSE;
-  for (guint i = 0; i < n; i++)
-    if (!convbn_prepare (all[i], w->channel_last, label, error))
+    BasicBlock *b = &w->block[i];
+    b->channel_last = !b->conv1.wino_m && !b->conv2.wino_m && !(b->has_down && b->down.wino_m);
+    if (!convbn_prepare (&b->conv1, b->channel_last, label, error)
+        || !convbn_prepare (&b->conv2, b->channel_last, label, error)
+        || (b->has_down && !convbn_prepare (&b->down, b->channel_last, label, error)))
       return FALSE;
+  }
   return TRUE;
 }
 
@@ -631,12 +626,55 @@ input_to_cl (Act *x, float *out, const float *in, int h, int w, int pad)
   act_zero_border (x);
 }
 
-/* the network after preprocessing: enc->input (3, H, W) -> pooled (c) */
+/* y (c, h, w) = the inside of a */
 static void
-encode_cl (MmImageEncoder *enc, float *pooled)
+act_to_planes (float *y, const Act *a)
+{
+  const float *inside = act_inside (a);
+  gsize row = act_row (a), plane = (gsize)a->h * a->w;
+  for (int r = 0; r < a->h; r++)
+    for (int q = 0; q < a->w; q++) {
+      const float *px = inside + r * row + (gsize)q * a->c;
+      for (int ch = 0; ch < a->c; ch++)
+        y[ch * plane + (gsize)r * a->w + q] = px[ch];
+    }
+}
+
+/* a = x (c, h, w) channel-last over @out, border of one pixel */
+static void
+planes_to_act (Act *a, float *out, const float *x, int c, int h, int w)
+{
+  *a = (Act){ out, h, w, c, 1 };
+  float *inside = act_inside (a);
+  gsize row = act_row (a), plane = (gsize)h * w;
+  for (int r = 0; r < h; r++)
+    for (int q = 0; q < w; q++) {
+      float *px = inside + r * row + (gsize)q * c;
+      for (int ch = 0; ch < c; ch++)
+        px[ch] = x[ch * plane + (gsize)r * w + q];
+    }
+  act_zero_border (a);
+}
+
+/* the three buffers of enc other than @x */
+static void
+other_buffers (MmImageEncoder *enc, const float *x, float *o[3])
+{
+  int n = 0;
+  for (int i = 0; i < 4; i++)
+    if (enc->buf[i] != x && n < 3)
+      o[n++] = enc->buf[i];
+}
+
+/* The fast path after preprocessing: enc->input (3, H, W) -> pooled (c).
+ * Channel-last blocks run on Act (conv-cl), the others (Winograd) on
+ * channel-first planes; the activation changes layout between them. */
+static void
+encode_fast (MmImageEncoder *enc, float *pooled)
 {
   const MmImageWeights *w = enc->w;
   Act x, t, y, down;
+  float *o[3];
 
   input_to_cl (&x, enc->buf[0], enc->input, w->height, w->width, w->stem.pad);
   if (w->stem_maxpool) {
@@ -648,27 +686,55 @@ encode_cl (MmImageEncoder *enc, float *pooled)
   } else {
     conv_cl (&w->stem, &y, enc->buf[2], 1, &x, NULL, 0, TRUE);
   }
-
-  /* blocks: x (buf[2] or buf[0]) -> conv1 in buf[1] [, down in buf[3]]
-   * -> conv2 + identity into the other of buf[0], buf[2] */
   x = y;
-  float *spare = enc->buf[0];
+  gboolean planes = FALSE; /* x.base holds (c, h, w) planes, not an Act */
+
   for (guint i = 0; i < w->n_blocks; i++) {
     const BasicBlock *blk = &w->block[i];
-    const float *identity = act_inside (&x);
-    gsize id_row = act_row (&x);
-    if (blk->has_down) {
-      conv_cl (&blk->down, &down, enc->buf[3], 0, &x, NULL, 0, FALSE);
-      identity = down.base;
-      id_row = act_row (&down);
+    if (blk->channel_last && planes) {
+      other_buffers (enc, x.base, o);
+      planes_to_act (&x, o[0], x.base, x.c, x.h, x.w);
+      planes = FALSE;
+    } else if (!blk->channel_last && !planes) {
+      other_buffers (enc, x.base, o);
+      act_to_planes (o[0], &x);
+      x.base = o[0];
+      planes = TRUE;
     }
-    conv_cl (&blk->conv1, &t, enc->buf[1], 1, &x, NULL, 0, TRUE);
-    conv_cl (&blk->conv2, &y, spare, 1, &t, identity, id_row, TRUE);
-    spare = x.base;
-    x = y;
+    other_buffers (enc, x.base, o);
+
+    if (!planes) {
+      /* x -> conv1 in o[0] [, down in o[1]] -> conv2 + identity in o[2] */
+      const float *identity = act_inside (&x);
+      gsize id_row = act_row (&x);
+      if (blk->has_down) {
+        conv_cl (&blk->down, &down, o[1], 0, &x, NULL, 0, FALSE);
+        identity = down.base;
+        id_row = act_row (&down);
+      }
+      conv_cl (&blk->conv1, &t, o[0], 1, &x, NULL, 0, TRUE);
+      conv_cl (&blk->conv2, &y, o[2], 1, &t, identity, id_row, TRUE);
+      x = y;
+      continue;
+    }
+
+    /* planes: as the reference path, with Winograd where chosen */
+    const float *identity = x.base;
+    int h1, w1, h2, w2;
+    if (blk->has_down) {
+      convbn_forward (&blk->down, o[1], x.base, x.h, x.w, &h1, &w1, NULL, FALSE, enc->scratch);
+      identity = o[1];
+    }
+    convbn_forward (&blk->conv1, o[0], x.base, x.h, x.w, &h1, &w1, NULL, TRUE, enc->scratch);
+    convbn_forward (&blk->conv2, o[2], o[0], h1, w1, &h2, &w2, identity, TRUE, enc->scratch);
+    x = (Act){ o[2], h2, w2, blk->conv2.c_out, 0 };
   }
 
-  /* global average pool of the inside */
+  /* global average pool */
+  if (planes) {
+    mm_global_avgpool (pooled, x.base, x.c, x.h * x.w);
+    return;
+  }
   for (int ch = 0; ch < x.c; ch++)
     pooled[ch] = 0.0f;
   for (int r = 0; r < x.h; r++) {
@@ -739,9 +805,9 @@ mm_image_encoder_encode (MmImageEncoder *enc, MmPixelFormat format, const guint8
     return FALSE;
   }
 
-  if (w->channel_last && !mm_ops_get_reference ()) {
+  if (!mm_ops_get_reference ()) {
     float *pooled = w->fc_w ? enc->pooled : embedding;
-    encode_cl (enc, pooled);
+    encode_fast (enc, pooled);
     if (w->fc_w)
       mm_linear (embedding, pooled, w->fc_w, w->fc_b, 1, w->features, w->dim);
     return TRUE;
