@@ -17,6 +17,7 @@
 #include "mm-private.h"
 #include "ops.h"
 #include "preprocess.h"
+#include "winograd.h"
 
 #define TOLERANCE 1e-4
 
@@ -198,6 +199,155 @@ test_image_fast_vs_reference (void)
   mm_image_encoder_free (enc);
   mm_model_unref (m);
   g_free (path);
+}
+
+/* A ResNet built here with random weights whose blocks take both layouts
+ * of the fast path: widths 16/32/40/48 at 48x48 (3x3 stem, no max pool),
+ * the 32- and 40-channel blocks at 24x24 and 12x12 on Winograd planes, the
+ * others channel-last, so the activation changes layout twice. */
+static void
+add_tensor (JsonBuilder *hb, GByteArray *data, GRand *r, const char *name, const int *shape,
+    int ndim, double lo, double hi)
+{
+  gsize n = 1, off = data->len;
+  for (int i = 0; i < ndim; i++)
+    n *= shape[i];
+  for (gsize i = 0; i < n; i++) {
+    float v = (float)g_rand_double_range (r, lo, hi);
+    g_byte_array_append (data, (const guint8 *)&v, sizeof v);
+  }
+  json_builder_set_member_name (hb, name);
+  json_builder_begin_object (hb);
+  json_builder_set_member_name (hb, "dtype");
+  json_builder_add_string_value (hb, "F32");
+  json_builder_set_member_name (hb, "shape");
+  json_builder_begin_array (hb);
+  for (int i = 0; i < ndim; i++)
+    json_builder_add_int_value (hb, shape[i]);
+  json_builder_end_array (hb);
+  json_builder_set_member_name (hb, "data_offsets");
+  json_builder_begin_array (hb);
+  json_builder_add_int_value (hb, (gint64)off);
+  json_builder_add_int_value (hb, (gint64)data->len);
+  json_builder_end_array (hb);
+  json_builder_end_object (hb);
+}
+
+static void
+add_convbn (JsonBuilder *hb, GByteArray *data, GRand *r, const char *conv, const char *bn, int c_in,
+    int c_out, int k)
+{
+  char name[128];
+  int shape[4] = { c_out, c_in, k, k }, ch[1] = { c_out };
+  double a = 1.5 / sqrt ((double)c_in * k * k);
+  g_snprintf (name, sizeof name, "%s.weight", conv);
+  add_tensor (hb, data, r, name, shape, 4, -a, a);
+  static const char *const parts[4] = { "weight", "bias", "running_mean", "running_var" };
+  static const double range[4][2] = { { 0.5, 1.5 }, { -0.2, 0.2 }, { -0.2, 0.2 }, { 0.5, 1.5 } };
+  for (int i = 0; i < 4; i++) {
+    g_snprintf (name, sizeof name, "%s.%s", bn, parts[i]);
+    add_tensor (hb, data, r, name, ch, 1, range[i][0], range[i][1]);
+  }
+}
+
+static MmModel *
+mixed_layout_model (void)
+{
+  static const int widths[] = { 16, 32, 40, 48 }, blocks[] = { 1, 2, 1, 1 };
+  GRand *r = g_rand_new_with_seed (7);
+  GByteArray *data = g_byte_array_new ();
+  JsonBuilder *hb = json_builder_new ();
+  char conv[96], bn[96];
+
+  json_builder_begin_object (hb);
+  json_builder_set_member_name (hb, "__metadata__");
+  json_builder_begin_object (hb);
+  json_builder_set_member_name (hb, "mm");
+  json_builder_add_string_value (hb,
+      "{\"version\": 1, \"name\": \"mixed\", \"components\": {\"image\": {\"type\": "
+      "\"resnet\", \"width\": 48, \"height\": 48, \"mean\": [0.5, 0.4, 0.3], \"std\": "
+      "[0.2, 0.25, 0.3], \"stem_kernel\": 3, \"stem_stride\": 1, \"stem_maxpool\": false, "
+      "\"widths\": [16, 32, 40, 48], \"blocks\": [1, 2, 1, 1], \"dim\": 8}}}");
+  json_builder_end_object (hb);
+  add_convbn (hb, data, r, "image.conv1", "image.bn1", 3, 16, 3);
+  int c = 16;
+  for (int s = 0; s < 4; s++)
+    for (int b = 0; b < blocks[s]; b++) {
+      int out = widths[s], stride = (s > 0 && b == 0) ? 2 : 1;
+      g_snprintf (conv, sizeof conv, "image.layer%d.%d.conv1", s + 1, b);
+      g_snprintf (bn, sizeof bn, "image.layer%d.%d.bn1", s + 1, b);
+      add_convbn (hb, data, r, conv, bn, c, out, 3);
+      g_snprintf (conv, sizeof conv, "image.layer%d.%d.conv2", s + 1, b);
+      g_snprintf (bn, sizeof bn, "image.layer%d.%d.bn2", s + 1, b);
+      add_convbn (hb, data, r, conv, bn, out, out, 3);
+      if (stride != 1 || c != out) {
+        g_snprintf (conv, sizeof conv, "image.layer%d.%d.downsample.0", s + 1, b);
+        g_snprintf (bn, sizeof bn, "image.layer%d.%d.downsample.1", s + 1, b);
+        add_convbn (hb, data, r, conv, bn, c, out, 1);
+      }
+      c = out;
+    }
+  int fc_shape[2] = { 8, 48 }, fc_b[1] = { 8 };
+  add_tensor (hb, data, r, "image.fc.weight", fc_shape, 2, -0.2, 0.2);
+  add_tensor (hb, data, r, "image.fc.bias", fc_b, 1, -0.2, 0.2);
+  json_builder_end_object (hb);
+
+  JsonNode *root = json_builder_get_root (hb); /* a new reference */
+  char *header = json_to_string (root, FALSE);
+  json_node_unref (root);
+  gsize hlen = strlen (header);
+  GByteArray *file = g_byte_array_new ();
+  for (int i = 0; i < 8; i++) {
+    guint8 byte = (guint8)((guint64)hlen >> (8 * i));
+    g_byte_array_append (file, &byte, 1);
+  }
+  g_byte_array_append (file, (const guint8 *)header, hlen);
+  g_byte_array_append (file, data->data, data->len);
+  GError *err = NULL;
+  MmSafetensors *st = mm_safetensors_open_bytes ("mixed", file->data, file->len, &err);
+  g_assert_no_error (err);
+  MmModel *m = mm_model_new_from_safetensors (st, "mixed", &err);
+  g_assert_no_error (err);
+  g_free (header);
+  g_byte_array_unref (file);
+  g_byte_array_unref (data);
+  g_object_unref (hb);
+  g_rand_free (r);
+  return m;
+}
+
+static void
+test_image_mixed_layouts (void)
+{
+  /* the layout each block takes (see prepare_convs) */
+  g_assert_cmpint (mm_winograd_pick (16, 16, 48, 48), ==, 0);
+  g_assert_cmpint (mm_winograd_pick (32, 32, 24, 24), >, 0);
+  g_assert_cmpint (mm_winograd_pick (40, 40, 12, 12), >, 0);
+  g_assert_cmpint (mm_winograd_pick (48, 48, 6, 6), ==, 0);
+
+  GError *err = NULL;
+  MmModel *m = mixed_layout_model ();
+  MmImageEncoder *enc = mm_image_encoder_new (m, NULL, &err);
+  g_assert_no_error (err);
+  const guint sizes[][2] = { { 48, 48 }, { 53, 41 } };
+  for (guint c = 0; c < G_N_ELEMENTS (sizes); c++) {
+    guint w = sizes[c][0], h = sizes[c][1];
+    float fast[8], ref[8];
+    guint8 *px = g_new (guint8, (gsize)w * h * 3);
+    for (gsize i = 0; i < (gsize)w * h * 3; i++)
+      px[i] = (guint8)((i * 29 + (i / (3 * w)) * 7 + (i * i) % 31) & 0xff);
+    g_assert_true (mm_image_encoder_encode (enc, MM_PIXEL_RGB, px, w, h, (gsize)w * 3, fast, &err));
+    mm_ops_set_reference (TRUE);
+    g_assert_true (mm_image_encoder_encode (enc, MM_PIXEL_RGB, px, w, h, (gsize)w * 3, ref, &err));
+    mm_ops_set_reference (FALSE);
+    g_assert_no_error (err);
+    char *what = g_strdup_printf ("mixed layouts %ux%u: fast vs reference", w, h);
+    assert_close (fast, ref, 8, what);
+    g_free (what);
+    g_free (px);
+  }
+  mm_image_encoder_free (enc);
+  mm_model_unref (m);
 }
 
 static void
@@ -1024,6 +1174,7 @@ main (int argc, char **argv)
   g_test_add_func ("/encoders/image/parity", test_image_parity);
   g_test_add_func ("/encoders/image/resnet18", test_image_resnet18);
   g_test_add_func ("/encoders/image/fast-vs-reference", test_image_fast_vs_reference);
+  g_test_add_func ("/encoders/image/mixed-layouts", test_image_mixed_layouts);
   g_test_add_func ("/encoders/image/pixel-formats", test_image_pixel_formats);
   g_test_add_func ("/encoders/image/bad-sizes", test_image_bad_sizes);
   g_test_add_func ("/encoders/audio/parity", test_audio_parity);
