@@ -11,6 +11,14 @@
  *     -> stages of basic blocks: relu (bn2 (conv2 (relu (bn1 (conv1 x)))) + identity)
  *        (identity = downsample.1 (downsample.0 x) where stride or width change)
  *     -> global average pool -> [fc]
+ *
+ * Two paths.  The fast one (default) runs the stem, the max pool and every
+ * block without a Winograd conv channel-last through conv-cl.c (weights
+ * packed at load with the batch-norm scale, shift/residual/ReLU fused, no
+ * im2col), and blocks with a Winograd conv (big planes, many channels, as
+ * in resnet18) on channel-first planes.  The reference path
+ * (mm_ops_set_reference (TRUE)) is channel-first throughout with
+ * mm_conv2d and a separate epilogue.
  */
 #include <math.h>
 #include <string.h>
