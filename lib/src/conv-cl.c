@@ -45,10 +45,10 @@ static gboolean
 cl_wide (void)
 {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-  static int cached = -1;
-  if (cached < 0)
-    cached = __builtin_cpu_supports ("avx512f") ? 1 : 0;
-  return cached;
+  static gsize cached = 0; /* 0 = not yet, 1 = no, 2 = yes; g_once: contexts run in any thread */
+  if (g_once_init_enter (&cached))
+    g_once_init_leave (&cached, __builtin_cpu_supports ("avx512f") ? 2 : 1);
+  return cached == 2;
 #else
   return FALSE;
 #endif
