@@ -241,9 +241,11 @@ load_convs (
 static int
 conv_out_frames (const Conv1d *c, int t)
 {
-  if (t + 2 * c->pad < c->k)
+  /* in 64 bits: t and pad come from the file and the caller's maximum */
+  gint64 span = (gint64)t + 2 * (gint64)c->pad;
+  if (span < c->k)
     return 0;
-  return mm_conv_out_size (t, c->k, c->stride, c->pad);
+  return (int)MIN ((span - c->k) / c->stride + 1, G_MAXINT);
 }
 
 /* The default window must leave at least one frame after the log-mel
@@ -339,7 +341,7 @@ mm_audio_encoder_new (MmModel *model, const MmContextParams *params, GError **er
     const Conv1d *c = &w->conv[i];
     int t_out = conv_out_frames (c, t);
     /* fast path: the input with its zero rows, channel-last */
-    max_act = MAX (max_act, (gsize)(t + 2 * c->pad) * c_in);
+    max_act = MAX (max_act, ((gsize)t + 2 * (gsize)c->pad) * c_in);
     if (t_out > 0) {
       max_scratch =
           MAX (max_scratch, mm_conv1d_scratch_size (c_in, t, c->k, c->stride, c->pad, c->groups));

@@ -18,6 +18,11 @@
 
 G_BEGIN_DECLS
 
+/* Memory and work per group are rounded up to 16 output channels: a
+ * depthwise conv (one output channel per group) packs 16x its weights and
+ * multiplies 16x the FLOPs it needs.  Correct, and small for depthwise
+ * weights; a file that would need too much memory fails to load with a
+ * GError. */
 typedef struct
 {
   int c_in, c_out, kh, kw, groups;
