@@ -417,8 +417,8 @@ small_gemm_run (const SmallGemm *g, int m, int n, int k, gboolean wide)
   }
 }
 
-static gboolean
-has_avx512 (void)
+gboolean
+mm_cpu_has_avx512 (void)
 {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
   static gsize cached; /* 0 unset, 1 no, 2 yes; set once, read by any thread */
@@ -445,7 +445,7 @@ sgemm_small (gboolean ta, gboolean tb, int m, int n, int k, float alpha, const f
     .cc = 1,
     .alpha = alpha,
     .beta = beta };
-  small_gemm_run (&g, m, n, k, has_avx512 ());
+  small_gemm_run (&g, m, n, k, mm_cpu_has_avx512 ());
 }
 
 /* ------------------------------------------------------------------ */
@@ -516,7 +516,7 @@ mm_sgemm_packed (int m, int n, int k, const float *a, int lda, const float *pack
     .beta = beta,
     .packed = packed,
     .k = k };
-  small_gemm_run (&g, m, n, k, has_avx512 ());
+  small_gemm_run (&g, m, n, k, mm_cpu_has_avx512 ());
 }
 
 void

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "conv-cl.h"
+#include "ops.h"
 #include "mm-private.h"
 
 #define NR 32 /* panel width; the last panel of a group may be 16 */
@@ -39,20 +40,6 @@ typedef gint32 V16i __attribute__ ((vector_size (64)));
 #else
 #define CL_INLINE static inline
 #endif
-
-/* AVX-512 has 32 vector registers: room for an 8 x 32 tile */
-static gboolean
-cl_wide (void)
-{
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-  static gsize cached = 0; /* 0 = not yet, 1 = no, 2 = yes; g_once: contexts run in any thread */
-  if (g_once_init_enter (&cached))
-    g_once_init_leave (&cached, __builtin_cpu_supports ("avx512f") ? 2 : 1);
-  return cached == 2;
-#else
-  return FALSE;
-#endif
-}
 
 void
 mm_conv_cl_clear (MmConvCl *c)
@@ -246,7 +233,8 @@ mm_conv_cl_run (const MmConvCl *c, float *y, gsize y_row, const float *x, gsize 
 {
   if (h_out <= 0 || w_out <= 0)
     return;
-  conv_cl_run (c, y, y_row, x, x_row, h_out, w_out, sh, sw, identity, id_row, relu, cl_wide ());
+  conv_cl_run (
+      c, y, y_row, x, x_row, h_out, w_out, sh, sw, identity, id_row, relu, mm_cpu_has_avx512 ());
 }
 
 /* valid window [lo, hi) of output o: taps o stride - pad + [0, k) inside [0, n) */

@@ -24,6 +24,9 @@ gboolean mm_ops_get_reference (void);
 void mm_blas_init (void);
 void mm_blas_set_threads (int n);
 int mm_blas_get_threads (void); /* OpenBLAS threads (MM_THREADS or the last set) */
+/* AVX-512 F: 32 vector registers, room for 8 x 32 register tiles (checked
+ * once, any thread) */
+gboolean mm_cpu_has_avx512 (void);
 
 /* C (m, n) = alpha op(A) op(B) + beta C, row-major; op = transpose when trans_*. */
 void mm_sgemm (gboolean trans_a, gboolean trans_b, int m, int n, int k, float alpha, const float *a,

@@ -13,6 +13,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "bundled-model.h"
 #include "mm.h"
 #include "mm-private.h"
 #include "ops.h"
@@ -160,17 +161,10 @@ test_image_parity (void)
 static void
 test_image_fast_vs_reference (void)
 {
-  const char *dir = g_getenv ("MM_FIXTURES");
-  char *path = g_build_filename (
-      dir ? dir : "tests/fixtures", "..", "..", "models", "scenes.safetensors", NULL);
-  if (!g_file_test (path, G_FILE_TEST_EXISTS)) {
-    g_test_skip ("no models/scenes.safetensors");
-    g_free (path);
+  MmModel *m = bundled_model_open_or_skip ();
+  if (!m)
     return;
-  }
   GError *err = NULL;
-  MmModel *m = mm_model_open (path, &err);
-  g_assert_no_error (err);
   MmImageEncoder *enc = mm_image_encoder_new (m, NULL, &err);
   g_assert_no_error (err);
   guint dim = mm_model_get_dim (m, MM_COMPONENT_IMAGE), nw, nh;
@@ -198,7 +192,6 @@ test_image_fast_vs_reference (void)
   g_free (ref);
   mm_image_encoder_free (enc);
   mm_model_unref (m);
-  g_free (path);
 }
 
 /* A ResNet built here with random weights whose blocks take both layouts

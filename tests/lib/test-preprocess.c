@@ -11,6 +11,7 @@
 #include <string.h>
 #include <json-glib/json-glib.h>
 
+#include "bundled-model.h"
 #include "mm.h"
 #include "ops.h"
 #include "preprocess.h"
@@ -836,17 +837,10 @@ test_logmel_outside_window (void)
 static void
 test_audio_fast_vs_reference (void)
 {
-  const char *dir = g_getenv ("MM_FIXTURES");
-  char *path = g_build_filename (
-      dir ? dir : "tests/fixtures", "..", "..", "models", "scenes.safetensors", NULL);
-  if (!g_file_test (path, G_FILE_TEST_EXISTS)) {
-    g_test_skip ("no models/scenes.safetensors");
-    g_free (path);
+  MmModel *m = bundled_model_open_or_skip ();
+  if (!m)
     return;
-  }
   GError *err = NULL;
-  MmModel *m = mm_model_open (path, &err);
-  g_assert_no_error (err);
   MmAudioEncoder *enc = mm_audio_encoder_new (m, NULL, &err);
   g_assert_no_error (err);
   guint dim = mm_model_get_dim (m, MM_COMPONENT_AUDIO);
@@ -877,7 +871,6 @@ test_audio_fast_vs_reference (void)
   g_free (ref);
   mm_audio_encoder_free (enc);
   mm_model_unref (m);
-  g_free (path);
 }
 
 /* ---------------------------------------------------------------- no allocation */
