@@ -6,6 +6,12 @@
  * 16).  Weights are transformed once, at model load; a call transforms the
  * input tiles, does one GEMM (mm_sgemm) per tile position and transforms
  * the products back into the output.  Nothing here allocates.
+ *
+ * Non-finite inputs: the transforms mix a tile's inputs, so one Inf in an
+ * activation makes its whole output tile NaN (where a direct conv gives Inf
+ * at the pixels it reaches), and a ReLU after it then gives 0 there, as
+ * libmm's ReLU maps NaN to 0.  A network whose activations overflow gives
+ * no meaningful output on either path.
  */
 #ifndef MM_WINOGRAD_H
 #define MM_WINOGRAD_H
