@@ -27,6 +27,7 @@
 #include "mm.h"
 #include "ops.h"
 #include "winograd.h"
+#include "conv-cl.h"
 
 static int
 cmp_double (const void *a, const void *b)
@@ -346,6 +347,8 @@ typedef struct
   int conv;                              /* 1: conv2d, 0: linear */
   int c_in, h, w, c_out, k, stride, pad; /* conv */
   int n, d_in, d_out;                    /* linear: y (n, d_out) = x (n, d_in) W^T */
+  int cl; /* the image encoder runs it channel-last (conv-cl.c): resnet18's
+           * stem and layer4, whose blocks take no Winograd conv */
 } Layer;
 
 typedef struct
@@ -354,6 +357,8 @@ typedef struct
   float *x, *w, *b, *y, *scratch, *packed;
   float *wino; /* Winograd weights where the image encoder uses them */
   int wino_m;
+  MmConvCl conv_cl;
+  float *x_cl; /* channel-last input with its zero border */
 } LayerRun;
 
 static gboolean
@@ -361,7 +366,12 @@ run_layer (gpointer ctx, gpointer arg)
 {
   LayerRun *r = arg;
   const Layer *l = r->l;
-  if (l->conv && r->wino)
+  if (l->conv && r->x_cl) {
+    int ho = mm_conv_out_size (l->h, l->k, l->stride, l->pad);
+    int wo = mm_conv_out_size (l->w, l->k, l->stride, l->pad);
+    mm_conv_cl_run (&r->conv_cl, r->y, (gsize)wo * l->c_out, r->x_cl,
+        (gsize)(l->w + 2 * l->pad) * l->c_in, ho, wo, l->stride, l->stride, NULL, 0, FALSE);
+  } else if (l->conv && r->wino)
     mm_winograd_conv3x3 (r->y, r->x, r->wino, r->wino_m, l->c_in, l->h, l->w, l->c_out, NULL, NULL,
         FALSE, r->scratch);
   else if (l->conv)
@@ -375,12 +385,12 @@ run_layer (gpointer ctx, gpointer arg)
 }
 
 static const Layer layers[] = {
-  { "resnet18 conv1 7x7/2 3->64 @224", 1, 3, 224, 224, 64, 7, 2, 3 },
+  { "resnet18 conv1 7x7/2 3->64 @224", 1, 3, 224, 224, 64, 7, 2, 3, .cl = 1 },
   { "resnet18 layer1 3x3 64->64 @56", 1, 64, 56, 56, 64, 3, 1, 1 },
   { "resnet18 layer2 3x3/2 64->128 @56", 1, 64, 56, 56, 128, 3, 2, 1 },
   { "resnet18 layer2 3x3 128->128 @28", 1, 128, 28, 28, 128, 3, 1, 1 },
   { "resnet18 layer3 3x3 256->256 @14", 1, 256, 14, 14, 256, 3, 1, 1 },
-  { "resnet18 layer4 3x3 512->512 @7", 1, 512, 7, 7, 512, 3, 1, 1 },
+  { "resnet18 layer4 3x3 512->512 @7", 1, 512, 7, 7, 512, 3, 1, 1, .cl = 1 },
   { "resnet18 layer2 down 1x1/2 64->128 @56", 1, 64, 56, 56, 128, 1, 2, 0 },
   { "bert4 qkv 64x256->256", 0, 0, 0, 0, 0, 0, 0, 0, 64, 256, 256 },
   { "bert4 ffn-in 64x256->1024", 0, 0, 0, 0, 0, 0, 0, 0, 64, 256, 1024 },
@@ -423,7 +433,19 @@ mode_layers (int repeats)
     r.y = g_new (float, ny);
     r.scratch = g_new (float, MAX (ns, 1));
     double unpacked_ms = 0.0; /* the plain op: im2col + sgemm / OpenBLAS linear */
-    if (l->conv && l->k == 3 && l->stride == 1 && l->pad == 1
+    if (l->cl) {
+      unpacked_ms = median_ms (run_layer, NULL, &r, repeats);
+      if (!mm_conv_cl_init (
+              &r.conv_cl, r.w, NULL, NULL, l->c_in, l->c_out, l->k, l->k, 1, l->name, NULL))
+        g_error ("mm-bench: conv-cl init failed for %s", l->name);
+      int hp = l->h + 2 * l->pad, wp = l->w + 2 * l->pad;
+      r.x_cl = g_new0 (float, (gsize)hp *wp * l->c_in);
+      for (int y = 0; y < l->h; y++)
+        for (int x = 0; x < l->w; x++)
+          for (int c = 0; c < l->c_in; c++)
+            r.x_cl[((gsize)(y + l->pad) * wp + x + l->pad) * l->c_in + c] =
+                r.x[((gsize)c * l->h + y) * l->w + x];
+    } else if (l->conv && l->k == 3 && l->stride == 1 && l->pad == 1
         && (r.wino_m = mm_winograd_pick (l->c_in, l->c_out, l->h, l->w)) > 0) {
       unpacked_ms = median_ms (run_layer, NULL, &r, repeats);
       r.wino = g_new (float, mm_winograd_weights_size (r.wino_m, l->c_in, l->c_out));
@@ -448,8 +470,9 @@ mode_layers (int repeats)
             "\"gflops\": %.2f, \"sgemm_gflops\": %.2f, \"sgemm1024_gflops\": %.2f, "
             "\"unpacked_ms\": %.4f, \"how\": \"%s\"}",
         i ? ", " : "", l->name, m, n, k, ms, flops / (ms * 1e6), same, big, unpacked_ms,
-        r.wino ? (r.wino_m == 4 ? "winograd F(4x4,3x3)" : "winograd F(2x2,3x3)")
-               : (l->conv ? "im2col + sgemm" : "packed weights"));
+        r.x_cl       ? "channel-last, packed weights"
+            : r.wino ? (r.wino_m == 4 ? "winograd F(4x4,3x3)" : "winograd F(2x2,3x3)")
+                     : (l->conv ? "im2col + sgemm" : "packed weights"));
     g_free (r.x);
     g_free (r.w);
     g_free (r.b);
@@ -457,6 +480,8 @@ mode_layers (int repeats)
     g_free (r.scratch);
     g_free (r.packed);
     g_free (r.wino);
+    g_free (r.x_cl);
+    mm_conv_cl_clear (&r.conv_cl);
   }
   printf ("]}\n");
   return 0;
