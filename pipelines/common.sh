@@ -28,7 +28,9 @@ if [ ! -f "$MODEL" ]; then
 fi
 
 # mmfuse decides about time t only once every other input has moved past t
-# (the audio window after t, the next subtitle cue or a GAP); a file pipeline
-# must therefore be able to buffer a few seconds of each stream.  Plain
-# queues hold 1 s and would deadlock the demuxer.
+# (the audio window after t, the next subtitle cue or a GAP).  mmfuse itself
+# lets its pads queue that lookahead, so plain queues work up to it
+# (tests/pipelines: design-line); but the annotated video branch waits in
+# textoverlay for mmdecode's text of the same moment, so the queues here
+# hold a few seconds of each stream.
 Q="queue max-size-time=5000000000 max-size-bytes=0 max-size-buffers=0"

@@ -74,11 +74,14 @@
  * latency plus the `latency` property, which also bounds how much jitter
  * between inputs mmfuse absorbs before a live deadline expires.  Outside
  * live pipelines mmfuse, like any aggregator, runs when every pad has data
- * (or a GAP, or EOS), so when one demuxer thread feeds all branches each
- * branch's queue must hold more than the largest encoder window plus hop of
- * the other branches (e.g. `queue max-size-time=3000000000` for 1 s audio
- * windows), or `latency` must be set, which also lets each pad queue that
- * much.
+ * (or a GAP, or EOS).  When one demuxer thread feeds all branches, the
+ * other branches must be able to run ahead by the largest encoder window
+ * (audioenc's first embedding needs its whole window): mmfuse therefore
+ * asks each branch for its lookahead (the latency query, answered by the
+ * encoders even when not live) and, unless the application set `latency`,
+ * sets `latency` to 1.5 times the largest, which outside live pipelines only
+ * lets each pad queue that much (embeddings are small).  Plain `queue`s
+ * then suffice; it is undone when mmfuse stops.
  *
  * ## Provenance
  * #MmFusionMeta has one entry per fusion input, in the model's order: its
@@ -348,6 +351,9 @@ struct _GstMmFuse
   /* object lock: the live latency (upstream + ours) of the last latency
    * query answered, NONE if not live or none yet */
   GstClockTime live_latency;
+  /* object lock: the base class's "latency" as mmfuse set it for a
+   * non-live pipeline's lookahead (see update_lookahead), 0 = not set */
+  GstClockTime auto_latency;
 };
 
 #define gst_mm_fuse_parent_class parent_class
@@ -678,6 +684,20 @@ gst_mm_fuse_stop (GstAggregator *agg)
   g_clear_pointer (&fusion, mm_fusion_free);
   g_clear_pointer (&model, mm_model_unref);
   g_free (inputs);
+
+  /* a lookahead mmfuse set for this run must not carry over (the next run
+   * may be live); the application's own setting stays */
+  {
+    GstClockTime current = 0, mine;
+
+    g_object_get (self, "latency", &current, NULL);
+    GST_OBJECT_LOCK (self);
+    mine = self->auto_latency;
+    self->auto_latency = 0;
+    GST_OBJECT_UNLOCK (self);
+    if (mine != 0 && current == mine)
+      g_object_set (self, "latency", (GstClockTime)0, NULL);
+  }
   g_clear_pointer (&self->warned_drive_pad, g_free);
   return TRUE;
 }
@@ -919,6 +939,63 @@ gst_mm_fuse_sink_query (GstAggregator *agg, GstAggregatorPad *apad, GstQuery *qu
   return GST_AGGREGATOR_CLASS (parent_class)->sink_query (agg, apad, query);
 }
 
+/* Outside live pipelines GstAggregator lets a sink pad queue one buffer
+ * unless its "latency" is set.  When one demuxer thread feeds every branch
+ * (DESIGN.md's launch line with default queues), mmfuse waits at t = 0 for
+ * the audio encoder's first window, which needs two seconds of audio; the
+ * image branch blocks at mmfuse meanwhile, its 1 s queue fills, the
+ * demuxer blocks on it and the audio never comes: a stall.  Each branch
+ * answers its lookahead in the latency query even when not live (audioenc:
+ * its window), so mmfuse lets every pad queue the largest lookahead plus a
+ * hop's margin, by setting the base class's "latency", which outside live
+ * pipelines only sizes these queues (embeddings are small).  Nothing is
+ * changed when an upstream is live (deadlines handle that) or when the
+ * application set "latency" itself. */
+static void
+gst_mm_fuse_update_lookahead (GstMmFuse *self)
+{
+  GstClockTime need = 0, current = 0;
+  gboolean live = FALSE;
+  GPtrArray *pads = g_ptr_array_new_with_free_func (gst_object_unref);
+  GList *l;
+  guint i;
+
+  GST_OBJECT_LOCK (self);
+  for (l = GST_ELEMENT (self)->sinkpads; l; l = l->next)
+    g_ptr_array_add (pads, gst_object_ref (l->data));
+  GST_OBJECT_UNLOCK (self);
+  for (i = 0; i < pads->len; i++) {
+    GstQuery *query = gst_query_new_latency ();
+
+    if (gst_pad_peer_query (GST_PAD (g_ptr_array_index (pads, i)), query)) {
+      gboolean pad_live;
+      GstClockTime min;
+
+      gst_query_parse_latency (query, &pad_live, &min, NULL);
+      live |= pad_live;
+      if (GST_CLOCK_TIME_IS_VALID (min))
+        need = MAX (need, min);
+    }
+    gst_query_unref (query);
+  }
+  g_ptr_array_unref (pads);
+  if (live || need == 0)
+    return;
+  need += need / 2; /* the next window's hop, demuxer interleaving */
+
+  g_object_get (self, "latency", &current, NULL);
+  GST_OBJECT_LOCK (self);
+  if ((current != 0 && current != self->auto_latency) || need <= current) {
+    GST_OBJECT_UNLOCK (self);
+    return; /* the application's setting, or enough already */
+  }
+  self->auto_latency = need;
+  GST_OBJECT_UNLOCK (self);
+  GST_INFO_OBJECT (self, "not live: each pad may queue %" GST_TIME_FORMAT " (inputs' lookahead)",
+      GST_TIME_ARGS (need));
+  g_object_set (self, "latency", need, NULL);
+}
+
 static gboolean
 gst_mm_fuse_sink_event (GstAggregator *agg, GstAggregatorPad *apad, GstEvent *event)
 {
@@ -933,6 +1010,8 @@ gst_mm_fuse_sink_event (GstAggregator *agg, GstAggregatorPad *apad, GstEvent *ev
       gst_event_parse_caps (event, &caps);
       ok = gst_mm_fuse_pad_set_caps (self, pad, caps);
       gst_event_unref (event);
+      if (ok)
+        gst_mm_fuse_update_lookahead (self);
       /* src caps do not depend on input caps: nothing to forward */
       return ok;
     }

@@ -272,6 +272,30 @@ def test_mkv_duration():
           "times %r" % [r["time"] for r in rows])
 
 
+def test_design_line():
+    """The launch line of the project's design notes, as a user types it: default queues and
+    one demuxer thread for the three branches.  It must reach EOS with one decision per video
+    frame (mmfuse lets its pads queue the audio encoder's 2 s lookahead; before, the video
+    queue filled while mmfuse waited for the first audio window and the pipeline stalled)."""
+    ensure_sample()
+    mkv = os.path.join(SAMPLE, "news.mkv")
+    line = ("filesrc location=%s ! matroskademux name=d "
+            "d.video_0 ! queue ! decodebin ! videoconvert ! imageenc model=%s ! f.sink_0 "
+            "d.audio_0 ! queue ! decodebin ! audioconvert ! audioresample ! "
+            "audioenc model=%s ! f.sink_1 "
+            "d.subtitle_0 ! queue ! textenc model=%s ! f.sink_2 "
+            "mmfuse name=f model=%s ! mmdecode model=%s ! fakesink" % ((mkv,) + (MODEL,) * 5))
+    try:
+        out, _, _ = run(["gst-launch-1.0", "-m"] + line.split(), timeout=60,
+                        GST_PLUGIN_PATH=os.path.join(BUILD, "plugins"))
+    except subprocess.TimeoutExpired:
+        raise Failure("stalled: no EOS within 60 s")
+    frames = int(round(segments()[-1][1] * 15))  # make-sample.sh: 15 fps to the last segment
+    decisions = out.count("mm-classification")
+    check("Got EOS" in out, "no EOS:\n" + out[-2000:])
+    check(abs(decisions - frames) <= 1, "%d decisions for %d frames" % (decisions, frames))
+
+
 def frame_gray(path, index):
     """Frame number index of path's first video track, as GRAY8 bytes."""
     import gi

@@ -1638,6 +1638,45 @@ write_mkv (const gchar *srt)
   "audioenc model=MODEL ! f.sink_1 "                                                               \
   "d.subtitle_0 ! " Q3S " ! textenc model=MODEL ! f.sink_2 " FUSE_DECODE
 
+/* DESIGN.md's launch line: default queues (1 s), one demuxer thread for
+ * all three branches.  mmfuse must let its pads queue the audio encoder's
+ * lookahead itself, or the image branch fills its queue while mmfuse waits
+ * for the first audio window, and the pipeline stalls. */
+#define MKV_PIPELINE_DEFAULT_QUEUES                                                                \
+  "filesrc location=SRT ! matroskademux name=d "                                                   \
+  "d.video_0 ! queue ! videoconvert ! imageenc model=MODEL ! f.sink_0 "                            \
+  "d.audio_0 ! queue ! audioconvert ! audioresample ! audioenc model=MODEL ! f.sink_1 "            \
+  "d.subtitle_0 ! queue ! textenc model=MODEL ! f.sink_2 " FUSE_DECODE
+
+GST_START_TEST (test_pipeline_mkv_default_queues)
+{
+  gchar *srt = write_srt ();
+  gchar *mkv = write_mkv (srt);
+  GstElement *pipeline, *fuse;
+  GstClockTime latency;
+  Counts c;
+
+  pipeline = pipeline_new (MKV_PIPELINE_DEFAULT_QUEUES, mkv, &c);
+  run_to_eos (pipeline, 30);
+  fail_unless_equals_int (c.decisions, 150);
+  fail_unless (c.pts_ok, "fused PTS not increasing");
+  /* the lookahead mmfuse set for this run is undone when it stops */
+  fuse = gst_bin_get_by_name (GST_BIN (pipeline), "f");
+  g_object_get (fuse, "latency", &latency, NULL);
+  fail_unless (latency > 0);
+  gst_element_set_state (pipeline, GST_STATE_NULL);
+  g_object_get (fuse, "latency", &latency, NULL);
+  fail_unless_equals_uint64 (latency, 0);
+  gst_object_unref (fuse);
+  gst_object_unref (pipeline);
+  g_unlink (mkv);
+  g_unlink (srt);
+  g_free (mkv);
+  g_free (srt);
+}
+
+GST_END_TEST;
+
 /* MKV with a subtitle track through matroskademux (one streaming thread
  * for all three, pango-markup subtitles): no stall, one decision per frame. */
 GST_START_TEST (test_pipeline_mkv)
@@ -1773,6 +1812,7 @@ mmfuse_suite (void)
   tcase_add_test (tc, test_pipeline_file);
   tcase_add_test (tc, test_pipeline_live);
   tcase_add_test (tc, test_pipeline_mkv);
+  tcase_add_test (tc, test_pipeline_mkv_default_queues);
   tcase_add_test (tc, test_pipeline_repeated_seeks);
   return s;
 }
