@@ -70,7 +70,10 @@ MM_INLINE float
 exp_fast (float x)
 {
   const float big = 12582912.0f; /* 1.5 * 2^23 */
-  float xc = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  /* clamped so that NaN becomes -87 (no float -> int conversion of NaN
+   * below, which is undefined); NaN is given back at the end */
+  float xc = x > -87.0f ? x : -87.0f;
+  xc = xc < 88.0f ? xc : 88.0f;
   float n = (xc * 1.44269504088896341f + big) - big;
   float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
   float p = 1.9875691500e-4f;
@@ -85,9 +88,9 @@ exp_fast (float x)
     gint32 i;
     float f;
   } scale;
-  scale.i = ((gint32)n + 127) << 23;
+  scale.i = (gint32)((guint32)((gint32)n + 127) << 23);
   float y = p * scale.f;
-  return x < -87.0f ? 0.0f : y;
+  return x != x ? x : (x < -87.0f ? 0.0f : y);
 }
 
 /* erf (x), absolute error < 1.5e-7 (Abramowitz & Stegun 7.1.26, the same

@@ -864,6 +864,22 @@ test_activations_hand (void)
     mm_softmax (sm, 2, 2);
     mm_softmax (sm + 4, 1, 1);
     assert_values (sm, want_sm, 5, "softmax hand");
+
+    /* NaN stays NaN through the exp-based activations, as in PyTorch (the
+     * fast exp once converted NaN to int, which is undefined), among
+     * values of 16-wide vectors; the others are unchanged */
+    float act[4][20];
+    void (*fn[4]) (float *, gsize) = { mm_gelu, mm_silu, mm_tanh, mm_sigmoid };
+    for (int f = 0; f < 4; f++) {
+      for (int i = 0; i < 20; i++)
+        act[f][i] = (float)i / 4 - 2;
+      act[f][3] = NAN;
+      act[f][17] = NAN;
+      fn[f](act[f], 20);
+      for (int i = 0; i < 20; i++)
+        if ((i == 3 || i == 17) != !!isnan (act[f][i]))
+          g_error ("activation %d (reference %d): value %d is %g", f, r, i, act[f][i]);
+    }
   }
   mm_ops_set_reference (FALSE);
 
