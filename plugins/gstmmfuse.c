@@ -79,9 +79,14 @@
  * (audioenc's first embedding needs its whole window): mmfuse therefore
  * asks each branch for its lookahead (the latency query, answered by the
  * encoders even when not live) and, unless the application set `latency`,
- * sets `latency` to 1.5 times the largest, which outside live pipelines only
- * lets each pad queue that much (embeddings are small).  Plain `queue`s
- * then suffice; it is undone when mmfuse stops.
+ * sets `latency` to 1.5 times the largest (at most 30 s), which outside
+ * live pipelines only lets each pad queue that much (embeddings are
+ * small); it is undone when mmfuse stops, or when a live branch appears.
+ * DESIGN.md's launch line then runs, and survives seeks, with plain
+ * `queue`s (tests/pipelines: design-line, design-line-seeks); branches that
+ * wait for mmfuse's own output (textoverlay fed by mmdecode) still need
+ * queues of a few seconds.  An application that sets `latency` itself,
+ * even to 0, keeps its value.
  *
  * ## Provenance
  * #MmFusionMeta has one entry per fusion input, in the model's order: its
@@ -181,8 +186,8 @@ struct _GstMmFusePad
                             * the next buffer), or NONE */
   gint pending_reset;      /* atomic: set on flush, applied by the
                                  * aggregator thread */
-  gboolean flushed;        /* flushed since the output clock was last
-                            * reset (aggregator thread) */
+  gboolean flushed;        /* flushed since the last output or reset of
+                            * the output clock (aggregator thread) */
 };
 
 G_DEFINE_TYPE (GstMmFusePad, gst_mm_fuse_pad, GST_TYPE_AGGREGATOR_PAD);
@@ -194,6 +199,7 @@ gst_mm_fuse_pad_reset_stream (GstMmFusePad *pad)
   pad->last_start = GST_CLOCK_TIME_NONE;
   pad->last_end = GST_CLOCK_TIME_NONE;
   pad->gap_from = GST_CLOCK_TIME_NONE;
+  pad->flushed = FALSE;
 }
 
 static GstFlowReturn
@@ -354,6 +360,8 @@ struct _GstMmFuse
   /* object lock: the base class's "latency" as mmfuse set it for a
    * non-live pipeline's lookahead (see update_lookahead), 0 = not set */
   GstClockTime auto_latency;
+  gboolean setting_latency; /* mmfuse itself is setting "latency" */
+  gboolean app_latency;     /* the application set "latency" (even to 0) */
 };
 
 #define gst_mm_fuse_parent_class parent_class
@@ -367,6 +375,7 @@ gst_mm_fuse_set_property (GObject *object, guint prop_id, const GValue *value, G
 static void
 gst_mm_fuse_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec);
 static void gst_mm_fuse_finalize (GObject *object);
+static void gst_mm_fuse_latency_notify (GObject *object, GParamSpec *pspec, gpointer user_data);
 static gboolean gst_mm_fuse_start (GstAggregator *agg);
 static gboolean gst_mm_fuse_stop (GstAggregator *agg);
 static GstFlowReturn gst_mm_fuse_flush (GstAggregator *agg);
@@ -527,6 +536,7 @@ gst_mm_fuse_init (GstMmFuse *self)
   self->live_latency = GST_CLOCK_TIME_NONE;
   /* A pad that never delivered anything must not hold back a live stream. */
   gst_aggregator_set_ignore_inactive_pads (GST_AGGREGATOR (self), TRUE);
+  g_signal_connect (self, "notify::latency", G_CALLBACK (gst_mm_fuse_latency_notify), NULL);
 }
 
 static void
@@ -694,9 +704,17 @@ gst_mm_fuse_stop (GstAggregator *agg)
     GST_OBJECT_LOCK (self);
     mine = self->auto_latency;
     self->auto_latency = 0;
+    if (mine != 0 && current == mine && !self->app_latency)
+      self->setting_latency = TRUE;
+    else
+      mine = 0;
     GST_OBJECT_UNLOCK (self);
-    if (mine != 0 && current == mine)
+    if (mine != 0) {
       g_object_set (self, "latency", (GstClockTime)0, NULL);
+      GST_OBJECT_LOCK (self);
+      self->setting_latency = FALSE;
+      GST_OBJECT_UNLOCK (self);
+    }
   }
   g_clear_pointer (&self->warned_drive_pad, g_free);
   return TRUE;
@@ -951,6 +969,8 @@ gst_mm_fuse_sink_query (GstAggregator *agg, GstAggregatorPad *apad, GstQuery *qu
  * pipelines only sizes these queues (embeddings are small).  Nothing is
  * changed when an upstream is live (deadlines handle that) or when the
  * application set "latency" itself. */
+#define MAX_LOOKAHEAD (20 * GST_SECOND)
+
 static void
 gst_mm_fuse_update_lookahead (GstMmFuse *self)
 {
@@ -979,21 +999,40 @@ gst_mm_fuse_update_lookahead (GstMmFuse *self)
     gst_query_unref (query);
   }
   g_ptr_array_unref (pads);
-  if (live || need == 0)
-    return;
-  need += need / 2; /* the next window's hop, demuxer interleaving */
+  /* the next window's hop and the demuxer's interleaving on top; at most
+   * MAX_LOOKAHEAD, whatever an upstream answers */
+  need = MIN (need, MAX_LOOKAHEAD);
+  need += need / 2;
 
   g_object_get (self, "latency", &current, NULL);
   GST_OBJECT_LOCK (self);
-  if ((current != 0 && current != self->auto_latency) || need <= current) {
+  if (self->app_latency || (!live && need <= current) || (live && self->auto_latency == 0)) {
     GST_OBJECT_UNLOCK (self);
-    return; /* the application's setting, or enough already */
+    return; /* the application's setting, enough already, or live and unset */
   }
+  if (live) /* a live branch linked after a non-live one: deadlines apply */
+    need = 0;
   self->auto_latency = need;
+  self->setting_latency = TRUE;
   GST_OBJECT_UNLOCK (self);
-  GST_INFO_OBJECT (self, "not live: each pad may queue %" GST_TIME_FORMAT " (inputs' lookahead)",
-      GST_TIME_ARGS (need));
+  GST_INFO_OBJECT (self, "%s: each pad may queue %" GST_TIME_FORMAT " (inputs' lookahead)",
+      live ? "live" : "not live", GST_TIME_ARGS (need));
   g_object_set (self, "latency", need, NULL);
+  GST_OBJECT_LOCK (self);
+  self->setting_latency = FALSE;
+  GST_OBJECT_UNLOCK (self);
+}
+
+/* "latency" set by anyone but mmfuse: the application's choice, kept */
+static void
+gst_mm_fuse_latency_notify (GObject *object, GParamSpec *pspec, gpointer user_data)
+{
+  GstMmFuse *self = GST_MM_FUSE (object);
+
+  GST_OBJECT_LOCK (self);
+  if (!self->setting_latency)
+    self->app_latency = TRUE;
+  GST_OBJECT_UNLOCK (self);
 }
 
 static gboolean
@@ -1224,15 +1263,36 @@ apply_pending_reset (GstMmFusePad *pad)
   return TRUE;
 }
 
-/* Running time of a buffer's start on @pad, NONE when unknown/outside. */
+/* Running time where the part of @buf inside @pad's segment starts, NONE
+ * when it has no PTS or lies outside; with @end, where it ends (NONE
+ * without a duration).  A buffer that began before the segment starts at
+ * the segment's start: after an accurate seek into a subtitle cue, the cue
+ * still covers the first outputs (dropping it left mmfuse waiting for the
+ * next cue while the demuxer waited for the full video queue). */
+static GstClockTime
+buffer_running_span (GstMmFusePad *pad, GstBuffer *buf, GstClockTime *end)
+{
+  GstSegment *seg = &GST_AGGREGATOR_PAD (pad)->segment;
+  GstClockTime pts = GST_BUFFER_PTS (buf), stop = GST_CLOCK_TIME_NONE;
+  guint64 cstart, cstop;
+
+  if (end)
+    *end = GST_CLOCK_TIME_NONE;
+  if (!GST_BUFFER_PTS_IS_VALID (buf))
+    return GST_CLOCK_TIME_NONE;
+  if (GST_BUFFER_DURATION_IS_VALID (buf))
+    stop = pts + GST_BUFFER_DURATION (buf);
+  if (!gst_segment_clip (seg, GST_FORMAT_TIME, pts, stop, &cstart, &cstop))
+    return GST_CLOCK_TIME_NONE;
+  if (end && GST_CLOCK_TIME_IS_VALID (stop))
+    *end = gst_segment_to_running_time (seg, GST_FORMAT_TIME, cstop);
+  return gst_segment_to_running_time (seg, GST_FORMAT_TIME, cstart);
+}
+
 static GstClockTime
 buffer_running_start (GstMmFusePad *pad, GstBuffer *buf)
 {
-  GstAggregatorPad *apad = GST_AGGREGATOR_PAD (pad);
-
-  if (!GST_BUFFER_PTS_IS_VALID (buf))
-    return GST_CLOCK_TIME_NONE;
-  return gst_segment_to_running_time (&apad->segment, GST_FORMAT_TIME, GST_BUFFER_PTS (buf));
+  return buffer_running_span (pad, buf, NULL);
 }
 
 static gboolean
@@ -1245,6 +1305,7 @@ is_gap_buffer (GstBuffer *buf)
 static gboolean
 take_embedding (GstMmFuse *self, GstMmFusePad *pad, GstBuffer *buf, GstClockTime start)
 {
+  GstClockTime end;
   gsize size = gst_buffer_get_size (buf);
 
   if (size != pad->dim * sizeof (gfloat)) {
@@ -1258,8 +1319,11 @@ take_embedding (GstMmFuse *self, GstMmFusePad *pad, GstBuffer *buf, GstClockTime
   gst_buffer_extract (buf, 0, pad->last, size);
   pad->has_last = TRUE;
   pad->last_start = start;
-  pad->last_end =
-      GST_BUFFER_DURATION_IS_VALID (buf) ? start + GST_BUFFER_DURATION (buf) : GST_CLOCK_TIME_NONE;
+  buffer_running_span (pad, buf, &end);
+  /* (an end the segment cannot map: as long as its duration) */
+  if (!GST_CLOCK_TIME_IS_VALID (end) && GST_BUFFER_DURATION_IS_VALID (buf))
+    end = start + GST_BUFFER_DURATION (buf);
+  pad->last_end = end;
   pad->gap_from = GST_CLOCK_TIME_NONE;
   return TRUE;
 }
@@ -1297,7 +1361,8 @@ settle_pad (GstMmFuse *self, GstMmFusePad *pad, GstClockTime t, gboolean timeout
   GstBuffer *buf;
 
   while ((buf = gst_aggregator_pad_peek_buffer (apad)) != NULL) {
-    GstClockTime start = buffer_running_start (pad, buf);
+    GstClockTime span_end;
+    GstClockTime start = buffer_running_span (pad, buf, &span_end);
 
     if (GST_CLOCK_TIME_IS_VALID (start) && start > t) {
       head = start;
@@ -1311,8 +1376,7 @@ settle_pad (GstMmFuse *self, GstMmFusePad *pad, GstClockTime t, gboolean timeout
           "segment: %" GST_PTR_FORMAT,
           buf);
     } else if (is_gap_buffer (buf)) {
-      GstClockTime end =
-          GST_BUFFER_DURATION_IS_VALID (buf) ? start + GST_BUFFER_DURATION (buf) : start;
+      GstClockTime end = GST_CLOCK_TIME_IS_VALID (span_end) ? span_end : start;
 
       note_gap (pad, start, end);
       /* A gap covering t stays queued until t passes its end: the pad then
@@ -1533,8 +1597,9 @@ gst_mm_fuse_aggregate (GstAggregator *agg, gboolean timeout)
     }
     n_reset += pad->flushed;
   }
-  /* every pad flushed, maybe over several calls (upstream flushing each
-   * source on its own) */
+  /* every pad flushed since the last output, maybe over several calls
+   * (upstream flushing each source on its own); flushes with outputs
+   * between them are separate events, not one restart */
   if (drive_reset || (n_reset > 0 && n_reset == snap.pads->len)) {
     GST_DEBUG_OBJECT (self, "flushed: the next output may start anywhere");
     reset_output_clock (self);
@@ -1663,6 +1728,9 @@ gst_mm_fuse_aggregate (GstAggregator *agg, gboolean timeout)
 
   GST_BUFFER_PTS (out) = out_pts;
   GST_BUFFER_DURATION (out) = out_dur;
+  /* flushes before this output and flushes after it are not one restart */
+  for (i = 0; i < snap.pads->len; i++)
+    ((GstMmFusePad *)g_ptr_array_index (snap.pads, i))->flushed = FALSE;
   self->last_out_t = t;
   self->last_out_end = GST_CLOCK_TIME_IS_VALID (out_dur)
       ? gst_segment_to_running_time (&snap.srcseg, GST_FORMAT_TIME, out_pts + out_dur)

@@ -1078,6 +1078,54 @@ GST_START_TEST (test_interval_flush_per_pad)
 
 GST_END_TEST;
 
+/* The opposite case: two single-pad flushes far apart, with outputs in
+ * between and the running time continuing (nothing goes back): they are
+ * separate events, and the output clock must not restart (which would
+ * repeat 0..7.5 s). */
+GST_START_TEST (test_interval_flushes_apart)
+{
+  static const gchar *const modalities[] = { "audio", "text", NULL };
+  GstClockTime last = 0;
+  GstBuffer *out;
+  gint n = 0;
+  Fuse f;
+  guint i;
+
+  fuse_setup (&f, NULL, modalities);
+  for (i = 0; i < 4; i++)
+    push (f.in[0], embedding (i * GST_SECOND, GST_SECOND));
+  push (f.in[1], embedding (0, 4 * GST_SECOND));
+  for (i = 0; i < 8; i++)
+    pull_and_check (f.h, i * 500 * MS, 500 * MS, MISSING, AT ((gint)(i / 2 * 1000)), 0);
+
+  flush_and_segment (f.in[0], gst_util_seqnum_next (), 0); /* audio alone */
+  for (i = 4; i < 8; i++)
+    push (f.in[0], embedding (i * GST_SECOND, GST_SECOND));
+  push (f.in[1], embedding (4 * GST_SECOND, 4 * GST_SECOND));
+  for (i = 8; i < 16; i++)
+    pull_and_check (f.h, i * 500 * MS, 500 * MS, MISSING, AT ((gint)(i / 2 * 1000)), AT (4000));
+
+  flush_and_segment (f.in[1], gst_util_seqnum_next (), 0); /* text alone, later */
+  for (i = 8; i < 12; i++)
+    push (f.in[0], embedding (i * GST_SECOND, GST_SECOND));
+  push (f.in[1], embedding (8 * GST_SECOND, 4 * GST_SECOND));
+  push_event (f.in[0], gst_event_new_eos ());
+  push_event (f.in[1], gst_event_new_eos ());
+  wait_for_eos (f.h);
+  while ((out = gst_harness_try_pull (f.h))) {
+    fail_unless (GST_BUFFER_PTS (out) >= 8 * GST_SECOND && GST_BUFFER_PTS (out) >= last,
+        "output at %" GST_TIME_FORMAT " after %" GST_TIME_FORMAT,
+        GST_TIME_ARGS (GST_BUFFER_PTS (out)), GST_TIME_ARGS (last));
+    last = GST_BUFFER_PTS (out);
+    n++;
+    gst_buffer_unref (out);
+  }
+  fail_unless_equals_int (n, 8); /* 8 .. 11.5 s */
+  fuse_teardown (&f);
+}
+
+GST_END_TEST;
+
 /* Releasing the text pad while playing: outputs continue with text missing;
  * a new pad takes the freed input. */
 GST_START_TEST (test_pad_release_while_playing)
@@ -1667,6 +1715,13 @@ GST_START_TEST (test_pipeline_mkv_default_queues)
   gst_element_set_state (pipeline, GST_STATE_NULL);
   g_object_get (fuse, "latency", &latency, NULL);
   fail_unless_equals_uint64 (latency, 0);
+  /* an application's own setting, even 0, is kept */
+  g_object_set (fuse, "latency", (GstClockTime)0, NULL);
+  fail_if (gst_element_set_state (pipeline, GST_STATE_PAUSED) == GST_STATE_CHANGE_FAILURE);
+  gst_element_get_state (pipeline, NULL, NULL, 10 * GST_SECOND);
+  g_object_get (fuse, "latency", &latency, NULL);
+  fail_unless_equals_uint64 (latency, 0);
+  gst_element_set_state (pipeline, GST_STATE_NULL);
   gst_object_unref (fuse);
   gst_object_unref (pipeline);
   g_unlink (mkv);
@@ -1796,6 +1851,7 @@ mmfuse_suite (void)
   tcase_add_test (tc, test_flushing_seek);
   tcase_add_test (tc, test_drive_pad_flush);
   tcase_add_test (tc, test_interval_flush_per_pad);
+  tcase_add_test (tc, test_interval_flushes_apart);
   tcase_add_test (tc, test_pad_release_while_playing);
   tcase_add_test (tc, test_mismatched_caps);
   tcase_add_test (tc, test_modality_override);
