@@ -1732,6 +1732,78 @@ GST_START_TEST (test_pipeline_mkv_default_queues)
 
 GST_END_TEST;
 
+/* What the upstream of a pad answers to the latency query (a probe on the
+ * harness's src pad stands in for a branch). */
+typedef struct
+{
+  gboolean live;
+  GstClockTime min;
+} LatencyAnswer;
+
+static GstPadProbeReturn
+answer_latency (GstPad *pad, GstPadProbeInfo *info, gpointer user_data)
+{
+  GstQuery *query = GST_PAD_PROBE_INFO_QUERY (info);
+  LatencyAnswer *a = user_data;
+
+  if (GST_QUERY_TYPE (query) != GST_QUERY_LATENCY)
+    return GST_PAD_PROBE_OK;
+  gst_query_set_latency (query, a->live, a->min, GST_CLOCK_TIME_NONE);
+  return GST_PAD_PROBE_HANDLED;
+}
+
+static gboolean
+wait_for_latency (GstElement *fuse, GstClockTime want)
+{
+  GstClockTime latency = GST_CLOCK_TIME_NONE;
+  gint i;
+
+  for (i = 0; i < 200; i++) {
+    g_object_get (fuse, "latency", &latency, NULL);
+    if (latency == want)
+      return TRUE;
+    g_usleep (10 * 1000);
+  }
+  GST_ERROR ("latency %" GST_TIME_FORMAT ", want %" GST_TIME_FORMAT, GST_TIME_ARGS (latency),
+      GST_TIME_ARGS (want));
+  return FALSE;
+}
+
+/* The non-live lookahead: a non-live branch answering 2 s lets every pad
+ * queue 3 s; a live branch that gets its caps later undoes it (live
+ * deadlines apply, and the lookahead would only add 3 s of latency). */
+GST_START_TEST (test_lookahead_live_branch_later)
+{
+  LatencyAnswer audio = { FALSE, 2 * GST_SECOND }, text = { FALSE, 0 };
+  GstElement *fuse = gst_element_factory_make ("mmfuse", NULL);
+  gchar *model = fixture ("tiny.safetensors"), *caps;
+  GstHarness *h0, *h1;
+
+  g_object_set (fuse, "model", model, NULL); /* latency left to mmfuse */
+  h0 = gst_harness_new_with_element (fuse, "sink_0", "src");
+  h1 = gst_harness_new_with_element (fuse, "sink_1", NULL);
+  gst_pad_add_probe (h0->srcpad, GST_PAD_PROBE_TYPE_QUERY_UPSTREAM, answer_latency, &audio, NULL);
+  gst_pad_add_probe (h1->srcpad, GST_PAD_PROBE_TYPE_QUERY_UPSTREAM, answer_latency, &text, NULL);
+
+  caps = caps_string ("audio", DIM);
+  gst_harness_set_src_caps_str (h0, caps);
+  g_free (caps);
+  fail_unless (wait_for_latency (fuse, 3 * GST_SECOND));
+
+  text.live = TRUE;
+  caps = caps_string ("text", DIM);
+  gst_harness_set_src_caps_str (h1, caps);
+  g_free (caps);
+  fail_unless (wait_for_latency (fuse, 0));
+
+  gst_harness_teardown (h1);
+  gst_harness_teardown (h0);
+  gst_object_unref (fuse);
+  g_free (model);
+}
+
+GST_END_TEST;
+
 /* MKV with a subtitle track through matroskademux (one streaming thread
  * for all three, pango-markup subtitles): no stall, one decision per frame. */
 GST_START_TEST (test_pipeline_mkv)
@@ -1852,6 +1924,7 @@ mmfuse_suite (void)
   tcase_add_test (tc, test_drive_pad_flush);
   tcase_add_test (tc, test_interval_flush_per_pad);
   tcase_add_test (tc, test_interval_flushes_apart);
+  tcase_add_test (tc, test_lookahead_live_branch_later);
   tcase_add_test (tc, test_pad_release_while_playing);
   tcase_add_test (tc, test_mismatched_caps);
   tcase_add_test (tc, test_modality_override);
