@@ -7,8 +7,8 @@
  * Weights are const float * into the mapping; batch-norms are folded into
  * small owned scale/shift arrays at load, and for the fast path (the
  * default; mm_ops_set_reference (TRUE) runs the channel-first reference
- * path with mm_conv1d) into conv weights packed for conv_fast (conv-cl.c).  The context sizes the log-mel
- * scratch and every activation for the longest accepted input
+ * path with mm_conv1d) into conv weights packed for conv-cl.c (conv_fast).
+ * The context sizes the log-mel scratch and every activation for the longest accepted input
  * (params->max_audio_samples, default four windows), so encode never
  * allocates.
  */
@@ -168,8 +168,12 @@ bind_conv (Conv1d *c, const MmSafetensors *st, const char *label, guint i, GErro
       return FALSE;
     }
   }
-  c->scale = g_new (float, (guint)c->c_out);
-  c->shift = g_new (float, (guint)c->c_out);
+  c->scale = g_try_new (float, (guint)c->c_out);
+  c->shift = g_try_new (float, (guint)c->c_out);
+  if (!c->scale || !c->shift) {
+    mm_format_error (error, label, "cannot allocate the batch-norm of convs[%u]", i);
+    return FALSE;
+  }
   mm_batchnorm_fold (c->scale, c->shift, p[0], p[1], p[2], p[3], c->c_out, BN_EPS);
   if (conv_bias)
     for (int j = 0; j < c->c_out; j++)

@@ -423,7 +423,13 @@ mm_cpu_has_avx512 (void)
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
   static gsize cached; /* 0 unset, 1 no, 2 yes; set once, read by any thread */
   if (g_once_init_enter (&cached))
-    g_once_init_leave (&cached, __builtin_cpu_supports ("avx512f") ? 2 : 1);
+    /* the features of the x86-64-v4 clones that use the wide tiles */
+    g_once_init_leave (&cached,
+        __builtin_cpu_supports ("avx512f") && __builtin_cpu_supports ("avx512bw")
+                && __builtin_cpu_supports ("avx512dq") && __builtin_cpu_supports ("avx512vl")
+                && __builtin_cpu_supports ("avx512cd")
+            ? 2
+            : 1);
   return cached == 2;
 #else
   return FALSE;

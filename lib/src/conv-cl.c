@@ -49,6 +49,8 @@ mm_conv_cl_clear (MmConvCl *c)
   memset (c, 0, sizeof *c);
 }
 
+#define MAX_PACKED_FLOATS ((gsize)1 << 28) /* 1 GiB */
+
 gboolean
 mm_conv_cl_init (MmConvCl *c, const float *w, const float *scale, const float *shift, int c_in,
     int c_out, int kh, int kw, int groups, const char *what, GError **error)
@@ -63,13 +65,17 @@ mm_conv_cl_init (MmConvCl *c, const float *w, const float *scale, const float *s
   int cg = c_in / groups, og = c_out / groups, og_pad = (og + 15) / 16 * 16;
   gsize kk = (gsize)kh * kw * cg, n = (gsize)groups * og_pad * kk;
   *c = (MmConvCl){ c_in, c_out, kh, kw, groups, og_pad, NULL, NULL, NULL };
-  if (n < G_MAXSIZE / sizeof (float) - 64)
+  /* at most 1 GiB: with overcommit a larger g_try_malloc0 would succeed and
+   * the packing below would get the process killed instead of an error
+   * (depthwise convs pack 16x their weights) */
+  if (n <= MAX_PACKED_FLOATS)
     c->mem = g_try_malloc0 (n * sizeof (float) + 63);
-  c->shift = g_try_new0 (float, (gsize)groups *og_pad);
+  if (c->mem)
+    c->shift = g_try_new0 (float, (gsize)groups *og_pad);
   if (!c->mem || !c->shift) {
     g_set_error (error, MM_ERROR, MM_ERROR_FORMAT,
-        "%s: cannot allocate %" G_GSIZE_FORMAT " MB for the packed conv weights", what,
-        (n * sizeof (float)) >> 20);
+        "%s: the packed conv weights would take %" G_GSIZE_FORMAT " MB (at most %u MB)", what,
+        n / (1024 * 1024 / sizeof (float)), (guint)(MAX_PACKED_FLOATS / (1024 * 1024 / 4)));
     mm_conv_cl_clear (c);
     return FALSE;
   }
