@@ -25,8 +25,7 @@ void mm_blas_init (void);
 void mm_blas_set_threads (int n);
 int mm_blas_get_threads (void); /* OpenBLAS threads (MM_THREADS or the last set) */
 /* AVX-512 (F, BW, DQ, VL, CD: the x86-64-v4 clones): 32 vector registers,
- * room for 8 x 32 register tiles (checked
- * once, any thread) */
+ * room for 8 x 32 register tiles (checked once, any thread) */
 gboolean mm_cpu_has_avx512 (void);
 
 /* C (m, n) = alpha op(A) op(B) + beta C, row-major; op = transpose when trans_*. */
