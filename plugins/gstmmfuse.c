@@ -964,11 +964,12 @@ gst_mm_fuse_sink_query (GstAggregator *agg, GstAggregatorPad *apad, GstQuery *qu
  * image branch blocks at mmfuse meanwhile, its 1 s queue fills, the
  * demuxer blocks on it and the audio never comes: a stall.  Each branch
  * answers its lookahead in the latency query even when not live (audioenc:
- * its window), so mmfuse lets every pad queue the largest lookahead plus a
- * hop's margin, by setting the base class's "latency", which outside live
- * pipelines only sizes these queues (embeddings are small).  Nothing is
- * changed when an upstream is live (deadlines handle that) or when the
- * application set "latency" itself. */
+ * its window), so mmfuse lets every pad queue 1.5 times the largest
+ * lookahead (at most 30 s) by setting the base class's "latency", which
+ * outside live pipelines only sizes these queues (embeddings are small).
+ * When an upstream is live, deadlines handle waiting: mmfuse sets nothing,
+ * or takes back what it set before the live branch appeared.  A "latency"
+ * the application set, even 0, is never touched. */
 #define MAX_LOOKAHEAD (20 * GST_SECOND)
 
 static void
