@@ -259,8 +259,6 @@ typedef struct
   float *c;
   gsize cr, cc; /* C element of tile (r, j) at c[r * cr + j * cc] */
   float alpha, beta;
-  const float *packed; /* else Y prepacked by mm_sgemm_pack_bt (y unused) */
-  int k;               /* Y's depth, for the panel offsets of packed */
 } SmallGemm;
 
 /* Y rows p0..p0+kc, columns j0..j0+nr: in place when contiguous and full,
@@ -270,10 +268,6 @@ SMALL_INLINE const float *
 panel_y (
     float *restrict bp, const SmallGemm *g, int p0, int kc, int j0, int nr, int width, gsize *ys)
 {
-  if (g->packed) { /* panel j0 / 32, zero padded to 32 columns */
-    *ys = SG_NR;
-    return g->packed + (gsize)j0 * g->k + (gsize)p0 * SG_NR;
-  }
   if (!g->y_trans && nr == width) {
     *ys = g->ldy;
     return g->y + (gsize)p0 * g->ldy + j0;
@@ -340,16 +334,12 @@ store_row (const SmallGemm *g, int i, int j0, int nr, int width, v16f t0, v16f t
  * registers */
 #define DEFINE_TILE(MR, NV)                                                                        \
   SMALL_INLINE void tile_##MR##_##NV (const SmallGemm *g, const float *x, const float *yp,         \
-      gsize ys, int kc, int i0, int j0, int nr, gboolean first, const float *pf)                   \
+      gsize ys, int kc, int i0, int j0, int nr, gboolean first)                                    \
   {                                                                                                \
     v16f a0[MR], a1[MR], z = { 0 };                                                                \
     gsize xr = g->xr, xc = g->xc;                                                                  \
     _Pragma ("GCC unroll 8") for (int r = 0; r < MR; r++) a0[r] = a1[r] = z;                       \
     for (int p = 0; p < kc; p++) {                                                                 \
-      if (pf) {                                                                                    \
-        __builtin_prefetch (pf + p * SG_NR, 0, 3);                                                 \
-        __builtin_prefetch (pf + p * SG_NR + 16, 0, 3);                                            \
-      }                                                                                            \
       v16f b0 = *(const v16f *)(yp + p * ys);                                                      \
       v16f b1 = z;                                                                                 \
       if (NV == 2)                                                                                 \
@@ -373,21 +363,17 @@ DEFINE_TILE (4, 1)
 DEFINE_TILE (1, 1)
 
 /* One panel of width 16 NV: all row tiles; wide: 8-row tiles (16
- * accumulators, for 32 vector registers), else 4-row tiles.  With packed
- * weights the first row tile also prefetches the next panel (pf): weights
- * come from L3 or memory once per call (measured: a 64x256->1024 linear
- * ran at 94 GFLOP/s with cold weights, 109 with hot ones). */
+ * accumulators, for 32 vector registers), else 4-row tiles */
 #define PANEL_ROWS(NV)                                                                             \
   do {                                                                                             \
     int i0 = 0;                                                                                    \
-    const float *pf = next;                                                                        \
     if (wide)                                                                                      \
-      for (; i0 + 8 <= m; i0 += 8, pf = NULL)                                                      \
-        tile_8_##NV (g, x + i0 * g->xr, yp, ys, kc, i0, j0, nr, first, pf);                        \
-    for (; i0 + 4 <= m; i0 += 4, pf = NULL)                                                        \
-      tile_4_##NV (g, x + i0 * g->xr, yp, ys, kc, i0, j0, nr, first, pf);                          \
-    for (; i0 < m; i0++, pf = NULL)                                                                \
-      tile_1_##NV (g, x + i0 * g->xr, yp, ys, kc, i0, j0, nr, first, pf);                          \
+      for (; i0 + 8 <= m; i0 += 8)                                                                 \
+        tile_8_##NV (g, x + i0 * g->xr, yp, ys, kc, i0, j0, nr, first);                            \
+    for (; i0 + 4 <= m; i0 += 4)                                                                   \
+      tile_4_##NV (g, x + i0 * g->xr, yp, ys, kc, i0, j0, nr, first);                              \
+    for (; i0 < m; i0++)                                                                           \
+      tile_1_##NV (g, x + i0 * g->xr, yp, ys, kc, i0, j0, nr, first);                              \
   } while (0)
 
 /* T (m, n) = X Y: panels of 32 columns, the last one 16 wide when that
@@ -403,9 +389,6 @@ small_gemm_run (const SmallGemm *g, int m, int n, int k, gboolean wide)
     for (int j0 = 0; j0 < n; j0 += SG_NR) {
       int nr = MIN (SG_NR, n - j0);
       gsize ys;
-      const float *next = NULL; /* packed: this depth block of the next panel */
-      if (g->packed && j0 + SG_NR < n)
-        next = g->packed + (gsize)(j0 + SG_NR) * g->k + (gsize)p0 * SG_NR;
       if (nr <= 16) {
         const float *yp = panel_y (bp, g, p0, kc, j0, nr, 16, &ys);
         PANEL_ROWS (1);
@@ -451,77 +434,6 @@ sgemm_small (gboolean ta, gboolean tb, int m, int n, int k, float alpha, const f
     .cc = 1,
     .alpha = alpha,
     .beta = beta };
-  small_gemm_run (&g, m, n, k, mm_cpu_has_avx512 ());
-}
-
-/* ------------------------------------------------------------------ */
-/* Prepacked weights                                                   */
-
-/* OpenBLAS packs both operands on every call.  With few rows (a BERT layer
- * at 64 tokens), packing the weight matrix costs about a fifth of the
- * layer: measured on bert4, sgemm_incopy took 22 % of the encoder.  A
- * model's weights never change, so they are packed once at load into the
- * small kernel's panel layout and the kernel reads them in place. */
-gsize
-mm_sgemm_pack_size (int n, int k)
-{
-  return n > 0 && k > 0 ? (gsize)((n + SG_NR - 1) / SG_NR) * SG_NR * k : 0;
-}
-
-void
-mm_sgemm_pack_bt (float *dst, const float *w, int n, int k)
-{
-  for (int j0 = 0; j0 < n; j0 += SG_NR) {
-    float *panel = dst + (gsize)j0 * k;
-    int nr = MIN (SG_NR, n - j0);
-    for (int p = 0; p < k; p++) {
-      float *row = panel + (gsize)p * SG_NR;
-      for (int j = 0; j < nr; j++)
-        row[j] = w[(gsize)(j0 + j) * k + p];
-      for (int j = nr; j < SG_NR; j++)
-        row[j] = 0.0f;
-    }
-  }
-}
-
-static float
-packed_at (const float *packed, int k, int p, int j)
-{
-  return packed[(gsize)(j / SG_NR) * SG_NR * k + (gsize)p * SG_NR + j % SG_NR];
-}
-
-void
-mm_sgemm_packed (int m, int n, int k, const float *a, int lda, const float *packed, float beta,
-    float *c, int ldc)
-{
-  mm_blas_init ();
-  if (m <= 0 || n <= 0 || k <= 0) {
-    if (m > 0 && n > 0)
-      for (int i = 0; i < m; i++)
-        for (int j = 0; j < n; j++)
-          c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
-    return;
-  }
-  if (!blas_sgemm || mm_ops_get_reference ()) {
-    for (int i = 0; i < m; i++)
-      for (int j = 0; j < n; j++) {
-        double acc = 0.0;
-        for (int p = 0; p < k; p++)
-          acc += (double)a[(gsize)i * lda + p] * packed_at (packed, k, p, j);
-        c[i * ldc + j] = (float)acc + (beta == 0.0f ? 0.0f : beta * c[i * ldc + j]);
-      }
-    return;
-  }
-  SmallGemm g = { .x = a,
-    .xr = (gsize)lda,
-    .xc = 1,
-    .c = c,
-    .cr = ldc,
-    .cc = 1,
-    .alpha = 1.0f,
-    .beta = beta,
-    .packed = packed,
-    .k = k };
   small_gemm_run (&g, m, n, k, mm_cpu_has_avx512 ());
 }
 

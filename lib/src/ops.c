@@ -247,22 +247,6 @@ mm_linear (float *y, const float *x, const float *w, const float *b, int n, int 
     add_row_bias (y, b, n, d_out);
 }
 
-void
-mm_linear_packed (float *y, const float *x, const float *w, const float *w_packed, const float *b,
-    int n, int d_in, int d_out)
-{
-  if (n <= 0 || d_out <= 0)
-    return;
-  if (use_reference || !w_packed
-      || (mm_blas_get_threads () > 1 && (double)n * d_in * d_out > 1e6)) {
-    mm_linear (y, x, w, b, n, d_in, d_out);
-    return;
-  }
-  mm_sgemm_packed (n, d_out, d_in, x, MAX (d_in, 1), w_packed, 0.0f, y, d_out);
-  if (b)
-    add_row_bias (y, b, n, d_out);
-}
-
 /* ------------------------------------------------------------------ */
 /* Convolution                                                         */
 

@@ -36,21 +36,6 @@ void mm_sgemm (gboolean trans_a, gboolean trans_b, int m, int n, int k, float al
 void
 mm_linear (float *y, const float *x, const float *w, const float *b, int n, int d_in, int d_out);
 
-/* Weights packed once (at model load) for a kernel that reads them in
- * place, where OpenBLAS would repack them on every call:
- * mm_sgemm_pack_bt (dst, W, n, k) stores B = W^T, W (n, k) row-major (a
- * Linear's (d_out, d_in) weight), in mm_sgemm_pack_size (n, k) floats;
- * mm_sgemm_packed: C (m, n) = A (m, k) B + beta C.  Single-threaded; no
- * allocation. */
-gsize mm_sgemm_pack_size (int n, int k);
-void mm_sgemm_pack_bt (float *dst, const float *w, int n, int k);
-void mm_sgemm_packed (int m, int n, int k, const float *a, int lda, const float *packed, float beta,
-    float *c, int ldc);
-/* mm_linear with W also packed by mm_sgemm_pack_bt (W, d_out, d_in); with
- * more than one BLAS thread, big products go to OpenBLAS (on W) instead */
-void mm_linear_packed (float *y, const float *x, const float *w, const float *w_packed,
-    const float *b, int n, int d_in, int d_out);
-
 static inline int
 mm_conv_out_size (int in, int kernel, int stride, int pad)
 {

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "mm-private.h"
+#include "conv-cl.h"
 #include "ops.h"
 #include "preprocess.h"
 
@@ -60,9 +61,9 @@ typedef struct
   const float *inter_w, *inter_b;       /* (I, H), (I) */
   const float *out_w, *out_b;           /* (H, I), (H) */
   const float *out_ln_w, *out_ln_b;     /* (H) */
-  /* the six matrices again, packed at load for mm_linear_packed (into
-   * MmBertWeights.packed) */
-  const float *query_p, *key_p, *value_p, *attn_out_p, *inter_p, *out_p;
+  /* the six linears again, packed at load with their biases as 1x1
+   * channel-last convolutions (conv-cl.c), see bert_linear */
+  MmConvCl query, key, value, attn_out, inter, out;
 } BertLayer;
 
 struct _MmBertWeights
@@ -76,7 +77,6 @@ struct _MmBertWeights
   BertLayer *layer;                 /* L */
   const float *pooler_w, *pooler_b; /* (H, H), (H) when pooling is "pooler" */
   const float *proj_w, *proj_b;     /* (D, H), (D) or NULL */
-  float *packed;                    /* every layer's matrices, packed */
 };
 
 struct _MmBertContext
@@ -283,43 +283,40 @@ bind_head (MmBertWeights *w, const MmSafetensors *st, const char *label, GError 
   return TRUE;
 }
 
-/* Packs every layer's six matrices once, for a kernel that reads them in
- * place (OpenBLAS repacked them on every call: a fifth of the encoder's
- * time at 64 tokens).  As many floats as the matrices in the file, so the
- * size is checked like any file-sized allocation. */
+/* Packs every layer's six linears once, as 1x1 convolutions over n
+ * positions of d_in channels (a linear is one): OpenBLAS repacked the
+ * weights on every call, a fifth of the encoder's time at 64 tokens.
+ * conv-cl fails with a GError when memory is short. */
 static gboolean
 pack_layers (MmBertWeights *w, const char *label, GError **error)
 {
   const BertConfig *c = &w->cfg;
   int H = c->hidden, I = c->intermediate;
-  gsize per_layer =
-      4 * mm_sgemm_pack_size (H, H) + mm_sgemm_pack_size (I, H) + mm_sgemm_pack_size (H, I);
-  if (per_layer > G_MAXSIZE / sizeof (float) / MAX (c->layers, 1)
-      || !(w->packed = g_try_new (float, per_layer * c->layers))) {
-    mm_format_error (error, label,
-        "text: cannot allocate %u packed layers of %" G_GSIZE_FORMAT " floats", c->layers,
-        per_layer);
-    return FALSE;
-  }
-  float *dst = w->packed;
+
   for (guint i = 0; i < c->layers; i++) {
     BertLayer *l = &w->layer[i];
     struct
     {
-      const float **packed, *src;
-      int n, k;
+      MmConvCl *cl;
+      const float *w, *b;
+      int d_in, d_out;
+      const char *name;
     } m[] = {
-      { &l->query_p, l->query_w, H, H },
-      { &l->key_p, l->key_w, H, H },
-      { &l->value_p, l->value_w, H, H },
-      { &l->attn_out_p, l->attn_out_w, H, H },
-      { &l->inter_p, l->inter_w, I, H },
-      { &l->out_p, l->out_w, H, I },
+      { &l->query, l->query_w, l->query_b, H, H, "query" },
+      { &l->key, l->key_w, l->key_b, H, H, "key" },
+      { &l->value, l->value_w, l->value_b, H, H, "value" },
+      { &l->attn_out, l->attn_out_w, l->attn_out_b, H, H, "attention output" },
+      { &l->inter, l->inter_w, l->inter_b, H, I, "intermediate" },
+      { &l->out, l->out_w, l->out_b, I, H, "output" },
     };
     for (guint j = 0; j < G_N_ELEMENTS (m); j++) {
-      mm_sgemm_pack_bt (dst, m[j].src, m[j].n, m[j].k);
-      *m[j].packed = dst;
-      dst += mm_sgemm_pack_size (m[j].n, m[j].k);
+      GError *err = NULL;
+      if (!mm_conv_cl_init (
+              m[j].cl, m[j].w, NULL, m[j].b, m[j].d_in, m[j].d_out, 1, 1, 1, m[j].name, &err)) {
+        mm_format_error (error, label, "text: layer %u: %s", i, err->message);
+        g_error_free (err);
+        return FALSE;
+      }
     }
   }
   return TRUE;
@@ -353,8 +350,16 @@ mm_bert_weights_free (MmBertWeights *w)
 {
   if (!w)
     return;
+  for (guint i = 0; w->layer && i < w->cfg.layers; i++) {
+    BertLayer *l = &w->layer[i];
+    mm_conv_cl_clear (&l->query);
+    mm_conv_cl_clear (&l->key);
+    mm_conv_cl_clear (&l->value);
+    mm_conv_cl_clear (&l->attn_out);
+    mm_conv_cl_clear (&l->inter);
+    mm_conv_cl_clear (&l->out);
+  }
   g_free (w->layer);
-  g_free (w->packed);
   g_free (w);
 }
 
@@ -450,25 +455,39 @@ bert_embed (float *x, const MmBertWeights *w, const gint32 *ids, int n)
   mm_layernorm (x, x, n, H, w->emb_ln_w, w->emb_ln_b, w->cfg.eps);
 }
 
+/* y (n, d_out) = x (n, d_in) W^T + b [+ residual (n, d_out)] through the
+ * packed weights.  The reference ops path runs mm_linear; so do big
+ * products when OpenBLAS has several threads (MM_THREADS), which conv-cl
+ * would not use. */
+static void
+bert_linear (float *y, const float *x, const float *w, const float *b, const MmConvCl *cl,
+    const float *residual, int n, int d_in, int d_out)
+{
+  if (mm_ops_get_reference () || (mm_blas_get_threads () > 1 && (double)n * d_in * d_out > 1e6)) {
+    mm_linear (y, x, w, b, n, d_in, d_out);
+    if (residual)
+      mm_add (y, residual, (gsize)n * d_out);
+    return;
+  }
+  mm_conv_cl_run (cl, y, 0, x, 0, 1, n, 1, 1, residual, 0, FALSE);
+}
+
 /* x (n, H) = BertLayer (x): post-LN self-attention block, then FFN block. */
 static void
 bert_layer (MmBertContext *s, const BertLayer *l, const BertConfig *c, int n)
 {
   int H = c->hidden, I = c->intermediate;
-  gsize nH = (gsize)n * H;
 
-  mm_linear_packed (s->q, s->x, l->query_w, l->query_p, l->query_b, n, H, H);
-  mm_linear_packed (s->k, s->x, l->key_w, l->key_p, l->key_b, n, H, H);
-  mm_linear_packed (s->v, s->x, l->value_w, l->value_p, l->value_b, n, H, H);
+  bert_linear (s->q, s->x, l->query_w, l->query_b, &l->query, NULL, n, H, H);
+  bert_linear (s->k, s->x, l->key_w, l->key_b, &l->key, NULL, n, H, H);
+  bert_linear (s->v, s->x, l->value_w, l->value_b, &l->value, NULL, n, H, H);
   mm_attention (s->attn, s->q, s->k, s->v, n, n, H, c->heads, NULL, s->scores);
-  mm_linear_packed (s->tmp, s->attn, l->attn_out_w, l->attn_out_p, l->attn_out_b, n, H, H);
-  mm_add (s->tmp, s->x, nH);
+  bert_linear (s->tmp, s->attn, l->attn_out_w, l->attn_out_b, &l->attn_out, s->x, n, H, H);
   mm_layernorm (s->x, s->tmp, n, H, l->attn_ln_w, l->attn_ln_b, c->eps);
 
-  mm_linear_packed (s->ffn, s->x, l->inter_w, l->inter_p, l->inter_b, n, H, I);
+  bert_linear (s->ffn, s->x, l->inter_w, l->inter_b, &l->inter, NULL, n, H, I);
   mm_gelu (s->ffn, (gsize)n * I);
-  mm_linear_packed (s->tmp, s->ffn, l->out_w, l->out_p, l->out_b, n, I, H);
-  mm_add (s->tmp, s->x, nH);
+  bert_linear (s->tmp, s->ffn, l->out_w, l->out_b, &l->out, s->x, n, I, H);
   mm_layernorm (s->x, s->tmp, n, H, l->out_ln_w, l->out_ln_b, c->eps);
 }
 

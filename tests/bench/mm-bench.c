@@ -354,7 +354,7 @@ typedef struct
 typedef struct
 {
   const Layer *l;
-  float *x, *w, *b, *y, *scratch, *packed;
+  float *x, *w, *b, *y, *scratch;
   float *wino; /* Winograd weights where the image encoder uses them */
   int wino_m;
   MmConvCl conv_cl;
@@ -377,8 +377,8 @@ run_layer (gpointer ctx, gpointer arg)
   else if (l->conv)
     mm_conv2d (r->y, r->x, r->w, NULL, l->c_in, l->h, l->w, l->c_out, l->k, l->k, l->stride, l->pad,
         1, r->scratch);
-  else if (r->packed) /* as the BERT encoder runs them: weights packed at load */
-    mm_linear_packed (r->y, r->x, r->w, r->packed, r->b, l->n, l->d_in, l->d_out);
+  else if (r->conv_cl.packed) /* as the BERT encoder runs them: a 1x1 conv-cl */
+    mm_conv_cl_run (&r->conv_cl, r->y, 0, r->x, 0, 1, l->n, 1, 1, NULL, 0, FALSE);
   else
     mm_linear (r->y, r->x, r->w, r->b, l->n, l->d_in, l->d_out);
   return TRUE;
@@ -458,8 +458,8 @@ mode_layers (int repeats)
     }
     if (!l->conv) {
       unpacked_ms = median_ms (run_layer, NULL, &r, repeats); /* mm_linear: OpenBLAS */
-      r.packed = g_new (float, mm_sgemm_pack_size (l->d_out, l->d_in));
-      mm_sgemm_pack_bt (r.packed, r.w, l->d_out, l->d_in);
+      if (!mm_conv_cl_init (&r.conv_cl, r.w, NULL, r.b, l->d_in, l->d_out, 1, 1, 1, l->name, NULL))
+        g_error ("mm-bench: conv-cl init failed for %s", l->name);
     }
     double ms = median_ms (run_layer, NULL, &r, repeats);
     double flops = 2.0 * m * n * k;
@@ -472,13 +472,12 @@ mode_layers (int repeats)
         i ? ", " : "", l->name, m, n, k, ms, flops / (ms * 1e6), same, big, unpacked_ms,
         r.x_cl       ? "channel-last, packed weights"
             : r.wino ? (r.wino_m == 4 ? "winograd F(4x4,3x3)" : "winograd F(2x2,3x3)")
-                     : (l->conv ? "im2col + sgemm" : "packed weights"));
+                     : (l->conv ? "im2col + sgemm" : "1x1 channel-last, packed weights"));
     g_free (r.x);
     g_free (r.w);
     g_free (r.b);
     g_free (r.y);
     g_free (r.scratch);
-    g_free (r.packed);
     g_free (r.wino);
     g_free (r.x_cl);
     mm_conv_cl_clear (&r.conv_cl);

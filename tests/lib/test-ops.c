@@ -127,12 +127,13 @@ test_linear_paths (void)
     }
 }
 
-/* Weights packed once (mm_sgemm_pack_bt), as the BERT encoder does at load:
- * the same result as mm_linear's reference on shapes that leave partial
- * 8-row tiles, partial 32- and 16-column panels and several 128-deep
- * blocks; and mm_sgemm_packed's beta accumulates into C. */
+/* A linear layer as the BERT encoder runs it: a 1x1 channel-last conv
+ * over n positions with the weights packed at load and the bias as its
+ * shift, optionally adding a residual.  The same result as mm_linear's
+ * reference on shapes that leave partial 8-row tiles and partial 32- and
+ * 16-column panels, with reductions of 1 to 300. */
 static void
-test_linear_packed (void)
+test_linear_as_conv (void)
 {
   static const int shapes[][3] = {
     { 1, 7, 3 },
@@ -141,36 +142,33 @@ test_linear_packed (void)
     { 64, 256, 96 },
     { 17, 300, 48 },
     { 13, 129, 1 },
+    { 5, 1, 40 },
   };
   for (guint s = 0; s < G_N_ELEMENTS (shapes); s++) {
     int n = shapes[s][0], d_in = shapes[s][1], d_out = shapes[s][2];
     float *x = random_array (n * d_in, 1.0f), *w = random_array (d_out * d_in, 0.5f);
-    float *b = random_array (d_out, 1.0f);
-    gsize np = mm_sgemm_pack_size (d_out, d_in);
-    g_assert_cmpuint (np, ==, (gsize)((d_out + 31) / 32) * 32 * d_in);
-    float *packed = guarded_new (np);
-    mm_sgemm_pack_bt (packed, w, d_out, d_in);
-    assert_guard (packed, np, "pack");
+    float *b = random_array (d_out, 1.0f), *res = random_array (n * d_out, 1.0f);
+    MmConvCl cl;
+    GError *err = NULL;
+    g_assert_true (mm_conv_cl_init (&cl, w, NULL, b, d_in, d_out, 1, 1, 1, "linear", &err));
+    g_assert_no_error (err);
     float *fast = guarded_new (n * d_out), *ref = guarded_new (n * d_out);
-    mm_linear_packed (fast, x, w, packed, b, n, d_in, d_out);
     mm_ops_set_reference (TRUE);
     mm_linear (ref, x, w, b, n, d_in, d_out);
     mm_ops_set_reference (FALSE);
-    char *what = g_strdup_printf ("packed linear n=%d %d->%d", n, d_in, d_out);
+    char *what = g_strdup_printf ("linear as conv n=%d %d->%d", n, d_in, d_out);
+    mm_conv_cl_run (&cl, fast, 0, x, 0, 1, n, 1, 1, NULL, 0, FALSE);
     assert_close (fast, ref, n * d_out, 1e-5f, what);
     assert_guard (fast, n * d_out, what);
-    /* C = A B + 0.5 C, against 0.5 C + the reference product */
-    float *acc = guarded_new (n * d_out), *want = g_new (float, n *d_out);
-    for (int i = 0; i < n * d_out; i++) {
-      acc[i] = (float)(i % 7) - 3.0f;
-      want[i] = 0.5f * acc[i] + ref[i] - b[i % d_out];
-    }
-    mm_sgemm_packed (n, d_out, d_in, x, d_in, packed, 0.5f, acc, d_out);
-    assert_close (acc, want, n * d_out, 1e-5f, what);
-    assert_guard (acc, n * d_out, what);
+    /* + residual: ref + res */
+    mm_conv_cl_run (&cl, fast, 0, x, 0, 1, n, 1, 1, res, 0, FALSE);
+    for (int i = 0; i < n * d_out; i++)
+      ref[i] += res[i];
+    assert_close (fast, ref, n * d_out, 1e-5f, what);
+    assert_guard (fast, n * d_out, what);
+    mm_conv_cl_clear (&cl);
     g_free (what);
-    g_free (x), g_free (w), g_free (b), g_free (packed), g_free (fast), g_free (ref);
-    g_free (acc), g_free (want);
+    g_free (x), g_free (w), g_free (b), g_free (res), g_free (fast), g_free (ref);
   }
 }
 
@@ -1211,7 +1209,7 @@ main (int argc, char **argv)
 
   g_test_add_func ("/ops/linear/paths", test_linear_paths);
   g_test_add_func ("/ops/linear/hand", test_linear_hand);
-  g_test_add_func ("/ops/linear/packed", test_linear_packed);
+  g_test_add_func ("/ops/linear/as-conv", test_linear_as_conv);
   g_test_add_func ("/ops/conv2d/paths", test_conv2d_paths);
   g_test_add_func ("/ops/conv2d/winograd", test_winograd_paths);
   g_test_add_func ("/ops/conv1d/paths", test_conv1d_paths);
