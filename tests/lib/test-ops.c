@@ -1,4 +1,4 @@
-/* Tests of libmm's layers (lib/src/ops.c).
+/* Tests of libmm's layers (lib/src/kernels/ops.c).
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
  * Three kinds of checks:
