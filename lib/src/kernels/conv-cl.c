@@ -15,13 +15,11 @@
 #include <string.h>
 
 #include "conv-cl.h"
+#include "act-vec.h"
 #include "ops.h"
 #include "mm-private.h"
 
 #define NR 32 /* panel width; the last panel of a group may be 16 */
-
-typedef float V16 __attribute__ ((vector_size (64)));
-typedef gint32 V16i __attribute__ ((vector_size (64)));
 
 #if defined(__GNUC__) && !defined(__clang__)
 #define CL_VECTORIZE                                                                               \
@@ -110,7 +108,7 @@ mm_conv_cl_init (MmConvCl *c, const float *w, const float *scale, const float *s
 #define DEFINE_TILE(MR, NV)                                                                        \
   CL_INLINE void tile_##MR##_##NV (float *const *yr, const float *const *xr,                       \
       const float *const *idr, gboolean has_id, gsize x_row, int kh, int n_runs, int run,          \
-      int c_in, const float *panel, const float *shift, int nr, gboolean relu)                     \
+      int c_in, const float *panel, const float *shift, int nr, gboolean relu, const MmAct *act)   \
   {                                                                                                \
     V16 a0[MR], a1[MR], z = { 0 };                                                                 \
     _Pragma ("GCC unroll 8") for (int r = 0; r < MR; r++) a0[r] = a1[r] = z;                       \
@@ -157,6 +155,10 @@ mm_conv_cl_init (MmConvCl *c, const float *w, const float *scale, const float *s
       if (relu) {                                                                                  \
         o0 = (V16)((V16i)o0 & (o0 > 0.0f));                                                        \
         o1 = (V16)((V16i)o1 & (o1 > 0.0f));                                                        \
+      } else if (act) {                                                                            \
+        o0 = v16_act (o0, act);                                                                    \
+        if (NV == 2)                                                                               \
+          o1 = v16_act (o1, act);                                                                  \
       }                                                                                            \
       if (nr == 16 * NV) {                                                                         \
         memcpy (yr[r], &o0, sizeof o0);                                                            \
@@ -177,11 +179,13 @@ DEFINE_TILE (4, 1)
 DEFINE_TILE (1, 1)
 
 #define TILE_CALL(MR, NV)                                                                          \
-  tile_##MR##_##NV (yr, xr, idr, has_id, x_row, c->kh, n_runs, run, c->c_in, panel, sh, nr, relu)
+  tile_##MR##_##NV (                                                                               \
+      yr, xr, idr, has_id, x_row, c->kh, n_runs, run, c->c_in, panel, sh, nr, relu, act)
 
 static CL_CLONES void
 conv_cl_run (const MmConvCl *c, float *y, gsize y_row, const float *x, gsize x_row, int h_out,
-    int w_out, int sh_, int sw, const float *identity, gsize id_row, gboolean relu, gboolean wide)
+    int w_out, int sh_, int sw, const float *identity, gsize id_row, gboolean relu,
+    const MmAct *act, gboolean wide)
 {
   int cg = c->c_in / c->groups, og = c->c_out / c->groups;
   gsize kk = (gsize)c->kh * c->kw * cg;
@@ -239,8 +243,79 @@ mm_conv_cl_run (const MmConvCl *c, float *y, gsize y_row, const float *x, gsize 
 {
   if (h_out <= 0 || w_out <= 0)
     return;
-  conv_cl_run (
-      c, y, y_row, x, x_row, h_out, w_out, sh, sw, identity, id_row, relu, mm_cpu_has_avx512 ());
+  conv_cl_run (c, y, y_row, x, x_row, h_out, w_out, sh, sw, identity, id_row, relu, NULL,
+      mm_cpu_has_avx512 ());
+}
+
+void
+mm_conv_cl_run_act (const MmConvCl *c, float *y, gsize y_row, const float *x, gsize x_row,
+    int h_out, int w_out, int sh, int sw, const float *identity, gsize id_row, const MmAct *act)
+{
+  if (h_out <= 0 || w_out <= 0)
+    return;
+  gboolean relu = act && act->kind == MM_ACT_RELU;
+  if (!act || act->kind == MM_ACT_NONE || relu)
+    act = NULL; /* the two kinds mm_conv_cl_run always had */
+  conv_cl_run (c, y, y_row, x, x_row, h_out, w_out, sh, sw, identity, id_row, relu, act,
+      mm_cpu_has_avx512 ());
+}
+
+/* the reference activations: libm in double */
+static float
+act_reference (float v, const MmAct *act)
+{
+  double x = v;
+  switch (act->kind) {
+    case MM_ACT_RELU:
+      return x > 0.0 ? v : 0.0f;
+    case MM_ACT_CLIP:
+      return v < act->lo ? act->lo : (v > act->hi ? act->hi : v);
+    case MM_ACT_SILU:
+      return (float)(x / (1.0 + exp (-x)));
+    case MM_ACT_HARDSWISH:
+      return (float)(x * MIN (MAX (x + 3.0, 0.0), 6.0) / 6.0);
+    case MM_ACT_SIGMOID:
+      return (float)(1.0 / (1.0 + exp (-x)));
+    case MM_ACT_GELU:
+      return (float)(0.5 * x * (1.0 + erf (x * M_SQRT1_2)));
+    case MM_ACT_NONE:
+    default:
+      return v;
+  }
+}
+
+static CL_CLONES void
+act_apply_fast (const MmAct *act, float *x, gsize n)
+{
+  gsize i = 0;
+  for (; i + 16 <= n; i += 16) {
+    V16 v;
+    memcpy (&v, x + i, sizeof v);
+    v = v16_act (v, act);
+    memcpy (x + i, &v, sizeof v);
+  }
+  if (i < n) {
+    float t[16] = { 0 };
+    V16 v;
+    memcpy (t, x + i, (n - i) * sizeof (float));
+    memcpy (&v, t, sizeof v);
+    v = v16_act (v, act);
+    memcpy (t, &v, sizeof v);
+    memcpy (x + i, t, (n - i) * sizeof (float));
+  }
+}
+
+void
+mm_act_apply (const MmAct *act, float *x, gsize n)
+{
+  if (!act || act->kind == MM_ACT_NONE)
+    return;
+  if (mm_ops_get_reference ()) {
+    for (gsize i = 0; i < n; i++)
+      x[i] = act_reference (x[i], act);
+    return;
+  }
+  act_apply_fast (act, x, n);
 }
 
 /* valid window [lo, hi) of output o: taps o stride - pad + [0, k) inside [0, n) */

@@ -18,6 +18,30 @@
 
 G_BEGIN_DECLS
 
+/* Activation applied last in the epilogues of the channel-last kernels
+ * (after the shift and the residual), as the graph executor fuses it. */
+typedef enum
+{
+  MM_ACT_NONE = 0,
+  MM_ACT_RELU,      /* max (x, 0) */
+  MM_ACT_CLIP,      /* min (max (x, lo), hi): ReLU6 is lo 0, hi 6 */
+  MM_ACT_SILU,      /* x sigmoid (x) (Swish) */
+  MM_ACT_HARDSWISH, /* x min (max (x + 3, 0), 6) / 6 */
+  MM_ACT_SIGMOID,   /* 1 / (1 + e^-x) */
+  MM_ACT_GELU,      /* exact: 0.5 x (1 + erf (x / sqrt 2)) */
+} MmActKind;
+
+typedef struct
+{
+  MmActKind kind;
+  float lo, hi; /* MM_ACT_CLIP only; either may be -/+INFINITY */
+} MmAct;
+
+/* x (n) = act (x), in place; act NULL = none.  Fast path (polynomial
+ * exp/erf, ~2e-7 relative) or, with mm_ops_set_reference (TRUE), libm in
+ * double.  Exactly what the conv epilogues below compute. */
+void mm_act_apply (const MmAct *act, float *x, gsize n);
+
 /* Memory and work per group are rounded up to 16 output channels: a
  * depthwise conv (one output channel per group) packs 16x its weights and
  * multiplies 16x the FLOPs it needs.  Correct, and small for depthwise
@@ -48,6 +72,12 @@ void mm_conv_cl_clear (MmConvCl *c);
  * kh = 1 (the row strides are then unused). */
 void mm_conv_cl_run (const MmConvCl *c, float *y, gsize y_row, const float *x, gsize x_row,
     int h_out, int w_out, int sh, int sw, const float *identity, gsize id_row, gboolean relu);
+
+/* mm_conv_cl_run with any activation: y = act (shift + conv [+ identity]);
+ * act NULL = none.  Same packed weights; MM_ACT_NONE/MM_ACT_RELU run
+ * exactly as mm_conv_cl_run with relu FALSE/TRUE. */
+void mm_conv_cl_run_act (const MmConvCl *c, float *y, gsize y_row, const float *x, gsize x_row,
+    int h_out, int w_out, int sh, int sw, const float *identity, gsize id_row, const MmAct *act);
 
 /* y[ho][wo] (c) = max over the k x k window of x (h, w, c), channel-last,
  * padding ignored (as PyTorch's -inf padding); rows of y are y_row floats
