@@ -172,7 +172,33 @@ typedef enum
   MM_PIXEL_ARGB,
   MM_PIXEL_ABGR,
   MM_PIXEL_GRAY8,
+  /* YUV as decoders give it, 8 bits, through mm_image_encoder_encode_image()
+   * only.  Chroma is taken from the nearest sample (as videoconvert does). */
+  MM_PIXEL_I420, /* planes Y, U, V; chroma halved both ways (ceil) */
+  MM_PIXEL_NV12, /* planes Y and interleaved U V; chroma halved both ways */
+  MM_PIXEL_YUY2, /* one plane of Y0 U Y1 V macro-pixels */
 } MmPixelFormat;
+
+/* YUV to RGB matrix (Kr, Kb of each standard). */
+typedef enum
+{
+  MM_YUV_BT601,
+  MM_YUV_BT709,
+  MM_YUV_BT2020,
+} MmYuvMatrix;
+
+/* One frame in any MmPixelFormat: @planes and @strides (bytes) as the
+ * format has them (packed formats use plane 0 only).  @matrix and
+ * @full_range apply to YUV: limited range is Y 16-235, U/V 16-240. */
+typedef struct
+{
+  MmPixelFormat format;
+  guint width, height;
+  const guint8 *planes[3];
+  gsize strides[3];
+  MmYuvMatrix matrix;
+  gboolean full_range;
+} MmImage;
 
 typedef struct _MmImageEncoder MmImageEncoder;
 MmImageEncoder *
@@ -181,6 +207,12 @@ mm_image_encoder_new (MmModel *model, const MmContextParams *params, GError **er
  * shorter than a row. */
 gboolean mm_image_encoder_encode (MmImageEncoder *enc, MmPixelFormat format, const guint8 *pixels,
     guint width, guint height, gsize stride, float *embedding, GError **error);
+/* Any MmPixelFormat, YUV included.  YUV is converted to RGB (the image's
+ * matrix and range, in float) only at the taps the resize reads, so a
+ * frame costs the network's input size, not the frame's.  Fails
+ * (MM_ERROR_INPUT) on sizes as above, a missing plane or a short stride. */
+gboolean mm_image_encoder_encode_image (
+    MmImageEncoder *enc, const MmImage *image, float *embedding, GError **error);
 void mm_image_encoder_free (MmImageEncoder *enc);
 
 /* Audio: mono float samples in [-1,1] at mm_model_get_audio_rate().  Any

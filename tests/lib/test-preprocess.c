@@ -605,6 +605,263 @@ test_image_errors (void)
   g_assert_true (mm_image_preprocess (out, 4, 4, mean, std, MM_PIXEL_RGB, px, 4, 4, 12, &error));
 }
 
+/* ---------------------------------------------------------------- YUV */
+
+/* The reference, in double: each pixel converted by the standard's formula
+ * and clamped, then the same bilinear taps and normalisation. */
+static double
+yuv_ref_channel (int c, double y, double u, double v, double kr, double kb, gboolean full)
+{
+  double kg = 1.0 - kr - kb;
+  double yy = full ? y : (y - 16.0) * 255.0 / 219.0;
+  double cb = (u - 128.0) * (full ? 1.0 : 255.0 / 224.0);
+  double cr = (v - 128.0) * (full ? 1.0 : 255.0 / 224.0);
+  double r = c == 0 ? yy + 2.0 * (1.0 - kr) * cr
+      : c == 2      ? yy + 2.0 * (1.0 - kb) * cb
+                    : yy - (2.0 * kr * (1.0 - kr) * cr + 2.0 * kb * (1.0 - kb) * cb) / kg;
+  return CLAMP (r, 0.0, 255.0);
+}
+
+/* a w x h frame (w even) in the three YUV layouts with the same samples:
+ * chroma per 2 x 2 block for I420/NV12; YUY2 repeats each chroma row. */
+typedef struct
+{
+  guint w, h;
+  guint8 *y, *u, *v; /* Y (h, w), U/V (ceil h/2, w/2), tight */
+  guint8 *i420[3], *nv12[2], *yuy2;
+  gsize pad;
+} YuvFrame;
+
+static void
+yuv_frame_make (YuvFrame *f, guint w, guint h, gsize pad, guint32 seed)
+{
+  GRand *rand = g_rand_new_with_seed (seed);
+  guint cw = (w + 1) / 2, ch = (h + 1) / 2;
+  f->w = w;
+  f->h = h;
+  f->pad = pad;
+  f->y = g_malloc ((gsize)w * h);
+  f->u = g_malloc ((gsize)cw * ch);
+  f->v = g_malloc ((gsize)cw * ch);
+  for (gsize i = 0; i < (gsize)w * h; i++)
+    f->y[i] = g_rand_int_range (rand, 0, 256);
+  for (gsize i = 0; i < (gsize)cw * ch; i++) {
+    f->u[i] = g_rand_int_range (rand, 0, 256);
+    f->v[i] = g_rand_int_range (rand, 0, 256);
+  }
+  f->i420[0] = g_malloc0 ((w + pad) * h);
+  f->i420[1] = g_malloc0 ((cw + pad) * ch);
+  f->i420[2] = g_malloc0 ((cw + pad) * ch);
+  f->nv12[0] = f->i420[0];
+  f->nv12[1] = g_malloc0 ((2 * cw + pad) * ch);
+  f->yuy2 = g_malloc0 ((4 * cw + pad) * h);
+  for (guint y = 0; y < h; y++)
+    for (guint x = 0; x < w; x++) {
+      guint8 Y = f->y[y * w + x], U = f->u[(y / 2) * cw + x / 2], V = f->v[(y / 2) * cw + x / 2];
+      f->i420[0][y * (w + pad) + x] = Y;
+      f->i420[1][(y / 2) * (cw + pad) + x / 2] = U;
+      f->i420[2][(y / 2) * (cw + pad) + x / 2] = V;
+      f->nv12[1][(y / 2) * (2 * cw + pad) + (x & ~1u)] = U;
+      f->nv12[1][(y / 2) * (2 * cw + pad) + (x & ~1u) + 1] = V;
+      guint8 *mp = f->yuy2 + y * (4 * cw + pad) + (x / 2) * 4;
+      mp[(x & 1) * 2] = Y;
+      mp[1] = U;
+      mp[3] = V;
+    }
+  g_rand_free (rand);
+}
+
+static void
+yuv_frame_clear (YuvFrame *f)
+{
+  g_free (f->y);
+  g_free (f->u);
+  g_free (f->v);
+  g_free (f->i420[0]);
+  g_free (f->i420[1]);
+  g_free (f->i420[2]);
+  g_free (f->nv12[1]);
+  g_free (f->yuy2);
+}
+
+static MmImage
+yuv_frame_image (const YuvFrame *f, MmPixelFormat fmt, MmYuvMatrix m, gboolean full)
+{
+  guint cw = (f->w + 1) / 2;
+  MmImage im = { .format = fmt, .width = f->w, .height = f->h, .matrix = m, .full_range = full };
+  if (fmt == MM_PIXEL_I420) {
+    for (int i = 0; i < 3; i++)
+      im.planes[i] = f->i420[i];
+    im.strides[0] = f->w + f->pad;
+    im.strides[1] = im.strides[2] = cw + f->pad;
+  } else if (fmt == MM_PIXEL_NV12) {
+    im.planes[0] = f->nv12[0];
+    im.planes[1] = f->nv12[1];
+    im.strides[0] = f->w + f->pad;
+    im.strides[1] = 2 * cw + f->pad;
+  } else {
+    im.planes[0] = f->yuy2;
+    im.strides[0] = 4 * cw + f->pad;
+  }
+  return im;
+}
+
+static void
+test_image_yuv (void)
+{
+  static const float mean[3] = { 0.485f, 0.456f, 0.406f }, std[3] = { 0.229f, 0.224f, 0.225f };
+  static const struct
+  {
+    MmYuvMatrix m;
+    double kr, kb;
+  } mats[] = { { MM_YUV_BT601, 0.299, 0.114 }, { MM_YUV_BT709, 0.2126, 0.0722 },
+    { MM_YUV_BT2020, 0.2627, 0.0593 } };
+  static const MmPixelFormat fmts[] = { MM_PIXEL_I420, MM_PIXEL_NV12, MM_PIXEL_YUY2 };
+  static const guint sizes[][4] = { { 40, 30, 16, 12 }, { 37, 29, 37, 29 }, { 64, 48, 100, 70 },
+    { 320, 240, 32, 32 } };
+  double worst = 0.0;
+  for (guint s = 0; s < G_N_ELEMENTS (sizes); s++) {
+    guint w = sizes[s][0], h = sizes[s][1], ow = sizes[s][2], oh = sizes[s][3];
+    YuvFrame f;
+    yuv_frame_make (&f, w, h, s & 1 ? 7 : 0, 42 + s);
+    gsize n = 3 * (gsize)ow * oh;
+    float *out = g_new (float, n);
+    double *ref = g_new (double, n);
+    for (guint m = 0; m < G_N_ELEMENTS (mats); m++)
+      for (int full = 0; full <= 1; full++) {
+        float scale_x = (float)w / ow, scale_y = (float)h / oh;
+        for (guint oy = 0; oy < oh; oy++)
+          for (guint ox = 0; ox < ow; ox++) {
+            /* the same taps as the RGB path (and PyTorch) */
+            float sy = MAX (scale_y * (oy + 0.5f) - 0.5f, 0.0f);
+            float sx = MAX (scale_x * (ox + 0.5f) - 0.5f, 0.0f);
+            guint y0 = MIN ((guint)sy, h - 1), x0 = MIN ((guint)sx, w - 1);
+            guint y1 = y0 + (y0 < h - 1), x1 = x0 + (x0 < w - 1);
+            double ly = CLAMP (sy - y0, 0.0, 1.0), lx = CLAMP (sx - x0, 0.0, 1.0);
+            guint ty[2] = { y0, y1 }, tx[2] = { x0, x1 };
+            double wy[2] = { 1 - ly, ly }, wx[2] = { 1 - lx, lx };
+            for (int c = 0; c < 3; c++) {
+              double v = 0.0;
+              for (int a = 0; a < 2; a++)
+                for (int b = 0; b < 2; b++) {
+                  guint yy = ty[a], xx = tx[b];
+                  guint ci = (yy / 2) * ((w + 1) / 2) + xx / 2;
+                  v += wy[a] * wx[b]
+                      * yuv_ref_channel (
+                          c, f.y[yy * w + xx], f.u[ci], f.v[ci], mats[m].kr, mats[m].kb, full);
+                }
+              ref[(gsize)c * ow * oh + oy * ow + ox] = v;
+            }
+          }
+        for (guint k = 0; k < G_N_ELEMENTS (fmts); k++) {
+          GError *error = NULL;
+          MmImage im = yuv_frame_image (&f, fmts[k], mats[m].m, full);
+          g_assert_true (mm_image_preprocess_image (out, ow, oh, mean, std, &im, &error));
+          g_assert_no_error (error);
+          /* the error in 8-bit levels before normalisation */
+          for (gsize i = 0; i < n; i++) {
+            int c = i / ((gsize)ow * oh);
+            double level = ((double)out[i] * std[c] + mean[c]) * 255.0;
+            double err = fabs (level - ref[i]);
+            if (err > 0.01)
+              g_error ("YUV format %d %ux%u -> %ux%u matrix %d full %d: %g levels off at "
+                       "%" G_GSIZE_FORMAT,
+                  fmts[k], w, h, ow, oh, m, full, err, i);
+            worst = MAX (worst, err);
+          }
+        }
+      }
+    g_free (out);
+    g_free (ref);
+    yuv_frame_clear (&f);
+  }
+  g_test_message ("YUV: max error vs the double-precision formula %g levels", worst);
+}
+
+/* Known colours, from the standards' tables rather than the formula. */
+static void
+test_image_yuv_colours (void)
+{
+  static const float mean[3] = { 0, 0, 0 }, std[3] = { 1, 1, 1 };
+  static const struct
+  {
+    MmYuvMatrix m;
+    gboolean full;
+    guint8 y, u, v;
+    float r, g, b;
+  } cases[] = {
+    { MM_YUV_BT601, FALSE, 235, 128, 128, 255, 255, 255 }, /* white */
+    { MM_YUV_BT601, FALSE, 16, 128, 128, 0, 0, 0 },        /* black */
+    { MM_YUV_BT601, FALSE, 81, 90, 240, 255, 0, 0 },       /* red */
+    { MM_YUV_BT601, FALSE, 145, 54, 34, 0, 255, 0 },       /* green */
+    { MM_YUV_BT601, FALSE, 41, 240, 110, 0, 0, 255 },      /* blue */
+    { MM_YUV_BT709, FALSE, 63, 102, 240, 255, 0, 0 },
+    { MM_YUV_BT709, FALSE, 173, 42, 26, 0, 255, 0 },
+    { MM_YUV_BT709, FALSE, 32, 240, 118, 0, 0, 255 },
+    { MM_YUV_BT601, TRUE, 255, 128, 128, 255, 255, 255 },
+    { MM_YUV_BT601, TRUE, 76, 85, 255, 255, 0, 0 },
+    { MM_YUV_BT601, TRUE, 128, 128, 128, 128, 128, 128 },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
+    guint8 y[4], u = cases[i].u, v = cases[i].v, uv[2] = { u, v }, yuy2[4] = { 0, u, 0, v };
+    memset (y, cases[i].y, 4);
+    yuy2[0] = yuy2[2] = cases[i].y;
+    const guint8 *up = &u, *vp = &v;
+    MmImage ims[3] = {
+      { MM_PIXEL_I420, 2, 2, { y, up, vp }, { 2, 1, 1 }, cases[i].m, cases[i].full },
+      { MM_PIXEL_NV12, 2, 2, { y, uv }, { 2, 2 }, cases[i].m, cases[i].full },
+      { MM_PIXEL_YUY2, 2, 1, { yuy2 }, { 4 }, cases[i].m, cases[i].full },
+    };
+    for (int k = 0; k < 3; k++) {
+      float out[3 * 2 * 2];
+      g_assert_true (mm_image_preprocess_image (out, 2, ims[k].height, mean, std, &ims[k], NULL));
+      gsize plane = 2 * ims[k].height;
+      float want[3] = { cases[i].r, cases[i].g, cases[i].b };
+      for (int c = 0; c < 3; c++)
+        if (fabsf (out[c * plane] * 255.0f - want[c]) > 1.5f)
+          g_error ("case %u format %d channel %d: %g, want %g", i, k, c, out[c * plane] * 255.0f,
+              want[c]);
+    }
+  }
+}
+
+static void
+test_image_yuv_errors (void)
+{
+  static const float mean[3] = { 0, 0, 0 }, std[3] = { 1, 1, 1 };
+  guint8 px[64] = { 0 };
+  float out[3 * 4 * 4];
+  GError *error = NULL;
+  MmImage good = { MM_PIXEL_I420, 5, 4, { px, px, px }, { 5, 3, 3 }, MM_YUV_BT601, FALSE };
+  g_assert_true (mm_image_preprocess_image (out, 4, 4, mean, std, &good, &error));
+  g_assert_no_error (error);
+  MmImage bad[] = {
+    { MM_PIXEL_I420, 5, 4, { px, px, px }, { 4, 3, 3 } },   /* Y stride short */
+    { MM_PIXEL_I420, 5, 4, { px, px, px }, { 5, 2, 3 } },   /* U stride short (odd width) */
+    { MM_PIXEL_I420, 5, 4, { px, px, NULL }, { 5, 3, 3 } }, /* no V plane */
+    { MM_PIXEL_NV12, 5, 4, { px, px }, { 5, 5 } },          /* UV stride short */
+    { MM_PIXEL_NV12, 5, 4, { px, NULL }, { 5, 6 } },        /* no UV plane */
+    { MM_PIXEL_YUY2, 5, 4, { px }, { 11 } },                /* 3 macro-pixels need 12 */
+    { MM_PIXEL_YUY2, 0, 4, { px }, { 12 } },                /* width 0 */
+    { MM_PIXEL_YUY2, 4, 16385, { px }, { 8 } },             /* too high */
+    { (MmPixelFormat)77, 4, 4, { px }, { 16 } },            /* unknown format */
+    { MM_PIXEL_YUY2, 4, 4, { px }, { 8 }, (MmYuvMatrix)9 }, /* unknown matrix */
+    { MM_PIXEL_RGB, 4, 4, { px }, { 11 } },                 /* packed: short stride */
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (bad); i++) {
+    g_assert_false (mm_image_preprocess_image (out, 4, 4, mean, std, &bad[i], &error));
+    g_assert_error (error, MM_ERROR, MM_ERROR_INPUT);
+    g_clear_error (&error);
+  }
+  g_assert_false (mm_image_preprocess_image (out, 4, 4, mean, std, NULL, &error));
+  g_assert_error (error, MM_ERROR, MM_ERROR_INPUT);
+  g_clear_error (&error);
+  /* the packed entry point refuses YUV with a clear error */
+  g_assert_false (mm_image_preprocess (out, 4, 4, mean, std, MM_PIXEL_I420, px, 4, 4, 4, &error));
+  g_assert_error (error, MM_ERROR, MM_ERROR_INPUT);
+  g_clear_error (&error);
+}
+
 /* ---------------------------------------------------------------- log-mel */
 
 #define LOGMEL_TOL 1e-3f /* max abs error on ln (mel + offset) */
@@ -951,6 +1208,9 @@ main (int argc, char **argv)
   g_test_add_func ("/preprocess/word/small-scratch", test_word_small_scratch);
   g_test_add_func ("/preprocess/image", test_image);
   g_test_add_func ("/preprocess/image/errors", test_image_errors);
+  g_test_add_func ("/preprocess/image/yuv", test_image_yuv);
+  g_test_add_func ("/preprocess/image/yuv/colours", test_image_yuv_colours);
+  g_test_add_func ("/preprocess/image/yuv/errors", test_image_yuv_errors);
   g_test_add_func ("/preprocess/logmel", test_logmel);
   g_test_add_func ("/preprocess/logmel/errors", test_logmel_errors);
   g_test_add_func ("/preprocess/logmel/extremes", test_logmel_extremes);

@@ -773,9 +773,15 @@ pixel_bytes (MmPixelFormat format)
     case MM_PIXEL_ARGB:
     case MM_PIXEL_ABGR:
       return 4;
+    case MM_PIXEL_I420: /* planar: mm_image_encoder_encode_image () only */
+    case MM_PIXEL_NV12:
+    case MM_PIXEL_YUY2:
+      return 0;
   }
   return 0;
 }
+
+static gboolean encode_input (MmImageEncoder *enc, float *embedding);
 
 gboolean
 mm_image_encoder_encode (MmImageEncoder *enc, MmPixelFormat format, const guint8 *pixels,
@@ -791,7 +797,11 @@ mm_image_encoder_encode (MmImageEncoder *enc, MmPixelFormat format, const guint8
     return FALSE;
   }
   if (bpp == 0) {
-    mm_set_error (error, MM_ERROR_INPUT, label, "image: unknown pixel format %d", format);
+    mm_set_error (error, MM_ERROR_INPUT, label,
+        format >= MM_PIXEL_I420 && format <= MM_PIXEL_YUY2
+            ? "image: pixel format %d is planar YUV: use mm_image_encoder_encode_image ()"
+            : "image: unknown pixel format %d",
+        format);
     return FALSE;
   }
   if (!pixels || width == 0 || height == 0 || width > 16384 || height > 16384) {
@@ -812,6 +822,33 @@ mm_image_encoder_encode (MmImageEncoder *enc, MmPixelFormat format, const guint8
     g_prefix_error (error, "%s: ", label);
     return FALSE;
   }
+  return encode_input (enc, embedding);
+}
+
+gboolean
+mm_image_encoder_encode_image (
+    MmImageEncoder *enc, const MmImage *image, float *embedding, GError **error)
+{
+  g_return_val_if_fail (enc != NULL, FALSE);
+  const MmImageWeights *w = enc->w;
+  const char *label = MM_MODEL_LABEL (enc->model);
+
+  if (!embedding || !image) {
+    mm_set_error (error, MM_ERROR_INPUT, label, "image: no %s", !image ? "image" : "output buffer");
+    return FALSE;
+  }
+  if (!mm_image_preprocess_image (enc->input, w->width, w->height, w->mean, w->std, image, error)) {
+    g_prefix_error (error, "%s: ", label);
+    return FALSE;
+  }
+  return encode_input (enc, embedding);
+}
+
+/* embedding = the network on enc->input (already preprocessed) */
+static gboolean
+encode_input (MmImageEncoder *enc, float *embedding)
+{
+  const MmImageWeights *w = enc->w;
 
   if (!mm_ops_get_reference ()) {
     float *pooled = w->fc_w ? enc->pooled : embedding;

@@ -49,6 +49,12 @@ mm_wordpiece_encode (MmWordPiece *wp, const char *utf8, gsize len, gint32 *ids, 
 gboolean mm_image_preprocess (float *out, guint out_w, guint out_h, const float mean[3],
     const float std[3], MmPixelFormat fmt, const guint8 *pixels, guint width, guint height,
     gsize stride, GError **error);
+/* The same for any MmImage, YUV included: each bilinear tap is converted
+ * to RGB in float (BT.601/709/2020, limited or full range, clamped to
+ * 0..255) and the taps are then blended as above.  Validates sizes, planes
+ * and strides (MM_ERROR_INPUT). */
+gboolean mm_image_preprocess_image (float *out, guint out_w, guint out_h, const float mean[3],
+    const float std[3], const MmImage *image, GError **error);
 
 /* ---- log-mel ---- */
 typedef struct
