@@ -124,6 +124,7 @@ const char *mm_fusion_weights_input_modality (const MmFusionWeights *w, guint i)
 guint mm_fusion_weights_input_dim (const MmFusionWeights *w, guint i);
 MmHeadKind mm_head_weights_kind (const MmHeadWeights *w);
 const char *mm_head_weights_label (const MmHeadWeights *w, guint i);
+guint mm_head_weights_n_inputs (const MmHeadWeights *w);
 
 /* Utility: g_set_error with MM_ERROR_FORMAT and "label: message". */
 #define mm_format_error(error, label, ...) mm_set_error (error, MM_ERROR_FORMAT, label, __VA_ARGS__)

@@ -26,12 +26,12 @@ mm_component_name (MmComponent component)
 }
 
 /* The architectures each component supports (models/FORMAT.md). */
-static const char *const component_types[MM_N_COMPONENTS][3] = {
-  [MM_COMPONENT_TEXT] = { "wordvec", "bert", NULL },
-  [MM_COMPONENT_IMAGE] = { "resnet", NULL },
-  [MM_COMPONENT_AUDIO] = { "cnn1d", NULL },
+static const char *const component_types[MM_N_COMPONENTS][4] = {
+  [MM_COMPONENT_TEXT] = { "wordvec", "bert", "graph", NULL },
+  [MM_COMPONENT_IMAGE] = { "resnet", "graph", NULL },
+  [MM_COMPONENT_AUDIO] = { "cnn1d", "graph", NULL },
   [MM_COMPONENT_FUSION] = { "concat", "attention", NULL },
-  [MM_COMPONENT_HEAD] = { "mlp", NULL },
+  [MM_COMPONENT_HEAD] = { "mlp", "graph", NULL },
 };
 
 static gboolean
@@ -129,12 +129,10 @@ check_consistency (MmModel *m, const char *label, GError **error)
     }
   }
   if (m->fusion && m->head) {
-    const MmTensor *w0 = mm_safetensors_find (m->st, "head.layers.0.weight");
-    if (w0 && w0->ndim == 2 && w0->shape[1] != (gint64)m->dim[MM_COMPONENT_FUSION]) {
-      mm_format_error (error, label,
-          "the head takes %" G_GINT64_FORMAT " inputs but the "
-          "fusion outputs %u",
-          w0->shape[1], m->dim[MM_COMPONENT_FUSION]);
+    guint d_in = mm_head_weights_n_inputs (m->head);
+    if (d_in != m->dim[MM_COMPONENT_FUSION]) {
+      mm_format_error (error, label, "the head takes %u inputs but the fusion outputs %u", d_in,
+          m->dim[MM_COMPONENT_FUSION]);
       return FALSE;
     }
   }

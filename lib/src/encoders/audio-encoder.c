@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "conv-cl.h"
+#include "graph.h"
 #include "mm-private.h"
 #include "ops.h"
 #include "preprocess.h"
@@ -43,6 +44,8 @@ struct _MmAudioWeights
   Conv1d *conv;             /* n_convs, owned */
   guint features;           /* channels out of the last conv */
   const float *fc_w, *fc_b; /* (dim, features), (dim) */
+  MmGraph *graph;           /* type "graph": the network after the front end */
+  MmGraphInputKind kind;    /* graph: logmel, logmel_t or waveform */
 };
 
 struct _MmAudioEncoder
@@ -54,6 +57,9 @@ struct _MmAudioEncoder
   float *buf[2];  /* max_act each; buf[0] first holds the log-mel */
   float *scratch; /* im2col, max_scratch */
   float *pooled;  /* (features) */
+  MmGraphCtx *graph;
+  float *window; /* graph: the zero-padded window (samples) */
+  float *mel;    /* graph: log-mel (n_mels, T) before a time-major input */
 };
 
 /* ---- weights ----------------------------------------------------------- */
@@ -69,6 +75,7 @@ mm_audio_weights_free (MmAudioWeights *w)
     mm_conv_cl_clear (&w->conv[i].cl);
   }
   g_free (w->conv);
+  mm_graph_free (w->graph);
   g_free (w);
 }
 
@@ -273,10 +280,67 @@ check_window (const MmAudioWeights *w, const char *label, GError **error)
   return TRUE;
 }
 
+/* type "graph": one input of kind waveform [1, window], or logmel
+ * [1, (1,) n_mels, T] / logmel_t [1, (1,) T, n_mels] with the front end's
+ * keys, T the frames of one window */
+static gboolean
+load_graph (
+    MmAudioWeights *w, const MmSafetensors *st, JsonObject *cfg, const char *label, GError **error)
+{
+  gint64 d[8];
+  w->graph = mm_graph_load (st, cfg, "audio.", label, error);
+  if (!w->graph)
+    return FALSE;
+  w->kind = mm_graph_input_kind (w->graph, 0);
+  guint rank = mm_graph_input_shape (w->graph, 0, d);
+  if (mm_graph_n_inputs (w->graph) != 1
+      || (w->kind != MM_GRAPH_INPUT_WAVEFORM && w->kind != MM_GRAPH_INPUT_LOGMEL
+          && w->kind != MM_GRAPH_INPUT_LOGMEL_T)) {
+    mm_format_error (error, label,
+        "an audio graph takes one input of kind waveform, logmel or "
+        "logmel_t");
+    return FALSE;
+  }
+  if (w->kind == MM_GRAPH_INPUT_WAVEFORM) {
+    if (!mm_json_uint (
+            cfg, label, "sample_rate", TRUE, 0, 1000, 1000000, &w->mel.sample_rate, error)
+        || !mm_json_uint (cfg, label, "window", TRUE, 0, 1, 1 << 24, &w->window, error)
+        || !mm_json_uint (cfg, label, "hop", FALSE, w->window, 1, 1 << 24, &w->hop, error))
+      return FALSE;
+    if (rank != 2 || d[0] != 1 || d[1] != w->window) {
+      mm_format_error (
+          error, label, "the waveform input must have shape [1, %u] (the window)", w->window);
+      return FALSE;
+    }
+  } else {
+    if (!load_mel_config (w, cfg, label, error))
+      return FALSE;
+    gint64 t = 1 + (w->window - w->mel.n_fft) / w->mel.hop_length, m = w->mel.n_mels;
+    gboolean tm = w->kind == MM_GRAPH_INPUT_LOGMEL_T;
+    guint o = rank == 4 ? 2 : 1;
+    if ((rank != 3 && rank != 4) || d[0] != 1 || (rank == 4 && d[1] != 1) || d[o] != (tm ? t : m)
+        || d[o + 1] != (tm ? m : t)) {
+      mm_format_error (error, label,
+          "the %s input must have shape [1, %" G_GINT64_FORMAT ", %" G_GINT64_FORMAT
+          "] (or with a 1 before): %" G_GINT64_FORMAT " frames of %" G_GINT64_FORMAT " mel bands",
+          tm ? "logmel_t" : "logmel", tm ? t : m, tm ? m : t, t, m);
+      return FALSE;
+    }
+  }
+  w->dim = mm_graph_dim (w->graph);
+  return TRUE;
+}
+
 MmAudioWeights *
 mm_audio_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *label, GError **error)
 {
   MmAudioWeights *w = g_new0 (MmAudioWeights, 1);
+
+  if (g_strcmp0 (json_object_get_string_member_with_default (cfg, "type", ""), "graph") == 0) {
+    if (!load_graph (w, st, cfg, label, error))
+      goto fail;
+    return w;
+  }
 
   if (!load_mel_config (w, cfg, label, error) || !load_convs (w, st, cfg, label, error)
       || !check_window (w, label, error))
@@ -313,6 +377,71 @@ mm_audio_weights_params (const MmAudioWeights *w, guint *rate, guint *window, gu
 
 /* ---- context ----------------------------------------------------------- */
 
+/* a graph runs on exactly one window */
+static MmAudioEncoder *
+graph_encoder_new (MmModel *model, const MmAudioWeights *w, GError **error)
+{
+  MmAudioEncoder *enc = g_new0 (MmAudioEncoder, 1);
+  enc->model = mm_model_ref (model);
+  enc->w = w;
+  enc->max_samples = w->window;
+  if (w->kind != MM_GRAPH_INPUT_WAVEFORM) {
+    enc->logmel = mm_logmel_new (&w->mel, w->window, error);
+    if (!enc->logmel) {
+      g_prefix_error (error, "%s: ", MM_MODEL_LABEL (model));
+      mm_audio_encoder_free (enc);
+      return NULL;
+    }
+  }
+  enc->graph = mm_graph_ctx_new (w->graph, MM_MODEL_LABEL (model), error);
+  if (!enc->graph) {
+    mm_audio_encoder_free (enc);
+    return NULL;
+  }
+  enc->window = g_try_new0 (float, w->window);
+  if (w->kind == MM_GRAPH_INPUT_LOGMEL_T)
+    enc->mel = g_try_new (float, (gsize)w->mel.n_mels *mm_logmel_n_frames (enc->logmel, w->window));
+  if (!enc->window || (w->kind == MM_GRAPH_INPUT_LOGMEL_T && !enc->mel)) {
+    mm_format_error (
+        error, MM_MODEL_LABEL (model), "audio: cannot allocate a window of %u samples", w->window);
+    mm_audio_encoder_free (enc);
+    return NULL;
+  }
+  return enc;
+}
+
+/* embedding = the graph on the window: samples, zero-padded */
+static gboolean
+graph_encode (
+    MmAudioEncoder *enc, const float *samples, gsize n_samples, float *embedding, GError **error)
+{
+  const MmAudioWeights *w = enc->w;
+  if (!samples || n_samples == 0 || n_samples > w->window) {
+    mm_set_error (error, MM_ERROR_INPUT, MM_MODEL_LABEL (enc->model),
+        "audio: %" G_GSIZE_FORMAT " samples: this graph takes 1 to %u (its window)",
+        samples ? n_samples : 0, w->window);
+    return FALSE;
+  }
+  float *in = mm_graph_ctx_input (enc->graph, 0);
+  float *x = w->kind == MM_GRAPH_INPUT_WAVEFORM ? in : enc->window;
+  memcpy (x, samples, n_samples * sizeof (float));
+  memset (x + n_samples, 0, (w->window - n_samples) * sizeof (float));
+  if (w->kind != MM_GRAPH_INPUT_WAVEFORM) {
+    float *mel = w->kind == MM_GRAPH_INPUT_LOGMEL ? in : enc->mel;
+    int t = (int)mm_logmel_compute (enc->logmel, mel, x, w->window, error);
+    if (t == 0) {
+      g_prefix_error (error, "%s: ", MM_MODEL_LABEL (enc->model));
+      return FALSE;
+    }
+    if (w->kind == MM_GRAPH_INPUT_LOGMEL_T)
+      for (int i = 0; i < t; i++)
+        for (guint m = 0; m < w->mel.n_mels; m++)
+          in[(gsize)i * w->mel.n_mels + m] = mel[(gsize)m * t + i];
+  }
+  mm_graph_ctx_run (enc->graph, embedding);
+  return TRUE;
+}
+
 MmAudioEncoder *
 mm_audio_encoder_new (MmModel *model, const MmContextParams *params, GError **error)
 {
@@ -327,6 +456,8 @@ mm_audio_encoder_new (MmModel *model, const MmContextParams *params, GError **er
     mm_blas_set_threads (params->n_threads);
 
   const MmAudioWeights *w = model->audio;
+  if (w->graph)
+    return graph_encoder_new (model, w, error);
   gsize max_samples =
       (params && params->max_audio_samples) ? params->max_audio_samples : (gsize)4 * w->window;
   if (max_samples < w->mel.n_fft)
@@ -398,6 +529,9 @@ mm_audio_encoder_free (MmAudioEncoder *enc)
   g_free (enc->buf[1]);
   g_free (enc->scratch);
   g_free (enc->pooled);
+  mm_graph_ctx_free (enc->graph);
+  g_free (enc->window);
+  g_free (enc->mel);
   mm_model_unref (enc->model);
   g_free (enc);
 }
@@ -472,6 +606,8 @@ mm_audio_encoder_encode (
     mm_set_error (error, MM_ERROR_INPUT, label, "audio: no output buffer");
     return FALSE;
   }
+  if (w->graph)
+    return graph_encode (enc, samples, n_samples, embedding, error);
   if (!samples || n_samples < w->mel.n_fft) {
     mm_set_error (error, MM_ERROR_INPUT, label,
         "audio: %" G_GSIZE_FORMAT " samples is "

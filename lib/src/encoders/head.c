@@ -9,6 +9,7 @@
  */
 #include <string.h>
 
+#include "graph.h"
 #include "mm-private.h"
 #include "ops.h"
 
@@ -28,6 +29,8 @@ struct _MmHeadWeights
   guint dim;
   const char **labels; /* dim strings into the JSON tree; vector owned */
   guint max_width;     /* largest layer output */
+  MmGraph *graph;      /* type "graph": the network instead of the layers */
+  guint d_in;          /* graph: the features input's size */
 };
 
 struct _MmHead
@@ -35,6 +38,7 @@ struct _MmHead
   MmModel *model; /* owned reference */
   const MmHeadWeights *w;
   float *buf[2]; /* max_width each */
+  MmGraphCtx *graph;
 };
 
 /* ---- weights ----------------------------------------------------------- */
@@ -46,6 +50,7 @@ mm_head_weights_free (MmHeadWeights *w)
     return;
   g_free (w->layer);
   g_free (w->labels);
+  mm_graph_free (w->graph);
   g_free (w);
 }
 
@@ -114,7 +119,9 @@ mm_head_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *labe
         kind);
     goto fail;
   }
-  if (!mm_json_uint (cfg, label, "layers", TRUE, 0, 1, MAX_LAYERS, &w->n_layers, error)
+  gboolean graph =
+      g_strcmp0 (json_object_get_string_member_with_default (cfg, "type", ""), "graph") == 0;
+  if ((!graph && !mm_json_uint (cfg, label, "layers", TRUE, 0, 1, MAX_LAYERS, &w->n_layers, error))
       || !mm_json_uint (cfg, label, "dim", TRUE, 0, 1, 65535, &w->dim, error))
     goto fail;
   w->labels = mm_json_string_array (cfg, label, "labels", 1, 65535, &n_labels, error);
@@ -123,6 +130,22 @@ mm_head_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *labe
   if (n_labels != w->dim) {
     mm_format_error (error, label, "%u labels but \"dim\" is %u", n_labels, w->dim);
     goto fail;
+  }
+  if (graph) {
+    gint64 d[8];
+    w->graph = mm_graph_load (st, cfg, "head.", label, error);
+    if (!w->graph)
+      goto fail;
+    if (mm_graph_n_inputs (w->graph) != 1
+        || mm_graph_input_kind (w->graph, 0) != MM_GRAPH_INPUT_FEATURES
+        || mm_graph_input_shape (w->graph, 0, d) != 2 || d[0] != 1 || d[1] > 65535) {
+      mm_format_error (error, label,
+          "a head graph takes one input of kind \"features\" and shape [1, D], D <= 65535");
+      goto fail;
+    }
+    w->d_in = (guint)d[1];
+    w->max_width = 1;
+    return w;
   }
   if (!bind_layers (w, st, label, error))
     goto fail;
@@ -137,6 +160,12 @@ guint
 mm_head_weights_dim (const MmHeadWeights *w)
 {
   return w->dim;
+}
+
+guint
+mm_head_weights_n_inputs (const MmHeadWeights *w)
+{
+  return w->graph ? w->d_in : w->layer[0].d_in;
 }
 
 MmHeadKind
@@ -180,6 +209,10 @@ mm_head_new (MmModel *model, const MmContextParams *params, GError **error)
     mm_head_free (head);
     return NULL;
   }
+  if (w->graph && !(head->graph = mm_graph_ctx_new (w->graph, MM_MODEL_LABEL (model), error))) {
+    mm_head_free (head);
+    return NULL;
+  }
   return head;
 }
 
@@ -190,6 +223,7 @@ mm_head_free (MmHead *head)
     return;
   g_free (head->buf[0]);
   g_free (head->buf[1]);
+  mm_graph_ctx_free (head->graph);
   mm_model_unref (head->model);
   g_free (head);
 }
@@ -208,6 +242,10 @@ mm_head_run (MmHead *head, const float *fused, float *scores, GError **error)
     return FALSE;
   }
 
+  if (head->graph) {
+    memcpy (mm_graph_ctx_input (head->graph, 0), fused, w->d_in * sizeof (float));
+    mm_graph_ctx_run (head->graph, scores);
+  }
   const float *x = fused;
   for (guint i = 0; i < w->n_layers; i++) {
     const Linear *l = &w->layer[i];

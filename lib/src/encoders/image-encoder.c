@@ -25,6 +25,7 @@
 
 #include "conv-cl.h"
 #include "mm-private.h"
+#include "graph.h"
 #include "ops.h"
 #include "preprocess.h"
 #include "winograd.h"
@@ -71,6 +72,8 @@ struct _MmImageWeights
   gsize max_act;     /* floats of the largest activation (channel-first, or
                         channel-last with its zero border) */
   gsize max_scratch; /* floats of the largest im2col buffer */
+
+  MmGraph *graph; /* type "graph": the whole network (models/FORMAT.md) */
 };
 
 struct _MmImageEncoder
@@ -81,6 +84,7 @@ struct _MmImageEncoder
   float *buf[4];  /* max_act each */
   float *scratch; /* max_scratch */
   float *pooled;  /* (features) */
+  MmGraphCtx *graph;
 };
 
 /* ---- config ------------------------------------------------------------ */
@@ -288,6 +292,7 @@ mm_image_weights_free (MmImageWeights *w)
     convbn_clear (&w->block[i].down);
   }
   g_free (w->block);
+  mm_graph_free (w->graph);
   g_free (w);
 }
 
@@ -330,12 +335,51 @@ load_config (MmImageWeights *w, JsonObject *cfg, const char *label, GError **err
   return TRUE;
 }
 
+/* type "graph": the resize/normalise keys, then the network, whose one
+ * input must be the (1, 3, height, width) image */
+static gboolean
+load_graph (
+    MmImageWeights *w, const MmSafetensors *st, JsonObject *cfg, const char *label, GError **error)
+{
+  gint64 d[8];
+  if (!mm_json_uint (cfg, label, "width", TRUE, 0, 1, 16384, &w->width, error)
+      || !mm_json_uint (cfg, label, "height", TRUE, 0, 1, 16384, &w->height, error)
+      || !mm_json_float_array (cfg, label, "mean", 3, w->mean, error)
+      || !mm_json_float_array (cfg, label, "std", 3, w->std, error))
+    return FALSE;
+  for (int i = 0; i < 3; i++)
+    if (!(w->std[i] != 0.0f) || !isfinite (w->std[i]) || !isfinite (w->mean[i])) {
+      mm_format_error (error, label, "\"std\"/\"mean\" entry %d is zero or not finite", i);
+      return FALSE;
+    }
+  w->graph = mm_graph_load (st, cfg, "image.", label, error);
+  if (!w->graph)
+    return FALSE;
+  if (mm_graph_n_inputs (w->graph) != 1 || mm_graph_input_kind (w->graph, 0) != MM_GRAPH_INPUT_IMAGE
+      || mm_graph_input_shape (w->graph, 0, d) != 4 || d[0] != 1 || d[1] != 3 || d[2] != w->height
+      || d[3] != w->width) {
+    mm_format_error (error, label,
+        "an image graph takes one input of kind \"image\" and shape [1, 3, %u, %u]", w->height,
+        w->width);
+    return FALSE;
+  }
+  w->dim = mm_graph_dim (w->graph);
+  w->features = 1;
+  return TRUE;
+}
+
 MmImageWeights *
 mm_image_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *label, GError **error)
 {
   MmImageWeights *w = g_new0 (MmImageWeights, 1);
   char conv[96], bn[96];
   int h, wd, c;
+
+  if (g_strcmp0 (json_object_get_string_member_with_default (cfg, "type", ""), "graph") == 0) {
+    if (!load_graph (w, st, cfg, label, error))
+      goto fail;
+    return w;
+  }
 
   if (!load_config (w, cfg, label, error))
     goto fail;
@@ -477,6 +521,10 @@ mm_image_encoder_new (MmModel *model, const MmContextParams *params, GError **er
     mm_image_encoder_free (enc);
     return NULL;
   }
+  if (w->graph && !(enc->graph = mm_graph_ctx_new (w->graph, MM_MODEL_LABEL (model), error))) {
+    mm_image_encoder_free (enc);
+    return NULL;
+  }
   return enc;
 }
 
@@ -490,6 +538,7 @@ mm_image_encoder_free (MmImageEncoder *enc)
     g_free (enc->buf[i]);
   g_free (enc->scratch);
   g_free (enc->pooled);
+  mm_graph_ctx_free (enc->graph);
   mm_model_unref (enc->model);
   g_free (enc);
 }
@@ -850,6 +899,12 @@ encode_input (MmImageEncoder *enc, float *embedding)
 {
   const MmImageWeights *w = enc->w;
 
+  if (enc->graph) {
+    memcpy (mm_graph_ctx_input (enc->graph, 0), enc->input,
+        (gsize)3 * w->width * w->height * sizeof (float));
+    mm_graph_ctx_run (enc->graph, embedding);
+    return TRUE;
+  }
   if (!mm_ops_get_reference ()) {
     float *pooled = w->fc_w ? enc->pooled : embedding;
     encode_fast (enc, pooled);

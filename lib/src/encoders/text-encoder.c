@@ -11,6 +11,7 @@
  */
 #include <string.h>
 
+#include "graph.h"
 #include "mm-private.h"
 #include "ops.h"
 #include "preprocess.h"
@@ -26,6 +27,7 @@ typedef enum
 {
   TEXT_WORDVEC,
   TEXT_BERT,
+  TEXT_GRAPH,
 } TextType;
 
 struct _MmTextWeights
@@ -44,6 +46,10 @@ struct _MmTextWeights
 
   /* bert */
   MmBertWeights *bert;
+
+  /* graph: token ids (and mask, types) of max_len positions */
+  MmGraph *graph;
+  guint max_len, pad_id;
 };
 
 struct _MmTextEncoder
@@ -62,6 +68,10 @@ struct _MmTextEncoder
 
   /* bert */
   MmBertContext *bert;
+
+  /* graph */
+  MmGraphCtx *graph;
+  MmWordPiece *wp;
 };
 
 /* ---------------------------------------------------------------------- */
@@ -119,6 +129,49 @@ load_vocab (MmTextWeights *w, JsonObject *cfg, const char *label, GError **error
   return TRUE;
 }
 
+/* type "graph": a token_ids input [1, max_len] and optionally
+ * attention_mask and token_type_ids of the same shape */
+static gboolean
+load_graph (
+    MmTextWeights *w, const MmSafetensors *st, JsonObject *cfg, const char *label, GError **error)
+{
+  if (!mm_json_uint (cfg, label, "max_len", TRUE, 0, 2, 8192, &w->max_len, error)
+      || !mm_json_uint (
+          cfg, label, "pad_id", FALSE, 0, 0, mm_vocab_size (w->vocab) - 1, &w->pad_id, error))
+    return FALSE;
+  static const char *const special[] = { "[CLS]", "[SEP]", "[UNK]" };
+  for (guint i = 0; i < G_N_ELEMENTS (special); i++)
+    if (mm_vocab_lookup (w->vocab, special[i], strlen (special[i])) < 0) {
+      mm_format_error (error, label, "text: the WordPiece vocabulary has no %s token", special[i]);
+      return FALSE;
+    }
+  w->graph = mm_graph_load (st, cfg, "text.", label, error);
+  if (!w->graph)
+    return FALSE;
+  if (mm_graph_find_input (w->graph, MM_GRAPH_INPUT_TOKEN_IDS) < 0) {
+    mm_format_error (error, label, "a text graph needs an input of kind token_ids");
+    return FALSE;
+  }
+  for (guint i = 0; i < mm_graph_n_inputs (w->graph); i++) {
+    gint64 d[8];
+    MmGraphInputKind k = mm_graph_input_kind (w->graph, i);
+    if ((k != MM_GRAPH_INPUT_TOKEN_IDS && k != MM_GRAPH_INPUT_ATTENTION_MASK
+            && k != MM_GRAPH_INPUT_TOKEN_TYPE_IDS)
+        || mm_graph_input_shape (w->graph, i, d) != 2 || d[0] != 1 || d[1] != w->max_len) {
+      mm_format_error (error, label,
+          "text graph input %u: the inputs are token_ids, attention_mask, token_type_ids, each "
+          "of shape [1, %u] (max_len)",
+          i, w->max_len);
+      return FALSE;
+    }
+  }
+  if (mm_graph_dim (w->graph) != w->dim) {
+    mm_format_error (error, label, "text graph: \"dim\" differs");
+    return FALSE;
+  }
+  return TRUE;
+}
+
 MmTextWeights *
 mm_text_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *label, GError **error)
 {
@@ -131,6 +184,8 @@ mm_text_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *labe
     w->type = TEXT_WORDVEC;
   else if (g_str_equal (type, "bert"))
     w->type = TEXT_BERT;
+  else if (g_str_equal (type, "graph"))
+    w->type = TEXT_GRAPH;
   else {
     mm_set_error (
         error, MM_ERROR_UNSUPPORTED, label, "text: unknown type \"%s\" (wordvec or bert)", type);
@@ -144,6 +199,9 @@ mm_text_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *labe
 
   if (w->type == TEXT_WORDVEC) {
     if (!load_wordvec (w, st, label, error))
+      goto fail;
+  } else if (w->type == TEXT_GRAPH) {
+    if (!load_graph (w, st, cfg, label, error))
       goto fail;
   } else {
     w->bert = mm_bert_weights_load (st, cfg, label, w->vocab, w->lowercase, w->dim, error);
@@ -163,6 +221,7 @@ mm_text_weights_free (MmTextWeights *w)
   if (!w)
     return;
   mm_bert_weights_free (w->bert);
+  mm_graph_free (w->graph);
   if (w->vocab)
     mm_vocab_free (w->vocab);
   g_strfreev (w->words);
@@ -222,6 +281,16 @@ mm_text_encoder_new (MmModel *model, const MmContextParams *params, GError **err
     enc->mean = g_try_new0 (float, w->emb_dim);
     if (!enc->ids || !enc->scratch || !enc->mean)
       goto oom;
+  } else if (w->type == TEXT_GRAPH) {
+    enc->wp = mm_wordpiece_new (w->vocab, w->lowercase, w->max_len, enc->max_text_bytes, error);
+    enc->graph = enc->wp ? mm_graph_ctx_new (w->graph, MM_MODEL_LABEL (model), error) : NULL;
+    enc->ids = g_try_new (gint32, w->max_len);
+    if (!enc->graph || !enc->ids) {
+      if (!enc->ids && enc->graph)
+        goto oom;
+      mm_text_encoder_free (enc);
+      return NULL;
+    }
   } else {
     enc->bert = mm_bert_context_new (w->bert, enc->max_text_bytes, MM_MODEL_LABEL (model), error);
     if (!enc->bert) {
@@ -246,6 +315,9 @@ mm_text_encoder_free (MmTextEncoder *enc)
   if (!enc)
     return;
   mm_bert_context_free (enc->bert);
+  mm_graph_ctx_free (enc->graph);
+  if (enc->wp)
+    mm_wordpiece_free (enc->wp);
   g_free (enc->text);
   g_free (enc->ids);
   g_free (enc->scratch);
@@ -288,6 +360,25 @@ wordvec_encode (MmTextEncoder *enc, const char *utf8, gsize len, float *embeddin
   return n;
 }
 
+/* the graph on [CLS] pieces [SEP] padded to max_len */
+static guint
+graph_encode (MmTextEncoder *enc, const char *utf8, gsize len, float *embedding)
+{
+  const MmTextWeights *w = enc->w;
+  const MmGraph *g = w->graph;
+  guint n_content = 0, n = mm_wordpiece_encode (enc->wp, utf8, len, enc->ids, &n_content);
+  for (guint i = 0; i < mm_graph_n_inputs (g); i++) {
+    float *x = mm_graph_ctx_input (enc->graph, i);
+    MmGraphInputKind k = mm_graph_input_kind (g, i);
+    for (guint t = 0; t < w->max_len; t++)
+      x[t] = k == MM_GRAPH_INPUT_TOKEN_IDS     ? (float)(t < n ? (guint)enc->ids[t] : w->pad_id)
+          : k == MM_GRAPH_INPUT_ATTENTION_MASK ? (t < n ? 1.0f : 0.0f)
+                                               : 0.0f;
+  }
+  mm_graph_ctx_run (enc->graph, embedding);
+  return n_content;
+}
+
 gboolean
 mm_text_encoder_encode (MmTextEncoder *enc, const char *text, gssize len, float *embedding,
     guint *n_tokens, GError **error)
@@ -312,6 +403,8 @@ mm_text_encoder_encode (MmTextEncoder *enc, const char *text, gssize len, float 
 
   if (enc->w->type == TEXT_WORDVEC) {
     n = wordvec_encode (enc, enc->text, clean_len, embedding);
+  } else if (enc->w->type == TEXT_GRAPH) {
+    n = graph_encode (enc, enc->text, clean_len, embedding);
   } else if (!mm_bert_encode (enc->bert, enc->text, clean_len, embedding, &n, error)) {
     g_prefix_error (error, "%s: ", MM_MODEL_LABEL (enc->model));
     return FALSE;

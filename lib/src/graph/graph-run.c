@@ -1,0 +1,102 @@
+/* libmm graph: a context's arena and the run loop, which only dispatches.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include <string.h>
+
+#include "graph-internal.h"
+
+struct _MmGraphCtx
+{
+  GrRun r;
+  gpointer mem; /* arena + scratch, one 64-byte aligned block */
+};
+
+MmGraphCtx *
+mm_graph_ctx_new (const MmGraph *mg, const char *label, GError **error)
+{
+  const GrGraph *g = &mg->g;
+  MmGraphCtx *c = g_new0 (MmGraphCtx, 1);
+  gsize floats = g->arena + g->scratch + 16;
+  c->mem = g_try_malloc0 (floats * sizeof (float));
+  if (!c->mem) {
+    mm_format_error (error, label, "graph: cannot allocate %" G_GSIZE_FORMAT " MB of activations",
+        (floats * sizeof (float)) >> 20);
+    g_free (c);
+    return NULL;
+  }
+  float *base = (float *)(((guintptr)c->mem + 63) & ~(guintptr)63);
+  c->r.g = g;
+  c->r.arena = base;
+  c->r.scratch = base + g->arena;
+  return c;
+}
+
+void
+mm_graph_ctx_free (MmGraphCtx *c)
+{
+  if (!c)
+    return;
+  g_free (c->mem);
+  g_free (c);
+}
+
+float *
+mm_graph_ctx_input (MmGraphCtx *c, guint i)
+{
+  return gr_data (&c->r, c->r.g->inputs[i].value);
+}
+
+/* out (dim) = the output tensor pooled as the component says */
+static void
+pool_output (const GrRun *r, float *out)
+{
+  const GrGraph *g = r->g;
+  const GrShape *s = &g->values[g->output].s;
+  const float *y = gr_data (r, g->output);
+  switch (g->pool) {
+    case POOL_FLATTEN:
+      memcpy (out, y, s->n * sizeof (float));
+      break;
+    case POOL_CHANNEL_MEAN: {
+      gsize c = (gsize)s->d[1], inner = s->n / c;
+      for (gsize i = 0; i < c; i++) {
+        double acc = 0.0;
+        for (gsize j = 0; j < inner; j++)
+          acc += y[i * inner + j];
+        out[i] = (float)(acc / (double)inner);
+      }
+      break;
+    }
+    case POOL_FIRST_TOKEN:
+      memcpy (out, y, (gsize)s->d[2] * sizeof (float));
+      break;
+    case POOL_MASKED_MEAN: {
+      int mi = mm_graph_find_input ((const MmGraph *)g, MM_GRAPH_INPUT_ATTENTION_MASK);
+      const float *mask = gr_data (r, g->inputs[mi].value);
+      gsize l = (gsize)s->d[1], h = (gsize)s->d[2], count = 0;
+      memset (out, 0, h * sizeof (float));
+      for (gsize t = 0; t < l; t++) {
+        if (mask[t] == 0.0f)
+          continue;
+        count++;
+        for (gsize j = 0; j < h; j++)
+          out[j] += y[t * h + j];
+      }
+      for (gsize j = 0; count && j < h; j++)
+        out[j] /= (float)count;
+      break;
+    }
+  }
+}
+
+void
+mm_graph_ctx_run (MmGraphCtx *c, float *out)
+{
+  const GrGraph *g = c->r.g;
+  for (int i = 0; i < g->n_nodes; i++) {
+    const GrNode *n = &g->nodes[i];
+    if (!n->fused_away && !n->op->view)
+      n->op->run (&c->r, n);
+  }
+  pool_output (&c->r, out);
+}
