@@ -19,7 +19,9 @@ def save(path, tensors, mm, fp16=False, extra_metadata=None):
     blobs = []
     offset = 0
     for name, arr in tensors.items():
-        a = np.ascontiguousarray(np.asarray(arr, dtype=np.float16 if fp16 else np.float32))
+        a = np.asarray(arr, dtype=np.float16 if fp16 else np.float32)
+        # ascontiguousarray makes a 0-d array 1-d: keep scalars' shape []
+        a = np.ascontiguousarray(a).reshape(a.shape)
         data = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
         header[name] = {"dtype": _DTYPES[a.dtype], "shape": list(a.shape),
                         "data_offsets": [offset, offset + len(data)]}
