@@ -808,6 +808,66 @@ run_split (const GrRun *r, const GrNode *n)
   }
 }
 
+/* Pad (constant mode): p.start = the leading pads, p.step[0] = the value */
+static gboolean
+shape_pad (GrGraph *g, GrNode *n, GError **error)
+{
+  const GrShape *x = &gr_in (g, n, 0)->s;
+  GrShape *o = &gr_out (g, n, 0)->s;
+  gint64 pads[G_MAX_ATTR_LEN];
+  int len;
+  double value;
+  if (!gr_attr_ints (g, n, "pads", 0, 1 << 20, pads, &len, error)
+      || !gr_attr_float (g, n, "value", 0.0, &value, error))
+    return FALSE;
+  if (len != 2 * x->rank)
+    return gr_node_error (error, g, n, "'pads' needs %d entries (begin..., end...)", 2 * x->rank);
+  o->rank = x->rank;
+  for (int i = 0; i < x->rank; i++) {
+    o->d[i] = x->d[i] + pads[i] + pads[x->rank + i];
+    n->p.start[i] = pads[i];
+  }
+  n->p.alpha = (float)value;
+  if (!gr_shape_finish (g, n, o, error))
+    return FALSE;
+  n->macs = (double)o->n;
+  return TRUE;
+}
+
+static void
+run_pad (const GrRun *r, const GrNode *n)
+{
+  const GrShape *xs = SHAPE_IN (0), *ys = SHAPE_OUT (0);
+  const float *x = IN (0);
+  float *y = OUT (0);
+  for (gsize i = 0; i < ys->n; i++)
+    y[i] = n->p.alpha;
+  if (xs->rank == 0) {
+    y[0] = x[0];
+    return;
+  }
+  int rk = xs->rank;
+  gint64 yst[G_MAX_RANK], s = 1, base = 0, idx[G_MAX_RANK] = { 0 }, off = 0;
+  for (int i = rk - 1; i >= 0; i--) {
+    yst[i] = s;
+    base += n->p.start[i] * s;
+    s *= ys->d[i];
+  }
+  gint64 len = xs->d[rk - 1];
+  gsize rows = xs->n / (gsize)len;
+  for (gsize row = 0; row < rows; row++) {
+    memcpy (y + base + off, x + row * len, (gsize)len * sizeof (float));
+    for (int i = rk - 2; i >= 0; i--) {
+      idx[i]++;
+      off += yst[i];
+      if (idx[i] < xs->d[i])
+        break;
+      off -= yst[i] * xs->d[i];
+      idx[i] = 0;
+    }
+  }
+}
+
 /* Gather's "indices" attribute: priv = the indices as floats */
 static gboolean
 shape_gather (GrGraph *g, GrNode *n, GError **error)
@@ -1783,6 +1843,7 @@ static const GrOp ops[] = {
   { "MaxPool", 1, 1, 1, 1, SPATIAL ",ceil_mode", FALSE, shape_pool, run_maxpool },
   { "Mul", 2, 2, 1, 1, "", FALSE, shape_binary, run_mul },
   { "Neg", 1, 1, 1, 1, "", FALSE, shape_unary, run_neg },
+  { "Pad", 1, 1, 1, 1, "pads,value", FALSE, shape_pad, run_pad },
   { "Pow", 2, 2, 1, 1, "", FALSE, shape_pow, run_pow },
   { "Reciprocal", 1, 1, 1, 1, "", FALSE, shape_unary, run_reciprocal },
   { "ReduceMax", 1, 1, 1, 1, "axes,keepdims", FALSE, shape_reduce, run_reducemax },
