@@ -13,6 +13,8 @@
 #ifndef MM_GRAPH_INTERNAL_H
 #define MM_GRAPH_INTERNAL_H
 
+#include "conv-cl.h"
+#include "dwconv-cl.h"
 #include "graph.h"
 
 G_BEGIN_DECLS
@@ -51,6 +53,7 @@ typedef struct
   int alias;         /* value whose storage this one is (a view), or -1 */
   int last_use;      /* last node that reads it (planning) */
   gsize offset;      /* arena offset in floats (storage roots) */
+  gboolean cl;       /* channel-last: (1, C, H, W) stored as (H, W, C) */
 } GrValue;
 
 /* element-wise epilogue fused into a producing step */
@@ -110,8 +113,11 @@ struct _GrNode
   gboolean fused_away; /* done by an earlier step */
   GrAct act;
   float act_a, act_b;
-  int residual;  /* value added before act, or -1 */
-  int fused_out; /* the value the fused step really writes (else out[0]) */
+  int residual; /* value added before act, or -1 */
+  /* fast Conv (graph-plan.c): channel-last, weights packed at load */
+  int fast; /* 0 = im2col + sgemm (NCHW), 1 = conv-cl, 2 = dwconv-cl */
+  MmConvCl ccl;
+  MmDwConvCl dcl;
 };
 
 typedef struct
@@ -144,6 +150,7 @@ struct _GrGraph
   GrPool pool;
   guint dim;
   gsize arena, scratch, total;
+  gboolean reference; /* planned under mm_ops_set_reference (TRUE): NCHW only */
   double macs;
   guint n_steps;
 };
@@ -189,6 +196,13 @@ const GrOp *gr_op_find (const char *name);
 char *gr_op_list (void);
 /* the epilogue of a fused step, over n values */
 void gr_apply_act (float *x, gsize n, GrAct act, float a, float b);
+
+/* fast convs: packs the weights when conv-cl.c / dwconv-cl.c can run
+ * the node (sets n->fast), then, once the layouts are known, its scratch */
+gboolean gr_conv_prepare (GrGraph *g, GrNode *n, GError **error);
+void gr_conv_scratch (GrGraph *g, GrNode *n);
+/* the run function of the plain activation ops (Relu, Clip, ...) */
+gpointer gr_run_act_fn (void);
 
 /* ---- graph-plan.c ---- */
 gboolean gr_plan (GrGraph *g, GError **error);

@@ -586,7 +586,6 @@ mm_graph_load (
     n->index = (int)i;
     n->name = "";
     n->residual = -1;
-    n->fused_out = -1;
     g->n_nodes = (int)i + 1;
     if (!parse_node (g, n, json_array_get_element (na, i), error))
       goto fail;
@@ -613,6 +612,8 @@ mm_graph_free (MmGraph *mg)
   for (int i = 0; i < g->n_nodes; i++) {
     g_free (g->nodes[i].in);
     g_free (g->nodes[i].priv);
+    mm_conv_cl_clear (&g->nodes[i].ccl);
+    mm_dwconv_cl_clear (&g->nodes[i].dcl);
   }
   g_free (g->nodes);
   g_free (g->values);

@@ -19,6 +19,7 @@
 #define OUT(i) gr_data (r, n->out[i])
 #define SHAPE_IN(i) (&r->g->values[n->in[i]].s)
 #define SHAPE_OUT(i) (&r->g->values[n->out[i]].s)
+#define VAL(v) (&r->g->values[v])
 
 static gboolean
 need_weight (GrGraph *g, GrNode *n, int i, const char *what, GError **error)
@@ -195,13 +196,33 @@ shape_binary (GrGraph *g, GrNode *n, GError **error)
   return TRUE;
 }
 
+/* y (q, c) channel-last = a op b, each operand channel-last of y's shape,
+ * one value per channel, or one value (the planner checked which) */
+static void
+binary_cl (
+    float *y, const GrShape *ys, const float *a, gsize na, const float *b, gsize nb, BinOp op)
+{
+  gsize c = (gsize)ys->d[1], q_n = ys->n / c;
+  if (na == ys->n && nb == ys->n) {
+    bin_row (y, a, 1, b, 1, NULL, 0, (gint64)ys->n, op);
+    return;
+  }
+  for (gsize q = 0; q < q_n; q++) {
+    const float *aq = na == ys->n ? a + q * c : a, *bq = nb == ys->n ? b + q * c : b;
+    bin_row (y + q * c, aq, na == 1 ? 0 : 1, bq, nb == 1 ? 0 : 1, NULL, 0, (gint64)c, op);
+  }
+}
+
 static void
 run_binary (const GrRun *r, const GrNode *n, BinOp op)
 {
   const float *x[2] = { IN (0), IN (1) };
   const GrShape *xs[2] = { SHAPE_IN (0), SHAPE_IN (1) };
   float *y = OUT (0);
-  bcast_run (y, SHAPE_OUT (0), x, xs, 2, op);
+  if (VAL (n->out[0])->cl)
+    binary_cl (y, SHAPE_OUT (0), x[0], xs[0]->n, x[1], xs[1]->n, op);
+  else
+    bcast_run (y, SHAPE_OUT (0), x, xs, 2, op);
   if (n->act != ACT_NONE)
     gr_apply_act (y, SHAPE_OUT (0)->n, n->act, n->act_a, n->act_b);
 }
@@ -743,6 +764,19 @@ static void
 run_concat (const GrRun *r, const GrNode *n)
 {
   const GrShape *ys = SHAPE_OUT (0);
+  if (VAL (n->out[0])->cl) {
+    /* channel-last along C: each position takes each input's channels */
+    gsize c = (gsize)ys->d[1], q_n = ys->n / c, at = 0;
+    float *y = OUT (0);
+    for (int i = 0; i < n->n_in; i++) {
+      const float *x = IN (i);
+      gsize ci = (gsize)SHAPE_IN (i)->d[1];
+      for (gsize q = 0; q < q_n; q++)
+        memcpy (y + q * c + at, x + q * ci, ci * sizeof (float));
+      at += ci;
+    }
+    return;
+  }
   int a = n->p.axis;
   gsize outer = prod (ys, 0, a), inner = prod (ys, a + 1, ys->rank);
   gsize row = (gsize)ys->d[a] * inner, at = 0;
@@ -1060,11 +1094,34 @@ shape_global_pool (GrGraph *g, GrNode *n, GError **error)
   return TRUE;
 }
 
+/* y (c) = mean / max over the positions of a channel-last x (n, c) */
+static void
+global_pool_cl (float *y, const float *x, gsize c, gsize n, gboolean is_max)
+{
+  for (gsize ch = 0; ch < c; ch++)
+    y[ch] = is_max ? -INFINITY : 0.0f;
+  for (gsize q = 0; q < n; q++) {
+    const float *xv = x + q * c;
+    if (is_max)
+      for (gsize ch = 0; ch < c; ch++)
+        y[ch] = xv[ch] > y[ch] || isnan (xv[ch]) ? xv[ch] : y[ch];
+    else
+      for (gsize ch = 0; ch < c; ch++)
+        y[ch] += xv[ch];
+  }
+  if (!is_max)
+    for (gsize ch = 0; ch < c; ch++)
+      y[ch] /= (float)n;
+}
+
 static void
 run_globalaveragepool (const GrRun *r, const GrNode *n)
 {
   const GrShape *xs = SHAPE_IN (0);
-  mm_global_avgpool (OUT (0), IN (0), (int)xs->d[1], (int)prod (xs, 2, xs->rank));
+  if (VAL (n->in[0])->cl)
+    global_pool_cl (OUT (0), IN (0), (gsize)xs->d[1], prod (xs, 2, xs->rank), FALSE);
+  else
+    mm_global_avgpool (OUT (0), IN (0), (int)xs->d[1], (int)prod (xs, 2, xs->rank));
   if (n->act != ACT_NONE)
     gr_apply_act (OUT (0), (gsize)xs->d[1], n->act, n->act_a, n->act_b);
 }
@@ -1073,7 +1130,10 @@ static void
 run_globalmaxpool (const GrRun *r, const GrNode *n)
 {
   const GrShape *xs = SHAPE_IN (0);
-  mm_global_maxpool (OUT (0), IN (0), (int)xs->d[1], (int)prod (xs, 2, xs->rank));
+  if (VAL (n->in[0])->cl)
+    global_pool_cl (OUT (0), IN (0), (gsize)xs->d[1], prod (xs, 2, xs->rank), TRUE);
+  else
+    mm_global_maxpool (OUT (0), IN (0), (int)xs->d[1], (int)prod (xs, 2, xs->rank));
 }
 
 static gboolean
@@ -1460,16 +1520,167 @@ conv_depthwise (float *y, const float *x, const float *wt, int c, int h, int w, 
   }
 }
 
+/* ---- the channel-last conv (conv-cl.c, dwconv-cl.c) ---- */
+
+
+gboolean
+gr_conv_prepare (GrGraph *g, GrNode *n, GError **error)
+{
+  const GrParams *p = &n->p;
+  const GrShape *xs = &gr_in (g, n, 0)->s, *ws = &gr_in (g, n, 1)->s;
+  (void)error;
+  if (p->dl[0] != 1 || p->dl[1] != 1)
+    return TRUE; /* im2col */
+  int c = (int)xs->d[1], m = (int)ws->d[0], grp = p->group;
+  const float *w = gr_in (g, n, 1)->data, *b = gr_in (g, n, 2) ? gr_in (g, n, 2)->data : NULL;
+  const float *scale = n->priv, *shift = n->priv ? (const float *)n->priv + m : b;
+  char what[400];
+  g_snprintf (what, sizeof what, "%s: graph node %d ('%s', Conv)", g->label, n->index, n->name);
+  /* a conv the kernels refuse (absurd packed sizes) stays on im2col */
+  if (grp == c && m == c && grp > 1)
+    n->fast = mm_dwconv_cl_init (&n->dcl, w, scale, shift, c, p->k[0], p->k[1], what, NULL) ? 2 : 0;
+  else
+    n->fast =
+        mm_conv_cl_init (&n->ccl, w, scale, shift, c, m, p->k[0], p->k[1], grp, what, NULL) ? 1 : 0;
+  return TRUE;
+}
+
+/* scratch: the zero-padded channel-last input (unless the input is
+ * channel-last and the conv has no padding), and the channel-last output
+ * when the output is channel-first */
+void
+gr_conv_scratch (GrGraph *g, GrNode *n)
+{
+  const GrParams *p = &n->p;
+  const GrValue *x = gr_in (g, n, 0), *y = gr_out (g, n, 0);
+  gboolean pads = p->pb[0] || p->pb[1] || p->pe[0] || p->pe[1];
+  gsize h = p->sp == 2 ? (gsize)x->s.d[2] : 1, w = (gsize)x->s.d[x->s.rank - 1];
+  n->scratch = 0;
+  if (!x->cl || pads)
+    n->scratch += (h + p->pb[0] + p->pe[0]) * (w + p->pb[1] + p->pe[1]) * (gsize)x->s.d[1];
+  if (!y->cl)
+    n->scratch += y->s.n;
+}
+
+static gboolean
+mm_act_of (const GrNode *n, MmAct *act)
+{
+  *act = (MmAct){ MM_ACT_NONE, 0.0f, 0.0f };
+  switch (n->act) {
+    case ACT_NONE:
+      return TRUE;
+    case ACT_RELU:
+      act->kind = MM_ACT_RELU;
+      return TRUE;
+    case ACT_CLIP:
+      *act = (MmAct){ MM_ACT_CLIP, n->act_a, n->act_b };
+      return TRUE;
+    case ACT_SILU:
+      act->kind = MM_ACT_SILU;
+      return TRUE;
+    case ACT_HARDSWISH:
+      act->kind = MM_ACT_HARDSWISH;
+      return TRUE;
+    case ACT_SIGMOID:
+      act->kind = MM_ACT_SIGMOID;
+      return TRUE;
+    case ACT_GELU:
+      act->kind = MM_ACT_GELU;
+      return n->act_a == 0.0f;
+    default:
+      return FALSE;
+  }
+}
+
+static void
+conv_fast (const GrRun *r, const GrNode *n)
+{
+  const GrParams *p = &n->p;
+  const GrValue *xv = VAL (n->in[0]), *yv = VAL (n->out[0]);
+  const GrShape *xs = &xv->s, *ys = &yv->s;
+  int c = (int)xs->d[1], m = (int)ys->d[1];
+  int h = p->sp == 2 ? (int)xs->d[2] : 1, w = (int)xs->d[xs->rank - 1];
+  int ho = p->sp == 2 ? (int)ys->d[2] : 1, wo = (int)ys->d[ys->rank - 1];
+  gsize hw = (gsize)ho * wo;
+  const float *x = IN (0), *xp = x;
+  float *scr = r->scratch, *y = OUT (0);
+  gsize x_row = (gsize)w * c;
+  if (!xv->cl || p->pb[0] || p->pb[1] || p->pe[0] || p->pe[1]) {
+    /* the input channel-last inside a zero border of the conv's padding */
+    int wp = w + p->pb[1] + p->pe[1];
+    x_row = (gsize)wp * c;
+    float *buf = scr;
+    scr += (gsize)(h + p->pb[0] + p->pe[0]) * x_row;
+    memset (buf, 0, (gsize)p->pb[0] * x_row * sizeof (float));
+    memset (buf + (gsize)(p->pb[0] + h) * x_row, 0, (gsize)p->pe[0] * x_row * sizeof (float));
+    for (int i = 0; i < h; i++) {
+      float *row = buf + (gsize)(p->pb[0] + i) * x_row;
+      memset (row, 0, (gsize)p->pb[1] * c * sizeof (float));
+      memset (row + (gsize)(p->pb[1] + w) * c, 0, (gsize)p->pe[1] * c * sizeof (float));
+      float *dst = row + (gsize)p->pb[1] * c;
+      if (xv->cl) {
+        memcpy (dst, x + (gsize)i * w * c, (gsize)w * c * sizeof (float));
+      } else {
+        for (int ch = 0; ch < c; ch++) {
+          const float *src = x + ((gsize)ch * h + i) * w;
+          for (int q = 0; q < w; q++)
+            dst[(gsize)q * c + ch] = src[q];
+        }
+      }
+    }
+    xp = buf;
+  }
+  MmAct act;
+  gboolean act_ok = mm_act_of (n, &act);
+  const float *res = n->residual >= 0 ? gr_data (r, n->residual) : NULL;
+  gboolean res_cl = res && VAL (n->residual)->cl;
+  gboolean direct = yv->cl && (!res || res_cl);
+  gboolean kernel_act = act_ok && direct;
+  float *t = yv->cl ? y : scr;
+  const float *id = direct ? res : NULL;
+  if (n->fast == 2)
+    mm_dwconv_cl_run (&n->dcl, t, (gsize)wo * m, xp, x_row, ho, wo, p->s[0], p->s[1], id,
+        (gsize)wo * m, kernel_act ? &act : NULL);
+  else
+    mm_conv_cl_run_act (&n->ccl, t, (gsize)wo * m, xp, x_row, ho, wo, p->s[0], p->s[1], id,
+        (gsize)wo * m, kernel_act ? &act : NULL);
+  if (yv->cl) {
+    if (res && !res_cl)
+      for (gsize q = 0; q < hw; q++)
+        for (int oc = 0; oc < m; oc++)
+          y[q * m + oc] += res[(gsize)oc * hw + q];
+  } else {
+    /* y (m, hw) = t (hw, m) transposed [+ the residual, in its layout] */
+    for (int oc = 0; oc < m; oc++) {
+      float *yc = y + (gsize)oc * hw;
+      for (gsize q = 0; q < hw; q++)
+        yc[q] = t[q * m + oc];
+      if (res && res_cl)
+        for (gsize q = 0; q < hw; q++)
+          yc[q] += res[q * m + oc];
+      else if (res)
+        for (gsize q = 0; q < hw; q++)
+          yc[q] += res[(gsize)oc * hw + q];
+    }
+  }
+  if (n->act != ACT_NONE && !kernel_act)
+    gr_apply_act (y, ys->n, n->act, n->act_a, n->act_b);
+}
+
 static void
 run_conv (const GrRun *r, const GrNode *n)
 {
+  if (n->fast) {
+    conv_fast (r, n);
+    return;
+  }
   const GrShape *xs = SHAPE_IN (0), *ys = SHAPE_OUT (0);
   const GrParams *p = &n->p;
   int c = (int)xs->d[1], m = (int)ys->d[1], grp = p->group;
   int h = p->sp == 2 ? (int)xs->d[2] : 1, w = (int)xs->d[xs->rank - 1];
   int ho = p->sp == 2 ? (int)ys->d[2] : 1, wo = (int)ys->d[ys->rank - 1];
   const float *x = IN (0), *wt = IN (1), *b = n->n_in > 2 && n->in[2] >= 0 ? IN (2) : NULL;
-  float *y = gr_data (r, n->fused_out >= 0 ? n->fused_out : n->out[0]);
+  float *y = OUT (0);
   int cg = c / grp, mg = m / grp, k = cg * p->k[0] * p->k[1];
   gsize hw = (gsize)ho * wo;
   if (cg == 1 && grp > 1) {
@@ -1530,9 +1741,54 @@ shape_pool (GrGraph *g, GrNode *n, GError **error)
   return TRUE;
 }
 
+/* channel-last pooling: the same windows, a vector of channels at a time */
+static void
+run_pool_cl (const GrRun *r, const GrNode *n, gboolean is_max)
+{
+  const GrShape *xs = SHAPE_IN (0), *ys = SHAPE_OUT (0);
+  const GrParams *p = &n->p;
+  int c = (int)xs->d[1], h = (int)xs->d[2], w = (int)xs->d[3];
+  int ho = (int)ys->d[2], wo = (int)ys->d[3];
+  const float *x = IN (0);
+  float *y = OUT (0);
+  for (int oy = 0; oy < ho; oy++) {
+    int y0 = oy * p->s[0] - p->pb[0], y1 = MIN (y0 + p->k[0], h + p->pe[0]);
+    int ya = MAX (y0, 0), yb = MIN (y1, h);
+    for (int ox = 0; ox < wo; ox++) {
+      int x0 = ox * p->s[1] - p->pb[1], x1 = MIN (x0 + p->k[1], w + p->pe[1]);
+      int xa = MAX (x0, 0), xb = MIN (x1, w);
+      float *yv = y + ((gsize)oy * wo + ox) * c;
+      for (int ch = 0; ch < c; ch++)
+        yv[ch] = is_max ? -INFINITY : 0.0f;
+      for (int iy = ya; iy < yb; iy++)
+        for (int ix = xa; ix < xb; ix++) {
+          const float *xv = x + ((gsize)iy * w + ix) * c;
+          if (is_max)
+            for (int ch = 0; ch < c; ch++)
+              yv[ch] = xv[ch] > yv[ch] || isnan (xv[ch]) ? xv[ch] : yv[ch];
+          else
+            for (int ch = 0; ch < c; ch++)
+              yv[ch] += xv[ch];
+        }
+      if (!is_max) {
+        int cnt = p->count_include_pad ? (y1 - y0) * (x1 - x0) : (yb - ya) * (xb - xa);
+        float inv = cnt > 0 ? 1.0f / (float)cnt : 0.0f;
+        for (int ch = 0; ch < c; ch++)
+          yv[ch] *= inv;
+      }
+    }
+  }
+  if (n->act != ACT_NONE)
+    gr_apply_act (y, ys->n, n->act, n->act_a, n->act_b);
+}
+
 static void
 run_pool (const GrRun *r, const GrNode *n, gboolean is_max)
 {
+  if (VAL (n->in[0])->cl) {
+    run_pool_cl (r, n, is_max);
+    return;
+  }
   const GrShape *xs = SHAPE_IN (0), *ys = SHAPE_OUT (0);
   const GrParams *p = &n->p;
   int c = (int)xs->d[1];
@@ -1803,6 +2059,12 @@ gr_apply_act (float *x, gsize len, GrAct act, float a, float b)
       }
       break;
   }
+}
+
+gpointer
+gr_run_act_fn (void)
+{
+  return (gpointer)run_act;
 }
 
 /* ---- the table ------------------------------------------------------------ */

@@ -9,7 +9,14 @@
  *    an activation.  A value is fused only when its one reader is the
  *    next op of the pattern and it is not the graph's output; the host
  *    step then writes the last value of the chain directly.
- * 2. Buffer reuse: every value that is not a weight gets an offset in one
+ * 2. Layout: a Conv that conv-cl.c or dwconv-cl.c can run (dilation 1)
+ *    gets its weights packed here and writes channel-last; pools, the
+ *    element-wise ops and a channel Concat keep the layout of their
+ *    inputs; every other reader needs channel-first, which its producer
+ *    then writes (a Conv transposes on the way out), so no conversion
+ *    step is ever added.  Planned under mm_ops_set_reference (TRUE), the
+ *    graph stays channel-first with im2col + sgemm convolutions.
+ * 3. Buffer reuse: every value that is not a weight gets an offset in one
  *    arena, first-fit among the values alive at the step that writes it
  *    (a value lives from its producing step to its last reader; views
  *    share their input's storage), so the arena is the peak of live
@@ -18,6 +25,7 @@
 #include <string.h>
 
 #include "graph-internal.h"
+#include "ops.h"
 
 typedef struct
 {
@@ -159,6 +167,124 @@ root_of (const GrGraph *g, int v)
   return v;
 }
 
+/* ---- layout ------------------------------------------------------------- */
+
+static const GrValue *
+val (const GrGraph *g, int v)
+{
+  return &g->values[v];
+}
+
+/* an activation (1, C, H, W) with H W > 1 that may be stored channel-last */
+static gboolean
+can_cl (const GrGraph *g, int v)
+{
+  const GrValue *x = val (g, v);
+  return x->kind == V_ACT && x->alias < 0 && !x->data && x->s.rank == 4 && x->s.d[0] == 1
+      && x->s.d[2] * x->s.d[3] > 1 && v != g->output;
+}
+
+static gboolean
+is_unary_act (const GrNode *n)
+{
+  return n->op->run == gr_run_act_fn ();
+}
+
+/* how operand @v of an element-wise op over output shape @o reads in
+ * channel-last: 2 = same shape, 1 = one value per channel or a scalar,
+ * 0 = needs channel-first */
+static int
+bin_kind (const GrGraph *g, int v, const GrShape *o)
+{
+  const GrShape *s = &val (g, v)->s;
+  if (s->n == o->n && s->rank == o->rank)
+    return 2;
+  if (s->n == 1)
+    return 1;
+  if (s->n == (gsize)o->d[1] && s->rank >= 3 && s->d[s->rank - 1] == 1 && s->d[s->rank - 2] == 1
+      && s->d[s->rank - 3] == o->d[1])
+    return 1;
+  return 0;
+}
+
+/* the layout node @n writes, given its inputs' */
+static gboolean
+out_cl (const GrGraph *g, const GrNode *n)
+{
+  if (n->n_out != 1 || !can_cl (g, n->out[0]))
+    return FALSE;
+  const GrShape *o = &val (g, n->out[0])->s;
+  if (is_op (n, "Conv"))
+    return n->fast != 0;
+  if (is_op (n, "MaxPool") || is_op (n, "AveragePool") || is_unary_act (n))
+    return val (g, n->in[0])->cl;
+  if (is_op (n, "Add") || is_op (n, "Sub") || is_op (n, "Mul") || is_op (n, "Div")) {
+    gboolean any = FALSE;
+    for (int i = 0; i < 2; i++) {
+      int k = bin_kind (g, n->in[i], o);
+      if (k == 0 || (k == 2 && !val (g, n->in[i])->cl))
+        return FALSE;
+      any |= k == 2;
+    }
+    return any;
+  }
+  if (is_op (n, "Concat") && n->p.axis == 1) {
+    for (int i = 0; i < n->n_in; i++)
+      if (!val (g, n->in[i])->cl)
+        return FALSE;
+    return TRUE;
+  }
+  return FALSE;
+}
+
+/* whether @n reads a channel-last input (any of them) */
+static gboolean
+reads_cl (const GrGraph *g, const GrNode *n)
+{
+  if (is_op (n, "Conv") && n->fast)
+    return TRUE;
+  if (is_op (n, "GlobalAveragePool") || is_op (n, "GlobalMaxPool"))
+    return TRUE;
+  return n->n_out == 1 && val (g, n->out[0])->cl;
+}
+
+static void
+plan_layout (GrGraph *g)
+{
+  for (int i = 0; i < g->n_nodes; i++) {
+    GrNode *n = &g->nodes[i];
+    if (!n->fused_away && !n->op->view && out_cl (g, n))
+      g->values[n->out[0]].cl = TRUE;
+  }
+  /* a reader that cannot take channel-last makes its input channel-first,
+   * and an op that keeps the layout then needs its own inputs so */
+  gboolean changed = TRUE;
+  while (changed) {
+    changed = FALSE;
+    for (int i = 0; i < g->n_nodes; i++) {
+      GrNode *n = &g->nodes[i];
+      if (n->fused_away)
+        continue;
+      gboolean ok = !n->op->view && reads_cl (g, n);
+      for (int j = -1; j < n->n_in; j++) {
+        int v = j < 0 ? n->residual : n->in[j];
+        if (v < 0 || !g->values[v].cl)
+          continue;
+        if (!ok && !(j < 0 && is_op (n, "Conv") && n->fast)) {
+          g->values[v].cl = FALSE;
+          changed = TRUE;
+        }
+      }
+      /* an op that keeps the layout with one input turned channel-first */
+      if (n->n_out == 1 && g->values[n->out[0]].cl && !(is_op (n, "Conv") && n->fast)
+          && !out_cl (g, n)) {
+        g->values[n->out[0]].cl = FALSE;
+        changed = TRUE;
+      }
+    }
+  }
+}
+
 typedef struct
 {
   gsize offset, size;
@@ -178,6 +304,20 @@ gr_plan (GrGraph *g, GError **error)
   fuse (g, &u);
   g_free (u.uses);
   g_free (u.consumer);
+  g->reference = mm_ops_get_reference ();
+  if (!g->reference) {
+    for (int i = 0; i < g->n_nodes; i++) {
+      GrNode *n = &g->nodes[i];
+      if (!n->fused_away && is_op (n, "Conv") && !gr_conv_prepare (g, n, error))
+        return FALSE;
+    }
+    plan_layout (g);
+    for (int i = 0; i < g->n_nodes; i++) {
+      GrNode *n = &g->nodes[i];
+      if (!n->fused_away && is_op (n, "Conv") && n->fast)
+        gr_conv_scratch (g, n);
+    }
+  }
 
   /* liveness on storage roots */
   int *last = g_new (int, g->n_values);
