@@ -136,6 +136,34 @@ test_image_net (void)
   g_free (path);
 }
 
+/* the block of depthwise conv, squeeze-excite, pool and concat keeps its
+ * values channel-last (and is checked against numpy by /graph/ops) */
+static void
+test_channel_last_plan (void)
+{
+  char *path = fixture ("ops-channel_last_block.safetensors");
+  GError *err = NULL;
+  MmSafetensors *st = mm_safetensors_open (path, &err);
+  g_assert_no_error (err);
+  JsonParser *p = json_parser_new ();
+  g_assert_true (json_parser_load_from_data (p, mm_safetensors_metadata (st, "mm"), -1, NULL));
+  JsonObject *head = json_object_get_object_member (
+      json_object_get_object_member (json_node_get_object (json_parser_get_root (p)), "components"),
+      "head");
+  for (int ref = 0; ref < 2; ref++) {
+    mm_ops_set_reference (ref);
+    MmGraph *g = mm_graph_load (st, head, "head.", "block", &err);
+    mm_ops_set_reference (FALSE);
+    g_assert_no_error (err);
+    /* a, d, m, p, c, e: every (1, C, H, W) value but the output */
+    g_assert_cmpuint (mm_graph_n_channel_last (g), ==, ref ? 0 : 6);
+    mm_graph_free (g);
+  }
+  g_object_unref (p);
+  mm_safetensors_free (st);
+  g_free (path);
+}
+
 static void
 test_no_alloc (void)
 {
@@ -447,6 +475,7 @@ main (int argc, char **argv)
   g_test_add_func ("/graph/ops", test_ops);
   g_test_add_func ("/graph/image-net", test_image_net);
   g_test_add_func ("/graph/no-allocation", test_no_alloc);
+  g_test_add_func ("/graph/channel-last-plan", test_channel_last_plan);
   g_test_add_func ("/graph/buffer-reuse", test_buffer_reuse);
   g_test_add_func ("/graph/hostile/too-many-nodes", test_too_many_nodes);
   for (guint i = 0; i < G_N_ELEMENTS (hostile); i++) {

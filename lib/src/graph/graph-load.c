@@ -592,10 +592,10 @@ mm_graph_load (
   }
   if (!parse_output (g, cfg, error) || !gr_plan (g, error))
     goto fail;
-  g_debug ("%s: graph of %d nodes in %u steps, %.2f GMAC, activations %.1f MB (%.1f MB without "
-           "reuse)",
-      g->label, g->n_nodes, g->n_steps, g->macs * 1e-9, g->arena * 4.0 / 1048576.0,
-      g->total * 4.0 / 1048576.0);
+  g_debug ("%s: graph of %d nodes in %u steps, %.2f GMAC, %u values channel-last, activations "
+           "%.2f MB (%.2f MB without reuse), scratch %.2f MB",
+      g->label, g->n_nodes, g->n_steps, g->macs * 1e-9, mm_graph_n_channel_last (mg),
+      g->arena * 4.0 / 1048576.0, g->total * 4.0 / 1048576.0, g->scratch * 4.0 / 1048576.0);
   return mg;
 
 fail:
@@ -669,6 +669,15 @@ gsize
 mm_graph_total_bytes (const MmGraph *g)
 {
   return g->g.total * sizeof (float);
+}
+
+guint
+mm_graph_n_channel_last (const MmGraph *g)
+{
+  guint k = 0;
+  for (int i = 0; i < g->g.n_values; i++)
+    k += g->g.values[i].cl;
+  return k;
 }
 
 guint

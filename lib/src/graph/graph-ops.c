@@ -1522,7 +1522,6 @@ conv_depthwise (float *y, const float *x, const float *wt, int c, int h, int w, 
 
 /* ---- the channel-last conv (conv-cl.c, dwconv-cl.c) ---- */
 
-
 gboolean
 gr_conv_prepare (GrGraph *g, GrNode *n, GError **error)
 {

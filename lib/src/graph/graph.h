@@ -51,7 +51,8 @@ int mm_graph_find_input (const MmGraph *g, MmGraphInputKind kind);
 gsize mm_graph_peak_bytes (const MmGraph *g);
 /* bytes the arena would take without reuse (each tensor its own buffer) */
 gsize mm_graph_total_bytes (const MmGraph *g);
-guint mm_graph_n_steps (const MmGraph *g); /* after fusion */
+guint mm_graph_n_steps (const MmGraph *g);        /* after fusion */
+guint mm_graph_n_channel_last (const MmGraph *g); /* values stored (H, W, C) */
 
 MmGraphCtx *mm_graph_ctx_new (const MmGraph *g, const char *label, GError **error);
 void mm_graph_ctx_free (MmGraphCtx *c);
