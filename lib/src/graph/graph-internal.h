@@ -54,6 +54,9 @@ typedef struct
   int last_use;      /* last node that reads it (planning) */
   gsize offset;      /* arena offset in floats (storage roots) */
   gboolean cl;       /* channel-last: (1, C, H, W) stored as (H, W, C) */
+  int border;        /* channel-last between fast convs: zero positions stored
+                        around (H + 2 border, W + 2 border, C) for the readers'
+                        padding; the data pointer is the padded block's start */
 } GrValue;
 
 /* element-wise epilogue fused into a producing step */
@@ -201,6 +204,17 @@ void gr_apply_act (float *x, gsize n, GrAct act, float a, float b);
  * the node (sets n->fast), then, once the layouts are known, its scratch */
 gboolean gr_conv_prepare (GrGraph *g, GrNode *n, GError **error);
 void gr_conv_scratch (GrGraph *g, GrNode *n);
+/* whether the conv's whole epilogue runs in the kernel (MmAct, no
+ * channel-first residual) */
+gboolean gr_conv_kernel_epilogue (const GrGraph *g, const GrNode *n);
+/* floats a value takes in the arena (with its border) */
+static inline gsize
+gr_storage (const GrValue *v)
+{
+  if (!v->border)
+    return v->s.n;
+  return (gsize)(v->s.d[2] + 2 * v->border) * (gsize)(v->s.d[3] + 2 * v->border) * (gsize)v->s.d[1];
+}
 /* the run function of the plain activation ops (Relu, Clip, ...) */
 gpointer gr_run_act_fn (void);
 

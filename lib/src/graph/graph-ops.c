@@ -1555,7 +1555,7 @@ gr_conv_scratch (GrGraph *g, GrNode *n)
   gboolean pads = p->pb[0] || p->pb[1] || p->pe[0] || p->pe[1];
   gsize h = p->sp == 2 ? (gsize)x->s.d[2] : 1, w = (gsize)x->s.d[x->s.rank - 1];
   n->scratch = 0;
-  if (!x->cl || pads)
+  if (!x->cl || (pads && x->border < MAX (MAX (p->pb[0], p->pb[1]), MAX (p->pe[0], p->pe[1]))))
     n->scratch += (h + p->pb[0] + p->pe[0]) * (w + p->pb[1] + p->pe[1]) * (gsize)x->s.d[1];
   if (!y->cl)
     n->scratch += y->s.n;
@@ -1591,6 +1591,27 @@ mm_act_of (const GrNode *n, MmAct *act)
   }
 }
 
+gboolean
+gr_conv_kernel_epilogue (const GrGraph *g, const GrNode *n)
+{
+  MmAct act;
+  return mm_act_of (n, &act) && (n->residual < 0 || g->values[n->residual].cl);
+}
+
+/* zero the border of a channel-last value stored with one */
+static void
+zero_border (float *base, int h, int w, int c, int b)
+{
+  gsize row = (gsize)(w + 2 * b) * c, side = (gsize)b * c;
+  memset (base, 0, (gsize)b * row * sizeof (float));
+  memset (base + (gsize)(b + h) * row, 0, (gsize)b * row * sizeof (float));
+  for (int y = 0; y < h; y++) {
+    float *r0 = base + (gsize)(b + y) * row;
+    memset (r0, 0, side * sizeof (float));
+    memset (r0 + row - side, 0, side * sizeof (float));
+  }
+}
+
 static void
 conv_fast (const GrRun *r, const GrNode *n)
 {
@@ -1604,7 +1625,13 @@ conv_fast (const GrRun *r, const GrNode *n)
   const float *x = IN (0), *xp = x;
   float *scr = r->scratch, *y = OUT (0);
   gsize x_row = (gsize)w * c;
-  if (!xv->cl || p->pb[0] || p->pb[1] || p->pe[0] || p->pe[1]) {
+  int need = MAX (MAX (p->pb[0], p->pb[1]), MAX (p->pe[0], p->pe[1]));
+  if (xv->cl && xv->border >= need) {
+    /* read in place: the window's top-left inside the stored border */
+    int b = xv->border;
+    x_row = (gsize)(w + 2 * b) * c;
+    xp = x + (gsize)(b - p->pb[0]) * x_row + (gsize)(b - p->pb[1]) * c;
+  } else if (!xv->cl || need) {
     /* the input channel-last inside a zero border of the conv's padding */
     int wp = w + p->pb[1] + p->pe[1];
     x_row = (gsize)wp * c;
@@ -1637,12 +1664,24 @@ conv_fast (const GrRun *r, const GrNode *n)
   gboolean kernel_act = act_ok && direct;
   float *t = yv->cl ? y : scr;
   const float *id = direct ? res : NULL;
+  gsize y_row = (gsize)wo * m, id_row = (gsize)wo * m;
+  if (yv->border) /* the planner gave a border only to a kernel-only epilogue */
+    t += (gsize)yv->border * ((y_row = (gsize)(wo + 2 * yv->border) * m) + m);
+  if (id && VAL (n->residual)->border) {
+    int b = VAL (n->residual)->border;
+    id_row = (gsize)(wo + 2 * b) * m;
+    id += (gsize)b * (id_row + m);
+  }
   if (n->fast == 2)
-    mm_dwconv_cl_run (&n->dcl, t, (gsize)wo * m, xp, x_row, ho, wo, p->s[0], p->s[1], id,
-        (gsize)wo * m, kernel_act ? &act : NULL);
+    mm_dwconv_cl_run (&n->dcl, t, y_row, xp, x_row, ho, wo, p->s[0], p->s[1], id, id_row,
+        kernel_act ? &act : NULL);
   else
-    mm_conv_cl_run_act (&n->ccl, t, (gsize)wo * m, xp, x_row, ho, wo, p->s[0], p->s[1], id,
-        (gsize)wo * m, kernel_act ? &act : NULL);
+    mm_conv_cl_run_act (&n->ccl, t, y_row, xp, x_row, ho, wo, p->s[0], p->s[1], id, id_row,
+        kernel_act ? &act : NULL);
+  if (yv->border) {
+    zero_border (y, ho, wo, m, yv->border);
+    return;
+  }
   if (yv->cl) {
     if (res && !res_cl)
       for (gsize q = 0; q < hw; q++)
@@ -1750,6 +1789,16 @@ run_pool_cl (const GrRun *r, const GrNode *n, gboolean is_max)
   int ho = (int)ys->d[2], wo = (int)ys->d[3];
   const float *x = IN (0);
   float *y = OUT (0);
+  int pad = p->pb[0];
+  if (is_max && p->k[0] == p->k[1] && p->s[0] == p->s[1] && p->pb[1] == pad && p->pe[0] == pad
+      && p->pe[1] == pad && ho == (h + 2 * pad - p->k[0]) / p->s[0] + 1
+      && wo == (w + 2 * pad - p->k[1]) / p->s[1] + 1) {
+    /* the square, symmetric case (ResNet's stem) has its own kernel */
+    mm_maxpool2d_cl (y, (gsize)wo * c, x, c, h, w, p->k[0], p->s[0], pad);
+    if (n->act != ACT_NONE)
+      gr_apply_act (y, ys->n, n->act, n->act_a, n->act_b);
+    return;
+  }
   for (int oy = 0; oy < ho; oy++) {
     int y0 = oy * p->s[0] - p->pb[0], y1 = MIN (y0 + p->k[0], h + p->pe[0]);
     int ya = MAX (y0, 0), yb = MIN (y1, h);
@@ -1764,7 +1813,7 @@ run_pool_cl (const GrRun *r, const GrNode *n, gboolean is_max)
           const float *xv = x + ((gsize)iy * w + ix) * c;
           if (is_max)
             for (int ch = 0; ch < c; ch++)
-              yv[ch] = xv[ch] > yv[ch] || isnan (xv[ch]) ? xv[ch] : yv[ch];
+              yv[ch] = xv[ch] > yv[ch] ? xv[ch] : yv[ch];
           else
             for (int ch = 0; ch < c; ch++)
               yv[ch] += xv[ch];

@@ -248,6 +248,48 @@ reads_cl (const GrGraph *g, const GrNode *n)
   return n->n_out == 1 && val (g, n->out[0])->cl;
 }
 
+static int
+max_pad (const GrNode *n)
+{
+  return MAX (MAX (n->p.pb[0], n->p.pb[1]), MAX (n->p.pe[0], n->p.pe[1]));
+}
+
+/* A channel-last value written by a fast conv whose every reader is a fast
+ * conv (as its input or its residual) keeps its padding stored around it,
+ * so those convs read it in place instead of copying it into a padded
+ * scratch.  The writer's epilogue must then be the kernel's own (its
+ * activation an MmAct, its residual channel-last). */
+static void
+plan_borders (GrGraph *g)
+{
+  for (int i = 0; i < g->n_nodes; i++) {
+    GrNode *h = &g->nodes[i];
+    if (h->fused_away || !is_op (h, "Conv") || !h->fast)
+      continue;
+    int v = h->out[0];
+    if (!g->values[v].cl || !gr_conv_kernel_epilogue (g, h))
+      continue;
+    int border = 0;
+    gboolean ok = TRUE;
+    for (int j = 0; ok && j < g->n_nodes; j++) {
+      const GrNode *n = &g->nodes[j];
+      if (n->fused_away)
+        continue;
+      for (int k = 0; ok && k < n->n_in; k++)
+        if (n->in[k] == v) {
+          ok = k == 0 && is_op (n, "Conv") && n->fast;
+          if (ok)
+            border = MAX (border, max_pad (n));
+        }
+      /* a residual is read with its border by a channel-last conv output */
+      if (n->residual == v)
+        ok = ok && is_op (n, "Conv") && n->fast && g->values[n->out[0]].cl;
+    }
+    if (ok)
+      g->values[v].border = border;
+  }
+}
+
 static void
 plan_layout (GrGraph *g)
 {
@@ -312,6 +354,7 @@ gr_plan (GrGraph *g, GError **error)
         return FALSE;
     }
     plan_layout (g);
+    plan_borders (g);
     for (int i = 0; i < g->n_nodes; i++) {
       GrNode *n = &g->nodes[i];
       if (!n->fused_away && is_op (n, "Conv") && n->fast)
@@ -362,7 +405,7 @@ gr_plan (GrGraph *g, GError **error)
       GrValue *v = &g->values[news[j]];
       if (v->alias >= 0 || v->data)
         continue;
-      gsize size = round_up (v->s.n), at = 0;
+      gsize size = round_up (gr_storage (v)), at = 0;
       guint k = 0;
       for (; k < live->len; k++) {
         Block *b = &g_array_index (live, Block, k);

@@ -8,7 +8,9 @@
 struct _MmGraphCtx
 {
   GrRun r;
-  gpointer mem; /* arena + scratch, one 64-byte aligned block */
+  gpointer mem;  /* arena + scratch, one 64-byte aligned block */
+  double *times; /* MM_GRAPH_PROFILE set: seconds per node, printed at free */
+  guint runs;
 };
 
 MmGraphCtx *
@@ -28,6 +30,8 @@ mm_graph_ctx_new (const MmGraph *mg, const char *label, GError **error)
   c->r.g = g;
   c->r.arena = base;
   c->r.scratch = base + g->arena;
+  if (g_getenv ("MM_GRAPH_PROFILE"))
+    c->times = g_new0 (double, MAX (g->n_nodes, 1));
   return c;
 }
 
@@ -36,6 +40,31 @@ mm_graph_ctx_free (MmGraphCtx *c)
 {
   if (!c)
     return;
+  if (c->times && c->runs) {
+    /* the steps, slowest first */
+    const GrGraph *g = c->r.g;
+    double total = 0.0;
+    for (int i = 0; i < g->n_nodes; i++)
+      total += c->times[i];
+    g_printerr ("graph profile: %.3f ms per run over %u runs\n", total * 1e3 / c->runs, c->runs);
+    for (int k = 0; k < 25; k++) {
+      int best = -1;
+      for (int i = 0; i < g->n_nodes; i++)
+        if (c->times[i] > 0.0 && (best < 0 || c->times[i] > c->times[best]))
+          best = i;
+      if (best < 0)
+        break;
+      const GrNode *n = &g->nodes[best];
+      const GrShape *ys = &g->values[n->out[0]].s;
+      g_printerr ("  %7.3f ms %5.1f%%  %-14s fast %d act %d res %d  %s  out (%" G_GINT64_FORMAT
+                  ",%" G_GINT64_FORMAT ",%" G_GINT64_FORMAT ") cl %d\n",
+          c->times[best] * 1e3 / c->runs, 100.0 * c->times[best] / total, n->op->name, n->fast,
+          n->act, n->residual >= 0, n->name, ys->rank > 1 ? ys->d[1] : 0,
+          ys->rank > 2 ? ys->d[2] : 0, ys->rank > 3 ? ys->d[3] : 0, g->values[n->out[0]].cl);
+      c->times[best] = 0.0;
+    }
+  }
+  g_free (c->times);
   g_free (c->mem);
   g_free (c);
 }
@@ -95,8 +124,17 @@ mm_graph_ctx_run (MmGraphCtx *c, float *out)
   const GrGraph *g = c->r.g;
   for (int i = 0; i < g->n_nodes; i++) {
     const GrNode *n = &g->nodes[i];
-    if (!n->fused_away && !n->op->view)
+    if (n->fused_away || n->op->view)
+      continue;
+    if (c->times) {
+      gint64 t0 = g_get_monotonic_time ();
       n->op->run (&c->r, n);
+      c->times[i] += (g_get_monotonic_time () - t0) * 1e-6;
+    } else {
+      n->op->run (&c->r, n);
+    }
   }
+  if (c->times)
+    c->runs++;
   pool_output (&c->r, out);
 }
