@@ -92,6 +92,14 @@ gboolean mm_model_has_component (const MmModel *model, MmComponent component);
 /* Architecture type string of a component ("wordvec", "bert", "resnet",
  * "cnn1d", "concat", "attention", "mlp"), NULL if absent. */
 const char *mm_model_get_component_type (const MmModel *model, MmComponent component);
+/* Any of the text, image and audio encoders and the head may also be of
+ * type "graph": a network of ONNX-style operators (models/FORMAT.md, what
+ * models/onnx2mm.py writes), planned once at mm_model_open() and run by the
+ * same contexts and functions as the fixed architectures, so applications
+ * and elements use it unchanged.  Its input comes from the same
+ * preprocessing (image resize and normalisation, log-mel or the raw
+ * waveform, WordPiece ids with mask and types); a graph that the loader
+ * cannot plan, or whose file is inconsistent, fails in mm_model_open(). */
 
 /* Output size of a component: embedding dimension for the encoders, fused
  * dimension for the fusion, number of outputs for the head; 0 if absent. */
@@ -216,7 +224,9 @@ gboolean mm_image_encoder_encode_image (
 void mm_image_encoder_free (MmImageEncoder *enc);
 
 /* Audio: mono float samples in [-1,1] at mm_model_get_audio_rate().  Any
- * length from one FFT frame up to max_audio_samples. */
+ * length from one FFT frame up to max_audio_samples.  A "graph" audio
+ * encoder runs on exactly one window (mm_model_get_audio_window()): 1 to
+ * window samples, zero-padded at the end; more is MM_ERROR_INPUT. */
 typedef struct _MmAudioEncoder MmAudioEncoder;
 MmAudioEncoder *
 mm_audio_encoder_new (MmModel *model, const MmContextParams *params, GError **error);
