@@ -402,11 +402,12 @@ static void
 test_too_many_nodes (void)
 {
   GString *nodes = g_string_new ("[");
-  for (int i = 0; i <= 8192; i++)
+  for (int i = 0; i <= 8192; i++) {
+    char *in = i ? g_strdup_printf ("v%d", i - 1) : g_strdup ("features");
     g_string_append_printf (nodes,
-        "%s{\"op\":\"Identity\",\"inputs\":[\"%s\"],"
-        "\"outputs\":[\"v%d\"]}",
-        i ? "," : "", i ? g_strdup_printf ("v%d", i - 1) : "features", i);
+        "%s{\"op\":\"Identity\",\"inputs\":[\"%s\"],\"outputs\":[\"v%d\"]}", i ? "," : "", in, i);
+    g_free (in);
+  }
   g_string_append (nodes, "]");
   GError *err = NULL;
   g_assert_null (load_graph_model ("[1,4]", nodes->str, "v8192", 4, &err));
