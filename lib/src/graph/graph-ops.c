@@ -15,6 +15,25 @@
 #include "graph-internal.h"
 #include "ops.h"
 
+/* the element-wise loops over channel-last values, vectorised with a
+ * clone per ISA as in ops.c */
+#if defined(__GNUC__) && !defined(__clang__)
+#define GR_VECTORIZE                                                                               \
+  __attribute__ ((optimize ("tree-vectorize", "vect-cost-model=dynamic", "no-trapping-math")))
+#define GR_INLINE __attribute__ ((always_inline)) inline
+#else
+#define GR_VECTORIZE
+#define GR_INLINE inline
+#endif
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)          \
+    && !defined(MM_NO_CLONES)
+#define GR_SIMD                                                                                    \
+  GR_VECTORIZE                                                                                     \
+  __attribute__ ((target_clones ("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define GR_SIMD GR_VECTORIZE
+#endif
+
 #define IN(i) gr_data (r, n->in[i])
 #define OUT(i) gr_data (r, n->out[i])
 #define SHAPE_IN(i) (&r->g->values[n->in[i]].s)
@@ -108,7 +127,7 @@ typedef enum
   BIN_COPY,
 } BinOp;
 
-static inline void
+static GR_INLINE GR_VECTORIZE void
 bin_row (float *y, const float *a, gint64 sa, const float *b, gint64 sb, const float *c, gint64 sc,
     gint64 len, BinOp op)
 {
@@ -198,7 +217,7 @@ shape_binary (GrGraph *g, GrNode *n, GError **error)
 
 /* y (q, c) channel-last = a op b, each operand channel-last of y's shape,
  * one value per channel, or one value (the planner checked which) */
-static void
+static GR_SIMD void
 binary_cl (
     float *y, const GrShape *ys, const float *a, gsize na, const float *b, gsize nb, BinOp op)
 {
@@ -1095,7 +1114,7 @@ shape_global_pool (GrGraph *g, GrNode *n, GError **error)
 }
 
 /* y (c) = mean / max over the positions of a channel-last x (n, c) */
-static void
+static GR_SIMD void
 global_pool_cl (float *y, const float *x, gsize c, gsize n, gboolean is_max)
 {
   for (gsize ch = 0; ch < c; ch++)
@@ -1780,7 +1799,7 @@ shape_pool (GrGraph *g, GrNode *n, GError **error)
 }
 
 /* channel-last pooling: the same windows, a vector of channels at a time */
-static void
+static GR_SIMD void
 run_pool_cl (const GrRun *r, const GrNode *n, gboolean is_max)
 {
   const GrShape *xs = SHAPE_IN (0), *ys = SHAPE_OUT (0);
