@@ -1948,6 +1948,28 @@ shape_gemm (GrGraph *g, GrNode *n, GError **error)
   return TRUE;
 }
 
+/* y (n) = beta y + alpha W (n, k) x (k): one row of A against B^T, the
+ * classifier of a CNN, is a stream over W that a dot product per row
+ * reads at memory speed (sgemm takes it as a general product) */
+static GR_SIMD void
+gemv_rows (float *y, const float *w, const float *x, int nn, int k, float alpha, float beta)
+{
+  for (int j = 0; j < nn; j++) {
+    const float *wj = w + (gsize)j * k;
+    float acc[16] = { 0 };
+    int i = 0;
+    for (; i + 16 <= k; i += 16)
+      for (int l = 0; l < 16; l++)
+        acc[l] += wj[i + l] * x[i + l];
+    float sum = 0.0f;
+    for (; i < k; i++)
+      sum += wj[i] * x[i];
+    for (int l = 0; l < 16; l++)
+      sum += acc[l];
+    y[j] = alpha * sum + (beta != 0.0f ? beta * y[j] : 0.0f);
+  }
+}
+
 static void
 run_gemm (const GrRun *r, const GrNode *n)
 {
@@ -1960,8 +1982,11 @@ run_gemm (const GrRun *r, const GrNode *n)
     bcast_run (y, ys, c, cs, 1, BIN_COPY);
     beta = n->p.beta;
   }
-  mm_sgemm (n->p.trans_a, n->p.trans_b, m, nn, k, n->p.alpha, IN (0), (int)SHAPE_IN (0)->d[1],
-      IN (1), (int)SHAPE_IN (1)->d[1], beta, y, nn);
+  if (m == 1 && n->p.trans_b && !mm_ops_get_reference ())
+    gemv_rows (y, IN (1), IN (0), nn, k, n->p.alpha, beta);
+  else
+    mm_sgemm (n->p.trans_a, n->p.trans_b, m, nn, k, n->p.alpha, IN (0), (int)SHAPE_IN (0)->d[1],
+        IN (1), (int)SHAPE_IN (1)->d[1], beta, y, nn);
   if (n->act != ACT_NONE)
     gr_apply_act (y, ys->n, n->act, n->act_a, n->act_b);
 }
