@@ -12,6 +12,7 @@
 #include "graph.h"
 #include "mm-private.h"
 #include "ops.h"
+#include "preprocess.h"
 
 static char *
 fixture (const char *name)
@@ -133,6 +134,87 @@ test_image_net (void)
     mm_image_encoder_free (enc);
     mm_model_unref (m);
   }
+  g_free (path);
+}
+
+/* text: WordPiece ids, mask and types into the graph, masked mean out */
+static void
+test_text_net (void)
+{
+  char *path = fixture ("text-net.safetensors");
+  GError *err = NULL;
+  MmModel *m = mm_model_open (path, &err);
+  g_assert_no_error (err);
+  g_assert_cmpstr (mm_model_get_component_type (m, MM_COMPONENT_TEXT), ==, "graph");
+  MmTextEncoder *enc = mm_text_encoder_new (m, NULL, &err);
+  g_assert_no_error (err);
+  float out[4];
+  guint n = 0;
+  g_assert_true (mm_text_encoder_encode (enc, "A dog barks", -1, out, &n, &err));
+  g_assert_no_error (err);
+  g_assert_cmpuint (n, ==, 3);
+  g_assert_cmpfloat (rel_err (out, test_tensor (m, "test.y")->data, 4), <=, 1e-5);
+  mm_text_encoder_free (enc);
+  mm_model_unref (m);
+  g_free (path);
+}
+
+/* audio: the raw window, zero-padded; longer input is refused */
+static void
+test_audio_waveform (void)
+{
+  char *path = fixture ("audio-wave.safetensors");
+  GError *err = NULL;
+  MmModel *m = mm_model_open (path, &err);
+  g_assert_no_error (err);
+  g_assert_cmpuint (mm_model_get_audio_window (m), ==, 100);
+  MmAudioEncoder *enc = mm_audio_encoder_new (m, NULL, &err);
+  g_assert_no_error (err);
+  float x[101], out[1];
+  double want = 0.0;
+  const float *w = test_tensor (m, "audio.w")->data;
+  for (int i = 0; i < 101; i++)
+    x[i] = (float)sin (i * 0.3);
+  for (int i = 0; i < 60; i++)
+    want += (double)w[i] * x[i];
+  g_assert_true (mm_audio_encoder_encode (enc, x, 60, out, &err));
+  g_assert_no_error (err);
+  g_assert_cmpfloat (fabs (out[0] - want), <=, 1e-5 * MAX (fabs (want), 1.0));
+  g_assert_false (mm_audio_encoder_encode (enc, x, 101, out, &err));
+  g_assert_error (err, MM_ERROR, MM_ERROR_INPUT);
+  g_clear_error (&err);
+  mm_audio_encoder_free (enc);
+  mm_model_unref (m);
+  g_free (path);
+}
+
+/* audio: libmm's log-mel, time-major, into the graph */
+static void
+test_audio_logmel (void)
+{
+  char *path = fixture ("audio-logmel.safetensors");
+  GError *err = NULL;
+  MmModel *m = mm_model_open (path, &err);
+  g_assert_no_error (err);
+  MmAudioEncoder *enc = mm_audio_encoder_new (m, NULL, &err);
+  g_assert_no_error (err);
+  float x[256], out[8], mel[8 * 7], want[8] = { 0 };
+  for (int i = 0; i < 256; i++)
+    x[i] = (float)(0.5 * sin (i * 0.2) + 0.1 * cos (i * 1.7));
+  g_assert_true (mm_audio_encoder_encode (enc, x, 256, out, &err));
+  g_assert_no_error (err);
+  MmMelParams p = { 16000, 64, 64, 32, 8, 0.0, 8000.0, 1e-6 };
+  MmLogMel *lm = mm_logmel_new (&p, 256, &err);
+  g_assert_no_error (err);
+  g_assert_cmpuint (mm_logmel_compute (lm, mel, x, 256, &err), ==, 7);
+  for (int b = 0; b < 8; b++) {
+    for (int t = 0; t < 7; t++)
+      want[b] += mel[b * 7 + t] / 7.0f;
+  }
+  g_assert_cmpfloat (rel_err (out, want, 8), <=, 1e-5);
+  mm_logmel_free (lm);
+  mm_audio_encoder_free (enc);
+  mm_model_unref (m);
   g_free (path);
 }
 
@@ -475,6 +557,9 @@ main (int argc, char **argv)
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/graph/ops", test_ops);
   g_test_add_func ("/graph/image-net", test_image_net);
+  g_test_add_func ("/graph/text", test_text_net);
+  g_test_add_func ("/graph/audio-waveform", test_audio_waveform);
+  g_test_add_func ("/graph/audio-logmel", test_audio_logmel);
   g_test_add_func ("/graph/no-allocation", test_no_alloc);
   g_test_add_func ("/graph/channel-last-plan", test_channel_last_plan);
   g_test_add_func ("/graph/buffer-reuse", test_buffer_reuse);
