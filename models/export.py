@@ -309,19 +309,59 @@ def mlp_config(sd, cfg):
     return out, exp
 
 
+def numeric_config(sd, cfg):
+    """Numeric encoder: per-feature normalisation (buffers `mean`, `std`, or
+    "mean"/"std" lists in the config) then an MLP `layers.i` to `dim`."""
+    sd_keys = set(sd)
+    for key in ("mean", "std"):
+        if key in cfg:
+            if key in sd_keys:
+                raise ExportError("export: numeric: '%s' is both a tensor and in the config" % key)
+            sd[key] = np.asarray(cfg.pop(key), dtype=np.float32).reshape(-1)
+    n = len({int(m.group(1)) for k in sd for m in [re.match(r"layers\.(\d+)\.", k)] if m})
+    if n == 0:
+        raise ExportError("export: numeric: an mlp needs layers.0.weight ...")
+    n_in = shape(sd, "layers.0.weight", "numeric")[1]
+    for key in ("mean", "std"):
+        v = sd.get(key)
+        if v is None:
+            raise ExportError("export: numeric: needs per-feature '%s' (a buffer or a config list "
+                              "of %d numbers)" % (key, n_in))
+        if not np.all(np.isfinite(v)) or (key == "std" and not np.all(v > 0)):
+            raise ExportError("export: numeric: every '%s' must be finite%s"
+                              % (key, " and > 0" if key == "std" else ""))
+    if cfg.get("nan", "mean") not in ("mean", "zero", "error"):
+        raise ExportError("export: numeric: \"nan\" must be mean, zero or error")
+    if "names" in cfg and len(cfg["names"]) != n_in:
+        raise ExportError("export: numeric: %d names for %d features" % (len(cfg["names"]), n_in))
+    out = {"type": "mlp", "features": n_in, "layers": n,
+           "dim": shape(sd, "layers.%d.weight" % (n - 1), "numeric")[0],
+           "nan": "mean", "modality": "sensor"}
+    out.update(cfg)
+    exp = {"mean": (n_in,), "std": (n_in,)}
+    d_in = n_in
+    for i in range(n):
+        w = shape(sd, "layers.%d.weight" % i, "numeric")
+        exp["layers.%d.weight" % i] = (w[0], d_in)
+        exp["layers.%d.bias" % i] = (w[0],)
+        d_in = w[0]
+    return out, exp
+
+
 ARCHITECTURES = {
     "image": {"resnet": resnet_config},
     "text": {"wordvec": wordvec_config, "bert": bert_config},
     "audio": {"cnn1d": cnn1d_config},
     "fusion": {"concat": concat_config, "attention": attention_config},
     "head": {"mlp": mlp_config},
+    "numeric": {"mlp": numeric_config},
 }
 DEFAULT_TYPE = {"image": "resnet", "text": "wordvec", "audio": "cnn1d", "fusion": "concat",
-                "head": "mlp"}
+                "head": "mlp", "numeric": "mlp"}
 
 
 def export(path, components, name="model", fp16=False, extra_metadata=None):
-    """components: {"image"|"text"|"audio"|"fusion"|"head": (module or state_dict
+    """components: {"image"|"text"|"audio"|"fusion"|"head"|"numeric": (module or state_dict
     or None, config dict)}.  Returns the "mm" document written."""
     tensors, doc = {}, {"version": 1, "name": name, "components": {}}
     for comp, (obj, cfg) in components.items():

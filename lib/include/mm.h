@@ -3,7 +3,7 @@
  *
  * libmm loads one self-describing model file (safetensors with the
  * architecture as JSON in __metadata__, see models/FORMAT.md) and runs its
- * components: text, image and audio encoders, a fusion and a head.
+ * components: text, image, audio and numeric encoders, a fusion and a head.
  * It depends on GLib, json-glib, kissfft and OpenBLAS, never on GStreamer.
  *
  * Usage:
@@ -30,8 +30,8 @@
  *   number of threads. Opening the same path twice in a process returns the
  *   same mapping with its reference count raised; mm_model_open() and
  *   mm_model_unref() are thread-safe.
- * - A context (MmTextEncoder, MmImageEncoder, MmAudioEncoder, MmFusion,
- *   MmHead) owns its scratch memory, allocated once in *_new(); its run
+ * - A context (MmTextEncoder, MmImageEncoder, MmAudioEncoder,
+ *   MmNumericEncoder, MmFusion, MmHead) owns its scratch memory, allocated once in *_new(); its run
  *   functions never allocate. A context is used by one thread at a time;
  *   different contexts on one model may run concurrently.
  * - Every function that can fail returns FALSE/NULL and fills a GError in
@@ -65,10 +65,12 @@ typedef enum
   MM_COMPONENT_AUDIO,
   MM_COMPONENT_FUSION,
   MM_COMPONENT_HEAD,
+  MM_COMPONENT_NUMERIC, /* measurements (sensor values) -> embedding */
   MM_N_COMPONENTS
 } MmComponent;
 
-/* "text", "image", "audio", "fusion", "head"; NULL when out of range. */
+/* "text", "image", "audio", "fusion", "head", "numeric"; NULL when out of
+ * range. */
 const char *mm_component_name (MmComponent component);
 
 /* --------------------------------------------------------------------- */
@@ -90,7 +92,8 @@ const char *mm_model_get_path (const MmModel *model);
 const char *mm_model_get_name (const MmModel *model);
 gboolean mm_model_has_component (const MmModel *model, MmComponent component);
 /* Architecture type string of a component ("wordvec", "bert", "resnet",
- * "cnn1d", "concat", "attention", "mlp"), NULL if absent. */
+ * "cnn1d", "concat", "attention", "mlp"), NULL if absent.  The numeric
+ * component's type is "mlp". */
 const char *mm_model_get_component_type (const MmModel *model, MmComponent component);
 /* Any of the text, image and audio encoders and the head may also be of
  * type "graph": a network of ONNX-style operators (models/FORMAT.md, what
@@ -121,6 +124,14 @@ const char *mm_model_get_fusion_input_modality (const MmModel *model, guint i);
 guint mm_model_get_fusion_input_dim (const MmModel *model, guint i);
 /* Index of the first fusion input of @modality, or -1. */
 gint mm_model_find_fusion_input (const MmModel *model, const char *modality);
+
+/* Numeric encoder: number of values per sample it takes, the fusion input
+ * modality it feeds ("sensor" unless the file says otherwise), and the
+ * optional name of value @i (NULL when the file names none); 0/NULL when the
+ * model has no numeric component. */
+guint mm_model_get_numeric_n_features (const MmModel *model);
+const char *mm_model_get_numeric_modality (const MmModel *model);
+const char *mm_model_get_numeric_feature_name (const MmModel *model, guint i);
 
 typedef enum
 {
@@ -233,6 +244,21 @@ mm_audio_encoder_new (MmModel *model, const MmContextParams *params, GError **er
 gboolean mm_audio_encoder_encode (
     MmAudioEncoder *enc, const float *samples, gsize n_samples, float *embedding, GError **error);
 void mm_audio_encoder_free (MmAudioEncoder *enc);
+
+/* Numeric: one sample of mm_model_get_numeric_n_features() values (sensor
+ * readings, lab values...), each normalised by the file's per-feature mean
+ * and std, then an MLP to mm_model_get_dim (model, MM_COMPONENT_NUMERIC).
+ * A NaN is a missing value, handled as the file's "nan" says: replaced by
+ * the feature's mean ("mean") or by 0 ("zero"), or refused ("error": FALSE
+ * with MM_ERROR_INPUT).  @n_missing (may be NULL) receives the number of
+ * NaNs replaced.  A wrong @n_features or an infinite value is MM_ERROR_INPUT;
+ * on any error @embedding is left untouched. */
+typedef struct _MmNumericEncoder MmNumericEncoder;
+MmNumericEncoder *
+mm_numeric_encoder_new (MmModel *model, const MmContextParams *params, GError **error);
+gboolean mm_numeric_encoder_encode (MmNumericEncoder *enc, const float *features, gsize n_features,
+    float *embedding, guint *n_missing, GError **error);
+void mm_numeric_encoder_free (MmNumericEncoder *enc);
 
 /* Fusion: @inputs has mm_model_get_fusion_n_inputs() entries, each a
  * vector of that input's dim, or NULL when the modality is missing (the

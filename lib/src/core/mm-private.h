@@ -44,6 +44,7 @@ typedef struct _MmImageWeights MmImageWeights;
 typedef struct _MmAudioWeights MmAudioWeights;
 typedef struct _MmFusionWeights MmFusionWeights;
 typedef struct _MmHeadWeights MmHeadWeights;
+typedef struct _MmNumericWeights MmNumericWeights;
 
 struct _MmModel
 {
@@ -60,6 +61,7 @@ struct _MmModel
   MmAudioWeights *audio;
   MmFusionWeights *fusion;
   MmHeadWeights *head;
+  MmNumericWeights *numeric;
 };
 
 /* Parses the "mm" document of @st and binds every component.  Used by
@@ -115,6 +117,7 @@ MM_DECLARE_COMPONENT (MmImageWeights, mm_image_weights)
 MM_DECLARE_COMPONENT (MmAudioWeights, mm_audio_weights)
 MM_DECLARE_COMPONENT (MmFusionWeights, mm_fusion_weights)
 MM_DECLARE_COMPONENT (MmHeadWeights, mm_head_weights)
+MM_DECLARE_COMPONENT (MmNumericWeights, mm_numeric_weights)
 
 /* Accessors the public getters in model.c forward to. */
 void mm_image_weights_size (const MmImageWeights *w, guint *width, guint *height);
@@ -125,6 +128,9 @@ guint mm_fusion_weights_input_dim (const MmFusionWeights *w, guint i);
 MmHeadKind mm_head_weights_kind (const MmHeadWeights *w);
 const char *mm_head_weights_label (const MmHeadWeights *w, guint i);
 guint mm_head_weights_n_inputs (const MmHeadWeights *w);
+guint mm_numeric_weights_n_features (const MmNumericWeights *w);
+const char *mm_numeric_weights_modality (const MmNumericWeights *w);
+const char *mm_numeric_weights_feature_name (const MmNumericWeights *w, guint i);
 
 /* Utility: g_set_error with MM_ERROR_FORMAT and "label: message". */
 #define mm_format_error(error, label, ...) mm_set_error (error, MM_ERROR_FORMAT, label, __VA_ARGS__)

@@ -17,7 +17,7 @@ static GMutex models_lock;
 static GHashTable *models_by_path;
 
 static const char *const component_names[MM_N_COMPONENTS] = { "text", "image", "audio", "fusion",
-  "head" };
+  "head", "numeric" };
 
 const char *
 mm_component_name (MmComponent component)
@@ -32,6 +32,7 @@ static const char *const component_types[MM_N_COMPONENTS][4] = {
   [MM_COMPONENT_AUDIO] = { "cnn1d", "graph", NULL },
   [MM_COMPONENT_FUSION] = { "concat", "attention", NULL },
   [MM_COMPONENT_HEAD] = { "mlp", "graph", NULL },
+  [MM_COMPONENT_NUMERIC] = { "mlp", NULL },
 };
 
 static gboolean
@@ -61,6 +62,8 @@ model_free (MmModel *m)
     mm_fusion_weights_free (m->fusion);
   if (m->head)
     mm_head_weights_free (m->head);
+  if (m->numeric)
+    mm_numeric_weights_free (m->numeric);
   if (m->parser)
     g_object_unref (m->parser);
   mm_safetensors_free (m->st);
@@ -101,6 +104,11 @@ load_component (MmModel *m, MmComponent c, JsonObject *cfg, const char *file_lab
       if (ok)
         m->dim[c] = mm_head_weights_dim (m->head);
       break;
+    case MM_COMPONENT_NUMERIC:
+      ok = (m->numeric = mm_numeric_weights_load (m->st, cfg, label, error)) != NULL;
+      if (ok)
+        m->dim[c] = mm_numeric_weights_dim (m->numeric);
+      break;
     default:
       g_assert_not_reached ();
   }
@@ -125,6 +133,14 @@ check_consistency (MmModel *m, const char *label, GError **error)
               i, mod, dim, mod, m->dim[c]);
           return FALSE;
         }
+      }
+      /* the numeric encoder feeds the input named by its "modality" */
+      if (m->numeric && g_str_equal (mod, mm_numeric_weights_modality (m->numeric))
+          && m->dim[MM_COMPONENT_NUMERIC] != dim) {
+        mm_format_error (error, label,
+            "fusion input %u (%s) has dim %u but the numeric encoder outputs %u", i, mod, dim,
+            m->dim[MM_COMPONENT_NUMERIC]);
+        return FALSE;
       }
     }
   }
@@ -196,7 +212,7 @@ mm_model_new_from_safetensors (MmSafetensors *st, const char *label, GError **er
     if (!known) {
       mm_format_error (error, label,
           "unknown component '%s' (known: text, image, audio, "
-          "fusion, head)",
+          "fusion, head, numeric)",
           (const char *)l->data);
       g_list_free (keys);
       goto fail;
@@ -404,6 +420,24 @@ mm_model_find_fusion_input (const MmModel *model, const char *modality)
     if (g_strcmp0 (mm_fusion_weights_input_modality (model->fusion, i), modality) == 0)
       return (gint)i;
   return -1;
+}
+
+guint
+mm_model_get_numeric_n_features (const MmModel *model)
+{
+  return model->numeric ? mm_numeric_weights_n_features (model->numeric) : 0;
+}
+
+const char *
+mm_model_get_numeric_modality (const MmModel *model)
+{
+  return model->numeric ? mm_numeric_weights_modality (model->numeric) : NULL;
+}
+
+const char *
+mm_model_get_numeric_feature_name (const MmModel *model, guint i)
+{
+  return model->numeric ? mm_numeric_weights_feature_name (model->numeric, i) : NULL;
 }
 
 MmHeadKind
