@@ -133,6 +133,7 @@ struct _GstMmDecode
   MmHead *head;
   guint in_dim; /* = fused_dim */
   guint n_outputs;
+  MmHeadKind kind;
   gfloat *scores;   /* n_outputs */
   gfloat *smoothed; /* n_outputs */
 
@@ -170,13 +171,16 @@ gst_mm_decode_class_init (GstMmDecodeClass *klass)
 
   gst_mm_install_model_property (gobject_class, PROP_MODEL);
   g_object_class_install_property (gobject_class, PROP_TOP_K,
-      g_param_spec_uint ("top-k", "Top k", "Number of best labels reported per decision", 1,
-          MM_MAX_TOP, DEFAULT_TOP_K,
+      g_param_spec_uint ("top-k", "Top k",
+          "Number of best labels reported per decision (softmax and sigmoid "
+          "heads; regression heads report every output)",
+          1, MM_MAX_TOP, DEFAULT_TOP_K,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING));
   g_object_class_install_property (gobject_class, PROP_THRESHOLD,
       g_param_spec_double ("threshold", "Threshold",
           "Labels whose (smoothed) score is below this are not reported; "
-          "when none reaches it the text is empty",
+          "when none reaches it the text is empty (softmax and sigmoid heads; "
+          "ignored by regression heads, whose values are all reported)",
           0.0, 1.0, DEFAULT_THRESHOLD,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING));
   g_object_class_install_property (gobject_class, PROP_SMOOTHING,
@@ -367,6 +371,7 @@ gst_mm_decode_start (GstElement *element)
   }
   self->in_dim = fused_dim;
   self->n_outputs = mm_model_get_n_outputs (self->model);
+  self->kind = mm_model_get_head_kind (self->model);
   self->scores = g_new0 (gfloat, self->n_outputs);
   self->smoothed = g_new0 (gfloat, self->n_outputs);
   self->have_smoothed = FALSE;
@@ -484,19 +489,33 @@ gst_mm_decode_sink_query (GstPad *pad, GstObject *parent, GstQuery *query)
   return gst_pad_query_default (pad, parent, query);
 }
 
-/* Fills the presence part of @meta from @fmeta, or marks every fusion
- * input of the model present when @fmeta is NULL. */
+/* Fills the provenance part of @meta from @fmeta, or marks every fusion
+ * input of the model present (with unknown times) when @fmeta is NULL.  The
+ * age of an embedding is how long before the decision at @pts its interval
+ * ended (0 when it covers @pts; its PTS stands for its end when it has no
+ * duration), as mmfuse's max-age counts it. */
 static void
-gst_mm_decode_fill_presence (
-    GstMmDecode *self, const MmFusionMeta *fmeta, MmClassificationMeta *meta)
+gst_mm_decode_fill_provenance (
+    GstMmDecode *self, const MmFusionMeta *fmeta, GstClockTime pts, MmClassificationMeta *meta)
 {
   guint i;
 
   if (fmeta) {
     meta->n_inputs = MIN (fmeta->n_inputs, MM_MAX_INPUTS);
     for (i = 0; i < meta->n_inputs; i++) {
+      GstClockTime end;
+
       meta->modality[i] = fmeta->modality[i];
       meta->present[i] = fmeta->present[i];
+      meta->pts[i] = fmeta->present[i] ? fmeta->pts[i] : GST_CLOCK_TIME_NONE;
+      meta->duration[i] = fmeta->present[i] ? fmeta->duration[i] : GST_CLOCK_TIME_NONE;
+      meta->age[i] = GST_CLOCK_TIME_NONE;
+      if (!GST_CLOCK_TIME_IS_VALID (meta->pts[i]) || !GST_CLOCK_TIME_IS_VALID (pts))
+        continue;
+      end = meta->pts[i];
+      if (GST_CLOCK_TIME_IS_VALID (meta->duration[i]))
+        end += meta->duration[i];
+      meta->age[i] = pts > end ? pts - end : 0;
     }
     return;
   }
@@ -504,6 +523,26 @@ gst_mm_decode_fill_presence (
   for (i = 0; i < meta->n_inputs; i++) {
     meta->modality[i] = g_quark_from_string (mm_model_get_fusion_input_modality (self->model, i));
     meta->present[i] = TRUE;
+  }
+}
+
+static gboolean
+copy_field (GQuark field, const GValue *value, gpointer user_data)
+{
+  gst_structure_id_set_value ((GstStructure *)user_data, field, value);
+  return TRUE;
+}
+
+static const gchar *
+head_kind_name (MmHeadKind kind)
+{
+  switch (kind) {
+    case MM_HEAD_SOFTMAX:
+      return "softmax";
+    case MM_HEAD_SIGMOID:
+      return "sigmoid";
+    default:
+      return "regression";
   }
 }
 
@@ -527,6 +566,26 @@ value_array_append_double (GValue *array, gdouble d)
   gst_value_array_append_and_take_value (array, &v);
 }
 
+static void
+value_array_append_uint64 (GValue *array, guint64 u)
+{
+  GValue v = G_VALUE_INIT;
+
+  g_value_init (&v, G_TYPE_UINT64);
+  g_value_set_uint64 (&v, u);
+  gst_value_array_append_and_take_value (array, &v);
+}
+
+static void
+value_array_append_boolean (GValue *array, gboolean b)
+{
+  GValue v = G_VALUE_INIT;
+
+  g_value_init (&v, G_TYPE_BOOLEAN);
+  g_value_set_boolean (&v, b);
+  gst_value_array_append_and_take_value (array, &v);
+}
+
 /* The mm-classification element message for @meta at @pts/@duration, with
  * self->text as the text pushed. */
 static GstMessage *
@@ -534,7 +593,9 @@ gst_mm_decode_make_message (
     GstMmDecode *self, const MmClassificationMeta *meta, GstClockTime pts, GstClockTime duration)
 {
   GValue labels = G_VALUE_INIT, scores = G_VALUE_INIT, present = G_VALUE_INIT,
-         missing = G_VALUE_INIT;
+         missing = G_VALUE_INIT, outputs = G_VALUE_INIT, names = G_VALUE_INIT,
+         inputs = G_VALUE_INIT, in_present = G_VALUE_INIT, in_pts = G_VALUE_INIT,
+         in_duration = G_VALUE_INIT, in_age = G_VALUE_INIT;
   GstClockTime running_time = GST_CLOCK_TIME_NONE;
   GstClockTime stream_time = GST_CLOCK_TIME_NONE;
   GString *present_csv = g_string_new (NULL);
@@ -555,12 +616,28 @@ gst_mm_decode_make_message (
     value_array_append_string (&labels, g_quark_to_string (meta->label[i]));
     value_array_append_double (&scores, meta->score[i]);
   }
+  gst_value_array_init (&outputs, meta->n_outputs);
+  gst_value_array_init (&names, meta->n_outputs);
+  for (i = 0; i < meta->n_outputs; i++) {
+    value_array_append_double (&outputs, meta->outputs[i]);
+    value_array_append_string (&names, mm_model_get_label (self->model, i));
+  }
+  gst_value_array_init (&inputs, meta->n_inputs);
+  gst_value_array_init (&in_present, meta->n_inputs);
+  gst_value_array_init (&in_pts, meta->n_inputs);
+  gst_value_array_init (&in_duration, meta->n_inputs);
+  gst_value_array_init (&in_age, meta->n_inputs);
   for (i = 0; i < meta->n_inputs; i++) {
     const gchar *name = g_quark_to_string (meta->modality[i]);
     GString *csv = meta->present[i] ? present_csv : missing_csv;
 
     value_array_append_string (meta->present[i] ? &present : &missing, name);
     g_string_append_printf (csv, "%s%s", csv->len ? "," : "", name);
+    value_array_append_string (&inputs, name);
+    value_array_append_boolean (&in_present, meta->present[i]);
+    value_array_append_uint64 (&in_pts, meta->pts[i]);
+    value_array_append_uint64 (&in_duration, meta->duration[i]);
+    value_array_append_uint64 (&in_age, meta->age[i]);
   }
 
   s = gst_structure_new ("mm-classification", "pts", G_TYPE_UINT64, (guint64)pts, "duration",
@@ -570,6 +647,14 @@ gst_mm_decode_make_message (
   gst_structure_take_value (s, "scores", &scores);
   gst_structure_take_value (s, "present", &present);
   gst_structure_take_value (s, "missing", &missing);
+  gst_structure_set (s, "kind", G_TYPE_STRING, head_kind_name (self->kind), NULL);
+  gst_structure_take_value (s, "outputs", &outputs);
+  gst_structure_take_value (s, "names", &names);
+  gst_structure_take_value (s, "inputs", &inputs);
+  gst_structure_take_value (s, "input-present", &in_present);
+  gst_structure_take_value (s, "input-pts", &in_pts);
+  gst_structure_take_value (s, "input-duration", &in_duration);
+  gst_structure_take_value (s, "input-age", &in_age);
   gst_structure_set (s, "label", G_TYPE_STRING,
       meta->n_top ? g_quark_to_string (meta->label[0]) : "", "score", G_TYPE_DOUBLE,
       meta->n_top ? (gdouble)meta->score[0] : 0.0, "text", G_TYPE_STRING, self->text->str,
@@ -591,6 +676,8 @@ gst_mm_decode_chain (GstPad *pad, GstObject *parent, GstBuffer *buffer)
   GError *err = NULL;
   GstBuffer *outbuf;
   MmClassificationMeta *meta;
+  GstCustomMeta *cmeta;
+  GstMessage *msg;
   gboolean ok;
 
   if (!self->negotiated || self->head == NULL) {
@@ -637,34 +724,64 @@ gst_mm_decode_chain (GstPad *pad, GstObject *parent, GstBuffer *buffer)
   smooth_scores (self->smoothed, self->scores, self->n_outputs, smoothing,
       !self->have_smoothed || smoothing <= 0.0);
   self->have_smoothed = TRUE;
-  n_top = select_top (self->smoothed, self->n_outputs, top_k, threshold, order);
+  if (self->kind == MM_HEAD_REGRESSION) {
+    /* values, not probabilities: every output, in the model's order, raw */
+    n_top = MIN (self->n_outputs, MM_MAX_TOP);
+    for (i = 0; i < n_top; i++)
+      order[i] = i;
+  } else {
+    n_top = select_top (self->smoothed, self->n_outputs, top_k, threshold, order);
+  }
 
   g_string_truncate (self->text, 0);
-  for (i = 0; i < n_top; i++) {
-    gchar num[G_ASCII_DTOSTR_BUF_SIZE];
+  if (self->kind == MM_HEAD_REGRESSION) {
+    for (i = 0; i < self->n_outputs; i++) {
+      gchar num[G_ASCII_DTOSTR_BUF_SIZE];
 
-    g_ascii_formatd (num, sizeof (num), "%.2f", self->smoothed[order[i]]);
-    g_string_append_printf (
-        self->text, "%s%s %s", i ? ", " : "", mm_model_get_label (self->model, order[i]), num);
+      g_ascii_formatd (num, sizeof (num), "%.3g", self->smoothed[i]);
+      g_string_append_printf (
+          self->text, "%s%s=%s", i ? " " : "", mm_model_get_label (self->model, i), num);
+    }
+  } else {
+    for (i = 0; i < n_top; i++) {
+      gchar num[G_ASCII_DTOSTR_BUF_SIZE];
+
+      g_ascii_formatd (num, sizeof (num), "%.2f", self->smoothed[order[i]]);
+      g_string_append_printf (
+          self->text, "%s%s %s", i ? ", " : "", mm_model_get_label (self->model, order[i]), num);
+    }
   }
 
   outbuf = self->text->len > 0 ? gst_buffer_new_memdup (self->text->str, self->text->len)
                                : gst_buffer_new ();
   gst_buffer_copy_into (outbuf, buffer, GST_BUFFER_COPY_TIMESTAMPS | GST_BUFFER_COPY_FLAGS, 0, -1);
   meta = gst_buffer_add_mm_classification_meta (outbuf);
+  meta->kind = (MmClassificationKind)self->kind;
   meta->n_top = n_top;
   for (i = 0; i < n_top; i++) {
     meta->label[i] = g_quark_from_string (mm_model_get_label (self->model, order[i]));
     meta->score[i] = self->smoothed[order[i]];
   }
-  gst_mm_decode_fill_presence (self, gst_buffer_get_mm_fusion_meta (buffer), meta);
+  mm_classification_meta_set_outputs (meta, self->smoothed, self->n_outputs);
+  gst_mm_decode_fill_provenance (
+      self, gst_buffer_get_mm_fusion_meta (buffer), GST_BUFFER_PTS (outbuf), meta);
   gst_buffer_unref (buffer);
+
+  msg = gst_mm_decode_make_message (
+      self, meta, GST_BUFFER_PTS (outbuf), GST_BUFFER_DURATION (outbuf));
+  /* the same fields for bindings that cannot read the C struct */
+  mm_classification_structure_meta_get_info (); /* registered once */
+  cmeta = gst_buffer_add_custom_meta (outbuf, MM_CLASSIFICATION_STRUCTURE_META);
+  if (cmeta) {
+    GstStructure *cs = gst_custom_meta_get_structure (cmeta);
+
+    gst_structure_set_name (cs, "mm-classification");
+    gst_structure_foreach (gst_message_get_structure (msg), copy_field, cs);
+  }
 
   GST_LOG_OBJECT (self, "%" GST_TIME_FORMAT ": \"%s\"", GST_TIME_ARGS (GST_BUFFER_PTS (outbuf)),
       self->text->str);
-  gst_element_post_message (GST_ELEMENT (self),
-      gst_mm_decode_make_message (
-          self, meta, GST_BUFFER_PTS (outbuf), GST_BUFFER_DURATION (outbuf)));
+  gst_element_post_message (GST_ELEMENT (self), msg);
 
   return gst_mm_element_push (GST_ELEMENT (self), self->srcpad, outbuf);
 }

@@ -60,6 +60,7 @@ mm_fusion_meta_init (GstMeta *meta, gpointer params, GstBuffer *buffer)
     fmeta->modality[i] = 0;
     fmeta->present[i] = FALSE;
     fmeta->pts[i] = GST_CLOCK_TIME_NONE;
+    fmeta->duration[i] = GST_CLOCK_TIME_NONE;
   }
   return TRUE;
 }
@@ -76,6 +77,7 @@ mm_fusion_meta_transform (
   memcpy (dst->modality, src->modality, sizeof (src->modality));
   memcpy (dst->present, src->present, sizeof (src->present));
   memcpy (dst->pts, src->pts, sizeof (src->pts));
+  memcpy (dst->duration, src->duration, sizeof (src->duration));
   return TRUE;
 }
 
@@ -130,14 +132,38 @@ static gboolean
 mm_classification_meta_init (GstMeta *meta, gpointer params, GstBuffer *buffer)
 {
   MmClassificationMeta *cmeta = (MmClassificationMeta *)meta;
+  guint i;
 
+  cmeta->kind = MM_CLASSIFICATION_SOFTMAX;
   cmeta->n_top = 0;
   memset (cmeta->label, 0, sizeof (cmeta->label));
   memset (cmeta->score, 0, sizeof (cmeta->score));
+  cmeta->n_outputs = 0;
+  cmeta->outputs = NULL;
   cmeta->n_inputs = 0;
   memset (cmeta->modality, 0, sizeof (cmeta->modality));
   memset (cmeta->present, 0, sizeof (cmeta->present));
+  for (i = 0; i < MM_MAX_INPUTS; i++)
+    cmeta->pts[i] = cmeta->duration[i] = cmeta->age[i] = GST_CLOCK_TIME_NONE;
   return TRUE;
+}
+
+static void
+mm_classification_meta_free (GstMeta *meta, GstBuffer *buffer)
+{
+  MmClassificationMeta *cmeta = (MmClassificationMeta *)meta;
+
+  g_clear_pointer (&cmeta->outputs, g_free);
+  cmeta->n_outputs = 0;
+}
+
+void
+mm_classification_meta_set_outputs (MmClassificationMeta *meta, const gfloat *outputs, guint n)
+{
+  g_return_if_fail (meta != NULL);
+  g_free (meta->outputs);
+  meta->outputs = n ? g_memdup2 (outputs, (gsize)n * sizeof (gfloat)) : NULL;
+  meta->n_outputs = n;
 }
 
 static gboolean
@@ -149,12 +175,17 @@ mm_classification_meta_transform (
 
   if (dst == NULL)
     return FALSE;
+  dst->kind = src->kind;
   dst->n_top = src->n_top;
   memcpy (dst->label, src->label, sizeof (src->label));
   memcpy (dst->score, src->score, sizeof (src->score));
+  mm_classification_meta_set_outputs (dst, src->outputs, src->n_outputs);
   dst->n_inputs = src->n_inputs;
   memcpy (dst->modality, src->modality, sizeof (src->modality));
   memcpy (dst->present, src->present, sizeof (src->present));
+  memcpy (dst->pts, src->pts, sizeof (src->pts));
+  memcpy (dst->duration, src->duration, sizeof (src->duration));
+  memcpy (dst->age, src->age, sizeof (src->age));
   return TRUE;
 }
 
@@ -168,7 +199,7 @@ mm_classification_meta_get_info (void)
 
     if (i == NULL)
       i = gst_meta_register (MM_CLASSIFICATION_META_API_TYPE, CLASSIFICATION_IMPL_NAME,
-          sizeof (MmClassificationMeta), mm_classification_meta_init, NULL,
+          sizeof (MmClassificationMeta), mm_classification_meta_init, mm_classification_meta_free,
           mm_classification_meta_transform);
     g_once_init_leave ((GstMetaInfo **)&info, (GstMetaInfo *)i);
   }
@@ -185,4 +216,58 @@ gst_buffer_add_mm_classification_meta (GstBuffer *buffer)
 
   return (MmClassificationMeta *)gst_buffer_add_meta (
       buffer, mm_classification_meta_get_info (), NULL);
+}
+
+/* ---- the decision as a GstStructure (GstCustomMeta) ---- */
+
+static gboolean
+copy_into (GQuark field, const GValue *value, gpointer user_data)
+{
+  gst_structure_id_set_value ((GstStructure *)user_data, field, value);
+  return TRUE;
+}
+
+/* Copies go with the structure (GStreamer 1.22 copies nothing by default). */
+static gboolean
+mm_classification_structure_transform (GstBuffer *dest, GstCustomMeta *meta, GstBuffer *buffer,
+    GQuark type, gpointer data, gpointer user_data)
+{
+  GstCustomMeta *copy;
+
+  if (!GST_META_TRANSFORM_IS_COPY (type))
+    return FALSE;
+  copy = gst_buffer_add_custom_meta (dest, MM_CLASSIFICATION_STRUCTURE_META);
+  if (copy == NULL)
+    return FALSE;
+  gst_structure_foreach (
+      gst_custom_meta_get_structure (meta), copy_into, gst_custom_meta_get_structure (copy));
+  return TRUE;
+}
+
+const GstMetaInfo *
+mm_classification_structure_meta_get_info (void)
+{
+  static const GstMetaInfo *info = NULL;
+
+  if (g_once_init_enter ((GstMetaInfo **)&info)) {
+    static const gchar *tags[] = { NULL };
+    const GstMetaInfo *i = gst_meta_get_info (MM_CLASSIFICATION_STRUCTURE_META);
+
+    if (i == NULL)
+      i = gst_meta_register_custom (MM_CLASSIFICATION_STRUCTURE_META, tags,
+          mm_classification_structure_transform, NULL, NULL);
+    g_once_init_leave ((GstMetaInfo **)&info, (GstMetaInfo *)i);
+  }
+  return info;
+}
+
+const GstStructure *
+gst_buffer_get_mm_classification_structure (GstBuffer *buffer)
+{
+  GstCustomMeta *meta;
+
+  g_return_val_if_fail (GST_IS_BUFFER (buffer), NULL);
+  mm_classification_structure_meta_get_info ();
+  meta = gst_buffer_get_custom_meta (buffer, MM_CLASSIFICATION_STRUCTURE_META);
+  return meta ? gst_custom_meta_get_structure (meta) : NULL;
 }

@@ -47,9 +47,9 @@ harness_free (GstHarness *h, GstBus *bus)
 /* fused (FUSED_DIM) and scores (N_LABELS) for @text as the only present
  * input, straight from libmm. */
 static void
-reference (const gchar *text, gfloat *fused, gfloat *scores)
+reference_model (const gchar *fixture_name, const gchar *text, gfloat *fused, gfloat *scores)
 {
-  gchar *path = fixture ("tiny.safetensors");
+  gchar *path = fixture (fixture_name);
   GError *err = NULL;
   MmModel *model = mm_model_open (path, &err);
   MmContextParams params = mm_context_default_params ();
@@ -75,6 +75,12 @@ reference (const gchar *text, gfloat *fused, gfloat *scores)
   mm_head_free (head);
   mm_model_unref (model);
   g_free (path);
+}
+
+static void
+reference (const gchar *text, gfloat *fused, gfloat *scores)
+{
+  reference_model ("tiny.safetensors", text, fused, scores);
 }
 
 static const gchar *labels[N_LABELS] = { "speech", "music", "noise" };
@@ -158,6 +164,46 @@ get_u64 (const GstStructure *s, const gchar *field)
   return v;
 }
 
+static void
+check_u64_array (const GstStructure *s, const gchar *field, guint64 a, guint64 b, guint64 c)
+{
+  const GValue *arr = gst_structure_get_value (s, field);
+  guint64 expect[3] = { a, b, c };
+  guint i;
+
+  fail_unless (arr && GST_VALUE_HOLDS_ARRAY (arr), "no %s", field);
+  fail_unless_equals_int (gst_value_array_get_size (arr), 3);
+  for (i = 0; i < 3; i++)
+    fail_unless_equals_uint64 (g_value_get_uint64 (gst_value_array_get_value (arr, i)), expect[i]);
+}
+
+/* @field is an array of doubles equal to @values (n), as floats widen. */
+static void
+check_double_array (const GstStructure *s, const gchar *field, const gfloat *values, guint n)
+{
+  const GValue *arr = gst_structure_get_value (s, field);
+  guint i;
+
+  fail_unless (arr && GST_VALUE_HOLDS_ARRAY (arr), "no %s", field);
+  fail_unless_equals_int (gst_value_array_get_size (arr), n);
+  for (i = 0; i < n; i++)
+    fail_unless (g_value_get_double (gst_value_array_get_value (arr, i)) == (gdouble)values[i],
+        "%s[%u] %.9g vs %.9g", field, i, g_value_get_double (gst_value_array_get_value (arr, i)),
+        values[i]);
+}
+
+static void
+check_string_array (const GstStructure *s, const gchar *field, const gchar *const *values, guint n)
+{
+  const GValue *arr = gst_structure_get_value (s, field);
+  guint i;
+
+  fail_unless (arr && GST_VALUE_HOLDS_ARRAY (arr), "no %s", field);
+  fail_unless_equals_int (gst_value_array_get_size (arr), n);
+  for (i = 0; i < n; i++)
+    fail_unless_equals_string (g_value_get_string (gst_value_array_get_value (arr, i)), values[i]);
+}
+
 GST_START_TEST (test_decision)
 {
   GstBus *bus;
@@ -222,12 +268,166 @@ GST_START_TEST (test_decision)
   fail_unless_equals_string (gst_structure_get_string (s, "missing-csv"), "");
   fail_unless_equals_string (gst_structure_get_string (s, "label"), "music");
   fail_unless_equals_string (gst_structure_get_string (s, "text"), expect);
+  /* the whole output vector, in the model's order, whatever top-k says */
+  fail_unless_equals_string (gst_structure_get_string (s, "kind"), "softmax");
+  check_double_array (s, "outputs", scores, N_LABELS);
+  check_string_array (s, "names", labels, N_LABELS);
   gst_structure_free (s);
 
   gst_buffer_unref (out);
   g_free (text);
   g_free (expect);
   harness_free (h, bus);
+}
+
+GST_END_TEST;
+
+/* A harness around mmdecode with fixture @name. */
+static GstHarness *
+harness_new_model (const gchar *name, const gchar *extra, GstBus **bus)
+{
+  gchar *path = fixture (name);
+  gchar *desc = g_strdup_printf ("mmdecode model=\"%s\" %s", path, extra ? extra : "");
+  GstHarness *h = gst_harness_new_parse (desc);
+
+  *bus = gst_bus_new ();
+  gst_element_set_bus (h->element, *bus);
+  g_free (desc);
+  g_free (path);
+  return h;
+}
+
+/* Sigmoid (multi-label) heads: every tag at or above the threshold, best
+ * first, at most top-k of them; table-driven against libmm's head. */
+GST_START_TEST (test_sigmoid)
+{
+  static const struct
+  {
+    const gchar *text;
+    guint top_k;
+    gdouble threshold;
+  } cases[] = {
+    { "a guitar song and piano music", 3, 0.5 },
+    { "a guitar song and piano music", 3, 0.0 },
+    { "a guitar song and piano music", 1, 0.0 },
+    { "music on the news and car traffic noise", 3, 0.5 },
+    { "music on the news and car traffic noise", 2, 0.5 },
+    { "the dog", 3, 0.999 },
+  };
+  guint c;
+
+  for (c = 0; c < G_N_ELEMENTS (cases); c++) {
+    GstBus *bus;
+    gchar *extra = g_strdup_printf ("top-k=%u threshold=%g", cases[c].top_k, cases[c].threshold);
+    GstHarness *h = harness_new_model ("tiny-sigmoid.safetensors", extra, &bus);
+    gfloat fused[FUSED_DIM], scores[N_LABELS];
+    guint order[N_LABELS], n, i, above = 0;
+    gchar *text, *expect;
+    GstBuffer *out;
+    GstStructure *s;
+    MmClassificationMeta *meta;
+    const GValue *arr;
+
+    reference_model ("tiny-sigmoid.safetensors", cases[c].text, fused, scores);
+    for (i = 0; i < N_LABELS; i++) {
+      fail_unless (scores[i] >= 0.0f && scores[i] <= 1.0f);
+      above += scores[i] >= cases[c].threshold;
+    }
+    expect = expected_text (scores, cases[c].top_k, cases[c].threshold, order, &n);
+    fail_unless_equals_int (n, MIN (above, cases[c].top_k));
+    gst_harness_set_src_caps_str (h, FUSED_CAPS);
+    gst_harness_push (h, fused_buffer (fused, 0, GST_SECOND));
+    out = gst_harness_pull (h);
+    text = buffer_text (out);
+    fail_unless_equals_string (text, expect);
+    meta = gst_buffer_get_mm_classification_meta (out);
+    fail_unless_equals_int (meta->kind, MM_CLASSIFICATION_SIGMOID);
+    fail_unless_equals_int (meta->n_top, n);
+    s = pop_classification (bus);
+    fail_unless_equals_string (gst_structure_get_string (s, "kind"), "sigmoid");
+    arr = gst_structure_get_value (s, "labels");
+    fail_unless_equals_int (gst_value_array_get_size (arr), n);
+    for (i = 0; i < n; i++)
+      fail_unless_equals_string (
+          g_value_get_string (gst_value_array_get_value (arr, i)), labels[order[i]]);
+    check_double_array (s, "outputs", scores, N_LABELS);
+    check_string_array (s, "names", labels, N_LABELS);
+    gst_structure_free (s);
+    gst_buffer_unref (out);
+    g_free (text);
+    g_free (expect);
+    g_free (extra);
+    gst_element_set_bus (h->element, NULL);
+    gst_object_unref (bus);
+    gst_harness_teardown (h);
+  }
+}
+
+GST_END_TEST;
+
+/* Regression heads: every output with its name and raw value, in the
+ * model's order, negative ones included; top-k and threshold do not apply;
+ * full float precision in the message and the meta. */
+GST_START_TEST (test_regression)
+{
+  static const gchar *names[N_LABELS] = { "pressure", "temperature", "humidity" };
+  static const gchar *texts[] = { "a guitar song and piano music", "the news", "the dog" };
+  gboolean saw_negative = FALSE;
+  guint c;
+
+  for (c = 0; c < G_N_ELEMENTS (texts); c++) {
+    GstBus *bus;
+    GstHarness *h =
+        harness_new_model ("tiny-regression.safetensors", "top-k=1 threshold=0.9", &bus);
+    gfloat fused[FUSED_DIM], values[N_LABELS];
+    GString *expect = g_string_new (NULL);
+    gchar *text;
+    GstBuffer *out;
+    GstStructure *s;
+    MmClassificationMeta *meta;
+    gdouble first;
+    guint i;
+
+    reference_model ("tiny-regression.safetensors", texts[c], fused, values);
+    for (i = 0; i < N_LABELS; i++) {
+      gchar num[G_ASCII_DTOSTR_BUF_SIZE];
+
+      saw_negative |= values[i] < 0.0f;
+      g_ascii_formatd (num, sizeof (num), "%.3g", values[i]);
+      g_string_append_printf (expect, "%s%s=%s", i ? " " : "", names[i], num);
+    }
+    gst_harness_set_src_caps_str (h, FUSED_CAPS);
+    gst_harness_push (h, fused_buffer (fused, 0, GST_SECOND));
+    out = gst_harness_pull (h);
+    text = buffer_text (out);
+    fail_unless_equals_string (text, expect->str);
+    meta = gst_buffer_get_mm_classification_meta (out);
+    fail_unless_equals_int (meta->kind, MM_CLASSIFICATION_REGRESSION);
+    fail_unless_equals_int (meta->n_top, N_LABELS);
+    for (i = 0; i < N_LABELS; i++) {
+      fail_unless_equals_string (g_quark_to_string (meta->label[i]), names[i]);
+      fail_unless (meta->score[i] == values[i]);
+      fail_unless (meta->outputs[i] == values[i]);
+    }
+    s = pop_classification (bus);
+    fail_unless_equals_string (gst_structure_get_string (s, "kind"), "regression");
+    check_string_array (s, "labels", names, N_LABELS);
+    check_double_array (s, "scores", values, N_LABELS);
+    check_double_array (s, "outputs", values, N_LABELS);
+    check_string_array (s, "names", names, N_LABELS);
+    fail_unless_equals_string (gst_structure_get_string (s, "label"), "pressure");
+    fail_unless (gst_structure_get_double (s, "score", &first) && first == (gdouble)values[0]);
+    fail_unless_equals_string (gst_structure_get_string (s, "text"), expect->str);
+    gst_structure_free (s);
+    gst_buffer_unref (out);
+    g_free (text);
+    g_string_free (expect, TRUE);
+    gst_element_set_bus (h->element, NULL);
+    gst_object_unref (bus);
+    gst_harness_teardown (h);
+  }
+  /* the fixture gives negative values, which a threshold would have hidden */
+  fail_unless (saw_negative);
 }
 
 GST_END_TEST;
@@ -445,7 +645,9 @@ GST_START_TEST (test_presence_and_times)
   fmeta->present[0] = TRUE;
   fmeta->present[2] = TRUE;
   fmeta->pts[0] = 12 * GST_SECOND;
+  fmeta->duration[0] = 500 * GST_MSECOND; /* the drive frame: covers the decision */
   fmeta->pts[2] = 11 * GST_SECOND;
+  fmeta->duration[2] = 250 * GST_MSECOND; /* a cue that ended 750 ms before */
   {
     GstBuffer *copy = gst_buffer_copy (in);
     MmFusionMeta *fm = gst_buffer_get_mm_fusion_meta (copy);
@@ -454,7 +656,9 @@ GST_START_TEST (test_presence_and_times)
     fail_unless_equals_int (fm->n_inputs, 3);
     fail_unless (fm->present[0] && !fm->present[1] && fm->present[2]);
     fail_unless_equals_uint64 (fm->pts[2], 11 * GST_SECOND);
+    fail_unless_equals_uint64 (fm->duration[2], 250 * GST_MSECOND);
     fail_unless_equals_uint64 (fm->pts[1], GST_CLOCK_TIME_NONE);
+    fail_unless_equals_uint64 (fm->duration[1], GST_CLOCK_TIME_NONE);
     gst_buffer_unref (copy);
   }
   gst_harness_push (h, in);
@@ -464,6 +668,19 @@ GST_START_TEST (test_presence_and_times)
   fail_unless_equals_int (meta->n_inputs, 3);
   fail_unless (meta->present[0] && !meta->present[1] && meta->present[2]);
   fail_unless_equals_string (g_quark_to_string (meta->modality[1]), "audio");
+  /* provenance: PTS, duration and age at the decision (12 s) per input */
+  fail_unless_equals_uint64 (meta->pts[0], 12 * GST_SECOND);
+  fail_unless_equals_uint64 (meta->duration[0], 500 * GST_MSECOND);
+  fail_unless_equals_uint64 (meta->age[0], 0);
+  fail_unless_equals_uint64 (meta->pts[1], GST_CLOCK_TIME_NONE);
+  fail_unless_equals_uint64 (meta->duration[1], GST_CLOCK_TIME_NONE);
+  fail_unless_equals_uint64 (meta->age[1], GST_CLOCK_TIME_NONE);
+  fail_unless_equals_uint64 (meta->pts[2], 11 * GST_SECOND);
+  fail_unless_equals_uint64 (meta->duration[2], 250 * GST_MSECOND);
+  fail_unless_equals_uint64 (meta->age[2], 750 * GST_MSECOND);
+  fail_unless_equals_int (meta->kind, MM_CLASSIFICATION_SOFTMAX);
+  fail_unless_equals_int (meta->n_outputs, N_LABELS);
+  fail_unless (meta->outputs[0] == scores[0] && meta->outputs[2] == scores[2]);
   /* the meta survives a copy (its transform function) */
   {
     GstBuffer *copy = gst_buffer_copy (out);
@@ -475,10 +692,28 @@ GST_START_TEST (test_presence_and_times)
     fail_unless (cm->score[0] == meta->score[0]);
     fail_unless_equals_int (cm->n_inputs, 3);
     fail_unless (cm->present[0] && !cm->present[1] && cm->present[2]);
+    fail_unless_equals_uint64 (cm->age[2], 750 * GST_MSECOND);
+    fail_unless_equals_uint64 (cm->duration[2], 250 * GST_MSECOND);
+    fail_unless (cm->outputs != meta->outputs && cm->n_outputs == N_LABELS);
+    fail_unless (memcmp (cm->outputs, meta->outputs, N_LABELS * sizeof (gfloat)) == 0);
+    fail_unless (gst_buffer_get_mm_classification_structure (copy) != NULL);
     gst_buffer_unref (copy);
   }
 
   s = pop_classification (bus);
+  /* the structure meta (for bindings) holds exactly the message's fields */
+  fail_unless (gst_structure_is_equal (gst_buffer_get_mm_classification_structure (out), s));
+  check_u64_array (s, "input-pts", 12 * GST_SECOND, GST_CLOCK_TIME_NONE, 11 * GST_SECOND);
+  check_u64_array (s, "input-duration", 500 * GST_MSECOND, GST_CLOCK_TIME_NONE, 250 * GST_MSECOND);
+  check_u64_array (s, "input-age", 0, GST_CLOCK_TIME_NONE, 750 * GST_MSECOND);
+  arr = gst_structure_get_value (s, "input-present");
+  fail_unless_equals_int (gst_value_array_get_size (arr), 3);
+  fail_unless (g_value_get_boolean (gst_value_array_get_value (arr, 0)));
+  fail_if (g_value_get_boolean (gst_value_array_get_value (arr, 1)));
+  fail_unless (g_value_get_boolean (gst_value_array_get_value (arr, 2)));
+  arr = gst_structure_get_value (s, "inputs");
+  fail_unless_equals_int (gst_value_array_get_size (arr), 3);
+  fail_unless_equals_string (g_value_get_string (gst_value_array_get_value (arr, 2)), "text");
   fail_unless_equals_uint64 (get_u64 (s, "pts"), 12 * GST_SECOND);
   fail_unless_equals_uint64 (get_u64 (s, "duration"), 500 * GST_MSECOND);
   fail_unless_equals_uint64 (get_u64 (s, "running-time"), 3 * GST_SECOND);
@@ -682,6 +917,8 @@ mmdecode_suite (void)
   tcase_add_test (tc, test_decision);
   tcase_add_test (tc, test_top_k_threshold);
   tcase_add_test (tc, test_smoothing);
+  tcase_add_test (tc, test_sigmoid);
+  tcase_add_test (tc, test_regression);
   tcase_add_test (tc, test_presence_and_times);
   tcase_add_test (tc, test_caps);
   tcase_add_test (tc, test_downstream_refuses);
