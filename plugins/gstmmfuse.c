@@ -1698,6 +1698,7 @@ gst_mm_fuse_aggregate (GstAggregator *agg, gboolean timeout)
     self->inputs[drive->input] = drive->last;
     meta->present[drive->input] = TRUE;
     meta->pts[drive->input] = out_pts;
+    meta->duration[drive->input] = out_dur;
   }
   for (i = 0; i < snap.pads->len; i++) {
     GstMmFusePad *pad = g_ptr_array_index (snap.pads, i);
@@ -1712,6 +1713,8 @@ gst_mm_fuse_aggregate (GstAggregator *agg, gboolean timeout)
     meta->present[pad->input] = TRUE;
     meta->pts[pad->input] =
         gst_segment_position_from_running_time (&snap.srcseg, GST_FORMAT_TIME, pad->last_start);
+    if (GST_CLOCK_TIME_IS_VALID (pad->last_end))
+      meta->duration[pad->input] = pad->last_end - pad->last_start;
   }
 
   out_mapped = gst_buffer_map (out, &out_map, GST_MAP_WRITE);
