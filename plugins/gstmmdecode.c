@@ -31,8 +31,27 @@
  *     ",", "" when none).  An empty #GstValueArray has no element type and
  *     gst_structure_to_string() prints it as `(int)< >`; the scalar fields
  *     always read back as what they are.
+ *   - `kind` (string: softmax, sigmoid or regression), `outputs`
+ *     (doubles: the whole output vector in the model's order, smoothed)
+ *     and `names` (its labels);
+ *   - provenance, one entry per fusion input in the model's order:
+ *     `inputs` (modalities), `input-present` (booleans), `input-pts`,
+ *     `input-duration` (the embedding used) and `input-age` (decision PTS
+ *     minus the end of that embedding, 0 when it covers the decision),
+ *     guint64, -1 when missing or unknown.
  * - an MmClassificationMeta (gstmmmeta.h) on the output buffer with the
- *   same labels, scores and presence mask.
+ *   same labels, scores, output vector and provenance, and a GstCustomMeta
+ *   `MmClassificationStructureMeta` whose structure equals the message
+ *   (for Python and other bindings).
+ *
+ * Head kinds: softmax and sigmoid heads report the labels whose score
+ * reaches #GstMmDecode:threshold, best first, at most #GstMmDecode:top-k
+ * (for a sigmoid head, every tag above the threshold).  A regression head
+ * reports every output, in the model's order, with its raw value: top-k
+ * and threshold do not apply, nothing is clipped, and the text reads
+ * `pressure=0.189 temperature=-0.065` (3 significant digits; the message
+ * and the meta have the full float value; `label`/`score` are the first
+ * output).
  *
  * #GstMmDecode:smoothing s keeps an exponential moving average of the
  * score vector over successive decisions: smoothed = s * previous + (1 - s)
