@@ -53,6 +53,7 @@ def _need(module, package):
 
 np = _need("numpy", "python3-numpy")
 import mmfile  # noqa: E402
+import onnx2mm  # noqa: E402
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -109,6 +110,10 @@ def check_names(comp, arch, sd, expected):
 
 def resnet_config(sd, cfg):
     comp = "image"
+    if "conv1.weight" not in sd or not any(k.startswith("layer1.") for k in sd):
+        raise ExportError("export: image: architecture not supported by the resnet family; use "
+                          "type graph (no conv1.weight/layer1.*; tensors like %s)"
+                          % ", ".join(sorted(sd)[:3]))
     if any(re.match(r"layer\d+\.\d+\.conv3\.", k) for k in sd):
         raise ExportError("export: image: wrong architecture: this ResNet has bottleneck "
                           "blocks (conv3, as resnet50/101/152); libmm's resnet supports basic "
@@ -116,6 +121,12 @@ def resnet_config(sd, cfg):
     w1 = shape(sd, "conv1.weight", comp)
     if len(w1) != 4 or w1[1] != 3:
         raise ExportError("export: image: conv1.weight %s is not a 3-channel stem conv" % (w1,))
+    if w1[2:] != (7, 7) and "stem_stride" not in cfg:
+        # a CIFAR-style stem (3x3, stride 1, no max-pool) cannot be told from
+        # a state_dict: silently using stride 2 + max-pool computed garbage
+        raise ExportError("export: image: conv1 is %dx%d, not the 7x7 stem: its stride and "
+                          "max-pool cannot be read from a state_dict; pass the module itself, "
+                          "or stem_stride and stem_maxpool in the config" % w1[2:])
     stages = sorted({int(m.group(1)) for k in sd for m in [re.match(r"layer(\d+)\.", k)] if m})
     if stages != list(range(1, len(stages) + 1)) or not stages:
         raise ExportError("export: image: expected layer1..layerN stages, found %s" % stages)
@@ -356,23 +367,42 @@ ARCHITECTURES = {
     "head": {"mlp": mlp_config},
     "numeric": {"mlp": numeric_config},
 }
+GRAPH_COMPONENTS = ("image", "audio", "text", "head")
 DEFAULT_TYPE = {"image": "resnet", "text": "wordvec", "audio": "cnn1d", "fusion": "concat",
                 "head": "mlp", "numeric": "mlp"}
 
 
-def export(path, components, name="model", fp16=False, extra_metadata=None):
+def export(path, components, name="model", fp16=False, extra_metadata=None, check=True,
+           tool=None):
     """components: {"image"|"text"|"audio"|"fusion"|"head"|"numeric": (module or state_dict
-    or None, config dict)}.  Returns the "mm" document written."""
+    or None, config dict)}.  Type "graph" takes any nn.Module (models/export_graph.py).
+    With check, the written file is run through libmm (tools/mm-embed) and
+    compared with PyTorch (graph components, resnets given as modules); a
+    difference over 1e-4 relative deletes it and raises ExportError.
+    Returns the "mm" document written."""
     tensors, doc = {}, {"version": 1, "name": name, "components": {}}
+    checks = []
     for comp, (obj, cfg) in components.items():
         if comp not in ARCHITECTURES:
             raise ExportError("export: unknown component '%s' (one of %s)"
                               % (comp, ", ".join(ARCHITECTURES)))
         cfg = dict(cfg)
         arch = cfg.pop("type", DEFAULT_TYPE[comp])
-        if arch not in ARCHITECTURES[comp]:
+        if arch not in ARCHITECTURES[comp] and not (arch == "graph" and comp in GRAPH_COMPONENTS):
             raise ExportError("export: %s: unsupported architecture '%s' (libmm has %s)"
                               % (comp, arch, ", ".join(ARCHITECTURES[comp])))
+        if arch == "graph":
+            import export_graph
+            try:
+                conf, ts, info = export_graph.module_to_component(obj, comp, cfg)
+            except onnx2mm.ConvertError as e:
+                raise ExportError(str(e))
+            doc["components"][comp] = conf
+            tensors.update(ts)
+            checks.append((comp, ts, info, info["torch_reference"]))
+            continue
+        if arch == "resnet" and hasattr(obj, "conv1") and hasattr(obj, "maxpool"):
+            cfg = dict(resnet_stem_of(obj), **cfg)
         prefix = cfg.pop("prefix", "")
         sd = to_numpy_state(obj) if obj is not None else {}
         if prefix:
@@ -385,8 +415,79 @@ def export(path, components, name="model", fp16=False, extra_metadata=None):
         check_names(comp, arch, sd, expected)
         doc["components"][comp] = conf
         tensors.update({comp + "." + k: sd[k] for k in expected})
+        if arch == "resnet" and hasattr(obj, "conv1") and hasattr(obj, "forward"):
+            checks.append((comp, None, None, obj))
     mmfile.save(path, tensors, doc, fp16=fp16, extra_metadata=extra_metadata)
+    if check:
+        self_check(path, doc, tensors, checks, fp16, tool)
     return doc
+
+
+def resnet_stem_of(module):
+    """The stem of a torchvision-style ResNet module: kernel, stride, max-pool.
+    A stem libmm's resnet family cannot run is refused."""
+    torch = _need("torch", "python3-torch")
+    c = module.conv1
+    k, s, p = c.kernel_size[0], c.stride[0], c.padding[0]
+    if c.kernel_size[0] != c.kernel_size[1] or c.stride[0] != c.stride[1] or p != k // 2 \
+            or c.padding[0] != c.padding[1] or c.dilation != (1, 1) or c.groups != 1:
+        raise ExportError("export: image: this stem (conv1 kernel %s stride %s padding %s) is "
+                          "not supported by the resnet family; use type graph"
+                          % (c.kernel_size, c.stride, c.padding))
+    mp = module.maxpool
+    if isinstance(mp, torch.nn.Identity):
+        pool = False
+    elif isinstance(mp, torch.nn.MaxPool2d) and mp.kernel_size in (3, (3, 3)) \
+            and mp.stride in (2, (2, 2)) and mp.padding in (1, (1, 1)):
+        pool = True
+    else:
+        raise ExportError("export: image: this stem's max-pool (%s) is not supported by the "
+                          "resnet family; use type graph" % mp)
+    return {"stem_kernel": k, "stem_stride": s, "stem_maxpool": pool}
+
+
+def self_check(path, doc, tensors, checks, fp16, tool):
+    """Runs the written file through libmm (tools/mm-embed) and compares each
+    graph component (and each resnet given as a module) with PyTorch on a
+    probe input; deletes the file and raises ExportError past 1e-4."""
+    for comp, ts, info, ref in checks:
+        if info is None:      # a family resnet given as a module
+            torch = _need("torch", "python3-torch")
+            tool = onnx2mm.find_mm_embed(tool)
+            if not tool:
+                print("export: %s not self-checked: tools/mm-embed not built" % comp,
+                      file=sys.stderr)
+                continue
+            conf = doc["components"][comp]
+            probe = {"inputs": [{"kind": "image", "shape": [1, 3, conf["height"],
+                                                            conf["width"]]}]}
+            probe.update(conf)
+            raw, feeds = onnx2mm.make_probe(probe)
+            with torch.no_grad():
+                if fp16:
+                    ref = _f16_copy(ref)
+                y = ref.eval()(torch.from_numpy(feeds["image"])).numpy().reshape(-1)
+            ts, info = {}, {"raw": raw, "feeds": feeds}
+        else:
+            y = ref
+            if fp16:
+                ts = {k: np.asarray(v, np.float16).astype(np.float32) for k, v in ts.items()}
+                vals = onnx2mm.eval_component(doc["components"][comp], ts, info["feeds"])
+                y = onnx2mm.component_vector(doc["components"][comp], vals, info["feeds"])
+        try:
+            onnx2mm.self_check(path, doc, comp, ts, info["raw"], info["feeds"], y, tool,
+                               label="export")
+        except onnx2mm.ConvertError as e:
+            raise ExportError(str(e))
+
+
+def _f16_copy(module):
+    import copy
+    m = copy.deepcopy(module)
+    for p in m.state_dict().values():
+        if p.dtype.is_floating_point:
+            p.copy_(p.half().float())
+    return m
 
 
 # --------------------------------------------------------------------------
@@ -533,6 +634,38 @@ def from_config(config_path, out):
     return export(out, comps, name=conf.get("name", "model"), fp16=conf.get("fp16", False))
 
 
+def from_module(a):
+    torch = _need("torch", "python3-torch")
+    import importlib
+    if os.path.exists(a.module):
+        net = torch.load(a.module, map_location="cpu")
+    else:
+        mod, _, fn = a.module.rpartition(".")
+        try:
+            net = getattr(importlib.import_module(mod), fn)()
+        except (ImportError, AttributeError, ValueError) as e:
+            raise ExportError("export: cannot make a module from '%s': %s" % (a.module, e))
+    if a.weights:
+        net.load_state_dict(torch.load(a.weights, map_location="cpu"))
+    cfg = {"type": "graph"}
+    if a.component == "image":
+        w, h = onnx2mm.parse_size(a.size)
+        cfg.update({"width": w, "height": h})
+    if a.config:
+        with open(a.config) as f:
+            cfg.update(json.load(f))
+    comps = {a.component: (net.eval(), cfg)}
+    name = os.path.splitext(os.path.basename(a.out))[0]
+    if a.labels:
+        labels = onnx2mm.read_lines(a.labels)
+        comps["fusion"] = (None, {"type": "concat", "inputs": [{"modality": a.component,
+                                                                "dim": len(labels)}]})
+        comps["head"] = ({"layers.0.weight": np.eye(len(labels), dtype=np.float32),
+                          "layers.0.bias": np.zeros(len(labels), np.float32)},
+                         {"labels": labels})
+    return export(a.out, comps, name=name, fp16=a.fp16, check=not a.no_check)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -541,15 +674,28 @@ def main(argv=None):
     c = sub.add_parser("config", help="components from a JSON config")
     c.add_argument("config")
     c.add_argument("out")
+    g = sub.add_parser("module", help="any nn.Module as a graph component: a constructor "
+                       "such as torchvision.models.mobilenet_v2, or a torch.save()d module")
+    g.add_argument("module")
+    g.add_argument("out")
+    g.add_argument("--component", default="image", choices=list(GRAPH_COMPONENTS))
+    g.add_argument("--size", default="224x224", help="image: WIDTHxHEIGHT")
+    g.add_argument("--weights", help="a state_dict file to load into the module")
+    g.add_argument("--labels", help="class names, one a line: adds a softmax head")
+    g.add_argument("--config", help="JSON of further component keys (FORMAT.md)")
+    g.add_argument("--fp16", action="store_true")
+    g.add_argument("--no-check", action="store_true", help="skip the libmm self-check")
     a = ap.parse_args(argv)
     try:
-        if a.cmd == "resnet18":
+        if a.cmd == "module":
+            doc = from_module(a)
+        elif a.cmd == "resnet18":
             doc = example_resnet18(a.out)
         elif a.cmd == "bert":
             doc = example_bert(a.out)
         else:
             doc = from_config(a.config, a.out)
-    except ExportError as e:
+    except (ExportError, onnx2mm.ConvertError) as e:
         print(e, file=sys.stderr)
         return 1
     print("%s: %s" % (a.out, ", ".join("%s %s" % (k, v["type"])
