@@ -19,7 +19,11 @@ def save(path, tensors, mm, fp16=False, extra_metadata=None):
     blobs = []
     offset = 0
     for name, arr in tensors.items():
-        a = np.asarray(arr, dtype=np.float16 if fp16 else np.float32)
+        a = np.asarray(arr, dtype=np.float16 if fp16 and fp16 != "auto" else np.float32)
+        if fp16 == "auto":      # F16 for the tensors whose values F16 holds exactly
+            h = a.astype(np.float16)
+            if np.array_equal(h.astype(np.float32), a):
+                a = h
         # ascontiguousarray makes a 0-d array 1-d: keep scalars' shape []
         a = np.ascontiguousarray(a).reshape(a.shape)
         data = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
