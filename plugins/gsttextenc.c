@@ -533,7 +533,8 @@ gst_text_enc_chain (GstPad *pad, GstObject *parent, GstBuffer *buffer)
   text = (const gchar *)in.data;
   len = in.size;
   {
-    const gchar *nul = memchr (text, '\0', len);
+    /* a buffer without memory maps to (NULL, 0): memchr must not see NULL */
+    const gchar *nul = len ? memchr (text, '\0', len) : NULL;
     if (nul)
       len = nul - text;
   }
