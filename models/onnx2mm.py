@@ -752,7 +752,10 @@ class Converter:
                     name = nm(t)
                     tensors["%s.%s" % (self.component, name)] = arr.astype(np.float32)
                 ins.append(nm(t))
-            nodes.append({"name": n["name"][:256] or n["op"], "op": n["op"], "inputs": ins,
+            # no '/' (ONNX writes "/layer/Conv"): libmm's JSON depth check reads
+            # '/'...'/' as a comment, as json-glib 1.6 may
+            nn = re.sub(r"[^A-Za-z0-9_.:-]", "_", n["name"]).strip("_")[:256] or n["op"]
+            nodes.append({"name": nn, "op": n["op"], "inputs": ins,
                           "outputs": [nm(o) for o in n["outputs"]], "attrs": n["attrs"]})
         comp = dict(self.comp)
         comp["type"] = "graph"
