@@ -264,6 +264,10 @@ static const ConvCase conv_cases[] = {
   { 24, 96, 4, 5, 1, 1, 1, 0, 1 },  /* expand */
   { 16, 24, 7, 6, 3, 3, 1, 1, 2 },  /* groups */
   { 8, 20, 1, 29, 1, 3, 1, 1, 1 },  /* 1-D */
+  { 64, 64, 9, 7, 3, 3, 1, 1, 8 },  /* RegNet: group width 8 (8-wide panels) */
+  { 30, 30, 5, 6, 3, 3, 2, 1, 5 },  /* 6 outputs per group, stride 2 */
+  { 24, 24, 6, 5, 3, 3, 1, 1, 24 }, /* depthwise through conv-cl */
+  { 12, 21, 1, 17, 1, 5, 1, 2, 3 }, /* 1-D, groups of 4 in, 7 out */
 };
 
 static void

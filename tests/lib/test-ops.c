@@ -518,9 +518,10 @@ test_conv_cl (void)
   g_assert_error (err, MM_ERROR, MM_ERROR_FORMAT);
   g_clear_error (&err);
   g_assert_null (cl.packed);
-  /* a depthwise conv whose packing (16 columns per group) would pass 1 GiB:
+  /* a depthwise conv whose packing (8 columns per group) would pass 1 GiB:
    * refused before anything is read or allocated */
-  g_assert_false (mm_conv_cl_init (&cl, wt, NULL, NULL, 65536, 65536, 1, 300, 65536, "dw", &err));
+  g_assert_false (
+      mm_conv_cl_init (&cl, wt, NULL, NULL, 131072, 131072, 1, 300, 131072, "dw", &err));
   g_assert_error (err, MM_ERROR, MM_ERROR_FORMAT);
   g_assert_nonnull (strstr (err->message, "at most 1024 MB"));
   g_clear_error (&err);

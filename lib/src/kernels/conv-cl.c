@@ -60,7 +60,7 @@ mm_conv_cl_init (MmConvCl *c, const float *w, const float *scale, const float *s
         what, c_in, c_out, kh, kw, groups);
     return FALSE;
   }
-  int cg = c_in / groups, og = c_out / groups, og_pad = (og + 15) / 16 * 16;
+  int cg = c_in / groups, og = c_out / groups, og_pad = og <= 8 ? 8 : (og + 15) / 16 * 16;
   gsize kk = (gsize)kh * kw * cg, n = (gsize)groups * og_pad * kk;
   *c = (MmConvCl){ c_in, c_out, kh, kw, groups, og_pad, NULL, NULL, NULL };
   /* at most 1 GiB: with overcommit a larger g_try_malloc0 would succeed and
@@ -178,6 +178,61 @@ DEFINE_TILE (8, 1)
 DEFINE_TILE (4, 1)
 DEFINE_TILE (1, 1)
 
+/* The same for groups of at most 8 output channels (RegNet's group width
+ * 8, small audio groups): one 8-wide panel, so a group costs 8 columns,
+ * not 16.  The epilogue runs on 16 lanes, the upper 8 zero. */
+typedef float V8 __attribute__ ((vector_size (32)));
+typedef gint32 V8i __attribute__ ((vector_size (32)));
+#define DEFINE_TILE8(MR)                                                                           \
+  CL_INLINE void tile8_##MR (float *const *yr, const float *const *xr, const float *const *idr,    \
+      gboolean has_id, gsize x_row, int kh, int n_runs, int run, int c_in, const float *panel,     \
+      const float *shift, int nr, gboolean relu, const MmAct *act)                                 \
+  {                                                                                                \
+    V8 a[MR], z = { 0 };                                                                           \
+    _Pragma ("GCC unroll 8") for (int r = 0; r < MR; r++) a[r] = z;                                \
+    const float *p = panel;                                                                        \
+    for (int i = 0; i < kh; i++) {                                                                 \
+      gsize off = (gsize)i * x_row;                                                                \
+      for (int q = 0; q < n_runs; q++, off += c_in)                                                \
+        for (int j = 0; j < run; j++, p += 8) {                                                    \
+          V8 b = *(const V8 *)p;                                                                   \
+          _Pragma ("GCC unroll 8") for (int r = 0; r < MR; r++) a[r] += xr[r][off + j] * b;        \
+        }                                                                                          \
+    }                                                                                              \
+    V8 s8;                                                                                         \
+    memcpy (&s8, shift, sizeof s8); /* shift is padded to og_pad = 8 */                            \
+    _Pragma ("GCC unroll 8") for (int r = 0; r < MR; r++)                                          \
+    {                                                                                              \
+      V8 o = a[r] + s8;                                                                            \
+      if (has_id) {                                                                                \
+        V8 iv = z;                                                                                 \
+        memcpy (&iv, idr[r], nr * sizeof (float));                                                 \
+        o += iv;                                                                                   \
+      }                                                                                            \
+      if (relu) {                                                                                  \
+        o = (V8)((V8i)o & (o > 0.0f));                                                             \
+      } else if (act) {                                                                            \
+        float tf[16] = { 0 };                                                                      \
+        V16 w;                                                                                     \
+        memcpy (tf, &o, sizeof o);                                                                 \
+        memcpy (&w, tf, sizeof w);                                                                 \
+        w = v16_act (w, act);                                                                      \
+        memcpy (tf, &w, sizeof w);                                                                 \
+        memcpy (&o, tf, sizeof o);                                                                 \
+      }                                                                                            \
+      if (nr == 8)                                                                                 \
+        memcpy (yr[r], &o, sizeof o);                                                              \
+      else                                                                                         \
+        memcpy (yr[r], &o, nr * sizeof (float));                                                   \
+    }                                                                                              \
+  }
+DEFINE_TILE8 (8)
+DEFINE_TILE8 (4)
+DEFINE_TILE8 (1)
+
+#define TILE8_CALL(MR)                                                                             \
+  tile8_##MR (yr, xr, idr, has_id, x_row, c->kh, n_runs, run, c->c_in, panel, sh, nr, relu, act)
+
 #define TILE_CALL(MR, NV)                                                                          \
   tile_##MR##_##NV (                                                                               \
       yr, xr, idr, has_id, x_row, c->kh, n_runs, run, c->c_in, panel, sh, nr, relu, act)
@@ -216,7 +271,14 @@ conv_cl_run (const MmConvCl *c, float *y, gsize y_row, const float *x, gsize x_r
             ho++;
           }
         }
-        if (width == 16) {
+        if (width == 8) {
+          if (mr == 8)
+            TILE8_CALL (8);
+          else if (mr == 4)
+            TILE8_CALL (4);
+          else
+            TILE8_CALL (1);
+        } else if (width == 16) {
           if (mr == 8)
             TILE_CALL (8, 1);
           else if (mr == 4)

@@ -42,15 +42,16 @@ typedef struct
  * double.  Exactly what the conv epilogues below compute. */
 void mm_act_apply (const MmAct *act, float *x, gsize n);
 
-/* Memory and work per group are rounded up to 16 output channels: a
- * depthwise conv (one output channel per group) packs 16x its weights and
- * multiplies 16x the FLOPs it needs.  Correct, and small for depthwise
- * weights; a file that would need too much memory fails to load with a
- * GError. */
+/* Memory and work per group are rounded up to 8 output channels when a
+ * group has at most 8 (RegNet's group width 8), else to 16: a depthwise
+ * conv (one output channel per group) packs 8x its weights and multiplies
+ * 8x the FLOPs it needs, and group widths 12 or 24 pay 16 and 32.  Correct;
+ * depthwise convs belong in dwconv-cl.h.  A file that would need too much
+ * memory fails to load with a GError. */
 typedef struct
 {
   int c_in, c_out, kh, kw, groups;
-  int og_pad;    /* output channels per group, rounded up to 16 */
+  int og_pad;    /* output channels per group, rounded up to 8 (at most 8) or 16 */
   float *packed; /* (groups, panels, kh, kw, c_in / groups, 32 or 16), 64-byte aligned */
   float *shift;  /* (groups, og_pad) */
   gpointer mem;  /* what was allocated for packed */
