@@ -10,6 +10,12 @@
  * frame as the model file says.  Each output buffer holds one float32
  * vector.
  *
+ * Video is taken as decoders give it: I420, NV12 and YUY2 as well as the
+ * packed RGB formats, so no videoconvert is needed in front.  A YUV frame
+ * is converted to RGB only at the pixels the resize reads, and only for
+ * the frames that are encoded, with the matrix (BT.601, BT.709, BT.2020)
+ * and range (limited or full) of the caps' colorimetry.
+ *
  * With #GstImageEnc:interval N, one frame in N is encoded: the first frame,
  * then every Nth.  The embedding keeps the encoded frame's PTS and its
  * duration covers the N frames it stands for (N times the frame duration,
@@ -51,7 +57,7 @@ GST_DEBUG_CATEGORY_STATIC (gst_image_enc_debug);
 
 #define IMAGE_FORMATS                                                                              \
   "{ RGB, BGR, RGBx, BGRx, xRGB, xBGR, RGBA, BGRA, ARGB, "                                         \
-  "ABGR, GRAY8 }"
+  "ABGR, GRAY8, I420, NV12, YUY2 }"
 
 static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE (
     "sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS (GST_VIDEO_CAPS_MAKE (IMAGE_FORMATS)));
@@ -87,6 +93,8 @@ struct _GstImageEnc
   /* streaming thread (stream lock) */
   GstVideoInfo info;
   MmPixelFormat pixel_format;
+  MmYuvMatrix yuv_matrix;
+  gboolean yuv_full_range;
   guint skip; /* frames to skip before the next encode */
 };
 
@@ -230,6 +238,9 @@ pixel_format_from_video (GstVideoFormat format, MmPixelFormat *out)
     { GST_VIDEO_FORMAT_ARGB, MM_PIXEL_ARGB },
     { GST_VIDEO_FORMAT_ABGR, MM_PIXEL_ABGR },
     { GST_VIDEO_FORMAT_GRAY8, MM_PIXEL_GRAY8 },
+    { GST_VIDEO_FORMAT_I420, MM_PIXEL_I420 },
+    { GST_VIDEO_FORMAT_NV12, MM_PIXEL_NV12 },
+    { GST_VIDEO_FORMAT_YUY2, MM_PIXEL_YUY2 },
   };
   guint i;
 
@@ -240,6 +251,22 @@ pixel_format_from_video (GstVideoFormat format, MmPixelFormat *out)
     }
   }
   return FALSE;
+}
+
+/* The YUV matrix of @colorimetry.  FCC and SMPTE 240M are close to BT.601
+ * and BT.709; anything unknown is BT.601, videoconvert's own default. */
+static MmYuvMatrix
+yuv_matrix_from_colorimetry (const GstVideoColorimetry *colorimetry)
+{
+  switch (colorimetry->matrix) {
+    case GST_VIDEO_COLOR_MATRIX_BT709:
+    case GST_VIDEO_COLOR_MATRIX_SMPTE240M:
+      return MM_YUV_BT709;
+    case GST_VIDEO_COLOR_MATRIX_BT2020:
+      return MM_YUV_BT2020;
+    default:
+      return MM_YUV_BT601;
+  }
 }
 
 /* Duration an embedding covers: @interval frames of @frame_duration (from
@@ -331,6 +358,11 @@ gst_image_enc_set_caps (GstBaseTransform *trans, GstCaps *incaps, GstCaps *outca
     GST_ERROR_OBJECT (self, "unusable caps %" GST_PTR_FORMAT, incaps);
     return FALSE;
   }
+  self->yuv_matrix = yuv_matrix_from_colorimetry (&self->info.colorimetry);
+  self->yuv_full_range = self->info.colorimetry.range == GST_VIDEO_COLOR_RANGE_0_255;
+  if (GST_VIDEO_INFO_IS_YUV (&self->info))
+    GST_INFO_OBJECT (self, "%s: YUV matrix %d, %s range", GST_VIDEO_INFO_NAME (&self->info),
+        self->yuv_matrix, self->yuv_full_range ? "full" : "limited");
   self->skip = 0;
   return TRUE;
 }
@@ -363,9 +395,10 @@ gst_image_enc_transform (GstBaseTransform *trans, GstBuffer *inbuf, GstBuffer *o
   GstImageEnc *self = GST_IMAGE_ENC (trans);
   GstVideoFrame frame;
   GstMapInfo out;
+  MmImage image = { 0 };
   GError *err = NULL;
   gboolean ok;
-  guint interval;
+  guint interval, i;
 
   GST_OBJECT_LOCK (self);
   interval = self->interval;
@@ -396,10 +429,16 @@ gst_image_enc_transform (GstBaseTransform *trans, GstBuffer *inbuf, GstBuffer *o
     GST_ELEMENT_ERROR (self, STREAM, FAILED, (NULL), ("cannot map the output buffer"));
     return GST_FLOW_ERROR;
   }
-  ok = mm_image_encoder_encode (self->encoder, self->pixel_format,
-      GST_VIDEO_FRAME_PLANE_DATA (&frame, 0), GST_VIDEO_FRAME_WIDTH (&frame),
-      GST_VIDEO_FRAME_HEIGHT (&frame), GST_VIDEO_FRAME_PLANE_STRIDE (&frame, 0), (float *)out.data,
-      &err);
+  image.format = self->pixel_format;
+  image.width = GST_VIDEO_FRAME_WIDTH (&frame);
+  image.height = GST_VIDEO_FRAME_HEIGHT (&frame);
+  for (i = 0; i < GST_VIDEO_FRAME_N_PLANES (&frame) && i < G_N_ELEMENTS (image.planes); i++) {
+    image.planes[i] = GST_VIDEO_FRAME_PLANE_DATA (&frame, i);
+    image.strides[i] = GST_VIDEO_FRAME_PLANE_STRIDE (&frame, i);
+  }
+  image.matrix = self->yuv_matrix;
+  image.full_range = self->yuv_full_range;
+  ok = mm_image_encoder_encode_image (self->encoder, &image, (float *)out.data, &err);
   gst_buffer_unmap (outbuf, &out);
   gst_video_frame_unmap (&frame);
 

@@ -128,6 +128,81 @@ GST_START_TEST (test_formats_and_values)
 
 GST_END_TEST;
 
+/* YUV as decoders give it: the element hands libmm the frame's planes with
+ * the matrix and range of the caps' colorimetry. */
+GST_START_TEST (test_yuv_formats)
+{
+  static const struct
+  {
+    const gchar *colorimetry;
+    MmYuvMatrix matrix;
+    gboolean full_range;
+  } colours[] = {
+    { "bt601", MM_YUV_BT601, FALSE },
+    { "bt709", MM_YUV_BT709, FALSE },
+    { "bt2020", MM_YUV_BT2020, FALSE },
+    { "1:4:0:0", MM_YUV_BT601, TRUE }, /* full range BT.601 (JPEG) */
+    { "1:3:0:0", MM_YUV_BT709, TRUE },
+  };
+  static const struct
+  {
+    const gchar *name;
+    MmPixelFormat mm;
+  } yuv[] = { { "I420", MM_PIXEL_I420 }, { "NV12", MM_PIXEL_NV12 }, { "YUY2", MM_PIXEL_YUY2 } };
+  static const guint sizes[][2] = { { 37, 23 }, { 16, 16 }, { 1, 1 }, { 202, 3 } };
+  gchar *path = fixture ("tiny.safetensors");
+  MmModel *model = mm_model_open (path, NULL);
+  MmContextParams params = mm_context_default_params ();
+  MmImageEncoder *enc = mm_image_encoder_new (model, &params, NULL);
+  guint f, c, z, p;
+
+  fail_unless (enc != NULL);
+  for (f = 0; f < G_N_ELEMENTS (yuv); f++)
+    for (c = 0; c < G_N_ELEMENTS (colours); c++)
+      for (z = 0; z < G_N_ELEMENTS (sizes); z++) {
+        gchar *caps = g_strdup_printf ("video/x-raw, format=%s, width=%u, height=%u, "
+                                       "framerate=25/1, colorimetry=%s",
+            yuv[f].name, sizes[z][0], sizes[z][1], colours[c].colorimetry);
+        GstHarness *h = harness_new (NULL);
+        GstVideoInfo info;
+        GstVideoFrame frame;
+        GstBuffer *in, *out;
+        MmImage image = { yuv[f].mm, sizes[z][0], sizes[z][1] };
+        gfloat ref[DIM], other[DIM];
+        GstCaps *gcaps = gst_caps_from_string (caps);
+
+        fail_unless (gst_video_info_from_caps (&info, gcaps), "%s", caps);
+        fail_unless (GST_VIDEO_INFO_COLORIMETRY (&info).matrix != GST_VIDEO_COLOR_MATRIX_UNKNOWN);
+        gst_harness_set_src_caps (h, gcaps);
+        in = frame_new (&info, f * 7 + c + z, 0, FRAME);
+        fail_unless (gst_video_frame_map (&frame, &info, in, GST_MAP_READ));
+        for (p = 0; p < GST_VIDEO_FRAME_N_PLANES (&frame); p++) {
+          image.planes[p] = GST_VIDEO_FRAME_PLANE_DATA (&frame, p);
+          image.strides[p] = GST_VIDEO_FRAME_PLANE_STRIDE (&frame, p);
+        }
+        image.matrix = colours[c].matrix;
+        image.full_range = colours[c].full_range;
+        fail_unless (mm_image_encoder_encode_image (enc, &image, ref, NULL));
+        /* the colorimetry matters: another matrix or range gives another embedding */
+        image.full_range = !image.full_range;
+        fail_unless (mm_image_encoder_encode_image (enc, &image, other, NULL));
+        fail_unless (memcmp (ref, other, sizeof ref) != 0);
+        gst_video_frame_unmap (&frame);
+
+        fail_unless_equals_int (gst_harness_push (h, in), GST_FLOW_OK);
+        out = gst_harness_pull (h);
+        assert_embedding (out, ref);
+        gst_buffer_unref (out);
+        gst_harness_teardown (h);
+        g_free (caps);
+      }
+  mm_image_encoder_free (enc);
+  mm_model_unref (model);
+  g_free (path);
+}
+
+GST_END_TEST;
+
 /* Caps change mid-stream (format, size, framerate): each frame is encoded
  * with the caps in force, and a frame without a duration gets the current
  * framerate's. */
@@ -203,8 +278,8 @@ GST_END_TEST;
 GST_START_TEST (test_caps_refused)
 {
   const gchar *refused[] = {
-    "video/x-raw, format=I420, width=8, height=8, framerate=25/1",
-    "video/x-raw, format=NV12, width=8, height=8, framerate=25/1",
+    "video/x-raw, format=Y444, width=8, height=8, framerate=25/1",
+    "video/x-raw, format=P010_10LE, width=8, height=8, framerate=25/1",
     "video/x-raw, format=RGB16, width=8, height=8, framerate=25/1",
     "audio/x-raw, format=S16LE, rate=16000, channels=1",
   };
@@ -494,6 +569,7 @@ imageenc_suite (void)
 
   suite_add_tcase (s, tc);
   tcase_add_test (tc, test_formats_and_values);
+  tcase_add_test (tc, test_yuv_formats);
   tcase_add_test (tc, test_output_caps);
   tcase_add_test (tc, test_renegotiation);
   tcase_add_test (tc, test_short_buffer);
