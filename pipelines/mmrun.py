@@ -130,7 +130,7 @@ class Runner:
     # -- bus ---------------------------------------------------------------
     def on_sync_element(self, bus, msg):
         s = msg.get_structure()
-        if s is not None and s.get_name() == "pocketsphinx":
+        if s is not None and s.get_name() in ("pocketsphinx", "mm-transcript"):
             self.on_transcript(s)
             return
         if s is None or s.get_name() != "mm-classification":
@@ -146,10 +146,14 @@ class Runner:
                 self.report(d)
 
     def on_transcript(self, s):
-        """pocketsphinx's final hypotheses: what textenc is about to get."""
-        if not s.has_field("final") or not s.get_value("final"):
+        """pocketsphinx's final hypotheses, or mmtranscribe's timed
+        utterances: what textenc is about to get."""
+        if s.get_name() == "mm-transcript":
+            text = s.get_value("text")
+        elif not s.has_field("final") or not s.get_value("final"):
             return
-        text = s.get_value("hypothesis") if s.has_field("hypothesis") else ""
+        else:
+            text = s.get_value("hypothesis") if s.has_field("hypothesis") else ""
         with self.lock:
             self.transcripts.append(text)
             if not self.args.quiet:

@@ -4,34 +4,31 @@
 #   sh pipelines/speech-transcript.sh [IN.wav] [mmrun options...]
 #
 # The audio (default build/sample/news.wav) feeds two encoders: audioenc
-# hears it (log-mel + CNN), and pocketsphinx transcribes it, each utterance
-# going as text to textenc; mmfuse fuses both every second (interval cadence:
-# there is no video) and mmdecode decides.  mmrun.py prints the transcripts
-# next to the decisions.
+# hears it (log-mel + CNN), and mmtranscribe (pocketsphinx, this plugin)
+# transcribes it, each utterance going as text to textenc; mmfuse fuses both
+# every second (interval cadence: there is no video) and mmdecode decides.
+# mmrun.py prints the transcripts next to the decisions.
 #
-# pocketsphinx's text buffers carry no timestamps: textenc stamps each with
-# the running time at which it arrives (the end of the utterance), so the
-# audio is played at its real pace (clocksync), as a microphone would
-# deliver it: the run takes as long as the audio.  DURATION (seconds) uses
-# only the first DURATION seconds of the file.  clocksync makes the pipeline
-# live for mmfuse, which then waits at most its latency for each input:
-# LATENCY (ns, default 2.5 s) covers audioenc's 2 s window, so an audio
-# embedding is never given up on.  Environment: see pipelines/common.sh,
-# plus INTERVAL (ns between decisions, default 1 s) and LATENCY.
+# mmtranscribe stamps each utterance with the interval of the speech it
+# comes from (PTS = its first word's start, duration to its last word's
+# end), so a file runs as fast as the CPU allows: 30 s of speech in a few
+# seconds, decoding included.  DURATION (seconds) uses only the first
+# DURATION seconds of the file.  Environment: see pipelines/common.sh, plus
+# INTERVAL (ns between decisions, default 1 s).  For a microphone, put
+# pulsesrc (or `audiotestsrc is-live=true`) in place of filesrc ! wavparse:
+# mmtranscribe answers the latency query, so mmfuse waits for the text.
 #
 #   gst-launch-1.0 filesrc location=IN.wav ! wavparse ! audioconvert ! audioresample ! \
-#       audio/x-raw,format=S16LE,rate=16000,channels=1 ! clocksync ! tee name=t \
+#       audio/x-raw,format=S16LE,rate=16000,channels=1 ! tee name=t \
 #     t. ! Q ! audioenc model=M ! f.sink_0 \
-#     t. ! Q ! pocketsphinx ! text/plain ! Q ! textenc model=M ! f.sink_1 \
-#     mmfuse name=f model=M interval=1000000000 latency=2500000000 ! \
-#       mmdecode model=M ! fakesink
+#     t. ! Q ! mmtranscribe ! Q ! textenc model=M ! f.sink_1 \
+#     mmfuse name=f model=M interval=1000000000 ! mmdecode model=M ! fakesink
 . "$(dirname "$0")/common.sh"
 
 IN=$ROOT/build/sample/news.wav
 if [ $# -gt 0 ] && [ "${1#--}" = "$1" ]; then IN=$1; shift; fi
 [ -f "$IN" ] || { echo "speech-transcript.sh: $IN not found (sh pipelines/make-sample.sh)" >&2; exit 1; }
 INTERVAL=${INTERVAL:-1000000000}
-LATENCY=${LATENCY:-2500000000}
 
 if [ "$DURATION" != 0 ]; then
   TMP=$(mktemp -d)
@@ -49,8 +46,8 @@ fi
 # shellcheck disable=SC2086
 $MMRUN "$@" \
   filesrc location="\"$IN\"" ! wavparse ! audioconvert ! audioresample ! \
-    audio/x-raw,format=S16LE,rate=16000,channels=1 ! clocksync ! tee name=t \
+    audio/x-raw,format=S16LE,rate=16000,channels=1 ! tee name=t \
     t. ! $Q ! audioenc model="\"$MODEL\"" ! f.sink_0 \
-    t. ! $Q ! pocketsphinx ! text/plain ! $Q ! textenc model="\"$MODEL\"" ! f.sink_1 \
-  mmfuse name=f model="\"$MODEL\"" interval=$INTERVAL latency=$LATENCY ! mmdecode model="\"$MODEL\"" ! \
+    t. ! $Q ! mmtranscribe ! $Q ! textenc model="\"$MODEL\"" ! f.sink_1 \
+  mmfuse name=f model="\"$MODEL\"" interval=$INTERVAL ! mmdecode model="\"$MODEL\"" ! \
     fakesink sync=false

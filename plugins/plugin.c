@@ -11,8 +11,12 @@
 #include "gstimageenc.h"
 #include "gstaudioenc.h"
 #include "gstmmdecode.h"
+#include "gstnumericenc.h"
 #ifdef HAVE_MMFUSE
 #include "gstmmfuse.h"
+#endif
+#ifdef HAVE_POCKETSPHINX
+#include "gstmmtranscribe.h"
 #endif
 
 static gboolean
@@ -27,6 +31,10 @@ plugin_init (GstPlugin *plugin)
   ret |= GST_ELEMENT_REGISTER (mmfuse, plugin);
 #endif
   ret |= GST_ELEMENT_REGISTER (mmdecode, plugin);
+  ret |= GST_ELEMENT_REGISTER (numericenc, plugin);
+#ifdef HAVE_POCKETSPHINX
+  ret |= GST_ELEMENT_REGISTER (mmtranscribe, plugin);
+#endif
   return ret;
 }
 
