@@ -290,3 +290,80 @@ mm_json_check_depth (
   }
   return TRUE;
 }
+
+/* ---- resource budget ---- */
+
+/* "1073741824", "1024M", "1G", "200G": a size or a count with an optional
+ * binary (K, M, G, T) suffix; 0 on anything else. */
+static guint64
+parse_limit (const char *s)
+{
+  if (!s || !*s)
+    return 0;
+  char *end = NULL;
+  guint64 v = g_ascii_strtoull (s, &end, 10);
+  if (end == s)
+    return 0;
+  int shift = 0;
+  switch (g_ascii_toupper (*end)) {
+    case 'K':
+      shift = 10;
+      break;
+    case 'M':
+      shift = 20;
+      break;
+    case 'G':
+      shift = 30;
+      break;
+    case 'T':
+      shift = 40;
+      break;
+    case '\0':
+      break;
+    default:
+      return 0;
+  }
+  if (shift && end[1] != '\0' && g_ascii_toupper (end[1]) != 'B')
+    return 0;
+  return v > (G_MAXUINT64 >> shift) ? G_MAXUINT64 : v << shift;
+}
+
+static guint64
+limit_from_env (const char *var, guint64 def)
+{
+  guint64 v = parse_limit (g_getenv (var));
+  return v ? v : def;
+}
+
+guint64
+mm_budget_max_memory (void)
+{
+  return limit_from_env ("MM_MAX_MEMORY", MM_DEFAULT_MAX_MEMORY);
+}
+
+guint64
+mm_budget_max_work (void)
+{
+  return limit_from_env ("MM_MAX_WORK", MM_DEFAULT_MAX_WORK);
+}
+
+gboolean
+mm_budget_check (const char *label, const char *what, guint64 bytes, guint64 flops, GError **error)
+{
+  guint64 max_bytes = mm_budget_max_memory (), max_flops = mm_budget_max_work ();
+  if (bytes > max_bytes) {
+    mm_set_error (error, MM_ERROR_UNSUPPORTED, label,
+        "%s needs %" G_GUINT64_FORMAT " MB of memory, over the limit of %" G_GUINT64_FORMAT
+        " MB (raise it with MM_MAX_MEMORY=bytes, K/M/G suffixes allowed)",
+        what, bytes >> 20, max_bytes >> 20);
+    return FALSE;
+  }
+  if (flops > max_flops) {
+    mm_set_error (error, MM_ERROR_UNSUPPORTED, label,
+        "%s needs %.1f GFLOP per item, over the limit of %.1f GFLOP (raise it with "
+        "MM_MAX_WORK=flops, K/M/G suffixes allowed)",
+        what, flops / 1e9, max_flops / 1e9);
+    return FALSE;
+  }
+  return TRUE;
+}

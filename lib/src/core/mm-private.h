@@ -105,6 +105,21 @@ gboolean mm_json_float_array (
 gboolean mm_json_check_depth (
     const char *text, gsize len, const char *label, const char *what, GError **error);
 
+/* Resource budget (json-util.c).  Before a model or a context allocates,
+ * its cost is checked against limits that a hostile file cannot raise: bytes
+ * of memory (scratch, packed or converted weights) and floating-point
+ * operations per item (a frame, an audio window, a cue).  The defaults hold
+ * every supported bundled model many times over; MM_MAX_MEMORY and
+ * MM_MAX_WORK (a number with an optional K/M/G/T suffix, binary) raise them.
+ * mm_budget_check fails with MM_ERROR_UNSUPPORTED naming @label (the file),
+ * @what, the figure and the limit.  Thread-safe. */
+#define MM_DEFAULT_MAX_MEMORY (G_GUINT64_CONSTANT (1) << 30)    /* 1 GiB */
+#define MM_DEFAULT_MAX_WORK (G_GUINT64_CONSTANT (200000000000)) /* 200 GFLOP per item */
+guint64 mm_budget_max_memory (void);
+guint64 mm_budget_max_work (void);
+gboolean
+mm_budget_check (const char *label, const char *what, guint64 bytes, guint64 flops, GError **error);
+
 /* ---- components: load (at model open) / free / dim ---- */
 #define MM_DECLARE_COMPONENT(Type, prefix)                                                         \
   Type *prefix##_load (                                                                            \
