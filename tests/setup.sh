@@ -10,7 +10,7 @@ PACKAGES="meson ninja-build pkg-config gcc
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
-  gstreamer1.0-pocketsphinx pocketsphinx-en-us flite
+  gstreamer1.0-pocketsphinx libpocketsphinx-dev pocketsphinx-en-us flite
   gstreamer1.0-plugins-base-apps tuxpaint-stamps-default
   python3-gi python3-gst-1.0 gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
   python3 valgrind clang-format python3-numpy python3-onnx
