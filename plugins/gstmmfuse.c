@@ -63,7 +63,11 @@
  * keeps mmfuse from pairing the wrong moments while never stalling dense pads
  * on a silent sparse one: a subtitle pad whose next cue is ten minutes away
  * (or which sends GAP events) lets video flow, and in a live pipeline a
- * silent pad costs at most the configured latency.  Pads whose caps say
+ * silent pad costs at most the configured latency.  The rule: in a live
+ * pipeline, a pad with neither data nor a GAP covering t by t's deadline
+ * (t + the answered latency: the slowest input's, e.g. audioenc's window,
+ * plus `latency`) is settled, and contributes its last embedding while
+ * max-age allows, else nothing.  Pads whose caps say
  * modality=text are marked sparse automatically (read-only `sparse` pad
  * property): sparse pads do not keep the stream alive in interval cadence.
  * Pads that never delivered data are ignored in live pipelines
@@ -72,7 +76,13 @@
  * ## Latency and buffering
  * The latency query is answered by #GstAggregator: the largest upstream
  * latency plus the `latency` property, which also bounds how much jitter
- * between inputs mmfuse absorbs before a live deadline expires.  Outside
+ * between inputs mmfuse absorbs before a live deadline expires.  A branch
+ * whose upstream can hold data back for less than that (its maximum
+ * latency, e.g. a caption appsrc behind a default 1 s queue next to a 2 s
+ * audio window) would make the base class give up its deadlines and wait
+ * for data forever; mmfuse keeps its deadlines, answers the real maximum,
+ * and posts a CORE/CLOCK warning once naming the pad, the latency and
+ * that branch's maximum (tests/pipelines: live-silent-captions).  Outside
  * live pipelines mmfuse, like any aggregator, runs when every pad has data
  * (or a GAP, or EOS).  When one demuxer thread feeds all branches, the
  * other branches must be able to run ahead by the largest encoder window
@@ -188,6 +198,11 @@ struct _GstMmFusePad
                                  * aggregator thread */
   gboolean flushed;        /* flushed since the last output or reset of
                             * the output clock (aggregator thread) */
+
+  /* pad object lock: the maximum latency this pad's upstream answered in
+   * the last latency query (how long it can hold data back), NONE when
+   * unbounded or not answered; see latency_probe() */
+  GstClockTime upstream_max;
 };
 
 G_DEFINE_TYPE (GstMmFusePad, gst_mm_fuse_pad, GST_TYPE_AGGREGATOR_PAD);
@@ -308,6 +323,7 @@ gst_mm_fuse_pad_init (GstMmFusePad *pad)
 {
   pad->max_age = DEFAULT_PAD_MAX_AGE;
   pad->input = -1;
+  pad->upstream_max = GST_CLOCK_TIME_NONE;
   gst_mm_fuse_pad_reset_stream (pad);
   /* Accept-caps only checks the template: wrong dims reach the CAPS event,
    * which refuses them with a message naming the problem. */
@@ -351,6 +367,8 @@ struct _GstMmFuse
 
   /* aggregator thread only */
   gchar *warned_drive_pad;   /* drive-pad name last warned about */
+  gchar *warned_latency;     /* object lock: the branch buffering last warned
+                              * about (pad, max, latency) */
   GstClockTime last_out_t;   /* running time of the last output, or NONE */
   GstClockTime last_out_end; /* running time where it ended, or NONE */
 
@@ -501,6 +519,36 @@ gst_mm_fuse_child_proxy_init (gpointer g_iface, gpointer iface_data)
   iface->get_children_count = gst_mm_fuse_child_proxy_get_children_count;
 }
 
+/* The latency answer of one sink pad's upstream, seen after the peer
+ * answered.  GstAggregator folds the answers of its pads (the largest
+ * minimum, the smallest maximum) and, when a minimum exceeds a maximum,
+ * fails the query, after which it has no latency and never times out:
+ * a live caption source behind a default queue (it can hold 1 s) next to
+ * audioenc (a 2 s window) stopped every output.  mmfuse's deadlines are
+ * what settles a silent pad, so it never lets one branch's buffering
+ * disable them: the maximum is remembered per pad (upstream_max) and
+ * answered as unbounded to the base class; gst_mm_fuse_src_query() then
+ * compares the real maximum with the latency and warns when a branch
+ * cannot hold data that long. */
+static GstPadProbeReturn
+latency_probe (GstPad *pad, GstPadProbeInfo *info, gpointer user_data)
+{
+  GstQuery *query = GST_PAD_PROBE_INFO_QUERY (info);
+  GstMmFusePad *fpad = GST_MM_FUSE_PAD (pad);
+  GstClockTime min, max;
+  gboolean live;
+
+  if (query == NULL || GST_QUERY_TYPE (query) != GST_QUERY_LATENCY)
+    return GST_PAD_PROBE_OK;
+  gst_query_parse_latency (query, &live, &min, &max);
+  GST_OBJECT_LOCK (fpad);
+  fpad->upstream_max = live ? max : GST_CLOCK_TIME_NONE;
+  GST_OBJECT_UNLOCK (fpad);
+  if (GST_CLOCK_TIME_IS_VALID (max) && gst_query_is_writable (query))
+    gst_query_set_latency (query, live, min, GST_CLOCK_TIME_NONE);
+  return GST_PAD_PROBE_OK;
+}
+
 static GstPad *
 gst_mm_fuse_request_new_pad (
     GstElement *element, GstPadTemplate *templ, const gchar *name, const GstCaps *caps)
@@ -508,8 +556,11 @@ gst_mm_fuse_request_new_pad (
   GstPad *pad;
 
   pad = GST_ELEMENT_CLASS (parent_class)->request_new_pad (element, templ, name, caps);
-  if (pad)
+  if (pad) {
+    gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_QUERY_UPSTREAM | GST_PAD_PROBE_TYPE_PULL,
+        latency_probe, NULL, NULL);
     gst_child_proxy_child_added (GST_CHILD_PROXY (element), G_OBJECT (pad), GST_OBJECT_NAME (pad));
+  }
   return pad;
 }
 
@@ -547,6 +598,7 @@ gst_mm_fuse_finalize (GObject *object)
   g_free (self->model_path);
   g_free (self->drive_pad);
   g_free (self->warned_drive_pad);
+  g_free (self->warned_latency);
   /* stop() normally released these */
   g_clear_pointer (&self->fusion, mm_fusion_free);
   g_clear_pointer (&self->model, mm_model_unref);
@@ -1089,6 +1141,70 @@ gst_mm_fuse_src_event (GstAggregator *agg, GstEvent *event)
   return GST_AGGREGATOR_CLASS (parent_class)->src_event (agg, event);
 }
 
+/* After a live latency query answered @latency: warns, once per pad and
+ * value, when a branch can hold data back for less time than that (its
+ * upstream's maximum latency, e.g. a queue's max-size-time), and answers
+ * the real maximum.  mmfuse still times out at every deadline (see
+ * latency_probe()), so nothing stalls; data on that branch may wait
+ * upstream, and a live source there may be held back. */
+static void
+gst_mm_fuse_check_branch_buffering (GstMmFuse *self, GstQuery *query, GstClockTime latency)
+{
+  GstClockTime max = GST_CLOCK_TIME_NONE, our = 0;
+  gchar *short_pad = NULL, *warn_key = NULL;
+  GList *l;
+
+  GST_OBJECT_LOCK (self);
+  for (l = GST_ELEMENT (self)->sinkpads; l; l = l->next) {
+    GstMmFusePad *pad = l->data;
+    GstClockTime pad_max;
+
+    GST_OBJECT_LOCK (pad);
+    pad_max = pad->upstream_max;
+    GST_OBJECT_UNLOCK (pad);
+    if (GST_CLOCK_TIME_IS_VALID (pad_max) && (!GST_CLOCK_TIME_IS_VALID (max) || pad_max < max)) {
+      max = pad_max;
+      g_free (short_pad);
+      short_pad = g_strdup (GST_PAD_NAME (pad));
+    }
+  }
+  GST_OBJECT_UNLOCK (self);
+  if (!GST_CLOCK_TIME_IS_VALID (max))
+    return;
+
+  g_object_get (self, "latency", &our, NULL);
+  gst_query_set_latency (query, TRUE, latency, max + our);
+  if (max + our >= latency) {
+    g_free (short_pad);
+    return;
+  }
+  warn_key =
+      g_strdup_printf ("%s %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT, short_pad, max, latency);
+  GST_OBJECT_LOCK (self);
+  if (g_strcmp0 (warn_key, self->warned_latency) == 0) {
+    GST_OBJECT_UNLOCK (self);
+    g_free (warn_key);
+    g_free (short_pad);
+    return;
+  }
+  g_free (self->warned_latency);
+  self->warned_latency = warn_key;
+  GST_OBJECT_UNLOCK (self);
+  GST_ELEMENT_WARNING (self, CORE, CLOCK,
+      ("mmfuse: the live latency is %.3f s (the slowest input's %.3f s, e.g. an encoder window, "
+       "plus latency=%.3f s), but the branch into %s can hold data back for only %.3f s "
+       "(its maximum latency, e.g. a queue's max-size-time). mmfuse does not stall: it "
+       "decides at every deadline and counts a pad without data by then as missing, but "
+       "data on that branch may wait upstream. Give that branch's queue max-size-time >= "
+       "%.3f s.",
+          (gdouble)latency / GST_SECOND, (gdouble)(latency - our) / GST_SECOND,
+          (gdouble)our / GST_SECOND, short_pad, (gdouble)max / GST_SECOND,
+          (gdouble)latency / GST_SECOND),
+      ("pad %s: upstream max latency %" GST_TIME_FORMAT " < min %" GST_TIME_FORMAT, short_pad,
+          GST_TIME_ARGS (max), GST_TIME_ARGS (latency)));
+  g_free (short_pad);
+}
+
 /* Remembers the latency the base class answers (its deadlines are t + that
  * latency) for deadline_now(), which cannot ask the base class. */
 static gboolean
@@ -1104,6 +1220,8 @@ gst_mm_fuse_src_query (GstAggregator *agg, GstQuery *query)
     GST_OBJECT_LOCK (agg);
     GST_MM_FUSE (agg)->live_latency = live ? min : GST_CLOCK_TIME_NONE;
     GST_OBJECT_UNLOCK (agg);
+    if (live)
+      gst_mm_fuse_check_branch_buffering (GST_MM_FUSE (agg), query, min);
   }
   return ret;
 }

@@ -436,6 +436,95 @@ def test_live():
               "at %.1f s with caption %r: %s" % (r["time"], cue_at(r["time"]), r["label"]))
 
 
+LIVE_CAPTIONS = r"""
+import json, sys, time
+import gi
+gi.require_version("Gst", "1.0")
+from gi.repository import Gst
+Gst.init(None)
+model, secs, window, cues = sys.argv[1], float(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
+line = ("videotestsrc is-live=true ! video/x-raw,width=64,height=48,framerate=10/1 ! queue ! "
+        "videoconvert ! imageenc model=M interval=10 ! f.sink_0 "
+        "audiotestsrc is-live=true ! audioconvert ! audioresample ! queue ! audioenc model=M %s ! "
+        "f.sink_1 appsrc name=cap is-live=true format=time do-timestamp=true "
+        "caps=text/x-raw,format=utf8 ! queue ! textenc model=M ! f.sink_2 "
+        "mmfuse name=f model=M latency=500000000 ! mmdecode model=M ! fakesink"
+        % window).replace("=M ", "=%s " % model)
+p = Gst.parse_launch(line)
+bus, cap = p.get_bus(), p.get_by_name("cap")
+p.set_state(Gst.State.PLAYING)
+t0 = time.monotonic()
+out = {"decisions": [], "warnings": []}
+while time.monotonic() - t0 < secs:
+    now = time.monotonic() - t0
+    while cues and now >= cues[0][0]:
+        buf = Gst.Buffer.new_wrapped(cues[0][1].encode())
+        buf.duration = Gst.SECOND
+        cap.emit("push-buffer", buf)
+        cues.pop(0)
+    m = bus.timed_pop(50 * Gst.MSECOND)
+    if not m:
+        continue
+    if m.type == Gst.MessageType.ELEMENT and m.get_structure().get_name() == "mm-classification":
+        s = m.get_structure()
+        out["decisions"].append((time.monotonic() - t0, s.get_value("running-time") / 1e9,
+                                 s.get_string("present-csv")))
+    elif m.type == Gst.MessageType.WARNING:
+        out["warnings"].append("%s: %s" % (m.src.get_name(), m.parse_warning()[0].message))
+    elif m.type == Gst.MessageType.ERROR:
+        out["error"] = m.parse_error()[0].message
+        break
+p.set_state(Gst.State.NULL)
+print(json.dumps(out))
+"""
+
+
+def test_live_silent_captions():
+    """Issue 16, case 1: a live caption appsrc behind a plain queue (it can hold 1 s) next to
+    audioenc's 2 s (and 4 s) window.  The base class's latency fold failed (max 1 s < min
+    2.06 s) and mmfuse never timed out: 0 decisions before.  Now the cadence (1/s) continues
+    within latency + window, whether the captions are silent throughout or send cues at 1 s
+    and, after a long silence, at 7 s; mmfuse warns once, naming itself, the pad and the
+    numbers."""
+    cases = [("silent", "", [], 2.06), ("cues", "", [[1.0, "a dog barks"], [7.0, "a cat"]], 2.06),
+             ("window4", "window=4000000000", [], 4.06)]
+    procs = []
+    for name, window, cues, _ in cases:
+        procs.append(subprocess.Popen(
+            [PYTHON, "-c", LIVE_CAPTIONS, MODEL, "11", window, json.dumps(cues)],
+            env=env(GST_PLUGIN_PATH=os.path.join(BUILD, "plugins")), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, cwd=ROOT))
+    for (name, _, cues, window), proc in zip(cases, procs):
+        try:
+            out, err = proc.communicate(timeout=40)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise Failure("%s: hung" % name)
+        check(proc.returncode == 0, "%s: exit %d: %s" % (name, proc.returncode, err[-2000:]))
+        res = json.loads(out)
+        check("error" not in res, "%s: error %r" % (name, res.get("error")))
+        bound = window + 0.5 + 1.0  # window + latency + start-up and scheduling slack
+        times = [d[1] for d in res["decisions"]]
+        check(len(times) >= 11 - bound - 1, "%s: %d decisions in 11 s" % (name, len(times)))
+        check(all(0.9 < b - a < 1.1 for a, b in zip(times, times[1:])),
+              "%s: decision times %r" % (name, times))
+        late = max(wall - t for wall, t, _ in res["decisions"])
+        check(late < bound, "%s: a decision came %.1f s after its moment" % (name, late))
+        check(any(re.match(r"f: mmfuse: the live latency is %.2f\d s .* into sink_2 can hold "
+                           r"data back for only 1\.000 s" % (window + 0.5), w)
+                  for w in res["warnings"]),
+              "%s: no warning naming mmfuse, its pad and the numbers: %r" % (name, res["warnings"]))
+        for wall, t, present in res["decisions"]:
+            # (a cue is stamped when pushed, up to ~0.1 s after its nominal time)
+            if any(c[0] + 0.2 <= t < c[0] + 1.0 for c in cues):
+                check("text" in present, "%s: no text at %.1f s during a cue" % (name, t))
+            elif not any(c[0] <= t < c[0] + 2.2 for c in cues):  # max-age 1 s after a cue
+                check("text" not in present, "%s: text at %.1f s" % (name, t))
+        if cues:
+            check(sum("text" in d[2] for d in res["decisions"]) >= 1,
+                  "%s: the cues did not reach the decisions" % name)
+
+
 def test_speech():
     """speech-transcript.sh for 10 s: pocketsphinx's transcript reaches
     textenc and the decisions."""
