@@ -180,113 +180,30 @@ mm_json_float_array (
   return TRUE;
 }
 
-/* The deepest nesting json-glib's recursive parser reaches on @text, read
- * as one of its scanners reads it.  json-glib 1.6 (Debian 12) scans GScanner's
- * way: '/' starts a comment that ends at the next '/' (so a slash-star
- * comment is one), 'single-quoted' strings have no escapes, and in "double"
- * strings a backslash takes the next byte, \u takes up to four hex digits
- * plus the byte that stops them, and a surrogate \uD8xx takes two more bytes
- * before its pair.  Later json-glib reads real slash-star comments,
- * slash-slash-to-slash otherwise, and the strict JSON of RFC 8259 has neither.
- * A NUL ends json-glib's scan; here it only ends a string or comment, so
- * brackets after it still count.  Any read that ends early (unterminated
- * string or comment) makes json-glib fail before recursing further, so a
- * read that hides nothing the parser sees is never shallower than the
- * parser. */
-typedef enum
-{
-  SCAN_GLIB_1_6,
-  SCAN_GLIB_LATER,
-  SCAN_STRICT,
-  N_SCANS
-} JsonScan;
-
-static gboolean
-is_hex (guchar c)
-{
-  return g_ascii_isxdigit (c);
-}
-
-/* Reads json-glib 1.6's \u escape from @i (just after the 'u'); returns the
- * index of the last byte consumed. */
-static gsize
-skip_unicode_escape (const guchar *t, gsize len, gsize i, JsonScan scan)
-{
-  if (i + 1 >= len || !is_hex (t[i + 1]))
-    return i; /* "\u" not followed by a hex digit: only the 'u' */
-  guint u = 0, k;
-  for (k = 0; k < 4 && i + 1 < len; k++) {
-    guchar c = t[++i];
-    if (!is_hex (c))
-      break; /* the byte that stopped the digits is consumed too */
-    u |= (guint)g_ascii_xdigit_value (c) << (4 * (3 - k)); /* "\\ud8" reads as 0xd800 */
-  }
-  if (u < 0xd800 || u > 0xdfff)
-    return i;
-  if (scan == SCAN_GLIB_1_6) {
-    /* get_char () twice, short-circuit: '\\' then 'u' then four digits */
-    if (i + 1 < len && t[++i] == '\\' && i + 1 < len && t[++i] == 'u') {
-      for (k = 0; k < 4 && i + 1 < len; k++)
-        if (!is_hex (t[++i]))
-          break;
-    }
-  } else if (i + 2 < len && t[i + 1] == '\\' && t[i + 2] == 'u') {
-    i += 2;
-    for (k = 0; k < 4 && i + 1 < len && is_hex (t[i + 1]); k++)
-      i++;
-  }
-  return i;
-}
-
-static guint
-json_max_depth (const guchar *t, gsize len, JsonScan scan, guint limit)
-{
-  guint depth = 0, max = 0;
-  for (gsize i = 0; i < len; i++) {
-    guchar c = t[i];
-    if (c == '"') {
-      for (i++; i < len && t[i] != '"' && t[i] != 0; i++) {
-        if (t[i] != '\\' || i + 1 >= len)
-          continue;
-        i++; /* the escaped byte, whatever it is */
-        if (t[i] == 'u' && scan != SCAN_STRICT)
-          i = skip_unicode_escape (t, len, i, scan);
-        else if (t[i] == 0)
-          break;
-      }
-    } else if (c == '\'' && scan != SCAN_STRICT) {
-      for (i++; i < len && t[i] != '\'' && t[i] != 0; i++)
-        ;
-    } else if (c == '/' && scan == SCAN_GLIB_LATER && i + 1 < len && t[i + 1] == '*') {
-      for (i += 2; i < len && t[i] != 0 && !(t[i] == '*' && i + 1 < len && t[i + 1] == '/'); i++)
-        ;
-      if (i < len && t[i] == '*')
-        i++;
-    } else if (c == '/' && scan != SCAN_STRICT) {
-      for (i++; i < len && t[i] != '/' && t[i] != 0; i++)
-        ;
-    } else if (c == '[' || c == '{') {
-      max = MAX (max, ++depth);
-      if (max > limit)
-        break;
-    } else if ((c == ']' || c == '}') && depth > 0) {
-      depth--;
-    }
-  }
-  return max;
-}
-
 gboolean
 mm_json_check_depth (
     const char *text, gsize len, const char *label, const char *what, GError **error)
 {
   guint depth = 0;
-  for (JsonScan scan = 0; scan < N_SCANS; scan++)
-    depth = MAX (depth, json_max_depth ((const guchar *)text, len, scan, MM_JSON_MAX_DEPTH));
-  if (depth > MM_JSON_MAX_DEPTH) {
-    mm_format_error (
-        error, label, "%s is nested more than %d levels deep", what, MM_JSON_MAX_DEPTH);
-    return FALSE;
+  gboolean in_string = FALSE;
+  for (gsize i = 0; i < len; i++) {
+    char c = text[i];
+    if (in_string) {
+      if (c == '\\')
+        i++;
+      else if (c == '"')
+        in_string = FALSE;
+    } else if (c == '"') {
+      in_string = TRUE;
+    } else if (c == '[' || c == '{') {
+      if (++depth > MM_JSON_MAX_DEPTH) {
+        mm_format_error (
+            error, label, "%s is nested more than %d levels deep", what, MM_JSON_MAX_DEPTH);
+        return FALSE;
+      }
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      depth--;
+    }
   }
   return TRUE;
 }
