@@ -13,6 +13,8 @@
    weight perturbed exits non-zero, names the error and deletes the file.
 Needs numpy and python3-onnx, no torch.  TAP output.
 """
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -32,6 +34,16 @@ results = []
 def ok(cond, what):
     results.append((bool(cond), what))
     print("%s %d - %s" % ("ok" if cond else "not ok", len(results), what), flush=True)
+
+
+def converter(argv):
+    """onnx2mm.main in this process; what it prints becomes TAP comments."""
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = onnx2mm.main(argv)
+    for line in buf.getvalue().splitlines():
+        print("# " + line)
+    return rc
 
 
 def embed(model, comp, raw_path):
@@ -103,7 +115,7 @@ def self_check(tmp, graph_runs):
     src = os.path.join(tmp, "good.onnx")
     out = os.path.join(tmp, "good.safetensors")
     small_onnx(src, "Relu")
-    rc = onnx2mm.main([src, out, "--component", "image", "--size", "8x8", "--mean", "0.5,0.5,0.5",
+    rc = converter([src, out, "--component", "image", "--size", "8x8", "--mean", "0.5,0.5,0.5",
                        "--std", "0.25,0.25,0.25", "--mm-embed", TOOL])
     if graph_runs:
         ok(rc == 0 and os.path.exists(out), "a correct conversion passes its self-check")
@@ -119,7 +131,7 @@ def self_check(tmp, graph_runs):
     onnx2mm.Converter.emit = wrong_emit
     try:
         # the numpy check sees it first (the emitted graph against the ONNX graph)
-        rc = onnx2mm.main([src, out + "2", "--component", "image", "--size", "8x8",
+        rc = converter([src, out + "2", "--component", "image", "--size", "8x8",
                            "--mm-embed", TOOL])
         ok(rc != 0 and not os.path.exists(out + "2"), "a wrong conversion is refused")
     finally:
