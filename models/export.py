@@ -464,13 +464,13 @@ def self_check(path, doc, tensors, checks, fp16, tool):
             probe.update(conf)
             raw, feeds = onnx2mm.make_probe(probe)
             with torch.no_grad():
-                if fp16:
+                if fp16 and fp16 != "auto":     # auto keeps values exactly
                     ref = _f16_copy(ref)
                 y = ref.eval()(torch.from_numpy(feeds["image"])).numpy().reshape(-1)
             ts, info = {}, {"raw": raw, "feeds": feeds}
         else:
             y = ref
-            if fp16:
+            if fp16 and fp16 != "auto":
                 ts = {k: np.asarray(v, np.float16).astype(np.float32) for k, v in ts.items()}
                 vals = onnx2mm.eval_component(doc["components"][comp], ts, info["feeds"])
                 y = onnx2mm.component_vector(doc["components"][comp], vals, info["feeds"])

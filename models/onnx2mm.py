@@ -1096,7 +1096,7 @@ def convert_file(onnx_path, out_path, component, opts, check=True, tool=None, na
         "%.2g)" % (out_path, component, len(comp["nodes"]), len(tensors), comp["output"],
                    comp["dim"], info["fold_error"]))
     if check:
-        if fp16:
+        if fp16 and fp16 != "auto":
             tensors = {k: np.asarray(v, np.float16).astype(np.float32)
                        for k, v in tensors.items()}
             vals = eval_component(comp, {k: v for k, v in tensors.items()

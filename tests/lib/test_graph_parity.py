@@ -10,7 +10,10 @@
    naming the op type, the node and the supported list (built here with
    onnx.helper), and writes nothing;
 3. the self-check catches a wrong file: a converter whose output has one
-   weight perturbed exits non-zero, names the error and deletes the file.
+   weight perturbed exits non-zero, names the error and deletes the file;
+4. the bundled model's encoders re-expressed as graphs
+   (scenes-{image,audio,text}-graph.safetensors, make_scenes_graphs.py) equal
+   the family paths of models/scenes.safetensors on the same inputs.
 Needs numpy and python3-onnx, no torch.  TAP output.
 """
 import contextlib
@@ -157,6 +160,53 @@ def self_check(tmp, graph_runs):
            "(not libmm) is wrong and deletes it: %s" % str(e)[:200])
 
 
+# The bundled model's encoders as graphs (make_scenes_graphs.py) against the
+# family path of models/scenes.safetensors on the same inputs.
+SCENES_TEXTS = [
+    "A brown dog chases the cat across the garden",
+    "THE ROCKET FLIES TO THE MOON, PAST MARS AND JUPITER!",
+    "Pumpkins, snowmen and christmas trees: seasonal 2024 (v2.0)",
+    "a red bus and a yellow taxi wait at the traffic lights in town",
+    "zzqx blorf the",          # unknown words are skipped by both
+    "...!!! ,,, $$$ %%%",      # only punctuation: no known word
+    "",
+    "shirt hat shoes dress " * 20,
+]
+
+
+def scenes_parity(tmp):
+    scenes = os.path.join(HERE, "..", "..", "models", "scenes.safetensors")
+    rng = np.random.default_rng(11)
+    inputs = {"image": [rng.integers(0, 256, 64 * 64 * 3, dtype=np.uint8).tobytes()
+                        for _ in range(3)]
+              + [np.full(64 * 64 * 3, 200, np.uint8).tobytes()],
+              "audio": [], "text": [t.encode("utf-8") for t in SCENES_TEXTS]}
+    t = np.arange(32000) / 16000.0
+    inputs["audio"] = [(0.3 * np.sin(2 * np.pi * 440 * t)).astype("<f4").tobytes(),
+                       (0.2 * rng.standard_normal(32000)).astype("<f4").tobytes(),
+                       np.zeros(32000, "<f4").tobytes()]
+    for comp in ("image", "audio", "text"):
+        graph = os.path.join(FIX, "scenes-%s-graph.safetensors" % comp)
+        worst, fails = 0.0, []
+        for i, raw in enumerate(inputs[comp]):
+            p = os.path.join(tmp, "scenes-%s-%d.in" % (comp, i))
+            with open(p, "wb") as f:
+                f.write(raw)
+            fam, e1 = embed(scenes, comp, p)
+            got, e2 = embed(graph, comp, p)
+            if fam is None or got is None:
+                fails.append("input %d: %s" % (i, e1 or e2))
+                continue
+            e = onnx2mm.rel_err(got, fam)
+            worst = max(worst, e)
+            if not e <= 1e-4:
+                fails.append("input %d: relative error %.3g" % (i, e))
+        ok(not fails, "scenes %s encoder as a graph equals the %s family on %d inputs: worst "
+           "relative error %.3g%s" % (comp, {"image": "resnet", "audio": "cnn1d",
+                                              "text": "wordvec"}[comp], len(inputs[comp]),
+                                       worst, ("; " + "; ".join(fails)) if fails else ""))
+
+
 def main():
     with open(os.path.join(FIX, "manifest.json")) as f:
         first = json.load(f)["cases"][0]
@@ -168,6 +218,8 @@ def main():
         self_check(tmp, graph_runs)
     if graph_runs:
         parity()
+        with tempfile.TemporaryDirectory() as tmp:
+            scenes_parity(tmp)
     else:
         print("# libmm has no graph executor yet (%s): parity skipped" % err)
     print("1..%d" % len(results))
