@@ -507,12 +507,18 @@ def op_pad(inputs, attrs):
     x = inputs[0]
     pads = _ints(inputs[1]) if _inp(inputs, 1) is not None else list(attrs["pads"])
     val = _inp(inputs, 2)
-    val = 0 if val is None else np.asarray(val).reshape(-1)[0]
+    val = attrs.get("value", 0.0) if val is None else np.asarray(val).reshape(-1)[0]
     mode = attrs.get("mode", "constant")
-    if mode not in ("constant", b"constant"):
-        raise RefError("Pad mode %s" % mode)
+    mode = mode.decode() if isinstance(mode, bytes) else mode
     n = x.ndim
-    return [np.pad(x, [(pads[i], pads[i + n]) for i in range(n)], constant_values=val)]
+    widths = [(pads[i], pads[i + n]) for i in range(n)]
+    if min(pads) < 0:
+        raise RefError("negative pads %s (cropping) are not supported" % list(pads))
+    if mode in ("reflect", "edge", "wrap"):     # evaluated, so that onnx2mm can refuse them
+        return [np.pad(x, widths, mode=mode)]
+    if mode != "constant":
+        raise RefError("Pad mode %s" % mode)
+    return [np.pad(x, widths, constant_values=val)]
 
 
 def op_identity(inputs, attrs):
@@ -572,6 +578,7 @@ OPS = {
     "Log": _f(lambda x, a: np.log(x)),
     "ReduceSum": _reduce(np.sum),
     "ReduceMax": _reduce(np.max),
+    "Pad": op_pad,
 }
 
 # operators of the original ONNX graph that the converter only folds away

@@ -13,7 +13,8 @@
 Everything the ONNX file computes from constants and shapes is folded for the
 fixed input size (Shape, Gather/Concat of shape pieces, ConstantOfShape,
 Expand, Range, Cast...); Dropout and Identity are removed; batch-norm is
-folded into a preceding convolution; the erf form of GELU becomes one Gelu
+folded into a preceding convolution; a constant-mode Pad becomes a Pad node, or
+the following convolution's padding when its value is 0; the erf form of GELU becomes one Gelu
 node; opset-11+ constant inputs (Clip, Slice, Reshape, Split, Squeeze,
 Unsqueeze, Reduce*) become attributes.  An operator libmm does not have is
 refused with its op type, node name and the list of supported operators.
@@ -55,7 +56,7 @@ SUPPORTED = ["Conv", "Gemm", "MatMul", "BatchNormalization", "InstanceNormalizat
              "Log", "Pow", "Softmax", "Add", "Sub", "Mul", "Div", "MaxPool", "AveragePool",
              "GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceSum", "ReduceMax",
              "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Concat", "Split",
-             "Slice", "Gather", "Identity", "Dropout", "Cast", "Where"]
+             "Slice", "Pad", "Gather", "Identity", "Dropout", "Cast", "Where"]
 
 # attributes each op may carry in the file (FORMAT.md); others are dropped
 # when they hold their default, refused otherwise
@@ -83,6 +84,7 @@ ATTRS = {
     "Concat": ["axis"],
     "Split": ["axis", "split"],
     "Slice": ["starts", "ends", "axes", "steps"],
+    "Pad": ["pads", "value"],
     "Gather": ["axis", "indices"],
     "Cast": ["to"],
 }
@@ -418,11 +420,13 @@ class Converter:
                 if len(n["outputs"]) > 1 and n["outputs"][1]:
                     self.consts[n["outputs"][1]] = np.ones(self.shape(n["outputs"][0]), bool)
                 continue
-            if op == "Pad" and len(n["inputs"]) > 1 and n["inputs"][1] not in self.dynamic:
-                pads = np.asarray(self.consts[n["inputs"][1]]).reshape(-1)
-                if not np.any(pads):            # what torch writes before some pools
+            if op == "Pad":
+                self.rewrite_pad(n)
+                if not any(n["attrs"]["pads"]):     # what torch writes before some pools
                     alias[n["outputs"][0]] = n["inputs"][0]
                     continue
+                out_nodes.append(n)
+                continue
             if op == "Expand" and n["inputs"][1] not in self.dynamic:
                 # broadcast to a fixed shape: x + zeros(shape) is exact
                 zn = n["outputs"][0] + ".expand_zeros"
@@ -447,8 +451,70 @@ class Converter:
         self.out = res(self.orig_out)
         self.nodes = out_nodes
         self.fold_bn()
+        self.fold_pad()
         self.fuse_gelu()
         self.prune()
+
+    def rewrite_pad(self, n):
+        """ONNX Pad (opsets 2-18) -> {"pads": begin... end... over every axis,
+        "value"}; only constant mode with constant pads and value."""
+        a, ins = n["attrs"], n["inputs"]
+        mode = a.get("mode", "constant")
+        mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+        if mode != "constant":
+            raise ConvertError("onnx2mm: node '%s': Pad mode '%s' is not supported (only "
+                               "'constant')" % (n["name"], mode))
+        rank = len(self.shape(ins[0]))
+        if self.g["opset"] >= 11:
+            pads = [int(v) for v in np.asarray(self.const(n, 1)).reshape(-1)]
+            value = self.const(n, 2)
+            axes = self.const(n, 3)
+        else:
+            pads, value, axes = list(a.get("pads", [])), a.get("value", 0.0), None
+        value = 0.0 if value is None else float(np.asarray(value).reshape(-1)[0])
+        if axes is not None:
+            axes = [int(v) % rank for v in np.asarray(axes).reshape(-1)]
+            full = [0] * (2 * rank)
+            for j, ax in enumerate(axes):
+                full[ax], full[rank + ax] = pads[j], pads[len(axes) + j]
+            pads = full
+        if len(pads) != 2 * rank:
+            raise ConvertError("onnx2mm: node '%s': Pad has %d pads for a rank-%d input"
+                               % (n["name"], len(pads), rank))
+        if not math.isfinite(value):
+            raise ConvertError("onnx2mm: node '%s': Pad value %s is not supported (finite "
+                               "values only)" % (n["name"], value))
+        if any(p < 0 for p in pads):
+            raise ConvertError("onnx2mm: node '%s': negative pads %s (cropping) are not "
+                               "supported" % (n["name"], pads))
+        n["inputs"] = ins[:1]
+        n["attrs"] = {"pads": pads, "value": value}
+
+    def fold_pad(self):
+        """A zero Pad of the spatial axes whose only consumer is a Conv becomes
+        the Conv's padding."""
+        by_out = {m["outputs"][0]: m for m in self.nodes}
+        dead = set()
+        for c in self.nodes:
+            if c["op"] != "Conv":
+                continue
+            p = by_out.get(c["inputs"][0])
+            if p is None or p["op"] != "Pad" or p["attrs"]["value"] != 0.0 \
+                    or p["outputs"][0] == self.out or len(self.consumers(p["outputs"][0])) != 1:
+                continue
+            pads = p["attrs"]["pads"]
+            r = len(pads) // 2
+            nd = len(c["attrs"]["kernel_shape"])
+            if r != nd + 2 or pads[0] or pads[1] or pads[r] or pads[r + 1]:
+                continue
+            cp = list(c["attrs"]["pads"])
+            for i in range(nd):
+                cp[i] += pads[2 + i]
+                cp[nd + i] += pads[r + 2 + i]
+            c["attrs"]["pads"] = cp
+            c["inputs"][0] = p["inputs"][0]
+            dead.add(id(p))
+        self.nodes = [m for m in self.nodes if id(m) not in dead]
 
     def const(self, n, i):
         t = n["inputs"][i] if i < len(n["inputs"]) else ""

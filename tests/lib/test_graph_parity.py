@@ -114,6 +114,65 @@ def refusals(tmp):
        % r.stderr.strip()[:120])
 
 
+def pad_onnx(path, value=0.0, mode="constant", then="Conv"):
+    """x (1,3,8,8) -> Pad (pads and value as opset-11+ constant inputs) ->
+    Conv (no padding) or Relu -> GlobalAveragePool -> Flatten."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(1)
+    inits = [numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+                                     "conv.w"),
+             numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "conv.b"),
+             numpy_helper.from_array(np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64), "pads"),
+             numpy_helper.from_array(np.array(value, np.float32), "pad_value")]
+    c = 4 if then == "Conv" else 3
+    nodes = [helper.make_node("Pad", ["x", "pads", "pad_value"], ["p"], name="pad", mode=mode),
+             helper.make_node("Conv", ["p", "conv.w", "conv.b"], ["c"], name="conv")
+             if then == "Conv" else helper.make_node("Relu", ["p"], ["c"], name="relu"),
+             helper.make_node("GlobalAveragePool", ["c"], ["g"], name="pool"),
+             helper.make_node("Flatten", ["g"], ["y"], name="flat")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c])], inits)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def pads(tmp, graph_runs):
+    src = os.path.join(tmp, "pad.onnx")
+    out = os.path.join(tmp, "pad.safetensors")
+    check = ["--mm-embed", TOOL] if graph_runs else ["--no-check"]
+    for value, then, want in ((0.0, "Conv", "folded into the conv's pads [1, 2, 2, 1]"),
+                              (0.5, "Conv", "a Pad node (value 0.5) before the conv"),
+                              (0.0, "Relu", "a Pad node before the Relu")):
+        pad_onnx(src, value, then=then)
+        try:
+            doc, _, info = onnx2mm.convert(src, "image", {"size": (8, 8)})
+        except onnx2mm.ConvertError as e:
+            ok(False, "Pad value %g before %s: %s" % (value, then, e))
+            continue
+        ops = [n["op"] for n in doc["nodes"]]
+        conv = [n for n in doc["nodes"] if n["op"] == "Conv"]
+        padn = [n for n in doc["nodes"] if n["op"] == "Pad"]
+        if value == 0.0 and then == "Conv":
+            shape_ok = "Pad" not in ops and conv[0]["attrs"]["pads"] == [1, 2, 2, 1]
+        else:
+            shape_ok = (len(padn) == 1 and padn[0]["attrs"] == {
+                "pads": [0, 0, 1, 2, 0, 0, 2, 1], "value": value})
+        rc = converter([src, out, "--component", "image", "--size", "8x8"] + check)
+        ok(shape_ok and rc == 0 and os.path.exists(out) and info["fold_error"] <= 1e-6,
+           "ONNX Pad value %g before %s: %s (ops %s), numpy %.2g, %s" % (
+               value, then, want, " ".join(ops), info["fold_error"],
+               "libmm self-check passed" if graph_runs else "libmm not checked"))
+        if os.path.exists(out):
+            os.remove(out)
+    pad_onnx(src, 0.0, mode="reflect")
+    r = subprocess.run([sys.executable, os.path.join(HERE, "..", "..", "models", "onnx2mm.py"),
+                        src, out, "--component", "image", "--size", "8x8", "--no-check"],
+                       capture_output=True, text=True, timeout=120)
+    ok(r.returncode != 0 and "Pad mode 'reflect'" in r.stderr and "'pad'" in r.stderr
+       and not os.path.exists(out), "Pad mode reflect refused: %s" % r.stderr.strip()[:120])
+
+
 def self_check(tmp, graph_runs):
     src = os.path.join(tmp, "good.onnx")
     out = os.path.join(tmp, "good.safetensors")
@@ -215,6 +274,7 @@ def main():
     graph_runs = not ("unknown" in err and "graph" in err)
     with tempfile.TemporaryDirectory() as tmp:
         refusals(tmp)
+        pads(tmp, graph_runs)
         self_check(tmp, graph_runs)
     if graph_runs:
         parity()
