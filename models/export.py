@@ -476,7 +476,7 @@ def self_check(path, doc, tensors, checks, fp16, tool):
                 y = onnx2mm.component_vector(doc["components"][comp], vals, info["feeds"])
         try:
             onnx2mm.self_check(path, doc, comp, ts, info["raw"], info["feeds"], y, tool,
-                               label="export")
+                               label="export", source=info.get("source"))
         except onnx2mm.ConvertError as e:
             raise ExportError(str(e))
 

@@ -830,6 +830,8 @@ class Converter:
         comp["output"] = nm(self.out)
         comp["pool"] = self.pool
         comp["nodes"] = nodes
+        # which tensor of the ONNX graph each emitted name holds (diagnosis)
+        self.source_names = {v: k for k, v in names.items()}
         return comp, tensors
 
 
@@ -873,6 +875,36 @@ def eval_component(comp, tensors, feeds_by_kind, upto=None):
     values.update(emitted_feeds(comp, feeds_by_kind))
     nodes = comp["nodes"] if upto is None else comp["nodes"][:upto + 1]
     return mmgraph_ref.run_nodes(nodes, values, ops=mmgraph_ref.OPS)
+
+
+def first_source_divergence(comp, tensors, feeds_by_kind, source):
+    """The first node of the emitted graph whose output differs (past 1e-4
+    relative) from the same tensor of the source ONNX graph, both evaluated in
+    numpy on the probe: (node, error) or None.  @source: {"names": emitted
+    name -> ONNX name, "values": the ONNX graph's values}."""
+    values = {k.split(".", 1)[1]: v for k, v in tensors.items()}
+    values.update(emitted_feeds(comp, feeds_by_kind))
+    names, ref = source["names"], source["values"]
+    for n in comp["nodes"]:
+        mmgraph_ref.run_nodes([n], values, ops=mmgraph_ref.OPS)
+        for o in n["outputs"]:
+            src = names.get(o)
+            if o and src in ref and np.shape(ref[src]) == np.shape(values[o]):
+                e = rel_err(values[o], ref[src])
+                if not e <= TOLERANCE:
+                    return n, e
+    return None
+
+
+def _source_where(comp, tensors, feeds_by_kind, source):
+    try:
+        d = first_source_divergence(comp, tensors, feeds_by_kind, source)
+    except Exception as e:  # the diagnosis must not hide the error itself
+        return "; (could not locate the diverging node: %s)" % e
+    if not d:
+        return ""
+    return "; first diverging node: '%s' (%s), relative error %.3g against the ONNX graph" % (
+        d[0]["name"], d[0]["op"], d[1])
 
 
 def component_vector(comp, values, feeds_by_kind):
@@ -978,10 +1010,13 @@ def first_divergence(tool, doc, component, tensors, raw, feeds_by_kind, tmpdir):
 
 
 def self_check(path, doc, component, tensors, raw, feeds_by_kind, reference, tool=None,
-               label="onnx2mm"):
+               label="onnx2mm", source=None):
     """Runs the written file through libmm and compares with @reference (the
     component's output vector computed from the source).  On failure deletes
-    @path and raises ConvertError.  Returns the relative error."""
+    @path and raises ConvertError naming the first diverging node: of libmm
+    against the file's graph in numpy, or else (@source given, see
+    first_source_divergence) of the file's graph against the ONNX graph.
+    Returns the relative error."""
     tool = find_mm_embed(tool)
     if not tool or not os.path.exists(tool):
         _remove(path)
@@ -1009,6 +1044,9 @@ def self_check(path, doc, component, tensors, raw, feeds_by_kind, reference, too
             else:
                 where = ("; libmm agrees with the file's graph evaluated in numpy, so the file "
                          "itself differs from the source (a conversion error)")
+                if source:
+                    where += _source_where(doc["components"][component], tensors,
+                                           feeds_by_kind, source)
         except Exception as e:  # the diagnosis must not hide the error itself
             where = "; (could not locate the diverging node: %s)" % e
         _remove(path)
@@ -1121,7 +1159,8 @@ def convert(onnx_path, component, opts):
         by_kind["attention_mask"] = None
     reference = mmgraph_ref.pool_output(cv.orig_values[cv.orig_out], pool,
                                         by_kind.get("attention_mask"))
-    info = {"raw": cv.probe_raw, "feeds": by_kind, "reference": reference}
+    info = {"raw": cv.probe_raw, "feeds": by_kind, "reference": reference,
+            "source": {"names": cv.source_names, "values": cv.orig_values}}
     # the folding check: the emitted graph in numpy equals the original ONNX
     values = eval_component(doc, tensors, by_kind)
     mine = component_vector(doc, values, by_kind)
@@ -1129,7 +1168,8 @@ def convert(onnx_path, component, opts):
     info["fold_error"] = err
     if not err <= 1e-5:
         raise ConvertError("onnx2mm: internal error: the converted graph differs from the ONNX "
-                           "graph by %.3g relative in numpy (a folding bug)" % err)
+                           "graph by %.3g relative in numpy (a folding bug)%s; nothing written"
+                           % (err, _source_where(doc, tensors, by_kind, info["source"])))
     return doc, tensors, info
 
 
@@ -1170,7 +1210,7 @@ def convert_file(onnx_path, out_path, component, opts, check=True, tool=None, na
             info["reference"] = component_vector(comp, vals, info["feeds"])
         ctensors = {k: v for k, v in tensors.items() if k.startswith(component + ".")}
         err = self_check(out_path, doc, component, ctensors, info["raw"], info["feeds"],
-                         info["reference"], tool)
+                         info["reference"], tool, source=info.get("source"))
         log("%s: self-check against the ONNX graph passed: relative error %.3g" % (out_path, err))
     return doc
 

@@ -173,50 +173,104 @@ def pads(tmp, graph_runs):
        and not os.path.exists(out), "Pad mode reflect refused: %s" % r.stderr.strip()[:120])
 
 
+def two_conv_onnx(path):
+    """x (1,3,8,8) -> conv1 -> act1 (Relu) -> conv2 -> act2 (Relu) -> pool -> flat."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(2)
+
+    def w(name, *shape):
+        return numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+
+    nodes = [helper.make_node("Conv", ["x", "c1.w", "c1.b"], ["c1"], name="conv1",
+                              pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["a1"], name="act1"),
+             helper.make_node("Conv", ["a1", "c2.w", "c2.b"], ["c2"], name="conv2",
+                              pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c2"], ["a2"], name="act2"),
+             helper.make_node("GlobalAveragePool", ["a2"], ["p"], name="pool"),
+             helper.make_node("Flatten", ["p"], ["y"], name="flat")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])],
+        [w("c1.w", 4, 3, 3, 3), w("c1.b", 4), w("c2.w", 5, 4, 3, 3), w("c2.b", 5)])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def converter_err(argv):
+    """converter() that also returns what onnx2mm wrote to stderr."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        rc = converter(argv)
+    sys.stderr.write(err.getvalue())
+    return rc, err.getvalue()
+
+
 def self_check(tmp, graph_runs):
     src = os.path.join(tmp, "good.onnx")
     out = os.path.join(tmp, "good.safetensors")
-    small_onnx(src, "Relu")
+    two_conv_onnx(src)
     rc = converter([src, out, "--component", "image", "--size", "8x8", "--mean", "0.5,0.5,0.5",
-                       "--std", "0.25,0.25,0.25", "--mm-embed", TOOL])
+                    "--std", "0.25,0.25,0.25", "--mm-embed", TOOL])
     if graph_runs:
         ok(rc == 0 and os.path.exists(out), "a correct conversion passes its self-check")
-    # a converter that writes a wrong weight: the check must catch it
+    # a converter that writes a wrong weight (conv2's): the check must catch it
+    # and name conv2, not conv1 (which is right) nor the output
     orig = onnx2mm.Converter.emit
 
     def wrong_emit(self):
         comp, tensors = orig(self)
-        k = sorted(t for t in tensors if tensors[t].ndim == 4)[0]
-        tensors[k] = tensors[k] * np.float32(1.01)
+        tensors["image.c2.w"] = tensors["image.c2.w"] * np.float32(1.01)
         return comp, tensors
 
     onnx2mm.Converter.emit = wrong_emit
     try:
         # the numpy check sees it first (the emitted graph against the ONNX graph)
-        rc = converter([src, out + "2", "--component", "image", "--size", "8x8",
-                           "--mm-embed", TOOL])
-        ok(rc != 0 and not os.path.exists(out + "2"), "a wrong conversion is refused")
+        rc, err = converter_err([src, out + "2", "--component", "image", "--size", "8x8",
+                                 "--mm-embed", TOOL])
+        ok(rc != 0 and not os.path.exists(out + "2")
+           and "first diverging node: 'conv2' (Conv)" in err,
+           "a wrong conversion is refused, naming the first diverging node: %s"
+           % err.strip()[:220])
     finally:
         onnx2mm.Converter.emit = orig
     if not graph_runs:
         return
-    # the libmm check alone: a written file with one weight off, against the
-    # reference of the right one
+    # the libmm check alone: a written file with conv2's weight off, against
+    # the reference of the right one
     doc, tensors, info = onnx2mm.convert(src, "image", {"size": (8, 8)})
     bad = dict(tensors)
-    k = sorted(t for t in bad if bad[t].ndim == 4)[0]
-    bad[k] = bad[k] * np.float32(1.01)
+    bad["image.c2.w"] = bad["image.c2.w"] * np.float32(1.01)
     full = {"version": 1, "name": "bad", "components": {"image": doc}}
     path = os.path.join(tmp, "wrong.safetensors")
     onnx2mm.mmfile.save(path, bad, full)
     try:
         onnx2mm.self_check(path, full, "image", bad, info["raw"], info["feeds"],
-                           info["reference"], TOOL)
+                           info["reference"], TOOL, source=info["source"])
         ok(False, "the self-check let a wrong file through")
     except onnx2mm.ConvertError as e:
         ok("self-check FAILED" in str(e) and "conversion error" in str(e)
+           and "first diverging node: 'conv2' (Conv)" in str(e)
            and not os.path.exists(path), "self-check catches a wrong weight, says the file "
-           "(not libmm) is wrong and deletes it: %s" % str(e)[:200])
+           "(not libmm) is wrong, names the node and deletes it: %s" % str(e)[:300])
+    # libmm disagreeing with the reference at one node (as a libmm bug in
+    # Relu would: the numpy reference's Relu is made 1 % larger here, so the
+    # ONNX graph and the file agree in numpy and libmm differs from act1 on):
+    # the tool bisects the node list, names act1, exits 1 and deletes the file
+    refs = (onnx2mm.mmgraph_ref.OPS, onnx2mm.mmgraph_ref.ALL_OPS)
+    relu = [r["Relu"] for r in refs]
+    for r in refs:
+        r["Relu"] = lambda i, a: [np.maximum(i[0], 0) * np.float32(1.01)]
+    try:
+        rc, err = converter_err([src, out + "3", "--component", "image", "--size", "8x8",
+                                 "--mm-embed", TOOL])
+    finally:
+        for r, f in zip(refs, relu):
+            r["Relu"] = f
+    ok(rc == 1 and not os.path.exists(out + "3") and "self-check FAILED" in err
+       and "first diverging node: 'act1' (Relu)" in err,
+       "libmm differing from the reference at one node: exit 1, file deleted, first "
+       "diverging node named: %s" % err.strip()[:300])
 
 
 # The bundled model's encoders as graphs (make_scenes_graphs.py) against the
