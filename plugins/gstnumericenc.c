@@ -334,7 +334,9 @@ push_held (GstNumericEnc *self, GstClockTime end)
   return gst_mm_element_push (GST_ELEMENT (self), self->srcpad, buf);
 }
 
-/* A bad sample: an error, or (skip-bad) a count.  @where names it. */
+/* A bad sample: an error, or (skip-bad) a count.  @where names it.  Before
+ * the error, the held sample goes out (with the interval before it, as at
+ * EOS): the samples before the bad one are all delivered. */
 static GstFlowReturn
 bad_sample (GstNumericEnc *self, const char *where, const char *problem)
 {
@@ -343,6 +345,7 @@ bad_sample (GstNumericEnc *self, const char *where, const char *problem)
   guint n = skip ? ++self->skipped : self->skipped;
   GST_OBJECT_UNLOCK (self);
   if (!skip) {
+    push_held (self, GST_CLOCK_TIME_NONE);
     GST_ELEMENT_ERROR (self, STREAM, DECODE, ("numericenc: %s: %s", where, problem),
         ("set skip-bad=true to drop bad samples instead"));
     return GST_FLOW_ERROR;
