@@ -6,7 +6,8 @@
 #   DURATION  stop after this many seconds, 0 = run to the end / forever
 #   PYTHON    Python with PyGObject                      (default: /usr/bin/python3)
 # Sets ROOT, GST_PLUGIN_PATH, MMRUN (the runner: pipelines/mmrun.py) and Q (a
-# queue deep enough for the encoders' look-ahead, see below).
+# queue deep enough for the encoders' look-ahead, see below); defines
+# discover_tracks and use_track (scripts that read a user's file).
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-$ROOT/build}
@@ -34,3 +35,39 @@ fi
 # textoverlay for mmdecode's text of the same moment, so the queues here
 # hold a few seconds of each stream.
 Q="queue max-size-time=5000000000 max-size-bytes=0 max-size-buffers=0"
+
+# discover_tracks FILE: sets CONTAINER (the file's format as a caps name, e.g.
+# video/x-matroska, audio/x-wav) and
+# N_VIDEO, N_AUDIO, N_TEXT (how many tracks of each kind FILE has), from
+# GstPbutils' discoverer (mmrun.py --tracks); stops the script with the
+# reason when FILE cannot be read as media.  A branch linked to a track the
+# file does not have would wait for it forever, so the scripts look first.
+discover_tracks() {
+  _tracks=$($MMRUN --tracks "$1") || {
+    echo "$(basename "$0"): cannot read the tracks of $1 (see above)" >&2
+    exit 1
+  }
+  eval "$_tracks"
+}
+
+# use_track KIND COUNT VAR: whether to build the branch of a track kind
+# ("video", "audio", "subtitle"): VAR (NO_VIDEO, NO_AUDIO, NO_TEXT) = 1 skips
+# it, 0 requires it (the script stops at once, naming the track and VAR,
+# when the file has none), unset uses it when the file has one and says so
+# on stderr when it does not.  Returns 0 to build the branch.
+use_track() {
+  _want=$(eval "echo \"\${$3:-}\"")
+  if [ "$_want" = 1 ]; then
+    return 1
+  fi
+  if [ "$2" -gt 0 ]; then
+    return 0
+  fi
+  if [ "$_want" = 0 ]; then
+    echo "$(basename "$0"): $IN has no $1 track, and $3=0 requires one" \
+      "(unset $3, or $3=1, to run without it)" >&2
+    exit 1
+  fi
+  echo "$(basename "$0"): $IN has no $1 track: running without the $1 branch (as $3=1)" >&2
+  return 1
+}

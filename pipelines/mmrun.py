@@ -29,11 +29,21 @@ Options
                  each decision and the share of decisions that match it
   --stats FILE   write a JSON summary (decisions, labels, latency, eos...)
   --quiet        no timeline on stdout
-  --timeout S    give up (exit 2) after S seconds of wall-clock time (300)
+  --timeout S    give up (exit 2) after S seconds of wall-clock time (300),
+                 counted from the start: preroll included
+  --tracks FILE  run nothing; print the tracks of the media FILE as shell
+                 assignments (CONTAINER=the file's format, e.g. video/x-matroska
+                 or audio/x-wav, N_VIDEO=n, N_AUDIO=n, N_TEXT=n: how many
+                 tracks of each kind) for the scripts to eval; exit 1
+                 with the reason when FILE cannot be read as media
 
 Latency (live pipelines): when a decision is posted, the pipeline's running
 time minus the decision's running-time, i.e. how long after the start of
 the media it describes the decision was known.  Reported as mean and max.
+
+A file pipeline that cannot preroll (a branch waiting for a track the
+file does not have) is stopped by --timeout like any other; the message
+then says it was still prerolling.
 
 Exit status: 0 after EOS (or the --duration stop, where a live pipeline is
 stopped 3 s after the EOS it was sent if the EOS cannot get through, e.g. a
@@ -109,6 +119,8 @@ class Runner:
         self.error = None
         self.eos = False
         self.timed_out = False
+        self.prerolling = False         # waiting for PAUSED in the main loop
+        self.preroll_timed_out = False
         self.stopped = False     # live run stopped without a full EOS
         self.live = False
         self.lock = threading.Lock()
@@ -215,7 +227,10 @@ class Runner:
 
     def on_message(self, bus, msg):
         t = msg.type
-        if t == Gst.MessageType.EOS:
+        if t == Gst.MessageType.ASYNC_DONE:
+            if self.prerolling and msg.src == self.pipeline:
+                self.loop.quit()
+        elif t == Gst.MessageType.EOS:
             self.eos = True
             self.loop.quit()
         elif t == Gst.MessageType.ERROR:
@@ -263,7 +278,12 @@ class Runner:
         self.loop.quit()
         return False
 
+    def remaining(self):
+        """Seconds left before --timeout, counted from the start."""
+        return max(0.0, self.deadline - time.monotonic())
+
     def run(self):
+        self.deadline = time.monotonic() + self.args.timeout
         if not self.args.quiet:
             print("%-10s  %-11s %5s  %-17s" % ("time", "label", "conf", "present"), flush=True)
         ret = self.pipeline.set_state(Gst.State.PAUSED)
@@ -280,9 +300,10 @@ class Runner:
                     if f is not None and f.get_name() == "mmdecode":
                         e.get_static_pad("sink").add_probe(
                             Gst.PadProbeType.EVENT_FLUSH, self.on_flush_stop)
-            ret, _, _ = self.pipeline.get_state(self.args.timeout * Gst.SECOND)
-            if ret == Gst.StateChangeReturn.FAILURE:
-                return self.fail_early()
+            if ret == Gst.StateChangeReturn.ASYNC and not self.wait_preroll():
+                wall = self.args.timeout - self.remaining()
+                self.pipeline.set_state(Gst.State.NULL)
+                return self.finish(wall)
             if self.args.duration and not self.limit_file():
                 print("mmrun: seek to stop at %.1f s refused" % self.args.duration,
                       file=sys.stderr)
@@ -293,13 +314,28 @@ class Runner:
                         self.report(d)
         elif self.args.duration:
             GLib.timeout_add(int(self.args.duration * 1000), self.stop_live)
-        GLib.timeout_add(int(self.args.timeout * 1000), self.on_timeout)
+        GLib.timeout_add(int(self.remaining() * 1000), self.on_timeout)
         t0 = time.monotonic()
         self.pipeline.set_state(Gst.State.PLAYING)
         self.loop.run()
         wall = time.monotonic() - t0
         self.pipeline.set_state(Gst.State.NULL)
         return self.finish(wall)
+
+    def wait_preroll(self):
+        """Runs the main loop until the pipeline has prerolled (True), or an
+        error or the deadline (False): the --timeout counts from the start,
+        and an error while prerolling (a demuxer that cannot link, a missing
+        file) ends the wait at once."""
+        self.prerolling = True
+        tid = GLib.timeout_add(max(1, int(self.remaining() * 1000)), self.on_timeout)
+        self.loop.run()
+        self.prerolling = False
+        if not self.timed_out:
+            GLib.source_remove(tid)
+        else:
+            self.preroll_timed_out = True
+        return not (self.timed_out or self.error or self.eos)
 
     def fail_early(self):
         # the error message, if any, is on the bus already
@@ -354,9 +390,43 @@ class Runner:
             print("ERROR: " + self.error, file=sys.stderr)
             return 1
         if self.timed_out:
-            print("ERROR: timed out after %d s" % self.args.timeout, file=sys.stderr)
+            print("ERROR: timed out after %g s%s" % (
+                self.args.timeout,
+                ", still prerolling: some branch never got data (a track the input does not "
+                "have?)" if self.preroll_timed_out else ""), file=sys.stderr)
             return 2
         return 0
+
+
+def tracks(path, timeout=20):
+    """The --tracks report: shell assignments naming the container and
+    counting the video, audio and subtitle tracks of a media file."""
+    import os
+    gi.require_version("GstPbutils", "1.0")
+    from gi.repository import GstPbutils
+    if not os.path.isfile(path):
+        print("mmrun: %s: not a file" % path, file=sys.stderr)
+        return 1
+    try:
+        disc = GstPbutils.Discoverer.new(int(timeout * Gst.SECOND))
+        info = disc.discover_uri(Gst.filename_to_uri(os.path.abspath(path)))
+    except GLib.Error as e:
+        print("mmrun: %s: cannot read it as media: %s" % (path, e.message), file=sys.stderr)
+        return 1
+    res = info.get_result()
+    if res not in (GstPbutils.DiscovererResult.OK, GstPbutils.DiscovererResult.MISSING_PLUGINS):
+        print("mmrun: %s: cannot read it as media (%s)" % (path, res.value_nick),
+              file=sys.stderr)
+        return 1
+    top = info.get_stream_info()
+    caps = top.get_caps() if top is not None else None
+    # the file's format as typefind names it: video/x-matroska, audio/x-wav...
+    container = caps.get_structure(0).get_name() if caps is not None else ""
+    print("CONTAINER=%s" % container)
+    print("N_VIDEO=%d" % len(info.get_video_streams()))
+    print("N_AUDIO=%d" % len(info.get_audio_streams()))
+    print("N_TEXT=%d" % len(info.get_subtitle_streams()))
+    return 0
 
 
 def main(argv=None):
@@ -367,8 +437,12 @@ def main(argv=None):
     ap.add_argument("--stats")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--timeout", type=float, default=300)
+    ap.add_argument("--tracks", metavar="FILE")
     ap.add_argument("pipeline", nargs=argparse.REMAINDER)
     args = ap.parse_args(argv)
+    if args.tracks:
+        Gst.init(None)
+        return tracks(args.tracks)
     if not args.pipeline:
         ap.error("no pipeline")
     Gst.init(None)

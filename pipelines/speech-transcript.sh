@@ -17,6 +17,7 @@
 # INTERVAL (ns between decisions, default 1 s).  For a microphone, put
 # pulsesrc (or `audiotestsrc is-live=true`) in place of filesrc ! wavparse:
 # mmtranscribe answers the latency query, so mmfuse waits for the text.
+# IN must be a WAV file: anything else stops the script at once, saying so.
 #
 #   gst-launch-1.0 filesrc location=IN.wav ! wavparse ! audioconvert ! audioresample ! \
 #       audio/x-raw,format=S16LE,rate=16000,channels=1 ! tee name=t \
@@ -29,6 +30,13 @@ IN=$ROOT/build/sample/news.wav
 if [ $# -gt 0 ] && [ "${1#--}" = "$1" ]; then IN=$1; shift; fi
 [ -f "$IN" ] || { echo "speech-transcript.sh: $IN not found (sh pipelines/make-sample.sh)" >&2; exit 1; }
 INTERVAL=${INTERVAL:-1000000000}
+discover_tracks "$IN"
+if [ "$CONTAINER" != audio/x-wav ] || [ "$N_AUDIO" = 0 ]; then
+  echo "speech-transcript.sh: $IN is not a WAV file with an audio track" \
+    "(${CONTAINER:-no container}, $N_AUDIO audio tracks): convert it first, e.g." \
+    "gst-launch-1.0 uridecodebin uri=file:///path/IN ! audioconvert ! wavenc ! filesink location=IN.wav" >&2
+  exit 1
+fi
 
 if [ "$DURATION" != 0 ]; then
   TMP=$(mktemp -d)
