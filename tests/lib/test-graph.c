@@ -551,6 +551,44 @@ test_buffer_reuse (void)
   g_string_free (nodes, TRUE);
 }
 
+/* the budget of MM_MAX_MEMORY / MM_MAX_WORK applies to a graph: one far
+ * inside the fixed limits (an outer product: 64 MB of activations, 2^24
+ * multiply-adds) loads under the defaults and is refused under lower ones */
+static void
+test_budget (void)
+{
+  const char *outer = "[{\"name\":\"col\",\"op\":\"Reshape\",\"inputs\":[\"features\"],"
+                      "\"outputs\":[\"c\"],\"attrs\":{\"shape\":[4096,1]}},{\"name\":\"mm\","
+                      "\"op\":\"MatMul\",\"inputs\":[\"c\",\"features\"],\"outputs\":[\"a\"]},"
+                      "{\"name\":\"mean\",\"op\":\"ReduceMean\",\"inputs\":[\"a\"],"
+                      "\"outputs\":[\"m\"]}]";
+  GError *err = NULL;
+  MmModel *m = load_graph_model ("[1,4096]", outer, "m", 1, &err);
+  g_assert_no_error (err);
+  g_assert_true (m != NULL);
+
+  g_setenv ("MM_MAX_MEMORY", "48M", TRUE);
+  m = load_graph_model ("[1,4096]", outer, "m", 1, &err);
+  g_unsetenv ("MM_MAX_MEMORY");
+  g_assert_null (m);
+  g_assert_error (err, MM_ERROR, MM_ERROR_UNSUPPORTED);
+  if (!strstr (err->message, "activations and scratch needs 64 MB of memory, over the limit of 48"))
+    g_printerr ("%s\n", err->message);
+  g_assert_nonnull (
+      strstr (err->message, "activations and scratch needs 64 MB of memory, over the limit of 48"));
+  g_clear_error (&err);
+
+  g_setenv ("MM_MAX_WORK", "16M", TRUE);
+  m = load_graph_model ("[1,4096]", outer, "m", 1, &err);
+  g_unsetenv ("MM_MAX_WORK");
+  g_assert_null (m);
+  g_assert_error (err, MM_ERROR, MM_ERROR_UNSUPPORTED);
+  if (!strstr (err->message, "GFLOP per item, over the limit"))
+    g_printerr ("%s\n", err->message);
+  g_assert_nonnull (strstr (err->message, "GFLOP per item, over the limit"));
+  g_clear_error (&err);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -564,6 +602,7 @@ main (int argc, char **argv)
   g_test_add_func ("/graph/channel-last-plan", test_channel_last_plan);
   g_test_add_func ("/graph/buffer-reuse", test_buffer_reuse);
   g_test_add_func ("/graph/hostile/too-many-nodes", test_too_many_nodes);
+  g_test_add_func ("/graph/hostile/budget", test_budget);
   for (guint i = 0; i < G_N_ELEMENTS (hostile); i++) {
     char *name = g_strdup_printf ("/graph/hostile/%s", hostile[i].name);
     g_test_add_data_func (name, &hostile[i], test_hostile);

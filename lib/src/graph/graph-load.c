@@ -592,6 +592,12 @@ mm_graph_load (
   }
   if (!parse_output (g, cfg, error) || !gr_plan (g, error))
     goto fail;
+  /* the process-wide budget (MM_MAX_MEMORY, MM_MAX_WORK): every context
+   * allocates the activations and the largest scratch; the work is per run.
+   * The fixed limits above hold whatever the environment says. */
+  if (!mm_budget_check (g->label, "the graph's activations and scratch",
+          (guint64)(g->arena + g->scratch) * sizeof (float), (guint64)(2.0 * g->macs), error))
+    goto fail;
   g_debug ("%s: graph of %d nodes in %u steps, %.2f GMAC, %u values channel-last, activations "
            "%.2f MB (%.2f MB without reuse), scratch %.2f MB",
       g->label, g->n_nodes, g->n_steps, g->macs * 1e-9, mm_graph_n_channel_last (mg),
