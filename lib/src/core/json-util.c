@@ -6,6 +6,7 @@
  */
 #include <math.h>
 #include <stdarg.h>
+#include <string.h>
 
 #include "mm-private.h"
 
@@ -180,32 +181,315 @@ mm_json_float_array (
   return TRUE;
 }
 
-gboolean
-mm_json_check_depth (
-    const char *text, gsize len, const char *label, const char *what, GError **error)
+/* ---- strict JSON before json-glib ----
+ *
+ * json-glib's parser recurses once per nesting level and has no limit, so a
+ * document nested ~70,000 levels deep overflows an 8 MB stack.  Counting
+ * brackets is not enough on its own: json-glib 1.6 also reads '/' to the next
+ * '/' as a comment, 'single-quoted' strings, octal escapes, and a \u
+ * surrogate escape that swallows the two bytes after it (a closing quote
+ * included), so text a bracket counter takes for a string can be structure
+ * to json-glib.  Instead, every JSON text from a file must be strict RFC 8259
+ * JSON (no comments, no single quotes, only the standard escapes, every
+ * surrogate escape paired) nested at most MM_JSON_MAX_DEPTH levels, checked
+ * here without recursion.  On such text json-glib sees the same tokens as
+ * this reader, so it never nests deeper.  A NUL byte ends the text, as it
+ * ends json-glib's scan. */
+
+typedef struct
 {
-  guint depth = 0;
-  gboolean in_string = FALSE;
-  for (gsize i = 0; i < len; i++) {
-    char c = text[i];
-    if (in_string) {
-      if (c == '\\')
-        i++;
-      else if (c == '"')
-        in_string = FALSE;
-    } else if (c == '"') {
-      in_string = TRUE;
-    } else if (c == '[' || c == '{') {
-      if (++depth > MM_JSON_MAX_DEPTH) {
-        mm_format_error (
-            error, label, "%s is nested more than %d levels deep", what, MM_JSON_MAX_DEPTH);
+  const guchar *t;
+  gsize len, i;
+  const char *why; /* set on failure */
+} StrictReader;
+
+static void
+skip_ws (StrictReader *r)
+{
+  while (r->i < r->len
+      && (r->t[r->i] == ' ' || r->t[r->i] == '\t' || r->t[r->i] == '\n' || r->t[r->i] == '\r'))
+    r->i++;
+}
+
+/* Four hex digits at r->i; returns the value or -1. */
+static gint
+read_hex4 (StrictReader *r)
+{
+  if (r->len - r->i < 4)
+    return -1;
+  gint v = 0;
+  for (int k = 0; k < 4; k++) {
+    gint d = g_ascii_xdigit_value (r->t[r->i + k]);
+    if (d < 0)
+      return -1;
+    v = (v << 4) | d;
+  }
+  r->i += 4;
+  return v;
+}
+
+/* A string from its opening quote at r->i to just past its closing one. */
+static gboolean
+strict_string (StrictReader *r)
+{
+  for (r->i++; r->i < r->len; r->i++) {
+    guchar c = r->t[r->i];
+    if (c == '"') {
+      r->i++;
+      return TRUE;
+    }
+    if (c < 0x20) {
+      r->why = "a control character inside a string (must be escaped)";
+      return FALSE;
+    }
+    if (c != '\\')
+      continue;
+    if (++r->i >= r->len)
+      break;
+    c = r->t[r->i];
+    if (strchr ("\"\\/bfnrt", c))
+      continue;
+    if (c != 'u') {
+      r->why = "an escape other than \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX";
+      return FALSE;
+    }
+    r->i++;
+    gint u = read_hex4 (r);
+    if (u < 0) {
+      r->why = "a \\u escape without four hex digits";
+      return FALSE;
+    }
+    if (u >= 0xd800 && u <= 0xdbff) {
+      gint lo = -1;
+      if (r->len - r->i >= 2 && r->t[r->i] == '\\' && r->t[r->i + 1] == 'u') {
+        r->i += 2;
+        lo = read_hex4 (r);
+      }
+      if (lo < 0xdc00 || lo > 0xdfff) {
+        r->why = "an unpaired UTF-16 surrogate escape";
         return FALSE;
       }
-    } else if ((c == ']' || c == '}') && depth > 0) {
-      depth--;
+    } else if (u >= 0xdc00 && u <= 0xdfff) {
+      r->why = "an unpaired UTF-16 surrogate escape";
+      return FALSE;
     }
+    r->i--; /* the loop steps past the last hex digit */
+  }
+  r->why = "an unterminated string";
+  return FALSE;
+}
+
+static gboolean
+strict_digits (StrictReader *r)
+{
+  gsize start = r->i;
+  while (r->i < r->len && g_ascii_isdigit (r->t[r->i]))
+    r->i++;
+  return r->i > start;
+}
+
+/* -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+static gboolean
+strict_number (StrictReader *r)
+{
+  if (r->t[r->i] == '-')
+    r->i++;
+  if (r->i < r->len && r->t[r->i] == '0')
+    r->i++;
+  else if (!strict_digits (r))
+    goto bad;
+  if (r->i < r->len && r->t[r->i] == '.') {
+    r->i++;
+    if (!strict_digits (r))
+      goto bad;
+  }
+  if (r->i < r->len && (r->t[r->i] == 'e' || r->t[r->i] == 'E')) {
+    r->i++;
+    if (r->i < r->len && (r->t[r->i] == '+' || r->t[r->i] == '-'))
+      r->i++;
+    if (!strict_digits (r))
+      goto bad;
   }
   return TRUE;
+bad:
+  r->why = "a malformed number";
+  return FALSE;
+}
+
+static gboolean
+strict_literal (StrictReader *r, const char *word)
+{
+  gsize n = strlen (word);
+  if (r->len - r->i < n || memcmp (r->t + r->i, word, n) != 0) {
+    r->why = "an unexpected word (only true, false and null are JSON)";
+    return FALSE;
+  }
+  r->i += n;
+  return TRUE;
+}
+
+/* A scalar, or the opening of a container (pushed on @stack). */
+static gboolean
+strict_value_start (StrictReader *r, char *stack, guint *depth)
+{
+  guchar c = r->t[r->i];
+  switch (c) {
+    case '{':
+    case '[':
+      if (*depth >= MM_JSON_MAX_DEPTH) {
+        r->why = NULL; /* the caller names the depth */
+        return FALSE;
+      }
+      stack[(*depth)++] = (char)c;
+      r->i++;
+      return TRUE;
+    case '"':
+      return strict_string (r);
+    case 't':
+      return strict_literal (r, "true");
+    case 'f':
+      return strict_literal (r, "false");
+    case 'n':
+      return strict_literal (r, "null");
+    case '/':
+      r->why = "a comment (model files never need one)";
+      return FALSE;
+    case '\'':
+      r->why = "a single-quoted string";
+      return FALSE;
+    default:
+      if (c == '-' || g_ascii_isdigit (c))
+        return strict_number (r);
+      r->why = "an unexpected character where a value should be";
+      return FALSE;
+  }
+}
+
+/* json-glib's tree, measured with 1.6.6 on x86-64: ~400 bytes per object
+ * (its hash table and member list), ~210 per array and ~180 per scalar or
+ * key, plus the strings.  Rounded up, so that the estimate is an upper
+ * bound for the tree a text can make. */
+#define TREE_BYTES_PER_CONTAINER 400
+#define TREE_BYTES_PER_SCALAR 180
+
+gboolean
+mm_json_check_depth (const char *text, gsize len, const char *label, const char *what,
+    guint64 *tree_bytes, GError **error)
+{
+  guint64 n_containers = 0, n_scalars = 0;
+  StrictReader r = { (const guchar *)text, 0, 0, NULL };
+  const char *nul = memchr (text, '\0', len);
+  r.len = nul ? (gsize)(nul - text) : len;
+  char stack[MM_JSON_MAX_DEPTH];
+  guint depth = 0;
+  /* expecting: a value; a key (or '}' right after '{'); a ':' ; a ',' or a closer */
+  enum
+  {
+    VALUE,
+    FIRST_KEY,
+    KEY,
+    COLON,
+    NEXT
+  } expect = VALUE;
+  gboolean first_in_array = FALSE;
+
+  for (;;) {
+    skip_ws (&r);
+    if (r.i >= r.len) {
+      if (expect == NEXT && depth == 0) {
+        if (tree_bytes)
+          *tree_bytes =
+              n_containers * TREE_BYTES_PER_CONTAINER + n_scalars * TREE_BYTES_PER_SCALAR + r.len;
+        return TRUE;
+      }
+      r.why = "an unexpected end of the text";
+      goto fail;
+    }
+    guchar c = r.t[r.i];
+    if (c == '/') {
+      r.why = "a comment (model files never need one)";
+      goto fail;
+    }
+    switch (expect) {
+      case VALUE:
+        if (c == ']' && first_in_array) {
+          depth--;
+          r.i++;
+          expect = NEXT;
+          first_in_array = FALSE;
+          break;
+        }
+        if (!strict_value_start (&r, stack, &depth))
+          goto fail;
+        if (c == '{' || c == '[')
+          n_containers++;
+        else
+          n_scalars++;
+        first_in_array = FALSE;
+        if (c == '{')
+          expect = FIRST_KEY;
+        else if (c == '[') {
+          expect = VALUE;
+          first_in_array = TRUE;
+        } else
+          expect = NEXT;
+        break;
+      case FIRST_KEY:
+      case KEY:
+        if (c == '}' && expect == FIRST_KEY) {
+          depth--;
+          r.i++;
+          expect = NEXT;
+          break;
+        }
+        if (c != '"') {
+          r.why = c == '\'' ? "a single-quoted string" : "an object key that is not a string";
+          goto fail;
+        }
+        if (!strict_string (&r))
+          goto fail;
+        n_scalars++;
+        expect = COLON;
+        break;
+      case COLON:
+        if (c != ':') {
+          r.why = "a missing ':' after an object key";
+          goto fail;
+        }
+        r.i++;
+        expect = VALUE;
+        break;
+      case NEXT:
+        if (depth == 0) {
+          r.why = "more text after the JSON value";
+          goto fail;
+        }
+        if (c == ',') {
+          r.i++;
+          expect = stack[depth - 1] == '{' ? KEY : VALUE;
+        } else if ((c == '}' && stack[depth - 1] == '{') || (c == ']' && stack[depth - 1] == '[')) {
+          depth--;
+          r.i++;
+          expect = NEXT;
+        } else {
+          r.why = "an unexpected character after a value";
+          goto fail;
+        }
+        break;
+    }
+  }
+
+fail:
+  if (!r.why)
+    mm_format_error (error, label,
+        "%s is nested more than %d levels deep (at byte %" G_GSIZE_FORMAT ")", what,
+        MM_JSON_MAX_DEPTH, r.i);
+  else
+    mm_format_error (error, label,
+        "%s is not valid JSON: %s at byte %" G_GSIZE_FORMAT
+        " (libmm reads strict RFC 8259 JSON, see models/FORMAT.md)",
+        what, r.why, r.i);
+  return FALSE;
 }
 
 /* ---- resource budget ---- */

@@ -99,11 +99,16 @@ gboolean mm_json_float_array (
     JsonObject *o, const char *label, const char *key, guint len, float *out, GError **error);
 
 /* json-glib's parser recurses once per nesting level: a hostile header of
- * 100,000 '[' would overflow the stack.  Every JSON from a file is checked
- * with this first (no libmm document nests more than a handful of levels). */
+ * 100,000 '[' would overflow the stack.  Every JSON text from a file is
+ * checked with this first: it must be strict RFC 8259 JSON (no comments, no
+ * single quotes, standard escapes, paired surrogate escapes), nested at most
+ * MM_JSON_MAX_DEPTH levels (no libmm document nests more than a handful).
+ * Iterative; fails with MM_ERROR_FORMAT naming @label, @what and the byte.
+ * On success *@tree_bytes (may be NULL) is an upper bound of the memory
+ * json-glib will take for the tree, for the caller's budget check. */
 #define MM_JSON_MAX_DEPTH 64
-gboolean mm_json_check_depth (
-    const char *text, gsize len, const char *label, const char *what, GError **error);
+gboolean mm_json_check_depth (const char *text, gsize len, const char *label, const char *what,
+    guint64 *tree_bytes, GError **error);
 
 /* Resource budget (json-util.c).  Before a model or a context allocates,
  * its cost is checked against limits that a hostile file cannot raise: bytes
@@ -119,6 +124,23 @@ guint64 mm_budget_max_memory (void);
 guint64 mm_budget_max_work (void);
 gboolean
 mm_budget_check (const char *label, const char *what, guint64 bytes, guint64 flops, GError **error);
+
+/* What a conv packed by mm_conv_cl_init (conv-cl.c) costs, for the budget
+ * before packing: bytes of packed weights (a group's output channels
+ * rounded up to 8 or 16, as conv-cl.c packs them), and the FLOPs of running
+ * it on @positions output positions (the padded channels are computed too). */
+static inline guint64
+mm_conv_cl_packed_bytes (int c_in, int c_out, int kh, int kw, int groups)
+{
+  guint64 og = (guint64)c_out / groups, og_pad = og <= 8 ? 8 : (og + 15) / 16 * 16;
+  return (guint64)groups * og_pad * kh * kw * ((guint64)c_in / groups) * sizeof (float);
+}
+
+static inline guint64
+mm_conv_cl_flops (int c_in, int c_out, int kh, int kw, int groups, guint64 positions)
+{
+  return 2 * positions * (mm_conv_cl_packed_bytes (c_in, c_out, kh, kw, groups) / sizeof (float));
+}
 
 /* ---- components: load (at model open) / free / dim ---- */
 #define MM_DECLARE_COMPONENT(Type, prefix)                                                         \

@@ -168,7 +168,9 @@ mm_model_new_from_safetensors (MmSafetensors *st, const char *label, GError **er
         "(see models/FORMAT.md)");
     goto fail;
   }
-  if (!mm_json_check_depth (doc, strlen (doc), label, "__metadata__ \"mm\"", error))
+  guint64 tree_bytes = 0;
+  if (!mm_json_check_depth (doc, strlen (doc), label, "__metadata__ \"mm\"", &tree_bytes, error)
+      || !mm_budget_check (label, "parsing __metadata__ \"mm\"", tree_bytes, 0, error))
     goto fail;
   m->parser = json_parser_new_immutable ();
   GError *jerr = NULL;
@@ -259,6 +261,14 @@ mm_model_open (const char *path, GError **error)
   struct stat sb;
   if (stat (canonical, &sb) != 0) {
     mm_set_error (error, MM_ERROR_IO, path, "cannot open model file: %s", g_strerror (errno));
+    free (canonical);
+    return NULL;
+  }
+  /* A FIFO would block the open (and the element's state change) forever. */
+  if (!S_ISREG (sb.st_mode)) {
+    mm_set_error (error, MM_ERROR_IO, path,
+        "cannot open model file: not a regular file (a FIFO, device or directory cannot be "
+        "a model)");
     free (canonical);
     return NULL;
   }

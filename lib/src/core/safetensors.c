@@ -8,7 +8,12 @@
  * BF16 and misaligned F32 are converted once into owned memory, bounded by
  * the file size.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <glib/gstdio.h>
 
 #include "mm-private.h"
 
@@ -236,7 +241,11 @@ parse (MmSafetensors *st, GError **error)
     mm_format_error (error, L, "header is not valid UTF-8");
     return FALSE;
   }
-  if (!mm_json_check_depth (header, n, L, "header", error))
+  /* before json-glib builds its tree: a 100 MB header of empty tensors
+   * would otherwise take gigabytes */
+  guint64 tree_bytes = 0;
+  if (!mm_json_check_depth (header, n, L, "header", &tree_bytes, error)
+      || !mm_budget_check (L, "parsing the header", tree_bytes, 0, error))
     return FALSE;
   JsonParser *parser = json_parser_new_immutable ();
   GError *jerr = NULL;
@@ -292,6 +301,16 @@ parse (MmSafetensors *st, GError **error)
         furthest = cur;
     }
   }
+  /* F16, BF16 and misaligned F32 tensors become owned floats */
+  guint64 convert_bytes = 0;
+  for (guint i = 0; ok && i < entries->len; i++) {
+    const Entry *e = entries->pdata[i];
+    if (e->dsize != 4 || ((gsize)(data + e->begin) % G_ALIGNOF (float)) != 0)
+      convert_bytes += (guint64)e->t.n_elements * sizeof (float);
+  }
+  if (ok)
+    ok = mm_budget_check (
+        L, "converting F16/BF16 tensors to float", tree_bytes + convert_bytes, 0, error);
   for (guint i = 0; ok && i < entries->len; i++) {
     Entry *e = entries->pdata[i];
     e->t.data = tensor_data (st, data + e->begin, e->dsize, e->t.n_elements, e->bf16);
@@ -338,8 +357,25 @@ mm_safetensors_open_bytes (const char *label, const guint8 *bytes, gsize len, GE
 MmSafetensors *
 mm_safetensors_open (const char *path, GError **error)
 {
+  /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
+   * writer forever; the file type is then checked on what was opened. */
+  int fd = g_open (path, O_RDONLY | O_NONBLOCK | O_CLOEXEC, 0);
+  if (fd < 0) {
+    int e = errno;
+    mm_set_error (error, MM_ERROR_IO, path, "cannot open model file: %s", g_strerror (e));
+    return NULL;
+  }
+  struct stat sb;
+  if (fstat (fd, &sb) != 0 || !S_ISREG (sb.st_mode)) {
+    mm_set_error (error, MM_ERROR_IO, path,
+        "cannot open model file: not a regular file (a FIFO, device or directory cannot be "
+        "a model)");
+    close (fd);
+    return NULL;
+  }
   GError *ferr = NULL;
-  GMappedFile *mf = g_mapped_file_new (path, FALSE, &ferr);
+  GMappedFile *mf = g_mapped_file_new_from_fd (fd, FALSE, &ferr);
+  close (fd); /* the mapping keeps what it needs */
   if (!mf) {
     mm_set_error (error, MM_ERROR_IO, path, "cannot open model file: %s", ferr->message);
     g_error_free (ferr);
