@@ -12,10 +12,13 @@
  * averaging the channels.  The sample rate must be the model's: put
  * audioresample in front; the sink pad's caps are restricted to that rate
  * once the model is loaded, and caps with another rate fail with a
- * negotiation error naming both rates.  When upstream can only offer other
- * rates, negotiation fails upstream (not-negotiated); audioenc posts a
- * CORE/NEGOTIATION warning naming the offered and the needed rate first, so
- * that the application learns why.
+ * negotiation error naming both rates.  When upstream can only offer
+ * another rate, format (S16LE or F32LE), channel count (1 or 2) or layout,
+ * negotiation would fail upstream with a bare not-negotiated "Internal data
+ * stream error"; audioenc posts a CORE/NEGOTIATION error first, naming what
+ * was offered, what the model needs and the element to put in front
+ * (audioresample, audioconvert).  When upstream could offer other values
+ * (a query that may be speculative) it is a warning.
  *
  * Time: an embedding's PTS is the PTS of its first sample, counted from the
  * PTS of the buffer that started the current run of contiguous samples,
@@ -34,6 +37,16 @@
  * shorter window (PTS of its first sample, duration of the samples it has),
  * provided libmm accepts them, i.e. they hold at least one FFT frame (n_fft
  * samples); otherwise they are dropped.
+ *
+ * Non-finite input: NaN or infinite F32LE samples are counted; a window
+ * that holds any is not encoded (it would look like full-scale sound) but
+ * reported missing with a GAP event for its interval, and one
+ * STREAM/FORMAT warning per stream names the count so far.
+ *
+ * Caps: the output caps carry `duration=(guint64)` the window in ns, the
+ * nominal duration of one embedding, for consumers of embeddings whose
+ * buffer durations were lost on the way (e.g. over RTP); mmfuse falls back
+ * to it.
  *
  * Latency: the element holds a whole window before it can output, so it
  * adds the window length to the minimum and maximum latency that upstream
@@ -58,6 +71,9 @@
 #ifdef HAVE_CONFIG_H
 #include "config.h"
 #endif
+
+#include <math.h>
+#include <string.h>
 
 #include <gst/audio/audio.h>
 #include <gst/base/gstadapter.h>
@@ -110,7 +126,7 @@ struct _GstAudioEnc
   GstCaps *src_caps;    /* fixed output caps while a model is loaded */
   guint model_rate;     /* 0 while no model is loaded */
   GstClockTime latency; /* window length while a model is loaded */
-  gchar *refused_rates; /* last rates warned about, NULL if none */
+  gchar *refused_offer; /* last offer refused on the bus, NULL if none */
 
   /* set in READY->PAUSED, cleared in PAUSED->READY after the pads are
    * deactivated; used by the streaming thread in between */
@@ -131,6 +147,10 @@ struct _GstAudioEnc
   guint64 consumed;      /* samples of this run flushed from the adapter */
   guint64 to_skip;       /* samples still to drop when hop > window */
   guint64 covered;       /* samples of this run inside an emitted window */
+  guint64 nonfinite;     /* NaN/infinite input values since start */
+  gboolean nonfinite_warned;
+  gboolean announced; /* an embedding or a GAP went out since start or
+                          * the last flush */
 };
 
 #define gst_audio_enc_parent_class parent_class
@@ -217,7 +237,7 @@ gst_audio_enc_finalize (GObject *object)
   GstAudioEnc *self = GST_AUDIO_ENC (object);
 
   g_free (self->model_path);
-  g_free (self->refused_rates);
+  g_free (self->refused_offer);
   gst_clear_caps (&self->src_caps);
   g_object_unref (self->adapter);
   g_free (self->samples);
@@ -308,6 +328,31 @@ downmix (const guint8 *in, GstAudioFormat format, guint channels, gsize n, gfloa
   }
 }
 
+/* Number of NaN or infinite values among the @n float32 (little-endian)
+ * values at @in (may be unaligned). */
+static guint64
+count_nonfinite (const guint8 *in, gsize n)
+{
+  guint64 count = 0;
+  gsize i;
+
+  for (i = 0; i < n; i++)
+    count += !isfinite (GST_READ_FLOAT_LE (in + 4 * i));
+  return count;
+}
+
+/* TRUE if every one of the @n values at @x is finite. */
+static gboolean
+all_finite (const gfloat *x, gsize n)
+{
+  gsize i;
+
+  for (i = 0; i < n; i++)
+    if (!isfinite (x[i]))
+      return FALSE;
+  return TRUE;
+}
+
 /* The latency answered before the model is loaded (READY): the window
  * length in ns, from the model file at the `model` property (its window
  * samples and rate, or the `window` property), 0 if it cannot be read.
@@ -376,6 +421,10 @@ gst_audio_enc_start (GstElement *element)
 
   self->dim = gst_mm_element_publish_embedding_caps (
       GST_ELEMENT (self), &self->src_caps, self->model, MM_COMPONENT_AUDIO, "audio");
+  /* each embedding describes one window (the last one at EOS or a GAP may
+   * be shorter: its buffer says so) */
+  gst_mm_element_set_caps_duration (GST_ELEMENT (self), &self->src_caps,
+      gst_util_uint64_scale (self->window, GST_SECOND, self->rate));
   GST_OBJECT_LOCK (self);
   self->model_rate = self->rate;
   old_latency = self->latency;
@@ -387,6 +436,9 @@ gst_audio_enc_start (GstElement *element)
     gst_element_post_message (element, gst_message_new_latency (GST_OBJECT (self)));
 
   self->negotiated = FALSE;
+  self->announced = FALSE;
+  self->nonfinite = 0;
+  self->nonfinite_warned = FALSE;
   gst_segment_init (&self->segment, GST_FORMAT_TIME);
   GST_INFO_OBJECT (self, "model %s, audio dim %u, %u Hz, window %u, hop %u",
       mm_model_get_name (self->model), self->dim, self->rate, self->window, self->hop);
@@ -414,7 +466,7 @@ gst_audio_enc_stop (GstElement *element)
   gst_clear_caps (&self->src_caps);
   self->model_rate = 0;
   self->latency = 0;
-  g_clear_pointer (&self->refused_rates, g_free);
+  g_clear_pointer (&self->refused_offer, g_free);
   GST_OBJECT_UNLOCK (self);
   gst_audio_enc_reset (self, GST_CLOCK_TIME_NONE);
   g_clear_pointer (&self->encoder, mm_audio_encoder_free);
@@ -466,6 +518,35 @@ gst_audio_enc_sample_time (GstAudioEnc *self, guint64 n)
   return self->base_pts + gst_util_uint64_scale (n, GST_SECOND, self->rate);
 }
 
+/* A window [@start, @end) of @n samples holding NaN or infinite values:
+ * not encoded (the encoder would see full-scale noise) but reported
+ * missing with a GAP event for its interval; one warning per stream. */
+static GstFlowReturn
+gst_audio_enc_gap_window (GstAudioEnc *self, GstClockTime start, GstClockTime end, guint n)
+{
+  GstClockTime duration = GST_CLOCK_TIME_IS_VALID (start)
+      ? end - start
+      : gst_util_uint64_scale (n, GST_SECOND, self->rate);
+
+  GST_DEBUG_OBJECT (self,
+      "window of %u samples at %" GST_TIME_FORMAT " holds non-finite values: GAP instead", n,
+      GST_TIME_ARGS (start));
+  if (!self->nonfinite_warned) {
+    self->nonfinite_warned = TRUE;
+    GST_ELEMENT_WARNING (self, STREAM, FORMAT,
+        ("%" G_GUINT64_FORMAT " NaN or infinite audio samples so far (the first window "
+         "holding them starts at %" GST_TIME_FORMAT "): windows that hold any are not "
+         "encoded but reported missing (GAP events); this warning is posted once",
+            self->nonfinite, GST_TIME_ARGS (start)),
+        ("window of %u samples", n));
+  }
+  self->covered = self->consumed + n;
+  self->announced = TRUE;
+  if (GST_CLOCK_TIME_IS_VALID (start))
+    gst_pad_push_event (self->srcpad, gst_event_new_gap (start, duration));
+  return GST_FLOW_OK;
+}
+
 /* Encodes the first @n samples of the adapter as one window and pushes
  * it.  A window libmm refuses as too short is dropped when @may_drop. */
 static GstFlowReturn
@@ -487,6 +568,12 @@ gst_audio_enc_encode_window (GstAudioEnc *self, guint n, gboolean may_drop)
   GST_TRACE_OBJECT (self, "first samples %f %f %f (of %u)", self->samples[0],
       n > 1 ? self->samples[1] : 0.0f, n > 2 ? self->samples[2] : 0.0f, n);
 
+  start = gst_audio_enc_sample_time (self, self->consumed);
+  end = gst_audio_enc_sample_time (self, self->consumed + n);
+  /* any NaN or infinite channel value makes its downmixed sample one */
+  if (!all_finite (self->samples, n))
+    return gst_audio_enc_gap_window (self, start, end, n);
+
   outbuf = gst_mm_embedding_buffer_new (self->dim);
   gst_buffer_map (outbuf, &out, GST_MAP_WRITE);
   ok = mm_audio_encoder_encode (self->encoder, self->samples, n, (float *)out.data, &err);
@@ -504,8 +591,6 @@ gst_audio_enc_encode_window (GstAudioEnc *self, guint n, gboolean may_drop)
     return GST_FLOW_ERROR;
   }
 
-  start = gst_audio_enc_sample_time (self, self->consumed);
-  end = gst_audio_enc_sample_time (self, self->consumed + n);
   GST_BUFFER_PTS (outbuf) = start;
   GST_BUFFER_DURATION (outbuf) = GST_CLOCK_TIME_IS_VALID (start)
       ? end - start
@@ -514,6 +599,7 @@ gst_audio_enc_encode_window (GstAudioEnc *self, guint n, gboolean may_drop)
     GST_BUFFER_FLAG_SET (outbuf, GST_BUFFER_FLAG_DISCONT);
   self->covered = self->consumed + n;
   GST_LOG_OBJECT (self, "window of %u samples at %" GST_TIME_FORMAT, n, GST_TIME_ARGS (start));
+  self->announced = TRUE;
   return gst_mm_element_push (GST_ELEMENT (self), self->srcpad, outbuf);
 }
 
@@ -581,10 +667,18 @@ gst_audio_enc_sink_event (GstPad *pad, GstObject *parent, GstEvent *event)
     }
     case GST_EVENT_SEGMENT:
       gst_event_copy_segment (event, &self->segment);
-      break;
+      if (!gst_pad_event_default (pad, parent, event))
+        return FALSE;
+      /* the first embedding needs a whole window of samples: let the sinks
+       * preroll before it (gstmmelement.h) */
+      if (!self->announced)
+        self->announced = gst_mm_element_push_preroll_gap (
+            GST_ELEMENT (self), self->sinkpad, self->srcpad, &self->segment);
+      return TRUE;
     case GST_EVENT_FLUSH_STOP:
       gst_audio_enc_reset (self, GST_CLOCK_TIME_NONE);
       gst_segment_init (&self->segment, GST_FORMAT_TIME);
+      self->announced = FALSE;
       break;
     case GST_EVENT_GAP:
       /* no samples for a while: the run ends here, like at EOS; the next
@@ -592,9 +686,13 @@ gst_audio_enc_sink_event (GstPad *pad, GstObject *parent, GstEvent *event)
       GST_DEBUG_OBJECT (self, "gap: draining and starting a new run");
       gst_audio_enc_drain (self);
       gst_audio_enc_reset (self, GST_CLOCK_TIME_NONE);
+      self->announced = TRUE;
       break;
     case GST_EVENT_EOS:
       gst_audio_enc_drain (self);
+      if (self->nonfinite > 0)
+        GST_INFO_OBJECT (
+            self, "%" G_GUINT64_FORMAT " NaN or infinite samples in all", self->nonfinite);
       gst_audio_enc_reset (self, GST_CLOCK_TIME_NONE);
       break;
     default:
@@ -603,41 +701,119 @@ gst_audio_enc_sink_event (GstPad *pad, GstObject *parent, GstEvent *event)
   return gst_pad_event_default (pad, parent, event);
 }
 
-/* Upstream offers @filter in a caps query.  When it fits @template but
- * has none of the model's @rate, negotiation is about to fail with a bare
- * not-negotiated error from upstream, which does not say why: post a
- * warning that does, once per offered set of rates.  (A warning, not an
- * error: a caps query may be speculative.) */
-static void
-gst_audio_enc_check_offered_rate (GstAudioEnc *self, GstCaps *filter, GstCaps *template, guint rate)
+/* What audioenc needs in each field of its input caps, and the element
+ * that converts it. */
+static const struct
 {
-  GstCaps *usable = gst_caps_intersect (filter, template);
-  GstCaps *at_rate = gst_caps_new_simple ("audio/x-raw", "rate", G_TYPE_INT, (gint)rate, NULL);
-  const GValue *offered;
-  gchar *rates = NULL, *model = NULL;
+  const gchar *field;
+  const gchar *before, *after; /* around the offered value */
+  const gchar *converter;
+} offer_fields[] = {
+  { "rate", "at ", " Hz", "audioresample" },
+  { "format", "in format ", "", "audioconvert" },
+  { "channels", "with ", " channels", "audioconvert" },
+  { "layout", "with layout ", "", "audioconvert" },
+};
 
-  if (!gst_caps_is_empty (usable) && !gst_caps_can_intersect (usable, at_rate)) {
-    offered = gst_structure_get_value (gst_caps_get_structure (usable, 0), "rate");
-    rates = offered ? gst_value_serialize (offered) : g_strdup ("?");
-    GST_OBJECT_LOCK (self);
-    if (g_strcmp0 (rates, self->refused_rates) != 0) {
-      g_free (self->refused_rates);
-      self->refused_rates = g_strdup (rates);
-      model = g_strdup (self->model_path);
+/* Upstream offers @filter in a caps query, and none of it fits @accepted
+ * (the template at the model's rate @rate): negotiation is about to fail
+ * with a bare not-negotiated error from upstream ("Internal data stream
+ * error"), which does not say why.  Post a message that names what was
+ * offered, what the model needs and the converter to add, once per
+ * offer.  It is an error when upstream can offer nothing else in the
+ * refused fields (their values are fixed: a decoder's output, a capsfilter,
+ * audioconvert passing an 8 kHz rate through), a warning otherwise (a caps
+ * query with a wider offer may be speculative). */
+static void
+gst_audio_enc_check_offer (GstAudioEnc *self, GstCaps *filter, GstCaps *accepted, guint rate)
+{
+  GstCaps *raw_audio = gst_caps_new_empty_simple ("audio/x-raw");
+  GstCaps *raw = gst_caps_intersect (filter, raw_audio);
+  const GstStructure *need = gst_caps_get_structure (accepted, 0);
+  GString *offered = NULL, *needed = NULL, *converters = NULL;
+  gboolean fixed = TRUE, post = FALSE;
+  gchar *model = NULL, *text;
+  guint f, i;
+
+  gst_caps_unref (raw_audio);
+  if (gst_caps_is_empty (raw) || gst_caps_can_intersect (raw, accepted))
+    goto done;
+
+  offered = g_string_new (NULL);
+  needed = g_string_new (NULL);
+  converters = g_string_new (NULL);
+  for (f = 0; f < G_N_ELEMENTS (offer_fields); f++) {
+    const gchar *name = offer_fields[f].field;
+    GstCaps *only = gst_caps_new_empty_simple ("audio/x-raw");
+    const GValue *v;
+    gchar *str;
+
+    gst_caps_set_value (only, name, gst_structure_get_value (need, name));
+    if (gst_caps_can_intersect (raw, only)) {
+      gst_caps_unref (only);
+      continue;
     }
-    GST_OBJECT_UNLOCK (self);
+    gst_caps_unref (only);
+    for (i = 0; i < gst_caps_get_size (raw); i++) {
+      v = gst_structure_get_value (gst_caps_get_structure (raw, i), name);
+      fixed = fixed && v != NULL && gst_value_is_fixed (v);
+    }
+    v = gst_structure_get_value (gst_caps_get_structure (raw, 0), name);
+    str = v ? gst_value_serialize (v) : g_strdup ("?");
+    g_string_append_printf (offered, "%s%s%s%s", offered->len ? ", " : "", offer_fields[f].before,
+        str, offer_fields[f].after);
+    g_free (str);
+    if (f == 0)
+      g_string_append_printf (needed, "%s%u Hz", needed->len ? ", " : "", rate);
+    else if (f == 1)
+      g_string_append_printf (needed, "%sformat S16LE or F32LE", needed->len ? ", " : "");
+    else if (f == 2)
+      g_string_append_printf (needed, "%s1 or 2 channels", needed->len ? ", " : "");
+    else
+      g_string_append_printf (needed, "%sinterleaved samples", needed->len ? ", " : "");
+    if (strstr (converters->str, offer_fields[f].converter) == NULL)
+      g_string_append_printf (
+          converters, "%s%s", converters->len ? " and " : "", offer_fields[f].converter);
   }
-  if (model) {
+  if (offered->len == 0) {
+    /* no single field is to blame, only their combination */
+    fixed = FALSE;
+    g_string_assign (offered, "as offered");
+    g_string_assign (needed, "other caps");
+    g_string_assign (converters, "audioconvert and audioresample");
+  }
+
+  GST_OBJECT_LOCK (self);
+  model = g_strdup (self->model_path);
+  text = g_strdup_printf ("%s|%s|%d", offered->str, needed->str, fixed);
+  if (g_strcmp0 (text, self->refused_offer) != 0) {
+    g_free (self->refused_offer);
+    self->refused_offer = text;
+    post = TRUE;
+  } else {
+    g_free (text);
+  }
+  GST_OBJECT_UNLOCK (self);
+
+  if (post && fixed)
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+        ("Audio offered %s, but model %s needs %s: put %s before audioenc", offered->str, model,
+            needed->str, converters->str),
+        ("upstream offers %" GST_PTR_FORMAT ", audioenc takes %" GST_PTR_FORMAT, filter, accepted));
+  else if (post)
     GST_ELEMENT_WARNING (self, CORE, NEGOTIATION,
-        ("Audio offered at %s Hz, but model %s needs %u Hz: put "
-         "audioresample before audioenc",
-            rates, model, rate),
-        ("upstream offers %" GST_PTR_FORMAT, filter));
-    g_free (model);
+        ("Audio offered %s, but model %s needs %s: put %s before audioenc", offered->str, model,
+            needed->str, converters->str),
+        ("upstream offers %" GST_PTR_FORMAT ", audioenc takes %" GST_PTR_FORMAT, filter, accepted));
+
+done:
+  g_free (model);
+  if (offered) {
+    g_string_free (offered, TRUE);
+    g_string_free (needed, TRUE);
+    g_string_free (converters, TRUE);
   }
-  g_free (rates);
-  gst_caps_unref (at_rate);
-  gst_caps_unref (usable);
+  gst_caps_unref (raw);
 }
 
 static gboolean
@@ -655,10 +831,10 @@ gst_audio_enc_sink_query (GstPad *pad, GstObject *parent, GstQuery *query)
     GST_OBJECT_UNLOCK (self);
     caps = gst_pad_get_pad_template_caps (pad);
     if (rate > 0) {
-      if (filter)
-        gst_audio_enc_check_offered_rate (self, filter, caps, rate);
       caps = gst_caps_make_writable (caps);
       gst_caps_set_simple (caps, "rate", G_TYPE_INT, (gint)rate, NULL);
+      if (filter)
+        gst_audio_enc_check_offer (self, filter, caps, rate);
     }
     return gst_mm_caps_query_reply (query, caps);
   }
@@ -744,6 +920,14 @@ gst_audio_enc_chain (GstPad *pad, GstObject *parent, GstBuffer *buffer)
     gst_audio_enc_reset (self, pts);
   }
 
+  if (GST_AUDIO_INFO_FORMAT (&self->info) == GST_AUDIO_FORMAT_F32LE) {
+    GstMapInfo map;
+
+    if (gst_buffer_map (buffer, &map, GST_MAP_READ)) {
+      self->nonfinite += count_nonfinite (map.data, map.size / 4);
+      gst_buffer_unmap (buffer, &map);
+    }
+  }
   gst_adapter_push (self->adapter, buffer);
   return gst_audio_enc_process (self);
 }

@@ -23,6 +23,12 @@
  * after a flush and at a DISCONT buffer, so the first frame after a seek or
  * a discontinuity is always encoded.
  *
+ * Caps: when the input caps have a framerate (not 0/1), the output caps
+ * carry `duration=(guint64)` the nominal duration of one embedding in ns
+ * (`interval` frames of 1/framerate), for consumers of embeddings whose
+ * buffer durations were lost on the way (e.g. over RTP); mmfuse falls back
+ * to it.  Changing `interval` while playing renegotiates them.
+ *
  * Lateness: QoS is enabled by default (the #GstBaseTransform:qos property).
  * The sink's QoS events tell the element the earliest running time that can
  * still be shown; a frame whose running time is already earlier than that
@@ -196,6 +202,9 @@ gst_image_enc_set_property (GObject *object, guint prop_id, const GValue *value,
       break;
   }
   GST_OBJECT_UNLOCK (self);
+  /* the output caps' duration covers `interval` frames */
+  if (prop_id == PROP_INTERVAL)
+    gst_base_transform_reconfigure_src (GST_BASE_TRANSFORM (self));
 }
 
 static void
@@ -281,6 +290,23 @@ covered_duration (GstClockTime frame_duration, const GstVideoInfo *info, guint i
   return GST_CLOCK_TIME_NONE;
 }
 
+/* The nominal duration of one embedding from video @caps: `interval`
+ * frames of 1/framerate; NONE without a framerate (0/1: variable). */
+static GstClockTime
+caps_duration (GstImageEnc *self, GstCaps *caps)
+{
+  gint fps_n = 0, fps_d = 0;
+  guint interval;
+
+  if (!gst_structure_get_fraction (gst_caps_get_structure (caps, 0), "framerate", &fps_n, &fps_d)
+      || fps_n <= 0 || fps_d <= 0)
+    return GST_CLOCK_TIME_NONE;
+  GST_OBJECT_LOCK (self);
+  interval = self->interval;
+  GST_OBJECT_UNLOCK (self);
+  return gst_util_uint64_scale ((guint64)interval * GST_SECOND, fps_d, fps_n);
+}
+
 /* Virtual methods */
 
 static gboolean
@@ -334,6 +360,8 @@ gst_image_enc_transform_caps (
     result = gst_mm_element_ref_caps (GST_ELEMENT (self), &self->src_caps);
     if (result == NULL)
       result = gst_static_pad_template_get_caps (&src_template);
+    else if (gst_caps_is_fixed (caps))
+      result = gst_mm_caps_with_duration (result, caps_duration (self, caps));
   } else {
     result = gst_static_pad_template_get_caps (&sink_template);
   }

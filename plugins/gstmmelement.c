@@ -181,6 +181,29 @@ gst_mm_element_publish_embedding_caps (GstElement *element, GstCaps **caps_field
 }
 
 GstCaps *
+gst_mm_caps_with_duration (GstCaps *caps, GstClockTime duration)
+{
+  guint i;
+
+  caps = gst_caps_make_writable (caps);
+  if (GST_CLOCK_TIME_IS_VALID (duration) && duration > 0)
+    gst_caps_set_simple (caps, "duration", G_TYPE_UINT64, (guint64)duration, NULL);
+  else
+    for (i = 0; i < gst_caps_get_size (caps); i++)
+      gst_structure_remove_field (gst_caps_get_structure (caps, i), "duration");
+  return caps;
+}
+
+void
+gst_mm_element_set_caps_duration (GstElement *element, GstCaps **caps_field, GstClockTime duration)
+{
+  GST_OBJECT_LOCK (element);
+  if (*caps_field)
+    *caps_field = gst_mm_caps_with_duration (*caps_field, duration);
+  GST_OBJECT_UNLOCK (element);
+}
+
+GstCaps *
 gst_mm_element_ref_caps (GstElement *element, GstCaps **caps_field)
 {
   GstCaps *caps;
@@ -214,4 +237,26 @@ gst_mm_element_src_caps_query (
   if (caps == NULL)
     caps = gst_pad_get_pad_template_caps (srcpad);
   return gst_mm_caps_query_reply (query, caps);
+}
+
+gboolean
+gst_mm_element_push_preroll_gap (
+    GstElement *element, GstPad *sinkpad, GstPad *srcpad, const GstSegment *segment)
+{
+  GstQuery *query;
+  gboolean live = FALSE;
+
+  if (!gst_pad_has_current_caps (srcpad) || segment->format != GST_FORMAT_TIME
+      || !GST_CLOCK_TIME_IS_VALID (segment->start))
+    return FALSE;
+  query = gst_query_new_latency ();
+  if (gst_pad_peer_query (sinkpad, query))
+    gst_query_parse_latency (query, &live, NULL, NULL);
+  gst_query_unref (query);
+  if (live)
+    return FALSE;
+  GST_DEBUG_OBJECT (element, "empty GAP at %" GST_TIME_FORMAT " so that sinks preroll",
+      GST_TIME_ARGS (segment->start));
+  gst_pad_push_event (srcpad, gst_event_new_gap (segment->start, 0));
+  return TRUE;
 }

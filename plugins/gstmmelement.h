@@ -67,6 +67,17 @@ typedef void (*GstMmStopFunc) (GstElement *element);
 GstStateChangeReturn gst_mm_element_change_state (GstElement *element, GstStateChange transition,
     GstElementClass *parent_class, GstMmStartFunc start, GstMmStopFunc stop);
 
+/* For an encoder that may output nothing for a while after a segment
+ * (audioenc's first window, textenc's first cue): pushes an empty GAP
+ * event (duration 0) at @segment's start on @srcpad so that the sinks
+ * downstream can preroll, unless upstream of @sinkpad is live (live
+ * pipelines do not preroll, and an aggregator downstream would count the
+ * GAP as data from a pad it otherwise ignores until its first buffer).
+ * Does nothing before @srcpad has caps or without a TIME segment start.
+ * Returns TRUE when the GAP was pushed.  Streaming thread. */
+gboolean gst_mm_element_push_preroll_gap (
+    GstElement *element, GstPad *sinkpad, GstPad *srcpad, const GstSegment *segment);
+
 /* A new buffer of @dim float32 values (uninitialised). */
 GstBuffer *gst_mm_embedding_buffer_new (guint dim);
 
@@ -80,6 +91,18 @@ GstBuffer *gst_mm_embedding_buffer_new (guint dim);
  * start, once the model is loaded. */
 guint gst_mm_element_publish_embedding_caps (GstElement *element, GstCaps **caps_field,
     MmModel *model, MmComponent component, const gchar *modality);
+
+/* Sets, under @element's object lock, the optional `duration` field
+ * (guint64 ns) of *@caps_field: the nominal duration of one embedding,
+ * which a consumer uses for a buffer whose duration was lost on the way
+ * (e.g. over RTP).  GST_CLOCK_TIME_NONE or 0 removes the field.  Call
+ * after gst_mm_element_publish_embedding_caps(). */
+void
+gst_mm_element_set_caps_duration (GstElement *element, GstCaps **caps_field, GstClockTime duration);
+
+/* @caps (consumed) with its `duration` field set to @duration, or removed
+ * when @duration is GST_CLOCK_TIME_NONE or 0. */
+GstCaps *gst_mm_caps_with_duration (GstCaps *caps, GstClockTime duration);
 
 /* A new reference to *@caps_field, taken under @element's object lock, or
  * NULL when it is unset. */

@@ -76,9 +76,11 @@ enum
   PROP_0,
   PROP_MODEL,
   PROP_DEFAULT_DURATION,
+  PROP_MAX_DURATION,
 };
 
 #define DEFAULT_DEFAULT_DURATION (3 * GST_SECOND)
+#define DEFAULT_MAX_DURATION (10 * GST_SECOND)
 /* Scratch kept between cues up to this size; larger is freed after use. */
 #define KEEP_SCRATCH_BYTES (64 * 1024)
 
@@ -92,6 +94,7 @@ struct _GstTextEnc
   /* properties: object lock */
   gchar *model_path;
   GstClockTime default_duration;
+  GstClockTime max_duration;
   GstCaps *src_caps; /* fixed output caps while a model is loaded */
 
   /* set in READY->PAUSED, cleared in PAUSED->READY after the pads are
@@ -104,6 +107,10 @@ struct _GstTextEnc
   gboolean markup; /* sink caps are pango-markup */
   GstSegment segment;
   GstClockTime last_stop; /* end of the last cue, or NONE */
+  GstClockTime cue_start; /* start of the last cue sent, or NONE */
+  GstClockTime cue_end;   /* end of the last cue sent, or NONE */
+  gboolean announced;     /* an embedding or a GAP went out since start or
+                           * the last flush */
   GString *scratch;       /* markup-stripped text */
 };
 
@@ -139,6 +146,14 @@ gst_text_enc_class_init (GstTextEncClass *klass)
           "utterance from pocketsphinx",
           1, G_MAXUINT64, DEFAULT_DEFAULT_DURATION,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (gobject_class, PROP_MAX_DURATION,
+      g_param_spec_uint64 ("max-duration", "Maximum duration",
+          "Longest duration (ns) a cue's embedding may have: a longer cue, or "
+          "one whose end comes before its start (subparse then gives it a "
+          "duration of millions of hours), is cut to this.  Also the "
+          "nominal duration in the output caps",
+          1, G_MAXUINT64, DEFAULT_MAX_DURATION,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
 
   gst_element_class_add_static_pad_template (element_class, &sink_template);
   gst_element_class_add_static_pad_template (element_class, &src_template);
@@ -173,6 +188,7 @@ gst_text_enc_init (GstTextEnc *self)
   gst_element_add_pad (GST_ELEMENT (self), self->srcpad);
 
   self->default_duration = DEFAULT_DEFAULT_DURATION;
+  self->max_duration = DEFAULT_MAX_DURATION;
   gst_segment_init (&self->segment, GST_FORMAT_TIME);
   self->last_stop = GST_CLOCK_TIME_NONE;
   self->scratch = g_string_new (NULL);
@@ -203,6 +219,9 @@ gst_text_enc_set_property (GObject *object, guint prop_id, const GValue *value, 
     case PROP_DEFAULT_DURATION:
       self->default_duration = g_value_get_uint64 (value);
       break;
+    case PROP_MAX_DURATION:
+      self->max_duration = g_value_get_uint64 (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -222,6 +241,9 @@ gst_text_enc_get_property (GObject *object, guint prop_id, GValue *value, GParam
       break;
     case PROP_DEFAULT_DURATION:
       g_value_set_uint64 (value, self->default_duration);
+      break;
+    case PROP_MAX_DURATION:
+      g_value_set_uint64 (value, self->max_duration);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -340,6 +362,7 @@ gst_text_enc_start (GstElement *element)
   GstTextEnc *self = GST_TEXT_ENC (element);
   MmContextParams params = mm_context_default_params ();
   GError *err = NULL;
+  GstClockTime max_duration;
 
   self->model =
       gst_mm_element_open_model_property (GST_ELEMENT (self), &self->model_path, MM_COMPONENT_TEXT);
@@ -355,8 +378,15 @@ gst_text_enc_start (GstElement *element)
   }
   self->dim = gst_mm_element_publish_embedding_caps (
       GST_ELEMENT (self), &self->src_caps, self->model, MM_COMPONENT_TEXT, "text");
+  GST_OBJECT_LOCK (self);
+  max_duration = self->max_duration;
+  GST_OBJECT_UNLOCK (self);
+  /* a cue has no nominal duration: the longest one it may have */
+  gst_mm_element_set_caps_duration (GST_ELEMENT (self), &self->src_caps, max_duration);
+  self->cue_start = self->cue_end = GST_CLOCK_TIME_NONE;
   gst_segment_init (&self->segment, GST_FORMAT_TIME);
   self->last_stop = GST_CLOCK_TIME_NONE;
+  self->announced = FALSE;
   self->markup = FALSE;
   GST_INFO_OBJECT (self, "model %s, text dim %u", mm_model_get_name (self->model), self->dim);
   return TRUE;
@@ -460,11 +490,21 @@ gst_text_enc_sink_event (GstPad *pad, GstObject *parent, GstEvent *event)
         event = gst_event_new_segment (&self->segment);
       }
       self->last_stop = GST_CLOCK_TIME_NONE;
-      break;
+      self->cue_start = self->cue_end = GST_CLOCK_TIME_NONE;
+      if (!gst_pad_event_default (pad, parent, event))
+        return FALSE;
+      /* the first cue may be minutes away: let the sinks preroll before
+       * it (gstmmelement.h) */
+      if (!self->announced)
+        self->announced = gst_mm_element_push_preroll_gap (
+            GST_ELEMENT (self), self->sinkpad, self->srcpad, &self->segment);
+      return TRUE;
     }
     case GST_EVENT_FLUSH_STOP:
       gst_segment_init (&self->segment, GST_FORMAT_TIME);
       self->last_stop = GST_CLOCK_TIME_NONE;
+      self->cue_start = self->cue_end = GST_CLOCK_TIME_NONE;
+      self->announced = FALSE;
       break;
     case GST_EVENT_GAP: {
       GstClockTime ts, dur;
@@ -472,6 +512,7 @@ gst_text_enc_sink_event (GstPad *pad, GstObject *parent, GstEvent *event)
       gst_event_parse_gap (event, &ts, &dur);
       if (GST_CLOCK_TIME_IS_VALID (ts))
         self->last_stop = GST_CLOCK_TIME_IS_VALID (dur) ? ts + dur : ts;
+      self->announced = TRUE;
       break;
     }
     default:
@@ -494,7 +535,7 @@ static GstFlowReturn
 gst_text_enc_chain (GstPad *pad, GstObject *parent, GstBuffer *buffer)
 {
   GstTextEnc *self = GST_TEXT_ENC (parent);
-  GstClockTime pts, duration, default_duration;
+  GstClockTime pts, duration, default_duration, max_duration;
   GstMapInfo in, out;
   const gchar *text;
   gsize len;
@@ -512,6 +553,7 @@ gst_text_enc_chain (GstPad *pad, GstObject *parent, GstBuffer *buffer)
 
   GST_OBJECT_LOCK (self);
   default_duration = self->default_duration;
+  max_duration = self->max_duration;
   GST_OBJECT_UNLOCK (self);
 
   pts = GST_BUFFER_PTS (buffer);
@@ -520,6 +562,14 @@ gst_text_enc_chain (GstPad *pad, GstObject *parent, GstBuffer *buffer)
   duration = GST_BUFFER_DURATION (buffer);
   if (!GST_CLOCK_TIME_IS_VALID (duration))
     duration = default_duration;
+  if (duration > max_duration) {
+    /* subparse turns an end before the start into ~2^64 ns */
+    GST_DEBUG_OBJECT (self,
+        "cue at %" GST_TIME_FORMAT " lasts %" GST_TIME_FORMAT
+        " (an end before its start, or too long): cut to max-duration %" GST_TIME_FORMAT,
+        GST_TIME_ARGS (pts), GST_TIME_ARGS (duration), GST_TIME_ARGS (max_duration));
+    duration = max_duration;
+  }
   /* saturate: a huge default-duration must not wrap around */
   if (duration >= GST_CLOCK_TIME_NONE - pts)
     duration = GST_CLOCK_TIME_NONE - 1 - pts;
@@ -548,6 +598,7 @@ gst_text_enc_chain (GstPad *pad, GstObject *parent, GstBuffer *buffer)
     GST_LOG_OBJECT (self, "blank cue at %" GST_TIME_FORMAT ", sending GAP", GST_TIME_ARGS (pts));
     gst_buffer_unmap (buffer, &in);
     gst_buffer_unref (buffer);
+    self->announced = TRUE;
     gst_pad_push_event (self->srcpad, gst_event_new_gap (pts, duration));
     return GST_FLOW_OK;
   }
@@ -572,11 +623,22 @@ gst_text_enc_chain (GstPad *pad, GstObject *parent, GstBuffer *buffer)
   }
   GST_LOG_OBJECT (self, "cue at %" GST_TIME_FORMAT ": %u tokens", GST_TIME_ARGS (pts), n_tokens);
 
+  if (GST_CLOCK_TIME_IS_VALID (self->cue_end) && pts < self->cue_end)
+    /* already sent: the older cue cannot be cut here without holding every
+     * cue until the next one (which may be minutes away) */
+    GST_DEBUG_OBJECT (self,
+        "cue at %" GST_TIME_FORMAT " overlaps the previous one (%" GST_TIME_FORMAT
+        " to %" GST_TIME_FORMAT "): it supersedes it from its start",
+        GST_TIME_ARGS (pts), GST_TIME_ARGS (self->cue_start), GST_TIME_ARGS (self->cue_end));
+  self->cue_start = pts;
+  self->cue_end = pts + duration;
+
   GST_BUFFER_PTS (outbuf) = pts;
   GST_BUFFER_DURATION (outbuf) = duration;
   if (GST_BUFFER_IS_DISCONT (buffer))
     GST_BUFFER_FLAG_SET (outbuf, GST_BUFFER_FLAG_DISCONT);
   gst_buffer_unref (buffer);
 
+  self->announced = TRUE;
   return gst_mm_element_push (GST_ELEMENT (self), self->srcpad, outbuf);
 }

@@ -261,47 +261,69 @@ GST_START_TEST (test_rate_mismatch_error)
 
 GST_END_TEST;
 
-/* A source that can only produce another rate fails upstream with a bare
- * not-negotiated error; audioenc posts a warning saying why before it. */
-GST_START_TEST (test_rate_offered_warning)
+/* A source that can only produce caps audioenc refuses would fail
+ * upstream with a bare not-negotiated "Internal data stream error";
+ * audioenc posts, first and once, a CORE/NEGOTIATION error naming what was
+ * offered, what the model needs and the element to put in front. */
+static void
+check_offer_error (const gchar *offer, const gchar *const *expect)
 {
   gchar *path = fixture ("tiny.safetensors");
-  gchar *desc =
-      g_strdup_printf ("audiotestsrc num-buffers=2 ! "
-                       "audio/x-raw,rate=8000 ! audioenc name=enc model=\"%s\" ! fakesink",
-          path);
+  gchar *desc = g_strdup_printf (
+      "audiotestsrc num-buffers=2 ! %s ! audioenc name=enc model=\"%s\" ! fakesink", offer, path);
   GstElement *pipe = gst_parse_launch (desc, NULL);
   GstBus *bus = gst_element_get_bus (pipe);
   GstMessage *msg;
   GError *err = NULL;
-  guint n_warnings = 0;
+  guint i, n_from_enc = 0, n_errors = 0;
+  gboolean first = TRUE;
 
   gst_element_set_state (pipe, GST_STATE_PLAYING);
   while ((msg = gst_bus_timed_pop_filtered (
-              bus, 10 * GST_SECOND, GST_MESSAGE_ERROR | GST_MESSAGE_WARNING))
+              bus, 2 * GST_SECOND, GST_MESSAGE_ERROR | GST_MESSAGE_WARNING))
       != NULL) {
-    if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ERROR) {
+    n_errors += GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ERROR;
+    if (g_strcmp0 (GST_OBJECT_NAME (GST_MESSAGE_SRC (msg)), "enc") != 0) {
+      fail_if (first, "%s: the first message is not audioenc's", offer);
       gst_message_unref (msg);
-      break;
+      continue;
     }
-    fail_unless_equals_string (GST_OBJECT_NAME (GST_MESSAGE_SRC (msg)), "enc");
-    gst_message_parse_warning (msg, &err, NULL);
+    first = FALSE;
+    fail_unless_equals_int (GST_MESSAGE_TYPE (msg), GST_MESSAGE_ERROR);
+    gst_message_parse_error (msg, &err, NULL);
+    GST_INFO ("%s: %s", offer, err->message);
     fail_unless (g_error_matches (err, GST_CORE_ERROR, GST_CORE_ERROR_NEGOTIATION));
-    fail_unless (strstr (err->message, "8000 Hz") != NULL, "%s", err->message);
-    fail_unless (strstr (err->message, "16000 Hz") != NULL, "%s", err->message);
-    fail_unless (strstr (err->message, "audioresample") != NULL, "%s", err->message);
+    for (i = 0; expect[i]; i++)
+      fail_unless (strstr (err->message, expect[i]) != NULL, "%s: no '%s' in: %s", offer, expect[i],
+          err->message);
     g_clear_error (&err);
     gst_message_unref (msg);
-    n_warnings++;
+    n_from_enc++;
   }
-  /* the warning comes first, and once */
-  fail_unless_equals_int (n_warnings, 1);
-  fail_unless (msg != NULL, "no not-negotiated error");
+  fail_unless_equals_int (n_from_enc, 1);
+  fail_unless (n_errors >= 1);
   gst_element_set_state (pipe, GST_STATE_NULL);
   gst_object_unref (bus);
   gst_object_unref (pipe);
   g_free (desc);
   g_free (path);
+}
+
+GST_START_TEST (test_offer_errors)
+{
+  static const gchar *const rate[] = { "8000 Hz", "16000 Hz", "audioresample", NULL };
+  static const gchar *const format[] = { "S32LE", "S16LE or F32LE", "audioconvert", NULL };
+  static const gchar *const channels[] = { "6 channels", "1 or 2 channels", "audioconvert", NULL };
+  static const gchar *const both[] = { "8000 Hz", "6 channels", "audioresample and audioconvert",
+    NULL };
+
+  check_offer_error ("audio/x-raw,rate=8000", rate);
+  /* (linking a capsfilter with a format or channels audioenc never takes
+   * fails already when the pipeline is built; audioresample passes them) */
+  check_offer_error ("audio/x-raw,format=S32LE ! audioresample", format);
+  check_offer_error ("audio/x-raw,channels=6 ! audioresample", channels);
+  check_offer_error (
+      "audio/x-raw,rate=8000,channels=6 ! audioresample ! audio/x-raw,rate=8000", both);
 }
 
 GST_END_TEST;
@@ -719,6 +741,84 @@ GST_START_TEST (test_properties)
 
 GST_END_TEST;
 
+/* NaN and infinite samples: the windows holding any are not encoded but
+ * GAP events for their interval; the others are encoded as usual; one
+ * warning for the stream, naming the count. */
+GST_START_TEST (test_nonfinite)
+{
+  GstHarness *h = harness_new (NULL,
+      "audio/x-raw, format=F32LE, rate=16000, channels=2, "
+      "layout=interleaved");
+  GstBus *bus = gst_bus_new ();
+  GstClockTime expect_gaps[] = { 500 * MS, 1000 * MS, 3000 * MS, 3500 * MS };
+  GstBuffer *buf, *out;
+  GstMapInfo map;
+  GstEvent *ev;
+  GstMessage *msg;
+  GError *err = NULL;
+  gfloat ref[DIM];
+  guint i, n_gaps = 0;
+
+  gst_element_set_bus (h->element, bus);
+  /* 4.5 s in 0.5 s buffers; a NaN at 1.25 s (left channel), +inf and -inf
+   * at 1.2500625 s, a NaN at 3.7 s (right channel) */
+  for (i = 0; i < 9; i++) {
+    buf = f32_buffer (i * 8000, 8000, 2, i * 500 * MS);
+    gst_buffer_map (buf, &map, GST_MAP_WRITE);
+    if (i == 2) {
+      GST_WRITE_FLOAT_LE (map.data + 4 * (2 * 4000), NAN);
+      GST_WRITE_FLOAT_LE (map.data + 4 * (2 * 4001), INFINITY);
+      GST_WRITE_FLOAT_LE (map.data + 4 * (2 * 4001 + 1), -INFINITY);
+    }
+    if (i == 7)
+      GST_WRITE_FLOAT_LE (map.data + 4 * (2 * 3200 + 1), NAN);
+    gst_buffer_unmap (buf, &map);
+    fail_unless_equals_int (gst_harness_push (h, buf), GST_FLOW_OK);
+  }
+  /* windows at 0, 1.5, 2.0 and 2.5 s are clean; 0.5, 1.0 (1.25 s) and
+   * 3.0, 3.5 (3.7 s) are not */
+  out = pull_window (h, 0, GST_SECOND);
+  reference (0, RATE, 2, FALSE, ref);
+  assert_embedding (out, ref);
+  gst_buffer_unref (out);
+  for (i = 0; i < 3; i++) {
+    out = pull_window (h, (1500 + 500 * i) * MS, GST_SECOND);
+    reference ((3 + i) * 8000, RATE, 2, FALSE, ref);
+    assert_embedding (out, ref);
+    gst_buffer_unref (out);
+  }
+  fail_unless_equals_int (gst_harness_buffers_in_queue (h), 0);
+  while ((ev = pull_event_of_type (h, GST_EVENT_GAP)) != NULL) {
+    GstClockTime ts, dur;
+
+    gst_event_parse_gap (ev, &ts, &dur);
+    gst_event_unref (ev);
+    if (dur == 0)
+      continue; /* an empty preroll GAP, if upstream is not live */
+    fail_unless (
+        n_gaps < G_N_ELEMENTS (expect_gaps), "extra GAP at %" GST_TIME_FORMAT, GST_TIME_ARGS (ts));
+    fail_unless_equals_uint64 (ts, expect_gaps[n_gaps]);
+    fail_unless_equals_uint64 (dur, GST_SECOND);
+    n_gaps++;
+  }
+  fail_unless_equals_int (n_gaps, G_N_ELEMENTS (expect_gaps));
+
+  /* one warning, counting the three values seen by then */
+  msg = gst_bus_pop_filtered (bus, GST_MESSAGE_WARNING);
+  fail_unless (msg != NULL, "no warning");
+  gst_message_parse_warning (msg, &err, NULL);
+  GST_INFO ("%s", err->message);
+  fail_unless (strstr (err->message, "3 NaN or infinite") != NULL, "%s", err->message);
+  g_clear_error (&err);
+  gst_message_unref (msg);
+  fail_unless (gst_bus_pop_filtered (bus, GST_MESSAGE_WARNING) == NULL, "a second warning");
+  gst_element_set_bus (h->element, NULL);
+  gst_object_unref (bus);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_model_errors)
 {
   check_model_errors ("audioenc", "audio");
@@ -736,7 +836,8 @@ audioenc_suite (void)
   tcase_add_test (tc, test_formats_and_values);
   tcase_add_test (tc, test_caps_refused);
   tcase_add_test (tc, test_rate_mismatch_error);
-  tcase_add_test (tc, test_rate_offered_warning);
+  tcase_add_test (tc, test_offer_errors);
+  tcase_add_test (tc, test_nonfinite);
   tcase_add_test (tc, test_pipeline);
   tcase_add_test (tc, test_window_hop);
   tcase_add_test (tc, test_discont_resets);

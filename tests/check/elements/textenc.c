@@ -522,12 +522,98 @@ GST_START_TEST (test_properties)
   g_object_get (e, "default-duration", &dur, "model", &model, NULL);
   fail_unless_equals_uint64 (dur, 3 * GST_SECOND);
   fail_unless (model == NULL);
+  g_object_get (e, "max-duration", &dur, NULL);
+  fail_unless_equals_uint64 (dur, 10 * GST_SECOND);
   g_object_set (e, "default-duration", (guint64)GST_SECOND, "model", "x", NULL);
   g_object_get (e, "default-duration", &dur, "model", &model, NULL);
   fail_unless_equals_uint64 (dur, GST_SECOND);
   fail_unless_equals_string (model, "x");
   g_free (model);
   gst_object_unref (e);
+}
+
+GST_END_TEST;
+
+/* max-duration: an inverted cue (subparse gives an end before the start a
+ * duration of ~2^64 ns) or a too long one is cut to it, and it is the
+ * nominal duration in the output caps; overlapping cues both go out, the
+ * newer one unchanged (it supersedes the older one downstream). */
+GST_START_TEST (test_max_duration)
+{
+  static const struct
+  {
+    const gchar *extra;
+    GstClockTime pts, duration, expect;
+  } cases[] = {
+    { NULL, 5 * GST_SECOND, G_MAXUINT64 - 4 * GST_SECOND, 10 * GST_SECOND }, /* inverted */
+    { NULL, 5 * GST_SECOND, 3600 * GST_SECOND, 10 * GST_SECOND },
+    { NULL, 5 * GST_SECOND, 10 * GST_SECOND, 10 * GST_SECOND },
+    { NULL, 5 * GST_SECOND, 2 * GST_SECOND, 2 * GST_SECOND },
+    { "max-duration=1500000000", 5 * GST_SECOND, 2 * GST_SECOND, 1500 * GST_MSECOND },
+    { "max-duration=1500000000", 5 * GST_SECOND, GST_CLOCK_TIME_NONE, 1500 * GST_MSECOND },
+  };
+  guint i;
+
+  for (i = 0; i < G_N_ELEMENTS (cases); i++) {
+    GstHarness *h = harness_new (cases[i].extra);
+    GstBuffer *out;
+    GstCaps *caps;
+    guint64 max = 0, caps_duration = 0;
+
+    gst_harness_set_src_caps_str (h, "text/x-raw, format=utf8");
+    fail_unless_equals_int (
+        gst_harness_push (h, text_buffer ("news", cases[i].pts, cases[i].duration)), GST_FLOW_OK);
+    out = gst_harness_pull (h);
+    fail_unless_equals_uint64 (GST_BUFFER_PTS (out), cases[i].pts);
+    fail_unless_equals_uint64 (GST_BUFFER_DURATION (out), cases[i].expect);
+    gst_buffer_unref (out);
+
+    {
+      GstElement *e = gst_harness_find_element (h, "textenc");
+      g_object_get (e, "max-duration", &max, NULL);
+      gst_object_unref (e);
+    }
+    caps = gst_pad_get_current_caps (h->sinkpad);
+    fail_unless (
+        gst_structure_get_uint64 (gst_caps_get_structure (caps, 0), "duration", &caps_duration));
+    fail_unless_equals_uint64 (caps_duration, max);
+    gst_caps_unref (caps);
+    gst_harness_teardown (h);
+  }
+}
+
+GST_END_TEST;
+
+/* An inverted cue, then a normal one; then overlapping cues: every cue
+ * goes out once, in order, the normal and the newer ones unchanged. */
+GST_START_TEST (test_inverted_then_overlapping)
+{
+  GstHarness *h = harness_new (NULL);
+  static const struct
+  {
+    GstClockTime pts, duration, expect;
+  } cues[] = {
+    { 1 * GST_SECOND, G_MAXUINT64 - 500 * GST_MSECOND, 10 * GST_SECOND }, /* 1 s -> 0.5 s */
+    { 3 * GST_SECOND, 2 * GST_SECOND, 2 * GST_SECOND },
+    { 20 * GST_SECOND, 4 * GST_SECOND, 4 * GST_SECOND },
+    { 21 * GST_SECOND, 2 * GST_SECOND, 2 * GST_SECOND }, /* overlaps the one at 20 s */
+    { 22 * GST_SECOND, 5 * GST_SECOND, 5 * GST_SECOND },
+  };
+  guint i;
+
+  gst_harness_set_src_caps_str (h, "text/x-raw, format=utf8");
+  for (i = 0; i < G_N_ELEMENTS (cues); i++)
+    fail_unless_equals_int (
+        gst_harness_push (h, text_buffer ("news", cues[i].pts, cues[i].duration)), GST_FLOW_OK);
+  for (i = 0; i < G_N_ELEMENTS (cues); i++) {
+    GstBuffer *out = gst_harness_pull (h);
+
+    fail_unless_equals_uint64 (GST_BUFFER_PTS (out), cues[i].pts);
+    fail_unless_equals_uint64 (GST_BUFFER_DURATION (out), cues[i].expect);
+    gst_buffer_unref (out);
+  }
+  fail_unless_equals_int (gst_harness_buffers_in_queue (h), 0);
+  gst_harness_teardown (h);
 }
 
 GST_END_TEST;
@@ -629,6 +715,8 @@ textenc_suite (void)
   tcase_add_test (tc, test_flush);
   tcase_add_test (tc, test_eos);
   tcase_add_test (tc, test_properties);
+  tcase_add_test (tc, test_max_duration);
+  tcase_add_test (tc, test_inverted_then_overlapping);
   tcase_add_test (tc, test_model_errors);
   tcase_add_test (tc, test_pipeline_srt);
   return s;
