@@ -1,5 +1,6 @@
 /* libmm against hostile model files (issue 14): JSON that would crash
- * json-glib, paths that are not files.
+ * json-glib, paths that are not files, and small files that ask for huge
+ * resources.
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
  * json-glib's parser recurses once per nesting level, so 100,000 '[' reaching
@@ -12,6 +13,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -340,6 +342,224 @@ test_not_regular_file (void)
   g_free (fifo);
 }
 
+/* ---- resource bombs: small files that ask for huge resources ----
+ *
+ * Each is refused at load, before anything big is allocated, with an error
+ * naming the file and the environment variable that raises the budget.
+ * Each runs in a subprocess of its own, so that its peak RSS (getrusage)
+ * is its own. */
+
+typedef struct
+{
+  const char *name;
+  guint ndim;
+  gint64 shape[4];
+  const char *dtype; /* NULL = F32 */
+} TensorSpec;
+
+/* A model file: @mm (the "mm" document) and zero-filled tensors, written
+ * sparse (ftruncate), so a 600 MB tensor costs no disk and no memory
+ * unless the loader reads it. */
+static char *
+write_model (const char *name, const char *mm, const TensorSpec *tensors, guint n_tensors)
+{
+  GString *h = g_string_new ("{");
+  guint64 offset = 0;
+  for (guint i = 0; i < n_tensors; i++) {
+    const TensorSpec *t = &tensors[i];
+    const char *dtype = t->dtype ? t->dtype : "F32";
+    guint64 count = 1;
+    g_string_append_printf (h, "\"%s\":{\"dtype\":\"%s\",\"shape\":[", t->name, dtype);
+    for (guint d = 0; d < t->ndim; d++) {
+      g_string_append_printf (h, "%s%" G_GINT64_FORMAT, d ? "," : "", t->shape[d]);
+      count *= (guint64)t->shape[d];
+    }
+    guint64 bytes = count * (g_str_equal (dtype, "F32") ? 4 : 2);
+    g_string_append_printf (h, "],\"data_offsets\":[%" G_GUINT64_FORMAT ",%" G_GUINT64_FORMAT "]},",
+        offset, offset + bytes);
+    offset += bytes;
+  }
+  GString *esc = json_escape (mm, strlen (mm));
+  g_string_append_printf (h, "\"__metadata__\":{\"mm\":\"%s\"}}", esc->str);
+  g_string_free (esc, TRUE);
+  char *path = write_file (name, h, NULL, 0);
+  g_assert_cmpint (truncate (path, (off_t)(8 + h->len + offset)), ==, 0);
+  g_string_free (h, TRUE);
+  return path;
+}
+
+static glong
+peak_rss_kb (void)
+{
+  struct rusage ru;
+  getrusage (RUSAGE_SELF, &ru);
+  return ru.ru_maxrss;
+}
+
+#define BOMB_MAX_RSS_MB 200
+#define BOMB_MAX_SECONDS 10
+
+/* In the subprocess: open @path, expect a refusal naming @env_var. */
+static void
+expect_budget_refusal (const char *path, const char *env_var)
+{
+  glong rss0 = peak_rss_kb ();
+  gint64 t0 = g_get_monotonic_time ();
+  GError *err = NULL;
+  MmModel *m = mm_model_open (path, &err);
+  double seconds = (g_get_monotonic_time () - t0) / 1e6;
+  glong rss_mb = (peak_rss_kb () - rss0) / 1024;
+  if (m)
+    g_error ("%s loaded: the budget did not refuse it", path);
+  /* stderr: the parent, not the subprocess, speaks TAP */
+  g_printerr ("# %s (%.2f s, peak RSS +%ld MB)\n", err->message, seconds, rss_mb);
+  g_assert_error (err, MM_ERROR, MM_ERROR_UNSUPPORTED);
+  g_assert_nonnull (strstr (err->message, path));
+  if (!strstr (err->message, env_var))
+    g_error ("the error does not name %s: %s", env_var, err->message);
+  g_error_free (err);
+  g_assert_cmpfloat (seconds, <, BOMB_MAX_SECONDS);
+  g_assert_cmpint (rss_mb, <, BOMB_MAX_RSS_MB);
+}
+
+typedef struct
+{
+  const char *name;
+  const char *env_var; /* the budget that refuses it */
+  const char *mm;
+  TensorSpec tensors[8];
+} BombCase;
+
+#define FOLDED_CONV(n, o, i, k)                                                                    \
+  { n ".weight", 4, { o, i, k, k }, NULL },                                                        \
+  {                                                                                                \
+    n ".bias", 1, { o }, NULL                                                                      \
+  }
+
+static const BombCase bomb_cases[] = {
+  /* issue 14: a 968-byte file, a 9400x9400 input: 2.2 GB, 17 s a frame */
+  { "image-9400", "MM_MAX_MEMORY",
+      "{\"version\":1,\"components\":{\"image\":{\"type\":\"resnet\",\"width\":9400,"
+      "\"height\":9400,\"mean\":[0,0,0],\"std\":[1,1,1],\"stem_kernel\":7,\"stem_stride\":2,"
+      "\"stem_maxpool\":true,\"widths\":[1],\"blocks\":[1],\"dim\":1}}}",
+      { FOLDED_CONV ("image.conv1", 1, 3, 7), FOLDED_CONV ("image.layer1.0.conv1", 1, 1, 3),
+          FOLDED_CONV ("image.layer1.0.conv2", 1, 1, 3) } },
+  /* an audio window of 2^24 samples, one frame per sample */
+  { "audio-window", "MM_MAX_MEMORY",
+      "{\"version\":1,\"components\":{\"audio\":{\"type\":\"cnn1d\",\"sample_rate\":16000,"
+      "\"n_fft\":512,\"hop_length\":1,\"n_mels\":20,\"window\":16777216,\"dim\":4,"
+      "\"convs\":[{\"out\":4,\"kernel\":3}]}}}",
+      { { "audio.convs.0.weight", 3, { 4, 20, 3 }, NULL }, { "audio.convs.0.bias", 1, { 4 }, NULL },
+          { "audio.fc.weight", 2, { 4, 4 }, NULL }, { "audio.fc.bias", 1, { 4 }, NULL } } },
+  /* a 16 MB depthwise conv (2048 channels, kernel 2048) over 10 s at hop 16:
+   * ~700 GFLOP a window as packed (8 columns per group) */
+  { "audio-depthwise", "MM_MAX_WORK",
+      "{\"version\":1,\"components\":{\"audio\":{\"type\":\"cnn1d\",\"sample_rate\":16000,"
+      "\"n_fft\":4096,\"hop_length\":16,\"n_mels\":2048,\"window\":160000,\"dim\":4,"
+      "\"convs\":[{\"out\":2048,\"kernel\":2048,\"groups\":2048,\"padding\":1024}]}}}",
+      { { "audio.convs.0.weight", 3, { 2048, 1, 2048 }, NULL },
+          { "audio.convs.0.bias", 1, { 2048 }, NULL }, { "audio.fc.weight", 2, { 4, 2048 }, NULL },
+          { "audio.fc.bias", 1, { 4 }, NULL } } },
+  /* issue 14: BERT with intermediate 65536 and max_len 8192: 2.3 GB */
+  { "bert-intermediate", "MM_MAX_MEMORY",
+      "{\"version\":1,\"components\":{\"text\":{\"type\":\"bert\",\"vocab\":[\"[PAD]\",\"[UNK]\","
+      "\"[CLS]\",\"[SEP]\",\"a\"],\"hidden\":8,\"layers\":1,\"heads\":2,\"intermediate\":65536,"
+      "\"max_len\":8192,\"dim\":8}}}",
+      { { NULL } } },
+  /* 64 layers of 4096 tokens at hidden 512: little memory, ~4 TFLOP a cue */
+  { "bert-work", "MM_MAX_WORK",
+      "{\"version\":1,\"components\":{\"text\":{\"type\":\"bert\",\"vocab\":[\"[PAD]\",\"[UNK]\","
+      "\"[CLS]\",\"[SEP]\",\"a\"],\"hidden\":256,\"layers\":64,\"heads\":4,\"intermediate\":1024,"
+      "\"max_len\":4096,\"dim\":256}}}",
+      { { NULL } } },
+  /* a 600 MB F16 tensor (sparse): 1.2 GB once converted to float */
+  { "f16-convert", "MM_MAX_MEMORY", "{\"version\":1,\"components\":{}}",
+      { { "big", 1, { 300000000 }, "F16" } } },
+};
+
+/* The parent writes the file, a fresh subprocess opens it (its peak RSS
+ * is then the loader's alone, not the writing's). */
+static void
+run_bomb (const char *path, const char *env_var)
+{
+  if (g_test_subprocess ()) {
+    expect_budget_refusal (g_getenv ("MM_HOSTILE_BOMB"), g_getenv ("MM_HOSTILE_BUDGET"));
+    return;
+  }
+  g_setenv ("MM_HOSTILE_BOMB", path, TRUE);
+  g_setenv ("MM_HOSTILE_BUDGET", env_var, TRUE);
+  g_test_trap_subprocess (NULL, 60 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_INHERIT_STDERR);
+  g_unsetenv ("MM_HOSTILE_BOMB");
+  g_unsetenv ("MM_HOSTILE_BUDGET");
+  g_unlink (path);
+  g_test_trap_assert_passed ();
+}
+
+static void
+test_bomb (gconstpointer data)
+{
+  const BombCase *c = data;
+  char *path = NULL;
+  if (!g_test_subprocess ()) {
+    guint n = 0;
+    while (n < G_N_ELEMENTS (c->tensors) && c->tensors[n].name)
+      n++;
+    path = write_model (c->name, c->mm, c->tensors, n);
+  }
+  run_bomb (path, c->env_var);
+  g_free (path);
+}
+
+/* issue 14: 1.78 M empty tensors in a 104 MB header took 3.1 GB in
+ * json-glib's tree; here 600,000 of them (37 MB) */
+static void
+test_bomb_empty_tensors (void)
+{
+  char *path = NULL;
+  if (!g_test_subprocess ()) {
+    GString *h = g_string_new ("{");
+    for (int i = 0; i < 600000; i++)
+      g_string_append_printf (
+          h, "\"t%d\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]},", i);
+    g_string_append (h, "\"__metadata__\":{\"mm\":\"{\\\"version\\\":1,\\\"components\\\":{}}\"}}");
+    path = write_file ("empty-tensors", h, NULL, 0);
+    g_string_free (h, TRUE);
+  }
+  run_bomb (path, "MM_MAX_MEMORY");
+  g_free (path);
+}
+
+/* The budget is the environment's: a limit below a fixture refuses it, and
+ * raising the limit lets it load. */
+static void
+test_budget_env (void)
+{
+  const char *fixtures = g_getenv ("MM_FIXTURES");
+  if (!fixtures) {
+    g_test_skip ("MM_FIXTURES not set");
+    return;
+  }
+  char *path = g_build_filename (fixtures, "encoders", "resnet-small.safetensors", NULL);
+  GError *err = NULL;
+  g_setenv ("MM_MAX_MEMORY", "16K", TRUE);
+  g_assert_null (mm_model_open (path, &err));
+  g_assert_error (err, MM_ERROR, MM_ERROR_UNSUPPORTED);
+  g_assert_nonnull (strstr (err->message, "MM_MAX_MEMORY"));
+  g_clear_error (&err);
+  g_setenv ("MM_MAX_MEMORY", "1G", TRUE);
+  g_setenv ("MM_MAX_WORK", "1K", TRUE);
+  g_assert_null (mm_model_open (path, &err));
+  g_assert_error (err, MM_ERROR, MM_ERROR_UNSUPPORTED);
+  g_assert_nonnull (strstr (err->message, "MM_MAX_WORK"));
+  g_clear_error (&err);
+  g_unsetenv ("MM_MAX_MEMORY");
+  g_unsetenv ("MM_MAX_WORK");
+  MmModel *m = mm_model_open (path, &err);
+  g_assert_no_error (err);
+  mm_model_unref (m);
+  g_free (path);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -355,6 +575,13 @@ main (int argc, char **argv)
   g_test_add_func ("/hostile/json/not-strict-refused", test_not_strict_refused);
   g_test_add_func ("/hostile/json/repository-models", test_repository_models_pass);
   g_test_add_func ("/hostile/path/not-regular-file", test_not_regular_file);
+  for (guint i = 0; i < G_N_ELEMENTS (bomb_cases); i++) {
+    char *name = g_strdup_printf ("/hostile/bomb/%s", bomb_cases[i].name);
+    g_test_add_data_func (name, &bomb_cases[i], test_bomb);
+    g_free (name);
+  }
+  g_test_add_func ("/hostile/bomb/empty-tensors", test_bomb_empty_tensors);
+  g_test_add_func ("/hostile/budget/env", test_budget_env);
   int ret = g_test_run ();
   g_rmdir (tmpdir);
   g_free (tmpdir);

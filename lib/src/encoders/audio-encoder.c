@@ -239,12 +239,24 @@ load_convs (
     c->groups = groups;
     if (!bind_conv (c, st, label, i, error))
       return FALSE;
-    if (!mm_conv_cl_init (&c->cl, c->w, c->scale, c->scale ? c->shift : c->bias, c->c_in, c->c_out,
-            1, c->k, c->groups, what, error))
-      return FALSE;
     c_in = out;
   }
   w->features = c_in;
+  return TRUE;
+}
+
+/* Packs every conv for the fast path (after the budget check). */
+static gboolean
+pack_convs (MmAudioWeights *w, const char *label, GError **error)
+{
+  for (guint i = 0; i < w->n_convs; i++) {
+    Conv1d *c = &w->conv[i];
+    char what[512];
+    g_snprintf (what, sizeof what, "%s: convs[%u]", label, i);
+    if (!mm_conv_cl_init (&c->cl, c->w, c->scale, c->scale ? c->shift : c->bias, c->c_in, c->c_out,
+            1, c->k, c->groups, what, error))
+      return FALSE;
+  }
   return TRUE;
 }
 
@@ -278,6 +290,62 @@ check_window (const MmAudioWeights *w, const char *label, GError **error)
     }
   }
   return TRUE;
+}
+
+/* The budget of a cnn1d encoder on inputs of up to @max_samples: memory
+ * of the packed weights, the log-mel front end and a context's buffers
+ * (as mm_audio_encoder_new sizes them), and the work of one window.  The
+ * log-mel is counted as a plain DFT per frame (an upper bound of the FFT)
+ * plus a fixed cost per frame and per output position, which a network of
+ * tiny layers over millions of frames pays in calls, not FLOPs. */
+#define WORK_PER_POSITION 16384 /* ~160 ns at 100 GFLOP/s */
+
+static void
+audio_cost (const MmAudioWeights *w, gsize max_samples, guint64 *bytes, guint64 *flops)
+{
+  const MmMelParams *m = &w->mel;
+  guint64 nf = m->n_fft / 2 + 1;
+  guint64 t = 1 + (max_samples - m->n_fft) / m->hop_length;
+  guint64 t_win = 1 + (w->window - m->n_fft) / m->hop_length;
+  guint64 packed = 0, max_act = (guint64)m->n_mels * t, max_scratch = 1;
+  guint64 work =
+      t_win * (4 * (guint64)m->n_fft * nf + 2 * (guint64)m->n_mels * nf + WORK_PER_POSITION);
+  guint64 tt = t, tw = t_win;
+  int c_in = m->n_mels;
+  for (guint i = 0; i < w->n_convs; i++) {
+    const Conv1d *c = &w->conv[i];
+    packed += mm_conv_cl_packed_bytes (c_in, c->c_out, 1, c->k, c->groups);
+    max_act = MAX (max_act, (tt + 2 * (guint64)c->pad) * c_in);
+    int t_out = conv_out_frames (c, (int)MIN (tt, G_MAXINT));
+    int tw_out = conv_out_frames (c, (int)MIN (tw, G_MAXINT));
+    max_act = MAX (max_act, (guint64)c->c_out * MAX (t_out, 1));
+    if (t_out > 0)
+      max_scratch = MAX (max_scratch,
+          mm_conv1d_scratch_size (
+              c_in, (int)MIN (tt, G_MAXINT), c->k, c->stride, c->pad, c->groups));
+    work += mm_conv_cl_flops (c_in, c->c_out, 1, c->k, c->groups, MAX (tw_out, 1))
+        + (guint64)MAX (tw_out, 1) * WORK_PER_POSITION;
+    tt = MAX (t_out, 1);
+    tw = MAX (tw_out, 1);
+    c_in = c->c_out;
+  }
+  work += 2 * (guint64)w->features * w->dim;
+  guint64 logmel = 2 * (guint64)m->n_fft * nf + (guint64)m->n_mels * nf + 256 * (m->n_fft + 3 * nf);
+  *bytes = packed + (logmel + 2 * max_act + max_scratch + w->features) * sizeof (float);
+  *flops = work;
+}
+
+static gboolean
+audio_budget (const MmAudioWeights *w, gsize max_samples, const char *label, GError **error)
+{
+  guint64 bytes, flops;
+  char what[160];
+  audio_cost (w, max_samples, &bytes, &flops);
+  g_snprintf (what, sizeof what,
+      "the audio encoder (window %u samples, hop_length %u, %u convs, up to %" G_GSIZE_FORMAT
+      " samples per call)",
+      w->window, w->mel.hop_length, w->n_convs, max_samples);
+  return mm_budget_check (label, what, bytes, flops, error);
 }
 
 /* type "graph": one input of kind waveform [1, window], or logmel
@@ -342,8 +410,10 @@ mm_audio_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *lab
     return w;
   }
 
+  /* the budget before packing, at the context's default of four windows */
   if (!load_mel_config (w, cfg, label, error) || !load_convs (w, st, cfg, label, error)
-      || !check_window (w, label, error))
+      || !check_window (w, label, error) || !audio_budget (w, (gsize)4 * w->window, label, error)
+      || !pack_convs (w, label, error))
     goto fail;
   w->fc_w = mm_bind (st, label, "audio.fc.weight", MM_SHAPE (w->dim, w->features), error);
   if (!w->fc_w)
@@ -467,6 +537,9 @@ mm_audio_encoder_new (MmModel *model, const MmContextParams *params, GError **er
         "audio encoder: max_audio_samples %" G_GSIZE_FORMAT " is too large", max_samples);
     return NULL;
   }
+
+  if (!audio_budget (w, max_samples, MM_MODEL_LABEL (model), error))
+    return NULL;
 
   /* shape trace at the longest input: activations only grow with T */
   int t = 1 + (int)((max_samples - w->mel.n_fft) / w->mel.hop_length);

@@ -69,9 +69,10 @@ struct _MmImageWeights
   const float *fc_w, *fc_b; /* (dim, features), (dim) or NULL */
 
   /* from the shape trace at load: what a context must allocate */
-  gsize max_act;     /* floats of the largest activation (channel-first, or
+  gsize max_act;               /* floats of the largest activation (channel-first, or
                         channel-last with its zero border) */
-  gsize max_scratch; /* floats of the largest im2col buffer */
+  gsize max_scratch;           /* floats of the largest im2col buffer */
+  guint64 packed_bytes, flops; /* for the budget: packed weights, work per frame */
 
   MmGraph *graph; /* type "graph": the whole network (models/FORMAT.md) */
 };
@@ -226,6 +227,11 @@ convbn_trace (MmImageWeights *w, ConvBn *c, int h, int wd, int *h_out, int *w_ou
     scratch = MAX (scratch, mm_winograd_scratch_size (c->wino_m, c->c_in, c->c_out, h, wd));
   w->max_act = MAX (w->max_act, act);
   w->max_scratch = MAX (w->max_scratch, scratch);
+  guint64 positions = (guint64)*h_out * *w_out;
+  w->flops += mm_conv_cl_flops (c->c_in, c->c_out, c->k, c->k, 1, positions);
+  w->packed_bytes += mm_conv_cl_packed_bytes (c->c_in, c->c_out, c->k, c->k, 1);
+  if (c->wino_m)
+    w->packed_bytes += mm_winograd_weights_size (c->wino_m, c->c_in, c->c_out) * sizeof (float);
   return TRUE;
 }
 
@@ -453,6 +459,17 @@ mm_image_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *lab
         w->dim, c);
     goto fail;
   }
+  /* the budget, before packing and before a context allocates: packed
+   * weights, a context's buffers (mm_image_encoder_new), work per frame */
+  guint64 ctx_bytes = ((guint64)3 * w->width * w->height + 4 * (guint64)MAX (w->max_act, 1)
+                          + MAX (w->max_scratch, 1) + w->features)
+      * sizeof (float);
+  char what[128];
+  g_snprintf (what, sizeof what, "the image encoder (%ux%u input, %u blocks)", w->width, w->height,
+      w->n_blocks);
+  if (!mm_budget_check (label, what, w->packed_bytes + ctx_bytes,
+          w->flops + 2 * (guint64)w->features * w->dim, error))
+    goto fail;
   if (w->max_act > MAX_SCRATCH_FLOATS || w->max_scratch > MAX_SCRATCH_FLOATS) {
     mm_format_error (error, label,
         "input %ux%u needs too much memory "

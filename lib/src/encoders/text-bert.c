@@ -322,6 +322,28 @@ pack_layers (MmBertWeights *w, const char *label, GError **error)
   return TRUE;
 }
 
+/* The budget for sequences of up to @n tokens: the packed linears, a
+ * context's buffers (as mm_bert_context_new sizes them) and the work of one
+ * cue of n tokens (the six linears, QK^T and attention times V). */
+static gboolean
+bert_budget (const BertConfig *c, gsize n, const char *label, GError **error)
+{
+  int H = c->hidden, I = c->intermediate;
+  guint64 packed = 4 * mm_conv_cl_packed_bytes (H, H, 1, 1, 1)
+      + mm_conv_cl_packed_bytes (H, I, 1, 1, 1) + mm_conv_cl_packed_bytes (I, H, 1, 1, 1);
+  guint64 linears = 4 * mm_conv_cl_flops (H, H, 1, 1, 1, n) + mm_conv_cl_flops (H, I, 1, 1, 1, n)
+      + mm_conv_cl_flops (I, H, 1, 1, 1, n);
+  guint64 bytes =
+      c->layers * packed + ((guint64)n * (1 + 6 * (guint64)H + I + n) + H) * sizeof (float);
+  guint64 flops =
+      c->layers * (linears + 4 * (guint64)n * n * H) + 4 * (guint64)H * H + 2 * (guint64)c->dim * H;
+  char what[160];
+  g_snprintf (what, sizeof what,
+      "text: BERT (%u layers, hidden %u, intermediate %u, %" G_GSIZE_FORMAT " tokens)", c->layers,
+      c->hidden, c->intermediate, n);
+  return mm_budget_check (label, what, bytes, flops, error);
+}
+
 MmBertWeights *
 mm_bert_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *label,
     const MmVocab *vocab, gboolean lowercase, guint dim, GError **error)
@@ -329,7 +351,11 @@ mm_bert_weights_load (const MmSafetensors *st, JsonObject *cfg, const char *labe
   MmBertWeights *w = g_new0 (MmBertWeights, 1);
 
   w->vocab = vocab;
+  /* the budget at the default context size (max_text_bytes 64 KiB) */
   if (!parse_config (&w->cfg, cfg, label, vocab, lowercase, dim, error)
+      || !bert_budget (&w->cfg,
+          MIN ((gsize)w->cfg.max_len, (gsize)mm_context_default_params ().max_text_bytes + 2),
+          label, error)
       || !bind_embeddings (w, st, label, error))
     goto fail;
   w->layer = g_new0 (BertLayer, w->cfg.layers);
@@ -389,6 +415,10 @@ mm_bert_context_new (
    * a text of max_text_bytes never needs more than max_text_bytes + 2 rows;
    * the tokenizer truncates at max_tokens regardless. */
   n = MIN ((gsize)c->max_len, max_text_bytes + 2);
+  if (!bert_budget (c, n, label, error)) {
+    g_free (ctx);
+    return NULL;
+  }
   ctx->max_tokens = (guint)n;
   ctx->w = w;
   ctx->wp = mm_wordpiece_new (w->vocab, c->lowercase, ctx->max_tokens, max_text_bytes, error);
