@@ -560,6 +560,156 @@ test_budget_env (void)
   g_free (path);
 }
 
+/* ---- concurrency: the model table's lock is not held while parsing ---- */
+
+typedef struct
+{
+  const char *path;
+  gint64 done; /* monotonic time the open returned */
+  gboolean ok;
+} OpenJob;
+
+static gpointer
+open_job (gpointer data)
+{
+  OpenJob *j = data;
+  GError *err = NULL;
+  MmModel *m = mm_model_open (j->path, &err);
+  j->done = g_get_monotonic_time ();
+  j->ok = m != NULL;
+  if (!m) {
+    g_printerr ("# %s\n", err->message);
+    g_error_free (err);
+  }
+  mm_model_unref (m);
+  return NULL;
+}
+
+/* A model with a large header (150,000 tensors, about a second of json-glib)
+ * is opened; a small one opened meanwhile in another thread must not wait
+ * for it (it did: the whole load ran under the model-table lock). */
+static void
+test_parse_outside_lock (void)
+{
+  const char *fixtures = g_getenv ("MM_FIXTURES");
+  if (!fixtures) {
+    g_test_skip ("MM_FIXTURES not set");
+    return;
+  }
+  GString *h = g_string_new ("{");
+  for (int i = 0; i < 150000; i++)
+    g_string_append_printf (
+        h, "\"t%d\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]},", i);
+  g_string_append (h, "\"__metadata__\":{\"mm\":\"{\\\"version\\\":1,\\\"components\\\":{}}\"}}");
+  char *big = write_file ("big-header", h, NULL, 0);
+  g_string_free (h, TRUE);
+  char *small = g_build_filename (fixtures, "tiny.safetensors", NULL);
+
+  OpenJob a = { big, 0, FALSE }, b = { small, 0, FALSE };
+  gint64 t0 = g_get_monotonic_time ();
+  GThread *ta = g_thread_new ("big", open_job, &a);
+  g_usleep (20000); /* the big one is parsing */
+  gint64 t1 = g_get_monotonic_time ();
+  GThread *tb = g_thread_new ("small", open_job, &b);
+  g_thread_join (tb);
+  g_thread_join (ta);
+  g_test_message ("big header: %.3f s; small model, opened 20 ms later: %.3f s",
+      (a.done - t0) / 1e6, (b.done - t1) / 1e6);
+  g_assert_true (a.ok && b.ok);
+  if (a.done - t0 < 200000) {
+    g_test_skip ("the big header parsed in under 0.2 s: nothing to compare");
+  } else {
+    g_assert_cmpint (b.done, <, a.done);
+  }
+  g_unlink (big);
+  g_free (big);
+  g_free (small);
+}
+
+/* 8 threads open and release the same and different models at once: every
+ * open succeeds, and the same file is one model while it is open. */
+#define N_THREADS 8
+#define N_ROUNDS 20
+
+static const char *const shared_fixtures[] = {
+  "tiny.safetensors",
+  "tiny-attn.safetensors",
+  "encoders/resnet-small.safetensors",
+  "encoders/audio.safetensors",
+  "text/bert-tiny.safetensors",
+  "text/wordvec.safetensors",
+};
+
+static MmModel *held[G_N_ELEMENTS (shared_fixtures)];
+
+static gpointer
+open_many (gpointer data)
+{
+  const char *fixtures = data;
+  for (int r = 0; r < N_ROUNDS; r++) {
+    for (guint i = 0; i < G_N_ELEMENTS (shared_fixtures); i++) {
+      char *path = g_build_filename (fixtures, shared_fixtures[i], NULL);
+      GError *err = NULL;
+      MmModel *m = mm_model_open (path, &err);
+      if (!m)
+        g_error ("%s", err->message);
+      /* held[i] stays open all along: the same file is the same model */
+      g_assert_true (m == held[i]);
+      mm_model_unref (m);
+      g_free (path);
+    }
+  }
+  return NULL;
+}
+
+static gpointer
+open_release (gpointer data)
+{
+  const char *fixtures = data;
+  for (int r = 0; r < N_ROUNDS; r++) {
+    for (guint i = 0; i < G_N_ELEMENTS (shared_fixtures); i++) {
+      char *path = g_build_filename (fixtures, shared_fixtures[i], NULL);
+      GError *err = NULL;
+      MmModel *m = mm_model_open (path, &err);
+      if (!m)
+        g_error ("%s", err->message);
+      mm_model_unref (m);
+      g_free (path);
+    }
+  }
+  return NULL;
+}
+
+static void
+test_open_from_threads (void)
+{
+  const char *fixtures = g_getenv ("MM_FIXTURES");
+  if (!fixtures) {
+    g_test_skip ("MM_FIXTURES not set");
+    return;
+  }
+  /* first opens race with each other (nothing held yet) */
+  GThread *t[N_THREADS];
+  for (int i = 0; i < N_THREADS; i++)
+    t[i] = g_thread_new ("open-release", open_release, (gpointer)fixtures);
+  for (int i = 0; i < N_THREADS; i++)
+    g_thread_join (t[i]);
+  /* then with every model held open */
+  for (guint i = 0; i < G_N_ELEMENTS (shared_fixtures); i++) {
+    char *path = g_build_filename (fixtures, shared_fixtures[i], NULL);
+    GError *err = NULL;
+    held[i] = mm_model_open (path, &err);
+    g_assert_no_error (err);
+    g_free (path);
+  }
+  for (int i = 0; i < N_THREADS; i++)
+    t[i] = g_thread_new ("open-many", open_many, (gpointer)fixtures);
+  for (int i = 0; i < N_THREADS; i++)
+    g_thread_join (t[i]);
+  for (guint i = 0; i < G_N_ELEMENTS (shared_fixtures); i++)
+    mm_model_unref (held[i]);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -582,6 +732,8 @@ main (int argc, char **argv)
   }
   g_test_add_func ("/hostile/bomb/empty-tensors", test_bomb_empty_tensors);
   g_test_add_func ("/hostile/budget/env", test_budget_env);
+  g_test_add_func ("/hostile/threads/parse-outside-lock", test_parse_outside_lock);
+  g_test_add_func ("/hostile/threads/open-from-8-threads", test_open_from_threads);
   int ret = g_test_run ();
   g_rmdir (tmpdir);
   g_free (tmpdir);

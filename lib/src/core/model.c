@@ -15,6 +15,8 @@
  * under this lock, so open() can never revive a model being freed. */
 static GMutex models_lock;
 static GHashTable *models_by_path;
+static GHashTable *models_loading; /* keys of files being parsed, no lock held */
+static GCond models_loaded;        /* a load finished (with models_lock) */
 
 static const char *const component_names[MM_N_COMPONENTS] = { "text", "image", "audio", "fusion",
   "head", "numeric" };
@@ -278,10 +280,18 @@ mm_model_open (const char *path, GError **error)
   char *real_path = g_strdup (canonical);
   free (canonical);
 
+  /* The file is parsed outside the lock, so that opening one model never
+   * waits for another being parsed; a second open of a path being loaded
+   * waits for that load (and loads it itself if that one failed). */
   g_mutex_lock (&models_lock);
-  if (!models_by_path)
+  if (!models_by_path) {
     models_by_path = g_hash_table_new (g_str_hash, g_str_equal);
-  MmModel *m = g_hash_table_lookup (models_by_path, key);
+    models_loading = g_hash_table_new (g_str_hash, g_str_equal);
+  }
+  MmModel *m;
+  while (!(m = g_hash_table_lookup (models_by_path, key))
+      && g_hash_table_contains (models_loading, key))
+    g_cond_wait (&models_loaded, &models_lock);
   if (m) {
     m->refcount++;
     g_mutex_unlock (&models_lock);
@@ -289,23 +299,29 @@ mm_model_open (const char *path, GError **error)
     g_free (real_path);
     return m;
   }
-  /* Loading under the lock serialises first opens of different models too;
-   * they happen once per path per process, at READY->PAUSED. */
+  g_hash_table_add (models_loading, key);
+  g_mutex_unlock (&models_lock);
+
   MmSafetensors *st = mm_safetensors_open (real_path, error);
   if (st) {
     m = mm_model_new_from_safetensors (st, real_path, error);
     if (!m)
       mm_safetensors_free (st);
   }
+
+  g_mutex_lock (&models_lock);
+  g_hash_table_remove (models_loading, key);
   if (m) {
     m->path = real_path;
     m->key = key;
     g_hash_table_insert (models_by_path, m->key, m);
-  } else {
+  }
+  g_cond_broadcast (&models_loaded);
+  g_mutex_unlock (&models_lock);
+  if (!m) {
     g_free (key);
     g_free (real_path);
   }
-  g_mutex_unlock (&models_lock);
   if (m)
     mm_blas_init ();
   return m;
