@@ -10,7 +10,8 @@
 # --jsonl FILE, --stats FILE, --quiet.  Environment: see pipelines/common.sh
 # (BUILD, MODEL, DURATION -- not with ANNOTATED), plus INTERVAL (frames per decision, default 15 =
 # one decision per second of 15 fps video), TOPK (labels per decision, 1),
-# SMOOTHING (mmdecode smoothing, 0), MAX_AGE (mmfuse max-age, 0).
+# SMOOTHING (mmdecode smoothing, 0), MAX_AGE (mmfuse max-age, 0), PUBLISH
+# (an element put after mmdecode, e.g. an mmpublish: see pipelines/mqtt.sh).
 #
 # Tracks: the script first reads IN's tracks (pipelines/mmrun.py --tracks,
 # GstPbutils' discoverer) and builds a branch only for a track IN has: a
@@ -93,7 +94,7 @@ if [ -n "$ANNOTATED" ]; then
   AUDIO_OUT="a. ! $Q ! audioconvert ! vorbisenc ! mux."
 else
   VIDEO_OUT=
-  DECISIONS="fakesink sync=false"
+  DECISIONS="${PUBLISH:+$PUBLISH ! }fakesink sync=false"
   AUDIO_OUT=
 fi
 AUDIO="d.audio_0 ! $Q ! decodebin ! audioconvert ! audioresample ! tee name=a
