@@ -53,7 +53,9 @@ def env(**extra):
     e["MODEL"] = MODEL
     for k in ("NO_VIDEO", "NO_AUDIO", "NO_TEXT", "DURATION"):
         e.pop(k, None)
-    e.update({k: str(v) for k, v in extra.items()})
+    e.update({k: str(v) for k, v in extra.items() if v is not None})
+    for k in [k for k, v in extra.items() if v is None]:
+        e.pop(k, None)      # None: unset (the script's default)
     return e
 
 
@@ -210,6 +212,148 @@ def test_tracks():
                                os.path.join(WORK, "nonexistent.mkv")])
     check(status == 1 and out == "" and "not a file" in err, "missing file: %d %r %r" % (
         status, out, err))
+
+
+def model_numeric(path):
+    """(mean, std, weight, bias) of a model file's numeric component and its
+    head labels, read with models/mmfile.py (numpy)."""
+    sys.path.insert(0, os.path.join(ROOT, "models"))
+    import mmfile
+    t, doc = mmfile.load(path)
+    return (t["numeric.mean"], t["numeric.std"], t["numeric.layers.0.weight"],
+            t["numeric.layers.0.bias"], doc["components"]["head"]["labels"])
+
+
+def read_log(path):
+    """[(t, [values])] of a CSV sensor log (header skipped)."""
+    rows = []
+    for line in open(path, encoding="utf-8"):
+        p = line.strip().split(",")
+        try:
+            rows.append((float(p[0]), [float(x) if x.strip() else float("nan") for x in p[1:]]))
+        except ValueError:
+            check(not rows, "%s: a non-numeric line after the first: %r" % (path, line))
+    return rows
+
+
+def expected_state(log, t, vs_model):
+    """narrated/quiet at time t by the model's rule, computed here from the
+    log and the numeric component's tensors: the sample valid at t (the last
+    one at or before t) normalised, through the linear layer; s > 0 is
+    narrated."""
+    mean, std, w, b, _ = vs_model
+    cur = [v for ts, v in log if ts <= t + 1e-6]
+    check(cur, "no sensor sample at %.2f s" % t)
+    # a missing value (NaN) is the feature's mean: the model's "nan": "mean"
+    x = [0.0 if v != v else (v - m) / sd for v, m, sd in zip(cur[-1], mean, std)]
+    s = sum(wi * xi for wi, xi in zip(w[0], x)) + b[0]
+    return ("narrated" if s > 0 else "quiet"), s
+
+
+def video_sensor(args, **extra):
+    base = os.path.join(WORK, "vs")
+    os.makedirs(WORK, exist_ok=True)
+    st, jl = base + ".json", base + ".jsonl"
+    for f in (st, jl):
+        if os.path.exists(f):
+            os.unlink(f)
+    status, out, err, dt = run(["sh", "pipelines/video-sensor.sh"] + args +
+                               ["--quiet", "--stats", st, "--jsonl", jl], MODEL=None, **extra)
+    stats = json.load(open(st, encoding="utf-8")) if os.path.exists(st) else None
+    rows = [json.loads(x) for x in open(jl, encoding="utf-8")] if os.path.exists(jl) else []
+    return status, err, dt, stats, rows
+
+
+VS_MODEL = os.path.join(ROOT, "pipelines", "video-sensor.safetensors")
+
+
+def test_video_sensor():
+    """video-sensor.sh on the sample: the first pass logs the audio level,
+    every decision pairs a frame with the sensor sample valid at its time,
+    narrated/quiet follows the log by the model's rule, and the topic is the
+    bundled model's image-alone answer (mkv-file.sh without audio and text)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import test_pipelines
+    sample = test_pipelines.ensure_sample()
+    news = os.path.join(sample, "news.mkv")
+    log_path = os.path.join(WORK, "vs-sensors.csv")
+    vs = model_numeric(VS_MODEL)
+    status, err, dt, stats, rows = video_sensor([news], SENSOR_LOG=log_path)
+    check(status == 0, "status %d\n%s" % (status, err[-2000:]))
+    duration = test_pipelines.segments()[-1][1]
+    log = read_log(log_path)
+    check(open(log_path).readline().strip() == "t,rms_db,peak_db", "log header")
+    check(abs(len(log) - duration * 4) <= 1, "%d samples for %d s at 250 ms" % (len(log), duration))
+    check(all(b[0] > a[0] for a, b in zip(log, log[1:])), "log times not increasing")
+    check(stats["eos"] and not stats["error"], "no clean EOS: %r" % stats)
+    check([r["time"] for r in rows] == [float(i) for i in range(int(duration))],
+          "decision times %r" % [r["time"] for r in rows])
+    labels = set(vs[4])
+    states = []
+    for r in rows:
+        check(r["present"] == ["image", "sensor"], "present %r at %.1f" % (r["present"], r["time"]))
+        check(r["label"] in labels, "label %r" % r["label"])
+        want, s = expected_state(log, r["time"], vs)
+        check(r["label"].endswith("/" + want), "at %.1f s: %s, the log says %s (s = %.2f)" % (
+            r["time"], r["label"], want, s))
+        states.append(want)
+    check("narrated" in states and "quiet" in states, "the sample's speech should give both: %r"
+          % states)
+    # the topic: scenes' image-alone decision on the same frames
+    _, _, _, _, img_rows = mkv_file(news, NO_AUDIO=1, NO_TEXT=1)
+    check([r["label"].split("/")[0] for r in rows] == [r["label"] for r in img_rows],
+          "topics %r != scenes image alone %r" % ([r["label"] for r in rows],
+                                                   [r["label"] for r in img_rows]))
+    check(dt < 30, "took %.1f s" % dt)
+
+
+def test_video_sensor_log():
+    """A sensor log given by the user (loud on even seconds, one value
+    missing) drives narrated/quiet exactly; a file without video, or
+    without audio and no log, stops at once naming what is missing; a log
+    with a wrong number of values is a clear error."""
+    video = make_media("vs-video", audio=False, text=False)
+    log_path = os.path.join(WORK, "vs-user.csv")
+    with open(log_path, "w", encoding="utf-8") as f:
+        f.write("# my logger\ntime,rms,peak\n")
+        for i in range(SECONDS * 2):
+            loud = (i // 2) % 2 == 0
+            peak = "" if i == 2 else "-4" if loud else "-30"      # one missing value
+            f.write("%.1f,%s,%s\n" % (i * 0.5, "-18" if loud else "-45", peak))
+    vs = model_numeric(VS_MODEL)
+    status, err, dt, stats, rows = video_sensor([video, log_path])
+    check(status == 0, "status %d\n%s" % (status, err[-2000:]))
+    log = read_log(log_path)
+    check(len(rows) == SECONDS, "%d decisions" % len(rows))
+    for r in rows:
+        want, _ = expected_state(log, r["time"], vs)
+        check(r["label"].endswith("/" + want), "at %.1f s: %s, want %s" % (
+            r["time"], r["label"], want))
+        check(want == ("narrated" if int(r["time"]) % 2 == 0 else "quiet"), "rule at %.1f" % r["time"])
+    novideo = make_media("vs-novideo", video=False)
+    status, err, _, _, _ = video_sensor([novideo, log_path])
+    check(status == 1 and "has no video track" in err, "no video: %d %s" % (status, err))
+    status, err, _, _, _ = video_sensor([video])
+    check(status == 1 and "has no audio track to log the sensor values from" in err,
+          "no audio, no log: %d %s" % (status, err))
+    bad = os.path.join(WORK, "vs-bad.csv")
+    with open(bad, "w", encoding="utf-8") as f:
+        f.write("0.0,-20,-5\n0.5,-20\n")
+    status, err, dt, _, _ = video_sensor([video, bad])
+    check(status == 1 and "numericenc" in err and "line 2" in err,
+          "bad log: %d %s" % (status, err[-2000:]))
+    check(dt < 20, "bad log took %.1f s" % dt)
+
+
+def test_video_sensor_model():
+    """pipelines/video-sensor.safetensors is what video-sensor-model.py
+    makes from models/scenes.safetensors (numpy only)."""
+    out = os.path.join(WORK, "video-sensor.safetensors")
+    os.makedirs(WORK, exist_ok=True)
+    status, _, err, _ = run([PYTHON, "pipelines/video-sensor-model.py", out])
+    check(status == 0, "status %d\n%s" % (status, err))
+    check(open(out, "rb").read() == open(VS_MODEL, "rb").read(),
+          "pipelines/video-sensor.safetensors differs from what video-sensor-model.py makes")
 
 
 CASES = {n[5:].replace("_", "-"): f for n, f in list(globals().items())
