@@ -53,7 +53,25 @@
  * buffer, the pad contributes nothing, whatever `max-age` says.
  * Otherwise the modality is missing and goes into the fusion as a NULL input
  * (the presence mask): stale data is never reused silently.  Only the newest
- * embedding of each pad is kept (copied); buffers are not held.
+ * embedding of each pad is kept (copied).
+ *
+ * ## Durations lost in transport
+ * Some transports drop buffer durations (`rtpgstpay ! rtpgstdepay` keeps
+ * the PTS and the caps only).  An embedding's duration is the buffer's;
+ * else the caps' `duration` field (guint64 ns: the encoders put their
+ * nominal one there, audioenc its window, imageenc the frame interval);
+ * else it ends where the pad's next buffer or GAP starts.  Such an open
+ * embedding makes its pad unsettled past its start until that next buffer
+ * (a drive buffer is held back, off the queue, until then), EOS, or in a
+ * live pipeline the deadline: so it costs no latency beyond the next
+ * buffer's arrival, and never more than the deadline (t + the answered
+ * latency), at which a still-open one counts as lasting as long as that
+ * pad's previous one did (as at EOS).  On a sparse pad (text) the caps'
+ * `duration` is only a bound (textenc: its max-duration): a cue of unknown
+ * end lasts until the next cue or GAP, at most that long; with no bound it
+ * ends where it starts for live deadlines (max-age then applies) and at EOS
+ * lasts to the end.  Over RTP a cue's real end is lost, so a cue may then
+ * count past it (tests/pipelines/test_transport.py).
  *
  * ## Sparse streams and settling
  * An output for time t is produced only when every non-driving pad is
@@ -185,7 +203,9 @@ struct _GstMmFusePad
   guint dim;
   gint input; /* fusion input fed, -1 if none */
   gboolean sparse;
-  gboolean refused; /* caps were refused: not negotiated */
+  gboolean refused;           /* caps were refused: not negotiated */
+  GstClockTime caps_duration; /* the caps' nominal `duration` of an
+                               * embedding, NONE when absent */
 
   /* stream state, aggregator thread only */
   gfloat *last; /* newest embedding (dim floats) */
@@ -194,6 +214,15 @@ struct _GstMmFusePad
   GstClockTime last_end;   /* NONE when it had no duration */
   GstClockTime gap_from;   /* a GAP after it: no data from here on (until
                             * the next buffer), or NONE */
+  gboolean last_open;      /* its duration is unknown (neither the buffer
+                            * nor the caps had one): it ends where the
+                            * pad's next buffer or GAP starts */
+  GstClockTime spacing;    /* the last duration learned that way, the
+                            * estimate for an open one at EOS/deadline
+                            * (dense pads only), or NONE */
+  GstBuffer *held;         /* drive pad: a buffer of unknown duration,
+                            * taken off the queue until the next one's PTS
+                            * (or EOS, or the deadline) ends it */
   gint pending_reset;      /* atomic: set on flush, applied by the
                                  * aggregator thread */
   gboolean flushed;        /* flushed since the last output or reset of
@@ -214,6 +243,9 @@ gst_mm_fuse_pad_reset_stream (GstMmFusePad *pad)
   pad->last_start = GST_CLOCK_TIME_NONE;
   pad->last_end = GST_CLOCK_TIME_NONE;
   pad->gap_from = GST_CLOCK_TIME_NONE;
+  pad->last_open = FALSE;
+  pad->spacing = GST_CLOCK_TIME_NONE;
+  gst_clear_buffer (&pad->held);
   pad->flushed = FALSE;
 }
 
@@ -282,6 +314,7 @@ gst_mm_fuse_pad_finalize (GObject *object)
   g_free (pad->modality_override);
   g_free (pad->modality);
   g_free (pad->last);
+  gst_clear_buffer (&pad->held);
 
   G_OBJECT_CLASS (gst_mm_fuse_pad_parent_class)->finalize (object);
 }
@@ -324,6 +357,7 @@ gst_mm_fuse_pad_init (GstMmFusePad *pad)
   pad->max_age = DEFAULT_PAD_MAX_AGE;
   pad->input = -1;
   pad->upstream_max = GST_CLOCK_TIME_NONE;
+  pad->caps_duration = GST_CLOCK_TIME_NONE;
   gst_mm_fuse_pad_reset_stream (pad);
   /* Accept-caps only checks the template: wrong dims reach the CAPS event,
    * which refuses them with a message naming the problem. */
@@ -934,6 +968,23 @@ gst_mm_fuse_pad_set_caps (GstMmFuse *self, GstMmFusePad *pad, GstCaps *caps)
     gst_mm_fuse_pad_reset_stream (pad);
   }
 
+  /* the nominal duration of one embedding (an audio window, a frame
+   * interval), for buffers that lost theirs in a transport; 0 = none */
+  {
+    guint64 duration = 0;
+    gint64 signed_duration = 0;
+
+    if (!gst_structure_get_uint64 (s, "duration", &duration)) {
+      if (gst_structure_get_int64 (s, "duration", &signed_duration) && signed_duration > 0)
+        duration = signed_duration;
+      else
+        duration = 0;
+    }
+    if (duration == 0 || duration > G_MAXINT64)
+      duration = GST_CLOCK_TIME_NONE;
+    pad->caps_duration = duration;
+  }
+
   GST_OBJECT_LOCK (pad);
   g_free (pad->modality);
   pad->modality = modality;
@@ -943,8 +994,9 @@ gst_mm_fuse_pad_set_caps (GstMmFuse *self, GstMmFusePad *pad, GstCaps *caps)
   pad->refused = FALSE;
   GST_OBJECT_UNLOCK (pad);
 
-  GST_INFO_OBJECT (pad, "feeds fusion input %d (%s, dim %d)%s", input, modality, dim,
-      pad->sparse ? ", sparse" : "");
+  GST_INFO_OBJECT (pad,
+      "feeds fusion input %d (%s, dim %d, nominal duration %" GST_TIME_FORMAT ")%s", input,
+      modality, dim, GST_TIME_ARGS (pad->caps_duration), pad->sparse ? ", sparse" : "");
   return TRUE;
 
 refuse:
@@ -1388,19 +1440,39 @@ apply_pending_reset (GstMmFusePad *pad)
  * the segment's start: after an accurate seek into a subtitle cue, the cue
  * still covers the first outputs (dropping it left mmfuse waiting for the
  * next cue while the demuxer waited for the full video queue). */
+static gboolean
+is_gap_buffer (GstBuffer *buf)
+{
+  return GST_BUFFER_FLAG_IS_SET (buf, GST_BUFFER_FLAG_GAP) && gst_buffer_get_size (buf) == 0;
+}
+
+/* The duration of the embedding in @buf: the buffer's, else the nominal one
+ * of the pad's caps, else NONE (the pad's next PTS will tell). */
+static GstClockTime
+buffer_duration (GstMmFusePad *pad, GstBuffer *buf)
+{
+  if (GST_BUFFER_DURATION_IS_VALID (buf))
+    return GST_BUFFER_DURATION (buf);
+  if (is_gap_buffer (buf) || pad->sparse)
+    return GST_CLOCK_TIME_NONE; /* a cue's caps duration is only a bound */
+  return pad->caps_duration;
+}
+
 static GstClockTime
 buffer_running_span (GstMmFusePad *pad, GstBuffer *buf, GstClockTime *end)
 {
   GstSegment *seg = &GST_AGGREGATOR_PAD (pad)->segment;
   GstClockTime pts = GST_BUFFER_PTS (buf), stop = GST_CLOCK_TIME_NONE;
+  GstClockTime duration = buffer_duration (pad, buf);
   guint64 cstart, cstop;
 
   if (end)
     *end = GST_CLOCK_TIME_NONE;
-  if (!GST_BUFFER_PTS_IS_VALID (buf))
+  /* (a GAP can come before the segment: rtpgstpay delays the segment) */
+  if (!GST_BUFFER_PTS_IS_VALID (buf) || seg->format != GST_FORMAT_TIME)
     return GST_CLOCK_TIME_NONE;
-  if (GST_BUFFER_DURATION_IS_VALID (buf))
-    stop = pts + GST_BUFFER_DURATION (buf);
+  if (GST_CLOCK_TIME_IS_VALID (duration))
+    stop = pts + duration;
   if (!gst_segment_clip (seg, GST_FORMAT_TIME, pts, stop, &cstart, &cstop))
     return GST_CLOCK_TIME_NONE;
   if (end && GST_CLOCK_TIME_IS_VALID (stop))
@@ -1414,17 +1486,11 @@ buffer_running_start (GstMmFusePad *pad, GstBuffer *buf)
   return buffer_running_span (pad, buf, NULL);
 }
 
-static gboolean
-is_gap_buffer (GstBuffer *buf)
-{
-  return GST_BUFFER_FLAG_IS_SET (buf, GST_BUFFER_FLAG_GAP) && gst_buffer_get_size (buf) == 0;
-}
-
 /* Copies the embedding of @buf (starting at running time @start). */
 static gboolean
 take_embedding (GstMmFuse *self, GstMmFusePad *pad, GstBuffer *buf, GstClockTime start)
 {
-  GstClockTime end;
+  GstClockTime end, duration;
   gsize size = gst_buffer_get_size (buf);
 
   if (size != pad->dim * sizeof (gfloat)) {
@@ -1439,10 +1505,13 @@ take_embedding (GstMmFuse *self, GstMmFusePad *pad, GstBuffer *buf, GstClockTime
   pad->has_last = TRUE;
   pad->last_start = start;
   buffer_running_span (pad, buf, &end);
+  duration = buffer_duration (pad, buf);
   /* (an end the segment cannot map: as long as its duration) */
-  if (!GST_CLOCK_TIME_IS_VALID (end) && GST_BUFFER_DURATION_IS_VALID (buf))
-    end = start + GST_BUFFER_DURATION (buf);
+  if (!GST_CLOCK_TIME_IS_VALID (end) && GST_CLOCK_TIME_IS_VALID (duration))
+    end = start + duration;
   pad->last_end = end;
+  /* no duration anywhere: the next buffer or GAP on the pad ends it */
+  pad->last_open = !GST_CLOCK_TIME_IS_VALID (duration);
   pad->gap_from = GST_CLOCK_TIME_NONE;
   return TRUE;
 }
@@ -1463,6 +1532,24 @@ note_gap (GstMmFusePad *pad, GstClockTime start, GstClockTime end)
     pad->gap_from = MAX (start, data_end);
 }
 
+/* The pad's next buffer or GAP starts at running time @start: the last
+ * embedding, if its duration was unknown, ends there. */
+static void
+close_open_embedding (GstMmFusePad *pad, GstClockTime start)
+{
+  if (!pad->has_last || !pad->last_open)
+    return;
+  pad->last_open = FALSE;
+  pad->last_end = MAX (start, pad->last_start);
+  /* a cue lasts at most the caps' duration (textenc: its max-duration) */
+  if (pad->sparse && GST_CLOCK_TIME_IS_VALID (pad->caps_duration))
+    pad->last_end = MIN (pad->last_end, pad->last_start + pad->caps_duration);
+  if (!pad->sparse && pad->last_end > pad->last_start)
+    pad->spacing = pad->last_end - pad->last_start;
+  GST_LOG_OBJECT (pad, "embedding at %" GST_TIME_FORMAT " ends at the next PTS, %" GST_TIME_FORMAT,
+      GST_TIME_ARGS (pad->last_start), GST_TIME_ARGS (pad->last_end));
+}
+
 /* Takes the buffers of @pad starting at or before running time @t, up to
  * the first that covers @t (which stays queued), keeping a copy of the
  * last one taken, and says whether the pad is settled past @t: a later
@@ -1479,10 +1566,24 @@ settle_pad (GstMmFuse *self, GstMmFusePad *pad, GstClockTime t, gboolean timeout
   gboolean covered = FALSE;
   GstBuffer *buf;
 
+  /* a drive buffer held for its end while this pad drove (drive-pad
+   * changed since): an embedding of unknown end like any other */
+  if (pad->held) {
+    GstBuffer *held = g_steal_pointer (&pad->held);
+    gboolean ok =
+        pad->input < 0 || take_embedding (self, pad, held, buffer_running_start (pad, held));
+
+    gst_buffer_unref (held);
+    if (!ok)
+      return GST_FLOW_ERROR;
+  }
+
   while ((buf = gst_aggregator_pad_peek_buffer (apad)) != NULL) {
     GstClockTime span_end;
     GstClockTime start = buffer_running_span (pad, buf, &span_end);
 
+    if (GST_CLOCK_TIME_IS_VALID (start))
+      close_open_embedding (pad, start);
     if (GST_CLOCK_TIME_IS_VALID (start) && start > t) {
       head = start;
       gst_buffer_unref (buf);
@@ -1527,8 +1628,25 @@ settle_pad (GstMmFuse *self, GstMmFusePad *pad, GstClockTime t, gboolean timeout
   }
 
   *settled = GST_CLOCK_TIME_IS_VALID (head) || timeout || gst_aggregator_pad_is_eos (apad)
-      || covered || pad_is_inactive (pad) || (pad->has_last && pad->last_start == t);
+      || covered || pad_is_inactive (pad)
+      || (pad->has_last && pad->last_start == t && !pad->last_open);
   return GST_FLOW_OK;
+}
+
+/* Where the last embedding of @pad ends: its end, or for one without a
+ * duration, its start.  One still open when the pad is settled without the
+ * next PTS (EOS, a live deadline): a dense pad's is taken to last as long
+ * as its previous one did, a sparse one's (a cue) as long as the caps'
+ * duration (textenc: its max-duration) or else to end where it starts,
+ * max-age then applying. */
+static GstClockTime
+pad_data_end (GstMmFusePad *pad)
+{
+  if (pad->last_open && !pad->sparse && GST_CLOCK_TIME_IS_VALID (pad->spacing))
+    return pad->last_start + pad->spacing;
+  if (pad->last_open && pad->sparse && GST_CLOCK_TIME_IS_VALID (pad->caps_duration))
+    return pad->last_start + pad->caps_duration;
+  return GST_CLOCK_TIME_IS_VALID (pad->last_end) ? pad->last_end : pad->last_start;
 }
 
 /* The embedding @pad contributes at running time @t, or NULL (missing). */
@@ -1541,10 +1659,16 @@ pad_contribution (GstMmFusePad *pad, GstClockTime t, guint64 element_max_age)
 
   if (!pad->has_last || pad->input < 0 || pad->last_start > t)
     return NULL;
-  if (GST_CLOCK_TIME_IS_VALID (pad->last_end) && t < pad->last_end)
+  if (pad->last_open && t == pad->last_start)
+    return pad->last;
+  end = pad_data_end (pad);
+  if (t < end)
     return pad->last; /* covers t */
-  if (gst_aggregator_pad_is_eos (GST_AGGREGATOR_PAD (pad)))
-    return NULL; /* missing from EOS on */
+  if (gst_aggregator_pad_is_eos (GST_AGGREGATOR_PAD (pad))) {
+    /* missing from EOS on; but a cue of unknown end ends at the next
+     * buffer, GAP or EOS on its pad: at EOS, the end of the stream */
+    return pad->last_open && pad->sparse ? pad->last : NULL;
+  }
   if (GST_CLOCK_TIME_IS_VALID (pad->gap_from) && t >= pad->gap_from)
     return NULL; /* a GAP said there is nothing here */
 
@@ -1553,7 +1677,6 @@ pad_contribution (GstMmFusePad *pad, GstClockTime t, guint64 element_max_age)
   GST_OBJECT_UNLOCK (pad);
   max_age = pad_max_age >= 0 ? (guint64)pad_max_age : element_max_age;
 
-  end = GST_CLOCK_TIME_IS_VALID (pad->last_end) ? pad->last_end : pad->last_start;
   if (t - end <= max_age)
     return pad->last;
   return NULL;
@@ -1587,7 +1710,7 @@ interval_stream_done (GstMmFuse *self, const Snapshot *snap, GstClockTime t)
       return FALSE;
     if (!pad->has_last)
       continue;
-    end = GST_CLOCK_TIME_IS_VALID (pad->last_end) ? pad->last_end : pad->last_start;
+    end = pad_data_end (pad);
     if (!GST_CLOCK_TIME_IS_VALID (data_end) || end > data_end)
       data_end = end;
   }
@@ -1653,6 +1776,46 @@ deadline_now (GstAggregator *agg)
   return next;
 }
 
+/* A drive buffer @buf (at running time @t, output position @out_pts) whose
+ * duration neither the buffer nor the caps give (a transport dropped it):
+ * it is held (taken off the pad's queue, so that the next one shows) until
+ * the next buffer or GAP on the pad, whose start ends it.  At EOS, or at
+ * the live deadline for @t (@timeout) without a next buffer, it lasts as
+ * long as the previous one did (NONE before any).  Without either, waits
+ * for data (NEED_DATA). */
+static GstFlowReturn
+drive_duration_from_next (GstMmFuse *self, GstMmFusePad *drive, GstBuffer *buf, GstClockTime t,
+    GstClockTime out_pts, gboolean timeout, const Snapshot *snap, GstClockTime *out_dur)
+{
+  GstAggregatorPad *dpad = GST_AGGREGATOR_PAD (drive);
+  GstBuffer *next;
+
+  if (drive->held == NULL) {
+    drive->held = gst_buffer_ref (buf);
+    gst_aggregator_pad_drop_buffer (dpad);
+  }
+  *out_dur = GST_CLOCK_TIME_NONE;
+  next = gst_aggregator_pad_peek_buffer (dpad);
+  if (next) {
+    GstClockTime nstart = buffer_running_start (drive, next);
+    GstClockTime npos = GST_CLOCK_TIME_IS_VALID (nstart)
+        ? gst_segment_position_from_running_time (&snap->srcseg, GST_FORMAT_TIME, nstart)
+        : GST_CLOCK_TIME_NONE;
+
+    gst_buffer_unref (next);
+    if (GST_CLOCK_TIME_IS_VALID (npos) && npos > out_pts) {
+      *out_dur = npos - out_pts;
+      if (nstart > t)
+        drive->spacing = nstart - t;
+    }
+    return GST_FLOW_OK;
+  }
+  if (!timeout && !gst_aggregator_pad_is_eos (dpad))
+    return GST_AGGREGATOR_FLOW_NEED_DATA;
+  *out_dur = drive->spacing;
+  return GST_FLOW_OK;
+}
+
 static GstClockTime
 gst_mm_fuse_get_next_time (GstAggregator *agg)
 {
@@ -1664,7 +1827,8 @@ gst_mm_fuse_get_next_time (GstAggregator *agg)
   snapshot_take (self, &snap);
   drive = choose_drive (&snap);
   if (drive) {
-    GstBuffer *buf = gst_aggregator_pad_peek_buffer (GST_AGGREGATOR_PAD (drive));
+    GstBuffer *buf = drive->held ? gst_buffer_ref (drive->held)
+                                 : gst_aggregator_pad_peek_buffer (GST_AGGREGATOR_PAD (drive));
 
     /* no drive buffer: wait for data, not for the clock; but once the
      * drive pad is EOS (and drained) the stream ends now, without waiting
@@ -1732,7 +1896,8 @@ gst_mm_fuse_aggregate (GstAggregator *agg, gboolean timeout)
     GstAggregatorPad *dpad = GST_AGGREGATOR_PAD (drive);
 
     for (;;) {
-      drive_buf = gst_aggregator_pad_peek_buffer (dpad);
+      drive_buf =
+          drive->held ? gst_buffer_ref (drive->held) : gst_aggregator_pad_peek_buffer (dpad);
       if (drive_buf == NULL) {
         ret = gst_aggregator_pad_is_eos (dpad) ? GST_FLOW_EOS : GST_AGGREGATOR_FLOW_NEED_DATA;
         goto done;
@@ -1747,7 +1912,10 @@ gst_mm_fuse_aggregate (GstAggregator *agg, gboolean timeout)
       /* a GAP on the drive pad: no outputs for it; and outputs never go
        * back in time (drive-pad changed to a pad with older data queued) */
       GST_DEBUG_OBJECT (drive, "skipping %" GST_PTR_FORMAT, drive_buf);
-      gst_aggregator_pad_drop_buffer (dpad);
+      if (drive->held)
+        gst_clear_buffer (&drive->held);
+      else
+        gst_aggregator_pad_drop_buffer (dpad);
       gst_clear_buffer (&drive_buf);
     }
     if (drive->input < 0) {
@@ -1757,7 +1925,12 @@ gst_mm_fuse_aggregate (GstAggregator *agg, gboolean timeout)
       ret = GST_FLOW_NOT_NEGOTIATED;
       goto done;
     }
-    out_dur = GST_BUFFER_DURATION (drive_buf);
+    out_dur = buffer_duration (drive, drive_buf);
+    if (!GST_CLOCK_TIME_IS_VALID (out_dur)) {
+      ret = drive_duration_from_next (self, drive, drive_buf, t, out_pts, timeout, &snap, &out_dur);
+      if (ret != GST_FLOW_OK)
+        goto done;
+    }
   } else {
     interval_start (&snap, self->last_out_end, &out_pts, &t);
     out_dur = snapshot_interval (&snap);
@@ -1813,6 +1986,10 @@ gst_mm_fuse_aggregate (GstAggregator *agg, gboolean timeout)
       ret = GST_FLOW_ERROR;
       goto done;
     }
+    if (GST_CLOCK_TIME_IS_VALID (out_dur)) {
+      drive->last_open = FALSE;
+      drive->last_end = t + out_dur;
+    }
     self->inputs[drive->input] = drive->last;
     meta->present[drive->input] = TRUE;
     meta->pts[drive->input] = out_pts;
@@ -1831,8 +2008,8 @@ gst_mm_fuse_aggregate (GstAggregator *agg, gboolean timeout)
     meta->present[pad->input] = TRUE;
     meta->pts[pad->input] =
         gst_segment_position_from_running_time (&snap.srcseg, GST_FORMAT_TIME, pad->last_start);
-    if (GST_CLOCK_TIME_IS_VALID (pad->last_end))
-      meta->duration[pad->input] = pad->last_end - pad->last_start;
+    if (pad_data_end (pad) > pad->last_start) /* (an open one: its estimate) */
+      meta->duration[pad->input] = pad_data_end (pad) - pad->last_start;
   }
 
   out_mapped = gst_buffer_map (out, &out_map, GST_MAP_WRITE);
@@ -1845,7 +2022,9 @@ gst_mm_fuse_aggregate (GstAggregator *agg, gboolean timeout)
   }
   gst_buffer_unmap (out, &out_map);
   out_mapped = FALSE;
-  if (drive)
+  if (drive && drive->held)
+    gst_clear_buffer (&drive->held); /* the queue's head is the next one */
+  else if (drive)
     gst_aggregator_pad_drop_buffer (GST_AGGREGATOR_PAD (drive));
 
   GST_BUFFER_PTS (out) = out_pts;

@@ -1,0 +1,238 @@
+#!/usr/bin/python3
+"""Embeddings through transports that drop buffer durations (issue 16, case 3).
+
+    test_transport.py CASE      (rtp | rtp-config | gdp | no-duration)
+
+Each case runs one pipeline of image, audio and text embeddings into mmfuse
+without a transport, then the same pipeline with a transport on every
+branch, and compares every decision: times, labels, presence and the PTS and
+duration of every input used must be equal, scores within 1e-5.  Every case
+runs with mmfuse's default max-age and with max-age=0 (where an embedding
+whose duration was lost used to count as missing right after its start:
+before the fix, decisions had no duration and audio was missing).
+
+rtp: `rtpgstpay ! rtpgstdepay` in the same pipeline (RTP keeps the PTS and
+  the caps, drops the duration: mmfuse takes it from the caps' `duration`
+  field that the encoders set, else from the pad's next PTS).  A cue's end
+  is lost for good (textenc's caps duration is only a bound), so the text
+  may count past a cue's end (until the next cue); wherever the plain
+  pipeline used a cue, the same cue must be used.
+rtp-config: the same with config-interval=1 (caps and events re-sent every
+  second; rtpgstdepay pushes them on only when they change).
+gdp: `gdppay ! tcpclientsink` in three sender processes into
+  `tcpserversrc ! gdpdepay ! mmfuse` (GDP keeps durations: all equal; a
+  regression guard, it passed before the fix too).
+no-duration: RTP and the caps' `duration` field removed (capssetter), so
+  only the next-PTS rule is left; audio windows that do not overlap.
+SPDX-License-Identifier: LGPL-2.1-or-later
+"""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.environ.get("MM_SOURCE_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.environ.get("MM_BUILD_ROOT", os.path.join(ROOT, "build"))
+MODEL = os.path.join(ROOT, "tests", "fixtures", "tiny.safetensors")
+LAUNCH = shutil.which("gst-launch-1.0")
+# tests/fixtures/tiny.safetensors: every input has dimension 8
+DIM, NAME = 8, "tiny"
+
+# two cues with silence between them and after them
+SRT = """1
+00:00:00,300 --> 00:00:01,000
+the news today
+
+2
+00:00:01,800 --> 00:00:02,300
+a guitar song and piano music
+"""
+
+
+def image(n=30):
+    return (f"videotestsrc num-buffers={n} pattern=ball ! "
+            "video/x-raw,format=RGB,width=16,height=16,framerate=10/1 ! "
+            f"imageenc model={MODEL}")
+
+
+def audio(hop_ms=250, window_ms=None):
+    win = f" window={window_ms * 1000 * 1000}" if window_ms else ""
+    return ("audiotestsrc num-buffers=30 samplesperbuffer=1600 wave=ticks ! "
+            "audio/x-raw,rate=16000,channels=1 ! audioconvert ! "
+            f"audioenc model={MODEL} hop={hop_ms * 1000 * 1000}{win}")
+
+
+def text(srt):
+    return f"filesrc location={srt} ! subparse ! textenc model={MODEL}"
+
+
+def fuse(max_age, out):
+    age = "" if max_age is None else f" max-age={max_age}"
+    return (f"mmfuse name=f model={MODEL}{age} ! mmdecode model={MODEL} ! "
+            f"mmpublish location={out} ! fakesink")
+
+
+def launch(desc):
+    return subprocess.Popen([LAUNCH, "-q"] + desc.split(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc, what, timeout=40):
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError(f"{what} did not finish in {timeout} s: stalled")
+    assert proc.returncode == 0, f"{what}: exit {proc.returncode}: {err[-3000:]}"
+
+
+def decisions(path):
+    with open(path) as f:
+        return [json.loads(x) for x in f]
+
+
+TEXT = 2  # the fusion input of the text pad
+
+
+def compare(what, a, b, cue_ends_lost=False):
+    """Every decision of @b equal to @a's: times, labels, presence, PTS and
+    duration of every input, scores within 1e-5.  @cue_ends_lost (RTP): a
+    cue's end does not cross the transport, so mmfuse lets it last until the
+    next cue or GAP; then the text may be present in @b after a cue where
+    @a had none (or another input-duration), but wherever @a used a cue
+    @b must use the same one, and every other input must be equal."""
+    assert a, f"{what}: no decisions without the transport"
+    diffs = []
+    extended = 0
+    for i, (x, y) in enumerate(zip(a, b)):
+        keys = ["pts", "duration"]
+        for k in ("input-present", "input-pts", "input-duration"):
+            for m, (p, q) in enumerate(zip(x[k], y[k])):
+                if cue_ends_lost and m == TEXT and not x["input-present"][TEXT]:
+                    continue
+                if cue_ends_lost and m == TEXT and k == "input-duration":
+                    continue
+                if p != q:
+                    diffs.append(f"#{i} at {x['pts'] / 1e9:.1f} s: {k}[{m}] {p} != {q}")
+        if x["input-present"] != y["input-present"]:
+            extended += 1
+            continue  # (the cue's extension changes the fused vector)
+        for k in keys + ["labels"]:
+            if x[k] != y[k]:
+                diffs.append(f"#{i} {k}: {x[k]} != {y[k]}")
+        if any(abs(p - q) > 1e-5 for p, q in zip(x["scores"], y["scores"])):
+            diffs.append(f"#{i} scores {x['scores']} != {y['scores']}")
+    if extended:
+        print(f"# {what}: {extended} decisions with a cue extended past its lost end")
+    present = [sum(d["input-present"][m] for d in b) for m in range(3)]
+    print(f"# {what}: {len(a)} decisions plain, {len(b)} through the transport, "
+          f"{len(diffs)} differences; inputs present (image, audio, text): {present}")
+    for d in diffs[:8]:
+        print("#   " + d)
+    assert len(a) == len(b) and not diffs, f"{what}: decisions differ"
+    # every modality did take part, or the comparison proves little
+    assert all(present), f"{what}: a modality never paired: {present}"
+
+
+def run_pair(work, name, branches, transports, max_age, cue_ends_lost=True):
+    """@branches: three launch fragments ending in an encoder; @transports:
+    what goes between each encoder and mmfuse."""
+    outs = []
+    for label, mids in (("plain", [""] * len(branches)), (name, transports)):
+        out = os.path.join(work, f"{len(outs)}-{max_age}.jsonl")
+        line = " ".join(f"{b} ! {mid}f.sink_{i}" for i, (b, mid) in
+                        enumerate(zip(branches, mids)))
+        finish(launch(f"{line} {fuse(max_age, out)}"), f"{label} max-age={max_age}")
+        outs.append(decisions(out))
+    compare(f"{name} max-age={max_age}", *outs, cue_ends_lost=cue_ends_lost)
+
+
+def write_srt(work):
+    srt = os.path.join(work, "cues.srt")
+    with open(srt, "w") as f:
+        f.write(SRT)
+    return srt
+
+
+def case_rtp(work, extra=""):
+    branches = [image(), audio(), text(write_srt(work))]
+    rtp = f"rtpgstpay {extra} ! rtpgstdepay ! ".replace("  ", " ")
+    for max_age in (None, 0):
+        run_pair(work, "rtp" + (" " + extra if extra else ""), branches, [rtp] * 3, max_age)
+
+
+def case_rtp_config(work):
+    case_rtp(work, "config-interval=1")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port, timeout=10.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listens on port {port}")
+
+
+def case_gdp(work):
+    branches = [image(), audio(), text(write_srt(work))]
+    for max_age in (None, 0):
+        plain = os.path.join(work, f"plain-{max_age}.jsonl")
+        line = " ".join(f"{b} ! f.sink_{i}" for i, b in enumerate(branches))
+        finish(launch(f"{line} {fuse(max_age, plain)}"), "plain")
+        ports = [free_port() for _ in branches]
+        dist = os.path.join(work, f"gdp-{max_age}.jsonl")
+        srcs = " ".join(f"tcpserversrc host=127.0.0.1 port={p} ! gdpdepay ! f.sink_{i}"
+                        for i, p in enumerate(ports))
+        fusion = launch(f"{srcs} {fuse(max_age, dist)}")
+        for p in ports:
+            wait_listening(p)
+        senders = [launch(f"{b} ! gdppay ! tcpclientsink host=127.0.0.1 port={p}")
+                   for b, p in zip(branches, ports)]
+        for s in senders:
+            finish(s, "GDP sender")
+        finish(fusion, "fusion over GDP")
+        compare(f"gdp max-age={max_age}", decisions(plain), decisions(dist))
+
+
+def case_no_duration(work):
+    """RTP, and the caps' `duration` field removed (capssetter replaces the
+    caps): only the next-PTS rule is left.  The audio windows do not overlap
+    (window = hop), so their spacing is their duration."""
+    branches = [image(), audio(500, 500), text(write_srt(work))]
+    rtp = "rtpgstpay ! rtpgstdepay ! capssetter replace=true caps=%s ! "
+    caps = "application/x-mm-embedding,modality=%s,dim=%d,model=%s"
+    mids = [rtp % (caps % (m, DIM, NAME)) for m in ("image", "audio", "text")]
+    for max_age in (None, 0):
+        run_pair(work, "no-duration", branches, mids, max_age)
+
+
+def main():
+    if LAUNCH is None:
+        print("1..0 # SKIP gst-launch-1.0 not found")
+        sys.exit(77)
+    os.environ.setdefault("GST_PLUGIN_PATH", os.path.join(BUILD, "plugins"))
+    work = tempfile.mkdtemp(prefix="mmtransport-")
+    try:
+        {"rtp": case_rtp, "rtp-config": case_rtp_config, "gdp": case_gdp,
+         "no-duration": case_no_duration}[sys.argv[1]](work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
