@@ -38,6 +38,13 @@
  * provided libmm accepts them, i.e. they hold at least one FFT frame (n_fft
  * samples); otherwise they are dropped.
  *
+ * Preroll: the first embedding needs a whole window of samples; behind one
+ * demuxer with a default 1 s queue on the other branches, a sink after
+ * audioenc would never preroll.  After a segment, until its first window
+ * or GAP, audioenc sends an empty GAP event (duration 0) at the segment's
+ * start so that sinks preroll; it covers no time, so it says nothing about
+ * the windows to come.  Not when upstream is live (no preroll there).
+ *
  * Non-finite input: NaN or infinite F32LE samples are counted; a window
  * that holds any is not encoded (it would look like full-scale sound) but
  * reported missing with a GAP event for its interval, and one

@@ -27,6 +27,21 @@
  *   segment start for the first one.  A non-TIME segment from upstream is
  *   replaced by a TIME segment starting at 0.
  * - A buffer without a duration gets #GstTextEnc:default-duration.
+ * - A cue lasts at most #GstTextEnc:max-duration (10 s by default): a
+ *   longer one, or one whose end comes before its start (subparse then
+ *   gives it a duration of about 2^64 ns, which would keep it "present"
+ *   until EOS and mask every later cue), is cut to it, with a debug
+ *   message.  A cue that starts before the previous one ends is sent
+ *   unchanged (debug message): the previous one has already gone out, and
+ *   cutting it would mean holding every cue until the next one arrives,
+ *   which would stall sparse text; a consumer lets the newer cue supersede
+ *   the older one (mmfuse does).
+ * - The output caps carry `duration=(guint64)` max-duration: for text a
+ *   bound, not the length of every cue, for consumers of embeddings whose
+ *   buffer durations were lost on the way (e.g. over RTP).
+ * - After a segment, until the first cue or GAP, an empty GAP event
+ *   (duration 0) at the segment's start lets the sinks downstream preroll
+ *   when upstream is not live (the first cue may be minutes away).
  *
  * Hostile text: invalid UTF-8 is replaced by U+FFFD (by libmm), text after
  * an embedded NUL byte is ignored, and cues longer than libmm's
