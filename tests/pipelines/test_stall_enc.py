@@ -10,6 +10,8 @@ two-sinks: the issue's line, imageenc and audioenc each into a fakesink
   branch's 1 s queue).
 tee: the decoded video and audio each split by a tee into a default queue
   before its encoder and one before a fakesink (deadlocked the same way).
+preroll-gap-harmless: that GAP covers no time: in the design notes' line the
+  first decision still has audio (and the first cue) present.
 caps-duration: every encoder's src caps carry duration=(guint64) ns, the
   nominal duration of one embedding (audioenc: window; imageenc: frame
   interval x interval; textenc: max-duration), and mmfuse still accepts them.
@@ -117,6 +119,33 @@ def test_tee():
             "a. ! queue ! audioenc model=%s ! fakesink a. ! queue ! fakesink"
             % (mkv, tp.MODEL, tp.MODEL))
     expect_eos(line)
+
+
+def test_preroll_gap_harmless():
+    """The empty GAP the encoders send for preroll covers no time: in the
+    design notes' line (one mmfuse), audio and text are still present from
+    the first decision on, fed by the window and the cue that start at 0."""
+    tp.ensure_sample()
+    mkv = os.path.join(tp.SAMPLE, "news.mkv")
+    line = ("filesrc location=%s ! matroskademux name=d "
+            "d.video_0 ! queue ! decodebin ! videoconvert ! imageenc model=%s ! f.sink_0 "
+            "d.audio_0 ! queue ! decodebin ! audioconvert ! audioresample ! "
+            "audioenc model=%s ! f.sink_1 "
+            "d.subtitle_0 ! queue ! textenc model=%s ! f.sink_2 "
+            "mmfuse name=f model=%s ! mmdecode model=%s ! fakesink" % ((mkv,) + (tp.MODEL,) * 5))
+    code, out = launch(line, 60)
+    tp.check(code == 0 and "Got EOS" in out, "no EOS:\n" + out[-2000:])
+    first = re.search(r"mm-classification.*", out)
+    tp.check(first, "no decision")
+    msg = first.group(0)
+    pts = re.search(r"input-pts=\(guint64\)< ([^>]*) >", msg)
+    tp.check(pts, "no input-pts in %s" % msg[:300])
+    vals = [int(x.strip().split(")")[-1]) for x in pts.group(1).split(",")]
+    print("# first decision: input PTS (image, audio, text) %r" % vals)
+    cue0 = tp.srt_cues()[0][0] if tp.srt_cues() else None
+    tp.check(vals[1] == 0, "first decision: audio input PTS %d, not the window at 0" % vals[1])
+    if cue0 == 0:
+        tp.check(vals[2] == 0, "first decision: text input PTS %d, not the cue at 0" % vals[2])
 
 
 def caps_duration(out, element):
