@@ -353,6 +353,51 @@ expect_outputs (GstHarness *h, const guint *frames, guint n, GstClockTime durati
   }
 }
 
+/* The output caps' duration of src caps (0 when absent). */
+static guint64
+output_caps_duration (GstHarness *h)
+{
+  GstCaps *caps = gst_pad_get_current_caps (h->sinkpad);
+  guint64 duration = 0;
+
+  fail_unless (caps != NULL);
+  gst_structure_get_uint64 (gst_caps_get_structure (caps, 0), "duration", &duration);
+  gst_caps_unref (caps);
+  return duration;
+}
+
+/* The nominal duration of one embedding in the output caps: interval
+ * frames of 1/framerate, renegotiated when interval changes while
+ * playing; left out with a variable framerate (0/1). */
+GST_START_TEST (test_caps_duration)
+{
+  GstHarness *h = harness_new (NULL);
+  GstElement *enc = gst_harness_find_element (h, "imageenc");
+  GstVideoInfo info;
+  guint i;
+
+  gst_video_info_set_format (&info, GST_VIDEO_FORMAT_RGB, 8, 8);
+  gst_harness_set_src_caps_str (h, "video/x-raw, format=RGB, width=8, height=8, framerate=25/1");
+  gst_harness_push (h, frame_new (&info, 0, 0, FRAME));
+  gst_buffer_unref (gst_harness_pull (h));
+  fail_unless_equals_uint64 (output_caps_duration (h), FRAME);
+
+  g_object_set (enc, "interval", 5, NULL);
+  for (i = 1; i < 6; i++)
+    gst_harness_push (h, frame_new (&info, i, i * FRAME, FRAME));
+  gst_buffer_unref (gst_harness_pull (h));
+  fail_unless_equals_uint64 (output_caps_duration (h), 5 * FRAME);
+
+  gst_harness_set_src_caps_str (h, "video/x-raw, format=RGB, width=8, height=8, framerate=0/1");
+  gst_harness_push (h, frame_new (&info, 9, 10 * FRAME, FRAME));
+  gst_buffer_unref (gst_harness_pull (h));
+  fail_unless_equals_uint64 (output_caps_duration (h), 0);
+  gst_object_unref (enc);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_interval)
 {
   static const struct
@@ -576,6 +621,7 @@ imageenc_suite (void)
   tcase_add_test (tc, test_caps_refused);
   tcase_add_test (tc, test_downstream_mismatch);
   tcase_add_test (tc, test_interval);
+  tcase_add_test (tc, test_caps_duration);
   tcase_add_test (tc, test_flush);
   tcase_add_test (tc, test_qos);
   tcase_add_test (tc, test_eos);
