@@ -45,7 +45,11 @@
  * ## Pairing
  * For an output interval [t, t+d), every other pad contributes the
  * embedding whose validity interval [pts, pts+duration) covers t (with
- * overlapping windows, the earliest-starting one still covering t), or else
+ * overlapping windows, the earliest-starting one still covering t; but on
+ * a sparse pad a newer cue supersedes an older one from its start: the
+ * older one is not used again, however long it says it lasts, so a cue
+ * whose end came before its start or that overlaps the next one cannot
+ * mask later cues), or else
  * the newest one that started before t if its end lies at most `max-age` ns
  * before t (the pad's own `max-age` when set, else the element's).
  * A GAP event after an embedding (e.g. textenc's blank cue) ends that: from
@@ -158,6 +162,7 @@
 #endif
 
 #include <string.h>
+#include <gst/base/gstqueuearray.h>
 #include <mm.h>
 
 #include "gstmmfuse.h"
@@ -227,6 +232,12 @@ struct _GstMmFusePad
                                  * aggregator thread */
   gboolean flushed;        /* flushed since the last output or reset of
                             * the output clock (aggregator thread) */
+
+  /* pad object lock: the PTS of every data buffer that entered the pad
+   * (queued_probe(), streaming thread) and is not consumed yet, oldest
+   * first, so that a cue sees a newer one queued (or waiting for room)
+   * behind it: the base class only shows the head of the queue */
+  GstQueueArray *queued_pts;
 
   /* pad object lock: the maximum latency this pad's upstream answered in
    * the last latency query (how long it can hold data back), NONE when
@@ -315,6 +326,7 @@ gst_mm_fuse_pad_finalize (GObject *object)
   g_free (pad->modality);
   g_free (pad->last);
   gst_clear_buffer (&pad->held);
+  gst_queue_array_free (pad->queued_pts);
 
   G_OBJECT_CLASS (gst_mm_fuse_pad_parent_class)->finalize (object);
 }
@@ -358,6 +370,7 @@ gst_mm_fuse_pad_init (GstMmFusePad *pad)
   pad->input = -1;
   pad->upstream_max = GST_CLOCK_TIME_NONE;
   pad->caps_duration = GST_CLOCK_TIME_NONE;
+  pad->queued_pts = gst_queue_array_new_for_struct (sizeof (GstClockTime), 8);
   gst_mm_fuse_pad_reset_stream (pad);
   /* Accept-caps only checks the template: wrong dims reach the CAPS event,
    * which refuses them with a message naming the problem. */
@@ -583,6 +596,44 @@ latency_probe (GstPad *pad, GstPadProbeInfo *info, gpointer user_data)
   return GST_PAD_PROBE_OK;
 }
 
+static gboolean
+is_gap_buffer (GstBuffer *buf)
+{
+  return GST_BUFFER_FLAG_IS_SET (buf, GST_BUFFER_FLAG_GAP) && gst_buffer_get_size (buf) == 0;
+}
+
+static gboolean
+note_queued (GstBuffer **buf, guint idx, gpointer user_data)
+{
+  GstMmFusePad *pad = user_data;
+  GstClockTime pts = GST_BUFFER_PTS (*buf);
+
+  if (!is_gap_buffer (*buf))
+    gst_queue_array_push_tail_struct (pad->queued_pts, &pts);
+  return TRUE;
+}
+
+/* Streaming thread, before the base class queues a buffer: notes its PTS
+ * in queued_pts (see newer_cue_queued()); a flush empties the list. */
+static GstPadProbeReturn
+queued_probe (GstPad *pad, GstPadProbeInfo *info, gpointer user_data)
+{
+  GstMmFusePad *fpad = GST_MM_FUSE_PAD (pad);
+
+  GST_OBJECT_LOCK (fpad);
+  if (info->type & GST_PAD_PROBE_TYPE_BUFFER) {
+    GstBuffer *buf = GST_PAD_PROBE_INFO_BUFFER (info);
+
+    note_queued (&buf, 0, fpad);
+  } else if (info->type & GST_PAD_PROBE_TYPE_BUFFER_LIST) {
+    gst_buffer_list_foreach (GST_PAD_PROBE_INFO_BUFFER_LIST (info), note_queued, fpad);
+  } else if (GST_EVENT_TYPE (GST_PAD_PROBE_INFO_EVENT (info)) == GST_EVENT_FLUSH_STOP) {
+    gst_queue_array_clear (fpad->queued_pts);
+  }
+  GST_OBJECT_UNLOCK (fpad);
+  return GST_PAD_PROBE_OK;
+}
+
 static GstPad *
 gst_mm_fuse_request_new_pad (
     GstElement *element, GstPadTemplate *templ, const gchar *name, const GstCaps *caps)
@@ -593,6 +644,9 @@ gst_mm_fuse_request_new_pad (
   if (pad) {
     gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_QUERY_UPSTREAM | GST_PAD_PROBE_TYPE_PULL,
         latency_probe, NULL, NULL);
+    gst_pad_add_probe (pad,
+        GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST | GST_PAD_PROBE_TYPE_EVENT_FLUSH,
+        queued_probe, NULL, NULL);
     gst_child_proxy_child_added (GST_CHILD_PROXY (element), G_OBJECT (pad), GST_OBJECT_NAME (pad));
   }
   return pad;
@@ -1440,12 +1494,6 @@ apply_pending_reset (GstMmFusePad *pad)
  * the segment's start: after an accurate seek into a subtitle cue, the cue
  * still covers the first outputs (dropping it left mmfuse waiting for the
  * next cue while the demuxer waited for the full video queue). */
-static gboolean
-is_gap_buffer (GstBuffer *buf)
-{
-  return GST_BUFFER_FLAG_IS_SET (buf, GST_BUFFER_FLAG_GAP) && gst_buffer_get_size (buf) == 0;
-}
-
 /* The duration of the embedding in @buf: the buffer's, else the nominal one
  * of the pad's caps, else NONE (the pad's next PTS will tell). */
 static GstClockTime
@@ -1532,6 +1580,45 @@ note_gap (GstMmFusePad *pad, GstClockTime start, GstClockTime end)
     pad->gap_from = MAX (start, data_end);
 }
 
+/* Drops the head of @pad's queue, @head (peeked), and forgets its PTS. */
+static void
+pad_drop_head (GstMmFusePad *pad, GstBuffer *head)
+{
+  if (gst_aggregator_pad_drop_buffer (GST_AGGREGATOR_PAD (pad)) && !is_gap_buffer (head)) {
+    GST_OBJECT_LOCK (pad);
+    if (gst_queue_array_get_length (pad->queued_pts) > 0)
+      gst_queue_array_pop_head_struct (pad->queued_pts);
+    GST_OBJECT_UNLOCK (pad);
+  }
+}
+
+/* Whether a cue newer than the head of @pad's queue, starting at or before
+ * running time @t, has entered the pad: it then supersedes the head from
+ * its start, however long the head says it lasts (a cue whose end came
+ * before its start, or an overlapping one). */
+static gboolean
+newer_cue_queued (GstMmFusePad *pad, GstClockTime t)
+{
+  const GstSegment *seg = &GST_AGGREGATOR_PAD (pad)->segment;
+  gboolean newer = FALSE;
+  guint i, n;
+
+  if (seg->format != GST_FORMAT_TIME)
+    return FALSE;
+  GST_OBJECT_LOCK (pad);
+  n = gst_queue_array_get_length (pad->queued_pts);
+  for (i = 1; i < n && !newer; i++) {
+    GstClockTime *pts = gst_queue_array_peek_nth_struct (pad->queued_pts, i);
+    GstClockTime run = GST_CLOCK_TIME_IS_VALID (*pts)
+        ? gst_segment_to_running_time (seg, GST_FORMAT_TIME, MAX (*pts, seg->start))
+        : GST_CLOCK_TIME_NONE;
+
+    newer = GST_CLOCK_TIME_IS_VALID (run) && run <= t;
+  }
+  GST_OBJECT_UNLOCK (pad);
+  return newer;
+}
+
 /* The pad's next buffer or GAP starts at running time @start: the last
  * embedding, if its duration was unknown, ends there. */
 static void
@@ -1616,14 +1703,17 @@ settle_pad (GstMmFuse *self, GstMmFusePad *pad, GstClockTime t, gboolean timeout
     } else if (!take_embedding (self, pad, buf, start)) {
       gst_buffer_unref (buf);
       return GST_FLOW_ERROR;
-    } else if (GST_CLOCK_TIME_IS_VALID (pad->last_end) && t < pad->last_end) {
+    } else if (GST_CLOCK_TIME_IS_VALID (pad->last_end) && t < pad->last_end
+        && !(pad->sparse && newer_cue_queued (pad, t))) {
       /* It covers t: keep it queued (taken again next time) until t passes
-       * its end, so that the pad still has data for the base class. */
+       * its end, so that the pad still has data for the base class.  A cue
+       * with a newer cue behind it that starts by t is superseded: taken
+       * off, the newer one comes next (or is about to be queued). */
       covered = TRUE;
       gst_buffer_unref (buf);
       break;
     }
-    gst_aggregator_pad_drop_buffer (apad);
+    pad_drop_head (pad, buf);
     gst_buffer_unref (buf);
   }
 
@@ -1792,7 +1882,7 @@ drive_duration_from_next (GstMmFuse *self, GstMmFusePad *drive, GstBuffer *buf, 
 
   if (drive->held == NULL) {
     drive->held = gst_buffer_ref (buf);
-    gst_aggregator_pad_drop_buffer (dpad);
+    pad_drop_head (drive, buf);
   }
   *out_dur = GST_CLOCK_TIME_NONE;
   next = gst_aggregator_pad_peek_buffer (dpad);
@@ -1915,7 +2005,7 @@ gst_mm_fuse_aggregate (GstAggregator *agg, gboolean timeout)
       if (drive->held)
         gst_clear_buffer (&drive->held);
       else
-        gst_aggregator_pad_drop_buffer (dpad);
+        pad_drop_head (drive, drive_buf);
       gst_clear_buffer (&drive_buf);
     }
     if (drive->input < 0) {
@@ -2025,7 +2115,7 @@ gst_mm_fuse_aggregate (GstAggregator *agg, gboolean timeout)
   if (drive && drive->held)
     gst_clear_buffer (&drive->held); /* the queue's head is the next one */
   else if (drive)
-    gst_aggregator_pad_drop_buffer (GST_AGGREGATOR_PAD (drive));
+    pad_drop_head (drive, drive_buf);
 
   GST_BUFFER_PTS (out) = out_pts;
   GST_BUFFER_DURATION (out) = out_dur;

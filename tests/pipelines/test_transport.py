@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Embeddings through transports that drop buffer durations (issue 16, case 3).
 
-    test_transport.py CASE      (rtp | rtp-config | gdp | no-duration)
+    test_transport.py CASE      (rtp | rtp-config | gdp | no-duration | cues)
 
 Each case runs one pipeline of image, audio and text embeddings into mmfuse
 without a transport, then the same pipeline with a transport on every
@@ -221,6 +221,65 @@ def case_no_duration(work):
         run_pair(work, "no-duration", branches, mids, max_age)
 
 
+# Issue 16, case 4 (mmfuse's side): text embeddings with crafted timing fed
+# straight into mmfuse (max-age=0), image frames driving at 10/s.
+CUES_SCRIPT = r"""
+import json, struct, sys
+import gi
+gi.require_version("Gst", "1.0")
+from gi.repository import Gst
+Gst.init(None)
+model, out, cues = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+line = ("videotestsrc num-buffers=80 pattern=ball ! "
+        "video/x-raw,format=RGB,width=16,height=16,framerate=10/1 ! imageenc model=M ! f.sink_0 "
+        "appsrc name=cues format=time "
+        "caps=application/x-mm-embedding,modality=text,dim=8,model=tiny ! f.sink_1 "
+        "mmfuse name=f model=M max-age=0 ! mmdecode model=M ! mmpublish location=%s ! fakesink"
+        % out).replace("=M ", "=%s " % model)
+p = Gst.parse_launch(line)
+src = p.get_by_name("cues")
+p.set_state(Gst.State.PLAYING)
+for i, (pts, dur) in enumerate(cues):
+    buf = Gst.Buffer.new_wrapped(struct.pack("8f", *[0.1 * (i + 1)] * 8))
+    buf.pts, buf.duration = pts, dur
+    src.emit("push-buffer", buf)
+src.emit("end-of-stream")
+m = p.get_bus().timed_pop_filtered(30 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
+p.set_state(Gst.State.NULL)
+if m is None or m.type != Gst.MessageType.EOS:
+    print("no EOS: %s" % (m.parse_error()[0].message if m else "timeout"), file=sys.stderr)
+    sys.exit(1)
+"""
+
+
+def case_cues(work):
+    """A cue whose end comes before its start (subparse makes that ~5 million hours) at 1 s,
+    normal cues after it, and a long cue overlapped by a newer short one: each newer cue
+    supersedes the older from its start; the absurd cue masks nothing (before: it stayed the
+    text input until EOS, 7 s later)."""
+    s = 1000 * 1000 * 1000
+    cues = [(1 * s, 2 ** 63), (2 * s, s), (4 * s, 3 * s), (5 * s, s)]
+    # expected text input (the cue's PTS) at each 0.1 s: max-age=0 (a cue still counts at
+    # the instant it ends), a superseded cue is not used again once a newer one started,
+    # nothing after the text's EOS
+    expect = [(0, 1, None), (1, 2, 1 * s), (2, 3.01, 2 * s), (3.01, 4, None), (4, 5, 4 * s),
+              (5, 6, 5 * s), (6, 8, None)]
+    out = os.path.join(work, "cues.jsonl")
+    proc = subprocess.Popen(["/usr/bin/python3", "-c", CUES_SCRIPT, MODEL, out, json.dumps(cues)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    finish(proc, "crafted cues")
+    got = [(d["pts"], d["input-pts"][TEXT]) for d in decisions(out)]
+    wrong = []
+    for pts, text_pts in got:
+        want = next(w for a, b, w in expect if a * s <= pts < b * s)
+        if text_pts != want:
+            wrong.append(f"{pts / s:.1f} s: text {text_pts} (want {want})")
+    print(f"# cues: {len(got)} decisions, {len(wrong)} with the wrong cue")
+    for w in wrong[:10]:
+        print("#   " + w)
+    assert len(got) == 80 and not wrong, f"{len(got)} decisions, wrong cues: {wrong[:3]}"
+
+
 def main():
     if LAUNCH is None:
         print("1..0 # SKIP gst-launch-1.0 not found")
@@ -229,7 +288,7 @@ def main():
     work = tempfile.mkdtemp(prefix="mmtransport-")
     try:
         {"rtp": case_rtp, "rtp-config": case_rtp_config, "gdp": case_gdp,
-         "no-duration": case_no_duration}[sys.argv[1]](work)
+         "no-duration": case_no_duration, "cues": case_cues}[sys.argv[1]](work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
