@@ -13,7 +13,7 @@ PACKAGES="meson ninja-build pkg-config gcc
   gstreamer1.0-pocketsphinx libpocketsphinx-dev pocketsphinx-en-us flite
   gstreamer1.0-plugins-base-apps tuxpaint-stamps-default
   python3-gi python3-gst-1.0 gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
-  python3 valgrind clang-format python3-numpy python3-onnx
+  python3 valgrind clang-format python3-numpy python3-onnx clang libclang-rt-14-dev
   mosquitto mosquitto-clients libmosquitto-dev"
 
 missing=""
