@@ -484,14 +484,19 @@ def test_live_silent_captions():
     audioenc's 2 s (and 4 s) window.  The base class's latency fold failed (max 1 s < min
     2.06 s) and mmfuse never timed out: 0 decisions before.  Now the cadence (1/s) continues
     within latency + window, whether the captions are silent throughout or send cues at 1 s
-    and, after a long silence, at 7 s; mmfuse warns once, naming itself, the pad and the
+    and, after a silence longer than latency + window (the issue's 130 s, shortened), at 7 s;
+    the same with audioenc window=4s; mmfuse warns once, naming itself, the pad and the
     numbers."""
-    cases = [("silent", "", [], 2.06), ("cues", "", [[1.0, "a dog barks"], [7.0, "a cat"]], 2.06),
-             ("window4", "window=4000000000", [], 4.06)]
+    cues = [[1.0, "a dog barks"], [7.0, "a cat"]]
+    cases = [("silent", "", [], 2.06), ("cues", "", cues, 2.06),
+             ("window4", "window=4000000000", [], 4.06),
+             # (cues at 1 s and 6 s: 5 s of silence > latency + window, and decided in 13 s)
+             ("window4-cues", "window=4000000000", [[1.0, "a dog barks"], [6.0, "a cat"]], 4.06)]
     procs = []
     for name, window, cues, _ in cases:
+        secs = "13" if name == "window4-cues" else "11"
         procs.append(subprocess.Popen(
-            [PYTHON, "-c", LIVE_CAPTIONS, MODEL, "11", window, json.dumps(cues)],
+            [PYTHON, "-c", LIVE_CAPTIONS, MODEL, secs, window, json.dumps(cues)],
             env=env(GST_PLUGIN_PATH=os.path.join(BUILD, "plugins")), stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True, cwd=ROOT))
     for (name, _, cues, window), proc in zip(cases, procs):
@@ -523,6 +528,11 @@ def test_live_silent_captions():
         if cues:
             check(sum("text" in d[2] for d in res["decisions"]) >= 1,
                   "%s: the cues did not reach the decisions" % name)
+        for c in cues:  # each cue decided in the run's time, the one after the silence too
+            if c[0] + 1.0 + window + 0.8 <= (13 if name == "window4-cues" else 11):
+                check(any(c[0] <= t < c[0] + 2.2 and "text" in p  # (its 1 s or max-age)
+                          for _, t, p in res["decisions"]),
+                      "%s: the cue at %.0f s never reached a decision" % (name, c[0]))
 
 
 def test_speech():
