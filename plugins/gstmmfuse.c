@@ -1218,6 +1218,15 @@ gst_mm_fuse_sink_event (GstAggregator *agg, GstAggregatorPad *apad, GstEvent *ev
        * order with the pad's data, which also wakes aggregate() in non-live
        * pipelines; settle_pad() takes it from there. */
       GST_LOG_OBJECT (pad, "GAP %" GST_PTR_FORMAT, event);
+      /* A GAP before any time segment has no time to settle (and the base
+       * class would clip it against the undefined segment: a critical).
+       * rtpgstpay forwards the encoders' preroll GAP at once but holds the
+       * segment back until its first buffer. */
+      if (apad->segment.format != GST_FORMAT_TIME) {
+        GST_DEBUG_OBJECT (pad, "dropping a GAP before the segment");
+        gst_event_unref (event);
+        return TRUE;
+      }
       break;
     default:
       break;
