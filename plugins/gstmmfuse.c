@@ -808,6 +808,8 @@ gst_mm_fuse_forget_pad_mapping (GstMmFusePad *pad)
   GST_OBJECT_LOCK (pad);
   pad->input = -1;
   pad->refused = FALSE;
+  /* (the base class emptied the queues: a next run starts afresh) */
+  gst_queue_array_clear (pad->queued_pts);
   GST_OBJECT_UNLOCK (pad);
   gst_mm_fuse_pad_reset_stream (pad);
 }
