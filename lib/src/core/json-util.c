@@ -548,52 +548,36 @@ mm_budget_max_work (void)
   return limit_from_env ("MM_MAX_WORK", MM_DEFAULT_MAX_WORK);
 }
 
-/* "12.3 GFLOP", "456.0 MFLOP": small limits (tests, embedded) stay readable */
-static char *
-format_flops (guint64 flops)
+/* "17448", "64", "5.88", "0.0867": whole numbers from 100 on, else three
+ * significant digits, so that low limits (tests, small devices) stay
+ * readable in MB and GFLOP */
+static void
+format_figure (char *buf, gsize size, double v)
 {
-  if (flops >= G_GUINT64_CONSTANT (1000000000))
-    return g_strdup_printf ("%.1f GFLOP", flops / 1e9);
-  if (flops >= 1000000)
-    return g_strdup_printf ("%.1f MFLOP", flops / 1e6);
-  return g_strdup_printf ("%" G_GUINT64_FORMAT " FLOP", flops);
-}
-
-/* "1.5 GiB", "5.9 MiB" (ASCII, unlike g_format_size's no-break space) */
-static char *
-format_bytes (guint64 bytes)
-{
-  if (bytes >= (G_GUINT64_CONSTANT (1) << 30))
-    return g_strdup_printf ("%.1f GiB", bytes / (double)(1 << 30));
-  if (bytes >= (1 << 20))
-    return g_strdup_printf ("%.1f MiB", bytes / (double)(1 << 20));
-  if (bytes >= (1 << 10))
-    return g_strdup_printf ("%.1f KiB", bytes / (double)(1 << 10));
-  return g_strdup_printf ("%" G_GUINT64_FORMAT " bytes", bytes);
+  g_snprintf (buf, size, v >= 100.0 ? "%.0f" : "%.3g", v);
 }
 
 gboolean
 mm_budget_check (const char *label, const char *what, guint64 bytes, guint64 flops, GError **error)
 {
   guint64 max_bytes = mm_budget_max_memory (), max_flops = mm_budget_max_work ();
+  char need[32], limit[32];
   if (bytes > max_bytes) {
-    char *need = format_bytes (bytes), *limit = format_bytes (max_bytes);
+    format_figure (need, sizeof need, bytes / 1048576.0);
+    format_figure (limit, sizeof limit, max_bytes / 1048576.0);
     mm_set_error (error, MM_ERROR_UNSUPPORTED, label,
-        "%s needs %s of memory, over the limit of %s (raise it with MM_MAX_MEMORY=bytes, "
+        "%s needs %s MB of memory, over the limit of %s MB (raise it with MM_MAX_MEMORY=bytes, "
         "K/M/G/T suffixes allowed)",
         what, need, limit);
-    g_free (need);
-    g_free (limit);
     return FALSE;
   }
   if (flops > max_flops) {
-    char *need = format_flops (flops), *limit = format_flops (max_flops);
+    format_figure (need, sizeof need, flops / 1e9);
+    format_figure (limit, sizeof limit, max_flops / 1e9);
     mm_set_error (error, MM_ERROR_UNSUPPORTED, label,
-        "%s needs %s per item, over the limit of %s (raise it with MM_MAX_WORK=flops, K/M/G/T "
-        "suffixes allowed)",
+        "%s needs %s GFLOP per item, over the limit of %s GFLOP (raise it with MM_MAX_WORK=flops, "
+        "K/M/G/T suffixes allowed)",
         what, need, limit);
-    g_free (need);
-    g_free (limit);
     return FALSE;
   }
   return TRUE;
