@@ -560,6 +560,44 @@ test_budget_env (void)
   g_free (path);
 }
 
+/* A model's parts are held to the budget together: at some limit each part
+ * of the bundled model fits but the whole does not. */
+static void
+test_budget_whole_model (void)
+{
+  const char *fixtures = g_getenv ("MM_FIXTURES");
+  char *path = g_build_filename (
+      fixtures ? fixtures : "tests/fixtures", "..", "..", "models", "scenes.safetensors", NULL);
+  if (!g_file_test (path, G_FILE_TEST_EXISTS)) {
+    g_test_skip ("no models/scenes.safetensors");
+    g_free (path);
+    return;
+  }
+  gboolean summed = FALSE;
+  for (int mb = 1; mb <= 256 && !summed; mb *= 2) {
+    char limit[16];
+    g_snprintf (limit, sizeof limit, "%dM", mb);
+    g_setenv ("MM_MAX_MEMORY", limit, TRUE);
+    GError *err = NULL;
+    MmModel *m = mm_model_open (path, &err);
+    if (m) {
+      mm_model_unref (m);
+      break;
+    }
+    g_test_message ("MM_MAX_MEMORY=%s: %s", limit, err->message);
+    g_assert_nonnull (strstr (err->message, "MM_MAX_MEMORY"));
+    summed = strstr (err->message, "with the rest of the model") != NULL;
+    g_error_free (err);
+  }
+  g_unsetenv ("MM_MAX_MEMORY");
+  g_assert_true (summed);
+  GError *err = NULL;
+  MmModel *m = mm_model_open (path, &err);
+  g_assert_no_error (err);
+  mm_model_unref (m);
+  g_free (path);
+}
+
 /* ---- concurrency: the model table's lock is not held while parsing ---- */
 
 typedef struct
@@ -732,6 +770,7 @@ main (int argc, char **argv)
   }
   g_test_add_func ("/hostile/bomb/empty-tensors", test_bomb_empty_tensors);
   g_test_add_func ("/hostile/budget/env", test_budget_env);
+  g_test_add_func ("/hostile/budget/whole-model", test_budget_whole_model);
   g_test_add_func ("/hostile/threads/parse-outside-lock", test_parse_outside_lock);
   g_test_add_func ("/hostile/threads/open-from-8-threads", test_open_from_threads);
   int ret = g_test_run ();

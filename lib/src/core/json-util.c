@@ -557,14 +557,68 @@ format_figure (char *buf, gsize size, double v)
   g_snprintf (buf, size, v >= 100.0 ? "%.0f" : "%.3g", v);
 }
 
+/* The model being loaded on this thread: what its parts counted so far. */
+typedef struct
+{
+  guint depth;  /* mm_budget_load_begin () nesting */
+  guint64 used; /* bytes */
+} BudgetLoad;
+
+static GPrivate budget_load_key = G_PRIVATE_INIT (g_free);
+
+static BudgetLoad *
+budget_load (void)
+{
+  BudgetLoad *b = g_private_get (&budget_load_key);
+  if (!b) {
+    b = g_new0 (BudgetLoad, 1);
+    g_private_set (&budget_load_key, b);
+  }
+  return b;
+}
+
+void
+mm_budget_load_begin (void)
+{
+  BudgetLoad *b = budget_load ();
+  if (b->depth++ == 0)
+    b->used = 0;
+}
+
+void
+mm_budget_load_end (void)
+{
+  BudgetLoad *b = budget_load ();
+  if (b->depth > 0 && --b->depth == 0)
+    b->used = 0;
+}
+
+void
+mm_budget_release (guint64 bytes)
+{
+  BudgetLoad *b = budget_load ();
+  if (b->depth > 0)
+    b->used -= MIN (bytes, b->used);
+}
+
 gboolean
 mm_budget_check (const char *label, const char *what, guint64 bytes, guint64 flops, GError **error)
 {
   guint64 max_bytes = mm_budget_max_memory (), max_flops = mm_budget_max_work ();
-  char need[32], limit[32];
-  if (bytes > max_bytes) {
+  BudgetLoad *load = budget_load ();
+  guint64 before = load->depth > 0 ? load->used : 0;
+  char need[32], limit[32], total[32];
+  if (bytes > max_bytes || before + bytes > max_bytes || before + bytes < before) {
     format_figure (need, sizeof need, bytes / 1048576.0);
     format_figure (limit, sizeof limit, max_bytes / 1048576.0);
+    if (bytes <= max_bytes) {
+      format_figure (total, sizeof total, (before + bytes) / 1048576.0);
+      mm_set_error (error, MM_ERROR_UNSUPPORTED, label,
+          "%s needs %s MB of memory, %s MB with the rest of the model, over the limit of %s MB "
+          "(raise it with MM_MAX_MEMORY=bytes, K/M/G/T suffixes allowed)",
+          what, need, total, limit);
+      return FALSE;
+    }
     mm_set_error (error, MM_ERROR_UNSUPPORTED, label,
         "%s needs %s MB of memory, over the limit of %s MB (raise it with MM_MAX_MEMORY=bytes, "
         "K/M/G/T suffixes allowed)",
@@ -580,5 +634,7 @@ mm_budget_check (const char *label, const char *what, guint64 bytes, guint64 flo
         what, need, limit);
     return FALSE;
   }
+  if (load->depth > 0)
+    load->used += bytes;
   return TRUE;
 }

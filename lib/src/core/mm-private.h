@@ -124,6 +124,14 @@ guint64 mm_budget_max_memory (void);
 guint64 mm_budget_max_work (void);
 gboolean
 mm_budget_check (const char *label, const char *what, guint64 bytes, guint64 flops, GError **error);
+/* While a model loads (between begin and end, on this thread; nestable),
+ * the memory of each check that passes is added up, and the sum must stay
+ * within the limit too: a model's parts live together.  Work is per item
+ * and per component, not summed.  mm_budget_release () takes back memory
+ * freed before the load ends (json-glib's tree of the header). */
+void mm_budget_load_begin (void);
+void mm_budget_load_end (void);
+void mm_budget_release (guint64 bytes);
 
 /* What a conv packed by mm_conv_cl_init (conv-cl.c) costs, for the budget
  * before packing: bytes of packed weights (a group's output channels

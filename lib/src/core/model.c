@@ -157,8 +157,19 @@ check_consistency (MmModel *m, const char *label, GError **error)
   return TRUE;
 }
 
+static MmModel *model_new (MmSafetensors *st, const char *label, GError **error);
+
 MmModel *
 mm_model_new_from_safetensors (MmSafetensors *st, const char *label, GError **error)
+{
+  mm_budget_load_begin ();
+  MmModel *m = model_new (st, label, error);
+  mm_budget_load_end ();
+  return m;
+}
+
+static MmModel *
+model_new (MmSafetensors *st, const char *label, GError **error)
 {
   MmModel *m = g_new0 (MmModel, 1);
   m->refcount = 1;
@@ -302,12 +313,14 @@ mm_model_open (const char *path, GError **error)
   g_hash_table_add (models_loading, key);
   g_mutex_unlock (&models_lock);
 
+  mm_budget_load_begin (); /* the file's parts are held to the budget together */
   MmSafetensors *st = mm_safetensors_open (real_path, error);
   if (st) {
     m = mm_model_new_from_safetensors (st, real_path, error);
     if (!m)
       mm_safetensors_free (st);
   }
+  mm_budget_load_end ();
 
   g_mutex_lock (&models_lock);
   g_hash_table_remove (models_loading, key);

@@ -309,8 +309,7 @@ parse (MmSafetensors *st, GError **error)
       convert_bytes += (guint64)e->t.n_elements * sizeof (float);
   }
   if (ok)
-    ok = mm_budget_check (
-        L, "converting F16/BF16 tensors to float", tree_bytes + convert_bytes, 0, error);
+    ok = mm_budget_check (L, "converting F16/BF16 tensors to float", convert_bytes, 0, error);
   for (guint i = 0; ok && i < entries->len; i++) {
     Entry *e = entries->pdata[i];
     e->t.data = tensor_data (st, data + e->begin, e->dsize, e->t.n_elements, e->bf16);
@@ -327,6 +326,7 @@ parse (MmSafetensors *st, GError **error)
   }
   g_ptr_array_unref (entries);
   g_object_unref (parser);
+  mm_budget_release (tree_bytes); /* json-glib's tree is gone */
   return ok;
 }
 
