@@ -2,6 +2,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <stdlib.h>
@@ -12,11 +13,13 @@
 
 /* Open models by canonical path.  The table holds no reference: a model
  * removes itself when its count drops to zero.  Reference counts change only
- * under this lock, so open() can never revive a model being freed. */
-static GMutex models_lock;
+ * under this lock, so open() can never revive a model being freed.  A
+ * pthread mutex and condition rather than GMutex/GCond: GLib's are futexes
+ * ThreadSanitizer cannot see, so it reported every access under them. */
+static pthread_mutex_t models_lock = PTHREAD_MUTEX_INITIALIZER;
 static GHashTable *models_by_path;
 static GHashTable *models_loading; /* keys of files being parsed, no lock held */
-static GCond models_loaded;        /* a load finished (with models_lock) */
+static pthread_cond_t models_loaded = PTHREAD_COND_INITIALIZER; /* a load finished */
 
 static const char *const component_names[MM_N_COMPONENTS] = { "text", "image", "audio", "fusion",
   "head", "numeric" };
@@ -294,7 +297,7 @@ mm_model_open (const char *path, GError **error)
   /* The file is parsed outside the lock, so that opening one model never
    * waits for another being parsed; a second open of a path being loaded
    * waits for that load (and loads it itself if that one failed). */
-  g_mutex_lock (&models_lock);
+  pthread_mutex_lock (&models_lock);
   if (!models_by_path) {
     models_by_path = g_hash_table_new (g_str_hash, g_str_equal);
     models_loading = g_hash_table_new (g_str_hash, g_str_equal);
@@ -302,16 +305,16 @@ mm_model_open (const char *path, GError **error)
   MmModel *m;
   while (!(m = g_hash_table_lookup (models_by_path, key))
       && g_hash_table_contains (models_loading, key))
-    g_cond_wait (&models_loaded, &models_lock);
+    pthread_cond_wait (&models_loaded, &models_lock);
   if (m) {
     m->refcount++;
-    g_mutex_unlock (&models_lock);
+    pthread_mutex_unlock (&models_lock);
     g_free (key);
     g_free (real_path);
     return m;
   }
   g_hash_table_add (models_loading, key);
-  g_mutex_unlock (&models_lock);
+  pthread_mutex_unlock (&models_lock);
 
   mm_budget_load_begin (); /* the file's parts are held to the budget together */
   MmSafetensors *st = mm_safetensors_open (real_path, error);
@@ -322,15 +325,15 @@ mm_model_open (const char *path, GError **error)
   }
   mm_budget_load_end ();
 
-  g_mutex_lock (&models_lock);
+  pthread_mutex_lock (&models_lock);
   g_hash_table_remove (models_loading, key);
   if (m) {
     m->path = real_path;
     m->key = key;
     g_hash_table_insert (models_by_path, m->key, m);
   }
-  g_cond_broadcast (&models_loaded);
-  g_mutex_unlock (&models_lock);
+  pthread_cond_broadcast (&models_loaded);
+  pthread_mutex_unlock (&models_lock);
   if (!m) {
     g_free (key);
     g_free (real_path);
@@ -344,9 +347,9 @@ MmModel *
 mm_model_ref (MmModel *model)
 {
   g_return_val_if_fail (model != NULL, NULL);
-  g_mutex_lock (&models_lock);
+  pthread_mutex_lock (&models_lock);
   model->refcount++;
-  g_mutex_unlock (&models_lock);
+  pthread_mutex_unlock (&models_lock);
   return model;
 }
 
@@ -355,11 +358,11 @@ mm_model_unref (MmModel *model)
 {
   if (!model)
     return;
-  g_mutex_lock (&models_lock);
+  pthread_mutex_lock (&models_lock);
   gboolean last = --model->refcount == 0;
   if (last && model->key && models_by_path)
     g_hash_table_remove (models_by_path, model->key);
-  g_mutex_unlock (&models_lock);
+  pthread_mutex_unlock (&models_lock);
   if (last)
     model_free (model);
 }
