@@ -239,7 +239,7 @@ def test_live(tmp):
     pipe = Gst.parse_launch(
         'appsrc name=src is-live=true format=time do-timestamp=false '
         'caps="audio/x-raw,format=S16LE,rate=16000,channels=1,layout=interleaved" ! '
-        'queue ! mmtranscribe ! appsink name=text sync=true')
+        'queue ! mmtranscribe name=tr ! appsink name=text sync=true')
     src = pipe.get_by_name("src")
     pipe.set_state(Gst.State.PLAYING)
     chunk = RATE // 10 * 2  # 100 ms
@@ -252,10 +252,20 @@ def test_live(tmp):
         lag = buf.pts / Gst.SECOND - (time.monotonic() - t0)
         if lag > 0:
             time.sleep(lag)
+        if k == 10 * chunk:  # 1 s in: the latency the sink was configured with
+            q = Gst.Query.new_latency()
+            assert pipe.get_by_name("text").get_static_pad("sink").peer_query(q), \
+                "mmtranscribe does not answer the latency query"
+            live, lmin, lmax = q.parse_latency()
+            tr = pipe.get_by_name("tr")
+            want = tr.get_property("min-silence") + tr.get_property("max-utterance")
+            assert live and lmin >= want, (live, lmin, want)
     src.emit("end-of-stream")
     texts, _, _ = collect(pipe, timeout=30)
     worst, report = match(texts, truth, "live")
-    return ["live: worst interval error %.0f ms" % (worst * 1000)] + report
+    return ["live: worst interval error %.0f ms; latency answered: live, min %.2f s "
+            "(min-silence + max-utterance %.2f s)" % (worst * 1000, lmin / Gst.SECOND,
+                                                      want / Gst.SECOND)] + report
 
 
 CASES = {"timing": test_timing, "speed-pairing": test_speed_and_pairing, "live": test_live}
