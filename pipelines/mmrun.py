@@ -31,6 +31,23 @@ Options
   --quiet        no timeline on stdout
   --timeout S    give up (exit 2) after S seconds of wall-clock time (300),
                  counted from the start: preroll included
+  --clock-provider PORT
+                 share this pipeline's clock (the system clock) on UDP PORT
+                 with GstNetTimeProvider, for the pipelines of other
+                 processes or hosts (--net-clock)
+  --net-clock HOST:PORT
+                 run on the clock another mmrun shares (GstNetClientClock,
+                 synchronised before the pipeline starts; exit 1 if it
+                 cannot be within 10 s)
+  --base-time NS|now
+                 the pipeline's base time on that clock, instead of the
+                 moment it goes to PLAYING.  "now" (with --clock-provider)
+                 takes the clock's current time and prints
+                 "mmrun: base-time NS" on stderr: give that NS to the other
+                 processes.  With the same clock and base time, live
+                 pipelines in several processes give the same running time
+                 to the same moment, so embeddings sent between them (GDP,
+                 RTP) pair by their timestamps as in one process
   --tracks FILE  run nothing; print the tracks of the media FILE as shell
                  assignments (CONTAINER=the file's format, e.g. video/x-matroska
                  or audio/x-wav, N_VIDEO=n, N_AUDIO=n, N_TEXT=n: how many
@@ -131,6 +148,8 @@ class Runner:
             self.jsonl = sys.stdout
         elif args.jsonl:
             self.jsonl = open(args.jsonl, "w", encoding="utf-8")
+        self.clock_provider = None
+        self.setup_clock()
         bus = self.pipeline.get_bus()
         # The sync handler runs in the thread that posts the message, so the
         # latency is measured when mmdecode decided, not when we got to it.
@@ -138,6 +157,38 @@ class Runner:
         bus.connect("sync-message::element", self.on_sync_element)
         bus.add_signal_watch()
         bus.connect("message", self.on_message)
+
+    # -- shared clock (live pipelines across processes) ---------------------
+    def setup_clock(self):
+        a = self.args
+        clock = None
+        if a.clock_provider is not None:
+            gi.require_version("GstNet", "1.0")
+            from gi.repository import GstNet
+            clock = Gst.SystemClock.obtain()
+            self.clock_provider = GstNet.NetTimeProvider.new(clock, None, a.clock_provider)
+            if self.clock_provider is None:
+                raise SystemExit("mmrun: cannot share the clock on UDP port %d" % a.clock_provider)
+        elif a.net_clock:
+            gi.require_version("GstNet", "1.0")
+            from gi.repository import GstNet
+            host, _, port = a.net_clock.rpartition(":")
+            clock = GstNet.NetClientClock.new("mmrun-net-clock", host, int(port), 0)
+            if not clock.wait_for_sync(10 * Gst.SECOND):
+                raise SystemExit("mmrun: no clock from %s within 10 s (is an mmrun "
+                                 "--clock-provider running there?)" % a.net_clock)
+        if clock is not None:
+            self.pipeline.use_clock(clock)
+        if a.base_time is not None:
+            if clock is None:
+                raise SystemExit("mmrun: --base-time needs --clock-provider or --net-clock")
+            if a.base_time == "now":
+                base = clock.get_time()
+                print("mmrun: base-time %d" % base, file=sys.stderr, flush=True)
+            else:
+                base = int(a.base_time)
+            self.pipeline.set_start_time(NONE)
+            self.pipeline.set_base_time(base)
 
     # -- bus ---------------------------------------------------------------
     def on_sync_element(self, bus, msg):
@@ -438,6 +489,9 @@ def main(argv=None):
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--timeout", type=float, default=300)
     ap.add_argument("--tracks", metavar="FILE")
+    ap.add_argument("--clock-provider", type=int, metavar="PORT")
+    ap.add_argument("--net-clock", metavar="HOST:PORT")
+    ap.add_argument("--base-time", metavar="NS|now")
     ap.add_argument("pipeline", nargs=argparse.REMAINDER)
     args = ap.parse_args(argv)
     if args.tracks:

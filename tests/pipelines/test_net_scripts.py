@@ -225,7 +225,93 @@ def case_mqtt_host(work):
     check_received(printed, received, "mqtt.sh, MQTT_HOST given")
 
 
-CASES = {"distributed": case_distributed, "distributed-roles": case_distributed_roles,
+def run_net_clock(work, shared):
+    """A live fuser (its own live audio, plus image embeddings received
+    over GDP/TCP) and a live image sender started 1.5 s later in another
+    process.  shared: the sender runs on the fuser's clock (mmrun
+    --clock-provider / --net-clock) with the fuser's base time.  Returns the
+    decisions made while the sender was running, as (pts, image present,
+    image input pts)."""
+    mmrun = [sys.executable, os.path.join(ROOT, "pipelines", "mmrun.py")]
+    tcp, udp = free_ports(1), free_ports(1) + 1
+    out = os.path.join(work, "netclock-%d.jsonl" % shared)
+    fuse_args = ["--quiet", "--duration", "7"]
+    if shared:
+        fuse_args += ["--clock-provider", str(udp), "--base-time", "now"]
+    fuser = subprocess.Popen(
+        mmrun + fuse_args +
+        (f"tcpserversrc host=127.0.0.1 port={tcp} ! gdpdepay ! f.sink_0 "
+         "audiotestsrc is-live=true wave=pink-noise ! audio/x-raw,rate=16000,channels=1 ! "
+         f"audioenc model={MODEL} hop=250000000 ! f.sink_1 "
+         f"mmfuse name=f model={MODEL} interval=250000000 max-age=0 latency=300000000 ! "
+         f"mmdecode model={MODEL} ! mmpublish location={out} ! fakesink sync=false").split(),
+        env=env(), stderr=subprocess.PIPE, text=True)
+    base = None
+    try:
+        if shared:
+            line = fuser.stderr.readline()
+            assert line.startswith("mmrun: base-time "), line
+            base = line.split()[-1]
+        deadline = time.monotonic() + 20
+        while True:  # the fuser listens (binding its port fails)
+            assert time.monotonic() < deadline, "the fuser does not listen"
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", tcp))
+                except OSError:
+                    break
+            time.sleep(0.05)
+        time.sleep(1.5)
+        launched = time.monotonic_ns()  # GStreamer's system clock is CLOCK_MONOTONIC too
+        send_args = ["--quiet", "--duration", "3.5"]
+        if shared:
+            send_args += ["--net-clock", f"127.0.0.1:{udp}", "--base-time", base]
+        sender = subprocess.run(
+            mmrun + send_args +
+            ("videotestsrc is-live=true pattern=ball ! "
+             "video/x-raw,format=RGB,width=32,height=32,framerate=20/1 ! "
+             f"imageenc model={MODEL} ! gdppay ! "
+             f"tcpclientsink sync=false host=127.0.0.1 port={tcp}").split(),
+            env=env(), capture_output=True, text=True, timeout=30)
+        assert sender.returncode == 0, sender.stderr
+        _, err = fuser.communicate(timeout=30)
+        assert fuser.returncode == 0, err
+    finally:
+        if fuser.poll() is None:
+            fuser.kill()
+    return ([(d["pts"], d["input-present"][0], d["input-pts"][0]) for d in decisions(out)],
+            launched - int(base) if base else None)
+
+
+def case_net_clock(work):
+    """Live pipelines in two processes pair by timestamp only on a shared
+    clock and base time: with them, every decision made while the sender
+    runs has the frame of its own moment (within one frame, 50 ms), and the
+    frames sit at the fuser's running time of their capture.  Without (the
+    control, printed), each process counts from its own start and the
+    frames land seconds early, next to audio of another moment."""
+    control, _ = run_net_clock(work, False)
+    shared, launched = run_net_clock(work, True)
+    for name, ds in (("own clocks", control), ("shared clock", shared)):
+        with_image = [d for d in ds if d[1]]
+        offs = [abs(d[2] - d[0]) / 1e6 for d in with_image]
+        print(f"# {name}: {len(ds)} decisions, {len(with_image)} with the image "
+              f"(from {with_image[0][0] / 1e9 if with_image else float('nan'):.2f} s to "
+              f"{with_image[-1][0] / 1e9 if with_image else float('nan'):.2f} s); "
+              f"image PTS - decision PTS: max {max(offs) if offs else float('nan'):.0f} ms")
+    with_image = [d for d in shared if d[1]]
+    assert len(with_image) >= 8, shared  # 3.5 s of frames, a decision every 250 ms
+    first, last = with_image[0][0], with_image[-1][0]
+    inside = [d for d in shared if first <= d[0] <= last]
+    assert all(d[1] for d in inside), "image missing inside the sender's run: %r" % inside
+    assert all(abs(d[2] - d[0]) <= 50 * 1000 * 1000 for d in with_image), with_image
+    # the frames are placed at the moment they were captured: after the
+    # sender was launched (on the fuser's running time), within its start-up
+    print(f"# sender launched at {launched / 1e9:.2f} s of the fuser's running time")
+    assert launched <= first <= launched + 3 * 10**9, (first, launched)
+
+
+CASES = {"net-clock": case_net_clock, "distributed": case_distributed, "distributed-roles": case_distributed_roles,
          "mqtt": case_mqtt, "mqtt-host": case_mqtt_host}
 
 
