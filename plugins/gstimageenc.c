@@ -14,7 +14,15 @@
  * packed RGB formats, so no videoconvert is needed in front.  A YUV frame
  * is converted to RGB only at the pixels the resize reads, and only for
  * the frames that are encoded, with the matrix (BT.601, BT.709, BT.2020)
- * and range (limited or full) of the caps' colorimetry.
+ * and range (limited or full) of the caps' colorimetry.  Each pixel takes
+ * the chroma sample that covers it (no chroma interpolation).  Against
+ * `videoconvert chroma-mode=none dither=none ! video/x-raw,format=RGB`
+ * the RGB before normalisation differs by at most 5.6 levels in limited
+ * range and 2.8 in full range (videoconvert's 8-bit fixed-point matrix
+ * truncates; libmm's is float), asserted by the yuv-videoconvert test.
+ * videoconvert's defaults interpolate NV12/YUY2 chroma linearly, so at
+ * chroma edges they differ from this by much more (up to 155 levels on
+ * per-pixel noise), which is a difference of filter, not an error.
  *
  * With #GstImageEnc:interval N, one frame in N is encoded: the first frame,
  * then every Nth.  The embedding keeps the encoded frame's PTS and its
