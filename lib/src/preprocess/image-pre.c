@@ -176,7 +176,7 @@ mm_image_preprocess (float *out, guint out_w, guint out_h, const float mean[3], 
  * with Y' = (Y - 16) 255/219 and C = (C - 128) 255/224 in limited range,
  * Y' = Y and C = C - 128 in full range; clamped to 0..255, not rounded.
  * videoconvert computes the same in 8-bit fixed point and truncates, so it
- * lands up to a few levels below this (tests/check/yuv-bound.c measures the
+ * lands up to a few levels below this (tests/check/yuv-videoconvert.c measures the
  * bound against it). */
 typedef struct
 {
