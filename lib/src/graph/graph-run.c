@@ -9,7 +9,8 @@ struct _MmGraphCtx
 {
   GrRun r;
   gpointer mem;  /* arena + scratch, one 64-byte aligned block */
-  double *times; /* MM_GRAPH_PROFILE set: seconds per node, printed at free */
+  double *times; /* MM_GRAPH_PROFILE set: seconds per node, printed at free (the slowest
+                  * 25 with GFLOP/s of multiply-adds; MM_GRAPH_PROFILE_ALL: every node) */
   guint runs;
 };
 
@@ -47,7 +48,7 @@ mm_graph_ctx_free (MmGraphCtx *c)
     for (int i = 0; i < g->n_nodes; i++)
       total += c->times[i];
     g_printerr ("graph profile: %.3f ms per run over %u runs\n", total * 1e3 / c->runs, c->runs);
-    for (int k = 0; k < 25; k++) {
+    for (int k = 0; k < (g_getenv ("MM_GRAPH_PROFILE_ALL") ? g->n_nodes : 25); k++) {
       int best = -1;
       for (int i = 0; i < g->n_nodes; i++)
         if (c->times[i] > 0.0 && (best < 0 || c->times[i] > c->times[best]))
@@ -56,11 +57,13 @@ mm_graph_ctx_free (MmGraphCtx *c)
         break;
       const GrNode *n = &g->nodes[best];
       const GrShape *ys = &g->values[n->out[0]].s;
-      g_printerr ("  %7.3f ms %5.1f%%  %-14s fast %d act %d res %d  %s  out (%" G_GINT64_FORMAT
-                  ",%" G_GINT64_FORMAT ",%" G_GINT64_FORMAT ") cl %d\n",
-          c->times[best] * 1e3 / c->runs, 100.0 * c->times[best] / total, n->op->name, n->fast,
-          n->act, n->residual >= 0, n->name, ys->rank > 1 ? ys->d[1] : 0,
-          ys->rank > 2 ? ys->d[2] : 0, ys->rank > 3 ? ys->d[3] : 0, g->values[n->out[0]].cl);
+      g_printerr (
+          "  %7.3f ms %6.1f GF/s %5.1f%%  %-14s fast %d act %d res %d  %s  out (%" G_GINT64_FORMAT
+          ",%" G_GINT64_FORMAT ",%" G_GINT64_FORMAT ") cl %d\n",
+          c->times[best] * 1e3 / c->runs, 2e-9 * n->macs * c->runs / c->times[best],
+          100.0 * c->times[best] / total, n->op->name, n->fast, n->act, n->residual >= 0, n->name,
+          ys->rank > 1 ? ys->d[1] : 0, ys->rank > 2 ? ys->d[2] : 0, ys->rank > 3 ? ys->d[3] : 0,
+          g->values[n->out[0]].cl);
       c->times[best] = 0.0;
     }
   }
