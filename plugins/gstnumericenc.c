@@ -441,9 +441,28 @@ parse_time (double t, GstClockTime *pts)
   return TRUE;
 }
 
+/* json-glib parses recursively: a line of 100,000 '[' overflows the
+ * stack.  A sample line nests two levels; counting every bracket, inside
+ * strings (and whatever json-glib reads as comments) too, bounds the depth
+ * whatever the parser makes of the rest. */
+#define MAX_JSON_BRACKETS 64
+
+static gboolean
+json_line_too_deep (const char *line)
+{
+  guint n = 0;
+  for (const char *c = line; *c; c++)
+    if ((*c == '[' || *c == '{') && ++n > MAX_JSON_BRACKETS)
+      return TRUE;
+  return FALSE;
+}
+
 static GstFlowReturn
 handle_json_line (GstNumericEnc *self, const char *line, const char *where)
 {
+  if (json_line_too_deep (line))
+    return bad_sample (
+        self, where, "more than " G_STRINGIFY (MAX_JSON_BRACKETS) " brackets: not a sample line");
   JsonParser *parser = json_parser_new ();
   GstFlowReturn ret;
   GstClockTime pts = GST_CLOCK_TIME_NONE;

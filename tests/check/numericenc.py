@@ -209,6 +209,8 @@ BAD = [
     ("negative time", "-1,1,2,3", ["line 3", "time"]),
     ("bad json", "{\"t\": 1.0, \"values\": [1, \"2\", 3]}", ["line 3", "value 2"]),
     ("no time", "x,1,2,3", ["line 3", "first field is not a time"]),
+    # json-glib recurses per level: 200,000 of them crashed the process
+    ("deep json", "{\"t\": 1.0, \"values\": " + "[" * 200000, ["line 3", "brackets"]),
 ]
 
 
