@@ -12,15 +12,15 @@ sender-killed: the audio sender is killed 2 s into a 6 s live stream; the
   fusion goes on to the end with audio missing from then on (no stall).
 SPDX-License-Identifier: LGPL-2.1-or-later
 """
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+
+from netutil import free_port, read_jsonl, wait_listening
 
 ROOT = os.environ.get("MM_SOURCE_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("MM_BUILD_ROOT", os.path.join(ROOT, "build"))
@@ -36,24 +36,8 @@ a guitar song and piano music
 LAUNCH = shutil.which("gst-launch-1.0")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def wait_port(port, timeout=10.0):
-    """Waits until something listens on @port, without connecting (a
-    tcpserversrc takes one client only): binding it then fails."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"nothing listens on port {port}")
 
 
 def launch(desc):
@@ -70,9 +54,6 @@ def finish(proc, what, timeout=30):
     assert proc.returncode == 0, f"{what}: {err}"
 
 
-def decisions(path):
-    with open(path) as f:
-        return [json.loads(x) for x in f]
 
 
 def key(d):
@@ -98,14 +79,14 @@ def case_file(work):
     fusion = launch(f"tcpserversrc host=127.0.0.1 port={p_img} ! gdpdepay ! f.sink_0 "
                     f"tcpserversrc host=127.0.0.1 port={p_txt} ! gdpdepay ! f.sink_1 "
                     f"{fuse}{dist} ! fakesink")
-    wait_port(p_img)
-    wait_port(p_txt)
+    wait_listening(p_img)
+    wait_listening(p_txt)
     senders = [launch(f"{IMAGE} ! gdppay ! tcpclientsink host=127.0.0.1 port={p_img}"),
                launch(f"{text} ! gdppay ! tcpclientsink host=127.0.0.1 port={p_txt}")]
     for s in senders:
         finish(s, "sender")
     finish(fusion, "fusion")
-    a, b = decisions(single), decisions(dist)
+    a, b = read_jsonl(single), read_jsonl(dist)
     same = sum(key(x) == key(y) for x, y in zip(a, b))
     print(f"file: {len(a)} decisions in one process, {len(b)} across three, {same} equal")
     assert len(a) == len(b) == same > 0, (len(a), len(b), same)
@@ -119,8 +100,8 @@ def case_sender_killed(work):
                     f"tcpserversrc host=127.0.0.1 port={p_aud} ! gdpdepay ! f.sink_1 "
                     f"mmfuse name=f model={MODEL} max-age=0 ! mmdecode model={MODEL} ! "
                     f"mmpublish location={out} ! fakesink")
-    wait_port(p_img)
-    wait_port(p_aud)
+    wait_listening(p_img)
+    wait_listening(p_aud)
     image = launch("videotestsrc is-live=true num-buffers=60 pattern=ball ! "
                    "video/x-raw,format=RGB,width=16,height=16,framerate=10/1 ! "
                    f"imageenc model={MODEL} ! gdppay ! "
@@ -134,7 +115,7 @@ def case_sender_killed(work):
     audio.wait()
     finish(image, "image sender")
     finish(fusion, "fusion after the audio sender died")
-    d = decisions(out)
+    d = read_jsonl(out)
     with_audio = [x["pts"] for x in d if x["input-present"][1]]
     last_audio = max(with_audio) if with_audio else None
     after = [x for x in d if last_audio is not None and x["pts"] > last_audio]

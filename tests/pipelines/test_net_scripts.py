@@ -28,6 +28,8 @@ import sys
 import tempfile
 import time
 
+from netutil import free_port, read_jsonl, wait_listening
+
 ROOT = os.environ.get("MM_SOURCE_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("MM_BUILD_ROOT", os.path.join(ROOT, "build"))
 WORK = os.environ.get("MM_WORK", os.path.join(BUILD, "tests", "pipelines"))
@@ -70,9 +72,6 @@ def free_ports(n):
     raise AssertionError("no free ports")
 
 
-def decisions(path):
-    with open(path) as f:
-        return [json.loads(x) for x in f]
 
 
 def key(d):
@@ -116,7 +115,7 @@ def case_distributed(work):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     print(f"# distributed.sh: {time.monotonic() - t0:.1f} s")
-    compare(decisions(one), decisions(dist), "distributed.sh")
+    compare(read_jsonl(one), read_jsonl(dist), "distributed.sh")
 
 
 def case_distributed_roles(work):
@@ -133,16 +132,8 @@ def case_distributed_roles(work):
     fuser = subprocess.Popen(["sh", script], env=env(ROLE="fuser", OUT=dist, PORT=port),
                              stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 20
         for p in range(port, port + 3):
-            while True:
-                assert time.monotonic() < deadline, "the fuser does not listen"
-                with socket.socket() as s:
-                    try:
-                        s.bind(("127.0.0.1", p))
-                    except OSError:
-                        break
-                time.sleep(0.05)
+            wait_listening(p, 20)
         senders = [subprocess.Popen(["sh", script, SAMPLE], env=env(ROLE=r, PORT=port),
                                     stderr=subprocess.PIPE, text=True)
                    for r in ("image", "audio", "text")]
@@ -154,7 +145,7 @@ def case_distributed_roles(work):
     finally:
         if fuser.poll() is None:
             fuser.kill()
-    compare(decisions(one), decisions(dist), "ROLE=fuser + three senders")
+    compare(read_jsonl(one), read_jsonl(dist), "ROLE=fuser + three senders")
 
 
 def run_mqtt(work, **extra):
@@ -164,7 +155,7 @@ def run_mqtt(work, **extra):
                         "--jsonl", out, "--quiet"],
                        env=env(**extra), timeout=120, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    return decisions(out), r.stderr
+    return read_jsonl(out), r.stderr
 
 
 def check_received(printed, received, what):
@@ -182,9 +173,9 @@ def case_mqtt(work):
         print("# mosquitto missing")
         return 77
     got = os.path.join(work, "received.jsonl")
-    printed, err = run_mqtt(work, MQTT_PORT=free_ports(1), RECEIVED=got)
+    printed, err = run_mqtt(work, MQTT_PORT=free_port(), RECEIVED=got)
     assert "messages received on mm/news/decisions" in err, err
-    check_received(printed, decisions(got), "mqtt.sh, its own broker")
+    check_received(printed, read_jsonl(got), "mqtt.sh, its own broker")
 
 
 def case_mqtt_host(work):
@@ -193,8 +184,7 @@ def case_mqtt_host(work):
     if not shutil.which("mosquitto") or not shutil.which("mosquitto_sub"):
         print("# mosquitto missing")
         return 77
-    port = free_ports(1)
-    got = os.path.join(work, "received.jsonl")
+    port = free_port()
     broker = subprocess.Popen(["mosquitto", "-p", str(port)], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     sub = None
@@ -233,7 +223,7 @@ def run_net_clock(work, shared):
     decisions made while the sender was running, as (pts, image present,
     image input pts)."""
     mmrun = [sys.executable, os.path.join(ROOT, "pipelines", "mmrun.py")]
-    tcp, udp = free_ports(1), free_ports(1) + 1
+    tcp, udp = free_port(), free_port()  # the clock is UDP: any free number
     out = os.path.join(work, "netclock-%d.jsonl" % shared)
     fuse_args = ["--quiet", "--duration", "7"]
     if shared:
@@ -252,15 +242,7 @@ def run_net_clock(work, shared):
             line = fuser.stderr.readline()
             assert line.startswith("mmrun: base-time "), line
             base = line.split()[-1]
-        deadline = time.monotonic() + 20
-        while True:  # the fuser listens (binding its port fails)
-            assert time.monotonic() < deadline, "the fuser does not listen"
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", tcp))
-                except OSError:
-                    break
-            time.sleep(0.05)
+        wait_listening(tcp, 20)
         time.sleep(1.5)
         launched = time.monotonic_ns()  # GStreamer's system clock is CLOCK_MONOTONIC too
         send_args = ["--quiet", "--duration", "3.5"]
@@ -279,7 +261,7 @@ def run_net_clock(work, shared):
     finally:
         if fuser.poll() is None:
             fuser.kill()
-    return ([(d["pts"], d["input-present"][0], d["input-pts"][0]) for d in decisions(out)],
+    return ([(d["pts"], d["input-present"][0], d["input-pts"][0]) for d in read_jsonl(out)],
             launched - int(base) if base else None)
 
 

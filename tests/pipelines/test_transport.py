@@ -31,11 +31,12 @@ SPDX-License-Identifier: LGPL-2.1-or-later
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+
+from netutil import free_port, read_jsonl, wait_listening
 
 ROOT = os.environ.get("MM_SOURCE_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("MM_BUILD_ROOT", os.path.join(ROOT, "build"))
@@ -95,9 +96,6 @@ def finish(proc, what, timeout=40):
     assert proc.returncode == 0, f"{what}: exit {proc.returncode}: {err[-3000:]}"
 
 
-def decisions(path):
-    with open(path) as f:
-        return [json.loads(x) for x in f]
 
 
 TEXT = 2  # the fusion input of the text pad
@@ -152,7 +150,7 @@ def run_pair(work, name, branches, transports, max_age, cue_ends_lost=True):
         line = " ".join(f"{b} ! {mid}f.sink_{i}" for i, (b, mid) in
                         enumerate(zip(branches, mids)))
         finish(launch(f"{line} {fuse(max_age, out)}"), f"{label} max-age={max_age}")
-        outs.append(decisions(out))
+        outs.append(read_jsonl(out))
     compare(f"{name} max-age={max_age}", *outs, cue_ends_lost=cue_ends_lost)
 
 
@@ -188,7 +186,7 @@ def case_rtp_live(work):
     start = time.monotonic()
     finish(launch(f"{line} {fuse(0, out)}"), "live over RTP", timeout=30)
     took = time.monotonic() - start
-    d = decisions(out)
+    d = read_jsonl(out)
     audio_in = sum(x["input-present"][1] for x in d)
     timed = sum(x["duration"] == 100 * 1000 * 1000 for x in d)
     text_in = sum(x["input-present"][TEXT] for x in d)
@@ -198,22 +196,8 @@ def case_rtp_live(work):
     assert took < 15, f"6 s of live media took {took:.1f} s"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def wait_listening(port, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"nothing listens on port {port}")
 
 
 def case_gdp(work):
@@ -234,7 +218,7 @@ def case_gdp(work):
         for s in senders:
             finish(s, "GDP sender")
         finish(fusion, "fusion over GDP")
-        compare(f"gdp max-age={max_age}", decisions(plain), decisions(dist))
+        compare(f"gdp max-age={max_age}", read_jsonl(plain), read_jsonl(dist))
 
 
 def case_no_duration(work):
@@ -296,7 +280,7 @@ def case_cues(work):
     proc = subprocess.Popen(["/usr/bin/python3", "-c", CUES_SCRIPT, MODEL, out, json.dumps(cues)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     finish(proc, "crafted cues")
-    got = [(d["pts"], d["input-pts"][TEXT]) for d in decisions(out)]
+    got = [(d["pts"], d["input-pts"][TEXT]) for d in read_jsonl(out)]
     wrong = []
     for pts, text_pts in got:
         want = next(w for a, b, w in expect if a * s <= pts < b * s)
