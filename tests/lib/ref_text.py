@@ -347,6 +347,21 @@ BERT_SENTENCES = [
     ("Hello, world! The dog barks.", 13),
 ]
 
+
+
+def long_sentences():
+    """Inputs for the 512-token model: the fused attention's key tiles (128
+    keys) and query blocks, tails included (n = 17, 129, 302 and the
+    truncated 512)."""
+    import random
+    rng = random.Random(7)
+    words = [w for w in BERT_VOCAB[5:] if not w.startswith("##") and w.isascii()]
+    return ["the dog barks " * 200,
+            " ".join(rng.choice(words) for _ in range(300)),
+            " ".join(rng.choice(words) for _ in range(127)),
+            " ".join(rng.choice(words) for _ in range(15))]
+
+
 WORDVEC_WORDS = [
     "the", "a", "dog", "dogs", "cat", "cats", "bark", "barks", "run", "running",
     "don't", "stop", "music", "song", "guitar", "piano", "news", "talk", "voice",
@@ -566,11 +581,11 @@ def main():
     os.makedirs(outdir, exist_ok=True)
     models = []
 
-    def add(kind, name, *args, **kw):
+    def add(kind, name, *args, sentences=None, **kw):
         path = os.path.join(outdir, name)
         if kind == "bert":
             tensors, cfg, doc = make_bert(path, *args, **kw)
-            cases = bert_cases(path, tensors, cfg, BERT_SENTENCES)
+            cases = bert_cases(path, tensors, cfg, sentences or BERT_SENTENCES)
         else:
             tensors, cfg, doc = make_wordvec(path, *args, **kw)
             cases = wordvec_cases(path, cfg, WORDVEC_SENTENCES)
@@ -587,6 +602,9 @@ def main():
         "cls", lowercase=False)
     tiny_t, tiny_doc = add("bert", "bert-tiny.safetensors", 4, BERT_CASED_VOCAB, 8, 1, 2, 12,
                            6, 6, "pooler", lowercase=False, proj_dim=4)
+    # 512 tokens, head size 24 (not a whole vector): the fused attention
+    add("bert", "bert-long.safetensors", 7, BERT_VOCAB, 48, 2, 2, 64, 512, 512, "mean",
+        fp16=True, sentences=long_sentences())
     wv_t, wv_doc = add("wordvec", "wordvec.safetensors", 5, WORDVEC_WORDS, 12, 8, True)
     add("wordvec", "wordvec-cased.safetensors", 6, WORDVEC_CASED_WORDS, 6, None, False)
 

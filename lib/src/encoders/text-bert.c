@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "mm-private.h"
+#include "attention.h"
 #include "conv-cl.h"
 #include "ops.h"
 #include "preprocess.h"
@@ -25,8 +26,8 @@
 
 #define BERT_MAX_LAYERS 64
 #define BERT_MAX_DIM 65536
-/* Attention is O(max_len^2) in time and scratch: 8192 tokens is already a
- * 256 MB scores buffer, far beyond any BERT context in practice. */
+/* Attention is O(max_len^2) in time (its scratch is linear in max_len: a
+ * tile, attention.c); 8192 tokens is far beyond any BERT context. */
 #define BERT_MAX_LEN 8192
 
 typedef enum
@@ -61,9 +62,11 @@ typedef struct
   const float *inter_w, *inter_b;       /* (I, H), (I) */
   const float *out_w, *out_b;           /* (H, I), (H) */
   const float *out_ln_w, *out_ln_b;     /* (H) */
-  /* the six linears again, packed at load with their biases as 1x1
-   * channel-last convolutions (conv-cl.c), see bert_linear */
-  MmConvCl query, key, value, attn_out, inter, out;
+  /* the linears again, packed at load with their biases as 1x1
+   * channel-last convolutions (conv-cl.c), see bert_linear; qkv is query,
+   * key and value as one (3H, H) linear: x is read once, and its output
+   * rows (q | k | v) feed the fused attention in place */
+  MmConvCl qkv, attn_out, inter, out;
 } BertLayer;
 
 struct _MmBertWeights
@@ -85,11 +88,11 @@ struct _MmBertContext
   MmWordPiece *wp;
   gint32 *ids;      /* (max_len) */
   float *x;         /* (max_len, H) hidden states */
-  float *q, *k, *v; /* (max_len, H) each */
+  float *qkv;       /* (max_len, 3H): rows q | k | v */
   float *attn;      /* (max_len, H) attention output, heads concatenated */
   float *tmp;       /* (max_len, H) sublayer output + residual */
   float *ffn;       /* (max_len, I) */
-  float *scores;    /* (max_len, max_len) attention scratch */
+  float *scratch;   /* mm_attention_fused_scratch (max_len, H / heads) */
   float *pooled;    /* (H) */
   guint max_tokens; /* min (max_len, max_text_bytes + 2): the buffers' rows */
 };
@@ -283,18 +286,35 @@ bind_head (MmBertWeights *w, const MmSafetensors *st, const char *label, GError 
   return TRUE;
 }
 
-/* Packs every layer's six linears once, as 1x1 convolutions over n
- * positions of d_in channels (a linear is one): OpenBLAS repacked the
- * weights on every call, a fifth of the encoder's time at 64 tokens.
- * conv-cl fails with a GError when memory is short. */
+/* Packs every layer's linears once, as 1x1 convolutions over n positions
+ * of d_in channels (a linear is one): OpenBLAS repacked the weights on
+ * every call, a fifth of the encoder's time at 64 tokens.  Query, key and
+ * value become one (3H, H) linear (copied together first, freed after
+ * packing).  conv-cl fails with a GError when memory is short. */
 static gboolean
 pack_layers (MmBertWeights *w, const char *label, GError **error)
 {
   const BertConfig *c = &w->cfg;
   int H = c->hidden, I = c->intermediate;
+  gsize hh = (gsize)H * H;
+  float *qkv_w = g_try_new (float, 3 * hh), *qkv_b = g_try_new (float, 3 * (gsize)H);
 
+  if (!qkv_w || !qkv_b) {
+    mm_format_error (error, label,
+        "text: cannot allocate %" G_GSIZE_FORMAT " MB to pack the query/key/value weights",
+        (3 * hh * sizeof (float)) >> 20);
+    g_free (qkv_w);
+    g_free (qkv_b);
+    return FALSE;
+  }
   for (guint i = 0; i < c->layers; i++) {
     BertLayer *l = &w->layer[i];
+    memcpy (qkv_w, l->query_w, hh * sizeof (float));
+    memcpy (qkv_w + hh, l->key_w, hh * sizeof (float));
+    memcpy (qkv_w + 2 * hh, l->value_w, hh * sizeof (float));
+    memcpy (qkv_b, l->query_b, H * sizeof (float));
+    memcpy (qkv_b + H, l->key_b, H * sizeof (float));
+    memcpy (qkv_b + 2 * H, l->value_b, H * sizeof (float));
     struct
     {
       MmConvCl *cl;
@@ -302,9 +322,7 @@ pack_layers (MmBertWeights *w, const char *label, GError **error)
       int d_in, d_out;
       const char *name;
     } m[] = {
-      { &l->query, l->query_w, l->query_b, H, H, "query" },
-      { &l->key, l->key_w, l->key_b, H, H, "key" },
-      { &l->value, l->value_w, l->value_b, H, H, "value" },
+      { &l->qkv, qkv_w, qkv_b, H, 3 * H, "query/key/value" },
       { &l->attn_out, l->attn_out_w, l->attn_out_b, H, H, "attention output" },
       { &l->inter, l->inter_w, l->inter_b, H, I, "intermediate" },
       { &l->out, l->out_w, l->out_b, I, H, "output" },
@@ -315,26 +333,41 @@ pack_layers (MmBertWeights *w, const char *label, GError **error)
               m[j].cl, m[j].w, NULL, m[j].b, m[j].d_in, m[j].d_out, 1, 1, 1, m[j].name, &err)) {
         mm_format_error (error, label, "text: layer %u: %s", i, err->message);
         g_error_free (err);
+        g_free (qkv_w);
+        g_free (qkv_b);
         return FALSE;
       }
     }
   }
+  g_free (qkv_w);
+  g_free (qkv_b);
   return TRUE;
 }
 
+/* Floats of a context's buffers for n tokens (as mm_bert_context_new
+ * allocates them): ids, x, qkv (3H), attn, tmp, ffn, attention scratch,
+ * pooled. */
+static guint64
+bert_context_floats (const BertConfig *c, gsize n)
+{
+  guint64 H = c->hidden;
+  return (guint64)n * (1 + 6 * H + c->intermediate)
+      + mm_attention_fused_scratch ((int)n, (int)(H / c->heads)) + H;
+}
+
 /* The budget for sequences of up to @n tokens: the packed linears, a
- * context's buffers (as mm_bert_context_new sizes them) and the work of one
- * cue of n tokens (the six linears, QK^T and attention times V). */
+ * context's buffers and the work of one cue of n tokens (the six linears,
+ * QK^T and attention times V). */
 static gboolean
 bert_budget (const BertConfig *c, gsize n, const char *label, GError **error)
 {
   int H = c->hidden, I = c->intermediate;
-  guint64 packed = 4 * mm_conv_cl_packed_bytes (H, H, 1, 1, 1)
-      + mm_conv_cl_packed_bytes (H, I, 1, 1, 1) + mm_conv_cl_packed_bytes (I, H, 1, 1, 1);
+  guint64 packed = mm_conv_cl_packed_bytes (H, 3 * H, 1, 1, 1)
+      + mm_conv_cl_packed_bytes (H, H, 1, 1, 1) + mm_conv_cl_packed_bytes (H, I, 1, 1, 1)
+      + mm_conv_cl_packed_bytes (I, H, 1, 1, 1);
   guint64 linears = 4 * mm_conv_cl_flops (H, H, 1, 1, 1, n) + mm_conv_cl_flops (H, I, 1, 1, 1, n)
       + mm_conv_cl_flops (I, H, 1, 1, 1, n);
-  guint64 bytes =
-      c->layers * packed + ((guint64)n * (1 + 6 * (guint64)H + I + n) + H) * sizeof (float);
+  guint64 bytes = c->layers * packed + bert_context_floats (c, n) * sizeof (float);
   guint64 flops =
       c->layers * (linears + 4 * (guint64)n * n * H) + 4 * (guint64)H * H + 2 * (guint64)c->dim * H;
   char what[160];
@@ -378,9 +411,7 @@ mm_bert_weights_free (MmBertWeights *w)
     return;
   for (guint i = 0; w->layer && i < w->cfg.layers; i++) {
     BertLayer *l = &w->layer[i];
-    mm_conv_cl_clear (&l->query);
-    mm_conv_cl_clear (&l->key);
-    mm_conv_cl_clear (&l->value);
+    mm_conv_cl_clear (&l->qkv);
     mm_conv_cl_clear (&l->attn_out);
     mm_conv_cl_clear (&l->inter);
     mm_conv_cl_clear (&l->out);
@@ -429,16 +460,14 @@ mm_bert_context_new (
   ctx->ids = g_try_new0 (gint32, n);
   ok = ctx->ids != NULL;
   ctx->x = try_floats (n * H, &ok);
-  ctx->q = try_floats (n * H, &ok);
-  ctx->k = try_floats (n * H, &ok);
-  ctx->v = try_floats (n * H, &ok);
+  ctx->qkv = try_floats (n * 3 * H, &ok);
   ctx->attn = try_floats (n * H, &ok);
   ctx->tmp = try_floats (n * H, &ok);
   ctx->ffn = try_floats (n * c->intermediate, &ok);
-  ctx->scores = try_floats (n * n, &ok);
+  ctx->scratch = try_floats (mm_attention_fused_scratch ((int)n, (int)(H / c->heads)), &ok);
   ctx->pooled = try_floats (H, &ok);
   if (!ok) {
-    gsize bytes = (n * (1 + 6 * H + c->intermediate + n) + H) * sizeof (float);
+    gsize bytes = bert_context_floats (c, n) * sizeof (float);
     mm_format_error (error, label,
         "text: cannot allocate %" G_GSIZE_FORMAT
         " MB of BERT scratch for %u tokens, hidden %u, intermediate %u",
@@ -458,13 +487,11 @@ mm_bert_context_free (MmBertContext *ctx)
     mm_wordpiece_free (ctx->wp);
   g_free (ctx->ids);
   g_free (ctx->x);
-  g_free (ctx->q);
-  g_free (ctx->k);
-  g_free (ctx->v);
+  g_free (ctx->qkv);
   g_free (ctx->attn);
   g_free (ctx->tmp);
   g_free (ctx->ffn);
-  g_free (ctx->scores);
+  g_free (ctx->scratch);
   g_free (ctx->pooled);
   g_free (ctx);
 }
@@ -485,21 +512,48 @@ bert_embed (float *x, const MmBertWeights *w, const gint32 *ids, int n)
   mm_layernorm (x, x, n, H, w->emb_ln_w, w->emb_ln_b, w->cfg.eps);
 }
 
-/* y (n, d_out) = x (n, d_in) W^T + b [+ residual (n, d_out)] through the
- * packed weights.  The reference ops path runs mm_linear; so do big
+/* The reference ops path runs mm_linear (textbook loops); so do big
  * products when OpenBLAS has several threads (MM_THREADS), which conv-cl
  * would not use. */
+static gboolean
+bert_unpacked (int n, int d_in, int d_out)
+{
+  return mm_ops_get_reference () || (mm_blas_get_threads () > 1 && (double)n * d_in * d_out > 1e6);
+}
+
+/* y (n, d_out) = act (x (n, d_in) W^T + b [+ residual (n, d_out)]) through
+ * the packed weights, the bias, residual and GELU in the kernel's epilogue;
+ * act is NULL or GELU. */
 static void
 bert_linear (float *y, const float *x, const float *w, const float *b, const MmConvCl *cl,
-    const float *residual, int n, int d_in, int d_out)
+    const float *residual, const MmAct *act, int n, int d_in, int d_out)
 {
-  if (mm_ops_get_reference () || (mm_blas_get_threads () > 1 && (double)n * d_in * d_out > 1e6)) {
+  if (bert_unpacked (n, d_in, d_out)) {
     mm_linear (y, x, w, b, n, d_in, d_out);
     if (residual)
       mm_add (y, residual, (gsize)n * d_out);
+    if (act)
+      mm_gelu (y, (gsize)n * d_out);
     return;
   }
-  mm_conv_cl_run (cl, y, 0, x, 0, 1, n, 1, 1, residual, 0, FALSE);
+  mm_conv_cl_run_act (cl, y, 0, x, 0, 1, n, 1, 1, residual, 0, act);
+}
+
+/* qkv (n, 3H) = x (n, H) [Wq; Wk; Wv]^T + [bq; bk; bv] */
+static void
+bert_qkv (float *qkv, float *tmp, const float *x, const BertLayer *l, int n, int H)
+{
+  if (!bert_unpacked (n, H, 3 * H)) {
+    mm_conv_cl_run (&l->qkv, qkv, 0, x, 0, 1, n, 1, 1, NULL, 0, FALSE);
+    return;
+  }
+  const float *ws[3] = { l->query_w, l->key_w, l->value_w };
+  const float *bs[3] = { l->query_b, l->key_b, l->value_b };
+  for (int p = 0; p < 3; p++) {
+    mm_linear (tmp, x, ws[p], bs[p], n, H, H);
+    for (int t = 0; t < n; t++)
+      memcpy (qkv + (gsize)t * 3 * H + p * H, tmp + (gsize)t * H, H * sizeof (float));
+  }
 }
 
 /* x (n, H) = BertLayer (x): post-LN self-attention block, then FFN block. */
@@ -507,17 +561,16 @@ static void
 bert_layer (MmBertContext *s, const BertLayer *l, const BertConfig *c, int n)
 {
   int H = c->hidden, I = c->intermediate;
+  static const MmAct gelu = { MM_ACT_GELU, 0.0f, 0.0f };
 
-  bert_linear (s->q, s->x, l->query_w, l->query_b, &l->query, NULL, n, H, H);
-  bert_linear (s->k, s->x, l->key_w, l->key_b, &l->key, NULL, n, H, H);
-  bert_linear (s->v, s->x, l->value_w, l->value_b, &l->value, NULL, n, H, H);
-  mm_attention (s->attn, s->q, s->k, s->v, n, n, H, c->heads, NULL, s->scores);
-  bert_linear (s->tmp, s->attn, l->attn_out_w, l->attn_out_b, &l->attn_out, s->x, n, H, H);
+  bert_qkv (s->qkv, s->tmp, s->x, l, n, H);
+  mm_attention_fused (
+      s->attn, H, s->qkv, s->qkv + H, s->qkv + 2 * H, 3 * (gsize)H, n, H, c->heads, s->scratch);
+  bert_linear (s->tmp, s->attn, l->attn_out_w, l->attn_out_b, &l->attn_out, s->x, NULL, n, H, H);
   mm_layernorm (s->x, s->tmp, n, H, l->attn_ln_w, l->attn_ln_b, c->eps);
 
-  bert_linear (s->ffn, s->x, l->inter_w, l->inter_b, &l->inter, NULL, n, H, I);
-  mm_gelu (s->ffn, (gsize)n * I);
-  bert_linear (s->tmp, s->ffn, l->out_w, l->out_b, &l->out, s->x, n, I, H);
+  bert_linear (s->ffn, s->x, l->inter_w, l->inter_b, &l->inter, NULL, &gelu, n, H, I);
+  bert_linear (s->tmp, s->ffn, l->out_w, l->out_b, &l->out, s->x, NULL, n, I, H);
   mm_layernorm (s->x, s->tmp, n, H, l->out_ln_w, l->out_ln_b, c->eps);
 }
 
