@@ -3,6 +3,7 @@
 
     /usr/bin/python3 tests/bench/bench.py [--rounds R] [--repeats N] [--threads T]
                                           [--build DIR] [--sample MKV] [--quick]
+                                          [--targets] [--coretype unset|NAME]
 
 Builds (once, under /tmp/mm-bench) a 4-layer hidden-256 BERT (64 tokens) and
 a resnet18-layout model (224x224) with random weights.  For those and the
@@ -20,6 +21,18 @@ threading (one stream vs several concurrent encoders); memory (one mapping
 per model however many users, RSS over many calls); and the whole demo
 pipeline over the sample media (real-time factor, decisions/s, peak RSS,
 RSS over looped runs) and a live pipeline's reported latency.
+
+The anchor (also alone with --targets, a few minutes): bert4 and resnet18,
+libmm next to PyTorch eager, PyTorch at its best (jit.trace + freeze +
+optimize_for_inference, NCHW and channels_last for the CNN), PyTorch bf16
+where the CPU has AVX512_BF16 and OpenCV DNN (same weights through ONNX,
+one thread) for resnet18, all alternating in the same rounds; then the
+targets table of issue 15 (resnet18 fp32 vs best, BERT-4, the demo
+pipeline in process, two streams on two cores, the demo line as one
+gst-launch-1.0 process).  OPENBLAS_CORETYPE is unset for every side
+(--coretype NAME sets the same value for all); the CPU (lscpu), the
+measured FMA peak, the OpenBLAS kernel of each side and the load average
+before and after are printed.
 See tests/bench/README.md.
 """
 import argparse
@@ -48,6 +61,22 @@ def _threads_from_argv(argv):
 # ratio so the table shows the thread counts really are equal.
 os.environ["OPENBLAS_NUM_THREADS"] = _threads_from_argv(sys.argv)
 os.environ["OMP_NUM_THREADS"] = _threads_from_argv(sys.argv)
+# The same OpenBLAS kernel choice for PyTorch and libmm: a shell here sets
+# OPENBLAS_CORETYPE=Haswell, which changed PyTorch's BERT time by 30 %.
+# Unset for every side unless --coretype NAME (as bench_graph.py does).
+CORETYPE = "unset"
+for _i, _a in enumerate(sys.argv):
+    if _a == "--coretype" and _i + 1 < len(sys.argv):
+        CORETYPE = sys.argv[_i + 1]
+    elif _a.startswith("--coretype="):
+        CORETYPE = _a.split("=", 1)[1]
+if CORETYPE == "unset":
+    os.environ.pop("OPENBLAS_CORETYPE", None)
+    os.environ.pop("OPENBLAS_L2_SIZE", None)
+else:
+    os.environ["OPENBLAS_CORETYPE"] = CORETYPE
+LOAD_START = os.getloadavg()
+_PINNED = {k: os.environ[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -60,6 +89,9 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 import mmfile  # noqa: E402
 import mmtorch  # noqa: E402
 import ref_text  # noqa: E402  (PyTorch BERT with Hugging Face names)
+sys.path.insert(0, HERE)
+import bench_graph  # noqa: E402  (cpu_info, torch_openblas_core, torch_variants)
+os.environ.update(_PINNED)  # bench_graph pins 1 thread at import; keep --threads
 
 WORK = "/tmp/mm-bench"
 BERT4 = dict(hidden=256, layers=4, heads=4, intermediate=1024, max_len=64)
@@ -386,6 +418,280 @@ def pipeline(sample, model, env, runs, loops):
 
 
 # --------------------------------------------------------------------------
+# the anchor: PyTorch eager / at its best / bf16 and OpenCV DNN, same run
+
+class _Pooled(nn.Module):
+    """BertModel with its pooling fixed, so jit.trace sees tensors only."""
+
+    def __init__(self, m, pooling):
+        super().__init__()
+        self.m, self.pooling = m, pooling
+
+    def forward(self, ids):
+        return self.m(ids, self.pooling)
+
+
+def cpu_flags():
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    except OSError:
+        return {}, set()
+    info = {}
+    for line in out.splitlines():
+        k, _, v = line.partition(":")
+        info[k.strip()] = v.strip()
+    return info, set(info.get("Flags", "").split())
+
+
+def has_bf16():
+    return "avx512_bf16" in cpu_flags()[1]
+
+
+def _optimized(mod, inp):
+    with torch.no_grad():
+        t = torch.jit.freeze(torch.jit.trace(mod.eval(), inp).eval())
+        return torch.jit.optimize_for_inference(t)
+
+
+def _bf16_variants(m, inp, cl):
+    """bf16: the module in bfloat16 (traced and frozen, else eager) and fp32
+    under autocast; name -> callable"""
+    import copy
+    out = {}
+    mb = copy.deepcopy(m).to(torch.bfloat16)
+    xb = tuple(t.to(torch.bfloat16) if t.is_floating_point() else t for t in inp)
+    if cl:
+        mb = mb.to(memory_format=torch.channels_last)
+        xb = tuple(t.contiguous(memory_format=torch.channels_last) for t in xb)
+    out["bf16 eager"] = lambda: mb(*xb)
+    try:
+        tb = _optimized(mb, xb)
+        out["bf16 jit"] = lambda: tb(*xb)
+    except Exception as e:  # noqa: BLE001 -- reported, the others still run
+        print("  bf16 jit failed: %s" % str(e).splitlines()[0], file=sys.stderr)
+
+    def autocast(m=m, inp=inp):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return m(*inp)
+    out["bf16 autocast"] = autocast
+    return out
+
+
+def opencv_net(m, x, path):
+    """OpenCV DNN on the same weights through ONNX, one thread; a callable
+    and the max difference from PyTorch, or (None, why)."""
+    try:
+        import cv2
+    except ImportError:
+        return None, "python3-opencv not installed"
+    cv2.setNumThreads(1)
+    with torch.no_grad():
+        torch.onnx.export(m, x, path, opset_version=13, input_names=["x"],
+                          output_names=["y"])
+        ref = m(x).numpy()
+    net = cv2.dnn.readNetFromONNX(path)
+    net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+    net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+    blob = np.ascontiguousarray(x.numpy())
+
+    def run():
+        net.setInput(blob)
+        return net.forward()
+    diff = float(np.abs(run().reshape(ref.shape) - ref).max())
+    return run, "OpenCV %s, max |diff| vs PyTorch %.2g" % (cv2.__version__, diff)
+
+
+def anchor_sides(path):
+    """name -> {side: callable}, side kinds: eager, best candidates (jit...),
+    bf16 ..., opencv; and notes"""
+    fns, doc = load_torch(path)
+    comp = "text" if "text" in fns else "image"
+    fn, m, args = fns[comp]
+    sides, notes = {}, []
+    if comp == "text":
+        wrapped = _Pooled(m, args[1]).eval()
+        inp = (args[0],)
+        sides["eager"] = fn
+        jit = _optimized(wrapped, inp)
+        sides["jit"] = lambda: jit(*inp)
+        if has_bf16():
+            sides.update(_bf16_variants(wrapped, inp, False))
+    else:
+        x = args[0]
+        for v, (mod, inp) in bench_graph.torch_variants(m, x).items():
+            sides[v] = (lambda mod=mod, inp=inp: mod(inp))
+        if has_bf16():
+            sides.update(_bf16_variants(m, (x,), True))
+        run, why = opencv_net(m, x, os.path.join(WORK, "%s.onnx" % os.path.basename(path)
+                                                  .split(".")[0]))
+        if run:
+            sides["opencv"] = run
+        notes.append(why)
+    return comp, sides, notes
+
+
+def anchor(bench, paths, args, env):
+    """Rounds of libmm then every PyTorch/OpenCV side; medians of per-round
+    medians and of per-round ratios (best = fastest fp32 PyTorch side)."""
+    res = {}
+    for path in paths:
+        comp, sides, notes = anchor_sides(path)
+        lib, t, r_eager, r_best, r_bf16, r_cv, peaks, core = [], {}, [], [], [], [], [], None
+        for _ in range(args.rounds):
+            c = run_json([bench, "model", path, str(args.repeats)], dict(env, MM_BENCH_ONLY=comp))
+            core = c["core"]
+            peaks.append(c.get("fma_peak_gflops", 0.0))
+            PEAK.append(peaks[-1])
+            ms = c["components"][comp]["ms"]
+            lib.append(ms)
+            for name, fn in sides.items():
+                t.setdefault(name, []).append(torch_median_ms(fn, args.repeats))
+            fp32 = [t[n][-1] for n in t if not n.startswith("bf16") and n != "opencv"]
+            bf = [t[n][-1] for n in t if n.startswith("bf16")]
+            r_eager.append(t["eager"][-1] / ms)
+            r_best.append(min(fp32) / ms)
+            if bf:
+                r_bf16.append(min(bf) / ms)
+            if "opencv" in t:
+                r_cv.append(t["opencv"][-1] / ms)
+        tm = {n: med(v) for n, v in t.items()}
+        fp32 = {n: v for n, v in tm.items() if not n.startswith("bf16") and n != "opencv"}
+        bf = {n: v for n, v in tm.items() if n.startswith("bf16")}
+        name = os.path.basename(path).split(".")[0]
+        res[name] = dict(comp=comp, lib=med(lib), times=tm, best=min(fp32, key=fp32.get),
+                         best_bf16=min(bf, key=bf.get) if bf else None, r_eager=med(r_eager),
+                         r_best=med(r_best), r_bf16=med(r_bf16) if r_bf16 else None,
+                         r_cv=med(r_cv) if r_cv else None, core=core, notes=notes,
+                         peak=med(peaks))
+    return res
+
+
+def print_machine(args):
+    info, flags = cpu_flags()
+    print("CPU (lscpu): %s %s, family %s, model %s, stepping %s; %d logical CPUs, %s "
+          "thread(s) per core; flags used: %s"
+          % (info.get("Vendor ID", "?"), info.get("Model name", "?"),
+             info.get("CPU family", "?"), info.get("Model", "?"), info.get("Stepping", "?"),
+             os.cpu_count(), info.get("Thread(s) per core", "?"),
+             " ".join(f for f in ("avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl",
+                                  "avx512_bf16", "avx512_vnni") if f in flags) or "none"))
+    print("PyTorch %s (CPU capability %s, oneDNN %s); OpenBLAS kernel of PyTorch's process: %s; "
+          "OPENBLAS_CORETYPE %s for every side"
+          % (torch.__version__, bench_graph.torch_capability(),
+             "on" if torch.backends.mkldnn.is_available() else "off",
+             bench_graph.torch_openblas_core(), os.environ.get("OPENBLAS_CORETYPE", "unset")))
+
+
+def print_anchor(res):
+    print("| model | libmm ms | PyTorch eager ms | PyTorch best ms (which) | PyTorch bf16 ms "
+          "(which) | OpenCV DNN ms | vs eager | vs best | vs bf16 | vs OpenCV |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, r in res.items():
+        tm = r["times"]
+        bf = ("%.2f (%s)" % (tm[r["best_bf16"]], r["best_bf16"][5:]) if r["best_bf16"]
+              else "no AVX512_BF16")
+        cv = "%.2f" % tm["opencv"] if "opencv" in tm else "-"
+        print("| %s | %.3f | %.3f | %.3f (%s) | %s | %s | %.2fx | %.2fx | %s | %s |"
+              % (name, r["lib"], tm["eager"], tm[r["best"]], r["best"], bf, cv, r["r_eager"],
+                 r["r_best"], "%.2fx" % r["r_bf16"] if r["r_bf16"] else "-",
+                 "%.2fx" % r["r_cv"] if r["r_cv"] else "-"))
+    for name, r in res.items():
+        others = ", ".join("%s %.3f" % (n, v) for n, v in sorted(r["times"].items()))
+        print("- %s: libmm OpenBLAS kernel %s; every side (ms): %s%s"
+              % (name, r["core"], others, "; " + "; ".join(r["notes"]) if r["notes"] else ""))
+
+
+def targets(bench, args, env, res, bundled, bert4):
+    """Issue 15's targets table: one row each, measured now."""
+    rows = []
+    if "resnet18" in res:
+        r = res["resnet18"]
+        rows.append(("resnet18 224, fp32", ">= 1.3x PyTorch at its best",
+                     "%.2fx (%.2f vs %.2f ms, best = %s)"
+                     % (r["r_best"], r["lib"], r["times"][r["best"]], r["best"]),
+                     r["r_best"] >= 1.3))
+        rows.append(("resnet18 224, bf16", ">= 2x PyTorch best fp32, >= 1.2x PyTorch bf16",
+                     "not built this round" + (" (PyTorch bf16 %.2f ms, %s)"
+                                               % (r["times"][r["best_bf16"]], r["best_bf16"])
+                                               if r["best_bf16"] else ""), None))
+    if "bert4" in res:
+        r = res["bert4"]
+        rows.append(("BERT-4, 64 tokens", ">= 2x eager, >= 1.5x best",
+                     "%.2fx eager, %.2fx best (%.3f vs %.3f / %.3f ms)"
+                     % (r["r_eager"], r["r_best"], r["lib"], r["times"]["eager"],
+                        r["times"][r["best"]]), r["r_eager"] >= 2.0 and r["r_best"] >= 1.5))
+    script = os.path.join(HERE, "pipeline.py")
+    if bundled and os.path.exists(args.sample):
+        for convert in (1, 0):
+            res_p = [run_json([sys.executable, script, "file", args.sample, bundled, "1", "15",
+                               str(convert)], env, timeout=300) for _ in range(3)]
+            walls = sorted(p["wall_s"][0] for p in res_p)
+            media = res_p[0]["media_s"]
+            rtf = media / walls[1]
+            rows.append(("demo pipeline in process, demo settings%s"
+                         % ("" if convert else ", no videoconvert (imageenc takes I420)"),
+                         ">= 250x real time",
+                         "%.0fx (median of 3: %.3f s for %.0f s; runs %s x)"
+                         % (rtf, walls[1], media, "/".join("%.0f" % (media / w) for w in walls)),
+                         rtf >= 250))
+        for convert in (1, 0):
+            walls = sorted(run_json([sys.executable, script, "launch", args.sample, bundled,
+                                     "15", str(convert)], env, timeout=300)["wall_s"]
+                           for _ in range(3))
+            rtf = 30.0 / walls[1]
+            rows.append(("whole-process gst-launch-1.0 of the demo line, start to EOS%s"
+                         % ("" if convert else ", no videoconvert"), ">= 60x real time",
+                         "%.0fx (median of 3: %.3f s; runs %s x)"
+                         % (rtf, walls[1], "/".join("%.0f" % (30.0 / w) for w in walls)),
+                         rtf >= 60))
+    for path, comp, label in ((bundled, "image", "scenes image"), (bert4, "text", "bert4 text")):
+        if not path or not os.path.exists(path):
+            continue
+        one = run_json([bench, "streams", path, "2.0", comp], env)
+        two = run_json([bench, "streams", path, "2.0", comp, comp], env)
+        t1 = sum(x["per_s"] for x in one["streams"])
+        t2 = sum(x["per_s"] for x in two["streams"])
+        rows.append(("two streams on 2 cores (%s)" % label, ">= 1.8x one stream's throughput",
+                     "%.2fx (%.0f vs %.0f calls/s; load %.1f)" % (t2 / t1, t2, t1,
+                                                                  os.getloadavg()[0]),
+                     t2 / t1 >= 1.8))
+    print("| measure | target | measured | met |")
+    print("|---|---|---|---|")
+    for what, tgt, got, ok in rows:
+        print("| %s | %s | %s | %s |" % (what, tgt, got,
+                                         "-" if ok is None else ("yes" if ok else "**no**")))
+
+
+def anchor_and_targets(bench, args, env, bert4, resnet18, bundled):
+    t_start = time.monotonic()
+    TORCH_CPU[:] = [0.0, 0.0]
+    del PEAK[:]
+    print("## The anchor: libmm vs PyTorch eager, at its best, bf16, and OpenCV DNN")
+    print()
+    print_machine(args)
+    print("Load average (1, 5, 15 min) at start: %.2f %.2f %.2f" % LOAD_START)
+    print()
+    res = anchor(bench, [bert4, resnet18], args, env)
+    print("%d rounds x %d calls, medians; one thread everywhere (MM_THREADS=%d, torch "
+          "threads %d, OPENBLAS_NUM_THREADS=%s, OpenCV setNumThreads(1)); PyTorch used "
+          "%.2f CPU s per wall s while timed; one core's fp32 FMA peak (mm-bench, "
+          "registers only): %.1f GFLOP/s (%.1f-%.1f over the rounds)"
+          % (args.rounds, args.repeats, args.threads, torch.get_num_threads(),
+             os.environ["OPENBLAS_NUM_THREADS"], TORCH_CPU[0] / max(TORCH_CPU[1], 1e-9),
+             med(PEAK), min(PEAK), max(PEAK)))
+    print()
+    print_anchor(res)
+    print()
+    print("## Targets (issue 15)")
+    print()
+    targets(bench, args, env, res, bundled, bert4)
+    print()
+    print("Load average (1, 5, 15 min): start %.2f %.2f %.2f, end %.2f %.2f %.2f "
+          "(%d logical CPUs: above ~1 other jobs shared the cores); %.0f s"
+          % (LOAD_START + os.getloadavg() + (os.cpu_count(), time.monotonic() - t_start)))
+
+
+# --------------------------------------------------------------------------
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -400,6 +706,11 @@ def main():
     ap.add_argument("--bert-base", action="store_true",
                     help="also a 12-layer hidden-768 BERT at 126 tokens (slow)")
     ap.add_argument("--quick", action="store_true", help="bundled model only, fewer repeats")
+    ap.add_argument("--targets", action="store_true",
+                    help="only the anchor (bert4, resnet18 vs PyTorch eager/best/bf16, "
+                    "OpenCV) and the issue-15 targets table")
+    ap.add_argument("--coretype", default="unset",
+                    help="OPENBLAS_CORETYPE for every side (default: unset for all)")
     args = ap.parse_args()
     if args.quick:
         args.rounds, args.repeats = 2, 5
@@ -416,6 +727,17 @@ def main():
     models = [bundled] if os.path.exists(bundled) else []
     bert4 = os.path.join(WORK, "bert4.safetensors")
     resnet18 = os.path.join(WORK, "resnet18.safetensors")
+    if args.sample == ap.get_default("sample") and not os.path.exists(args.sample):
+        mine = os.path.join(args.build, "sample", "news.mkv")
+        args.sample = mine if os.path.exists(mine) else args.sample
+    if args.targets:
+        for p, make in ((bert4, lambda: make_bert(bert4, **BERT4)),
+                        (resnet18, lambda: make_resnet18(resnet18))):
+            if not os.path.exists(p):
+                make()
+        anchor_and_targets(bench, args, env, bert4, resnet18,
+                           bundled if bundled in models else None)
+        return
     if not args.quick:
         if not os.path.exists(bert4):
             make_bert(bert4, **BERT4)
@@ -472,6 +794,8 @@ def main():
     else:
         print("(skipped: %s or the bundled model missing; run sh pipelines/make-sample.sh, "
               "or pass --sample)" % args.sample)
+    print()
+    anchor_and_targets(bench, args, env, bert4, resnet18, bundled if bundled in models else None)
     print()
     print("(bench.py took %.0f s)" % (time.monotonic() - t_start))
 

@@ -3,6 +3,7 @@
 
     /usr/bin/python3 tests/bench/pipeline.py file MEDIA MODEL [LOOPS [INTERVAL]]
     /usr/bin/python3 tests/bench/pipeline.py live MODEL [SECONDS]
+    /usr/bin/python3 tests/bench/pipeline.py launch MEDIA MODEL [INTERVAL [CONVERT]]
 
 file: the demo pipeline (pipelines/mkv-file.sh: matroskademux, decodebin,
   the three encoders, imageenc interval=INTERVAL (15, the demo's, = one frame
@@ -12,6 +13,12 @@ file: the demo pipeline (pipelines/mkv-file.sh: matroskademux, decodebin,
   media seconds, decisions (mm-classification bus messages) per loop, VmRSS
   after each loop, peak RSS (VmHWM) and how many mappings of MODEL the
   process has (five elements use it: it should be one).
+launch: the same pipeline as one gst-launch-1.0 process (gst-launch-1.0 -q
+  LINE): wall seconds from starting the process to its exit after EOS
+  (plugin registry, model load, caps negotiation and the run).
+CONVERT (file and launch, default 1): 1 runs videoconvert before imageenc
+  as pipelines/mkv-file.sh does; 0 leaves it out (imageenc takes the
+  decoder's I420 itself and converts only the frames it encodes).
 live: videotestsrc and audiotestsrc (is-live) through imageenc and audioenc
   into mmfuse and mmdecode; after SECONDS of playing, the latency the
   pipeline reports (latency query: live, min, max) and the measured delay
@@ -24,6 +31,8 @@ plugins/gstmmfuse.c, "Latency and buffering").
 """
 import json
 import os
+import shlex
+import subprocess
 import sys
 import time
 
@@ -50,16 +59,17 @@ def mappings(path):
         return sum(1 for line in f if line.rstrip().endswith(real))
 
 
-def demo_launch(media, model, interval):
+def demo_launch(media, model, interval, convert=True):
     """pipelines/mkv-file.sh without the annotated video: imageenc interval,
-    mmfuse max-age=0, decisions to a fakesink."""
+    mmfuse max-age=0, decisions to a fakesink; convert=False drops the
+    videoconvert before imageenc."""
     m = "model=%s" % model
     return ("filesrc location=%s ! matroskademux name=d "
-            "d.video_0 ! %s ! decodebin ! videoconvert ! imageenc %s interval=%d ! f.sink_0 "
+            "d.video_0 ! %s ! decodebin ! %simageenc %s interval=%d ! f.sink_0 "
             "d.audio_0 ! %s ! decodebin ! audioconvert ! audioresample ! audioenc %s ! f.sink_1 "
             "d.subtitle_0 ! %s ! textenc %s ! f.sink_2 "
             "mmfuse name=f %s max-age=0 ! mmdecode %s ! fakesink sync=false"
-            % (media, Q, m, interval, Q, m, Q, m, m, m))
+            % (media, Q, "videoconvert ! " if convert else "", m, interval, Q, m, Q, m, m, m))
 
 
 def wait_eos(bus, counter, timeout):
@@ -81,8 +91,19 @@ def wait_eos(bus, counter, timeout):
     return False
 
 
-def run_file(media, model, loops, interval):
-    p = Gst.parse_launch(demo_launch(media, model, interval))
+def run_launch(media, model, interval, convert):
+    """The demo line as one gst-launch-1.0 process, timed from start to exit."""
+    cmd = ["gst-launch-1.0", "-q"] + shlex.split(demo_launch(media, model, interval, convert))
+    t0 = time.monotonic()
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    wall = time.monotonic() - t0
+    if r.returncode != 0:
+        sys.exit("pipeline.py: gst-launch-1.0 failed (%d): %s" % (r.returncode, r.stderr[-2000:]))
+    print(json.dumps({"wall_s": wall, "convert": convert}))
+
+
+def run_file(media, model, loops, interval, convert=True):
+    p = Gst.parse_launch(demo_launch(media, model, interval, convert))
     bus = p.get_bus()
     walls, decisions, rss = [], [], []
     p.set_state(Gst.State.PAUSED)
@@ -152,7 +173,11 @@ def main():
     Gst.init(None)
     if len(sys.argv) >= 4 and sys.argv[1] == "file":
         run_file(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 1,
-                 int(sys.argv[5]) if len(sys.argv) > 5 else 15)
+                 int(sys.argv[5]) if len(sys.argv) > 5 else 15,
+                 sys.argv[6] != "0" if len(sys.argv) > 6 else True)
+    elif len(sys.argv) >= 4 and sys.argv[1] == "launch":
+        run_launch(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 15,
+                   sys.argv[5] != "0" if len(sys.argv) > 5 else True)
     elif len(sys.argv) >= 3 and sys.argv[1] == "live":
         run_live(sys.argv[2], float(sys.argv[3]) if len(sys.argv) > 3 else 4.0)
     else:
