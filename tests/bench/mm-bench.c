@@ -16,7 +16,9 @@
  *                                        then RSS over CALLS encode rounds
  *
  * Prints one JSON object on stdout.  tests/bench/bench.py runs it next to
- * PyTorch on the same weights.  MM_THREADS sets BLAS threads (default 1).
+ * PyTorch on the same weights.  MM_THREADS sets BLAS threads (default 1);
+ * MM_BENCH_ONLY=COMP times one component; MM_BENCH_TEXT_TIMES=N encodes the
+ * bench text repeated N times (a long BERT input, truncated at max_len).
  */
 #include <math.h>
 #include <stdio.h>
@@ -108,6 +110,21 @@ typedef struct
   float out[65536];
 } Runner;
 
+/* bench_text, or MM_BENCH_TEXT_TIMES copies of it */
+static const char *
+text_input (void)
+{
+  static char *text;
+  if (!text) {
+    int times = g_getenv ("MM_BENCH_TEXT_TIMES") ? atoi (g_getenv ("MM_BENCH_TEXT_TIMES")) : 1;
+    GString *s = g_string_new (bench_text);
+    for (int i = 1; i < times; i++)
+      g_string_append_printf (s, " %s", bench_text);
+    text = g_string_free (s, FALSE);
+  }
+  return text;
+}
+
 static gboolean
 runner_run (gpointer ctx, gpointer arg)
 {
@@ -115,7 +132,7 @@ runner_run (gpointer ctx, gpointer arg)
   guint n;
   switch (r->comp) {
     case MM_COMPONENT_TEXT:
-      return mm_text_encoder_encode (r->ctx, bench_text, -1, r->out, &n, NULL);
+      return mm_text_encoder_encode (r->ctx, text_input (), -1, r->out, &n, NULL);
     case MM_COMPONENT_IMAGE:
       return mm_image_encoder_encode (
           r->ctx, MM_PIXEL_RGB, r->pixels, r->w, r->h, r->w * 3, r->out, NULL);
@@ -326,7 +343,7 @@ mode_model (const char *path, int repeats)
     printf ("%s\"%s\": {\"ms\": %.5f", sep, mm_component_name (c), ms);
     if (c == MM_COMPONENT_TEXT) {
       guint n = 0;
-      mm_text_encoder_encode (r->ctx, bench_text, -1, r->out, &n, NULL);
+      mm_text_encoder_encode (r->ctx, text_input (), -1, r->out, &n, NULL);
       printf (", \"tokens\": %u", n);
     }
     printf ("}");
