@@ -281,7 +281,7 @@ def layers(bench, env, repeats):
     sg = res["sgemm"]["gflops"]
     print("libmm's op as the encoders run it (3x3 stride-1 convs: Winograd where the image "
           "encoder picks it; resnet18's stem and layer4: channel-last over weights packed at load; "
-          "convs of Winograd blocks: im2col + GEMM; BERT linears: 1x1 channel-last convs over "
+          "convs of Winograd blocks: im2col + GEMM; BERT linears: blas.c packed-linear kernel over "
           "weights packed at load) "
           "next to the plain op (im2col + sgemm / mm_linear on OpenBLAS), one plain sgemm of the "
           "same M,N,K and sgemm 1024^3, the references measured right after the layer (the load "

@@ -30,6 +30,7 @@
 #include "ops.h"
 #include "winograd.h"
 #include "conv-cl.h"
+#include "linear-packed.h"
 
 static int
 cmp_double (const void *a, const void *b)
@@ -375,7 +376,8 @@ typedef struct
   float *wino; /* Winograd weights where the image encoder uses them */
   int wino_m;
   MmConvCl conv_cl;
-  float *x_cl; /* channel-last input with its zero border */
+  MmLinearPacked lp; /* BERT linears: packed at load (linear-packed.h) */
+  float *x_cl;       /* channel-last input with its zero border */
 } LayerRun;
 
 static gboolean
@@ -394,8 +396,8 @@ run_layer (gpointer ctx, gpointer arg)
   else if (l->conv)
     mm_conv2d (r->y, r->x, r->w, NULL, l->c_in, l->h, l->w, l->c_out, l->k, l->k, l->stride, l->pad,
         1, r->scratch);
-  else if (r->conv_cl.packed) /* as the BERT encoder runs them: a 1x1 conv-cl */
-    mm_conv_cl_run (&r->conv_cl, r->y, 0, r->x, 0, 1, l->n, 1, 1, NULL, 0, FALSE);
+  else if (r->lp.packed) /* as the BERT encoder runs them */
+    mm_linear_packed_run (&r->lp, r->y, r->x, l->n, NULL, NULL);
   else
     mm_linear (r->y, r->x, r->w, r->b, l->n, l->d_in, l->d_out);
   return TRUE;
@@ -409,7 +411,7 @@ static const Layer layers[] = {
   { "resnet18 layer3 3x3 256->256 @14", 1, 256, 14, 14, 256, 3, 1, 1 },
   { "resnet18 layer4 3x3 512->512 @7", 1, 512, 7, 7, 512, 3, 1, 1, .cl = 1 },
   { "resnet18 layer2 down 1x1/2 64->128 @56", 1, 64, 56, 56, 128, 1, 2, 0 },
-  { "bert4 qkv 64x256->256", 0, 0, 0, 0, 0, 0, 0, 0, 64, 256, 256 },
+  { "bert4 qkv 64x256->768 (q, k, v as one)", 0, 0, 0, 0, 0, 0, 0, 0, 64, 256, 768 },
   { "bert4 ffn-in 64x256->1024", 0, 0, 0, 0, 0, 0, 0, 0, 64, 256, 1024 },
   { "bert4 ffn-out 64x1024->256", 0, 0, 0, 0, 0, 0, 0, 0, 64, 1024, 256 },
   { "bert-base ffn-in 126x768->3072", 0, 0, 0, 0, 0, 0, 0, 0, 126, 768, 3072 },
@@ -475,8 +477,8 @@ mode_layers (int repeats)
     }
     if (!l->conv) {
       unpacked_ms = median_ms (run_layer, NULL, &r, repeats); /* mm_linear: OpenBLAS */
-      if (!mm_conv_cl_init (&r.conv_cl, r.w, NULL, r.b, l->d_in, l->d_out, 1, 1, 1, l->name, NULL))
-        g_error ("mm-bench: conv-cl init failed for %s", l->name);
+      if (!mm_linear_packed_init (&r.lp, r.w, r.b, l->d_in, l->d_out, l->name, NULL))
+        g_error ("mm-bench: packing failed for %s", l->name);
     }
     double ms = median_ms (run_layer, NULL, &r, repeats);
     double flops = 2.0 * m * n * k;
@@ -489,7 +491,7 @@ mode_layers (int repeats)
         i ? ", " : "", l->name, m, n, k, ms, flops / (ms * 1e6), same, big, unpacked_ms,
         r.x_cl       ? "channel-last, packed weights"
             : r.wino ? (r.wino_m == 4 ? "winograd F(4x4,3x3)" : "winograd F(2x2,3x3)")
-                     : (l->conv ? "im2col + sgemm" : "1x1 channel-last, packed weights"));
+                     : (l->conv ? "im2col + sgemm" : "packed linear (linear-packed.h)"));
     g_free (r.x);
     g_free (r.w);
     g_free (r.b);
@@ -498,6 +500,7 @@ mode_layers (int repeats)
     g_free (r.wino);
     g_free (r.x_cl);
     mm_conv_cl_clear (&r.conv_cl);
+    mm_linear_packed_clear (&r.lp);
   }
   printf ("]}\n");
   return 0;

@@ -19,6 +19,7 @@
 #include "mm-private.h"
 #include "attention.h"
 #include "conv-cl.h"
+#include "linear-packed.h"
 #include "ops.h"
 #include "preprocess.h"
 
@@ -62,11 +63,11 @@ typedef struct
   const float *inter_w, *inter_b;       /* (I, H), (I) */
   const float *out_w, *out_b;           /* (H, I), (H) */
   const float *out_ln_w, *out_ln_b;     /* (H) */
-  /* the linears again, packed at load with their biases as 1x1
-   * channel-last convolutions (conv-cl.c), see bert_linear; qkv is query,
-   * key and value as one (3H, H) linear: x is read once, and its output
-   * rows (q | k | v) feed the fused attention in place */
-  MmConvCl qkv, attn_out, inter, out;
+  /* the linears again, packed at load with their biases (linear-packed.h),
+   * see bert_linear; qkv is query, key and value as one (3H, H) linear: x
+   * is read once, and its output rows (q | k | v) feed the fused attention
+   * in place */
+  MmLinearPacked qkv, attn_out, inter, out;
 } BertLayer;
 
 struct _MmBertWeights
@@ -290,7 +291,7 @@ bind_head (MmBertWeights *w, const MmSafetensors *st, const char *label, GError 
  * of d_in channels (a linear is one): OpenBLAS repacked the weights on
  * every call, a fifth of the encoder's time at 64 tokens.  Query, key and
  * value become one (3H, H) linear (copied together first, freed after
- * packing).  conv-cl fails with a GError when memory is short. */
+ * packing).  Packing fails with a GError when memory is short. */
 static gboolean
 pack_layers (MmBertWeights *w, const char *label, GError **error)
 {
@@ -317,7 +318,7 @@ pack_layers (MmBertWeights *w, const char *label, GError **error)
     memcpy (qkv_b + 2 * H, l->value_b, H * sizeof (float));
     struct
     {
-      MmConvCl *cl;
+      MmLinearPacked *cl;
       const float *w, *b;
       int d_in, d_out;
       const char *name;
@@ -329,8 +330,8 @@ pack_layers (MmBertWeights *w, const char *label, GError **error)
     };
     for (guint j = 0; j < G_N_ELEMENTS (m); j++) {
       GError *err = NULL;
-      if (!mm_conv_cl_init (
-              m[j].cl, m[j].w, NULL, m[j].b, m[j].d_in, m[j].d_out, 1, 1, 1, m[j].name, &err)) {
+      if (!mm_linear_packed_init (
+              m[j].cl, m[j].w, m[j].b, m[j].d_in, m[j].d_out, m[j].name, &err)) {
         mm_format_error (error, label, "text: layer %u: %s", i, err->message);
         g_error_free (err);
         g_free (qkv_w);
@@ -362,9 +363,8 @@ static gboolean
 bert_budget (const BertConfig *c, gsize n, const char *label, GError **error)
 {
   int H = c->hidden, I = c->intermediate;
-  guint64 packed = mm_conv_cl_packed_bytes (H, 3 * H, 1, 1, 1)
-      + mm_conv_cl_packed_bytes (H, H, 1, 1, 1) + mm_conv_cl_packed_bytes (H, I, 1, 1, 1)
-      + mm_conv_cl_packed_bytes (I, H, 1, 1, 1);
+  guint64 packed = mm_linear_packed_bytes (H, 3 * H) + mm_linear_packed_bytes (H, H)
+      + mm_linear_packed_bytes (H, I) + mm_linear_packed_bytes (I, H);
   guint64 linears = 4 * mm_conv_cl_flops (H, H, 1, 1, 1, n) + mm_conv_cl_flops (H, I, 1, 1, 1, n)
       + mm_conv_cl_flops (I, H, 1, 1, 1, n);
   guint64 bytes = c->layers * packed + bert_context_floats (c, n) * sizeof (float);
@@ -411,10 +411,10 @@ mm_bert_weights_free (MmBertWeights *w)
     return;
   for (guint i = 0; w->layer && i < w->cfg.layers; i++) {
     BertLayer *l = &w->layer[i];
-    mm_conv_cl_clear (&l->qkv);
-    mm_conv_cl_clear (&l->attn_out);
-    mm_conv_cl_clear (&l->inter);
-    mm_conv_cl_clear (&l->out);
+    mm_linear_packed_clear (&l->qkv);
+    mm_linear_packed_clear (&l->attn_out);
+    mm_linear_packed_clear (&l->inter);
+    mm_linear_packed_clear (&l->out);
   }
   g_free (w->layer);
   g_free (w);
@@ -513,7 +513,7 @@ bert_embed (float *x, const MmBertWeights *w, const gint32 *ids, int n)
 }
 
 /* The reference ops path runs mm_linear (textbook loops); so do big
- * products when OpenBLAS has several threads (MM_THREADS), which conv-cl
+ * products when OpenBLAS has several threads (MM_THREADS), which the packed kernel
  * would not use. */
 static gboolean
 bert_unpacked (int n, int d_in, int d_out)
@@ -525,7 +525,7 @@ bert_unpacked (int n, int d_in, int d_out)
  * the packed weights, the bias, residual and GELU in the kernel's epilogue;
  * act is NULL or GELU. */
 static void
-bert_linear (float *y, const float *x, const float *w, const float *b, const MmConvCl *cl,
+bert_linear (float *y, const float *x, const float *w, const float *b, const MmLinearPacked *cl,
     const float *residual, const MmAct *act, int n, int d_in, int d_out)
 {
   if (bert_unpacked (n, d_in, d_out)) {
@@ -536,7 +536,7 @@ bert_linear (float *y, const float *x, const float *w, const float *b, const MmC
       mm_gelu (y, (gsize)n * d_out);
     return;
   }
-  mm_conv_cl_run_act (cl, y, 0, x, 0, 1, n, 1, 1, residual, 0, act);
+  mm_linear_packed_run (cl, y, x, n, residual, act);
 }
 
 /* qkv (n, 3H) = x (n, H) [Wq; Wk; Wv]^T + [bq; bk; bv] */
@@ -544,7 +544,7 @@ static void
 bert_qkv (float *qkv, float *tmp, const float *x, const BertLayer *l, int n, int H)
 {
   if (!bert_unpacked (n, H, 3 * H)) {
-    mm_conv_cl_run (&l->qkv, qkv, 0, x, 0, 1, n, 1, 1, NULL, 0, FALSE);
+    mm_linear_packed_run (&l->qkv, qkv, x, n, NULL, NULL);
     return;
   }
   const float *ws[3] = { l->query_w, l->key_w, l->value_w };

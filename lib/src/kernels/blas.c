@@ -28,6 +28,9 @@
 #include <cpuid.h>
 
 #include "ops.h"
+#include "linear-packed.h"
+#include "act-vec.h"
+#include "mm-private.h"
 
 enum
 {
@@ -460,4 +463,170 @@ mm_sgemm (gboolean trans_a, gboolean trans_b, int m, int n, int k, float alpha, 
   }
   blas_sgemm (ROW_MAJOR, trans_a ? TRANS : NO_TRANS, trans_b ? TRANS : NO_TRANS, m, n, k, alpha, a,
       lda, b, ldb, beta, c, ldc);
+}
+
+/* ------------------------------------------------------------------ */
+/* Linears over packed weights (linear-packed.h)                       */
+
+#define LP_NR 32
+
+gsize
+mm_linear_packed_bytes (int d_in, int d_out)
+{
+  gsize panels = ((gsize)MAX (d_out, 0) + LP_NR - 1) / LP_NR;
+  return (panels * LP_NR * (gsize)MAX (d_in, 0) + panels * LP_NR) * sizeof (float) + 64;
+}
+
+void
+mm_linear_packed_clear (MmLinearPacked *l)
+{
+  g_free (l->packed);
+  g_free (l->bias);
+  memset (l, 0, sizeof *l);
+}
+
+gboolean
+mm_linear_packed_init (MmLinearPacked *l, const float *w, const float *b, int d_in, int d_out,
+    const char *what, GError **error)
+{
+  memset (l, 0, sizeof *l);
+  if (d_in <= 0 || d_out <= 0) {
+    g_set_error (
+        error, MM_ERROR, MM_ERROR_FORMAT, "%s: bad linear shape %d -> %d", what, d_in, d_out);
+    return FALSE;
+  }
+  int panels = (d_out + LP_NR - 1) / LP_NR;
+  gsize n = (gsize)panels * LP_NR * d_in;
+  l->packed = g_try_malloc (n * sizeof (float)); /* glib's malloc: 16-byte aligned at least */
+  l->bias = g_try_new0 (float, (gsize)panels *LP_NR);
+  if (!l->packed || !l->bias) {
+    mm_linear_packed_clear (l);
+    g_set_error (error, MM_ERROR, MM_ERROR_FORMAT,
+        "%s: cannot allocate %" G_GSIZE_FORMAT " MB of packed weights", what,
+        (n * sizeof (float)) >> 20);
+    return FALSE;
+  }
+  l->d_in = d_in;
+  l->d_out = d_out;
+  l->panels = panels;
+  for (int p = 0; p < panels; p++)
+    for (int k = 0; k < d_in; k++)
+      for (int j = 0; j < LP_NR; j++) {
+        int o = p * LP_NR + j;
+        l->packed[((gsize)p * d_in + k) * LP_NR + j] = o < d_out ? w[(gsize)o * d_in + k] : 0.0f;
+      }
+  if (b)
+    memcpy (l->bias, b, sizeof (float) * d_out);
+  return TRUE;
+}
+
+/* rows r0..r0+MR of one panel: acc over k, then bias, residual, act */
+#define DEFINE_LP_TILE(MR, PF)                                                                     \
+  SMALL_INLINE void lp_tile_##MR##_##PF (const float *x, int d_in, const float *panel,             \
+      const float *next, const float *bias, float *y, const float *res, int d_out, int j0,         \
+      const MmAct *act)                                                                            \
+  {                                                                                                \
+    v16f a0[MR], a1[MR], z = { 0 };                                                                \
+    _Pragma ("GCC unroll 16") for (int r = 0; r < MR; r++) a0[r] = a1[r] = z;                      \
+    for (int k = 0; k < d_in; k++) {                                                               \
+      const float *bp = panel + (gsize)k * LP_NR;                                                  \
+      if (PF) {                                                                                    \
+        __builtin_prefetch (next + (gsize)k * LP_NR, 0, 3);                                        \
+        __builtin_prefetch (next + (gsize)k * LP_NR + 16, 0, 3);                                   \
+      }                                                                                            \
+      v16f b0 = *(const v16f *)bp, b1 = *(const v16f *)(bp + 16);                                  \
+      _Pragma ("GCC unroll 16") for (int r = 0; r < MR; r++)                                       \
+      {                                                                                            \
+        float av = x[(gsize)r * d_in + k];                                                         \
+        a0[r] += av * b0;                                                                          \
+        a1[r] += av * b1;                                                                          \
+      }                                                                                            \
+    }                                                                                              \
+    v16f s0 = *(const v16f *)bias, s1 = *(const v16f *)(bias + 16);                                \
+    int nr = MIN (LP_NR, d_out - j0);                                                              \
+    _Pragma ("GCC unroll 16") for (int r = 0; r < MR; r++)                                         \
+    {                                                                                              \
+      V16 o0 = a0[r] + s0, o1 = a1[r] + s1;                                                        \
+      float *yr = y + (gsize)r * d_out + j0;                                                       \
+      if (res) {                                                                                   \
+        const float *rr = res + (gsize)r * d_out + j0;                                             \
+        if (nr == LP_NR) {                                                                         \
+          o0 += *(const v16f *)rr;                                                                 \
+          o1 += *(const v16f *)(rr + 16);                                                          \
+        } else {                                                                                   \
+          float t[LP_NR] = { 0 };                                                                  \
+          memcpy (t, rr, nr * sizeof (float));                                                     \
+          o0 += *(const v16f *)t;                                                                  \
+          o1 += *(const v16f *)(t + 16);                                                           \
+        }                                                                                          \
+      }                                                                                            \
+      if (act) {                                                                                   \
+        o0 = v16_act (o0, act);                                                                    \
+        o1 = v16_act (o1, act);                                                                    \
+      }                                                                                            \
+      if (nr == LP_NR) {                                                                           \
+        *(v16f *)yr = o0;                                                                          \
+        *(v16f *)(yr + 16) = o1;                                                                   \
+      } else {                                                                                     \
+        float t[LP_NR];                                                                            \
+        *(v16f *)t = o0;                                                                           \
+        *(v16f *)(t + 16) = o1;                                                                    \
+        memcpy (yr, t, nr * sizeof (float));                                                       \
+      }                                                                                            \
+    }                                                                                              \
+  }
+DEFINE_LP_TILE (8, 0)
+DEFINE_LP_TILE (4, 0)
+DEFINE_LP_TILE (1, 0)
+DEFINE_LP_TILE (8, 1)
+DEFINE_LP_TILE (4, 1)
+DEFINE_LP_TILE (1, 1)
+
+static SMALL_CLONES void
+linear_packed_run (const MmLinearPacked *l, float *y, const float *x, int n, const float *residual,
+    const MmAct *act, gboolean wide)
+{
+  int d_in = l->d_in, d_out = l->d_out;
+  for (int p = 0; p < l->panels; p++) {
+    const float *panel = l->packed + (gsize)p * d_in * LP_NR;
+    const float *next = p + 1 < l->panels ? panel + (gsize)d_in * LP_NR : NULL;
+    const float *bias = l->bias + (gsize)p * LP_NR;
+    int j0 = p * LP_NR, i = 0;
+    /* the first row tile prefetches the next panel (a loop of its own:
+     * a test in the k loop cost register moves) */
+#define LP_CALL(MR, PF)                                                                            \
+  lp_tile_##MR##_##PF (x + (gsize)i * d_in, d_in, panel, next, bias, y + (gsize)i * d_out,         \
+      residual ? residual + (gsize)i * d_out : NULL, d_out, j0, act)
+    if (next) {
+      if (wide && n >= 8) {
+        LP_CALL (8, 1);
+        i = 8;
+      } else if (n >= 4) {
+        LP_CALL (4, 1);
+        i = 4;
+      } else {
+        LP_CALL (1, 1);
+        i = 1;
+      }
+    }
+    if (wide)
+      for (; i + 8 <= n; i += 8)
+        LP_CALL (8, 0);
+    for (; i + 4 <= n; i += 4)
+      LP_CALL (4, 0);
+    for (; i < n; i++)
+      LP_CALL (1, 0);
+#undef LP_CALL
+  }
+}
+
+void
+mm_linear_packed_run (const MmLinearPacked *l, float *y, const float *x, int n,
+    const float *residual, const MmAct *act)
+{
+  if (n <= 0)
+    return;
+  if (act && act->kind == MM_ACT_NONE)
+    act = NULL;
+  linear_packed_run (l, y, x, n, residual, act, mm_cpu_has_avx512 ());
 }
