@@ -1,6 +1,7 @@
 /* Tests of the channel-last depthwise conv (dwconv-cl.c), the activations
  * of the channel-last epilogues (act-vec.h, mm_act_apply) and
- * mm_conv_cl_run_act (conv-cl.c).
+ * mm_conv_cl_run_act (conv-cl.c), and the channel-last Winograd conv
+ * (winograd.c) against the reference conv.
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
  * Every result is checked against the reference conv (mm_conv2d /
@@ -16,6 +17,7 @@
 
 #include "conv-cl.h"
 #include "dwconv-cl.h"
+#include "winograd.h"
 #include "mm.h"
 #include "ops.h"
 
@@ -349,6 +351,124 @@ test_conv_cl_act (void)
     run_conv_act_case (&conv_cases[i]);
 }
 
+/* ---- channel-last Winograd (winograd.c) ---------------------------- */
+
+typedef struct
+{
+  int c_in, c_out, h, w, m;
+} WinoCase;
+
+static const WinoCase wino_cases[] = {
+  { 16, 16, 7, 9, 4 },    /* partial tiles at the bottom and the right */
+  { 32, 48, 9, 13, 4 },   /* a 32-channel panel and a 16 one */
+  { 48, 16, 5, 6, 2 },    /* F(2, 3), one 16 panel */
+  { 16, 32, 1, 1, 2 },    /* one pixel: a tile mostly outside */
+  { 16, 16, 2, 3, 4 },    /* a plane smaller than one tile */
+  { 256, 32, 20, 20, 4 }, /* two chunks of tiles */
+  { 512, 16, 16, 16, 2 }, /* four chunks */
+  { 64, 64, 14, 14, 4 },  /* ResNet's shape, one chunk */
+};
+
+static void
+run_wino_case (const WinoCase *c, guint act_i)
+{
+  int n_pos = c->h * c->w;
+  gsize n_y = (gsize)c->c_out * n_pos;
+  float *x = random_array ((gsize)c->c_in * n_pos, 1.0f);
+  float *w = random_array ((gsize)c->c_out * c->c_in * 9, 1.0f / sqrtf (c->c_in * 9.0f));
+  float *scale = random_array (c->c_out, 2.0f), *shift = random_array (c->c_out, 1.0f);
+  float *conv = g_new (float, n_y);
+  char *what = g_strdup_printf (
+      "winograd-cl F%d %d -> %d %dx%d act %u", c->m, c->c_in, c->c_out, c->h, c->w, act_i);
+  mm_ops_set_reference (TRUE);
+  mm_conv2d (conv, x, w, NULL, c->c_in, c->h, c->w, c->c_out, 3, 3, 1, 1, 1, NULL);
+  mm_ops_set_reference (FALSE);
+  /* x channel-last in its zero border, rows two pixels wider still, which
+   * hold NaN: the kernel must read no pixel outside the border; exactly
+   * h + 2 rows (ASan/valgrind see over-reads) */
+  int xw = c->w + 4;
+  gsize x_row = (gsize)xw * c->c_in;
+  float *xp = g_new0 (float, (gsize)(c->h + 2) * x_row);
+  for (int r = 0; r < c->h + 2; r++)
+    for (gsize i = (gsize)(c->w + 2) * c->c_in; i < x_row; i++)
+      xp[(gsize)r * x_row + i] = NAN;
+  for (int ch = 0; ch < c->c_in; ch++)
+    for (int r = 0; r < c->h; r++)
+      for (int q = 0; q < c->w; q++)
+        xp[(gsize)(r + 1) * x_row + (gsize)(q + 1) * c->c_in + ch] =
+            x[((gsize)ch * c->h + r) * c->w + q];
+  /* y and the identity in rows one pixel wider than the data: the gap of y
+   * keeps its guard */
+  gsize y_row = (gsize)(c->w + 1) * c->c_out, n_yr = (gsize)c->h * y_row;
+  float *y = g_new (float, n_yr + N_GUARD), *id = random_array (n_yr, 2.0f);
+  float *got = g_new (float, n_y), *want = g_new (float, n_y);
+  MmWinogradCl wc;
+  g_assert_true (mm_winograd_cl_init (&wc, c->m, w, scale, shift, c->c_in, c->c_out, what, NULL));
+  float *scratch = g_new (float, mm_winograd_cl_scratch_size (&wc, c->h, c->w));
+  for (int res = 0; res < 2; res++) {
+    const float *identity = res ? id : NULL;
+    for (gsize i = 0; i < n_yr + N_GUARD; i++)
+      y[i] = GUARD;
+    mm_winograd_cl_run (
+        &wc, y, y_row, xp, x_row, c->h, c->w, identity, y_row, &acts[act_i], scratch);
+    for (int i = 0; i < N_GUARD; i++)
+      g_assert_cmpfloat (y[n_yr + i], ==, GUARD);
+    for (int r = 0; r < c->h; r++)
+      for (int oc = 0; oc < c->c_out; oc++)
+        g_assert_cmpfloat (y[(gsize)r * y_row + (gsize)c->w * c->c_out + oc], ==, GUARD);
+    for (int oc = 0; oc < c->c_out; oc++)
+      for (int p = 0; p < n_pos; p++) {
+        gsize i = (gsize)oc * n_pos + p,
+              at = (gsize)(p / c->w) * y_row + (gsize)(p % c->w) * c->c_out + oc;
+        float v = conv[i] * scale[oc] + shift[oc] + (res ? id[at] : 0);
+        want[i] = act_want (&acts[act_i], v);
+        got[i] = y[at];
+      }
+    char *wv = g_strdup_printf ("%s res %d", what, res);
+    /* Winograd's transforms round more than a direct sum (measured 1e-6 to
+     * 7e-6 of the largest output on these shapes); the graph parity tests
+     * hold whole networks to 1e-4 of PyTorch */
+    assert_close (got, want, n_y, 3e-5f, wv);
+    g_free (wv);
+  }
+  mm_winograd_cl_clear (&wc);
+  g_free (what);
+  g_free (x), g_free (w), g_free (scale), g_free (shift), g_free (conv), g_free (xp);
+  g_free (y), g_free (id), g_free (got), g_free (want), g_free (scratch);
+}
+
+static void
+test_winograd_cl (void)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (wino_cases); i++)
+    run_wino_case (&wino_cases[i], i % G_N_ELEMENTS (acts));
+  /* every activation on a small shape, both tile sizes */
+  for (guint a = 0; a < G_N_ELEMENTS (acts); a++) {
+    WinoCase c = { 16, 32, 6, 5, 2 + 2 * (a % 2) };
+    run_wino_case (&c, a);
+  }
+}
+
+static void
+test_winograd_cl_refused (void)
+{
+  static const int shapes[][3] = { { 3, 16, 32 }, { 16, 20, 16 }, { 16, 16, 8 }, { 0, 16, 16 } };
+  float w[16 * 20 * 9] = { 0 };
+  for (guint i = 0; i < G_N_ELEMENTS (shapes); i++) {
+    MmWinogradCl wc;
+    GError *err = NULL;
+    int m = shapes[i][0], c_in = shapes[i][1], c_out = shapes[i][2];
+    g_assert_false (mm_winograd_cl_init (&wc, m, w, NULL, NULL, c_in, c_out, "node 7", &err));
+    g_assert_error (err, MM_ERROR, MM_ERROR_FORMAT);
+    g_assert_nonnull (strstr (err->message, "node 7"));
+    g_assert_null (wc.mem);
+    mm_winograd_cl_clear (&wc);
+    g_clear_error (&err);
+  }
+  g_assert_cmpint (mm_winograd_cl_pick (20, 64, 56, 56), ==, 0);
+  g_assert_cmpint (mm_winograd_cl_pick (64, 64, 3, 3), ==, 0);
+}
+
 /* mm_act_apply on both paths, over a range that reaches the exp clamps,
  * lengths around the vector width; NaN stays NaN where it should */
 static void
@@ -405,6 +525,8 @@ main (int argc, char **argv)
   g_test_add_func ("/dwconv/bad-shape", test_dwconv_bad_shape);
   g_test_add_func ("/conv-cl/activations", test_conv_cl_act);
   g_test_add_func ("/act/apply", test_act_apply);
+  g_test_add_func ("/winograd-cl/against-reference", test_winograd_cl);
+  g_test_add_func ("/winograd-cl/refused", test_winograd_cl_refused);
   int ret = g_test_run ();
   g_rand_free (rng);
   return ret;

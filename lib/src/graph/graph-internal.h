@@ -16,6 +16,7 @@
 #include "conv-cl.h"
 #include "dwconv-cl.h"
 #include "graph.h"
+#include "winograd.h"
 
 G_BEGIN_DECLS
 
@@ -119,8 +120,10 @@ struct _GrNode
   int residual; /* value added before act, or -1 */
   /* fast Conv (graph-plan.c): channel-last, weights packed at load */
   int fast; /* 0 = im2col + sgemm (NCHW), 1 = conv-cl, 2 = dwconv-cl */
+  int wino; /* fast 1 through channel-last Winograd F(wino, 3) (wcl), not ccl */
   MmConvCl ccl;
   MmDwConvCl dcl;
+  MmWinogradCl wcl;
 };
 
 typedef struct
@@ -203,6 +206,8 @@ void gr_apply_act (float *x, gsize n, GrAct act, float a, float b);
 /* fast convs: packs the weights when conv-cl.c / dwconv-cl.c can run
  * the node (sets n->fast), then, once the layouts are known, its scratch */
 gboolean gr_conv_prepare (GrGraph *g, GrNode *n, GError **error);
+/* the Winograd tile size gr_conv_prepare will choose for a Conv (0 = none) */
+int gr_conv_wino_pick (GrGraph *g, const GrNode *n);
 void gr_conv_scratch (GrGraph *g, GrNode *n);
 /* whether the conv's whole epilogue runs in the kernel (MmAct, no
  * channel-first residual) */

@@ -620,6 +620,7 @@ mm_graph_free (MmGraph *mg)
     g_free (g->nodes[i].priv);
     mm_conv_cl_clear (&g->nodes[i].ccl);
     mm_dwconv_cl_clear (&g->nodes[i].dcl);
+    mm_winograd_cl_clear (&g->nodes[i].wcl);
   }
   g_free (g->nodes);
   g_free (g->values);

@@ -1555,12 +1555,34 @@ gr_conv_prepare (GrGraph *g, GrNode *n, GError **error)
   char what[400];
   g_snprintf (what, sizeof what, "%s: graph node %d ('%s', Conv)", g->label, n->index, n->name);
   /* a conv the kernels refuse (absurd packed sizes) stays on im2col */
-  if (grp == c && m == c && grp > 1)
+  int wm = gr_conv_wino_pick (g, n);
+  if (wm && mm_winograd_cl_init (&n->wcl, wm, w, scale, shift, c, m, what, NULL)) {
+    n->fast = 1;
+    n->wino = wm;
+  } else if (grp == c && m == c && grp > 1)
     n->fast = mm_dwconv_cl_init (&n->dcl, w, scale, shift, c, p->k[0], p->k[1], what, NULL) ? 2 : 0;
   else
     n->fast =
         mm_conv_cl_init (&n->ccl, w, scale, shift, c, m, p->k[0], p->k[1], grp, what, NULL) ? 1 : 0;
   return TRUE;
+}
+
+int
+gr_conv_wino_pick (GrGraph *g, const GrNode *n)
+{
+  const GrParams *p = &n->p;
+  const GrShape *xs = &gr_in (g, n, 0)->s, *ws = &gr_in (g, n, 1)->s;
+  if (p->sp != 2 || p->group != 1 || p->k[0] != 3 || p->k[1] != 3 || p->s[0] != 1 || p->s[1] != 1
+      || p->dl[0] != 1 || p->dl[1] != 1 || p->pb[0] != 1 || p->pb[1] != 1 || p->pe[0] != 1
+      || p->pe[1] != 1 || xs->rank != 4 || xs->d[0] != 1)
+    return 0;
+  int m = mm_winograd_cl_pick ((int)xs->d[1], (int)ws->d[0], (int)xs->d[2], (int)xs->d[3]);
+  /* MM_GRAPH_WINOGRAD (diagnostics, for side-by-side timing): 0 = never,
+   * 2 or 4 = that tile size wherever the kernel serves the shape */
+  const char *e = g_getenv ("MM_GRAPH_WINOGRAD");
+  if (e && (g_str_equal (e, "0") || g_str_equal (e, "2") || g_str_equal (e, "4")))
+    m = e[0] == '0' || xs->d[1] % 16 || ws->d[0] % 16 ? 0 : e[0] - '0';
+  return m;
 }
 
 /* scratch: the zero-padded channel-last input (unless the input is
@@ -1578,6 +1600,8 @@ gr_conv_scratch (GrGraph *g, GrNode *n)
     n->scratch += (h + p->pb[0] + p->pe[0]) * (w + p->pb[1] + p->pe[1]) * (gsize)x->s.d[1];
   if (!y->cl)
     n->scratch += y->s.n;
+  if (n->wino)
+    n->scratch += mm_winograd_cl_scratch_size (&n->wcl, (int)h, (int)w);
 }
 
 static gboolean
@@ -1691,7 +1715,10 @@ conv_fast (const GrRun *r, const GrNode *n)
     id_row = (gsize)(wo + 2 * b) * m;
     id += (gsize)b * (id_row + m);
   }
-  if (n->fast == 2)
+  if (n->wino)
+    mm_winograd_cl_run (&n->wcl, t, y_row, xp, x_row, ho, wo, id, id_row, kernel_act ? &act : NULL,
+        yv->cl ? scr : scr + ys->n);
+  else if (n->fast == 2)
     mm_dwconv_cl_run (&n->dcl, t, y_row, xp, x_row, ho, wo, p->s[0], p->s[1], id, id_row,
         kernel_act ? &act : NULL);
   else

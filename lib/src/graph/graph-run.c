@@ -58,10 +58,11 @@ mm_graph_ctx_free (MmGraphCtx *c)
       const GrNode *n = &g->nodes[best];
       const GrShape *ys = &g->values[n->out[0]].s;
       g_printerr (
-          "  %7.3f ms %6.1f GF/s %5.1f%%  %-14s fast %d act %d res %d  %s  out (%" G_GINT64_FORMAT
+          "  %7.3f ms %6.1f GF/s %5.1f%%  %-14s fast %d%s act %d res %d  %s  out (%" G_GINT64_FORMAT
           ",%" G_GINT64_FORMAT ",%" G_GINT64_FORMAT ") cl %d\n",
           c->times[best] * 1e3 / c->runs, 2e-9 * n->macs * c->runs / c->times[best],
-          100.0 * c->times[best] / total, n->op->name, n->fast, n->act, n->residual >= 0, n->name,
+          100.0 * c->times[best] / total, n->op->name, n->fast,
+          n->wino == 4 ? " F4" : (n->wino == 2 ? " F2" : ""), n->act, n->residual >= 0, n->name,
           ys->rank > 1 ? ys->d[1] : 0, ys->rank > 2 ? ys->d[2] : 0, ys->rank > 3 ? ys->d[3] : 0,
           g->values[n->out[0]].cl);
       c->times[best] = 0.0;

@@ -20,6 +20,8 @@
 
 #include "ops.h"
 #include "winograd.h"
+#include "act-vec.h"
+#include "mm-private.h"
 
 #if defined(__GNUC__) && !defined(__clang__)
 #define WG_VECTORIZE                                                                               \
@@ -383,4 +385,351 @@ mm_winograd_conv3x3 (float *y, const float *x, const float *u, int m, int c_in, 
       }
     }
   }
+}
+
+/* ---- channel-last ------------------------------------------------------
+ *
+ * Vectors run across 16 channels everywhere: the input transform of a tile
+ * reads its (m + 2)^2 pixels 16 input channels at a time, the output
+ * transform its (m + 2)^2 products 16 output channels at a time, and the
+ * GEMMs keep MR tiles x 32 output channels in registers over the whole
+ * reduction (conv-cl.c's register tile, reading V where conv-cl reads x).
+ * A chunk's V is at most WCL_V_FLOATS (it is read once per panel of 32
+ * output channels, so it should stay in the L2 cache); the products of
+ * one panel, M (a^2, T, 32), are transformed back before the next panel. */
+
+#if defined(__GNUC__)
+#define WG_INLINE static inline __attribute__ ((always_inline))
+#else
+#define WG_INLINE static inline
+#endif
+
+#define WCL_NR 32
+#define WCL_V_FLOATS (128 * 1024)
+#define WCL_MAX_BYTES ((guint64)1 << 30) /* 1 GiB, as conv-cl */
+
+/* tiles per chunk: a multiple of 8 (and so of either register tile) */
+static int
+wcl_chunk (int m, int c_in, int n_tiles)
+{
+  gsize per = (gsize)(m + 2) * (m + 2) * c_in;
+  int t = (int)CLAMP (WCL_V_FLOATS / MAX (per, 1), 1, (gsize)MAX (n_tiles, 1));
+  return (t + 7) / 8 * 8;
+}
+
+guint64
+mm_winograd_cl_bytes (int m, int c_in, int c_out)
+{
+  return ((guint64)(m + 2) * (m + 2) * (guint64)c_in * (guint64)c_out + (guint64)c_out)
+      * sizeof (float)
+      + 64;
+}
+
+void
+mm_winograd_cl_clear (MmWinogradCl *wc)
+{
+  g_free (wc->mem);
+  memset (wc, 0, sizeof *wc);
+}
+
+gboolean
+mm_winograd_cl_init (MmWinogradCl *wc, int m, const float *w, const float *scale,
+    const float *shift, int c_in, int c_out, const char *what, GError **error)
+{
+  memset (wc, 0, sizeof *wc);
+  if ((m != 2 && m != 4) || c_in <= 0 || c_out <= 0 || c_in % 16 || c_out % 16) {
+    g_set_error (error, MM_ERROR, MM_ERROR_FORMAT,
+        "%s: no channel-last Winograd F(%d, 3) for %d -> %d channels", what, m, c_in, c_out);
+    return FALSE;
+  }
+  guint64 bytes = mm_winograd_cl_bytes (m, c_in, c_out);
+  if (bytes <= WCL_MAX_BYTES)
+    wc->mem = g_try_malloc (bytes);
+  if (!wc->mem) {
+    g_set_error (error, MM_ERROR, MM_ERROR_FORMAT,
+        "%s: the Winograd weights would take %" G_GUINT64_FORMAT " MB (at most %u MB)", what,
+        bytes >> 20, (guint)(WCL_MAX_BYTES >> 20));
+    return FALSE;
+  }
+  int a = m + 2;
+  const double (*g)[3] = m == 2 ? g2 : g4;
+  gsize plane = (gsize)c_in * c_out;
+  *wc = (MmWinogradCl){ m, c_in, c_out, NULL, NULL, wc->mem };
+  wc->u = (float *)(((guintptr)wc->mem + 63) & ~(guintptr)63);
+  wc->shift = wc->u + (gsize)a * a * plane;
+  for (int oc = 0; oc < c_out; oc++) {
+    int j0 = oc / WCL_NR * WCL_NR, width = MIN (WCL_NR, c_out - j0);
+    wc->shift[oc] = shift ? shift[oc] : 0.0f;
+    for (int ic = 0; ic < c_in; ic++) {
+      const float *k = w + ((gsize)oc * c_in + ic) * 9;
+      double s = scale ? scale[oc] : 1.0, t[6][3];
+      for (int i = 0; i < a; i++) /* t = G k */
+        for (int j = 0; j < 3; j++)
+          t[i][j] = g[i][0] * k[j] + g[i][1] * k[3 + j] + g[i][2] * k[6 + j];
+      for (int i = 0; i < a; i++) /* U = t G^T */
+        for (int j = 0; j < a; j++)
+          wc->u[((gsize)j0 * a * a + (gsize)(i * a + j) * width) * c_in + (gsize)ic * width
+              + (oc - j0)] =
+              (float)(s * (t[i][0] * g[j][0] + t[i][1] * g[j][1] + t[i][2] * g[j][2]));
+    }
+  }
+  return TRUE;
+}
+
+gsize
+mm_winograd_cl_scratch_size (const MmWinogradCl *wc, int h, int w)
+{
+  if (!wc->mem || h <= 0 || w <= 0)
+    return 0;
+  int m = wc->m, a = m + 2, n_tiles = ((h + m - 1) / m) * ((w + m - 1) / m);
+  gsize t = (gsize)wcl_chunk (m, wc->c_in, n_tiles);
+  return (gsize)a * a * t * (wc->c_in + WCL_NR) + wc->c_in + 16;
+}
+
+/* B^T (F(2,3) and F(4,3)) on vectors d0..; o0.. may not alias them */
+#define WBT2(o, d)                                                                                 \
+  do {                                                                                             \
+    o[0] = d[0] - d[2];                                                                            \
+    o[1] = d[1] + d[2];                                                                            \
+    o[2] = d[2] - d[1];                                                                            \
+    o[3] = d[1] - d[3];                                                                            \
+  } while (0)
+#define WBT4(o, d)                                                                                 \
+  do {                                                                                             \
+    o[0] = 4.0f * d[0] - 5.0f * d[2] + d[4];                                                       \
+    o[1] = -4.0f * (d[1] + d[2]) + d[3] + d[4];                                                    \
+    o[2] = 4.0f * (d[1] - d[2]) - d[3] + d[4];                                                     \
+    o[3] = 2.0f * (d[3] - d[1]) - d[2] + d[4];                                                     \
+    o[4] = 2.0f * (d[1] - d[3]) - d[2] + d[4];                                                     \
+    o[5] = 4.0f * d[1] - 5.0f * d[3] + d[5];                                                       \
+  } while (0)
+/* A^T */
+#define WAT2(o, q)                                                                                 \
+  do {                                                                                             \
+    o[0] = q[0] + q[1] + q[2];                                                                     \
+    o[1] = q[1] - q[2] - q[3];                                                                     \
+  } while (0)
+#define WAT4(o, q)                                                                                 \
+  do {                                                                                             \
+    V16 s12 = q[1] + q[2], d12 = q[1] - q[2], s34 = q[3] + q[4], d34 = q[3] - q[4];                \
+    o[0] = q[0] + s12 + s34;                                                                       \
+    o[1] = d12 + 2.0f * d34;                                                                       \
+    o[2] = s12 + 4.0f * s34;                                                                       \
+    o[3] = d12 + 8.0f * d34 + q[5];                                                                \
+  } while (0)
+
+/* v[p ps .. + 16] = (B^T d B)[p] for 16 channels from c, d[i][j] at px[i a + j] + c */
+WG_INLINE void
+wcl_in_tile (int m, float *v, gsize ps, const float *const *px, int c)
+{
+  int a = m + 2;
+  V16 e[36];
+  for (int i = 0; i < a; i++) { /* rows: d B */
+    V16 d[6];
+    for (int j = 0; j < a; j++)
+      memcpy (&d[j], px[i * a + j] + c, sizeof (V16));
+    if (m == 4)
+      WBT4 ((e + i * 6), d);
+    else
+      WBT2 ((e + i * 6), d);
+  }
+  for (int j = 0; j < a; j++) { /* columns: B^T (d B) */
+    V16 d[6], o[6];
+    for (int i = 0; i < a; i++)
+      d[i] = e[i * 6 + j];
+    if (m == 4)
+      WBT4 (o, d);
+    else
+      WBT2 (o, d);
+    for (int i = 0; i < a; i++)
+      memcpy (v + (gsize)(i * a + j) * ps, &o[i], sizeof (V16));
+  }
+}
+
+/* The m x m outputs of one tile, 16 channels from oc: act (A^T M A + s [+
+ * identity]); M[p] at mt + p ps; output k goes to yp[k] + oc unless yp[k]
+ * is NULL (outside the plane), its identity is at ip[k] + oc. */
+WG_INLINE void
+wcl_out_tile (int m, const float *mt, gsize ps, const float *shift, float *const *yp,
+    const float *const *ip, int oc, const MmAct *act)
+{
+  int a = m + 2;
+  V16 s;
+  memcpy (&s, shift, sizeof s);
+  V16 e[4][6];
+  for (int j = 0; j < a; j++) { /* columns: A^T q */
+    V16 q[6], o[4];
+    for (int i = 0; i < a; i++)
+      memcpy (&q[i], mt + (gsize)(i * a + j) * ps, sizeof (V16));
+    if (m == 4)
+      WAT4 (o, q);
+    else
+      WAT2 (o, q);
+    for (int i = 0; i < m; i++)
+      e[i][j] = o[i];
+  }
+  for (int i = 0; i < m; i++) { /* rows: (A^T q) A */
+    V16 o[4];
+    if (m == 4)
+      WAT4 (o, e[i]);
+    else
+      WAT2 (o, e[i]);
+    for (int k = 0; k < m; k++) {
+      float *yo = yp[i * m + k];
+      if (!yo)
+        continue;
+      V16 r = o[k] + s;
+      if (ip) {
+        V16 iv;
+        memcpy (&iv, ip[i * m + k] + oc, sizeof iv);
+        r += iv;
+      }
+      if (act)
+        r = v16_act (r, act);
+      memcpy (yo + oc, &r, sizeof r);
+    }
+  }
+}
+
+/* M (MR tiles, 16 NV) = V (MR tiles, c_in) U (c_in, 16 NV); rows of M 32
+ * floats apart */
+#define DEFINE_WTILE(MR, NV)                                                                       \
+  WG_INLINE void wtile_##MR##_##NV (float *mo, const float *v, int c_in, const float *panel)       \
+  {                                                                                                \
+    V16 a0[MR], a1[MR], z = { 0 };                                                                 \
+    _Pragma ("GCC unroll 8") for (int r = 0; r < MR; r++) a0[r] = a1[r] = z;                       \
+    const float *p = panel;                                                                        \
+    for (int k = 0; k < c_in; k++, p += 16 * NV) {                                                 \
+      V16 b0 = *(const V16 *)p, b1 = z;                                                            \
+      if (NV == 2)                                                                                 \
+        b1 = *(const V16 *)(p + 16);                                                               \
+      _Pragma ("GCC unroll 8") for (int r = 0; r < MR; r++)                                        \
+      {                                                                                            \
+        float av = v[(gsize)r * c_in + k];                                                         \
+        a0[r] += av * b0;                                                                          \
+        if (NV == 2)                                                                               \
+          a1[r] += av * b1;                                                                        \
+      }                                                                                            \
+    }                                                                                              \
+    _Pragma ("GCC unroll 8") for (int r = 0; r < MR; r++)                                          \
+    {                                                                                              \
+      memcpy (mo + (gsize)r * WCL_NR, &a0[r], sizeof (V16));                                       \
+      if (NV == 2)                                                                                 \
+        memcpy (mo + (gsize)r * WCL_NR + 16, &a1[r], sizeof (V16));                                \
+    }                                                                                              \
+  }
+DEFINE_WTILE (8, 2)
+DEFINE_WTILE (4, 2)
+DEFINE_WTILE (8, 1)
+DEFINE_WTILE (4, 1)
+
+static WG_CLONES void
+wcl_run (const MmWinogradCl *wc, float *y, gsize y_row, const float *x, gsize x_row, int h, int w,
+    const float *identity, gsize id_row, const MmAct *act, float *scratch, gboolean wide)
+{
+  int m = wc->m, a = m + 2, n_pos = a * a, c_in = wc->c_in, c_out = wc->c_out;
+  int tw = (w + m - 1) / m, n_tiles = ((h + m - 1) / m) * tw;
+  int chunk = wcl_chunk (m, c_in, n_tiles), mr = wide ? 8 : 4;
+  float *v = (float *)(((guintptr)scratch + 63) & ~(guintptr)63);
+  float *mb = v + (gsize)n_pos * chunk * c_in, *zero = mb + (gsize)n_pos * chunk * WCL_NR;
+  gsize vps = (gsize)chunk * c_in, mps = (gsize)chunk * WCL_NR;
+  memset (zero, 0, sizeof (float) * c_in);
+
+  for (int t0 = 0; t0 < n_tiles; t0 += chunk) {
+    int nc = MIN (chunk, n_tiles - t0), ncp = (nc + mr - 1) / mr * mr;
+    for (int t = 0; t < ncp; t++) {
+      float *vt = v + (gsize)t * c_in;
+      if (t >= nc) { /* the last register tile's spare rows */
+        for (int p = 0; p < n_pos; p++)
+          memset (vt + p * vps, 0, sizeof (float) * c_in);
+        continue;
+      }
+      int ty = (t0 + t) / tw, tx = t0 + t - ty * tw;
+      const float *px[36];
+      for (int i = 0; i < a; i++)
+        for (int j = 0; j < a; j++) {
+          int r = ty * m + i, q = tx * m + j; /* in the padded input */
+          px[i * a + j] = r < h + 2 && q < w + 2 ? x + (gsize)r * x_row + (gsize)q * c_in : zero;
+        }
+      for (int c = 0; c < c_in; c += 16)
+        if (m == 4)
+          wcl_in_tile (4, vt + c, vps, px, c);
+        else
+          wcl_in_tile (2, vt + c, vps, px, c);
+    }
+    for (int j0 = 0; j0 < c_out; j0 += WCL_NR) {
+      int nv = MIN (WCL_NR, c_out - j0) / 16;
+      for (int p = 0; p < n_pos; p++) {
+        const float *panel = wc->u + ((gsize)j0 * n_pos + (gsize)p * nv * 16) * c_in;
+        const float *vp = v + p * vps;
+        float *mp = mb + p * mps;
+        for (int t = 0; t < ncp; t += mr) {
+          const float *vr = vp + (gsize)t * c_in;
+          float *mo = mp + (gsize)t * WCL_NR;
+          if (nv == 2) {
+            if (mr == 8)
+              wtile_8_2 (mo, vr, c_in, panel);
+            else
+              wtile_4_2 (mo, vr, c_in, panel);
+          } else {
+            if (mr == 8)
+              wtile_8_1 (mo, vr, c_in, panel);
+            else
+              wtile_4_1 (mo, vr, c_in, panel);
+          }
+        }
+      }
+      for (int t = 0; t < nc; t++) {
+        int ty = (t0 + t) / tw, tx = t0 + t - ty * tw;
+        float *yp[16];
+        const float *ip[16];
+        for (int i = 0; i < m; i++)
+          for (int k = 0; k < m; k++) {
+            int oy = ty * m + i, ox = tx * m + k;
+            gboolean in = oy < h && ox < w;
+            yp[i * m + k] = in ? y + (gsize)oy * y_row + (gsize)ox * c_out : NULL;
+            ip[i * m + k] =
+                in && identity ? identity + (gsize)oy * id_row + (gsize)ox * c_out : NULL;
+          }
+        for (int hv = 0; hv < nv; hv++) {
+          const float *s = wc->shift + j0 + 16 * hv, *mt = mb + (gsize)t * WCL_NR + 16 * hv;
+          if (m == 4)
+            wcl_out_tile (4, mt, mps, s, yp, identity ? ip : NULL, j0 + 16 * hv, act);
+          else
+            wcl_out_tile (2, mt, mps, s, yp, identity ? ip : NULL, j0 + 16 * hv, act);
+        }
+      }
+    }
+  }
+}
+
+void
+mm_winograd_cl_run (const MmWinogradCl *wc, float *y, gsize y_row, const float *x, gsize x_row,
+    int h, int w, const float *identity, gsize id_row, const MmAct *act, float *scratch)
+{
+  if (h <= 0 || w <= 0 || !wc->mem)
+    return;
+  if (act && act->kind == MM_ACT_NONE)
+    act = NULL;
+  wcl_run (wc, y, y_row, x, x_row, h, w, identity, id_row, act, scratch, mm_cpu_has_avx512 ());
+}
+
+/* Measured on Zen 5 (AVX-512, one thread; speed-up over conv-cl's direct
+ * kernel, same epilogue): F4 64ch @56 2.1-2.5x, @112 1.6-2.2x, 128ch @28
+ * 2.4-2.6x, 256ch @14 2.0-2.4x, 256ch @7 1.2x, 512ch @14 0.9x, 512ch @7
+ * 0.6-0.8x (its transformed weights, 36 c_in c_out floats, outgrow the
+ * caches; 7x7 leaves 15 of 64 outputs of its tiles unused); F2 512ch @7
+ * 1.25-1.6x, 512ch @14 1.3x, 256ch @7 1.4x, 1024ch @7 1.0x; 128ch @4 and
+ * 32ch @8 1.0x or less, 16ch 0.6-1.3x. */
+int
+mm_winograd_cl_pick (int c_in, int c_out, int h, int w)
+{
+  if (c_in % 16 || c_out % 16 || c_in < 32 || c_out < 32 || h < 7 || w < 7)
+    return 0;
+  gsize cc = (gsize)c_in * c_out;
+  if (cc <= 256 * 256 && h >= 8 && w >= 8)
+    return 4;
+  if (cc <= 512 * 512)
+    return 2;
+  return 0;
 }
