@@ -529,6 +529,45 @@ test_bomb_empty_tensors (void)
   g_free (path);
 }
 
+/* A graph whose conv packing multiplies its weights: 4.7 MB of grouped conv
+ * weights (one output channel per group, which conv-cl pads to 8: 8x) used
+ * by 32 Conv nodes, each packed on its own: 1.2 GB of packed weights from a
+ * 9 MB file.  It loaded (+1.2 GB RSS) before the graph's budget counted the
+ * packing; the conv's input is a tensor of the file. */
+#define PACKING_CONVS 32
+
+static void
+test_bomb_graph_packing (void)
+{
+  char *path = NULL;
+  if (!g_test_subprocess ()) {
+    GString *nodes = g_string_new (NULL);
+    for (int i = 0; i < PACKING_CONVS; i++)
+      g_string_append_printf (nodes,
+          "{\"op\":\"Conv\",\"inputs\":[\"x\",\"w\"],\"outputs\":[\"a%d\"],"
+          "\"attrs\":{\"kernel_shape\":[12,12],\"group\":4096}},",
+          i);
+    for (int i = 1; i < PACKING_CONVS; i++)
+      g_string_append_printf (nodes,
+          "{\"op\":\"Add\",\"inputs\":[\"%s%d\",\"a%d\"],\"outputs\":[\"s%d\"]},",
+          i == 1 ? "a" : "s", i - 1, i, i);
+    char *mm = g_strdup_printf (
+        "{\"version\":1,\"components\":{\"head\":{\"type\":\"graph\",\"kind\":"
+        "\"regression\",\"dim\":1,\"labels\":[\"o0\"],\"inputs\":[{\"name\":\"features\","
+        "\"kind\":\"features\",\"shape\":[1,1]}],\"output\":\"y\",\"nodes\":[%s"
+        "{\"op\":\"ReduceMean\",\"inputs\":[\"s%d\"],\"outputs\":[\"m\"]},"
+        "{\"op\":\"Add\",\"inputs\":[\"m\",\"features\"],\"outputs\":[\"y\"]}]}}}",
+        nodes->str, PACKING_CONVS - 1);
+    const TensorSpec tensors[] = { { "head.x", 4, { 1, 8192, 12, 12 }, NULL },
+      { "head.w", 4, { 4096, 2, 12, 12 }, NULL } };
+    path = write_model ("graph-packing", mm, tensors, G_N_ELEMENTS (tensors));
+    g_free (mm);
+    g_string_free (nodes, TRUE);
+  }
+  run_bomb (path, "MM_MAX_MEMORY");
+  g_free (path);
+}
+
 /* The budget is the environment's: a limit below a fixture refuses it, and
  * raising the limit lets it load. */
 static void
@@ -769,6 +808,7 @@ main (int argc, char **argv)
     g_free (name);
   }
   g_test_add_func ("/hostile/bomb/empty-tensors", test_bomb_empty_tensors);
+  g_test_add_func ("/hostile/bomb/graph-conv-packing", test_bomb_graph_packing);
   g_test_add_func ("/hostile/budget/env", test_budget_env);
   g_test_add_func ("/hostile/budget/whole-model", test_budget_whole_model);
   g_test_add_func ("/hostile/threads/parse-outside-lock", test_parse_outside_lock);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "graph-internal.h"
+#include "ops.h"
 
 static const struct
 {
@@ -554,6 +555,33 @@ parse_output (GrGraph *g, JsonObject *cfg, GError **error)
   return TRUE;
 }
 
+/* What gr_plan will pack at load (gr_conv_prepare): each Conv without
+ * dilation gets conv-cl's panels (a group's output channels rounded up to 8
+ * or 16, so up to 8x its weights) or dwconv-cl's rows (channels rounded up
+ * to 16), plus their alignment.  Counted before any is allocated. */
+static guint64
+gr_packed_bytes (GrGraph *g)
+{
+  guint64 sum = 0;
+  if (mm_ops_get_reference ())
+    return 0; /* planned NCHW: nothing packed */
+  for (int i = 0; i < g->n_nodes; i++) {
+    GrNode *n = &g->nodes[i];
+    const GrParams *p = &n->p;
+    if (!g_str_equal (n->op->name, "Conv") || p->dl[0] != 1 || p->dl[1] != 1)
+      continue;
+    guint64 c = (guint64)gr_in (g, n, 0)->s.d[1], m = (guint64)gr_in (g, n, 1)->s.d[0];
+    guint64 taps = (guint64)p->k[0] * (guint64)p->k[1];
+    if ((guint64)p->group == c && m == c && p->group > 1) {
+      guint64 c_pad = (c + 15) / 16 * 16;
+      sum += (taps * c_pad + c_pad) * sizeof (float) + 63;
+    } else {
+      sum += mm_conv_cl_packed_bytes ((int)c, (int)m, p->k[0], p->k[1], p->group) + 64;
+    }
+  }
+  return sum;
+}
+
 MmGraph *
 mm_graph_load (
     const MmSafetensors *st, JsonObject *cfg, const char *prefix, const char *label, GError **error)
@@ -590,7 +618,12 @@ mm_graph_load (
     if (!parse_node (g, n, json_array_get_element (na, i), error))
       goto fail;
   }
-  if (!parse_output (g, cfg, error) || !gr_plan (g, error))
+  if (!parse_output (g, cfg, error))
+    goto fail;
+  /* the packed conv weights are allocated by gr_plan: checked before it */
+  if (!mm_budget_check (
+          g->label, "the graph's packed convolution weights", gr_packed_bytes (g), 0, error)
+      || !gr_plan (g, error))
     goto fail;
   /* the process-wide budget (MM_MAX_MEMORY, MM_MAX_WORK): every context
    * allocates the activations and the largest scratch; the work is per run.
@@ -620,7 +653,6 @@ mm_graph_free (MmGraph *mg)
     g_free (g->nodes[i].priv);
     mm_conv_cl_clear (&g->nodes[i].ccl);
     mm_dwconv_cl_clear (&g->nodes[i].dcl);
-    mm_winograd_cl_clear (&g->nodes[i].wcl);
   }
   g_free (g->nodes);
   g_free (g->values);
