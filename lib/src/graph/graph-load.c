@@ -575,6 +575,8 @@ gr_packed_bytes (GrGraph *g)
     if ((guint64)p->group == c && m == c && p->group > 1) {
       guint64 c_pad = (c + 15) / 16 * 16;
       sum += (taps * c_pad + c_pad) * sizeof (float) + 63;
+    } else if (gr_conv_wino_pick (g, n)) {
+      sum += mm_winograd_cl_bytes (gr_conv_wino_pick (g, n), (int)c, (int)m);
     } else {
       sum += mm_conv_cl_packed_bytes ((int)c, (int)m, p->k[0], p->k[1], p->group) + 64;
     }
@@ -653,6 +655,7 @@ mm_graph_free (MmGraph *mg)
     g_free (g->nodes[i].priv);
     mm_conv_cl_clear (&g->nodes[i].ccl);
     mm_dwconv_cl_clear (&g->nodes[i].dcl);
+    mm_winograd_cl_clear (&g->nodes[i].wcl);
   }
   g_free (g->nodes);
   g_free (g->values);
