@@ -32,11 +32,17 @@ def save(path, tensors, mm, fp16=False, extra_metadata=None):
         pad = (-len(data)) % 8
         blobs.append(data + b"\0" * pad)
         offset += len(data) + pad
-    meta = {"mm": json.dumps(mm)}
+    # strict JSON only (libmm refuses the rest): a NaN or Inf in the
+    # document is an error here, not the non-standard token NaN in the file
+    try:
+        meta = {"mm": json.dumps(mm, allow_nan=False)}
+    except ValueError as e:
+        raise ValueError("%s: the mm document holds NaN or Infinity, which JSON cannot "
+                         "represent (%s)" % (path, e)) from None
     if extra_metadata:
         meta.update(extra_metadata)
     header["__metadata__"] = meta
-    hbytes = json.dumps(header).encode("utf-8")
+    hbytes = json.dumps(header, allow_nan=False).encode("utf-8")
     hbytes += b" " * ((-len(hbytes)) % 8)
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(hbytes)))
