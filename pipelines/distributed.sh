@@ -1,6 +1,6 @@
 #!/bin/sh
 # distributed.sh -- edge encoders and a central fuser in separate processes
-# (or on separate hosts), joined by GStreamer's GDP over TCP.
+# (or on separate hosts), joined by GStreamer's GDP over TCP (or over SRT).
 #
 #   sh pipelines/distributed.sh [IN.mkv]
 #
@@ -28,6 +28,18 @@
 # BUILD and MODEL.  Start the fuser first; a sender whose fuser is not
 # listening stops at once with "Could not connect".
 #
+# TRANSPORT=srt sends GDP over SRT (UDP) instead of TCP: the fuser listens
+# with `srtsrc uri=srt://LISTEN:PORT?mode=listener`, each sender calls it
+# with `srtsink` (run by mmrun.py --linger 1: srtsink closes its socket
+# without SRT's linger, which would drop the end of the stream).  srtsrc is a
+# live source, so the fuser is a live pipeline: mmfuse decides each moment
+# once every input has it or at its deadline, and its latency (SRT_WAIT
+# seconds, default 10) must cover the time from the fuser's start until the
+# senders' first embeddings arrive -- start the senders within SRT_WAIT
+# seconds of the fuser.  A sender with no fuser fails after SRT's 3 s
+# connection timeout ("Connection does not exist").  The decisions are the
+# same as over TCP (tests/pipelines: net-scripts-distributed-srt).
+#
 # On several hosts (each with this tree built, the same MODEL):
 #   central$ ROLE=fuser LISTEN=0.0.0.0 OUT=decisions.jsonl sh pipelines/distributed.sh
 #   edge1$   ROLE=image FUSER=central sh pipelines/distributed.sh cam.mkv
@@ -47,7 +59,15 @@ LISTEN=${LISTEN:-127.0.0.1}
 FUSER=${FUSER:-127.0.0.1}
 OUT=${OUT:--}
 STREAM_ID=${STREAM_ID:-$(basename "$IN" .mkv)}
+TRANSPORT=${TRANSPORT:-tcp}
+SRT_WAIT=${SRT_WAIT:-10}
 LAUNCH="gst-launch-1.0 -q"
+case $TRANSPORT in
+  tcp | srt) ;;
+  *) echo "distributed.sh: TRANSPORT must be tcp or srt (not $TRANSPORT)" >&2; exit 1 ;;
+esac
+# the SRT URIs hold '?': no globbing of the unquoted pipeline words
+set -f
 
 port_of() {
   case $1 in
@@ -73,45 +93,80 @@ tracks_of_file() {
 }
 
 fuser() {
-  _srcs= _k=0 _cadence=interval=1000000000
+  _srcs= _k=0 _cadence=interval=1000000000 _latency=
+  # srtsrc is live: mmfuse waits up to SRT_WAIT s for inputs that are late
+  [ "$TRANSPORT" = srt ] && _latency="latency=${SRT_WAIT}000000000"
   for m in $TRACKS; do
-    _srcs="$_srcs tcpserversrc host=$LISTEN port=$(port_of "$m") ! gdpdepay ! f.sink_$_k"
+    if [ "$TRANSPORT" = srt ]; then
+      _srcs="$_srcs srtsrc uri=srt://$LISTEN:$(port_of "$m")?mode=listener ! gdpdepay ! f.sink_$_k"
+    else
+      _srcs="$_srcs tcpserversrc host=$LISTEN port=$(port_of "$m") ! gdpdepay ! f.sink_$_k"
+    fi
     _k=$((_k + 1))
     # with video, the frames drive the decisions (one per encoded frame)
     [ "$m" = image ] && _cadence=
   done
   # shellcheck disable=SC2086
   exec $LAUNCH $_srcs \
-    mmfuse name=f model="$MODEL" max-age=0 $_cadence ! mmdecode model="$MODEL" ! \
+    mmfuse name=f model="$MODEL" max-age=0 $_cadence $_latency ! mmdecode model="$MODEL" ! \
     mmpublish location="$OUT" stream-id="$STREAM_ID" uri="file://$IN" ! fakesink sync=false
 }
 
 sender() {
   need_file
   _to="gdppay ! tcpclientsink sync=false host=$FUSER port=$(port_of "$1")"
+  _run=$LAUNCH
+  if [ "$TRANSPORT" = srt ]; then
+    _to="gdppay ! srtsink sync=false uri=srt://$FUSER:$(port_of "$1")"
+    _run="$MMRUN --quiet --linger 1"
+  fi
   case $1 in
     image) _branch="d.video_0 ! queue ! decodebin ! videoconvert ! imageenc model=$MODEL interval=15" ;;
     audio) _branch="d.audio_0 ! queue ! decodebin ! audioconvert ! audioresample ! audioenc model=$MODEL" ;;
     text) _branch="d.subtitle_0 ! queue ! textenc model=$MODEL" ;;
   esac
   # shellcheck disable=SC2086
-  exec $LAUNCH filesrc location="$IN" ! matroskademux name=d $_branch ! $_to
+  exec $_run filesrc location="$IN" ! matroskademux name=d $_branch ! $_to
 }
 
-# waits until the fuser listens on every port (binding one then fails)
+# waits until the fuser listens on every port: TCP, binding one then fails;
+# SRT (UDP), the port is in /proc/net/udp (a probe bind could take the
+# port from srtsrc at that moment)
 wait_listening() {
-  "$PYTHON" - "$LISTEN" "$@" <<'PY'
+  "$PYTHON" - "$TRANSPORT" "$LISTEN" "$@" <<'PY'
 import socket, sys, time
-host, ports = sys.argv[1], [int(p) for p in sys.argv[2:]]
-end = time.monotonic() + 20
-while ports and time.monotonic() < end:
+srt = sys.argv[1] == "srt"
+host, ports = sys.argv[2], [int(p) for p in sys.argv[3:]]
+
+
+def udp_bound(port):
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(table) as f:
+                if any(int(line.split()[1].rsplit(":", 1)[1], 16) == port
+                       for line in list(f)[1:]):
+                    return True
+        except OSError:
+            pass
+    return False
+
+
+def tcp_bound(port):
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind((host, ports[0]))
-            time.sleep(0.05)
+            s.bind((host, port))
         except OSError:
-            ports.pop(0)
+            return True
+    return False
+
+
+end = time.monotonic() + 20
+while ports and time.monotonic() < end:
+    if (udp_bound if srt else tcp_bound)(ports[0]):
+        ports.pop(0)
+    else:
+        time.sleep(0.05)
 sys.exit(1 if ports else 0)
 PY
 }

@@ -48,6 +48,12 @@ Options
                  pipelines in several processes give the same running time
                  to the same moment, so embeddings sent between them (GDP,
                  RTP) pair by their timestamps as in one process
+  --linger S     after EOS, keep the pipeline playing S more seconds before
+                 stopping it.  For senders into srtsink: srtsink closes its
+                 SRT socket at once (no SRT linger), which drops whatever the
+                 receiver has not acknowledged yet, i.e. the end of a stream;
+                 lingering past the SRT latency (125 ms by default) lets the
+                 tail arrive.  The receiver's srtsrc sees the close as EOS
   --tracks FILE  run nothing; print the tracks of the media FILE as shell
                  assignments (CONTAINER=the file's format, e.g. video/x-matroska
                  or audio/x-wav, N_VIDEO=n, N_AUDIO=n, N_TEXT=n: how many
@@ -282,8 +288,11 @@ class Runner:
             if self.prerolling and msg.src == self.pipeline:
                 self.loop.quit()
         elif t == Gst.MessageType.EOS:
+            if not self.eos and self.args.linger > 0:
+                GLib.timeout_add(int(self.args.linger * 1000), self.loop.quit)
+            elif not self.eos:
+                self.loop.quit()
             self.eos = True
-            self.loop.quit()
         elif t == Gst.MessageType.ERROR:
             err, dbg = msg.parse_error()
             self.error = "%s: %s\n%s" % (msg.src.get_path_string(), err.message, dbg or "")
@@ -489,6 +498,7 @@ def main(argv=None):
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--timeout", type=float, default=300)
     ap.add_argument("--tracks", metavar="FILE")
+    ap.add_argument("--linger", type=float, default=0, metavar="S")
     ap.add_argument("--clock-provider", type=int, metavar="PORT")
     ap.add_argument("--net-clock", metavar="HOST:PORT")
     ap.add_argument("--base-time", metavar="NS|now")

@@ -118,6 +118,23 @@ def case_distributed(work):
     compare(read_jsonl(one), read_jsonl(dist), "distributed.sh")
 
 
+def case_distributed_srt(work):
+    """distributed.sh with TRANSPORT=srt: GDP over SRT, the same decisions."""
+    r = subprocess.run(["gst-inspect-1.0", "srtsrc"], capture_output=True)
+    if r.returncode != 0:
+        print("# no srtsrc (gstreamer1.0-plugins-bad with SRT)")
+        sys.exit(77)
+    one, dist = os.path.join(work, "one.jsonl"), os.path.join(work, "dist.jsonl")
+    single_process(one)
+    t0 = time.monotonic()
+    r = subprocess.run(["sh", os.path.join(ROOT, "pipelines", "distributed.sh"), SAMPLE],
+                       env=env(OUT=dist, PORT=free_ports(3), TRANSPORT="srt"), timeout=120,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    print(f"# distributed.sh TRANSPORT=srt: {time.monotonic() - t0:.1f} s")
+    compare(read_jsonl(one), read_jsonl(dist), "distributed.sh over SRT")
+
+
 def case_distributed_roles(work):
     script = os.path.join(ROOT, "pipelines", "distributed.sh")
     port = free_ports(3)
@@ -293,7 +310,9 @@ def case_net_clock(work):
     assert launched <= first <= launched + 3 * 10**9, (first, launched)
 
 
-CASES = {"net-clock": case_net_clock, "distributed": case_distributed, "distributed-roles": case_distributed_roles,
+CASES = {"net-clock": case_net_clock, "distributed": case_distributed,
+         "distributed-srt": case_distributed_srt,
+         "distributed-roles": case_distributed_roles,
          "mqtt": case_mqtt, "mqtt-host": case_mqtt_host}
 
 
