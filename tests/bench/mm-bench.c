@@ -279,7 +279,8 @@ sgemm_gflops (int m, int n, int k, int repeats)
  * ISA the CPU has.  A GEMM kernel can approach this, never pass it. */
 typedef float BenchV16 __attribute__ ((vector_size (64)));
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)          \
+    && !defined(MM_NO_CLONES)
 __attribute__ ((target_clones ("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #endif
 static float

@@ -23,6 +23,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "clones.h"
 #include "conv-cl.h"
 #include "mm-private.h"
 #include "graph.h"
@@ -566,13 +567,7 @@ mm_image_encoder_free (MmImageEncoder *enc)
 #else
 #define EPILOGUE_VECTORIZE
 #endif
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)          \
-    && !defined(MM_NO_CLONES)
-#define EPILOGUE_CLONES                                                                            \
-  __attribute__ ((target_clones ("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define EPILOGUE_CLONES
-#endif
+#define EPILOGUE_CLONES MM_TARGET_CLONES
 
 /* y (c, n) = [relu] (y * scale[c] + shift[c] [+ identity (c, n)]) in one
  * pass over memory (the batch-norm, the residual and the ReLU of a conv's

@@ -12,6 +12,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "clones.h"
 #include "graph-internal.h"
 #include "ops.h"
 
@@ -25,14 +26,7 @@
 #define GR_VECTORIZE
 #define GR_INLINE inline
 #endif
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)          \
-    && !defined(MM_NO_CLONES)
-#define GR_SIMD                                                                                    \
-  GR_VECTORIZE                                                                                     \
-  __attribute__ ((target_clones ("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define GR_SIMD GR_VECTORIZE
-#endif
+#define GR_SIMD GR_VECTORIZE MM_TARGET_CLONES
 
 #define IN(i) gr_data (r, n->in[i])
 #define OUT(i) gr_data (r, n->out[i])

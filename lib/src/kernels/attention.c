@@ -18,6 +18,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "clones.h"
 #include "attention.h"
 #include "act-vec.h"
 #include "ops.h"
@@ -31,12 +32,7 @@
 #else
 #define AT_VECTORIZE
 #endif
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)          \
-    && !defined(MM_NO_CLONES)
-#define AT_CLONES __attribute__ ((target_clones ("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define AT_CLONES
-#endif
+#define AT_CLONES MM_TARGET_CLONES
 
 /* 16 floats at any 4-byte aligned address */
 typedef float AV16 __attribute__ ((vector_size (64), aligned (4), may_alias));

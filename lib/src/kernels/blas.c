@@ -27,6 +27,7 @@
 #include <string.h>
 #include <cpuid.h>
 
+#include "clones.h"
 #include "ops.h"
 #include "linear-packed.h"
 #include "act-vec.h"
@@ -229,12 +230,7 @@ sgemm_reference (gboolean ta, gboolean tb, int m, int n, int k, float alpha, con
  * OpenBLAS's, so it never sees a small GEMM. */
 #define SMALL_GEMM_MNK 1e6
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)          \
-    && !defined(MM_NO_CLONES)
-#define SMALL_CLONES __attribute__ ((target_clones ("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define SMALL_CLONES
-#endif
+#define SMALL_CLONES MM_TARGET_CLONES
 #if defined(__GNUC__)
 #define SMALL_INLINE static inline __attribute__ ((always_inline))
 #else

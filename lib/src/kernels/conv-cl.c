@@ -14,6 +14,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "clones.h"
 #include "conv-cl.h"
 #include "act-vec.h"
 #include "ops.h"
@@ -27,12 +28,7 @@
 #else
 #define CL_VECTORIZE
 #endif
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)          \
-    && !defined(MM_NO_CLONES)
-#define CL_CLONES __attribute__ ((target_clones ("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define CL_CLONES
-#endif
+#define CL_CLONES MM_TARGET_CLONES
 #if defined(__GNUC__)
 #define CL_INLINE static inline __attribute__ ((always_inline))
 #else

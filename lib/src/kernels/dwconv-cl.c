@@ -13,17 +13,13 @@
 #include <math.h>
 #include <string.h>
 
+#include "clones.h"
 #include "dwconv-cl.h"
 #include "act-vec.h"
 #include "ops.h"
 #include "mm-private.h"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)          \
-    && !defined(MM_NO_CLONES)
-#define DW_CLONES __attribute__ ((target_clones ("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define DW_CLONES
-#endif
+#define DW_CLONES MM_TARGET_CLONES
 #if defined(__GNUC__)
 #define DW_INLINE static inline __attribute__ ((always_inline))
 #else

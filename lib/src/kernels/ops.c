@@ -13,6 +13,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "clones.h"
 #include "ops.h"
 
 /* GCC's -O2 only vectorises loops whose trip count is a multiple of the
@@ -28,12 +29,7 @@
 /* The distribution's baseline is SSE2.  The element-wise loops are 3-4x
  * faster with AVX2 + FMA (or AVX-512), so x86-64 builds carry clones of
  * them that the dynamic loader picks for the CPU (GNU ifunc). */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)          \
-    && !defined(MM_NO_CLONES)
-#define MM_CLONES __attribute__ ((target_clones ("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define MM_CLONES
-#endif
+#define MM_CLONES MM_TARGET_CLONES
 
 /* helpers inlined into the loops below (into each clone) */
 #define MM_HOT MM_VECTORIZE

@@ -18,6 +18,7 @@
  */
 #include <string.h>
 
+#include "clones.h"
 #include "ops.h"
 #include "winograd.h"
 #include "act-vec.h"
@@ -29,12 +30,7 @@
 #else
 #define WG_VECTORIZE
 #endif
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)          \
-    && !defined(MM_NO_CLONES)
-#define WG_CLONES __attribute__ ((target_clones ("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define WG_CLONES
-#endif
+#define WG_CLONES MM_TARGET_CLONES
 #define WG_SIMD WG_VECTORIZE WG_CLONES
 
 /* Floats of V + M per chunk (4 MiB): measured on Zen 4, larger chunks (wider

@@ -37,6 +37,7 @@
 
 #include <kiss_fftr.h>
 
+#include "clones.h"
 #include "ops.h"
 #include "preprocess.h"
 
@@ -46,12 +47,7 @@
 
 /* The fast path's loops are vector code; like ops.c, x86-64 builds carry
  * AVX-512 and AVX2 clones of them that the loader picks for the CPU. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)          \
-    && !defined(MM_NO_CLONES)
-#define LM_CLONES __attribute__ ((target_clones ("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define LM_CLONES
-#endif
+#define LM_CLONES MM_TARGET_CLONES
 #if defined(__GNUC__)
 #define LM_INLINE static inline __attribute__ ((always_inline))
 #else
