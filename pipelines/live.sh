@@ -5,7 +5,10 @@
 #
 # Live sources (timestamps from the clock, nothing can wait): by default
 # test sources standing in for a camera and a microphone, replace them with
-# VIDEO_SRC="v4l2src" / AUDIO_SRC="pulsesrc" (any live source works).  The
+# VIDEO_SRC="v4l2src" / AUDIO_SRC="pulsesrc" (any live source works;
+# imageenc takes I420, NV12, YUY2 and packed RGB as they come, so a camera
+# giving another format, UYVY or MJPEG say, needs "v4l2src ! videoconvert"
+# or "v4l2src ! jpegdec").  The
 # captions are an SRT file (default build/sample/news.srt) released in real
 # time by clocksync, as a caption feed would deliver them: sparse, a cue now
 # and then, nothing in between.  mmfuse runs in live mode: a stream that has
@@ -18,7 +21,7 @@
 #
 #   gst-launch-1.0 \
 #     videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=15/1 ! \
-#       videoconvert ! queue ! imageenc model=M interval=15 ! f.sink_0 \
+#       queue ! imageenc model=M interval=15 ! f.sink_0 \
 #     audiotestsrc is-live=true wave=pink-noise volume=0.05 ! audio/x-raw,rate=16000,channels=1 ! \
 #       audioconvert ! queue ! audioenc model=M ! f.sink_1 \
 #     filesrc location=CAPTIONS.srt ! subparse ! clocksync ! queue ! textenc model=M ! f.sink_2 \
@@ -36,7 +39,7 @@ INTERVAL=${INTERVAL:-15}
 
 # shellcheck disable=SC2086
 exec $MMRUN --duration "$DURATION" "$@" \
-  $VIDEO_SRC ! videoconvert ! videoscale ! videorate ! \
+  $VIDEO_SRC ! videoscale ! videorate ! \
     video/x-raw,width=320,height=240,framerate=15/1 ! \
     queue leaky=downstream max-size-buffers=30 ! imageenc model="\"$MODEL\"" interval=$INTERVAL ! f.sink_0 \
   $AUDIO_SRC ! audioconvert ! audioresample ! audio/x-raw,rate=16000,channels=1 ! \

@@ -43,6 +43,12 @@
 # (every INTERVAL-th frame), with the audio window and the subtitle cue that
 # cover it.  max-age=0 (env MAX_AGE, ns): a subtitle counts only while it is
 # on screen, not for mmfuse's default second after it ends.
+#
+# The videoconvert after decodebin stays although imageenc (and textoverlay)
+# take the decoders' I420, NV12 and YUY2: for those it negotiates
+# passthrough and converts nothing, while a decoder giving another format
+# (H.264 High 4:4:4 at 10 bits decodes to Y444_10LE, as the files of
+# tests/pipelines/test_scripts.py do) would otherwise fail to negotiate.
 . "$(dirname "$0")/common.sh"
 
 IN=$ROOT/build/sample/news.mkv
