@@ -110,6 +110,7 @@ enum
   PROP_MODEL,
   PROP_WINDOW,
   PROP_HOP,
+  PROP_PRECISION,
 };
 
 #define DEFAULT_WINDOW 0
@@ -128,8 +129,9 @@ struct _GstAudioEnc
 
   /* properties and negotiation results: object lock */
   gchar *model_path;
-  guint64 window_ns;    /* 0 = model default */
-  guint64 hop_ns;       /* 0 = model default */
+  guint64 window_ns; /* 0 = model default */
+  guint64 hop_ns;    /* 0 = model default */
+  MmPrecision precision;
   GstCaps *src_caps;    /* fixed output caps while a model is loaded */
   guint model_rate;     /* 0 while no model is loaded */
   GstClockTime latency; /* window length while a model is loaded */
@@ -187,6 +189,7 @@ gst_audio_enc_class_init (GstAudioEncClass *klass)
   gobject_class->get_property = gst_audio_enc_get_property;
 
   gst_mm_install_model_property (gobject_class, PROP_MODEL);
+  gst_mm_install_precision_property (gobject_class, PROP_PRECISION);
   g_object_class_install_property (gobject_class, PROP_WINDOW,
       g_param_spec_uint64 ("window", "Window",
           "Length of the audio window each embedding describes, in ns "
@@ -268,6 +271,9 @@ gst_audio_enc_set_property (GObject *object, guint prop_id, const GValue *value,
     case PROP_HOP:
       self->hop_ns = g_value_get_uint64 (value);
       break;
+    case PROP_PRECISION:
+      self->precision = g_value_get_enum (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -290,6 +296,9 @@ gst_audio_enc_get_property (GObject *object, guint prop_id, GValue *value, GPara
       break;
     case PROP_HOP:
       g_value_set_uint64 (value, self->hop_ns);
+      break;
+    case PROP_PRECISION:
+      g_value_set_enum (value, self->precision);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -406,7 +415,9 @@ gst_audio_enc_start (GstElement *element)
   GST_OBJECT_LOCK (self);
   window_ns = self->window_ns;
   hop_ns = self->hop_ns;
+  params.precision = self->precision;
   GST_OBJECT_UNLOCK (self);
+  params.precision = gst_mm_element_resolve_precision (GST_ELEMENT (self), params.precision);
 
   self->model = gst_mm_element_open_model_property (
       GST_ELEMENT (self), &self->model_path, MM_COMPONENT_AUDIO);

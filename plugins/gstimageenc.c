@@ -86,6 +86,7 @@ enum
   PROP_0,
   PROP_MODEL,
   PROP_INTERVAL,
+  PROP_PRECISION,
 };
 
 #define DEFAULT_INTERVAL 1
@@ -97,6 +98,7 @@ struct _GstImageEnc
   /* properties: object lock */
   gchar *model_path;
   guint interval;
+  MmPrecision precision;
   GstCaps *src_caps; /* fixed output caps while a model is loaded */
 
   /* set in start, cleared in stop; used by the streaming thread between */
@@ -144,6 +146,7 @@ gst_image_enc_class_init (GstImageEncClass *klass)
   gobject_class->get_property = gst_image_enc_get_property;
 
   gst_mm_install_model_property (gobject_class, PROP_MODEL);
+  gst_mm_install_precision_property (gobject_class, PROP_PRECISION);
   g_object_class_install_property (gobject_class, PROP_INTERVAL,
       g_param_spec_uint ("interval", "Interval",
           "Encode one frame in this many; the embedding's duration covers "
@@ -205,6 +208,9 @@ gst_image_enc_set_property (GObject *object, guint prop_id, const GValue *value,
     case PROP_INTERVAL:
       self->interval = g_value_get_uint (value);
       break;
+    case PROP_PRECISION:
+      self->precision = g_value_get_enum (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -227,6 +233,9 @@ gst_image_enc_get_property (GObject *object, guint prop_id, GValue *value, GPara
       break;
     case PROP_INTERVAL:
       g_value_set_uint (value, self->interval);
+      break;
+    case PROP_PRECISION:
+      g_value_set_enum (value, self->precision);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -328,6 +337,10 @@ gst_image_enc_start (GstBaseTransform *trans)
       GST_ELEMENT (self), &self->model_path, MM_COMPONENT_IMAGE);
   if (self->model == NULL)
     return FALSE;
+  GST_OBJECT_LOCK (self);
+  params.precision = self->precision;
+  GST_OBJECT_UNLOCK (self);
+  params.precision = gst_mm_element_resolve_precision (GST_ELEMENT (self), params.precision);
 
   self->encoder = mm_image_encoder_new (self->model, &params, &err);
   if (self->encoder == NULL) {

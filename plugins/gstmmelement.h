@@ -18,6 +18,20 @@ G_BEGIN_DECLS
  * writable, changeable in NULL and READY only) as @prop_id. */
 void gst_mm_install_model_property (GObjectClass *gobject_class, guint prop_id);
 
+#define GST_TYPE_MM_PRECISION (gst_mm_precision_get_type ())
+GType gst_mm_precision_get_type (void);
+
+#define GST_MM_DEFAULT_PRECISION MM_PRECISION_FP32
+
+/* Installs the common "precision" enum property (GstMmPrecision: "fp32"
+ * default, "bf16"; changeable in NULL and READY only) as @prop_id. */
+void gst_mm_install_precision_property (GObjectClass *gobject_class, guint prop_id);
+
+/* The precision to give libmm for @asked: bf16 where the CPU runs it, else
+ * fp32, the first element of the process to fall back posting one
+ * GST_ELEMENT_WARNING (the others log at INFO).  Call from start. */
+MmPrecision gst_mm_element_resolve_precision (GstElement *element, MmPrecision asked);
+
 /* Opens the model at @path (may be NULL: no model set) for @element, which
  * needs @component.  On failure posts GST_ELEMENT_ERROR on the bus with
  * libmm's message as the user text and returns NULL.  Returns a new

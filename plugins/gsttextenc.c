@@ -92,6 +92,7 @@ enum
   PROP_MODEL,
   PROP_DEFAULT_DURATION,
   PROP_MAX_DURATION,
+  PROP_PRECISION,
 };
 
 #define DEFAULT_DEFAULT_DURATION (3 * GST_SECOND)
@@ -110,6 +111,7 @@ struct _GstTextEnc
   gchar *model_path;
   GstClockTime default_duration;
   GstClockTime max_duration;
+  MmPrecision precision;
   GstCaps *src_caps; /* fixed output caps while a model is loaded */
 
   /* set in READY->PAUSED, cleared in PAUSED->READY after the pads are
@@ -155,6 +157,7 @@ gst_text_enc_class_init (GstTextEncClass *klass)
   gobject_class->get_property = gst_text_enc_get_property;
 
   gst_mm_install_model_property (gobject_class, PROP_MODEL);
+  gst_mm_install_precision_property (gobject_class, PROP_PRECISION);
   g_object_class_install_property (gobject_class, PROP_DEFAULT_DURATION,
       g_param_spec_uint64 ("default-duration", "Default duration",
           "Duration (ns) given to a text buffer that has none, e.g. an "
@@ -237,6 +240,9 @@ gst_text_enc_set_property (GObject *object, guint prop_id, const GValue *value, 
     case PROP_MAX_DURATION:
       self->max_duration = g_value_get_uint64 (value);
       break;
+    case PROP_PRECISION:
+      self->precision = g_value_get_enum (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -259,6 +265,9 @@ gst_text_enc_get_property (GObject *object, guint prop_id, GValue *value, GParam
       break;
     case PROP_MAX_DURATION:
       g_value_set_uint64 (value, self->max_duration);
+      break;
+    case PROP_PRECISION:
+      g_value_set_enum (value, self->precision);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -383,6 +392,10 @@ gst_text_enc_start (GstElement *element)
       gst_mm_element_open_model_property (GST_ELEMENT (self), &self->model_path, MM_COMPONENT_TEXT);
   if (self->model == NULL)
     return FALSE;
+  GST_OBJECT_LOCK (self);
+  params.precision = self->precision;
+  GST_OBJECT_UNLOCK (self);
+  params.precision = gst_mm_element_resolve_precision (GST_ELEMENT (self), params.precision);
 
   self->encoder = mm_text_encoder_new (self->model, &params, &err);
   if (self->encoder == NULL) {

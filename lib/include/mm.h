@@ -149,6 +149,12 @@ const char *mm_model_get_label (const MmModel *model, guint i);
 /* --------------------------------------------------------------------- */
 /* Contexts                                                               */
 
+typedef enum
+{
+  MM_PRECISION_FP32 = 0,
+  MM_PRECISION_BF16,
+} MmPrecision;
+
 typedef struct
 {
   /* BLAS threads used by this process (OpenBLAS's setting is global).
@@ -162,9 +168,22 @@ typedef struct
   /* Longest audio accepted by mm_audio_encoder_encode(), in samples; 0 =
    * four times the model's window.  Scratch memory is sized from it. */
   guint max_audio_samples;
+  /* Arithmetic of the encoders' convolutions and linears (resnet image
+   * encoder, BERT text encoder, cnn1d audio encoder without groups; a graph
+   * component or a wordvec text encoder runs fp32): MM_PRECISION_FP32 (default) or
+   * MM_PRECISION_BF16, where weights and activations are rounded to bf16
+   * and products summed in fp32 (AVX512_BF16).  BF16 on a CPU without
+   * those instructions (or with MM_DISABLE_BF16=1 in the environment) runs
+   * fp32, with one g_warning per process; the *_get_precision() functions
+   * say which one a context runs.  Fusion and head always run fp32. */
+  MmPrecision precision;
 } MmContextParams;
 
 MmContextParams mm_context_default_params (void);
+
+/* TRUE when @precision runs as asked on this CPU (FP32 always; BF16 with
+ * AVX512_BF16 and MM_DISABLE_BF16 unset or "0").  Thread-safe. */
+gboolean mm_precision_supported (MmPrecision precision);
 
 /* Text. Invalid UTF-8 sequences are replaced by U+FFFD before tokenising
  * (never an error).  Text with no token the model knows gives a zero
@@ -175,6 +194,8 @@ MmTextEncoder *mm_text_encoder_new (MmModel *model, const MmContextParams *param
 gboolean mm_text_encoder_encode (MmTextEncoder *enc, const char *text, gssize len, float *embedding,
     guint *n_tokens, GError **error);
 void mm_text_encoder_free (MmTextEncoder *enc);
+/* The precision @enc runs (MmContextParams.precision after the fallback) */
+MmPrecision mm_text_encoder_get_precision (const MmTextEncoder *enc);
 
 /* Images: packed 8-bit pixels, any size; resized (bilinear) and normalised
  * as the model says. */
@@ -233,6 +254,8 @@ gboolean mm_image_encoder_encode (MmImageEncoder *enc, MmPixelFormat format, con
 gboolean mm_image_encoder_encode_image (
     MmImageEncoder *enc, const MmImage *image, float *embedding, GError **error);
 void mm_image_encoder_free (MmImageEncoder *enc);
+/* The precision @enc runs (MmContextParams.precision after the fallback) */
+MmPrecision mm_image_encoder_get_precision (const MmImageEncoder *enc);
 
 /* Audio: mono float samples in [-1,1] at mm_model_get_audio_rate().  Any
  * length from one FFT frame up to max_audio_samples.  A "graph" audio
@@ -244,6 +267,8 @@ mm_audio_encoder_new (MmModel *model, const MmContextParams *params, GError **er
 gboolean mm_audio_encoder_encode (
     MmAudioEncoder *enc, const float *samples, gsize n_samples, float *embedding, GError **error);
 void mm_audio_encoder_free (MmAudioEncoder *enc);
+/* The precision @enc runs (MmContextParams.precision after the fallback) */
+MmPrecision mm_audio_encoder_get_precision (const MmAudioEncoder *enc);
 
 /* Numeric: one sample of mm_model_get_numeric_n_features() values (sensor
  * readings, lab values...), each normalised by the file's per-feature mean

@@ -18,7 +18,8 @@
  * Prints one JSON object on stdout.  tests/bench/bench.py runs it next to
  * PyTorch on the same weights.  MM_THREADS sets BLAS threads (default 1);
  * MM_BENCH_ONLY=COMP times one component; MM_BENCH_TEXT_TIMES=N encodes the
- * bench text repeated N times (a long BERT input, truncated at max_len).
+ * bench text repeated N times (a long BERT input, truncated at max_len);
+ * MM_BENCH_PRECISION=bf16 makes the contexts with MM_PRECISION_BF16.
  */
 #include <math.h>
 #include <stdio.h>
@@ -152,6 +153,8 @@ static Runner *
 runner_new (MmModel *m, MmComponent comp, GError **err)
 {
   MmContextParams p = mm_context_default_params ();
+  if (g_strcmp0 (g_getenv ("MM_BENCH_PRECISION"), "bf16") == 0)
+    p.precision = MM_PRECISION_BF16;
   Runner *r = g_new0 (Runner, 1);
   r->comp = comp;
   switch (comp) {

@@ -182,5 +182,10 @@ const char *mm_numeric_weights_feature_name (const MmNumericWeights *w, guint i)
 void mm_set_error (GError **error, MmError code, const char *label, const char *fmt, ...)
     G_GNUC_PRINTF (4, 5);
 
+/* The precision a context created with @params runs: BF16 only when asked
+ * and mm_cpu_has_bf16 (); otherwise FP32, with one g_warning per process
+ * when BF16 was asked (model.c) */
+MmPrecision mm_precision_resolve (const MmContextParams *params);
+
 G_END_DECLS
 #endif

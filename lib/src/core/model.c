@@ -10,6 +10,7 @@
 
 #include "mm-private.h"
 #include "ops.h"
+#include "conv-bf16.h"
 
 /* Open models by canonical path.  The table holds no reference: a model
  * removes itself when its count drops to zero.  Reference counts change only
@@ -509,6 +510,29 @@ mm_context_default_params (void)
     .n_threads = 0,
     .max_text_bytes = 64 * 1024,
     .max_audio_samples = 0,
+    .precision = MM_PRECISION_FP32,
   };
   return p;
+}
+
+gboolean
+mm_precision_supported (MmPrecision precision)
+{
+  return precision == MM_PRECISION_FP32 || (precision == MM_PRECISION_BF16 && mm_cpu_has_bf16 ());
+}
+
+MmPrecision
+mm_precision_resolve (const MmContextParams *params)
+{
+  if (!params || params->precision != MM_PRECISION_BF16)
+    return MM_PRECISION_FP32;
+  if (mm_cpu_has_bf16 ())
+    return MM_PRECISION_BF16;
+  static gsize warned;
+  if (g_once_init_enter (&warned)) {
+    g_warning ("libmm: bf16 precision asked, but this CPU lacks AVX512_BF16 (or "
+               "MM_DISABLE_BF16 is set): running fp32");
+    g_once_init_leave (&warned, 1);
+  }
+  return MM_PRECISION_FP32;
 }

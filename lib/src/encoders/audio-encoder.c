@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "conv-cl.h"
+#include "conv-bf16.h"
 #include "graph.h"
 #include "mm-private.h"
 #include "ops.h"
@@ -34,6 +35,7 @@ typedef struct
   const float *bias;    /* (c_out) applied by the conv (no bn), or NULL */
   float *scale, *shift; /* (c_out) owned folded bn (incl. conv bias), or NULL */
   MmConvCl cl;          /* fast path: weights packed, scale folded in */
+  MmConvBf16 bf16;      /* bf16 path (groups 1): packed by prepare_bf16 */
 } Conv1d;
 
 struct _MmAudioWeights
@@ -46,7 +48,11 @@ struct _MmAudioWeights
   const float *fc_w, *fc_b; /* (dim, features), (dim) */
   MmGraph *graph;           /* type "graph": the network after the front end */
   MmGraphInputKind kind;    /* graph: logmel, logmel_t or waveform */
+  gboolean bf16_ready;      /* the convs' bf16 weights are packed; under bf16_lock */
 };
+
+/* guards the one-time bf16 packing of any model's convs (prepare_bf16) */
+static GMutex bf16_lock;
 
 struct _MmAudioEncoder
 {
@@ -60,6 +66,7 @@ struct _MmAudioEncoder
   MmGraphCtx *graph;
   float *window; /* graph: the zero-padded window (samples) */
   float *mel;    /* graph: log-mel (n_mels, T) before a time-major input */
+  gboolean bf16; /* MM_PRECISION_BF16: the convs without groups on conv-bf16.c */
 };
 
 /* ---- weights ----------------------------------------------------------- */
@@ -73,6 +80,7 @@ mm_audio_weights_free (MmAudioWeights *w)
     g_free (w->conv[i].scale);
     g_free (w->conv[i].shift);
     mm_conv_cl_clear (&w->conv[i].cl);
+    mm_conv_bf16_clear (&w->conv[i].bf16);
   }
   g_free (w->conv);
   mm_graph_free (w->graph);
@@ -97,9 +105,38 @@ mm_audio_weights_free (MmAudioWeights *w)
  * points at the first of the pad zero rows before the input (t + 2 pad,
  * c_in). */
 static void
-conv_fast (float *y, const float *x, const Conv1d *c, int t_out)
+conv_fast (float *y, const float *x, const Conv1d *c, int t_out, gboolean bf16)
 {
-  mm_conv_cl_run (&c->cl, y, 0, x, 0, 1, t_out, 1, c->stride, NULL, 0, TRUE);
+  static const MmAct relu = { MM_ACT_RELU, 0.0f, 0.0f };
+  if (bf16 && c->groups == 1)
+    mm_conv_bf16_run (&c->bf16, y, 0, x, 0, 1, t_out, 1, c->stride, NULL, 0, &relu);
+  else
+    mm_conv_cl_run (&c->cl, y, 0, x, 0, 1, t_out, 1, c->stride, NULL, 0, TRUE);
+}
+
+/* The bf16 weights of the convs without groups, packed once for all
+ * contexts (the model is shared; the lock makes the first bf16 context do
+ * it) */
+static gboolean
+prepare_bf16 (MmAudioWeights *w, const char *label, GError **error)
+{
+  gboolean ok = TRUE;
+  g_mutex_lock (&bf16_lock);
+  for (guint i = 0; !w->bf16_ready && ok && i < w->n_convs; i++) {
+    Conv1d *c = &w->conv[i];
+    if (c->groups != 1)
+      continue;
+    char what[320];
+    mm_conv_bf16_clear (&c->bf16); /* from an earlier attempt that ran out of memory */
+    g_snprintf (
+        what, sizeof what, "%s: bf16 conv1d %d -> %d, k %d", label, c->c_in, c->c_out, c->k);
+    ok = mm_conv_bf16_init (&c->bf16, c->w, c->scale, c->scale ? c->shift : c->bias, c->c_in,
+        c->c_out, 1, c->k, what, error);
+  }
+  if (ok)
+    w->bf16_ready = TRUE;
+  g_mutex_unlock (&bf16_lock);
+  return ok;
 }
 
 static gboolean
@@ -588,7 +625,20 @@ mm_audio_encoder_new (MmModel *model, const MmContextParams *params, GError **er
     mm_audio_encoder_free (enc);
     return NULL;
   }
+  if (mm_precision_resolve (params) == MM_PRECISION_BF16) {
+    if (!prepare_bf16 ((MmAudioWeights *)w, MM_MODEL_LABEL (model), error)) {
+      mm_audio_encoder_free (enc);
+      return NULL;
+    }
+    enc->bf16 = TRUE;
+  }
   return enc;
+}
+
+MmPrecision
+mm_audio_encoder_get_precision (const MmAudioEncoder *enc)
+{
+  return enc && enc->bf16 ? MM_PRECISION_BF16 : MM_PRECISION_FP32;
 }
 
 void
@@ -647,7 +697,7 @@ encode_fast (
     int next_pad = i + 1 < w->n_convs ? w->conv[i + 1].pad : 0;
     float *y = enc->buf[!cur] + (gsize)next_pad * c->c_out;
     /* y (t_out, c_out) = relu (bn (conv1d (x (t, c_in)))) */
-    conv_fast (y, x - (gsize)c->pad * c->c_in, c, t_out);
+    conv_fast (y, x - (gsize)c->pad * c->c_in, c, t_out, enc->bf16);
     zero_pad_rows (y, t_out, c->c_out, next_pad);
     x = y;
     t = t_out;

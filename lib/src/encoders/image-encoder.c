@@ -18,13 +18,16 @@
  * im2col), and blocks with a Winograd conv (big planes, many channels, as
  * in resnet18) on channel-first planes.  The reference path
  * (mm_ops_set_reference (TRUE)) is channel-first throughout with
- * mm_conv2d and a separate epilogue.
+ * mm_conv2d and a separate epilogue.  With MM_PRECISION_BF16 every block
+ * runs channel-last on conv-bf16.c (weights rounded and packed when the
+ * first bf16 context is made, no Winograd).
  */
 #include <math.h>
 #include <string.h>
 
 #include "clones.h"
 #include "conv-cl.h"
+#include "conv-bf16.h"
 #include "mm-private.h"
 #include "graph.h"
 #include "ops.h"
@@ -45,6 +48,7 @@ typedef struct
   int wino_m;           /* Winograd F(m x m, 3x3) tile, 0 = im2col + GEMM */
   float *wino;          /* owned transformed weights (scale folded in), or NULL */
   MmConvCl cl;          /* channel-last path: packed weights (scale folded in) */
+  MmConvBf16 bf16;      /* bf16 path: the same in bf16, packed by prepare_bf16 */
 } ConvBn;
 
 typedef struct
@@ -75,8 +79,12 @@ struct _MmImageWeights
   gsize max_scratch;           /* floats of the largest im2col buffer */
   guint64 packed_bytes, flops; /* for the budget: packed weights, work per frame */
 
-  MmGraph *graph; /* type "graph": the whole network (models/FORMAT.md) */
+  MmGraph *graph;      /* type "graph": the whole network (models/FORMAT.md) */
+  gboolean bf16_ready; /* the convs' bf16 weights are packed; under bf16_lock */
 };
+
+/* guards the one-time bf16 packing of any model's weights (prepare_bf16) */
+static GMutex bf16_lock;
 
 struct _MmImageEncoder
 {
@@ -87,6 +95,7 @@ struct _MmImageEncoder
   float *scratch; /* max_scratch */
   float *pooled;  /* (features) */
   MmGraphCtx *graph;
+  gboolean bf16; /* MM_PRECISION_BF16: every block on conv-bf16.c */
 };
 
 /* ---- config ------------------------------------------------------------ */
@@ -134,6 +143,7 @@ convbn_clear (ConvBn *c)
   g_clear_pointer (&c->shift, g_free);
   g_clear_pointer (&c->wino, g_free);
   mm_conv_cl_clear (&c->cl);
+  mm_conv_bf16_clear (&c->bf16);
 }
 
 /* Binds "<conv>.weight" (c_out, c_in, k, k) and either the batch-norm
@@ -285,6 +295,37 @@ prepare_convs (MmImageWeights *w, const char *label, GError **error)
       return FALSE;
   }
   return TRUE;
+}
+
+/* The bf16 weights of every conv, packed once for all contexts (the model
+ * is shared; the lock makes the first bf16 context do it) */
+static gboolean
+prepare_bf16 (MmImageWeights *w, const char *label, GError **error)
+{
+  gboolean ok = TRUE;
+  g_mutex_lock (&bf16_lock);
+  for (guint i = 0; !w->bf16_ready && ok && i <= w->n_blocks; i++) {
+    ConvBn *convs[3] = { &w->stem, NULL, NULL };
+    if (i > 0) {
+      BasicBlock *b = &w->block[i - 1];
+      convs[0] = &b->conv1;
+      convs[1] = &b->conv2;
+      convs[2] = b->has_down ? &b->down : NULL;
+    }
+    for (int k = 0; k < 3 && ok && convs[k]; k++) {
+      ConvBn *c = convs[k];
+      char what[320];
+      mm_conv_bf16_clear (&c->bf16); /* from an earlier attempt that ran out of memory */
+      g_snprintf (
+          what, sizeof what, "%s: bf16 conv %d -> %d, %dx%d", label, c->c_in, c->c_out, c->k, c->k);
+      ok = mm_conv_bf16_init (&c->bf16, c->w, c->scale, c->scale ? c->shift : c->bias, c->c_in,
+          c->c_out, c->k, c->k, what, error);
+    }
+  }
+  if (ok)
+    w->bf16_ready = TRUE;
+  g_mutex_unlock (&bf16_lock);
+  return ok;
 }
 
 void
@@ -543,7 +584,21 @@ mm_image_encoder_new (MmModel *model, const MmContextParams *params, GError **er
     mm_image_encoder_free (enc);
     return NULL;
   }
+  /* bf16 covers the resnet family; a graph runs fp32 */
+  if (!w->graph && mm_precision_resolve (params) == MM_PRECISION_BF16) {
+    if (!prepare_bf16 ((MmImageWeights *)w, MM_MODEL_LABEL (model), error)) {
+      mm_image_encoder_free (enc);
+      return NULL;
+    }
+    enc->bf16 = TRUE;
+  }
   return enc;
+}
+
+MmPrecision
+mm_image_encoder_get_precision (const MmImageEncoder *enc)
+{
+  return enc && enc->bf16 ? MM_PRECISION_BF16 : MM_PRECISION_FP32;
 }
 
 void
@@ -661,17 +716,24 @@ act_zero_border (const Act *a)
   }
 }
 
-/* y = relu? (bn (conv (x)) [+ identity]) into a fresh Act over @out */
+/* y = relu? (bn (conv (x)) [+ identity]) into a fresh Act over @out; in
+ * bf16 when @bf16 */
 static void
 conv_cl (const ConvBn *c, Act *y, float *out, int pad_out, const Act *x, const float *identity,
-    gsize id_row, gboolean relu)
+    gsize id_row, gboolean relu, gboolean bf16)
 {
   *y = (Act){ out, mm_conv_out_size (x->h, c->k, c->stride, c->pad),
     mm_conv_out_size (x->w, c->k, c->stride, c->pad), c->c_out, pad_out };
   /* the window's top-left: x's padding minus this conv's */
   const float *xs = x->base + (gsize)(x->pad - c->pad) * (act_row (x) + x->c);
-  mm_conv_cl_run (&c->cl, act_inside (y), act_row (y), xs, act_row (x), y->h, y->w, c->stride,
-      c->stride, identity, id_row, relu);
+  if (bf16) {
+    MmAct act = { relu ? MM_ACT_RELU : MM_ACT_NONE, 0.0f, 0.0f };
+    mm_conv_bf16_run (&c->bf16, act_inside (y), act_row (y), xs, act_row (x), y->h, y->w, c->stride,
+        c->stride, identity, id_row, &act);
+  } else {
+    mm_conv_cl_run (&c->cl, act_inside (y), act_row (y), xs, act_row (x), y->h, y->w, c->stride,
+        c->stride, identity, id_row, relu);
+  }
   if (pad_out)
     act_zero_border (y);
 }
@@ -747,24 +809,25 @@ encode_fast (MmImageEncoder *enc, float *pooled)
 
   input_to_cl (&x, enc->buf[0], enc->input, w->height, w->width, w->stem.pad);
   if (w->stem_maxpool) {
-    conv_cl (&w->stem, &t, enc->buf[1], 0, &x, NULL, 0, TRUE);
+    conv_cl (&w->stem, &t, enc->buf[1], 0, &x, NULL, 0, TRUE, enc->bf16);
     y = (Act){ enc->buf[2], mm_conv_out_size (t.h, 3, 2, 1), mm_conv_out_size (t.w, 3, 2, 1), t.c,
       1 };
     mm_maxpool2d_cl (act_inside (&y), act_row (&y), t.base, t.c, t.h, t.w, 3, 2, 1);
     act_zero_border (&y);
   } else {
-    conv_cl (&w->stem, &y, enc->buf[2], 1, &x, NULL, 0, TRUE);
+    conv_cl (&w->stem, &y, enc->buf[2], 1, &x, NULL, 0, TRUE, enc->bf16);
   }
   x = y;
   gboolean planes = FALSE; /* x.base holds (c, h, w) planes, not an Act */
 
   for (guint i = 0; i < w->n_blocks; i++) {
     const BasicBlock *blk = &w->block[i];
-    if (blk->channel_last && planes) {
+    gboolean channel_last = blk->channel_last || enc->bf16;
+    if (channel_last && planes) {
       other_buffers (enc, x.base, o);
       planes_to_act (&x, o[0], x.base, x.c, x.h, x.w);
       planes = FALSE;
-    } else if (!blk->channel_last && !planes) {
+    } else if (!channel_last && !planes) {
       other_buffers (enc, x.base, o);
       act_to_planes (o[0], &x);
       x.base = o[0];
@@ -777,12 +840,12 @@ encode_fast (MmImageEncoder *enc, float *pooled)
       const float *identity = act_inside (&x);
       gsize id_row = act_row (&x);
       if (blk->has_down) {
-        conv_cl (&blk->down, &down, o[1], 0, &x, NULL, 0, FALSE);
+        conv_cl (&blk->down, &down, o[1], 0, &x, NULL, 0, FALSE, enc->bf16);
         identity = down.base;
         id_row = act_row (&down);
       }
-      conv_cl (&blk->conv1, &t, o[0], 1, &x, NULL, 0, TRUE);
-      conv_cl (&blk->conv2, &y, o[2], 1, &t, identity, id_row, TRUE);
+      conv_cl (&blk->conv1, &t, o[0], 1, &x, NULL, 0, TRUE, enc->bf16);
+      conv_cl (&blk->conv2, &y, o[2], 1, &t, identity, id_row, TRUE, enc->bf16);
       x = y;
       continue;
     }

@@ -20,6 +20,7 @@
 #include "attention.h"
 #include "conv-cl.h"
 #include "linear-packed.h"
+#include "conv-bf16.h"
 #include "ops.h"
 #include "preprocess.h"
 
@@ -68,6 +69,8 @@ typedef struct
    * is read once, and its output rows (q | k | v) feed the fused attention
    * in place */
   MmLinearPacked qkv, attn_out, inter, out;
+  /* the same in bf16 (conv-bf16.h), packed by the first bf16 context */
+  MmConvBf16 qkv16, attn_out16, inter16, out16;
 } BertLayer;
 
 struct _MmBertWeights
@@ -81,7 +84,11 @@ struct _MmBertWeights
   BertLayer *layer;                 /* L */
   const float *pooler_w, *pooler_b; /* (H, H), (H) when pooling is "pooler" */
   const float *proj_w, *proj_b;     /* (D, H), (D) or NULL */
+  gboolean bf16_ready;              /* the layers' bf16 linears are packed; under bf16_lock */
 };
+
+/* guards the one-time bf16 packing of any model's layers */
+static GMutex bf16_lock;
 
 struct _MmBertContext
 {
@@ -96,6 +103,7 @@ struct _MmBertContext
   float *scratch;   /* mm_attention_fused_scratch (max_len, H / heads) */
   float *pooled;    /* (H) */
   guint max_tokens; /* min (max_len, max_text_bytes + 2): the buffers' rows */
+  gboolean bf16;    /* linears in bf16 (mm_bert_context_use_bf16) */
 };
 
 /* ---------------------------------------------------------------------- */
@@ -415,6 +423,10 @@ mm_bert_weights_free (MmBertWeights *w)
     mm_linear_packed_clear (&l->attn_out);
     mm_linear_packed_clear (&l->inter);
     mm_linear_packed_clear (&l->out);
+    mm_conv_bf16_clear (&l->qkv16);
+    mm_conv_bf16_clear (&l->attn_out16);
+    mm_conv_bf16_clear (&l->inter16);
+    mm_conv_bf16_clear (&l->out16);
   }
   g_free (w->layer);
   g_free (w);
@@ -478,6 +490,59 @@ mm_bert_context_new (
   return ctx;
 }
 
+/* The layers' linears in bf16, packed once for all contexts of the model */
+static gboolean
+pack_layers_bf16 (MmBertWeights *w, const char *label, GError **error)
+{
+  const BertConfig *c = &w->cfg;
+  int H = c->hidden, I = c->intermediate;
+  gsize hh = (gsize)H * H;
+  float *qkv_w = g_try_new (float, 3 * hh), *qkv_b = g_try_new (float, 3 * (gsize)H);
+  gboolean ok = qkv_w && qkv_b;
+  GError *err = NULL;
+
+  for (guint i = 0; ok && i < c->layers; i++) {
+    BertLayer *l = &w->layer[i];
+    /* from an earlier attempt that ran out of memory */
+    mm_conv_bf16_clear (&l->qkv16);
+    mm_conv_bf16_clear (&l->attn_out16);
+    mm_conv_bf16_clear (&l->inter16);
+    mm_conv_bf16_clear (&l->out16);
+    memcpy (qkv_w, l->query_w, hh * sizeof (float));
+    memcpy (qkv_w + hh, l->key_w, hh * sizeof (float));
+    memcpy (qkv_w + 2 * hh, l->value_w, hh * sizeof (float));
+    memcpy (qkv_b, l->query_b, H * sizeof (float));
+    memcpy (qkv_b + H, l->key_b, H * sizeof (float));
+    memcpy (qkv_b + 2 * H, l->value_b, H * sizeof (float));
+    ok = mm_conv_bf16_init (&l->qkv16, qkv_w, NULL, qkv_b, H, 3 * H, 1, 1, "query/key/value", &err)
+        && mm_conv_bf16_init (&l->attn_out16, l->attn_out_w, NULL, l->attn_out_b, H, H, 1, 1,
+            "attention output", &err)
+        && mm_conv_bf16_init (
+            &l->inter16, l->inter_w, NULL, l->inter_b, H, I, 1, 1, "intermediate", &err)
+        && mm_conv_bf16_init (&l->out16, l->out_w, NULL, l->out_b, I, H, 1, 1, "output", &err);
+  }
+  if (!ok)
+    mm_format_error (error, label, "text: bf16 linears: %s",
+        err ? err->message : "cannot allocate the query/key/value weights");
+  g_clear_error (&err);
+  g_free (qkv_w);
+  g_free (qkv_b);
+  return ok;
+}
+
+gboolean
+mm_bert_context_use_bf16 (MmBertContext *ctx, const char *label, GError **error)
+{
+  MmBertWeights *w = (MmBertWeights *)ctx->w; /* packed once, under the lock */
+  gboolean ok = TRUE;
+  g_mutex_lock (&bf16_lock);
+  if (!w->bf16_ready)
+    ok = w->bf16_ready = pack_layers_bf16 (w, label, error);
+  g_mutex_unlock (&bf16_lock);
+  ctx->bf16 = ok;
+  return ok;
+}
+
 void
 mm_bert_context_free (MmBertContext *ctx)
 {
@@ -522,12 +587,16 @@ bert_unpacked (int n, int d_in, int d_out)
 }
 
 /* y (n, d_out) = act (x (n, d_in) W^T + b [+ residual (n, d_out)]) through
- * the packed weights, the bias, residual and GELU in the kernel's epilogue;
- * act is NULL or GELU. */
+ * the packed weights (bf16 ones when l16 is given), the bias, residual and
+ * GELU in the kernel's epilogue; act is NULL or GELU. */
 static void
 bert_linear (float *y, const float *x, const float *w, const float *b, const MmLinearPacked *cl,
-    const float *residual, const MmAct *act, int n, int d_in, int d_out)
+    const MmConvBf16 *l16, const float *residual, const MmAct *act, int n, int d_in, int d_out)
 {
+  if (l16 && !mm_ops_get_reference ()) {
+    mm_linear_bf16_run (l16, y, x, n, residual, act);
+    return;
+  }
   if (bert_unpacked (n, d_in, d_out)) {
     mm_linear (y, x, w, b, n, d_in, d_out);
     if (residual)
@@ -541,8 +610,12 @@ bert_linear (float *y, const float *x, const float *w, const float *b, const MmL
 
 /* qkv (n, 3H) = x (n, H) [Wq; Wk; Wv]^T + [bq; bk; bv] */
 static void
-bert_qkv (float *qkv, float *tmp, const float *x, const BertLayer *l, int n, int H)
+bert_qkv (float *qkv, float *tmp, const float *x, const BertLayer *l, gboolean bf16, int n, int H)
 {
+  if (bf16 && !mm_ops_get_reference ()) {
+    mm_linear_bf16_run (&l->qkv16, qkv, x, n, NULL, NULL);
+    return;
+  }
   if (!bert_unpacked (n, H, 3 * H)) {
     mm_linear_packed_run (&l->qkv, qkv, x, n, NULL, NULL);
     return;
@@ -563,14 +636,18 @@ bert_layer (MmBertContext *s, const BertLayer *l, const BertConfig *c, int n)
   int H = c->hidden, I = c->intermediate;
   static const MmAct gelu = { MM_ACT_GELU, 0.0f, 0.0f };
 
-  bert_qkv (s->qkv, s->tmp, s->x, l, n, H);
+  gboolean b16 = s->bf16;
+  bert_qkv (s->qkv, s->tmp, s->x, l, b16, n, H);
   mm_attention_fused (
       s->attn, H, s->qkv, s->qkv + H, s->qkv + 2 * H, 3 * (gsize)H, n, H, c->heads, s->scratch);
-  bert_linear (s->tmp, s->attn, l->attn_out_w, l->attn_out_b, &l->attn_out, s->x, NULL, n, H, H);
+  bert_linear (s->tmp, s->attn, l->attn_out_w, l->attn_out_b, &l->attn_out,
+      b16 ? &l->attn_out16 : NULL, s->x, NULL, n, H, H);
   mm_layernorm (s->x, s->tmp, n, H, l->attn_ln_w, l->attn_ln_b, c->eps);
 
-  bert_linear (s->ffn, s->x, l->inter_w, l->inter_b, &l->inter, NULL, &gelu, n, H, I);
-  bert_linear (s->tmp, s->ffn, l->out_w, l->out_b, &l->out, s->x, NULL, n, I, H);
+  bert_linear (s->ffn, s->x, l->inter_w, l->inter_b, &l->inter, b16 ? &l->inter16 : NULL, NULL,
+      &gelu, n, H, I);
+  bert_linear (
+      s->tmp, s->ffn, l->out_w, l->out_b, &l->out, b16 ? &l->out16 : NULL, s->x, NULL, n, I, H);
   mm_layernorm (s->x, s->tmp, n, H, l->out_ln_w, l->out_ln_b, c->eps);
 }
 

@@ -20,6 +20,11 @@ void mm_bert_weights_free (MmBertWeights *w);
 MmBertContext *mm_bert_context_new (
     const MmBertWeights *w, gsize max_text_bytes, const char *label, GError **error);
 void mm_bert_context_free (MmBertContext *ctx);
+/* Runs the layers' linears of @ctx in bf16 from now on, packing the bf16
+ * weights of the (shared) model first if no context did; FALSE with an
+ * error naming @label when memory is short.  Call only where
+ * mm_cpu_has_bf16 (). */
+gboolean mm_bert_context_use_bf16 (MmBertContext *ctx, const char *label, GError **error);
 /* Tokenise, forward, pool; never allocates. */
 gboolean mm_bert_encode (MmBertContext *ctx, const char *utf8, gsize len, float *embedding,
     guint *n_content, GError **error);

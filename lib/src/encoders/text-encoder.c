@@ -68,6 +68,7 @@ struct _MmTextEncoder
 
   /* bert */
   MmBertContext *bert;
+  gboolean bf16; /* its linears run bf16 */
 
   /* graph */
   MmGraphCtx *graph;
@@ -293,10 +294,14 @@ mm_text_encoder_new (MmModel *model, const MmContextParams *params, GError **err
     }
   } else {
     enc->bert = mm_bert_context_new (w->bert, enc->max_text_bytes, MM_MODEL_LABEL (model), error);
-    if (!enc->bert) {
+    /* bf16 covers BERT's linears; wordvec and graphs run fp32 */
+    if (!enc->bert
+        || (mm_precision_resolve (params) == MM_PRECISION_BF16
+            && !mm_bert_context_use_bf16 (enc->bert, MM_MODEL_LABEL (model), error))) {
       mm_text_encoder_free (enc);
       return NULL;
     }
+    enc->bf16 = mm_precision_resolve (params) == MM_PRECISION_BF16;
   }
   return enc;
 
@@ -307,6 +312,12 @@ oom:
       enc->max_text_bytes);
   mm_text_encoder_free (enc);
   return NULL;
+}
+
+MmPrecision
+mm_text_encoder_get_precision (const MmTextEncoder *enc)
+{
+  return enc && enc->bf16 ? MM_PRECISION_BF16 : MM_PRECISION_FP32;
 }
 
 void
