@@ -26,7 +26,9 @@ The anchor (also alone with --targets, a few minutes): bert4 and resnet18,
 libmm next to PyTorch eager, PyTorch at its best (jit.trace + freeze +
 optimize_for_inference, NCHW and channels_last for the CNN), PyTorch bf16
 where the CPU has AVX512_BF16 and OpenCV DNN (same weights through ONNX,
-one thread) for resnet18, all alternating in the same rounds; then the
+one thread) for resnet18, and there libmm with MmContextParams.precision
+bf16 too (mm-bench, MM_BENCH_PRECISION=bf16), all alternating in the same
+rounds; then the
 targets table of issue 15 (resnet18 fp32 vs best, BERT-4, the demo
 pipeline in process, two streams on two cores, the demo line as one
 gst-launch-1.0 process).  OPENBLAS_CORETYPE is unset for every side
@@ -537,6 +539,7 @@ def anchor(bench, paths, args, env):
     for path in paths:
         comp, sides, notes = anchor_sides(path)
         lib, t, r_eager, r_best, r_bf16, r_cv, peaks, core = [], {}, [], [], [], [], [], None
+        lib16, r16_best, r16_bf16 = [], [], []  # libmm with precision bf16
         for _ in range(args.rounds):
             c = run_json([bench, "model", path, str(args.repeats)], dict(env, MM_BENCH_ONLY=comp))
             core = c["core"]
@@ -544,6 +547,10 @@ def anchor(bench, paths, args, env):
             PEAK.append(peaks[-1])
             ms = c["components"][comp]["ms"]
             lib.append(ms)
+            if has_bf16():
+                lib16.append(run_json([bench, "model", path, str(args.repeats)],
+                                      dict(env, MM_BENCH_ONLY=comp, MM_BENCH_PRECISION="bf16"))
+                             ["components"][comp]["ms"])
             for name, fn in sides.items():
                 t.setdefault(name, []).append(torch_median_ms(fn, args.repeats))
             fp32 = [t[n][-1] for n in t if not n.startswith("bf16") and n != "opencv"]
@@ -554,6 +561,10 @@ def anchor(bench, paths, args, env):
                 r_bf16.append(min(bf) / ms)
             if "opencv" in t:
                 r_cv.append(t["opencv"][-1] / ms)
+            if lib16:
+                r16_best.append(min(fp32) / lib16[-1])
+                if bf:
+                    r16_bf16.append(min(bf) / lib16[-1])
         tm = {n: med(v) for n, v in t.items()}
         fp32 = {n: v for n, v in tm.items() if not n.startswith("bf16") and n != "opencv"}
         bf = {n: v for n, v in tm.items() if n.startswith("bf16")}
@@ -562,7 +573,9 @@ def anchor(bench, paths, args, env):
                          best_bf16=min(bf, key=bf.get) if bf else None, r_eager=med(r_eager),
                          r_best=med(r_best), r_bf16=med(r_bf16) if r_bf16 else None,
                          r_cv=med(r_cv) if r_cv else None, core=core, notes=notes,
-                         peak=med(peaks))
+                         peak=med(peaks), lib16=med(lib16) if lib16 else None,
+                         r16_best=med(r16_best) if r16_best else None,
+                         r16_bf16=med(r16_bf16) if r16_bf16 else None)
     return res
 
 
@@ -596,6 +609,11 @@ def print_anchor(res):
                  r["r_best"], "%.2fx" % r["r_bf16"] if r["r_bf16"] else "-",
                  "%.2fx" % r["r_cv"] if r["r_cv"] else "-"))
     for name, r in res.items():
+        if r.get("lib16"):
+            print("| %s, libmm bf16 | %.3f | | | | | %.2fx | %.2fx | %s | |"
+                  % (name, r["lib16"], r["times"]["eager"] / r["lib16"], r["r16_best"],
+                     "%.2fx" % r["r16_bf16"] if r["r16_bf16"] else "-"))
+    for name, r in res.items():
         others = ", ".join("%s %.3f" % (n, v) for n, v in sorted(r["times"].items()))
         print("- %s: libmm OpenBLAS kernel %s; every side (ms): %s%s"
               % (name, r["core"], others, "; " + "; ".join(r["notes"]) if r["notes"] else ""))
@@ -610,16 +628,28 @@ def targets(bench, args, env, res, bundled, bert4):
                      "%.2fx (%.2f vs %.2f ms, best = %s)"
                      % (r["r_best"], r["lib"], r["times"][r["best"]], r["best"]),
                      r["r_best"] >= 1.3))
-        rows.append(("resnet18 224, bf16", ">= 2x PyTorch best fp32, >= 1.2x PyTorch bf16",
-                     "not built this round" + (" (PyTorch bf16 %.2f ms, %s)"
-                                               % (r["times"][r["best_bf16"]], r["best_bf16"])
-                                               if r["best_bf16"] else ""), None))
+        if r.get("lib16") and r["r16_bf16"]:
+            rows.append(("resnet18 224, bf16", ">= 2x PyTorch best fp32, >= 1.2x PyTorch bf16",
+                         "%.2fx best fp32, %.2fx PyTorch bf16 (libmm bf16 %.2f ms vs %.2f ms "
+                         "%s, %.2f ms %s)"
+                         % (r["r16_best"], r["r16_bf16"], r["lib16"], r["times"][r["best"]],
+                            r["best"], r["times"][r["best_bf16"]], r["best_bf16"]),
+                         r["r16_best"] >= 2.0 and r["r16_bf16"] >= 1.2))
+        else:
+            rows.append(("resnet18 224, bf16", ">= 2x PyTorch best fp32, >= 1.2x PyTorch bf16",
+                         "no AVX512_BF16 here: libmm's bf16 runs fp32", None))
     if "bert4" in res:
         r = res["bert4"]
         rows.append(("BERT-4, 64 tokens", ">= 2x eager, >= 1.5x best",
                      "%.2fx eager, %.2fx best (%.3f vs %.3f / %.3f ms)"
                      % (r["r_eager"], r["r_best"], r["lib"], r["times"]["eager"],
                         r["times"][r["best"]]), r["r_eager"] >= 2.0 and r["r_best"] >= 1.5))
+        if r.get("lib16"):
+            rows.append(("BERT-4, 64 tokens, libmm bf16 (no target)", "-",
+                         "%.2fx eager, %.2fx best fp32, %s PyTorch bf16 (%.3f ms)"
+                         % (r["times"]["eager"] / r["lib16"], r["r16_best"],
+                            "%.2fx" % r["r16_bf16"] if r["r16_bf16"] else "-", r["lib16"]),
+                         None))
     script = os.path.join(HERE, "pipeline.py")
     if bundled and os.path.exists(args.sample):
         for convert in (1, 0):
