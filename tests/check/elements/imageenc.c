@@ -557,6 +557,61 @@ GST_START_TEST (test_model_errors)
 
 GST_END_TEST;
 
+/* precision: fp32 by default; "bf16" reaches libmm (the embedding is
+ * libmm's bf16 one where the CPU runs bf16, its fp32 one elsewhere) */
+GST_START_TEST (test_precision)
+{
+  GstElement *e = gst_element_factory_make ("imageenc", NULL);
+  gint precision;
+
+  g_object_get (e, "precision", &precision, NULL);
+  fail_unless_equals_int (precision, MM_PRECISION_FP32);
+  gst_util_set_object_arg (G_OBJECT (e), "precision", "bf16");
+  g_object_get (e, "precision", &precision, NULL);
+  fail_unless_equals_int (precision, MM_PRECISION_BF16);
+  gst_object_unref (e);
+
+  gboolean bf16 = mm_precision_supported (MM_PRECISION_BF16);
+  GstHarness *h = harness_new ("precision=bf16");
+  GstCaps *c = gst_caps_from_string ("video/x-raw, format=RGB, width=37, height=23, "
+                                     "framerate=25/1");
+  GstVideoInfo info;
+  fail_unless (gst_video_info_from_caps (&info, c));
+  gst_harness_set_src_caps (h, c);
+  GstBuffer *in = frame_new (&info, 3, 0, FRAME);
+  gchar *path = fixture ("tiny.safetensors");
+  MmModel *model = mm_model_open (path, NULL);
+  MmContextParams params = mm_context_default_params ();
+  gfloat ref[2][DIM];
+  GstMapInfo map;
+  gst_buffer_map (in, &map, GST_MAP_READ);
+  for (int i = 0; i < 2; i++) {
+    params.precision = i == 1 && bf16 ? MM_PRECISION_BF16 : MM_PRECISION_FP32;
+    MmImageEncoder *enc = mm_image_encoder_new (model, &params, NULL);
+    fail_unless (enc != NULL);
+    fail_unless (mm_image_encoder_encode (
+        enc, MM_PIXEL_RGB, map.data, 37, 23, GST_VIDEO_INFO_PLANE_STRIDE (&info, 0), ref[i], NULL));
+    mm_image_encoder_free (enc);
+  }
+  gst_buffer_unmap (in, &map);
+  fail_unless_equals_int (gst_harness_push (h, in), GST_FLOW_OK);
+  GstBuffer *out = gst_harness_pull (h);
+  assert_embedding (out, ref[1]);
+  if (bf16) {
+    /* and it is not the fp32 one */
+    gfloat d = 0.0f;
+    for (int k = 0; k < DIM; k++)
+      d = MAX (d, fabsf (ref[0][k] - ref[1][k]));
+    fail_unless (d > 1e-5f, "bf16 and fp32 embeddings equal (%g)", d);
+  }
+  gst_buffer_unref (out);
+  gst_harness_teardown (h);
+  mm_model_unref (model);
+  g_free (path);
+}
+
+GST_END_TEST;
+
 /* A real pipeline from the build-tree plugin: 30 frames at 30 fps, one in 4
  * encoded: frames 0, 4, ..., 28 -> 8 embeddings covering 4 frames each. */
 GST_START_TEST (test_pipeline)
@@ -627,6 +682,7 @@ imageenc_suite (void)
   tcase_add_test (tc, test_eos);
   tcase_add_test (tc, test_properties);
   tcase_add_test (tc, test_model_errors);
+  tcase_add_test (tc, test_precision);
   tcase_add_test (tc, test_pipeline);
   return s;
 }
