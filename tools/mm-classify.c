@@ -561,30 +561,33 @@ main (int argc, char **argv)
       "example given as files,\nor on every example of a manifest (--manifest), printing the "
       "accuracy\nof each subset of modalities.");
   g_option_context_add_main_entries (ctx, entries, NULL);
-  if (!g_option_context_parse (ctx, &argc, &argv, &error)) {
-    g_printerr ("mm-classify: %s\n", error->message);
-    return 2;
-  }
+  gboolean parsed = g_option_context_parse (ctx, &argc, &argv, &error);
   g_option_context_free (ctx);
+  ret = 2; /* usage errors below; the option strings are freed at the end */
+  if (!parsed) {
+    g_printerr ("mm-classify: %s\n", error->message);
+    g_error_free (error);
+    goto out;
+  }
   if (!model) {
     g_printerr ("mm-classify: --model FILE is required (see --help)\n");
-    return 2;
+    goto out;
   }
   if (text && text_file) {
     g_printerr ("mm-classify: give --text or --text-file, not both\n");
-    return 2;
+    goto out;
   }
   if (manifest && (image || audio || text || text_file)) {
     g_printerr ("mm-classify: --manifest cannot be combined with --image/--audio/--text\n");
-    return 2;
+    goto out;
   }
   if (!manifest && !image && !audio && !text && !text_file) {
     g_printerr ("mm-classify: give --image, --audio, --text or --text-file (or --manifest)\n");
-    return 2;
+    goto out;
   }
   if (!manifest && predictions) {
     g_printerr ("mm-classify: --predictions needs --manifest\n");
-    return 2;
+    goto out;
   }
   if (top < 1)
     top = 1;
@@ -593,7 +596,8 @@ main (int argc, char **argv)
   if (!c) {
     g_printerr ("mm-classify: %s\n", error->message);
     g_error_free (error);
-    return 1;
+    ret = 1;
+    goto out;
   }
   if (manifest)
     ret = run_manifest (c, manifest, predictions, &error);
@@ -604,6 +608,7 @@ main (int argc, char **argv)
     g_clear_error (&error);
   }
   classifier_free (c);
+out:
   g_free (model);
   g_free (image);
   g_free (audio);
