@@ -2,6 +2,8 @@
 # Installs what the project needs from Debian (as root, only what is
 # missing), then configures and builds into ./build.  Sourced by the
 # README's two commands (pipelines/demo.sh and tests/run.sh).
+#   sh tests/setup.sh [BUILD_DIR [MESON_SETUP_OPTION...]]
+# (tests/run.sh asan|tsan: build-asan, build-tsan with their options)
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -31,7 +33,9 @@ if [ -n "$missing" ]; then
   apt-get install -y -q $missing
 fi
 
-if [ ! -f build/build.ninja ]; then
-  meson setup build --buildtype=debugoptimized
+build=${1:-build}
+[ $# -eq 0 ] || shift
+if [ ! -f "$build/build.ninja" ]; then
+  meson setup "$build" --buildtype=debugoptimized "$@"
 fi
-ninja -C build
+ninja -C "$build"

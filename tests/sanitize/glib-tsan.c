@@ -1,0 +1,238 @@
+/* glib-tsan: lets ThreadSanitizer see GLib's and GStreamer's
+ * synchronisation (sh tests/run.sh tsan preloads it after libtsan).
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * GLib and GStreamer are not instrumented.  Their GMutex and GCond are
+ * futexes and their reference counts and one-time initialisations are
+ * inline atomics, none of which TSan sees, so any data handed from one
+ * streaming thread to another (a buffer pushed through a queue, an object
+ * freed by the thread that dropped the last reference) looks unguarded.
+ * This library interposes the exported functions behind those (callers
+ * reach them through the PLT) and tells TSan what they do: a lock or a
+ * completed wait acquires, an unlock or a signal releases, dropping a
+ * reference releases and acquires on the object (the last unref then
+ * follows every earlier one), a push onto a GAsyncQueue or a GstBus
+ * releases and a pop that returns something acquires.  Nothing else
+ * changes: each wrapper calls the real function.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <glib-object.h>
+#include <gst/gst.h>
+
+void __tsan_acquire (void *addr);
+void __tsan_release (void *addr);
+
+#define REAL(ret, name, args)                                                                      \
+  static ret (*real_##name) args;                                                                  \
+  if (!__atomic_load_n (&real_##name, __ATOMIC_ACQUIRE))                                           \
+    __atomic_store_n (&real_##name, dlsym (RTLD_NEXT, #name), __ATOMIC_RELEASE);
+
+void
+g_mutex_lock (GMutex *mutex)
+{
+  REAL (void, g_mutex_lock, (GMutex *));
+  real_g_mutex_lock (mutex);
+  __tsan_acquire (mutex);
+}
+
+gboolean
+g_mutex_trylock (GMutex *mutex)
+{
+  REAL (gboolean, g_mutex_trylock, (GMutex *));
+  gboolean locked = real_g_mutex_trylock (mutex);
+  if (locked)
+    __tsan_acquire (mutex);
+  return locked;
+}
+
+void
+g_mutex_unlock (GMutex *mutex)
+{
+  REAL (void, g_mutex_unlock, (GMutex *));
+  __tsan_release (mutex);
+  real_g_mutex_unlock (mutex);
+}
+
+void
+g_cond_wait (GCond *cond, GMutex *mutex)
+{
+  REAL (void, g_cond_wait, (GCond *, GMutex *));
+  __tsan_release (mutex);
+  real_g_cond_wait (cond, mutex);
+  __tsan_acquire (mutex);
+  __tsan_acquire (cond);
+}
+
+gboolean
+g_cond_wait_until (GCond *cond, GMutex *mutex, gint64 end_time)
+{
+  REAL (gboolean, g_cond_wait_until, (GCond *, GMutex *, gint64));
+  __tsan_release (mutex);
+  gboolean signalled = real_g_cond_wait_until (cond, mutex, end_time);
+  __tsan_acquire (mutex);
+  __tsan_acquire (cond);
+  return signalled;
+}
+
+void
+g_cond_signal (GCond *cond)
+{
+  REAL (void, g_cond_signal, (GCond *));
+  __tsan_release (cond);
+  real_g_cond_signal (cond);
+}
+
+void
+g_cond_broadcast (GCond *cond)
+{
+  REAL (void, g_cond_broadcast, (GCond *));
+  __tsan_release (cond);
+  real_g_cond_broadcast (cond);
+}
+
+/* g_once_init_enter()'s fast path is an inline atomic load of @location;
+ * the slow path and g_once_init_leave() are these functions */
+gboolean (g_once_init_enter) (volatile void *location)
+{
+  REAL (gboolean, g_once_init_enter, (volatile void *));
+  gboolean must_init = real_g_once_init_enter (location);
+  if (!must_init)
+    __tsan_acquire ((void *)location);
+  return must_init;
+}
+
+void (g_once_init_leave) (volatile void *location, gsize result)
+{
+  REAL (void, g_once_init_leave, (volatile void *, gsize));
+  __tsan_release ((void *)location);
+  real_g_once_init_leave (location, result);
+}
+
+void
+g_bit_lock (volatile gint *address, gint lock_bit)
+{
+  REAL (void, g_bit_lock, (volatile gint *, gint));
+  real_g_bit_lock (address, lock_bit);
+  __tsan_acquire ((void *)address);
+}
+
+void
+g_bit_unlock (volatile gint *address, gint lock_bit)
+{
+  REAL (void, g_bit_unlock, (volatile gint *, gint));
+  __tsan_release ((void *)address);
+  real_g_bit_unlock (address, lock_bit);
+}
+
+void (g_pointer_bit_lock) (volatile void *address, gint lock_bit)
+{
+  REAL (void, g_pointer_bit_lock, (volatile void *, gint));
+  real_g_pointer_bit_lock (address, lock_bit);
+  __tsan_acquire ((void *)address);
+}
+
+void (g_pointer_bit_unlock) (volatile void *address, gint lock_bit)
+{
+  REAL (void, g_pointer_bit_unlock, (volatile void *, gint));
+  __tsan_release ((void *)address);
+  real_g_pointer_bit_unlock (address, lock_bit);
+}
+
+void
+g_object_unref (gpointer object)
+{
+  REAL (void, g_object_unref, (gpointer));
+  __tsan_release (object);
+  __tsan_acquire (object);
+  real_g_object_unref (object);
+}
+
+void
+gst_mini_object_unref (GstMiniObject *mini_object)
+{
+  REAL (void, gst_mini_object_unref, (GstMiniObject *));
+  __tsan_release (mini_object);
+  __tsan_acquire (mini_object);
+  real_gst_mini_object_unref (mini_object);
+}
+
+/* GAsyncQueue (GstHarness's buffer and event queues): what was pushed is
+ * seen by whoever pops it */
+#define QUEUE_PUSH(name, params, args)                                                             \
+  void name params                                                                                 \
+  {                                                                                                \
+    REAL (void, name, params);                                                                     \
+    __tsan_release (queue);                                                                        \
+    real_##name args;                                                                              \
+  }
+#define QUEUE_POP(name, params, args)                                                              \
+  gpointer name params                                                                             \
+  {                                                                                                \
+    REAL (gpointer, name, params);                                                                 \
+    gpointer item = real_##name args;                                                              \
+    if (item)                                                                                      \
+      __tsan_acquire (queue);                                                                      \
+    return item;                                                                                   \
+  }
+
+QUEUE_PUSH (g_async_queue_push, (GAsyncQueue * queue, gpointer data), (queue, data))
+QUEUE_PUSH (g_async_queue_push_unlocked, (GAsyncQueue * queue, gpointer data), (queue, data))
+QUEUE_PUSH (g_async_queue_push_front, (GAsyncQueue * queue, gpointer data), (queue, data))
+QUEUE_POP (g_async_queue_pop, (GAsyncQueue * queue), (queue))
+QUEUE_POP (g_async_queue_pop_unlocked, (GAsyncQueue * queue), (queue))
+QUEUE_POP (g_async_queue_try_pop, (GAsyncQueue * queue), (queue))
+QUEUE_POP (g_async_queue_try_pop_unlocked, (GAsyncQueue * queue), (queue))
+QUEUE_POP (g_async_queue_timeout_pop, (GAsyncQueue * queue, guint64 timeout), (queue, timeout))
+QUEUE_POP (
+    g_async_queue_timeout_pop_unlocked, (GAsyncQueue * queue, guint64 timeout), (queue, timeout))
+
+/* GstBus: a message posted by a streaming thread (an error with its
+ * GError, EOS) is handed over through a lock-free queue */
+gboolean
+gst_bus_post (GstBus *bus, GstMessage *message)
+{
+  REAL (gboolean, gst_bus_post, (GstBus *, GstMessage *));
+  __tsan_release (bus);
+  return real_gst_bus_post (bus, message);
+}
+
+GstMessage *
+gst_bus_timed_pop_filtered (GstBus *bus, GstClockTime timeout, GstMessageType types)
+{
+  REAL (GstMessage *, gst_bus_timed_pop_filtered, (GstBus *, GstClockTime, GstMessageType));
+  GstMessage *message = real_gst_bus_timed_pop_filtered (bus, timeout, types);
+  if (message)
+    __tsan_acquire (bus);
+  return message;
+}
+
+GstMessage *
+gst_bus_pop (GstBus *bus)
+{
+  REAL (GstMessage *, gst_bus_pop, (GstBus *));
+  GstMessage *message = real_gst_bus_pop (bus);
+  if (message)
+    __tsan_acquire (bus);
+  return message;
+}
+
+GstMessage *
+gst_bus_timed_pop (GstBus *bus, GstClockTime timeout)
+{
+  REAL (GstMessage *, gst_bus_timed_pop, (GstBus *, GstClockTime));
+  GstMessage *message = real_gst_bus_timed_pop (bus, timeout);
+  if (message)
+    __tsan_acquire (bus);
+  return message;
+}
+
+GstMessage *
+gst_bus_pop_filtered (GstBus *bus, GstMessageType types)
+{
+  REAL (GstMessage *, gst_bus_pop_filtered, (GstBus *, GstMessageType));
+  GstMessage *message = real_gst_bus_pop_filtered (bus, types);
+  if (message)
+    __tsan_acquire (bus);
+  return message;
+}
