@@ -73,8 +73,11 @@ check_conv (
   GError *err = NULL;
   g_assert_true (mm_conv_bf16_init (&c, wt, scale, shift, c_in, c_out, k, k, "test", &err));
   g_assert_no_error (err);
+  /* the documented bound: two bf16 per float of the input */
+  guint16 *scratch = g_new (guint16, 2 * (gsize)hp * wp * c_in);
   mm_conv_bf16_run (&c, y, (gsize)wo * c_out, x, (gsize)wp * c_in, ho, wo, s, s,
-      with_id ? id : NULL, (gsize)wo * c_out, act);
+      with_id ? id : NULL, (gsize)wo * c_out, act, scratch);
+  g_free (scratch);
 
   double worst = 0.0;
   for (int r = 0; r < ho; r++)
@@ -148,7 +151,9 @@ test_linear (void)
     g_assert_true (mm_conv_bf16_init (&c, w, NULL, b, di, d_o, 1, 1, "test", NULL));
     gboolean with_res = t % 2 == 0;
     const MmAct *act = t == 2 ? &gelu : NULL;
-    mm_linear_bf16_run (&c, y, x, n, with_res ? res : NULL, act);
+    guint16 *scratch = g_new (guint16, (gsize)n * (di + 1));
+    mm_linear_bf16_run (&c, y, x, n, with_res ? res : NULL, act, scratch);
+    g_free (scratch);
     double worst = 0.0;
     for (int r = 0; r < n; r++)
       for (int o = 0; o < d_o; o++) {

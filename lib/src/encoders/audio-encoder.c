@@ -64,9 +64,10 @@ struct _MmAudioEncoder
   float *scratch; /* im2col, max_scratch */
   float *pooled;  /* (features) */
   MmGraphCtx *graph;
-  float *window; /* graph: the zero-padded window (samples) */
-  float *mel;    /* graph: log-mel (n_mels, T) before a time-major input */
-  gboolean bf16; /* MM_PRECISION_BF16: the convs without groups on conv-bf16.c */
+  float *window;         /* graph: the zero-padded window (samples) */
+  float *mel;            /* graph: log-mel (n_mels, T) before a time-major input */
+  gboolean bf16;         /* MM_PRECISION_BF16: the convs without groups on conv-bf16.c */
+  guint16 *bf16_scratch; /* bf16: 2 max_act, a conv's input rounded to bf16 */
 };
 
 /* ---- weights ----------------------------------------------------------- */
@@ -105,11 +106,11 @@ mm_audio_weights_free (MmAudioWeights *w)
  * points at the first of the pad zero rows before the input (t + 2 pad,
  * c_in). */
 static void
-conv_fast (float *y, const float *x, const Conv1d *c, int t_out, gboolean bf16)
+conv_fast (float *y, const float *x, const Conv1d *c, int t_out, guint16 *bf16)
 {
   static const MmAct relu = { MM_ACT_RELU, 0.0f, 0.0f };
   if (bf16 && c->groups == 1)
-    mm_conv_bf16_run (&c->bf16, y, 0, x, 0, 1, t_out, 1, c->stride, NULL, 0, &relu);
+    mm_conv_bf16_run (&c->bf16, y, 0, x, 0, 1, t_out, 1, c->stride, NULL, 0, &relu, bf16);
   else
     mm_conv_cl_run (&c->cl, y, 0, x, 0, 1, t_out, 1, c->stride, NULL, 0, TRUE);
 }
@@ -630,6 +631,14 @@ mm_audio_encoder_new (MmModel *model, const MmContextParams *params, GError **er
       mm_audio_encoder_free (enc);
       return NULL;
     }
+    enc->bf16_scratch = g_try_new (guint16, 2 * max_act);
+    if (!enc->bf16_scratch) {
+      mm_format_error (error, MM_MODEL_LABEL (model),
+          "audio encoder: cannot allocate %" G_GSIZE_FORMAT " MB of bf16 scratch",
+          (2 * max_act * sizeof (guint16)) >> 20);
+      mm_audio_encoder_free (enc);
+      return NULL;
+    }
     enc->bf16 = TRUE;
   }
   return enc;
@@ -652,6 +661,7 @@ mm_audio_encoder_free (MmAudioEncoder *enc)
   g_free (enc->buf[1]);
   g_free (enc->scratch);
   g_free (enc->pooled);
+  g_free (enc->bf16_scratch);
   mm_graph_ctx_free (enc->graph);
   g_free (enc->window);
   g_free (enc->mel);
@@ -697,7 +707,7 @@ encode_fast (
     int next_pad = i + 1 < w->n_convs ? w->conv[i + 1].pad : 0;
     float *y = enc->buf[!cur] + (gsize)next_pad * c->c_out;
     /* y (t_out, c_out) = relu (bn (conv1d (x (t, c_in)))) */
-    conv_fast (y, x - (gsize)c->pad * c->c_in, c, t_out, enc->bf16);
+    conv_fast (y, x - (gsize)c->pad * c->c_in, c, t_out, enc->bf16_scratch);
     zero_pad_rows (y, t_out, c->c_out, next_pad);
     x = y;
     t = t_out;

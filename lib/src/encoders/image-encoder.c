@@ -95,7 +95,8 @@ struct _MmImageEncoder
   float *scratch; /* max_scratch */
   float *pooled;  /* (features) */
   MmGraphCtx *graph;
-  gboolean bf16; /* MM_PRECISION_BF16: every block on conv-bf16.c */
+  gboolean bf16;         /* MM_PRECISION_BF16: every block on conv-bf16.c */
+  guint16 *bf16_scratch; /* bf16: 2 max_act, a conv's input rounded to bf16 */
 };
 
 /* ---- config ------------------------------------------------------------ */
@@ -590,6 +591,14 @@ mm_image_encoder_new (MmModel *model, const MmContextParams *params, GError **er
       mm_image_encoder_free (enc);
       return NULL;
     }
+    enc->bf16_scratch = g_try_new (guint16, 2 * act);
+    if (!enc->bf16_scratch) {
+      mm_format_error (error, MM_MODEL_LABEL (model),
+          "image encoder: cannot allocate %" G_GSIZE_FORMAT " MB of bf16 scratch",
+          (2 * act * sizeof (guint16)) >> 20);
+      mm_image_encoder_free (enc);
+      return NULL;
+    }
     enc->bf16 = TRUE;
   }
   return enc;
@@ -611,6 +620,7 @@ mm_image_encoder_free (MmImageEncoder *enc)
     g_free (enc->buf[i]);
   g_free (enc->scratch);
   g_free (enc->pooled);
+  g_free (enc->bf16_scratch);
   mm_graph_ctx_free (enc->graph);
   mm_model_unref (enc->model);
   g_free (enc);
@@ -717,10 +727,10 @@ act_zero_border (const Act *a)
 }
 
 /* y = relu? (bn (conv (x)) [+ identity]) into a fresh Act over @out; in
- * bf16 when @bf16 */
+ * bf16 when @bf16 (the scratch for x rounded to bf16) is given */
 static void
 conv_cl (const ConvBn *c, Act *y, float *out, int pad_out, const Act *x, const float *identity,
-    gsize id_row, gboolean relu, gboolean bf16)
+    gsize id_row, gboolean relu, guint16 *bf16)
 {
   *y = (Act){ out, mm_conv_out_size (x->h, c->k, c->stride, c->pad),
     mm_conv_out_size (x->w, c->k, c->stride, c->pad), c->c_out, pad_out };
@@ -729,7 +739,7 @@ conv_cl (const ConvBn *c, Act *y, float *out, int pad_out, const Act *x, const f
   if (bf16) {
     MmAct act = { relu ? MM_ACT_RELU : MM_ACT_NONE, 0.0f, 0.0f };
     mm_conv_bf16_run (&c->bf16, act_inside (y), act_row (y), xs, act_row (x), y->h, y->w, c->stride,
-        c->stride, identity, id_row, &act);
+        c->stride, identity, id_row, &act, bf16);
   } else {
     mm_conv_cl_run (&c->cl, act_inside (y), act_row (y), xs, act_row (x), y->h, y->w, c->stride,
         c->stride, identity, id_row, relu);
@@ -809,13 +819,13 @@ encode_fast (MmImageEncoder *enc, float *pooled)
 
   input_to_cl (&x, enc->buf[0], enc->input, w->height, w->width, w->stem.pad);
   if (w->stem_maxpool) {
-    conv_cl (&w->stem, &t, enc->buf[1], 0, &x, NULL, 0, TRUE, enc->bf16);
+    conv_cl (&w->stem, &t, enc->buf[1], 0, &x, NULL, 0, TRUE, enc->bf16_scratch);
     y = (Act){ enc->buf[2], mm_conv_out_size (t.h, 3, 2, 1), mm_conv_out_size (t.w, 3, 2, 1), t.c,
       1 };
     mm_maxpool2d_cl (act_inside (&y), act_row (&y), t.base, t.c, t.h, t.w, 3, 2, 1);
     act_zero_border (&y);
   } else {
-    conv_cl (&w->stem, &y, enc->buf[2], 1, &x, NULL, 0, TRUE, enc->bf16);
+    conv_cl (&w->stem, &y, enc->buf[2], 1, &x, NULL, 0, TRUE, enc->bf16_scratch);
   }
   x = y;
   gboolean planes = FALSE; /* x.base holds (c, h, w) planes, not an Act */
@@ -840,12 +850,12 @@ encode_fast (MmImageEncoder *enc, float *pooled)
       const float *identity = act_inside (&x);
       gsize id_row = act_row (&x);
       if (blk->has_down) {
-        conv_cl (&blk->down, &down, o[1], 0, &x, NULL, 0, FALSE, enc->bf16);
+        conv_cl (&blk->down, &down, o[1], 0, &x, NULL, 0, FALSE, enc->bf16_scratch);
         identity = down.base;
         id_row = act_row (&down);
       }
-      conv_cl (&blk->conv1, &t, o[0], 1, &x, NULL, 0, TRUE, enc->bf16);
-      conv_cl (&blk->conv2, &y, o[2], 1, &t, identity, id_row, TRUE, enc->bf16);
+      conv_cl (&blk->conv1, &t, o[0], 1, &x, NULL, 0, TRUE, enc->bf16_scratch);
+      conv_cl (&blk->conv2, &y, o[2], 1, &t, identity, id_row, TRUE, enc->bf16_scratch);
       x = y;
       continue;
     }

@@ -94,16 +94,17 @@ struct _MmBertContext
 {
   const MmBertWeights *w;
   MmWordPiece *wp;
-  gint32 *ids;      /* (max_len) */
-  float *x;         /* (max_len, H) hidden states */
-  float *qkv;       /* (max_len, 3H): rows q | k | v */
-  float *attn;      /* (max_len, H) attention output, heads concatenated */
-  float *tmp;       /* (max_len, H) sublayer output + residual */
-  float *ffn;       /* (max_len, I) */
-  float *scratch;   /* mm_attention_fused_scratch (max_len, H / heads) */
-  float *pooled;    /* (H) */
-  guint max_tokens; /* min (max_len, max_text_bytes + 2): the buffers' rows */
-  gboolean bf16;    /* linears in bf16 (mm_bert_context_use_bf16) */
+  gint32 *ids;           /* (max_len) */
+  float *x;              /* (max_len, H) hidden states */
+  float *qkv;            /* (max_len, 3H): rows q | k | v */
+  float *attn;           /* (max_len, H) attention output, heads concatenated */
+  float *tmp;            /* (max_len, H) sublayer output + residual */
+  float *ffn;            /* (max_len, I) */
+  float *scratch;        /* mm_attention_fused_scratch (max_len, H / heads) */
+  float *pooled;         /* (H) */
+  guint max_tokens;      /* min (max_len, max_text_bytes + 2): the buffers' rows */
+  gboolean bf16;         /* linears in bf16 (mm_bert_context_use_bf16) */
+  guint16 *bf16_scratch; /* bf16: (max_tokens, max (H, I) + 1), a linear's input in bf16 */
 };
 
 /* ---------------------------------------------------------------------- */
@@ -539,6 +540,13 @@ mm_bert_context_use_bf16 (MmBertContext *ctx, const char *label, GError **error)
   if (!w->bf16_ready)
     ok = w->bf16_ready = pack_layers_bf16 (w, label, error);
   g_mutex_unlock (&bf16_lock);
+  const BertConfig *c = &ctx->w->cfg;
+  gsize n = (gsize)ctx->max_tokens * (MAX (c->hidden, c->intermediate) + 1);
+  if (ok && !ctx->bf16_scratch && !(ctx->bf16_scratch = g_try_new (guint16, n))) {
+    mm_format_error (error, label, "text: cannot allocate %" G_GSIZE_FORMAT " MB of bf16 scratch",
+        (n * sizeof (guint16)) >> 20);
+    ok = FALSE;
+  }
   ctx->bf16 = ok;
   return ok;
 }
@@ -558,6 +566,7 @@ mm_bert_context_free (MmBertContext *ctx)
   g_free (ctx->ffn);
   g_free (ctx->scratch);
   g_free (ctx->pooled);
+  g_free (ctx->bf16_scratch);
   g_free (ctx);
 }
 
@@ -587,14 +596,16 @@ bert_unpacked (int n, int d_in, int d_out)
 }
 
 /* y (n, d_out) = act (x (n, d_in) W^T + b [+ residual (n, d_out)]) through
- * the packed weights (bf16 ones when l16 is given), the bias, residual and
- * GELU in the kernel's epilogue; act is NULL or GELU. */
+ * the packed weights (bf16 ones when l16 is given, x rounded into
+ * @scratch), the bias, residual and GELU in the kernel's epilogue; act is
+ * NULL or GELU. */
 static void
 bert_linear (float *y, const float *x, const float *w, const float *b, const MmLinearPacked *cl,
-    const MmConvBf16 *l16, const float *residual, const MmAct *act, int n, int d_in, int d_out)
+    const MmConvBf16 *l16, guint16 *scratch, const float *residual, const MmAct *act, int n,
+    int d_in, int d_out)
 {
   if (l16 && !mm_ops_get_reference ()) {
-    mm_linear_bf16_run (l16, y, x, n, residual, act);
+    mm_linear_bf16_run (l16, y, x, n, residual, act, scratch);
     return;
   }
   if (bert_unpacked (n, d_in, d_out)) {
@@ -608,12 +619,13 @@ bert_linear (float *y, const float *x, const float *w, const float *b, const MmL
   mm_linear_packed_run (cl, y, x, n, residual, act);
 }
 
-/* qkv (n, 3H) = x (n, H) [Wq; Wk; Wv]^T + [bq; bk; bv] */
+/* qkv (n, 3H) = x (n, H) [Wq; Wk; Wv]^T + [bq; bk; bv]; in bf16 when
+ * @bf16 (the scratch for x in bf16) is given */
 static void
-bert_qkv (float *qkv, float *tmp, const float *x, const BertLayer *l, gboolean bf16, int n, int H)
+bert_qkv (float *qkv, float *tmp, const float *x, const BertLayer *l, guint16 *bf16, int n, int H)
 {
   if (bf16 && !mm_ops_get_reference ()) {
-    mm_linear_bf16_run (&l->qkv16, qkv, x, n, NULL, NULL);
+    mm_linear_bf16_run (&l->qkv16, qkv, x, n, NULL, NULL, bf16);
     return;
   }
   if (!bert_unpacked (n, H, 3 * H)) {
@@ -637,17 +649,18 @@ bert_layer (MmBertContext *s, const BertLayer *l, const BertConfig *c, int n)
   static const MmAct gelu = { MM_ACT_GELU, 0.0f, 0.0f };
 
   gboolean b16 = s->bf16;
-  bert_qkv (s->qkv, s->tmp, s->x, l, b16, n, H);
+  guint16 *sc = s->bf16 ? s->bf16_scratch : NULL;
+  bert_qkv (s->qkv, s->tmp, s->x, l, sc, n, H);
   mm_attention_fused (
       s->attn, H, s->qkv, s->qkv + H, s->qkv + 2 * H, 3 * (gsize)H, n, H, c->heads, s->scratch);
   bert_linear (s->tmp, s->attn, l->attn_out_w, l->attn_out_b, &l->attn_out,
-      b16 ? &l->attn_out16 : NULL, s->x, NULL, n, H, H);
+      b16 ? &l->attn_out16 : NULL, sc, s->x, NULL, n, H, H);
   mm_layernorm (s->x, s->tmp, n, H, l->attn_ln_w, l->attn_ln_b, c->eps);
 
-  bert_linear (s->ffn, s->x, l->inter_w, l->inter_b, &l->inter, b16 ? &l->inter16 : NULL, NULL,
+  bert_linear (s->ffn, s->x, l->inter_w, l->inter_b, &l->inter, b16 ? &l->inter16 : NULL, sc, NULL,
       &gelu, n, H, I);
   bert_linear (
-      s->tmp, s->ffn, l->out_w, l->out_b, &l->out, b16 ? &l->out16 : NULL, s->x, NULL, n, I, H);
+      s->tmp, s->ffn, l->out_w, l->out_b, &l->out, b16 ? &l->out16 : NULL, sc, s->x, NULL, n, I, H);
   mm_layernorm (s->x, s->tmp, n, H, l->out_ln_w, l->out_ln_b, c->eps);
 }
 

@@ -12,7 +12,6 @@
  * function; callers reach it after mm_cpu_has_bf16 ().
  */
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "conv-bf16.h"
@@ -135,43 +134,6 @@ mm_conv_bf16_init (MmConvBf16 *c, const float *w, const float *scale, const floa
   for (int o = 0; o < c_out; o++)
     c->shift[o] = shift ? shift[o] : 0.0f;
   return TRUE;
-}
-
-/* ---- the per-thread buffer of rounded activations --------------------- */
-
-typedef struct
-{
-  guint16 *data;
-  gsize size;
-} Bf16Buf;
-
-static void
-bf16_buf_free (gpointer p)
-{
-  Bf16Buf *b = p;
-  free (b->data);
-  g_free (b);
-}
-
-static GPrivate bf16_buf = G_PRIVATE_INIT (bf16_buf_free);
-
-static guint16 *
-bf16_buf_get (gsize n)
-{
-  Bf16Buf *b = g_private_get (&bf16_buf);
-  if (!b) {
-    b = g_new0 (Bf16Buf, 1);
-    g_private_set (&bf16_buf, b);
-  }
-  if (b->size < n) {
-    free (b->data);
-    gsize bytes = (n * sizeof (guint16) + 63) & ~(gsize)63;
-    b->data = aligned_alloc (64, bytes);
-    if (!b->data)
-      g_error ("libmm: cannot allocate %" G_GSIZE_FORMAT " bytes for bf16 activations", bytes);
-    b->size = n;
-  }
-  return b->data;
 }
 
 #ifdef HAVE_BF16_KERNEL
@@ -308,13 +270,13 @@ conv_bf16 (const MmConvBf16 *c, float *y, gsize y_row, const guint16 *xb, gsize 
 
 void
 mm_conv_bf16_run (const MmConvBf16 *c, float *y, gsize y_row, const float *x, gsize x_row,
-    int h_out, int w_out, int sh, int sw, const float *identity, gsize id_row, const MmAct *act)
+    int h_out, int w_out, int sh, int sw, const float *identity, gsize id_row, const MmAct *act,
+    guint16 *xb)
 {
   if (h_out <= 0 || w_out <= 0)
     return;
   int rows = (h_out - 1) * sh + c->kh, cols = (w_out - 1) * sw + c->kw;
   gsize xb_row = (gsize)cols * c->c_pad;
-  guint16 *xb = bf16_buf_get ((gsize)rows * xb_row);
   round_input (xb, x, x_row, rows, cols, c->c_in, c->c_pad);
   gboolean relu = act && act->kind == MM_ACT_RELU;
   if (!act || act->kind == MM_ACT_NONE || relu)
@@ -323,25 +285,26 @@ mm_conv_bf16_run (const MmConvBf16 *c, float *y, gsize y_row, const float *x, gs
 }
 
 void
-mm_linear_bf16_run (
-    const MmConvBf16 *c, float *y, const float *x, int n, const float *residual, const MmAct *act)
+mm_linear_bf16_run (const MmConvBf16 *c, float *y, const float *x, int n, const float *residual,
+    const MmAct *act, guint16 *scratch)
 {
   /* n positions of one row: a 1x1 conv with stride 1 */
-  mm_conv_bf16_run (c, y, 0, x, 0, 1, n, 1, 1, residual, 0, act);
+  mm_conv_bf16_run (c, y, 0, x, 0, 1, n, 1, 1, residual, 0, act, scratch);
 }
 
 #else /* no bf16 kernel in this build: mm_cpu_has_bf16 () is FALSE */
 
 void
 mm_conv_bf16_run (const MmConvBf16 *c, float *y, gsize y_row, const float *x, gsize x_row,
-    int h_out, int w_out, int sh, int sw, const float *identity, gsize id_row, const MmAct *act)
+    int h_out, int w_out, int sh, int sw, const float *identity, gsize id_row, const MmAct *act,
+    guint16 *scratch)
 {
   g_return_if_reached ();
 }
 
 void
-mm_linear_bf16_run (
-    const MmConvBf16 *c, float *y, const float *x, int n, const float *residual, const MmAct *act)
+mm_linear_bf16_run (const MmConvBf16 *c, float *y, const float *x, int n, const float *residual,
+    const MmAct *act, guint16 *scratch)
 {
   g_return_if_reached ();
 }

@@ -5,7 +5,7 @@
  * are rounded to bf16 once (at the first context that asks for bf16) into
  * 32-column panels whose rows hold pairs of reduction steps, as vdpbf16ps
  * takes them; activations stay fp32 between layers and are rounded to bf16
- * by each conv just before it reads them (into a per-thread buffer).  Sums,
+ * by each conv just before it reads them (into the caller's scratch).  Sums,
  * the shift, the residual and the activation are fp32.  Groups are not
  * supported (the resnet family and BERT need none).  Everything here runs
  * only where mm_cpu_has_bf16 () says so; callers keep the fp32 path.
@@ -47,17 +47,20 @@ gsize mm_conv_bf16_packed_bytes (int c_in, int c_out, int kh, int kw);
  * over i < kh, j < kw of W[i][j] . x[ho sh + i][wo sw + j] (c_in) [+
  * identity[ho][wo] (c_out)]), positions and row strides as there (x at the
  * top-left of the padded input).  The input positions the convolution
- * reads are rounded to bf16 first, into the calling thread's buffer.
- * identity may be NULL; act NULL = none.  Allocates only when that buffer
- * must grow (the first call of a thread with a larger input). */
+ * reads, ((h_out - 1) sh + kh) x ((w_out - 1) sw + kw) of them, are rounded
+ * to bf16 first into @scratch, which holds that many times c_pad values
+ * (at most twice the floats of the input, so a caller may size it as two
+ * bf16 per float of its largest activation).  identity may be NULL; act
+ * NULL = none.  Never allocates. */
 void mm_conv_bf16_run (const MmConvBf16 *c, float *y, gsize y_row, const float *x, gsize x_row,
-    int h_out, int w_out, int sh, int sw, const float *identity, gsize id_row, const MmAct *act);
+    int h_out, int w_out, int sh, int sw, const float *identity, gsize id_row, const MmAct *act,
+    guint16 *scratch);
 
 /* y (n, d_out) = act (x (n, d_in) W^T + b [+ residual (n, d_out)]) on a
  * 1x1 MmConvBf16 (init with c_in = d_in, c_out = d_out, kh = kw = 1,
- * shift = b).  Rows are contiguous. */
-void mm_linear_bf16_run (
-    const MmConvBf16 *c, float *y, const float *x, int n, const float *residual, const MmAct *act);
+ * shift = b).  Rows are contiguous; @scratch holds n c_pad bf16. */
+void mm_linear_bf16_run (const MmConvBf16 *c, float *y, const float *x, int n,
+    const float *residual, const MmAct *act, guint16 *scratch);
 
 /* bf16 (nearest even, NaN kept quiet) of f, and back */
 guint16 mm_bf16_from_float (float f);
