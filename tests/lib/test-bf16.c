@@ -10,6 +10,7 @@
 #include "mm.h"
 #include "conv-bf16.h"
 #include "bundled-model.h"
+#include "alloc-count.h"
 
 static float
 rnd (guint32 *s)
@@ -302,6 +303,54 @@ test_bert (void)
   mm_model_unref (model);
 }
 
+/* the bf16 encoders allocate nothing per call once created (image and
+ * audio of the bundled model, the bert-mean fixture) */
+static void
+test_no_alloc (void)
+{
+  if (!need_bf16 ())
+    return;
+  if (!COUNT_ALLOCS) {
+    g_test_skip ("allocations are not counted here (sanitizer)");
+    return;
+  }
+  MmModel *model = bundled_model_open_or_skip ();
+  if (!model)
+    return;
+  const char *dir = g_getenv ("MM_FIXTURES");
+  char *path =
+      g_build_filename (dir ? dir : "tests/fixtures", "text", "bert-mean.safetensors", NULL);
+  MmModel *bert = mm_model_open (path, NULL);
+  g_free (path);
+  g_assert_nonnull (bert);
+  MmContextParams p = mm_context_default_params ();
+  p.precision = MM_PRECISION_BF16;
+  MmImageEncoder *ie = mm_image_encoder_new (model, &p, NULL);
+  MmAudioEncoder *ae = mm_audio_encoder_new (model, &p, NULL);
+  MmTextEncoder *te = mm_text_encoder_new (bert, &p, NULL);
+  g_assert_true (ie && ae && te);
+  guint n = mm_model_get_audio_window (model);
+  float *pcm = g_new0 (float, n), z[1024];
+  guint8 *rgb = g_new0 (guint8, 50 * 40 * 3);
+  g_assert_cmpuint (mm_model_get_dim (bert, MM_COMPONENT_TEXT), <=, 1024);
+  for (int round = 0; round < 2; round++) { /* the first round may warm anything up */
+    allocs_begin ();
+    g_assert_true (mm_image_encoder_encode (ie, MM_PIXEL_RGB, rgb, 50, 40, 150, z, NULL));
+    g_assert_true (mm_audio_encoder_encode (ae, pcm, n, z, NULL));
+    g_assert_true (mm_text_encoder_encode (te, "a dog barks in the park", -1, z, NULL, NULL));
+    int allocs = allocs_end ();
+    if (round == 1)
+      g_assert_cmpint (allocs, ==, 0);
+  }
+  g_free (pcm);
+  g_free (rgb);
+  mm_image_encoder_free (ie);
+  mm_audio_encoder_free (ae);
+  mm_text_encoder_free (te);
+  mm_model_unref (bert);
+  mm_model_unref (model);
+}
+
 /* MM_DISABLE_BF16=1: bf16 asked twice, fp32 run twice, one warning */
 static void
 test_fallback (void)
@@ -341,6 +390,7 @@ main (int argc, char **argv)
   g_test_add_func ("/bf16/image-encoder/close-to-fp32", test_image_encoder);
   g_test_add_func ("/bf16/audio-encoder/close-to-fp32", test_audio_encoder);
   g_test_add_func ("/bf16/bert/close-to-fp32", test_bert);
+  g_test_add_func ("/bf16/no-alloc", test_no_alloc);
   g_test_add_func ("/bf16/fallback/one-warning", test_fallback);
   return g_test_run ();
 }
