@@ -23,10 +23,29 @@
 void __tsan_acquire (void *addr);
 void __tsan_release (void *addr);
 
+/* The real function: the next definition after this library, or, when
+ * GLib/GStreamer were dlopen'ed (a Python process importing gi) and are
+ * not in the global scope, the definition in whichever of them has it. */
+static void *
+real_symbol (const char *name)
+{
+  static const char *const libs[] = { "libglib-2.0.so.0", "libgobject-2.0.so.0",
+    "libgstreamer-1.0.so.0" };
+  void *sym = dlsym (RTLD_NEXT, name);
+  for (unsigned i = 0; !sym && i < sizeof libs / sizeof libs[0]; i++) {
+    void *lib = dlopen (libs[i], RTLD_NOW | RTLD_NOLOAD);
+    if (lib) {
+      sym = dlsym (lib, name);
+      dlclose (lib);
+    }
+  }
+  return sym;
+}
+
 #define REAL(ret, name, args)                                                                      \
   static ret (*real_##name) args;                                                                  \
   if (!__atomic_load_n (&real_##name, __ATOMIC_ACQUIRE))                                           \
-    __atomic_store_n (&real_##name, dlsym (RTLD_NEXT, #name), __ATOMIC_RELEASE);
+    __atomic_store_n (&real_##name, real_symbol (#name), __ATOMIC_RELEASE);
 
 void
 g_mutex_lock (GMutex *mutex)
@@ -52,6 +71,83 @@ g_mutex_unlock (GMutex *mutex)
   REAL (void, g_mutex_unlock, (GMutex *));
   __tsan_release (mutex);
   real_g_mutex_unlock (mutex);
+}
+
+/* GRecMutex and GRWLock are pthread locks TSan sees, but GLib allocates
+ * them at init or first use and publishes the pointer with its own
+ * atomics: the thread that locks next would read the allocation unordered.
+ * Init releases, and acquiring before the real lock orders it after the
+ * init or the previous unlock. */
+void
+g_rec_mutex_init (GRecMutex *rec_mutex)
+{
+  REAL (void, g_rec_mutex_init, (GRecMutex *));
+  real_g_rec_mutex_init (rec_mutex);
+  __tsan_release (rec_mutex);
+}
+
+void
+g_rw_lock_init (GRWLock *rw_lock)
+{
+  REAL (void, g_rw_lock_init, (GRWLock *));
+  real_g_rw_lock_init (rw_lock);
+  __tsan_release (rw_lock);
+}
+
+void
+g_rec_mutex_lock (GRecMutex *rec_mutex)
+{
+  REAL (void, g_rec_mutex_lock, (GRecMutex *));
+  __tsan_acquire (rec_mutex);
+  real_g_rec_mutex_lock (rec_mutex);
+}
+
+gboolean
+g_rec_mutex_trylock (GRecMutex *rec_mutex)
+{
+  REAL (gboolean, g_rec_mutex_trylock, (GRecMutex *));
+  __tsan_acquire (rec_mutex);
+  return real_g_rec_mutex_trylock (rec_mutex);
+}
+
+void
+g_rec_mutex_unlock (GRecMutex *rec_mutex)
+{
+  REAL (void, g_rec_mutex_unlock, (GRecMutex *));
+  __tsan_release (rec_mutex);
+  real_g_rec_mutex_unlock (rec_mutex);
+}
+
+void
+g_rw_lock_writer_lock (GRWLock *rw_lock)
+{
+  REAL (void, g_rw_lock_writer_lock, (GRWLock *));
+  __tsan_acquire (rw_lock);
+  real_g_rw_lock_writer_lock (rw_lock);
+}
+
+void
+g_rw_lock_writer_unlock (GRWLock *rw_lock)
+{
+  REAL (void, g_rw_lock_writer_unlock, (GRWLock *));
+  __tsan_release (rw_lock);
+  real_g_rw_lock_writer_unlock (rw_lock);
+}
+
+void
+g_rw_lock_reader_lock (GRWLock *rw_lock)
+{
+  REAL (void, g_rw_lock_reader_lock, (GRWLock *));
+  __tsan_acquire (rw_lock);
+  real_g_rw_lock_reader_lock (rw_lock);
+}
+
+void
+g_rw_lock_reader_unlock (GRWLock *rw_lock)
+{
+  REAL (void, g_rw_lock_reader_unlock, (GRWLock *));
+  __tsan_release (rw_lock);
+  real_g_rw_lock_reader_unlock (rw_lock);
 }
 
 void
