@@ -561,9 +561,12 @@ gst_mm_transcribe_sink_event (GstPad *pad, GstObject *parent, GstEvent *event)
     case GST_EVENT_CAPS:
       gst_event_unref (event);
       if (!self->caps_sent) {
+        /* the event takes its own reference to the caps */
+        GstCaps *caps = gst_caps_from_string ("text/x-raw, format=utf8");
+        gboolean pushed = gst_pad_push_event (self->srcpad, gst_event_new_caps (caps));
+        gst_caps_unref (caps);
         self->caps_sent = TRUE;
-        return gst_pad_push_event (
-            self->srcpad, gst_event_new_caps (gst_caps_from_string ("text/x-raw, format=utf8")));
+        return pushed;
       }
       return TRUE;
     case GST_EVENT_SEGMENT:
