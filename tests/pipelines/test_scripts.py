@@ -254,7 +254,9 @@ def expected_state(log, t, vs_model):
 
 
 def video_sensor(args, **extra):
-    base = os.path.join(WORK, "vs")
+    # per process: the video-sensor cases run in parallel and wrote the
+    # same vs.jsonl (one read the other's half-written line under ASan)
+    base = os.path.join(WORK, "vs-%d" % os.getpid())
     os.makedirs(WORK, exist_ok=True)
     st, jl = base + ".json", base + ".jsonl"
     for f in (st, jl):

@@ -44,6 +44,12 @@ SAMPLE = os.path.join(WORK, "sample", "news.mkv")
 DEADLINE = 20 * Gst.SECOND
 
 
+# Under ASan (tests/run.sh asan) freed memory waits in its quarantine (256 MB
+# by default) before reuse, so RSS grows by up to that much without a leak;
+# LeakSanitizer checks the leaks there.
+RSS_SLACK = 256 if os.environ.get("MM_SANITIZER") == "asan" else 0
+
+
 def rss_mb():
     with open("/proc/self/status") as f:
         for line in f:
@@ -138,7 +144,7 @@ def case_seeks():
     pipe.set_state(Gst.State.NULL)
     report("1000 flushing seeks", deadlocks, growth, f", {time.monotonic() - t0:.1f} s, then {end}")
     assert end == "eos", end
-    assert growth < 40, f"RSS grew {growth:.1f} MB over 900 seeks"
+    assert growth < 40 + RSS_SLACK, f"RSS grew {growth:.1f} MB over 900 seeks"
 
 
 def case_cycles():
@@ -161,7 +167,7 @@ def case_cycles():
     growth = rss_mb() - base
     report("1000 NULL->PLAYING->NULL cycles", deadlocks, growth,
            f", {time.monotonic() - t0:.1f} s")
-    assert growth < 40, f"RSS grew {growth:.1f} MB over 900 cycles"
+    assert growth < 40 + RSS_SLACK, f"RSS grew {growth:.1f} MB over 900 cycles"
 
 
 def case_pads():
@@ -212,7 +218,7 @@ def case_pads():
     report("200 pad request/release while PLAYING", deadlocks, growth,
            f", {count[0]} decisions, {stalls} stalls, {time.monotonic() - t0:.1f} s")
     assert stalls == 0, f"{stalls} stalls"
-    assert growth < 40, f"RSS grew {growth:.1f} MB"
+    assert growth < 40 + RSS_SLACK, f"RSS grew {growth:.1f} MB"
 
 
 def case_parallel():
@@ -309,7 +315,7 @@ def case_many_cues():
         growth = rss_mb() - base
     report("100,000-cue SRT", 0, growth, f", {n} decisions in {time.monotonic() - t0:.1f} s")
     assert n >= 10000 * 0.99, n  # one decision a second over 10,000 s
-    assert growth < 100, f"RSS grew {growth:.1f} MB"
+    assert growth < 100 + RSS_SLACK, f"RSS grew {growth:.1f} MB"
 
 
 def case_huge_cue():
