@@ -278,106 +278,6 @@ gst_text_enc_get_property (GObject *object, guint prop_id, GValue *value, GParam
 
 /* Pure helpers */
 
-/* Decodes the entity at @s (just after '&', @n bytes left) into @out.
- * Returns the bytes consumed after '&' (including ';'), or 0 if it is not
- * a known or well-formed entity. */
-static gsize
-decode_entity (const gchar *s, gsize n, GString *out)
-{
-  static const struct
-  {
-    const gchar *name;
-    gunichar c;
-  } named[] = {
-    { "amp;", '&' },
-    { "lt;", '<' },
-    { "gt;", '>' },
-    { "quot;", '"' },
-    { "apos;", '\'' },
-    { "nbsp;", 0xA0 },
-  };
-  guint i;
-
-  if (n >= 2 && s[0] == '#') {
-    gboolean hex = (s[1] == 'x' || s[1] == 'X');
-    gsize k = hex ? 2 : 1;
-    guint64 c = 0;
-    gsize digits = 0;
-
-    while (k < n && digits < 8 && (hex ? g_ascii_isxdigit (s[k]) : g_ascii_isdigit (s[k]))) {
-      c = c * (hex ? 16 : 10) + (hex ? g_ascii_xdigit_value (s[k]) : g_ascii_digit_value (s[k]));
-      k++;
-      digits++;
-    }
-    if (digits == 0 || k >= n || s[k] != ';' || c == 0 || c > 0x10FFFF
-        || !g_unichar_validate ((gunichar)c))
-      return 0;
-    g_string_append_unichar (out, (gunichar)c);
-    return k + 1;
-  }
-  for (i = 0; i < G_N_ELEMENTS (named); i++) {
-    gsize l = strlen (named[i].name);
-    if (n >= l && memcmp (s, named[i].name, l) == 0) {
-      g_string_append_unichar (out, named[i].c);
-      return l;
-    }
-  }
-  return 0;
-}
-
-/* out = @text (@len bytes) with pango markup removed: everything from '<'
- * to the next '>' (or the end) is dropped, entities are decoded, an
- * unknown entity is kept literally.  Never fails. */
-static void
-strip_markup (const gchar *text, gsize len, GString *out)
-{
-  gsize i = 0;
-
-  g_string_truncate (out, 0);
-  while (i < len) {
-    gsize next = i;
-
-    while (next < len && text[next] != '<' && text[next] != '&')
-      next++;
-    g_string_append_len (out, text + i, next - i);
-    i = next;
-    if (i == len)
-      break;
-    if (text[i] == '<') {
-      const gchar *gt = memchr (text + i, '>', len - i);
-      i = gt ? (gsize)(gt - text) + 1 : len;
-    } else {
-      gsize used = decode_entity (text + i + 1, len - i - 1, out);
-      if (used == 0)
-        g_string_append_c (out, '&');
-      i += 1 + used;
-    }
-  }
-}
-
-/* TRUE if @text (@len bytes) has nothing but (Unicode) white space. */
-static gboolean
-is_blank (const gchar *text, gsize len)
-{
-  const gchar *p = text, *end = text + len;
-
-  while (p < end) {
-    gunichar c;
-
-    if (g_ascii_isspace (*p)) {
-      p++;
-      continue;
-    }
-    if ((guchar)*p < 0x80)
-      return FALSE;
-    c = g_utf8_get_char_validated (p, end - p);
-    if (c == (gunichar)-1 || c == (gunichar)-2 || !g_unichar_isspace (c))
-      return FALSE;
-    p = g_utf8_next_char (p);
-  }
-  return TRUE;
-}
-
 /* Virtual methods */
 
 static gboolean
@@ -610,19 +510,14 @@ gst_text_enc_chain (GstPad *pad, GstObject *parent, GstBuffer *buffer)
   }
   text = (const gchar *)in.data;
   len = in.size;
-  {
-    /* a buffer without memory maps to (NULL, 0): memchr must not see NULL */
-    const gchar *nul = len ? memchr (text, '\0', len) : NULL;
-    if (nul)
-      len = nul - text;
-  }
+  len = mm_cue_length (text, len);
   if (self->markup) {
-    strip_markup (text, len, self->scratch);
+    mm_markup_strip (text, len, self->scratch);
     text = self->scratch->str;
     len = self->scratch->len;
   }
 
-  if (is_blank (text, len)) {
+  if (mm_text_is_blank (text, len)) {
     GST_LOG_OBJECT (self, "blank cue at %" GST_TIME_FORMAT ", sending GAP", GST_TIME_ARGS (pts));
     gst_buffer_unmap (buffer, &in);
     gst_buffer_unref (buffer);

@@ -197,6 +197,21 @@ void mm_text_encoder_free (MmTextEncoder *enc);
 /* The precision @enc runs (MmContextParams.precision after the fallback) */
 MmPrecision mm_text_encoder_get_precision (const MmTextEncoder *enc);
 
+/* A subtitle cue's text as textenc gives it to the text encoder.
+ * mm_cue_length: the bytes before the first NUL of @text (a text buffer
+ * may carry its C terminator; @text may be NULL when @len is 0).
+ * mm_markup_strip: out = @text (@len bytes) with pango markup removed:
+ * everything from '<' to the next '>' (or the end) is dropped; the
+ * entities &amp; &lt; &gt; &quot; &apos; &nbsp; and &#N; / &#xN; (a valid
+ * Unicode scalar other than 0) are decoded; any other '&' is kept
+ * literally.  Never fails, and out->len <= @len.  Invalid UTF-8 passes
+ * through (the encoders repair it).
+ * mm_text_is_blank: TRUE when @text has nothing but white space (ASCII,
+ * or valid UTF-8 that GLib calls space); invalid UTF-8 is not blank. */
+gsize mm_cue_length (const char *text, gsize len);
+void mm_markup_strip (const char *text, gsize len, GString *out);
+gboolean mm_text_is_blank (const char *text, gsize len);
+
 /* Images: packed 8-bit pixels, any size; resized (bilinear) and normalised
  * as the model says. */
 typedef enum

@@ -1,7 +1,9 @@
 /* libFuzzer target: the preprocessing on arbitrary input -- the word and
  * WordPiece tokenizers and UTF-8 repair on any bytes, the image resize /
- * normalise for every pixel format at odd sizes and strides, and the log-mel
- * front end on any parameters and samples (NaN, Inf, huge).
+ * normalise for every pixel format at odd sizes and strides, the log-mel
+ * front end on any parameters and samples (NaN, Inf, huge), and textenc's
+ * text path (a cue cut at its NUL, pango markup stripped, blank cues,
+ * invalid UTF-8, then both tokenizers).
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
  * The first byte picks the part.  Buffers are allocated at their exact size
@@ -38,17 +40,10 @@ init_text (void)
   }
 }
 
+/* both tokenizers and UTF-8 repair on @text (@n bytes, no NUL after it) */
 static void
-fuzz_text (const guint8 *d, gsize n)
+tokenize_all (const char *text, gsize n, gboolean lc)
 {
-  if (n < 1)
-    return;
-  init_text ();
-  gboolean lc = d[0] & 1;
-  n = MIN (n - 1, MAX_TEXT);
-  char *text = g_malloc (n ? n : 1); /* exact: no NUL after it */
-  memcpy (text, d + 1, n);
-
   gint32 ids[MAX_IDS];
   gsize scratch_size = 4 * n + 16;
   char *scratch = g_malloc (scratch_size);
@@ -69,7 +64,53 @@ fuzz_text (const guint8 *d, gsize n)
   g_assert (w < cap && clean[w] == '\0' && g_utf8_validate (clean, (gssize)w, NULL));
   g_free (clean);
   g_free (scratch);
+}
+
+static void
+fuzz_text (const guint8 *d, gsize n)
+{
+  if (n < 1)
+    return;
+  init_text ();
+  gboolean lc = d[0] & 1;
+  n = MIN (n - 1, MAX_TEXT);
+  char *text = g_malloc (n ? n : 1); /* exact: no NUL after it */
+  memcpy (text, d + 1, n);
+  tokenize_all (text, n, lc);
   g_free (text);
+}
+
+/* textenc's text path: a cue's bytes (NULs, markup or not, invalid UTF-8)
+ * cut at the first NUL, markup stripped, blank or encoded */
+static void
+fuzz_cue (const guint8 *d, gsize n)
+{
+  if (n < 1)
+    return;
+  init_text ();
+  gboolean markup = d[0] & 1, lc = (d[0] >> 1) & 1;
+  n = MIN (n - 1, MAX_TEXT);
+  char *cue = n ? g_malloc (n) : NULL; /* exact; an empty buffer maps to NULL */
+  if (n)
+    memcpy (cue, d + 1, n);
+  gsize len = mm_cue_length (cue, n);
+  g_assert (len <= n && (len == n || cue[len] == '\0'));
+  GString *stripped = g_string_new (NULL);
+  const char *text = cue;
+  if (markup) {
+    mm_markup_strip (cue, len, stripped);
+    g_assert (stripped->len <= len);
+    text = stripped->str;
+    len = stripped->len;
+  }
+  if (!mm_text_is_blank (text, len)) {
+    char *exact = g_malloc (len ? len : 1);
+    memcpy (exact, text, len);
+    tokenize_all (exact, len, lc);
+    g_free (exact);
+  }
+  g_string_free (stripped, TRUE);
+  g_free (cue);
 }
 
 /* a plane of rows x stride, the last row only as long as it needs */
@@ -203,15 +244,18 @@ LLVMFuzzerTestOneInput (const guint8 *data, size_t size)
 {
   if (size < 1)
     return 0;
-  switch (data[0] % 3) {
+  switch (data[0] % 4) {
     case 0:
       fuzz_text (data + 1, size - 1);
       break;
     case 1:
       fuzz_image (data + 1, size - 1);
       break;
-    default:
+    case 2:
       fuzz_logmel (data + 1, size - 1);
+      break;
+    default:
+      fuzz_cue (data + 1, size - 1);
       break;
   }
   return 0;

@@ -1193,11 +1193,74 @@ test_run_functions_do_not_allocate (void)
 
 /* ---------------------------------------------------------------- main */
 
+/* textenc's text path (mm_cue_length, mm_markup_strip, mm_text_is_blank) */
+static void
+check_strip (const char *in, gssize len, const char *want, gsize want_len)
+{
+  GString *out = g_string_new ("stale");
+  gsize n = len < 0 ? strlen (in) : (gsize)len;
+  mm_markup_strip (in, n, out);
+  g_assert_cmpuint (out->len, ==, want_len);
+  g_assert_cmpmem (out->str, out->len, want, want_len);
+  g_assert_cmpuint (out->len, <=, n);
+  g_string_free (out, TRUE);
+}
+
+static void
+test_cue_text (void)
+{
+  check_strip ("<i>Hello</i> &amp; <b>bye</b>", -1, "Hello & bye", 11);
+  check_strip ("a <font color=\"#ff0\">b", -1, "a b", 3);
+  check_strip ("cut <i", -1, "cut ", 4); /* a tag that never closes: dropped to the end */
+  check_strip ("&lt;b&gt; &quot;q&quot; &apos;", -1, "<b> \"q\" '", 9);
+  check_strip ("&#65;&#x42;&#X63;", -1, "ABc", 3);
+  /* malformed or not a scalar value: kept literally */
+  check_strip ("&bogus; &#0; &#x110000; &#xD800; &#; &#65", -1,
+      "&bogus; &#0; &#x110000; &#xD800; &#; &#65",
+      strlen ("&bogus; &#0; &#x110000; &#xD800; &#; &#65"));
+  check_strip ("&#x1F600;", -1, "\xf0\x9f\x98\x80", 4);
+  check_strip ("&nbsp;", -1, "\xc2\xa0", 2);
+  check_strip ("&", -1, "&", 1);
+  check_strip ("", 0, "", 0);
+  check_strip ("\xff<i>\xfe</i>", -1, "\xff\xfe", 2); /* invalid UTF-8 passes through */
+
+  g_assert_cmpuint (mm_cue_length (NULL, 0), ==, 0);
+  g_assert_cmpuint (mm_cue_length ("ab\0cd", 5), ==, 2);
+  g_assert_cmpuint (mm_cue_length ("abcd", 4), ==, 4);
+
+  g_assert_true (mm_text_is_blank (NULL, 0));
+  g_assert_true (mm_text_is_blank (" \t\r\n", 4));
+  g_assert_true (mm_text_is_blank ("\xc2\xa0 \xe3\x80\x80", 6)); /* NBSP, ideographic space */
+  g_assert_false (mm_text_is_blank (" a ", 3));
+  g_assert_false (mm_text_is_blank ("\xff", 1));     /* invalid UTF-8 is text */
+  g_assert_false (mm_text_is_blank ("\xe3\x80", 2)); /* a truncated space is not blank */
+  g_assert_false (mm_text_is_blank ("\xc3\xa9", 2)); /* e acute */
+
+  /* any bytes: never longer than the input, never past it */
+  GRand *r = g_rand_new_with_seed (7);
+  GString *out = g_string_new (NULL);
+  static const char alphabet[] = "<>&;#xX0123456789abfglt quot\xc2\xa0\xff";
+  for (int it = 0; it < 20000; it++) {
+    char buf[48];
+    gsize n = g_rand_int_range (r, 0, sizeof buf + 1);
+    for (gsize i = 0; i < n; i++)
+      buf[i] = alphabet[g_rand_int_range (r, 0, sizeof alphabet - 1)];
+    char *exact = g_memdup2 (buf, n); /* ASan sees a read past n */
+    mm_markup_strip (exact, n, out);
+    g_assert_cmpuint (out->len, <=, n);
+    (void)mm_text_is_blank (out->str, out->len);
+    g_free (exact);
+  }
+  g_string_free (out, TRUE);
+  g_rand_free (r);
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/preprocess/vocab", test_vocab);
+  g_test_add_func ("/preprocess/cue-text", test_cue_text);
   g_test_add_func ("/preprocess/sanitize", test_sanitize);
   g_test_add_func ("/preprocess/wordpiece", test_wordpiece);
   g_test_add_func ("/preprocess/wordpiece/random", test_wordpiece_random);
