@@ -48,6 +48,9 @@ typedef struct
   int wino_m;           /* Winograd F(m x m, 3x3) tile, 0 = im2col + GEMM */
   float *wino;          /* owned transformed weights (scale folded in), or NULL */
   MmConvCl cl;          /* channel-last path: packed weights (scale folded in) */
+  int wcl_m;            /* channel-last Winograd F(m x m, 3x3) tile, 0 = conv-cl */
+  int h_in, w_in;       /* the input plane (from the trace) */
+  MmWinogradCl wcl;     /* channel-last path, wcl_m > 0: transformed weights */
   MmConvBf16 bf16;      /* bf16 path: the same in bf16, packed by prepare_bf16 */
 } ConvBn;
 
@@ -144,6 +147,7 @@ convbn_clear (ConvBn *c)
   g_clear_pointer (&c->shift, g_free);
   g_clear_pointer (&c->wino, g_free);
   mm_conv_cl_clear (&c->cl);
+  mm_winograd_cl_clear (&c->wcl);
   mm_conv_bf16_clear (&c->bf16);
 }
 
@@ -233,8 +237,12 @@ convbn_trace (MmImageWeights *w, ConvBn *c, int h, int wd, int *h_out, int *w_ou
   gsize act = (gsize)c->c_out * (*h_out + 2) * (*w_out + 2);
   act = MAX (act, (gsize)c->c_in * (h + 2) * (wd + 2));
   gsize scratch = mm_conv2d_scratch_size (c->c_in, h, wd, c->k, c->k, c->stride, c->pad, 1);
-  if (c->k == 3 && c->stride == 1 && c->pad == 1)
+  c->h_in = h;
+  c->w_in = wd;
+  if (c->k == 3 && c->stride == 1 && c->pad == 1) {
     c->wino_m = mm_winograd_pick (c->c_in, c->c_out, h, wd);
+    c->wcl_m = mm_winograd_cl_pick (c->c_in, c->c_out, h, wd);
+  }
   if (c->wino_m)
     scratch = MAX (scratch, mm_winograd_scratch_size (c->wino_m, c->c_in, c->c_out, h, wd));
   w->max_act = MAX (w->max_act, act);
@@ -244,6 +252,8 @@ convbn_trace (MmImageWeights *w, ConvBn *c, int h, int wd, int *h_out, int *w_ou
   w->packed_bytes += mm_conv_cl_packed_bytes (c->c_in, c->c_out, c->k, c->k, 1);
   if (c->wino_m)
     w->packed_bytes += mm_winograd_weights_size (c->wino_m, c->c_in, c->c_out) * sizeof (float);
+  if (c->wcl_m)
+    w->packed_bytes += mm_winograd_cl_bytes (c->wcl_m, c->c_in, c->c_out);
   return TRUE;
 }
 
@@ -251,13 +261,23 @@ convbn_trace (MmImageWeights *w, ConvBn *c, int h, int wd, int *h_out, int *w_ou
  * weights, a Winograd conv its transformed weights, batch-norm scale folded
  * in either way; the model is immutable afterwards. */
 static gboolean
-convbn_prepare (ConvBn *c, gboolean channel_last, const char *label, GError **error)
+convbn_prepare (
+    MmImageWeights *w, ConvBn *c, gboolean channel_last, const char *label, GError **error)
 {
   const float *shift = c->scale ? c->shift : c->bias;
   if (channel_last) {
     char what[320];
     g_snprintf (
         what, sizeof what, "%s: conv %d -> %d, %dx%d", label, c->c_in, c->c_out, c->k, c->k);
+    /* a 3x3 conv where mm_winograd_cl_pick measured Winograd faster; one
+     * the kernel refuses stays on conv-cl */
+    if (c->wcl_m
+        && mm_winograd_cl_init (
+            &c->wcl, c->wcl_m, c->w, c->scale, shift, c->c_in, c->c_out, what, NULL))
+      w->max_scratch =
+          MAX (w->max_scratch, mm_winograd_cl_scratch_size (&c->wcl, c->h_in, c->w_in));
+    else
+      c->wcl_m = 0;
     return mm_conv_cl_init (
         &c->cl, c->w, c->scale, shift, c->c_in, c->c_out, c->k, c->k, 1, what, error);
   }
@@ -285,15 +305,26 @@ convbn_prepare (ConvBn *c, gboolean channel_last, const char *label, GError **er
 static gboolean
 prepare_convs (MmImageWeights *w, const char *label, GError **error)
 {
-  if (!convbn_prepare (&w->stem, TRUE, label, error))
+  if (!convbn_prepare (w, &w->stem, TRUE, label, error))
     return FALSE;
   for (guint i = 0; i < w->n_blocks; i++) {
     BasicBlock *b = &w->block[i];
-    b->channel_last = !b->conv1.wino_m && !b->conv2.wino_m && !(b->has_down && b->down.wino_m);
-    if (!convbn_prepare (&b->conv1, b->channel_last, label, error)
-        || !convbn_prepare (&b->conv2, b->channel_last, label, error)
-        || (b->has_down && !convbn_prepare (&b->down, b->channel_last, label, error)))
+    /* a conv that takes channel-first Winograd must have the channel-last
+     * one too, or the block stays channel-first */
+    b->channel_last = (!b->conv1.wino_m || b->conv1.wcl_m) && (!b->conv2.wino_m || b->conv2.wcl_m)
+        && !(b->has_down && b->down.wino_m);
+    if (!convbn_prepare (w, &b->conv1, b->channel_last, label, error)
+        || !convbn_prepare (w, &b->conv2, b->channel_last, label, error)
+        || (b->has_down && !convbn_prepare (w, &b->down, b->channel_last, label, error)))
       return FALSE;
+    /* channel-last Winograd refused at init: the block as before */
+    if (b->channel_last
+        && ((b->conv1.wino_m && !b->conv1.wcl_m) || (b->conv2.wino_m && !b->conv2.wcl_m))) {
+      b->channel_last = FALSE;
+      if (!convbn_prepare (w, &b->conv1, FALSE, label, error)
+          || !convbn_prepare (w, &b->conv2, FALSE, label, error))
+        return FALSE;
+    }
   }
   return TRUE;
 }
@@ -730,7 +761,7 @@ act_zero_border (const Act *a)
  * bf16 when @bf16 (the scratch for x rounded to bf16) is given */
 static void
 conv_cl (const ConvBn *c, Act *y, float *out, int pad_out, const Act *x, const float *identity,
-    gsize id_row, gboolean relu, guint16 *bf16)
+    gsize id_row, gboolean relu, guint16 *bf16, float *scratch)
 {
   *y = (Act){ out, mm_conv_out_size (x->h, c->k, c->stride, c->pad),
     mm_conv_out_size (x->w, c->k, c->stride, c->pad), c->c_out, pad_out };
@@ -740,6 +771,10 @@ conv_cl (const ConvBn *c, Act *y, float *out, int pad_out, const Act *x, const f
     MmAct act = { relu ? MM_ACT_RELU : MM_ACT_NONE, 0.0f, 0.0f };
     mm_conv_bf16_run (&c->bf16, act_inside (y), act_row (y), xs, act_row (x), y->h, y->w, c->stride,
         c->stride, identity, id_row, &act, bf16);
+  } else if (c->wcl_m) {
+    MmAct act = { relu ? MM_ACT_RELU : MM_ACT_NONE, 0.0f, 0.0f };
+    mm_winograd_cl_run (&c->wcl, act_inside (y), act_row (y), xs, act_row (x), y->h, y->w, identity,
+        id_row, relu ? &act : NULL, scratch);
   } else {
     mm_conv_cl_run (&c->cl, act_inside (y), act_row (y), xs, act_row (x), y->h, y->w, c->stride,
         c->stride, identity, id_row, relu);
@@ -819,13 +854,13 @@ encode_fast (MmImageEncoder *enc, float *pooled)
 
   input_to_cl (&x, enc->buf[0], enc->input, w->height, w->width, w->stem.pad);
   if (w->stem_maxpool) {
-    conv_cl (&w->stem, &t, enc->buf[1], 0, &x, NULL, 0, TRUE, enc->bf16_scratch);
+    conv_cl (&w->stem, &t, enc->buf[1], 0, &x, NULL, 0, TRUE, enc->bf16_scratch, enc->scratch);
     y = (Act){ enc->buf[2], mm_conv_out_size (t.h, 3, 2, 1), mm_conv_out_size (t.w, 3, 2, 1), t.c,
       1 };
     mm_maxpool2d_cl (act_inside (&y), act_row (&y), t.base, t.c, t.h, t.w, 3, 2, 1);
     act_zero_border (&y);
   } else {
-    conv_cl (&w->stem, &y, enc->buf[2], 1, &x, NULL, 0, TRUE, enc->bf16_scratch);
+    conv_cl (&w->stem, &y, enc->buf[2], 1, &x, NULL, 0, TRUE, enc->bf16_scratch, enc->scratch);
   }
   x = y;
   gboolean planes = FALSE; /* x.base holds (c, h, w) planes, not an Act */
@@ -850,12 +885,13 @@ encode_fast (MmImageEncoder *enc, float *pooled)
       const float *identity = act_inside (&x);
       gsize id_row = act_row (&x);
       if (blk->has_down) {
-        conv_cl (&blk->down, &down, o[1], 0, &x, NULL, 0, FALSE, enc->bf16_scratch);
+        conv_cl (&blk->down, &down, o[1], 0, &x, NULL, 0, FALSE, enc->bf16_scratch, enc->scratch);
         identity = down.base;
         id_row = act_row (&down);
       }
-      conv_cl (&blk->conv1, &t, o[0], 1, &x, NULL, 0, TRUE, enc->bf16_scratch);
-      conv_cl (&blk->conv2, &y, o[2], 1, &t, identity, id_row, TRUE, enc->bf16_scratch);
+      conv_cl (&blk->conv1, &t, o[0], 1, &x, NULL, 0, TRUE, enc->bf16_scratch, enc->scratch);
+      conv_cl (
+          &blk->conv2, &y, o[2], 1, &t, identity, id_row, TRUE, enc->bf16_scratch, enc->scratch);
       x = y;
       continue;
     }
