@@ -34,7 +34,10 @@ else
   san=$PWD/tests/sanitize
   if [ "$mode" = asan ]; then
     CC=gcc sh tests/setup.sh "$build" -Db_sanitize=address,undefined -Db_lundef=false
-    runtime=$(gcc -print-file-name=libasan.so)
+    # libstdc++ too: ASan finds the real __cxa_throw when it starts, and
+    # a C++ library dlopen'ed later (libsrt in the srt pipelines) that
+    # throws hit "CHECK failed ... real___cxa_throw != 0" without it
+    runtime="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so.6)"
     multiplier=3
     skip=
   else
@@ -85,9 +88,10 @@ else
   export MM_SANITIZER="$mode" MM_SANITIZER_PRELOAD="$runtime" MM_TIME_SCALE=$multiplier
   meson test -C "$build" --print-errorlogs --num-processes 2 --no-suite valgrind --no-suite fuzz $skip \
     --timeout-multiplier "$multiplier" --wrapper "$san/preload.sh" "$@" || status=$?
-  # (a report ends with a SUMMARY line; LSan's notes such as "Running
-  # thread N was not suspended" are not reports)
-  reports=$(grep -l -r "^SUMMARY: " "$logs" | sort || true)
+  # (a report ends with a SUMMARY line, a runtime failure says "CHECK
+  # failed"; LSan's notes such as "Running thread N was not suspended" are
+  # not reports)
+  reports=$(grep -l -r -e "^SUMMARY: " -e "CHECK failed" "$logs" | sort || true)
   if [ -n "$reports" ]; then
     for r in $reports; do
       echo "== $r"
