@@ -296,6 +296,20 @@ bind_head (MmBertWeights *w, const MmSafetensors *st, const char *label, GError 
   return TRUE;
 }
 
+/* qkv_w (3H, H), qkv_b (3H) = the layer's query, key and value weights
+ * and biases, one under the other (the one linear both packers take) */
+static void
+concat_qkv (const BertLayer *l, int H, float *qkv_w, float *qkv_b)
+{
+  gsize hh = (gsize)H * H;
+  memcpy (qkv_w, l->query_w, hh * sizeof (float));
+  memcpy (qkv_w + hh, l->key_w, hh * sizeof (float));
+  memcpy (qkv_w + 2 * hh, l->value_w, hh * sizeof (float));
+  memcpy (qkv_b, l->query_b, H * sizeof (float));
+  memcpy (qkv_b + H, l->key_b, H * sizeof (float));
+  memcpy (qkv_b + 2 * H, l->value_b, H * sizeof (float));
+}
+
 /* Packs every layer's linears once, as 1x1 convolutions over n positions
  * of d_in channels (a linear is one): OpenBLAS repacked the weights on
  * every call, a fifth of the encoder's time at 64 tokens.  Query, key and
@@ -319,12 +333,7 @@ pack_layers (MmBertWeights *w, const char *label, GError **error)
   }
   for (guint i = 0; i < c->layers; i++) {
     BertLayer *l = &w->layer[i];
-    memcpy (qkv_w, l->query_w, hh * sizeof (float));
-    memcpy (qkv_w + hh, l->key_w, hh * sizeof (float));
-    memcpy (qkv_w + 2 * hh, l->value_w, hh * sizeof (float));
-    memcpy (qkv_b, l->query_b, H * sizeof (float));
-    memcpy (qkv_b + H, l->key_b, H * sizeof (float));
-    memcpy (qkv_b + 2 * H, l->value_b, H * sizeof (float));
+    concat_qkv (l, H, qkv_w, qkv_b);
     struct
     {
       MmLinearPacked *cl;
@@ -509,12 +518,7 @@ pack_layers_bf16 (MmBertWeights *w, const char *label, GError **error)
     mm_conv_bf16_clear (&l->attn_out16);
     mm_conv_bf16_clear (&l->inter16);
     mm_conv_bf16_clear (&l->out16);
-    memcpy (qkv_w, l->query_w, hh * sizeof (float));
-    memcpy (qkv_w + hh, l->key_w, hh * sizeof (float));
-    memcpy (qkv_w + 2 * hh, l->value_w, hh * sizeof (float));
-    memcpy (qkv_b, l->query_b, H * sizeof (float));
-    memcpy (qkv_b + H, l->key_b, H * sizeof (float));
-    memcpy (qkv_b + 2 * H, l->value_b, H * sizeof (float));
+    concat_qkv (l, H, qkv_w, qkv_b);
     ok = mm_conv_bf16_init (&l->qkv16, qkv_w, NULL, qkv_b, H, 3 * H, 1, 1, "query/key/value", &err)
         && mm_conv_bf16_init (&l->attn_out16, l->attn_out_w, NULL, l->attn_out_b, H, H, 1, 1,
             "attention output", &err)
