@@ -34,13 +34,15 @@
  *   While the name matches no sink pad (a typo, a pad not requested yet or
  *   released) the cadence is the default one below, and a RESOURCE/SETTINGS
  *   warning naming the existing pads is posted once.  drive-pad may change
- *   while playing; drive buffers older than the last output are skipped, so
- *   outputs never go back in time.
+ *   while playing; drive buffers that start before the last output are
+ *   skipped, and one that starts inside it gives an output from where the
+ *   last one ended, so outputs never go back in time or decide a time twice.
  * - else `interval` > 0: outputs every `interval` ns of running time, from the
  *   output segment's start (see the aggregator's `start-time-selection`).
  * - else the first image pad drives; without one, a 500 ms interval.
  * In a live pipeline a drive pad that has not delivered anything by its
- * first deadline is treated as absent (interval cadence) until it does.
+ * first deadline is treated as absent (interval cadence) until it does; its
+ * first output then starts where the last interval ended.
  *
  * ## Pairing
  * For an output interval [t, t+d), every other pad contributes the
@@ -1957,7 +1959,8 @@ gst_mm_fuse_aggregate (GstAggregator *agg, gboolean timeout)
   GstBuffer *drive_buf = NULL, *out = NULL;
   GstMapInfo out_map;
   gboolean out_mapped = FALSE;
-  GstClockTime t, out_pts, out_dur;
+  GstClockTime t, out_pts, out_dur, drive_t = GST_CLOCK_TIME_NONE, drive_pts = GST_CLOCK_TIME_NONE,
+                                    drive_dur = GST_CLOCK_TIME_NONE;
   gboolean all_settled = TRUE, drive_reset = FALSE;
   guint n_reset = 0;
   MmFusionMeta *meta;
@@ -2032,6 +2035,33 @@ gst_mm_fuse_aggregate (GstAggregator *agg, gboolean timeout)
       if (ret != GST_FLOW_OK)
         goto done;
     }
+    drive_t = t;
+    drive_pts = out_pts;
+    drive_dur = out_dur;
+    /* a drive buffer that starts inside the last output: the interval
+     * cadence decided while this pad had delivered nothing (live, its first
+     * buffer after the first deadline), or drive-pad changed.  Its output
+     * starts where the last one ended, so no time is decided twice; one
+     * that ends there too is dropped */
+    if (GST_CLOCK_TIME_IS_VALID (self->last_out_end) && t < self->last_out_end
+        && GST_CLOCK_TIME_IS_VALID (out_dur)) {
+      GstClockTime cut = self->last_out_end - t;
+
+      if (out_dur <= cut) {
+        GST_DEBUG_OBJECT (drive, "dropping %" GST_PTR_FORMAT ": decided already", drive_buf);
+        if (drive->held)
+          gst_clear_buffer (&drive->held);
+        else
+          pad_drop_head (drive, drive_buf);
+        ret = GST_AGGREGATOR_FLOW_NEED_DATA;
+        goto done;
+      }
+      GST_DEBUG_OBJECT (
+          drive, "output starts %" GST_TIME_FORMAT " late: decided already", GST_TIME_ARGS (cut));
+      t += cut;
+      out_pts += cut;
+      out_dur -= cut;
+    }
   } else {
     interval_start (&snap, self->last_out_end, &out_pts, &t);
     out_dur = snapshot_interval (&snap);
@@ -2083,18 +2113,18 @@ gst_mm_fuse_aggregate (GstAggregator *agg, gboolean timeout)
   if (drive) {
     /* also kept as the pad's last embedding, should the cadence switch to
      * an interval (drive pad released, renamed or inactive) */
-    if (!take_embedding (self, drive, drive_buf, t)) {
+    if (!take_embedding (self, drive, drive_buf, drive_t)) {
       ret = GST_FLOW_ERROR;
       goto done;
     }
     if (GST_CLOCK_TIME_IS_VALID (out_dur)) {
       drive->last_open = FALSE;
-      drive->last_end = t + out_dur;
+      drive->last_end = drive_t + drive_dur;
     }
     self->inputs[drive->input] = drive->last;
     meta->present[drive->input] = TRUE;
-    meta->pts[drive->input] = out_pts;
-    meta->duration[drive->input] = out_dur;
+    meta->pts[drive->input] = drive_pts;
+    meta->duration[drive->input] = drive_dur;
   }
   for (i = 0; i < snap.pads->len; i++) {
     GstMmFusePad *pad = g_ptr_array_index (snap.pads, i);

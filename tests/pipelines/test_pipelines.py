@@ -512,10 +512,21 @@ def test_live_silent_captions():
         res = json.loads(out)
         check("error" not in res, "%s: error %r" % (name, res.get("error")))
         bound = window + 0.5 + 1.0  # window + latency + start-up and scheduling slack
-        times = [d[1] for d in res["decisions"]]
+        every = [d[1] for d in res["decisions"]]
+        check(every == sorted(set(every)), "%s: decision times not increasing: %r"
+              % (name, every))
+        # the image pad drives the 1/s cadence; on a loaded machine its first
+        # embedding can come after the first deadline, and until then the
+        # default interval decides without it (documented in mmfuse)
+        first = next((i for i, d in enumerate(res["decisions"]) if "image" in d[2]), None)
+        check(first is not None, "%s: no decision with the image: %r" % (name, res["decisions"]))
+        check(every[first] < bound, "%s: the image reached a decision at %.2f s only"
+              % (name, every[first]))
+        times = every[first:]
         check(len(times) >= 11 - bound - 1, "%s: %d decisions in 11 s" % (name, len(times)))
-        check(all(0.9 < b - a < 1.1 for a, b in zip(times, times[1:])),
-              "%s: decision times %r" % (name, times))
+        # (the first image decision may start where a default-interval one ended)
+        check(all(0.9 < b - a < 1.1 for a, b in zip(times[1:], times[2:]))
+              and 0.4 < times[1] - times[0] < 1.1, "%s: decision times %r" % (name, every))
         late = max(wall - t for wall, t, _ in res["decisions"])
         check(late < bound, "%s: a decision came %.1f s after its moment" % (name, late))
         check(any(re.match(r"f: mmfuse: the live latency is %.2f\d s .* into sink_2 can hold "

@@ -1369,6 +1369,35 @@ GST_START_TEST (test_drive_pad_unknown)
 
 GST_END_TEST;
 
+/* A drive buffer that starts inside the last output (drive-pad changed;
+ * or, live, the drive pad's first buffer came after the first deadline and
+ * the interval cadence decided meanwhile): its output starts where the last
+ * one ended, so no time is decided twice; one that ends there too is
+ * dropped.  Its own PTS stays in the metadata. */
+GST_START_TEST (test_drive_overlap_clipped)
+{
+  static const gchar *const modalities[] = { "image", "audio", NULL };
+  Fuse f;
+
+  fuse_setup (&f, fuse_element_new (), modalities);
+  push (f.in[1], embedding (0, GST_SECOND));
+  push (f.h, embedding (0, 400 * MS));
+  pull_and_check (f.h, 0, 400 * MS, 0, 0, MISSING);
+
+  /* the audio window [0, 1 s) is still queued (it covered the output);
+   * driving, it gives [400, 1000) ms */
+  g_object_set (f.fuse, "drive-pad", "sink_1", NULL);
+  push (f.h, embedding (400 * MS, 800 * MS));
+  pull_and_check (f.h, 400 * MS, 600 * MS, AT (400), 0, MISSING);
+  /* [500, 1000) ms: decided already, dropped; the next one is on time */
+  push (f.in[1], embedding (500 * MS, 500 * MS));
+  push (f.in[1], embedding (1000 * MS, 500 * MS));
+  pull_and_check (f.h, 1000 * MS, 500 * MS, AT (400), AT (1000), MISSING);
+  fuse_teardown (&f);
+}
+
+GST_END_TEST;
+
 /* Interval cadence ends at the stop of a seek segment (last output clipped
  * to it); reverse playback is refused. */
 GST_START_TEST (test_segment_stop_and_rate)
@@ -1931,6 +1960,7 @@ mmfuse_suite (void)
   tcase_add_test (tc, test_wrong_buffer_size);
   tcase_add_test (tc, test_bad_model);
   tcase_add_test (tc, test_drive_pad_unknown);
+  tcase_add_test (tc, test_drive_overlap_clipped);
   tcase_add_test (tc, test_other_model_warning);
   tcase_add_test (tc, test_segment_stop_and_rate);
   tcase_add_test (tc, test_latency_query);
