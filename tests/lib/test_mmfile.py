@@ -1,7 +1,9 @@
 """models/mmfile.py writes strict JSON (TAP): a document with NaN or
 Infinity is refused before any file is written; a finite one round-trips."""
+import atexit
 import math
 import os
+import shutil
 import sys
 import tempfile
 
@@ -47,6 +49,7 @@ for label, value in (("NaN", math.nan), ("Infinity", math.inf), ("-Infinity", -m
     cases.append(("%s in the document refused" % label, refused))
 
 print("1..%d" % len(cases))
+atexit.register(shutil.rmtree, tmp, True)
 failed = 0
 for i, (name, f) in enumerate(cases, 1):
     try:

@@ -203,7 +203,8 @@ def caps_durations(line, elements):
 
 
 def test_caps_duration():
-    srt = os.path.join(tempfile.mkdtemp(prefix="mm-caps-"), "c.srt")
+    tmp = tempfile.TemporaryDirectory(prefix="mm-caps-")
+    srt = os.path.join(tmp.name, "c.srt")
     with open(srt, "w") as f:
         f.write("1\n00:00:00,000 --> 00:00:01,000\nthe news today\n\n")
     # 25 fps, interval 5: 200 ms per image embedding; the tiny model's audio
@@ -228,7 +229,8 @@ def test_inverted_cue():
     """Cue 1 ends before it starts; cue 2 (a different text) follows at 13 s,
     after cue 1's start + max-duration (10 s by default).  mmfuse must pair
     cue 2 (by its PTS in input-pts) with the video from 13 s on."""
-    d = tempfile.mkdtemp(prefix="mm-inv-")
+    tmp = tempfile.TemporaryDirectory(prefix="mm-inv-")
+    d = tmp.name
     srt = os.path.join(d, "inv.srt")
     with open(srt, "w") as f:
         f.write("1\n00:00:01,000 --> 00:00:00,500\nthe news today\n\n"
