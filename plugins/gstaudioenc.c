@@ -435,6 +435,8 @@ gst_audio_enc_start (GstElement *element)
     g_clear_pointer (&self->model, mm_model_unref);
     return FALSE;
   }
+  gst_mm_element_check_precision (GST_ELEMENT (self), params.precision,
+      mm_audio_encoder_get_precision (self->encoder), "audio");
   self->samples = g_new (gfloat, self->window);
 
   self->dim = gst_mm_element_publish_embedding_caps (

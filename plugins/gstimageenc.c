@@ -349,6 +349,8 @@ gst_image_enc_start (GstBaseTransform *trans)
     g_clear_pointer (&self->model, mm_model_unref);
     return FALSE;
   }
+  gst_mm_element_check_precision (GST_ELEMENT (self), params.precision,
+      mm_image_encoder_get_precision (self->encoder), "image");
   self->skip = 0;
   self->dim = gst_mm_element_publish_embedding_caps (
       GST_ELEMENT (self), &self->src_caps, self->model, MM_COMPONENT_IMAGE, "image");

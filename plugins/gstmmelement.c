@@ -41,7 +41,8 @@ gst_mm_install_precision_property (GObjectClass *gobject_class, guint prop_id)
       g_param_spec_enum ("precision", "Precision",
           "Arithmetic of the encoder's convolutions and linears: fp32, or bf16 (about twice "
           "as fast where the CPU has AVX512_BF16, embeddings within a few per mille; "
-          "fp32 with a warning elsewhere)",
+          "fp32 with a warning on other CPUs and for components without a bf16 path: "
+          "a graph, word vectors)",
           GST_TYPE_MM_PRECISION, GST_MM_DEFAULT_PRECISION,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
   gst_type_mark_as_plugin_api (GST_TYPE_MM_PRECISION, 0);
@@ -60,6 +61,21 @@ gst_mm_element_resolve_precision (GstElement *element, MmPrecision asked)
   else
     GST_INFO_OBJECT (element, "precision=bf16 runs as fp32 (no AVX512_BF16)");
   return MM_PRECISION_FP32;
+}
+
+/* After the encoder was made from @asked (already resolved for the CPU):
+ * a component without a bf16 path (a graph, word vectors) runs fp32; the
+ * user who asked for bf16 is told so on the bus. */
+void
+gst_mm_element_check_precision (
+    GstElement *element, MmPrecision asked, MmPrecision got, const gchar *component)
+{
+  if (asked == MM_PRECISION_BF16 && got != MM_PRECISION_BF16)
+    GST_ELEMENT_WARNING (element, RESOURCE, SETTINGS,
+        ("precision=bf16 runs as fp32: the model's %s component has no bf16 path (bf16 covers "
+         "the resnet, BERT and cnn1d encoders; a graph or word vectors run fp32)",
+            component),
+        (NULL));
 }
 
 MmModel *

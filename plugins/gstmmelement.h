@@ -31,6 +31,8 @@ void gst_mm_install_precision_property (GObjectClass *gobject_class, guint prop_
  * fp32, the first element of the process to fall back posting one
  * GST_ELEMENT_WARNING (the others log at INFO).  Call from start. */
 MmPrecision gst_mm_element_resolve_precision (GstElement *element, MmPrecision asked);
+void gst_mm_element_check_precision (
+    GstElement *element, MmPrecision asked, MmPrecision got, const gchar *component);
 
 /* Opens the model at @path (may be NULL: no model set) for @element, which
  * needs @component.  On failure posts GST_ELEMENT_ERROR on the bus with

@@ -304,6 +304,8 @@ gst_text_enc_start (GstElement *element)
     g_clear_pointer (&self->model, mm_model_unref);
     return FALSE;
   }
+  gst_mm_element_check_precision (
+      GST_ELEMENT (self), params.precision, mm_text_encoder_get_precision (self->encoder), "text");
   self->dim = gst_mm_element_publish_embedding_caps (
       GST_ELEMENT (self), &self->src_caps, self->model, MM_COMPONENT_TEXT, "text");
   GST_OBJECT_LOCK (self);

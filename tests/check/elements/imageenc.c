@@ -612,6 +612,54 @@ GST_START_TEST (test_precision)
 
 GST_END_TEST;
 
+/* precision=bf16 with a component that has no bf16 path (a graph) runs
+ * fp32 and says so on the bus; the tiny model's resnet runs bf16 without
+ * that warning */
+GST_START_TEST (test_precision_no_bf16_path)
+{
+  if (!mm_precision_supported (MM_PRECISION_BF16)) {
+    GST_INFO ("skipped: this CPU runs bf16 as fp32 anyway (no AVX512_BF16)");
+    return;
+  }
+  const gchar *const models[] = { "graph/image-net.safetensors", "tiny.safetensors" };
+  for (guint i = 0; i < G_N_ELEMENTS (models); i++) {
+    gchar *path = fixture (models[i]);
+    gchar *desc = g_strdup_printf ("videotestsrc num-buffers=1 ! video/x-raw,width=32,height=32 ! "
+                                   "imageenc precision=bf16 model=\"%s\" ! fakesink",
+        path);
+    GstElement *pipe = gst_parse_launch (desc, NULL);
+    GstBus *bus = gst_element_get_bus (pipe);
+
+    fail_unless (pipe != NULL);
+    gst_element_set_state (pipe, GST_STATE_PLAYING);
+    guint warned = 0;
+    GstMessage *msg;
+    /* (popping with a filter drops the others: the warnings come before EOS) */
+    while ((msg = gst_bus_timed_pop_filtered (
+                bus, 10 * GST_SECOND, GST_MESSAGE_EOS | GST_MESSAGE_ERROR | GST_MESSAGE_WARNING))
+        && GST_MESSAGE_TYPE (msg) == GST_MESSAGE_WARNING) {
+      GError *err = NULL;
+      gst_message_parse_warning (msg, &err, NULL);
+      warned += strstr (err->message,
+                    "precision=bf16 runs as fp32: the model's image component "
+                    "has no bf16 path")
+          != NULL;
+      g_error_free (err);
+      gst_message_unref (msg);
+    }
+    fail_unless (msg && GST_MESSAGE_TYPE (msg) == GST_MESSAGE_EOS, "%s: no EOS", models[i]);
+    gst_message_unref (msg);
+    fail_unless_equals_int (warned, i == 0 ? 1 : 0);
+    gst_element_set_state (pipe, GST_STATE_NULL);
+    gst_object_unref (bus);
+    gst_object_unref (pipe);
+    g_free (desc);
+    g_free (path);
+  }
+}
+
+GST_END_TEST;
+
 /* A real pipeline from the build-tree plugin: 30 frames at 30 fps, one in 4
  * encoded: frames 0, 4, ..., 28 -> 8 embeddings covering 4 frames each. */
 GST_START_TEST (test_pipeline)
@@ -683,6 +731,7 @@ imageenc_suite (void)
   tcase_add_test (tc, test_properties);
   tcase_add_test (tc, test_model_errors);
   tcase_add_test (tc, test_precision);
+  tcase_add_test (tc, test_precision_no_bf16_path);
   tcase_add_test (tc, test_pipeline);
   return s;
 }
