@@ -24,8 +24,8 @@ gst_mm_precision_get_type (void)
     { MM_PRECISION_FP32, "32-bit float throughout", "fp32" },
     { MM_PRECISION_BF16,
         "bfloat16 products summed in fp32 in the convolutions and linears (resnet image "
-        "encoder, BERT text encoder, cnn1d audio encoder) on CPUs with AVX512_BF16; elsewhere "
-        "fp32 with one warning",
+        "encoder, BERT text encoder, cnn1d audio encoder, a graph's convolutions) on CPUs with "
+        "AVX512_BF16; elsewhere fp32 with one warning",
         "bf16" },
     { 0, NULL, NULL },
   };
@@ -42,7 +42,7 @@ gst_mm_install_precision_property (GObjectClass *gobject_class, guint prop_id)
           "Arithmetic of the encoder's convolutions and linears: fp32, or bf16 (about twice "
           "as fast where the CPU has AVX512_BF16, embeddings within a few per mille; "
           "fp32 with a warning on other CPUs and for components without a bf16 path: "
-          "a graph, word vectors)",
+          "word vectors, a graph without convolutions)",
           GST_TYPE_MM_PRECISION, GST_MM_DEFAULT_PRECISION,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
   gst_type_mark_as_plugin_api (GST_TYPE_MM_PRECISION, 0);
@@ -64,8 +64,8 @@ gst_mm_element_resolve_precision (GstElement *element, MmPrecision asked)
 }
 
 /* After the encoder was made from @asked (already resolved for the CPU):
- * a component without a bf16 path (a graph, word vectors) runs fp32; the
- * user who asked for bf16 is told so on the bus. */
+ * a component without a bf16 path (word vectors, a graph without convolutions)
+ * runs fp32; the user who asked for bf16 is told so on the bus. */
 void
 gst_mm_element_check_precision (
     GstElement *element, MmPrecision asked, MmPrecision got, const gchar *component)
@@ -73,7 +73,8 @@ gst_mm_element_check_precision (
   if (asked == MM_PRECISION_BF16 && got != MM_PRECISION_BF16)
     GST_ELEMENT_WARNING (element, RESOURCE, SETTINGS,
         ("precision=bf16 runs as fp32: the model's %s component has no bf16 path (bf16 covers "
-         "the resnet, BERT and cnn1d encoders; a graph or word vectors run fp32)",
+         "the resnet, BERT and cnn1d encoders and a graph's convolutions; word vectors and a "
+         "graph without convolutions run fp32)",
             component),
         (NULL));
 }

@@ -179,18 +179,16 @@ test_linear (void)
 }
 
 /* the bundled model's image encoder: bf16 close to fp32 on a test card */
+/* @model's image encoder in bf16 against fp32 on one picture: runs bf16,
+ * max |dz| under @max_rel of max |z|, cosine over @min_cos, and not equal */
 static void
-test_image_encoder (void)
+compare_image (MmModel *model, const char *what, double max_rel, double min_cos)
 {
-  if (!need_bf16 ())
-    return;
-  MmModel *model = bundled_model_open_or_skip ();
-  if (!model)
-    return;
   MmContextParams p32 = mm_context_default_params (), p16 = p32;
   p16.precision = MM_PRECISION_BF16;
   GError *err = NULL;
   MmImageEncoder *e32 = mm_image_encoder_new (model, &p32, &err);
+  g_assert_no_error (err);
   MmImageEncoder *e16 = mm_image_encoder_new (model, &p16, &err);
   g_assert_no_error (err);
   g_assert_cmpint (mm_image_encoder_get_precision (e32), ==, MM_PRECISION_FP32);
@@ -212,17 +210,49 @@ test_image_encoder (void)
   }
   double cosine = dot / sqrt (n32 * n16);
   g_test_message (
-      "image bf16 vs fp32: max |dz| %.3g of max |z| %.3g, cosine %.6f", dmax, zmax, cosine);
-  /* bf16 keeps 8 significant bits: a few per mille of the scale, not more */
-  g_assert_cmpfloat (dmax, <, 0.05 * zmax);
-  g_assert_cmpfloat (cosine, >, 0.999);
+      "%s bf16 vs fp32: max |dz| %.3g of max |z| %.3g, cosine %.6f", what, dmax, zmax, cosine);
+  g_assert_cmpfloat (dmax, <, max_rel * zmax);
+  g_assert_cmpfloat (cosine, >, min_cos);
   g_assert_cmpfloat (dmax, >, 0.0); /* it did run in bf16 */
   g_free (z32);
   g_free (z16);
   g_free (rgb);
   mm_image_encoder_free (e32);
   mm_image_encoder_free (e16);
+}
+
+/* the bundled model's image encoder (resnet family): bf16 close to fp32;
+ * bf16 keeps 8 significant bits: a few per mille of the scale, not more */
+static void
+test_image_encoder (void)
+{
+  if (!need_bf16 ())
+    return;
+  MmModel *model = bundled_model_open_or_skip ();
+  if (!model)
+    return;
+  compare_image (model, "image", 0.05, 0.999);
   mm_model_unref (model);
+}
+
+/* graph components (ONNX imports, tests/fixtures/graph): their convs of
+ * groups 1 run bf16, the rest fp32; close to fp32 */
+static void
+test_graph (void)
+{
+  if (!need_bf16 ())
+    return;
+  static const char *const files[] = { "cifar_resnet18_graph.safetensors",
+    "mobilenet_v2.safetensors", "efficientnet_b0_narrow.safetensors" };
+  for (guint i = 0; i < G_N_ELEMENTS (files); i++) {
+    char *path = g_build_filename (g_getenv ("MM_FIXTURES"), "graph", files[i], NULL);
+    GError *err = NULL;
+    MmModel *model = mm_model_open (path, &err);
+    g_assert_no_error (err);
+    compare_image (model, files[i], 0.05, 0.999);
+    mm_model_unref (model);
+    g_free (path);
+  }
 }
 
 /* the bundled model's audio encoder (cnn1d): bf16 close to fp32 */
@@ -388,6 +418,7 @@ main (int argc, char **argv)
   g_test_add_func ("/bf16/conv/against-reference", test_conv);
   g_test_add_func ("/bf16/linear/against-reference", test_linear);
   g_test_add_func ("/bf16/image-encoder/close-to-fp32", test_image_encoder);
+  g_test_add_func ("/bf16/graph/close-to-fp32", test_graph);
   g_test_add_func ("/bf16/audio-encoder/close-to-fp32", test_audio_encoder);
   g_test_add_func ("/bf16/bert/close-to-fp32", test_bert);
   g_test_add_func ("/bf16/no-alloc", test_no_alloc);

@@ -530,7 +530,7 @@ test_buffer_reuse (void)
   /* input, and two live values at any step */
   g_assert_cmpuint (mm_graph_peak_bytes (g), <=, 3 * 4096 * sizeof (float));
   g_assert_cmpuint (mm_graph_total_bytes (g), ==, 101 * 4096 * sizeof (float));
-  MmGraphCtx *c = mm_graph_ctx_new (g, "chain", &err);
+  MmGraphCtx *c = mm_graph_ctx_new (g, "chain", FALSE, &err);
   g_assert_no_error (err);
   float *x = mm_graph_ctx_input (c, 0), *out = g_new (float, 4096);
   float *x0 = g_new (float, 4096);

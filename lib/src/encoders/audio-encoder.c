@@ -487,7 +487,8 @@ mm_audio_weights_params (const MmAudioWeights *w, guint *rate, guint *window, gu
 
 /* a graph runs on exactly one window */
 static MmAudioEncoder *
-graph_encoder_new (MmModel *model, const MmAudioWeights *w, GError **error)
+graph_encoder_new (
+    MmModel *model, const MmAudioWeights *w, const MmContextParams *params, GError **error)
 {
   MmAudioEncoder *enc = g_new0 (MmAudioEncoder, 1);
   enc->model = mm_model_ref (model);
@@ -501,11 +502,13 @@ graph_encoder_new (MmModel *model, const MmAudioWeights *w, GError **error)
       return NULL;
     }
   }
-  enc->graph = mm_graph_ctx_new (w->graph, MM_MODEL_LABEL (model), error);
+  enc->graph = mm_graph_ctx_new (
+      w->graph, MM_MODEL_LABEL (model), mm_precision_resolve (params) == MM_PRECISION_BF16, error);
   if (!enc->graph) {
     mm_audio_encoder_free (enc);
     return NULL;
   }
+  enc->bf16 = mm_graph_ctx_is_bf16 (enc->graph);
   enc->window = g_try_new0 (float, w->window);
   if (w->kind == MM_GRAPH_INPUT_LOGMEL_T)
     enc->mel = g_try_new (float, (gsize)w->mel.n_mels *mm_logmel_n_frames (enc->logmel, w->window));
@@ -565,7 +568,7 @@ mm_audio_encoder_new (MmModel *model, const MmContextParams *params, GError **er
 
   const MmAudioWeights *w = model->audio;
   if (w->graph)
-    return graph_encoder_new (model, w, error);
+    return graph_encoder_new (model, w, params, error);
   gsize max_samples =
       (params && params->max_audio_samples) ? params->max_audio_samples : (gsize)4 * w->window;
   if (max_samples < w->mel.n_fft)

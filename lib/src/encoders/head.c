@@ -209,7 +209,8 @@ mm_head_new (MmModel *model, const MmContextParams *params, GError **error)
     mm_head_free (head);
     return NULL;
   }
-  if (w->graph && !(head->graph = mm_graph_ctx_new (w->graph, MM_MODEL_LABEL (model), error))) {
+  if (w->graph
+      && !(head->graph = mm_graph_ctx_new (w->graph, MM_MODEL_LABEL (model), FALSE, error))) {
     mm_head_free (head);
     return NULL;
   }

@@ -612,12 +612,20 @@ mm_image_encoder_new (MmModel *model, const MmContextParams *params, GError **er
     mm_image_encoder_free (enc);
     return NULL;
   }
-  if (w->graph && !(enc->graph = mm_graph_ctx_new (w->graph, MM_MODEL_LABEL (model), error))) {
-    mm_image_encoder_free (enc);
-    return NULL;
+  if (w->graph) {
+    enc->graph = mm_graph_ctx_new (w->graph, MM_MODEL_LABEL (model),
+        mm_precision_resolve (params) == MM_PRECISION_BF16, error);
+    if (!enc->graph) {
+      mm_image_encoder_free (enc);
+      return NULL;
+    }
+    /* (the context says whether the graph runs bf16; the resnet path's bf16
+     * fields stay unused) */
+    enc->bf16 = mm_graph_ctx_is_bf16 (enc->graph);
+    return enc;
   }
-  /* bf16 covers the resnet family; a graph runs fp32 */
-  if (!w->graph && mm_precision_resolve (params) == MM_PRECISION_BF16) {
+  /* bf16 for the resnet family */
+  if (mm_precision_resolve (params) == MM_PRECISION_BF16) {
     if (!prepare_bf16 ((MmImageWeights *)w, MM_MODEL_LABEL (model), error)) {
       mm_image_encoder_free (enc);
       return NULL;

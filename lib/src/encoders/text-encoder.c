@@ -284,7 +284,9 @@ mm_text_encoder_new (MmModel *model, const MmContextParams *params, GError **err
       goto oom;
   } else if (w->type == TEXT_GRAPH) {
     enc->wp = mm_wordpiece_new (w->vocab, w->lowercase, w->max_len, enc->max_text_bytes, error);
-    enc->graph = enc->wp ? mm_graph_ctx_new (w->graph, MM_MODEL_LABEL (model), error) : NULL;
+    enc->graph = enc->wp ? mm_graph_ctx_new (w->graph, MM_MODEL_LABEL (model),
+                     mm_precision_resolve (params) == MM_PRECISION_BF16, error)
+                         : NULL;
     enc->ids = g_try_new (gint32, w->max_len);
     if (!enc->graph || !enc->ids) {
       if (!enc->ids && enc->graph)
@@ -292,9 +294,10 @@ mm_text_encoder_new (MmModel *model, const MmContextParams *params, GError **err
       mm_text_encoder_free (enc);
       return NULL;
     }
+    enc->bf16 = mm_graph_ctx_is_bf16 (enc->graph);
   } else {
     enc->bert = mm_bert_context_new (w->bert, enc->max_text_bytes, MM_MODEL_LABEL (model), error);
-    /* bf16 covers BERT's linears; wordvec and graphs run fp32 */
+    /* bf16 covers BERT's linears and a graph's convs; wordvec runs fp32 */
     if (!enc->bert
         || (mm_precision_resolve (params) == MM_PRECISION_BF16
             && !mm_bert_context_use_bf16 (enc->bert, MM_MODEL_LABEL (model), error))) {

@@ -13,6 +13,7 @@
 #ifndef MM_GRAPH_INTERNAL_H
 #define MM_GRAPH_INTERNAL_H
 
+#include "conv-bf16.h"
 #include "conv-cl.h"
 #include "dwconv-cl.h"
 #include "graph.h"
@@ -124,6 +125,9 @@ struct _GrNode
   MmConvCl ccl;
   MmDwConvCl dcl;
   MmWinogradCl wcl;
+  /* bf16 contexts (mm_graph_prepare_bf16): a fast conv of groups 1 in bf16
+   * (conv-bf16.c, direct, Winograd or not), packed at the first one */
+  MmConvBf16 b16;
 };
 
 typedef struct
@@ -159,6 +163,11 @@ struct _GrGraph
   gboolean reference; /* planned under mm_ops_set_reference (TRUE): NCHW only */
   double macs;
   guint n_steps;
+  /* bf16 (mm_graph_prepare_bf16, under its lock): the convs are packed; how
+   * many; the bf16 scratch a context needs (elements) */
+  gboolean bf16_ready;
+  int n_bf16;
+  gsize bf16_scratch;
 };
 
 struct _MmGraph
@@ -171,6 +180,7 @@ struct _GrRun
   const GrGraph *g;
   float *arena;
   float *scratch;
+  guint16 *bf16; /* a bf16 context: the convs' rounded inputs; NULL = fp32 */
 };
 
 /* ---- graph-load.c ---- */
@@ -206,6 +216,11 @@ void gr_apply_act (float *x, gsize n, GrAct act, float a, float b);
 /* fast convs: packs the weights when conv-cl.c / dwconv-cl.c can run
  * the node (sets n->fast), then, once the layouts are known, its scratch */
 gboolean gr_conv_prepare (GrGraph *g, GrNode *n, GError **error);
+/* bf16 weights of a fast conv of groups 1 (FALSE + error when memory is
+ * short); *scratch grows to the bf16 elements its run reads.  A conv
+ * without a bf16 form leaves n->b16 empty and returns TRUE. */
+gboolean gr_conv_prepare_bf16 (GrGraph *g, GrNode *n, gsize *scratch, GError **error);
+gsize gr_conv_bf16_bytes (GrGraph *g, const GrNode *n);
 /* the Winograd tile size gr_conv_prepare will choose for a Conv (0 = none) */
 int gr_conv_wino_pick (GrGraph *g, const GrNode *n);
 void gr_conv_scratch (GrGraph *g, GrNode *n);

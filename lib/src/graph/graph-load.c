@@ -656,6 +656,7 @@ mm_graph_free (MmGraph *mg)
     mm_conv_cl_clear (&g->nodes[i].ccl);
     mm_dwconv_cl_clear (&g->nodes[i].dcl);
     mm_winograd_cl_clear (&g->nodes[i].wcl);
+    mm_conv_bf16_clear (&g->nodes[i].b16);
   }
   g_free (g->nodes);
   g_free (g->values);

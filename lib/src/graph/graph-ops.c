@@ -1561,6 +1561,46 @@ gr_conv_prepare (GrGraph *g, GrNode *n, GError **error)
   return TRUE;
 }
 
+/* A fast conv of groups 1 has a bf16 form (mm_graph_prepare_bf16). */
+static gboolean
+conv_has_bf16 (const GrNode *n)
+{
+  return g_str_equal (n->op->name, "Conv") && n->fast == 1 && n->p.group == 1;
+}
+
+gsize
+gr_conv_bf16_bytes (GrGraph *g, const GrNode *n)
+{
+  if (!conv_has_bf16 (n))
+    return 0;
+  return mm_conv_bf16_packed_bytes (
+      (int)gr_in (g, n, 0)->s.d[1], (int)gr_in (g, n, 1)->s.d[0], n->p.k[0], n->p.k[1]);
+}
+
+gboolean
+gr_conv_prepare_bf16 (GrGraph *g, GrNode *n, gsize *scratch, GError **error)
+{
+  if (!conv_has_bf16 (n))
+    return TRUE;
+  const GrParams *p = &n->p;
+  const GrShape *ys = &gr_out (g, n, 0)->s;
+  int c = (int)gr_in (g, n, 0)->s.d[1], m = (int)gr_in (g, n, 1)->s.d[0];
+  const float *w = gr_in (g, n, 1)->data, *b = gr_in (g, n, 2) ? gr_in (g, n, 2)->data : NULL;
+  const float *scale = n->priv, *shift = n->priv ? (const float *)n->priv + m : b;
+  char what[400];
+  g_snprintf (
+      what, sizeof what, "%s: graph node %d ('%s', Conv, bf16)", g->label, n->index, n->name);
+  mm_conv_bf16_clear (&n->b16); /* from an earlier attempt that ran out of memory */
+  if (!mm_conv_bf16_init (&n->b16, w, scale, shift, c, m, p->k[0], p->k[1], what, error))
+    return FALSE;
+  /* the input positions the run reads, each rounded to c_pad bf16 */
+  gsize ho = p->sp == 2 ? (gsize)ys->d[2] : 1, wo = (gsize)ys->d[ys->rank - 1];
+  gsize rows = (ho - 1) * (gsize)p->s[0] + (gsize)p->k[0];
+  gsize cols = (wo - 1) * (gsize)p->s[1] + (gsize)p->k[1];
+  *scratch = MAX (*scratch, rows * cols * (gsize)n->b16.c_pad);
+  return TRUE;
+}
+
 int
 gr_conv_wino_pick (GrGraph *g, const GrNode *n)
 {
@@ -1709,7 +1749,10 @@ conv_fast (const GrRun *r, const GrNode *n)
     id_row = (gsize)(wo + 2 * b) * m;
     id += (gsize)b * (id_row + m);
   }
-  if (n->wino)
+  if (r->bf16 && n->b16.packed)
+    mm_conv_bf16_run (&n->b16, t, y_row, xp, x_row, ho, wo, p->s[0], p->s[1], id, id_row,
+        kernel_act ? &act : NULL, r->bf16);
+  else if (n->wino)
     mm_winograd_cl_run (&n->wcl, t, y_row, xp, x_row, ho, wo, id, id_row, kernel_act ? &act : NULL,
         yv->cl ? scr : scr + ys->n);
   else if (n->fast == 2)

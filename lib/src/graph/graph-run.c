@@ -4,6 +4,8 @@
 #include <string.h>
 
 #include "graph-internal.h"
+#include "mm-private.h"
+#include "ops.h"
 
 struct _MmGraphCtx
 {
@@ -16,16 +18,51 @@ struct _MmGraphCtx
   guint runs;
 };
 
+/* guards the one-time bf16 packing of any graph (mm_graph_prepare_bf16) */
+static GMutex bf16_lock;
+
+gboolean
+mm_graph_prepare_bf16 (const MmGraph *mg, GError **error)
+{
+  GrGraph *g = (GrGraph *)&mg->g; /* shared by contexts: packed once, under the lock */
+  gboolean ok = TRUE;
+  g_mutex_lock (&bf16_lock);
+  if (!g->bf16_ready && !mm_ops_get_reference ()) {
+    guint64 bytes = 0;
+    for (int i = 0; i < g->n_nodes; i++)
+      bytes += gr_conv_bf16_bytes (g, &g->nodes[i]);
+    ok = mm_budget_check (g->label, "the graph's bf16 convolution weights", bytes, 0, error);
+    gsize scratch = 0;
+    int n = 0;
+    for (int i = 0; ok && i < g->n_nodes; i++) {
+      ok = gr_conv_prepare_bf16 (g, &g->nodes[i], &scratch, error);
+      n += ok && g->nodes[i].b16.packed != NULL;
+    }
+    if (ok) {
+      g->n_bf16 = n;
+      g->bf16_scratch = scratch;
+      g->bf16_ready = TRUE;
+    }
+  }
+  g_mutex_unlock (&bf16_lock);
+  return ok;
+}
+
 MmGraphCtx *
-mm_graph_ctx_new (const MmGraph *mg, const char *label, GError **error)
+mm_graph_ctx_new (const MmGraph *mg, const char *label, gboolean bf16, GError **error)
 {
   const GrGraph *g = &mg->g;
+  if (bf16 && !mm_graph_prepare_bf16 (mg, error))
+    return NULL;
+  /* no conv with a bf16 form (or the reference ops): the context runs fp32 */
+  bf16 = bf16 && g->n_bf16 > 0;
   MmGraphCtx *c = g_new0 (MmGraphCtx, 1);
   gsize floats = g->arena + g->scratch + 16;
-  c->mem = g_try_malloc0 (floats * sizeof (float));
+  gsize halves = bf16 ? g->bf16_scratch + 32 : 0;
+  c->mem = g_try_malloc0 (floats * sizeof (float) + halves * sizeof (guint16));
   if (!c->mem) {
     mm_format_error (error, label, "graph: cannot allocate %" G_GSIZE_FORMAT " MB of activations",
-        (floats * sizeof (float)) >> 20);
+        (floats * sizeof (float) + halves * sizeof (guint16)) >> 20);
     g_free (c);
     return NULL;
   }
@@ -33,11 +70,19 @@ mm_graph_ctx_new (const MmGraph *mg, const char *label, GError **error)
   c->r.g = g;
   c->r.arena = base;
   c->r.scratch = base + g->arena;
+  if (bf16) /* after the floats (a multiple of 16: 64-byte aligned) */
+    c->r.bf16 = (guint16 *)(base + ((g->arena + g->scratch + 15) & ~(gsize)15));
   if (g_getenv ("MM_GRAPH_PROFILE")) {
     c->times = g_new0 (double, MAX (g->n_nodes, 1));
     c->min = g_str_equal (g_getenv ("MM_GRAPH_PROFILE"), "min");
   }
   return c;
+}
+
+gboolean
+mm_graph_ctx_is_bf16 (const MmGraphCtx *c)
+{
+  return c && c->r.bf16 != NULL;
 }
 
 void

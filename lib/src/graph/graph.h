@@ -54,7 +54,18 @@ gsize mm_graph_total_bytes (const MmGraph *g);
 guint mm_graph_n_steps (const MmGraph *g);        /* after fusion */
 guint mm_graph_n_channel_last (const MmGraph *g); /* values stored (H, W, C) */
 
-MmGraphCtx *mm_graph_ctx_new (const MmGraph *g, const char *label, GError **error);
+/* Packs the bf16 weights of the graph's convolutions of groups 1 once, for
+ * every context (thread-safe; the first bf16 context does it).  FALSE +
+ * error when they are over the memory budget or memory is short.  Only
+ * where mm_cpu_has_bf16 () says so. */
+gboolean mm_graph_prepare_bf16 (const MmGraph *g, GError **error);
+
+/* A context: activations and scratch.  @bf16: its convolutions of groups 1
+ * run in bf16 (conv-bf16.c, products summed in fp32; the caller checked
+ * the CPU); depthwise convs, Gemm/MatMul and the rest stay fp32.  A graph
+ * without such a conv gives an fp32 context (mm_graph_ctx_is_bf16). */
+MmGraphCtx *mm_graph_ctx_new (const MmGraph *g, const char *label, gboolean bf16, GError **error);
+gboolean mm_graph_ctx_is_bf16 (const MmGraphCtx *c);
 void mm_graph_ctx_free (MmGraphCtx *c);
 /* where input @i is written before mm_graph_ctx_run (its shape's element
  * count of floats) */
