@@ -433,50 +433,10 @@ class _Pooled(nn.Module):
         return self.m(ids, self.pooling)
 
 
-def cpu_flags():
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    except OSError:
-        return {}, set()
-    info = {}
-    for line in out.splitlines():
-        k, _, v = line.partition(":")
-        info[k.strip()] = v.strip()
-    return info, set(info.get("Flags", "").split())
-
-
-def has_bf16():
-    return "avx512_bf16" in cpu_flags()[1]
-
-
-def _optimized(mod, inp):
-    with torch.no_grad():
-        t = torch.jit.freeze(torch.jit.trace(mod.eval(), inp).eval())
-        return torch.jit.optimize_for_inference(t)
-
-
-def _bf16_variants(m, inp, cl):
-    """bf16: the module in bfloat16 (traced and frozen, else eager) and fp32
-    under autocast; name -> callable"""
-    import copy
-    out = {}
-    mb = copy.deepcopy(m).to(torch.bfloat16)
-    xb = tuple(t.to(torch.bfloat16) if t.is_floating_point() else t for t in inp)
-    if cl:
-        mb = mb.to(memory_format=torch.channels_last)
-        xb = tuple(t.contiguous(memory_format=torch.channels_last) for t in xb)
-    out["bf16 eager"] = lambda: mb(*xb)
-    try:
-        tb = _optimized(mb, xb)
-        out["bf16 jit"] = lambda: tb(*xb)
-    except Exception as e:  # noqa: BLE001 -- reported, the others still run
-        print("  bf16 jit failed: %s" % str(e).splitlines()[0], file=sys.stderr)
-
-    def autocast(m=m, inp=inp):
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            return m(*inp)
-    out["bf16 autocast"] = autocast
-    return out
+cpu_flags = bench_graph.cpu_flags
+has_bf16 = bench_graph.has_bf16
+_optimized = bench_graph.torch_optimized
+_bf16_variants = bench_graph.torch_bf16_variants
 
 
 def opencv_net(m, x, path):

@@ -3,6 +3,7 @@
 
     /usr/bin/python3 tests/bench/bench_graph.py [--build DIR] [--rounds R] [--repeats N]
         [--models resnet18,resnet50,mobilenet_v2,efficientnet_b0] [--coretype unset|NAME]
+        [--bf16]
 
 In one run, one thread, 224x224, random weights with randomised batch-norm
 statistics, eval():
@@ -15,7 +16,11 @@ statistics, eval():
   optimize_for_inference, each in NCHW and channels_last; the fastest of the
   four is "best";
 - resnet18 also through the resnet family path (models/export.py on the same
-  module) next to its graph.
+  module) next to its graph;
+- with --bf16, on a CPU with AVX512_BF16: libmm's graph with precision bf16
+  (MM_BENCH_PRECISION=bf16: the convs without groups in bf16) next to
+  PyTorch bf16 (the module in bfloat16, eager and traced + frozen, NCHW or
+  channels_last, and fp32 under autocast; the fastest is "bf16 best").
 libmm and PyTorch alternate in R rounds of N calls (the machine is shared);
 the tables give the median of the per-round medians and of the per-round
 ratios.  OPENBLAS_NUM_THREADS/OMP_NUM_THREADS are 1 before torch loads, and
@@ -144,6 +149,52 @@ def torch_variants(m, x):
     return out
 
 
+def cpu_flags():
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    except OSError:
+        return {}, set()
+    info = {}
+    for line in out.splitlines():
+        k, _, v = line.partition(":")
+        info[k.strip()] = v.strip()
+    return info, set(info.get("Flags", "").split())
+
+
+def has_bf16():
+    return "avx512_bf16" in cpu_flags()[1]
+
+
+def torch_optimized(mod, inp):
+    with torch.no_grad():
+        t = torch.jit.freeze(torch.jit.trace(mod.eval(), inp).eval())
+        return torch.jit.optimize_for_inference(t)
+
+
+def torch_bf16_variants(m, inp, cl):
+    """bf16: the module in bfloat16 (traced and frozen, else eager) and fp32
+    under autocast; name -> callable"""
+    import copy
+    out = {}
+    mb = copy.deepcopy(m).to(torch.bfloat16)
+    xb = tuple(t.to(torch.bfloat16) if t.is_floating_point() else t for t in inp)
+    if cl:
+        mb = mb.to(memory_format=torch.channels_last)
+        xb = tuple(t.contiguous(memory_format=torch.channels_last) for t in xb)
+    out["bf16 eager"] = lambda: mb(*xb)
+    try:
+        tb = torch_optimized(mb, xb)
+        out["bf16 jit"] = lambda: tb(*xb)
+    except Exception as e:  # noqa: BLE001 -- reported, the others still run
+        print("  bf16 jit failed: %s" % str(e).splitlines()[0], file=sys.stderr)
+
+    def autocast(m=m, inp=inp):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return m(*inp)
+    out["bf16 autocast"] = autocast
+    return out
+
+
 def find_tool(build, rel):
     for d in ([build] if build else []) + ["build-perf", "build"]:
         p = os.path.join(ROOT, d, rel) if not os.path.isabs(d) else os.path.join(d, rel)
@@ -198,7 +249,12 @@ def main():
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--coretype", default="unset",
                     help="OPENBLAS_CORETYPE for every side (default: unset for all)")
+    ap.add_argument("--bf16", action="store_true",
+                    help="also libmm bf16 against PyTorch bf16 (CPUs with AVX512_BF16)")
     args = ap.parse_args()
+    if args.bf16 and not has_bf16():
+        print("--bf16: this CPU has no AVX512_BF16 (lscpu); bf16 rows left out", file=sys.stderr)
+        args.bf16 = False
     torch.set_num_threads(1)
     bench = find_tool(args.build, "tests/bench/mm-bench")
     mm_embed = find_tool(args.build, "tools/mm-embed")
@@ -216,6 +272,13 @@ def main():
     names = [n for n in names if n not in failed]
     x = torch.randn(1, 3, args.size, args.size)
     variants = {n: torch_variants(mods[n], x) for n in names}
+    bf16_sides = {}
+    if args.bf16:
+        for n in names:
+            bf16_sides[n] = dict(torch_bf16_variants(mods[n], (x,), False))
+            bf16_sides[n].update({k + " cl": f for k, f in torch_bf16_variants(
+                mods[n], (x,), True).items() if k != "bf16 autocast"})
+    lib16, t16, ratio16, ratio16_fp32 = {}, {}, {}, {}
 
     lib_ms, t_ms, ratio, fam_ms, fam_ratio, core = {}, {}, {}, [], [], None
     for _ in range(args.rounds):
@@ -234,6 +297,17 @@ def main():
                 t_ms.setdefault(n, {}).setdefault(v, []).append(t)
                 best = t if best is None else min(best, t)
             ratio.setdefault(n, []).append(best / lib_ms[n][-1])
+            if args.bf16:
+                out = json.loads(run([bench, "model", files[n]["graph"], str(args.repeats)],
+                                     dict(env, MM_BENCH_PRECISION="bf16")))
+                lib16.setdefault(n, []).append(out["components"]["image"]["ms"])
+                b16 = None
+                for v, fn in bf16_sides[n].items():
+                    t = torch_median_ms(lambda _x, fn=fn: fn(), None, args.repeats)
+                    t16.setdefault(n, {}).setdefault(v, []).append(t)
+                    b16 = t if b16 is None else min(b16, t)
+                ratio16.setdefault(n, []).append(b16 / lib16[n][-1])
+                ratio16_fp32.setdefault(n, []).append(best / lib16[n][-1])
             if n == "resnet18" and "family" in files[n]:
                 fam_ratio.append(lib_ms[n][-1] / fam_ms[-1])
 
@@ -261,6 +335,17 @@ def main():
         print("| %s | %.2f | %.2f | %.2f | %.2f | %.2f | %s | %.2fx | %s |"
               % (n, med(lib_ms[n]), tv["eager"], tv["eager cl"], tv["jit"], tv["jit cl"],
                  best, sp, tgt))
+    if lib16:
+        print()
+        print("| model | libmm graph bf16 ms | libmm fp32 ms | PyTorch bf16 best ms (which) |"
+              " vs PyTorch bf16 best | vs PyTorch fp32 best |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for n in names:
+            tv = {v: med(t) for v, t in t16[n].items()}
+            which = min(tv, key=tv.get)
+            print("| %s | %.2f | %.2f | %.2f (%s) | %.2fx | %.2fx |"
+                  % (n, med(lib16[n]), med(lib_ms[n]), tv[which], which, med(ratio16[n]),
+                     med(ratio16_fp32[n])))
     if fam_ms:
         r = med(fam_ratio)
         print()
