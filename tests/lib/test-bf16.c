@@ -235,8 +235,12 @@ test_image_encoder (void)
   mm_model_unref (model);
 }
 
+static void compare_text (MmModel *model, const char *what);
+static MmModel *open_fixture (const char *sub, const char *name);
+
 /* graph components (ONNX imports, tests/fixtures/graph): their convs of
- * groups 1 run bf16, the rest fp32; close to fp32 */
+ * groups 1 and MatMuls by a weight matrix run bf16, the rest fp32; close
+ * to fp32 */
 static void
 test_graph (void)
 {
@@ -245,14 +249,14 @@ test_graph (void)
   static const char *const files[] = { "cifar_resnet18_graph.safetensors",
     "mobilenet_v2.safetensors", "efficientnet_b0_narrow.safetensors" };
   for (guint i = 0; i < G_N_ELEMENTS (files); i++) {
-    char *path = g_build_filename (g_getenv ("MM_FIXTURES"), "graph", files[i], NULL);
-    GError *err = NULL;
-    MmModel *model = mm_model_open (path, &err);
-    g_assert_no_error (err);
+    MmModel *model = open_fixture ("graph", files[i]);
     compare_image (model, files[i], 0.05, 0.999);
     mm_model_unref (model);
-    g_free (path);
   }
+  /* a transformer's MatMuls by weight matrices */
+  MmModel *model = open_fixture ("graph", "bert_tiny.safetensors");
+  compare_text (model, "bert_tiny (graph)");
+  mm_model_unref (model);
 }
 
 /* the bundled model's audio encoder (cnn1d): bf16 close to fp32 */
@@ -294,19 +298,11 @@ test_audio_encoder (void)
   mm_model_unref (model);
 }
 
-/* a BERT fixture: bf16 close to fp32 */
+/* @model's text encoder in bf16 against fp32 on one sentence */
 static void
-test_bert (void)
+compare_text (MmModel *model, const char *what)
 {
-  if (!need_bf16 ())
-    return;
-  const char *dir = g_getenv ("MM_FIXTURES");
-  char *path =
-      g_build_filename (dir ? dir : "tests/fixtures", "text", "bert-mean.safetensors", NULL);
   GError *err = NULL;
-  MmModel *model = mm_model_open (path, &err);
-  g_assert_no_error (err);
-  g_free (path);
   MmContextParams p32 = mm_context_default_params (), p16 = p32;
   p16.precision = MM_PRECISION_BF16;
   MmTextEncoder *e32 = mm_text_encoder_new (model, &p32, &err);
@@ -323,13 +319,35 @@ test_bert (void)
     dmax = MAX (dmax, fabs ((double)z32[k] - z16[k]));
     zmax = MAX (zmax, fabs (z32[k]));
   }
-  g_test_message ("bert bf16 vs fp32: max |dz| %.3g of max |z| %.3g", dmax, zmax);
+  g_test_message ("%s bf16 vs fp32: max |dz| %.3g of max |z| %.3g", what, dmax, zmax);
   g_assert_cmpfloat (dmax, <, 0.05 * zmax);
   g_assert_cmpfloat (dmax, >, 0.0);
   g_free (z32);
   g_free (z16);
   mm_text_encoder_free (e32);
   mm_text_encoder_free (e16);
+}
+
+static MmModel *
+open_fixture (const char *sub, const char *name)
+{
+  const char *dir = g_getenv ("MM_FIXTURES");
+  char *path = g_build_filename (dir ? dir : "tests/fixtures", sub, name, NULL);
+  GError *err = NULL;
+  MmModel *model = mm_model_open (path, &err);
+  g_assert_no_error (err);
+  g_free (path);
+  return model;
+}
+
+/* the BERT family's linears: bf16 close to fp32 */
+static void
+test_bert (void)
+{
+  if (!need_bf16 ())
+    return;
+  MmModel *model = open_fixture ("text", "bert-mean.safetensors");
+  compare_text (model, "bert");
   mm_model_unref (model);
 }
 

@@ -17,6 +17,7 @@
 #include "conv-cl.h"
 #include "dwconv-cl.h"
 #include "graph.h"
+#include "linear-packed.h"
 #include "winograd.h"
 
 G_BEGIN_DECLS
@@ -128,6 +129,9 @@ struct _GrNode
   /* bf16 contexts (mm_graph_prepare_bf16): a fast conv of groups 1 in bf16
    * (conv-bf16.c, direct, Winograd or not), packed at the first one */
   MmConvBf16 b16;
+  /* MatMul by a weight matrix (gr_matmul_prepare): B^T packed for the
+   * linear kernel (blas.c), and in bf16 for bf16 contexts */
+  MmLinearPacked lin;
 };
 
 typedef struct
@@ -221,6 +225,11 @@ gboolean gr_conv_prepare (GrGraph *g, GrNode *n, GError **error);
  * without a bf16 form leaves n->b16 empty and returns TRUE. */
 gboolean gr_conv_prepare_bf16 (GrGraph *g, GrNode *n, gsize *scratch, GError **error);
 gsize gr_conv_bf16_bytes (GrGraph *g, const GrNode *n);
+/* A MatMul whose B is one weight matrix (K, N): B^T packed into n->lin (a
+ * refusal, e.g. memory short, leaves it on sgemm); its packed bytes, 0 when
+ * it would not be packed */
+void gr_matmul_prepare (GrGraph *g, GrNode *n);
+gsize gr_matmul_packed_bytes (GrGraph *g, const GrNode *n);
 /* the Winograd tile size gr_conv_prepare will choose for a Conv (0 = none) */
 int gr_conv_wino_pick (GrGraph *g, const GrNode *n);
 void gr_conv_scratch (GrGraph *g, GrNode *n);

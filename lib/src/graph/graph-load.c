@@ -568,6 +568,7 @@ gr_packed_bytes (GrGraph *g)
   for (int i = 0; i < g->n_nodes; i++) {
     GrNode *n = &g->nodes[i];
     const GrParams *p = &n->p;
+    sum += gr_matmul_packed_bytes (g, n);
     if (!g_str_equal (n->op->name, "Conv") || p->dl[0] != 1 || p->dl[1] != 1)
       continue;
     guint64 c = (guint64)gr_in (g, n, 0)->s.d[1], m = (guint64)gr_in (g, n, 1)->s.d[0];
@@ -657,6 +658,7 @@ mm_graph_free (MmGraph *mg)
     mm_dwconv_cl_clear (&g->nodes[i].dcl);
     mm_winograd_cl_clear (&g->nodes[i].wcl);
     mm_conv_bf16_clear (&g->nodes[i].b16);
+    mm_linear_packed_clear (&g->nodes[i].lin);
   }
   g_free (g->nodes);
   g_free (g->values);

@@ -1561,6 +1561,9 @@ gr_conv_prepare (GrGraph *g, GrNode *n, GError **error)
   return TRUE;
 }
 
+static const float *matmul_weight (GrGraph *g, const GrNode *n, int *k, int *nn);
+static float *matmul_transposed (const float *b, int k, int nn);
+
 /* A fast conv of groups 1 has a bf16 form (mm_graph_prepare_bf16). */
 static gboolean
 conv_has_bf16 (const GrNode *n)
@@ -1571,6 +1574,8 @@ conv_has_bf16 (const GrNode *n)
 gsize
 gr_conv_bf16_bytes (GrGraph *g, const GrNode *n)
 {
+  if (n->lin.packed)
+    return mm_conv_bf16_packed_bytes (n->lin.d_in, n->lin.d_out, 1, 1);
   if (!conv_has_bf16 (n))
     return 0;
   return mm_conv_bf16_packed_bytes (
@@ -1580,6 +1585,23 @@ gr_conv_bf16_bytes (GrGraph *g, const GrNode *n)
 gboolean
 gr_conv_prepare_bf16 (GrGraph *g, GrNode *n, gsize *scratch, GError **error)
 {
+  if (n->lin.packed) { /* a MatMul by a weight matrix: a 1x1 conv over its rows */
+    int k, nn;
+    const float *b = matmul_weight (g, n, &k, &nn);
+    float *w = matmul_transposed (b, k, nn);
+    char what[400];
+    g_snprintf (
+        what, sizeof what, "%s: graph node %d ('%s', MatMul, bf16)", g->label, n->index, n->name);
+    mm_conv_bf16_clear (&n->b16);
+    gboolean ok = w && mm_conv_bf16_init (&n->b16, w, NULL, NULL, k, nn, 1, 1, what, error);
+    if (!w)
+      mm_format_error (
+          error, g->label, "graph: cannot allocate the bf16 weights of node %d", n->index);
+    g_free (w);
+    if (ok)
+      *scratch = MAX (*scratch, (gsize)(gr_out (g, n, 0)->s.n / nn) * n->b16.c_pad);
+    return ok;
+  }
   if (!conv_has_bf16 (n))
     return TRUE;
   const GrParams *p = &n->p;
@@ -2055,6 +2077,48 @@ run_gemm (const GrRun *r, const GrNode *n)
     gr_apply_act (y, ys->n, n->act, n->act_a, n->act_b);
 }
 
+/* B (K, N) when it is one weight matrix that A's rows all multiply (the
+ * linears of an imported transformer), else NULL */
+static const float *
+matmul_weight (GrGraph *g, const GrNode *n, int *k, int *nn)
+{
+  const GrValue *b = gr_in (g, n, 1);
+  if (!g_str_equal (n->op->name, "MatMul") || !n->p.ints || !b->data || b->s.rank < 2)
+    return NULL;
+  *k = (int)b->s.d[b->s.rank - 2];
+  *nn = (int)b->s.d[b->s.rank - 1];
+  return b->data;
+}
+
+/* W (N, K) = B^T for the packers, or NULL when memory is short */
+static float *
+matmul_transposed (const float *b, int k, int nn)
+{
+  float *w = g_try_new (float, (gsize)k *nn);
+  for (gsize o = 0; w && o < (gsize)nn; o++)
+    for (gsize i = 0; i < (gsize)k; i++)
+      w[o * k + i] = b[i * nn + o];
+  return w;
+}
+
+gsize
+gr_matmul_packed_bytes (GrGraph *g, const GrNode *n)
+{
+  int k, nn;
+  return matmul_weight (g, n, &k, &nn) ? mm_linear_packed_bytes (k, nn) : 0;
+}
+
+void
+gr_matmul_prepare (GrGraph *g, GrNode *n)
+{
+  int k, nn;
+  const float *b = matmul_weight (g, n, &k, &nn);
+  float *w = b ? matmul_transposed (b, k, nn) : NULL;
+  if (w)
+    mm_linear_packed_init (&n->lin, w, NULL, k, nn, "MatMul", NULL);
+  g_free (w);
+}
+
 /* numpy matmul: A (..., M, K) B (..., K, N); p.ints = 1 when A's batch
  * dimensions can be folded into M (B has none) */
 static gboolean
@@ -2120,7 +2184,12 @@ run_matmul (const GrRun *r, const GrNode *n)
   const float *x = IN (0), *w = IN (1);
   float *y = OUT (0);
   gsize batch = SHAPE_OUT (0)->n / ((gsize)m * nn);
-  if (n->p.ints) {
+  if (r->bf16 && n->b16.packed) {
+    mm_linear_bf16_run (&n->b16, y, x, (int)(batch * m), NULL, NULL, r->bf16);
+  } else if (n->lin.packed) {
+    /* B a weight matrix, packed at load: the kernel BERT's linears use */
+    mm_linear_packed_run (&n->lin, y, x, (int)(batch * m), NULL, NULL);
+  } else if (n->p.ints) {
     /* B is one matrix: every row of A in one product */
     mm_sgemm (FALSE, FALSE, (int)(batch * m), nn, k, 1.0f, x, k, w, nn, 0.0f, y, nn);
   } else {

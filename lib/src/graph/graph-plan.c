@@ -352,6 +352,8 @@ gr_plan (GrGraph *g, GError **error)
       GrNode *n = &g->nodes[i];
       if (!n->fused_away && is_op (n, "Conv") && !gr_conv_prepare (g, n, error))
         return FALSE;
+      if (!n->fused_away && is_op (n, "MatMul"))
+        gr_matmul_prepare (g, n);
     }
     plan_layout (g);
     plan_borders (g);
