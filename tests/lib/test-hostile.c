@@ -599,6 +599,40 @@ test_budget_env (void)
   g_free (path);
 }
 
+/* mm_budget_load_work is the figure the work limit was checked against:
+ * a limit of exactly that loads the model, one FLOP less refuses it. */
+static void
+test_budget_load_work (void)
+{
+  const char *fixtures = g_getenv ("MM_FIXTURES");
+  if (!fixtures) {
+    g_test_skip ("MM_FIXTURES not set");
+    return;
+  }
+  char *path = g_build_filename (fixtures, "encoders", "resnet-small.safetensors", NULL);
+  GError *err = NULL;
+  MmModel *m = mm_model_open (path, &err);
+  g_assert_no_error (err);
+  mm_model_unref (m);
+  guint64 work = mm_budget_load_work ();
+  g_test_message ("resnet-small: %" G_GUINT64_FORMAT " FLOP per frame", work);
+  g_assert_cmpuint (work, >, 1024);
+  char limit[32];
+  g_snprintf (limit, sizeof limit, "%" G_GUINT64_FORMAT, work);
+  g_setenv ("MM_MAX_WORK", limit, TRUE);
+  m = mm_model_open (path, &err);
+  g_assert_no_error (err);
+  mm_model_unref (m);
+  g_assert_cmpuint (mm_budget_load_work (), ==, work);
+  g_snprintf (limit, sizeof limit, "%" G_GUINT64_FORMAT, work - 1);
+  g_setenv ("MM_MAX_WORK", limit, TRUE);
+  g_assert_null (mm_model_open (path, &err));
+  g_assert_error (err, MM_ERROR, MM_ERROR_UNSUPPORTED);
+  g_clear_error (&err);
+  g_unsetenv ("MM_MAX_WORK");
+  g_free (path);
+}
+
 /* A model's parts are held to the budget together: at some limit each part
  * of the bundled model fits but the whole does not. */
 static void
@@ -811,6 +845,7 @@ main (int argc, char **argv)
   g_test_add_func ("/hostile/bomb/graph-conv-packing", test_bomb_graph_packing);
   g_test_add_func ("/hostile/budget/env", test_budget_env);
   g_test_add_func ("/hostile/budget/whole-model", test_budget_whole_model);
+  g_test_add_func ("/hostile/budget/load-work", test_budget_load_work);
   g_test_add_func ("/hostile/threads/parse-outside-lock", test_parse_outside_lock);
   g_test_add_func ("/hostile/threads/open-from-8-threads", test_open_from_threads);
   int ret = g_test_run ();

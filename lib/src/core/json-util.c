@@ -562,6 +562,7 @@ typedef struct
 {
   guint depth;  /* mm_budget_load_begin () nesting */
   guint64 used; /* bytes */
+  guint64 work; /* the largest FLOPs per item passed since the outer begin */
 } BudgetLoad;
 
 static GPrivate budget_load_key = G_PRIVATE_INIT (g_free);
@@ -582,7 +583,7 @@ mm_budget_load_begin (void)
 {
   BudgetLoad *b = budget_load ();
   if (b->depth++ == 0)
-    b->used = 0;
+    b->used = b->work = 0;
 }
 
 void
@@ -634,7 +635,15 @@ mm_budget_check (const char *label, const char *what, guint64 bytes, guint64 flo
         what, need, limit);
     return FALSE;
   }
-  if (load->depth > 0)
+  if (load->depth > 0) {
     load->used += bytes;
+    load->work = MAX (load->work, flops);
+  }
   return TRUE;
+}
+
+guint64
+mm_budget_load_work (void)
+{
+  return budget_load ()->work;
 }

@@ -132,6 +132,10 @@ mm_budget_check (const char *label, const char *what, guint64 bytes, guint64 flo
 void mm_budget_load_begin (void);
 void mm_budget_load_end (void);
 void mm_budget_release (guint64 bytes);
+/* The largest work per item (FLOPs) that a check passed in the last load on
+ * this thread (since its outer mm_budget_load_begin; kept after the end):
+ * the fuzz target runs encoders only on models this cheap. */
+guint64 mm_budget_load_work (void);
 
 /* What a conv packed by mm_conv_cl_init (conv-cl.c) costs, for the budget
  * before packing: bytes of packed weights (a group's output channels
