@@ -120,6 +120,7 @@ struct _GrNode
   GrAct act;
   float act_a, act_b;
   int residual; /* value added before act, or -1 */
+  int bias;     /* MatMul: a weight vector (N) added to every row first, or -1 */
   /* fast Conv (graph-plan.c): channel-last, weights packed at load */
   int fast; /* 0 = im2col + sgemm (NCHW), 1 = conv-cl, 2 = dwconv-cl */
   int wino; /* fast 1 through channel-last Winograd F(wino, 3) (wcl), not ccl */

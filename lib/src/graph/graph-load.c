@@ -617,6 +617,7 @@ mm_graph_load (
     n->index = (int)i;
     n->name = "";
     n->residual = -1;
+    n->bias = -1;
     g->n_nodes = (int)i + 1;
     if (!parse_node (g, n, json_array_get_element (na, i), error))
       goto fail;

@@ -1593,7 +1593,8 @@ gr_conv_prepare_bf16 (GrGraph *g, GrNode *n, gsize *scratch, GError **error)
     g_snprintf (
         what, sizeof what, "%s: graph node %d ('%s', MatMul, bf16)", g->label, n->index, n->name);
     mm_conv_bf16_clear (&n->b16);
-    gboolean ok = w && mm_conv_bf16_init (&n->b16, w, NULL, NULL, k, nn, 1, 1, what, error);
+    const float *bias = n->bias >= 0 ? g->values[n->bias].data : NULL;
+    gboolean ok = w && mm_conv_bf16_init (&n->b16, w, NULL, bias, k, nn, 1, 1, what, error);
     if (!w)
       mm_format_error (
           error, g->label, "graph: cannot allocate the bf16 weights of node %d", n->index);
@@ -2114,8 +2115,9 @@ gr_matmul_prepare (GrGraph *g, GrNode *n)
   int k, nn;
   const float *b = matmul_weight (g, n, &k, &nn);
   float *w = b ? matmul_transposed (b, k, nn) : NULL;
+  const float *bias = n->bias >= 0 ? g->values[n->bias].data : NULL;
   if (w)
-    mm_linear_packed_init (&n->lin, w, NULL, k, nn, "MatMul", NULL);
+    mm_linear_packed_init (&n->lin, w, bias, k, nn, "MatMul", NULL);
   g_free (w);
 }
 
@@ -2184,11 +2186,26 @@ run_matmul (const GrRun *r, const GrNode *n)
   const float *x = IN (0), *w = IN (1);
   float *y = OUT (0);
   gsize batch = SHAPE_OUT (0)->n / ((gsize)m * nn);
-  if (r->bf16 && n->b16.packed) {
-    mm_linear_bf16_run (&n->b16, y, x, (int)(batch * m), NULL, NULL, r->bf16);
-  } else if (n->lin.packed) {
-    /* B a weight matrix, packed at load: the kernel BERT's linears use */
-    mm_linear_packed_run (&n->lin, y, x, (int)(batch * m), NULL, NULL);
+  if (n->lin.packed) {
+    /* B a weight matrix, packed at load with the fused bias: the kernel
+     * BERT's linears use, residual and activation in its epilogue unless
+     * the residual shares y's storage */
+    const float *res = n->residual >= 0 ? gr_data (r, n->residual) : NULL;
+    MmAct act;
+    gboolean in_kernel = (!res || res != y) && mm_act_of (n, &act);
+    int rows = (int)(batch * m);
+    if (r->bf16 && n->b16.packed)
+      mm_linear_bf16_run (
+          &n->b16, y, x, rows, in_kernel ? res : NULL, in_kernel ? &act : NULL, r->bf16);
+    else
+      mm_linear_packed_run (&n->lin, y, x, rows, in_kernel ? res : NULL, in_kernel ? &act : NULL);
+    if (!in_kernel) {
+      if (res)
+        mm_add (y, res, SHAPE_OUT (0)->n);
+      if (n->act != ACT_NONE)
+        gr_apply_act (y, SHAPE_OUT (0)->n, n->act, n->act_a, n->act_b);
+    }
+    return;
   } else if (n->p.ints) {
     /* B is one matrix: every row of A in one product */
     mm_sgemm (FALSE, FALSE, (int)(batch * m), nn, k, 1.0f, x, k, w, nn, 0.0f, y, nn);
@@ -2227,6 +2244,9 @@ run_matmul (const GrRun *r, const GrNode *n)
       }
     }
   }
+  if (n->bias >= 0) /* a fused bias Add (graph-plan.c) */
+    for (gsize q = 0; q < SHAPE_OUT (0)->n; q += (gsize)nn)
+      mm_add (y + q, gr_data (r, n->bias), (gsize)nn);
   if (n->residual >= 0)
     mm_add (y, gr_data (r, n->residual), SHAPE_OUT (0)->n);
   if (n->act != ACT_NONE)

@@ -101,6 +101,19 @@ fold_bn (GrGraph *g, GrNode *c, GrNode *bn)
   c->priv = p;
 }
 
+/* Add @c adds to value @cur a weight vector of its last dimension (a
+ * linear's bias: shape (N), or (1, ..., 1, N)) */
+static gboolean
+is_row_bias (const GrGraph *g, const GrNode *c, int cur)
+{
+  int other = c->in[0] == cur ? c->in[1] : c->in[0];
+  const GrShape *o = &g->values[other].s, *x = &g->values[cur].s;
+  if (other == cur || !g->values[other].data || o->rank < 1 || o->rank > x->rank || x->rank < 1
+      || o->d[o->rank - 1] != x->d[x->rank - 1] || o->n != (gsize)o->d[o->rank - 1])
+    return FALSE;
+  return TRUE;
+}
+
 static void
 fuse (GrGraph *g, Uses *u)
 {
@@ -137,6 +150,9 @@ fuse (GrGraph *g, Uses *u)
       if (conv && !bn_done && h->residual < 0 && is_op (c, "BatchNormalization")) {
         fold_bn (g, h, c);
         bn_done = TRUE;
+      } else if (matmul && h->bias < 0 && h->residual < 0 && h->act == ACT_NONE && is_op (c, "Add")
+          && is_row_bias (g, c, cur)) {
+        h->bias = c->in[0] == cur ? c->in[1] : c->in[0];
       } else if ((conv || matmul) && h->residual < 0 && h->act == ACT_NONE && is_op (c, "Add")) {
         int other = c->in[0] == cur ? c->in[1] : c->in[0];
         const GrValue *ov = &g->values[other];
