@@ -170,8 +170,9 @@ typedef struct
   guint max_audio_samples;
   /* Arithmetic of the encoders' convolutions and linears (resnet image
    * encoder, BERT text encoder, cnn1d audio encoder without groups, a graph
-   * component's convolutions without groups; a wordvec text encoder and the
-   * rest of a graph run fp32): MM_PRECISION_FP32 (default) or
+   * component's convolutions without groups and MatMuls by a weight matrix;
+   * a wordvec text encoder and the rest of a graph run fp32):
+   * MM_PRECISION_FP32 (default) or
    * MM_PRECISION_BF16, where weights and activations are rounded to bf16
    * and products summed in fp32 (AVX512_BF16).  BF16 on a CPU without
    * those instructions (or with MM_DISABLE_BF16=1 in the environment) runs
