@@ -3,7 +3,7 @@
 
     /usr/bin/python3 models/train.py [--epochs N] [--out FILE] [--fusion concat|attention]
 
-models/scenes.safetensors is the default run (concat fusion, 40 epochs);
+models/scenes.safetensors is the default run (concat fusion, 24 epochs);
 models/scenes-attention.safetensors is
     /usr/bin/python3 models/train.py --fusion attention --out models/scenes-attention.safetensors
 
@@ -434,7 +434,7 @@ def train(model, items, pictures, speech, sfx, epochs, seed):
 
 def main():
     ap = argparse.ArgumentParser(description="train the bundled scenes model")
-    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--epochs", type=int, default=24)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--fusion", choices=["concat", "attention"], default="concat")
     ap.add_argument("--out", default=os.path.join(HERE, "scenes.safetensors"))
