@@ -42,17 +42,22 @@ else
     skip=
   else
     CC=gcc sh tests/setup.sh "$build" -Db_sanitize=thread -Db_lundef=false -Dclones=false
-    # TSan's view of GLib's and GStreamer's locks (tests/sanitize/glib-tsan.c)
+    # TSan's view of GLib's and GStreamer's locks, and the runtime started
+    # before main: without that, dash, bash and python3 preloaded with
+    # libtsan segfault at start (tests/sanitize/glib-tsan.c), and
+    # the pipelines and soak suites, which run shell scripts, could not run.
     gcc -shared -fPIC -O1 -o "$build/glib-tsan.so" tests/sanitize/glib-tsan.c \
       $(pkg-config --cflags gstreamer-1.0) -ldl
     runtime="$(gcc -print-file-name=libtsan.so) $PWD/$build/glib-tsan.so"
     multiplier=10
-    # Not the 'pipelines' and 'soak' suites: they run shell scripts, and
-    # dash and bash crash with libtsan preloaded (a NULL call from main:
-    # LD_PRELOAD=$(gcc -print-file-name=libtsan.so) sh -c true), while the
-    # gst-launch-1.0 and python3 the scripts start need it to load the
-    # plugin.  Their code paths run under ASan + UBSan (tests/run.sh asan).
+    # They run now, but are left out unless MM_TSAN_ALL=1: their reports
+    # are not triaged yet.  The first ones (pipelines-sample): one process
+    # with 12 reports, races and lock-order inversions inside
+    # libavcodec/libavutil (FFmpeg's frame threads, no libmm or plugin
+    # frame) while the test makes and reads its sample, and
+    # gst-discoverer-1.0 exiting with 66 on the sample.
     skip="--no-suite pipelines --no-suite soak"
+    [ "${MM_TSAN_ALL:-0}" = 0 ] || skip=
   fi
   logs=$PWD/$build/meson-logs/sanitizer
   rm -rf "$logs"

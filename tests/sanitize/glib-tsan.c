@@ -14,14 +14,32 @@
  * follows every earlier one), a push onto a GAsyncQueue or a GstBus
  * releases and a pop that returns something acquires.  Nothing else
  * changes: each wrapper calls the real function.
+ *
+ * It also starts the TSan runtime before the program's main.  Preloaded
+ * into a program that was not built with TSan, libtsan initialises lazily,
+ * on the first call that reaches it.  dash's main first calls _setjmp,
+ * whose interceptor jumps through a pointer set only by that
+ * initialisation: a call to address 0
+ * (LD_PRELOAD=$(gcc -print-file-name=libtsan.so) sh -c true); bash and
+ * python3 segfault at start the same way, and none does with the runtime
+ * started here.  With this
+ * library preloaded too, every process of a test (the shell scripts, the
+ * python3 and gst-launch-1.0 they start) runs under TSan.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <glib-object.h>
 #include <gst/gst.h>
 
+void __tsan_init (void);
 void __tsan_acquire (void *addr);
 void __tsan_release (void *addr);
+
+__attribute__ ((constructor)) static void
+start_tsan (void)
+{
+  __tsan_init ();
+}
 
 /* The real function: the next definition after this library, or, when
  * GLib/GStreamer were dlopen'ed (a Python process importing gi) and are
